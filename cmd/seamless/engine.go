@@ -1,0 +1,95 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/seamless-linux/seamless/internal/dump"
+	"github.com/seamless-linux/seamless/internal/restore"
+)
+
+func runCheckpoint(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("checkpoint", "--pid PID --dir DIR [--leave-running] [--cgroup PATH]",
+		`Stop the process tree rooted at PID (every descendant and every thread),
+write its state into the image directory DIR (created 0700; it holds process
+memory), verify the image, then kill the tree. With --leave-running the tree
+continues instead. On failure the tree keeps running and DIR is removed.`, stdout)
+	pid := fs.Int("pid", 0, "root `PID` of the tree to checkpoint")
+	dir := fs.String("dir", "", "image `DIR`ectory to create (must not exist or be empty)")
+	leave := fs.Bool("leave-running", false, "let the tree run on after the checkpoint")
+	cgroup := fs.String("cgroup", "", "cgroup v2 `PATH` to freeze while stopping the tree")
+	verbose := fs.Bool("v", false, "print progress on stderr")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 || *pid <= 0 || *dir == "" {
+		return fmt.Errorf("%w: need --pid PID and --dir DIR", errUsage)
+	}
+	opts := dump.Options{PID: *pid, Dir: *dir, LeaveRunning: *leave, Cgroup: *cgroup}
+	if *verbose {
+		opts.Log = stderr
+	}
+	start := time.Now()
+	res, err := dump.Checkpoint(opts)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "checkpointed %d processes, %d threads, %s in %v\n",
+		res.Processes, res.Threads, humanBytes(res.Bytes), time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func runRestore(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("restore", "--dir DIR",
+		`Verify the image in DIR, then rebuild its process tree with the original
+PIDs and TIDs and let it run, detached. Prints the restored root PID on
+stdout. Nothing is created unless the whole image verifies and every PID is
+free.`, stdout)
+	dir := fs.String("dir", "", "image `DIR`ectory")
+	wait := fs.Duration("pid-wait", 5*time.Second, "how long to wait for a PID held by an unreaped zombie")
+	verbose := fs.Bool("v", false, "print progress on stderr")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 || *dir == "" {
+		return fmt.Errorf("%w: need --dir DIR", errUsage)
+	}
+	opts := restore.Options{Dir: *dir, PIDWait: *wait}
+	if *verbose {
+		opts.Log = stderr
+	}
+	res, err := restore.Restore(opts)
+	if err != nil {
+		return err
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintln(stderr, "seamless restore: warning:", w)
+	}
+	fmt.Fprintln(stdout, res.Root)
+	return nil
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+var _ = os.Stdout

@@ -1,0 +1,132 @@
+// Command seamless checkpoints and restores process trees and carries
+// services across kernel updates.
+//
+// Engine commands:
+//
+//	seamless checkpoint --pid PID --dir DIR [--leave-running] [--cgroup PATH]
+//	seamless restore --dir DIR
+//	seamless inspect DIR [--json]
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+)
+
+// Exit codes, documented in docs/operations.md.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the operation failed; nothing was changed
+	exitUsage   = 2 // bad command line
+)
+
+func init() {
+	// ptrace binds a tracee to the OS thread that attached it: all of the
+	// engine's work happens on the main thread.
+	runtime.LockOSThread()
+}
+
+type command struct {
+	name    string
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) error
+}
+
+var commands = []command{
+	{"checkpoint", "dump a process tree into an image directory", runCheckpoint},
+	{"restore", "rebuild a process tree from an image, with its PIDs", runRestore},
+	{"inspect", "verify an image and describe what it holds", runInspect},
+}
+
+// errUsage marks errors that are the command line's fault.
+var errUsage = errors.New("usage")
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	if args[0] == "version" || args[0] == "--version" {
+		fmt.Fprintln(stdout, "seamless", version)
+		return exitOK
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			err := c.run(args[1:], stdout, stderr)
+			switch {
+			case err == nil:
+				return exitOK
+			case errors.Is(err, flag.ErrHelp):
+				return exitOK
+			case errors.Is(err, errUsage):
+				fmt.Fprintf(stderr, "seamless %s: %v\n", c.name, err)
+				return exitUsage
+			default:
+				fmt.Fprintf(stderr, "seamless %s: %v\n", c.name, err)
+				return exitFailure
+			}
+		}
+	}
+	fmt.Fprintf(stderr, "seamless: unknown command %q (see 'seamless --help')\n", args[0])
+	return exitUsage
+}
+
+var version = "0.1.0-dev"
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `seamless: carry running services across Linux kernel updates.
+
+Usage: seamless COMMAND [OPTIONS]
+
+Commands:
+`)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `
+Run 'seamless COMMAND --help' for the options of a command.
+Exit status: 0 success, 1 failure (nothing was changed), 2 usage error.
+Documentation: docs/operations.md, docs/image-format.md, docs/limitations.md.
+`)
+}
+
+// newFlags returns a flag set that prints the command's help to stdout.
+func newFlags(name, synopsis, about string, stdout io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "Usage: seamless %s %s\n\n%s\n\nOptions:\n", name, synopsis, about)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags, allowing them before and after positional arguments.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}

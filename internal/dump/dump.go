@@ -1,0 +1,180 @@
+// Package dump checkpoints a process tree into an image: it stops every
+// thread, records processes, threads, memory and files, verifies the image,
+// and then kills the tree or lets it run on.
+package dump
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/files"
+	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/mem"
+	"github.com/seamless-linux/seamless/internal/ptrace"
+	"github.com/seamless-linux/seamless/internal/task"
+)
+
+// Options control a checkpoint.
+type Options struct {
+	// PID is the root of the tree to checkpoint.
+	PID int
+	// Dir is the image directory to create.
+	Dir string
+	// LeaveRunning lets the tree continue after the checkpoint instead of
+	// killing it.
+	LeaveRunning bool
+	// Cgroup, if set, is a cgroup v2 directory frozen while the tree is
+	// seized, so that all of its processes stop at one instant.
+	Cgroup string
+	// Log receives progress lines; nil discards them.
+	Log io.Writer
+}
+
+// Result summarises a checkpoint.
+type Result struct {
+	Processes, Threads int
+	Bytes              int64
+	Frozen             time.Duration // from the first stop to the image being complete
+}
+
+// Checkpoint dumps the tree rooted at opts.PID into opts.Dir. The calling
+// goroutine must be locked to its OS thread. On failure the tree is left
+// running and the partial image removed.
+func Checkpoint(opts Options) (res *Result, err error) {
+	logw := opts.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	if opts.PID <= 1 {
+		return nil, fmt.Errorf("refusing to checkpoint pid %d", opts.PID)
+	}
+	if opts.PID == os.Getpid() {
+		return nil, errors.New("refusing to checkpoint seamless itself")
+	}
+	w, err := image.Create(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(opts.Dir)
+		}
+	}()
+	start := time.Now()
+	if opts.Cgroup != "" {
+		if err := freezeCgroup(opts.Cgroup, true); err != nil {
+			return nil, err
+		}
+	}
+	procs, tids, err := seizeTree(opts.PID)
+	if opts.Cgroup != "" {
+		// Seized threads stay in their ptrace stop once the cgroup thaws.
+		if ferr := freezeCgroup(opts.Cgroup, false); ferr != nil && err == nil {
+			err = ferr
+		}
+	}
+	release := func() {
+		for _, tid := range tids {
+			ptrace.Detach(tid, 0)
+		}
+	}
+	if err != nil {
+		release()
+		return nil, err
+	}
+	fmt.Fprintf(logw, "stopped %d processes, %d threads\n", len(procs), len(tids))
+	tree, err := dumpTree(w, procs)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	if err := w.WriteJSON(image.TreeName, tree); err != nil {
+		release()
+		return nil, err
+	}
+	if err := w.Commit(kernelRelease()); err != nil {
+		release()
+		return nil, err
+	}
+	// Verify what was written before anything irreversible happens.
+	im, err := image.Open(opts.Dir)
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("verify image: %w", err)
+	}
+	res = &Result{Processes: len(procs), Threads: len(tids), Bytes: im.Size(), Frozen: time.Since(start)}
+	if opts.LeaveRunning {
+		release()
+		return res, nil
+	}
+	// The tree must not run on after its checkpoint: it would change files
+	// and state the image no longer reflects.
+	for _, p := range procs {
+		unix.Kill(p.pid, unix.SIGKILL)
+	}
+	for _, tid := range tids {
+		waitGone(tid)
+	}
+	return res, nil
+}
+
+// waitGone waits until a killed tracee has exited (it may stay a zombie
+// until its parent reaps it).
+func waitGone(tid int) {
+	for i := 0; i < 1000; i++ {
+		var ws unix.WaitStatus
+		_, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
+		if err != nil {
+			return // not our tracee any more: it is gone
+		}
+		if ws.Exited() || ws.Signaled() {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func dumpTree(w *image.Writer, procs []*seized) (*image.Tree, error) {
+	inTree := map[int]bool{}
+	for _, p := range procs {
+		inTree[p.pid] = true
+	}
+	contents := mem.NewContents(w)
+	md := mem.NewDumper(w, contents)
+	fd := files.NewDumper(contents, func(pid int) bool { return inTree[pid] })
+	defer fd.Close()
+	tree := &image.Tree{Root: procs[0].pid}
+	for _, s := range procs {
+		p, err := task.Dump(s.pid, s.tids, contents)
+		if err != nil {
+			return nil, err
+		}
+		if p.FDs, err = fd.Dump(s.pid); err != nil {
+			return nil, err
+		}
+		p.Pages = fmt.Sprintf("pages-%d.img", s.pid)
+		if p.Mappings, err = md.Dump(s.pid, p.Pages); err != nil {
+			return nil, err
+		}
+		tree.Processes = append(tree.Processes, p)
+	}
+	if err := fd.Finish(); err != nil {
+		return nil, err
+	}
+	tree.Files = fd.Files
+	tree.SharedMemory = md.Order
+	return tree, nil
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Version[:])
+}

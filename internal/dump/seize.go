@@ -1,0 +1,142 @@
+package dump
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/proc"
+	"github.com/seamless-linux/seamless/internal/ptrace"
+)
+
+// seized is a process whose threads are all stopped under ptrace.
+type seized struct {
+	pid  int
+	tids []int
+}
+
+// seizeTree stops every thread of root and of all its descendants, parents
+// before children. New threads and children that appear while it works are
+// caught by re-reading until the set is stable.
+func seizeTree(root int) ([]*seized, []int, error) {
+	var procs []*seized
+	var all []int
+	queue := []int{root}
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		tids, err := seizeProcess(pid)
+		all = append(all, tids...)
+		if err != nil {
+			return procs, all, err
+		}
+		procs = append(procs, &seized{pid: pid, tids: tids})
+		// Every thread of pid is stopped, so its children can no longer change.
+		kids, err := proc.Children(pid)
+		if err != nil {
+			return procs, all, err
+		}
+		queue = append(queue, kids...)
+	}
+	return procs, all, nil
+}
+
+func seizeProcess(pid int) ([]int, error) {
+	done := map[int]bool{}
+	var order []int
+	for {
+		tids, err := proc.Threads(pid)
+		if err != nil {
+			if len(order) == 0 {
+				return nil, fmt.Errorf("process %d: %w", pid, err)
+			}
+			return order, fmt.Errorf("process %d exited during checkpoint", pid)
+		}
+		fresh := 0
+		for _, tid := range tids {
+			if done[tid] {
+				continue
+			}
+			if err := stopThread(tid); err != nil {
+				if errors.Is(err, unix.ESRCH) {
+					continue // exited before we got to it
+				}
+				return order, err
+			}
+			done[tid] = true
+			order = append(order, tid)
+			fresh++
+		}
+		if fresh == 0 {
+			return sortLeaderFirst(pid, order, tids), nil
+		}
+	}
+}
+
+// sortLeaderFirst keeps only live threads, the leader first, as listed.
+func sortLeaderFirst(pid int, seized, listed []int) []int {
+	out := []int{}
+	for _, t := range listed {
+		for _, s := range seized {
+			if s == t {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
+// stopThread seizes tid and waits until it sits in a ptrace stop. A signal
+// that arrives first is delivered normally before the thread stops.
+func stopThread(tid int) error {
+	if err := ptrace.Seize(tid, unix.PTRACE_O_TRACESYSGOOD); err != nil {
+		return err
+	}
+	if err := ptrace.Interrupt(tid); err != nil {
+		return err
+	}
+	for i := 0; i < 100; i++ {
+		ws, err := ptrace.Wait(tid)
+		if err != nil {
+			return err
+		}
+		if ptrace.Event(ws) == unix.PTRACE_EVENT_STOP {
+			return nil
+		}
+		if ws.Stopped() {
+			if err := ptrace.Cont(tid, int(ws.StopSignal())); err != nil {
+				return err
+			}
+		}
+	}
+	return fmt.Errorf("thread %d keeps receiving signals; cannot stop it", tid)
+}
+
+// freezeCgroup freezes a cgroup v2 and waits until the kernel reports it
+// frozen, so that every process in it stops at once and consistently.
+func freezeCgroup(dir string, freeze bool) error {
+	v := "0"
+	if freeze {
+		v = "1"
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.freeze"), []byte(v), 0); err != nil {
+		return fmt.Errorf("freeze cgroup %s: %w", dir, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile(filepath.Join(dir, "cgroup.events"))
+		if err != nil {
+			return fmt.Errorf("freeze cgroup %s: %w", dir, err)
+		}
+		if strings.Contains(string(b), "frozen "+v) {
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return fmt.Errorf("cgroup %s did not reach frozen=%s within 10s", dir, v)
+}

@@ -1,0 +1,256 @@
+package image
+
+// Tree is the description of a checkpointed process tree, stored as
+// tree.json. Every field is something the system-call API or procfs
+// exposes, never a kernel structure, so that a newer kernel can restore it.
+type Tree struct {
+	// Root is the PID of the process the checkpoint was asked for.
+	Root int `json:"root"`
+	// Processes lists every process of the tree, parents before children.
+	Processes []*Process `json:"processes"`
+	// Files are the open file descriptions, shared by fds across the tree.
+	Files []*File `json:"files"`
+	// SharedMemory are shared anonymous memory objects (MAP_SHARED|MAP_ANONYMOUS,
+	// memfd, deleted files) whose contents are stored once.
+	SharedMemory []*SharedMemory `json:"shared_memory,omitempty"`
+}
+
+// Process is one process: its identity, threads, memory, files and the
+// per-process attributes of its task.
+type Process struct {
+	PID        int    `json:"pid"`
+	PPID       int    `json:"ppid"`
+	PGID       int    `json:"pgid"`
+	SID        int    `json:"sid"`
+	ExitSignal int    `json:"exit_signal"`
+	Comm       string `json:"comm"`
+	Exe        *Ref   `json:"exe,omitempty"`
+	Cwd        string `json:"cwd"`
+	Root       string `json:"root"`
+	Umask      uint32 `json:"umask"`
+	// Personality is the persona from personality(2).
+	Personality uint64     `json:"personality"`
+	Rlimits     []Rlimit   `json:"rlimits"`
+	MM          MM         `json:"mm"`
+	Sigactions  []Sigact   `json:"sigactions"`
+	Pending     []Siginfo  `json:"pending_shared,omitempty"`
+	Threads     []*Thread  `json:"threads"`
+	Mappings    []*Mapping `json:"mappings"`
+	FDs         []FD       `json:"fds"`
+	// Pages names the image file holding this process's private pages.
+	Pages string `json:"pages"`
+}
+
+// Thread is one thread (task) and its CPU and signal state.
+type Thread struct {
+	TID  int    `json:"tid"`
+	Comm string `json:"comm"`
+	Regs Regs   `json:"regs"`
+	// Xstate is the XSAVE area as the CPU defines it (x87, SSE, AVX, ...).
+	Xstate     []byte    `json:"xstate"`
+	Sigmask    uint64    `json:"sigmask"`
+	Pending    []Siginfo `json:"pending,omitempty"`
+	Altstack   Altstack  `json:"altstack"`
+	Rseq       *Rseq     `json:"rseq,omitempty"`
+	ClearTID   uint64    `json:"clear_child_tid"`
+	RobustList uint64    `json:"robust_list"`
+	RobustLen  uint64    `json:"robust_list_len"`
+	Creds      Creds     `json:"creds"`
+	// Syscall describes the system call the thread was blocked in, if any.
+	Syscall *Syscall `json:"syscall,omitempty"`
+}
+
+// Regs are the x86-64 general registers in the ptrace user_regs layout.
+type Regs struct {
+	R15, R14, R13, R12, Rbp, Rbx, R11, R10, R9, R8 uint64
+	Rax, Rcx, Rdx, Rsi, Rdi, OrigRax               uint64
+	Rip, Cs, Eflags, Rsp, Ss, FsBase, GsBase       uint64
+	Ds, Es, Fs, Gs                                 uint64
+}
+
+// Syscall is an interrupted system call: its number and the -ERESTART*
+// code the kernel left in rax.
+type Syscall struct {
+	Nr     int64 `json:"nr"`
+	Result int64 `json:"result"`
+}
+
+// Altstack is a sigaltstack(2) setting.
+type Altstack struct {
+	SP    uint64 `json:"sp"`
+	Flags int32  `json:"flags"`
+	Size  uint64 `json:"size"`
+}
+
+// Rseq is an rseq(2) registration.
+type Rseq struct {
+	Pointer   uint64 `json:"pointer"`
+	Size      uint32 `json:"size"`
+	Signature uint32 `json:"signature"`
+}
+
+// Sigact is one rt_sigaction(2) disposition.
+type Sigact struct {
+	Signal   int    `json:"signal"`
+	Handler  uint64 `json:"handler"`
+	Flags    uint64 `json:"flags"`
+	Restorer uint64 `json:"restorer"`
+	Mask     uint64 `json:"mask"`
+}
+
+// Siginfo is a queued signal as the signal ABI's siginfo_t (128 bytes).
+type Siginfo []byte
+
+// Rlimit is one resource limit.
+type Rlimit struct {
+	Resource int    `json:"resource"`
+	Cur      uint64 `json:"cur"`
+	Max      uint64 `json:"max"`
+}
+
+// Creds are a task's credentials.
+type Creds struct {
+	UID        [4]uint32 `json:"uid"` // real, effective, saved, filesystem
+	GID        [4]uint32 `json:"gid"`
+	Groups     []uint32  `json:"groups"`
+	CapInh     uint64    `json:"cap_inheritable"`
+	CapPrm     uint64    `json:"cap_permitted"`
+	CapEff     uint64    `json:"cap_effective"`
+	CapBnd     uint64    `json:"cap_bounding"`
+	CapAmb     uint64    `json:"cap_ambient"`
+	Securebits uint32    `json:"securebits"`
+	NoNewPrivs bool      `json:"no_new_privs"`
+}
+
+// MM are the address-space fields of prctl(PR_SET_MM_MAP).
+type MM struct {
+	StartCode  uint64 `json:"start_code"`
+	EndCode    uint64 `json:"end_code"`
+	StartData  uint64 `json:"start_data"`
+	EndData    uint64 `json:"end_data"`
+	StartBrk   uint64 `json:"start_brk"`
+	Brk        uint64 `json:"brk"`
+	StartStack uint64 `json:"start_stack"`
+	ArgStart   uint64 `json:"arg_start"`
+	ArgEnd     uint64 `json:"arg_end"`
+	EnvStart   uint64 `json:"env_start"`
+	EnvEnd     uint64 `json:"env_end"`
+	Auxv       []byte `json:"auxv"`
+}
+
+// Mapping kinds.
+const (
+	MapAnon   = "anon"   // private anonymous memory (heap, stacks, malloc arenas)
+	MapFile   = "file"   // a file mapped private or shared
+	MapShared = "shared" // shared memory stored once in SharedMemory
+	MapVDSO   = "vdso"   // kernel-provided [vdso]
+	MapVVAR   = "vvar"   // kernel-provided data pages next to the vDSO
+	MapSkip   = "vsyscall"
+)
+
+// Mapping is one virtual memory area.
+type Mapping struct {
+	Start  uint64 `json:"start"`
+	End    uint64 `json:"end"`
+	Prot   int    `json:"prot"`
+	Shared bool   `json:"shared"`
+	Kind   string `json:"kind"`
+	// Name is the pseudo-path ([heap], [stack], [vdso], ...) or file path.
+	Name string `json:"name,omitempty"`
+	// File refers to the backing file of kind "file".
+	File   *Ref   `json:"file,omitempty"`
+	Offset uint64 `json:"offset"`
+	// SharedID indexes Tree.SharedMemory for kind "shared".
+	SharedID int `json:"shared_id,omitempty"`
+	// Flags are smaps VmFlags worth restoring: gd (grows down), dd, dc, wf, hg, nh, lo, mw.
+	Flags []string `json:"flags,omitempty"`
+	// Runs are the stored pages: [addr, count, file offset] in pages.
+	Runs []Run `json:"runs,omitempty"`
+}
+
+// Run is a contiguous range of stored pages.
+type Run struct {
+	Addr  uint64 `json:"addr"`
+	Pages uint64 `json:"pages"`
+	// Off is the byte offset of the first page in the pages file.
+	Off uint64 `json:"off"`
+}
+
+// Ref names a file by path, with the identity it had at checkpoint.
+// A deleted file's contents are stored in the image under Contents.
+type Ref struct {
+	Path     string `json:"path"`
+	Deleted  bool   `json:"deleted,omitempty"`
+	Contents string `json:"contents,omitempty"`
+	Size     int64  `json:"size"`
+	Mode     uint32 `json:"mode"`
+	Inode    uint64 `json:"inode"`
+}
+
+// SharedMemory is a shared memory object stored once: its size, name and
+// the runs of its pages that have data.
+type SharedMemory struct {
+	ID   int    `json:"id"`
+	Name string `json:"name"`
+	// Kind is "anon" for MAP_SHARED|MAP_ANONYMOUS, "memfd", or "file" for a
+	// deleted file mapped shared.
+	Kind  string `json:"kind"`
+	Size  uint64 `json:"size"`
+	Data  string `json:"data"`
+	Runs  []Run  `json:"runs,omitempty"`
+	Seals int    `json:"seals,omitempty"`
+}
+
+// File kinds.
+const (
+	FileRegular   = "regular"
+	FileDirectory = "directory"
+	FileDevice    = "device"   // a character device reopened by path
+	FileTerminal  = "terminal" // a terminal outside the tree, reopened by path
+	FilePipe      = "pipe"
+	FileMemfd     = "memfd"
+	FileEventfd   = "eventfd"
+	FileEpoll     = "epoll"
+)
+
+// File is an open file description.
+type File struct {
+	ID    int    `json:"id"`
+	Kind  string `json:"kind"`
+	Flags int    `json:"flags"`
+	Pos   int64  `json:"pos"`
+	Ref   *Ref   `json:"ref,omitempty"`
+	Rdev  uint64 `json:"rdev,omitempty"`
+	// Pipe state: the pipe's identity, which end, its capacity and the
+	// bytes buffered in it (stored in Data) when the tree held a read end.
+	Pipe *Pipe `json:"pipe,omitempty"`
+	// Eventfd counter.
+	Count uint64 `json:"count,omitempty"`
+	// Epoll registrations.
+	Watches []EpollWatch `json:"watches,omitempty"`
+}
+
+// Pipe is one end of a pipe.
+type Pipe struct {
+	Inode    uint64 `json:"inode"`
+	Write    bool   `json:"write"`
+	Capacity int    `json:"capacity"`
+	Data     string `json:"data,omitempty"`
+	// External is set when a process outside the tree held the pipe too.
+	External bool `json:"external,omitempty"`
+}
+
+// EpollWatch is one epoll registration: the fd number in the owning process,
+// the event mask and the user data.
+type EpollWatch struct {
+	FD     int    `json:"fd"`
+	Events uint32 `json:"events"`
+	Data   uint64 `json:"data"`
+}
+
+// FD is a file descriptor of a process.
+type FD struct {
+	FD      int  `json:"fd"`
+	File    int  `json:"file"`
+	Cloexec bool `json:"cloexec,omitempty"`
+}

@@ -1,0 +1,63 @@
+package image
+
+import "fmt"
+
+// validate checks the internal consistency of a decoded tree, so that a
+// restore never acts on references that point nowhere.
+func (t *Tree) validate() error {
+	if len(t.Processes) == 0 {
+		return fmt.Errorf("no processes")
+	}
+	if t.Processes[0].PID != t.Root {
+		return fmt.Errorf("first process %d is not the root %d", t.Processes[0].PID, t.Root)
+	}
+	files := map[int]bool{}
+	for _, f := range t.Files {
+		files[f.ID] = true
+	}
+	shm := map[int]bool{}
+	for _, s := range t.SharedMemory {
+		shm[s.ID] = true
+	}
+	pids := map[int]bool{}
+	for _, p := range t.Processes {
+		if p.PID <= 0 || pids[p.PID] {
+			return fmt.Errorf("bad or duplicate pid %d", p.PID)
+		}
+		pids[p.PID] = true
+		if p.PID != t.Root && !pids[p.PPID] {
+			return fmt.Errorf("process %d: parent %d is not earlier in the tree", p.PID, p.PPID)
+		}
+		if len(p.Threads) == 0 || p.Threads[0].TID != p.PID {
+			return fmt.Errorf("process %d: first thread is not the leader", p.PID)
+		}
+		for _, th := range p.Threads {
+			if th.TID <= 0 {
+				return fmt.Errorf("process %d: bad tid %d", p.PID, th.TID)
+			}
+		}
+		for _, fd := range p.FDs {
+			if !files[fd.File] || fd.FD < 0 {
+				return fmt.Errorf("process %d: fd %d refers to unknown file %d", p.PID, fd.FD, fd.File)
+			}
+		}
+		var prev uint64
+		for _, m := range p.Mappings {
+			if m.Start >= m.End || m.Start < prev || m.Start%pageSize != 0 || m.End%pageSize != 0 {
+				return fmt.Errorf("process %d: mapping %#x-%#x is out of order or unaligned", p.PID, m.Start, m.End)
+			}
+			prev = m.End
+			if m.Kind == MapShared && !shm[m.SharedID] {
+				return fmt.Errorf("process %d: mapping %#x refers to unknown shared memory %d", p.PID, m.Start, m.SharedID)
+			}
+			for _, r := range m.Runs {
+				if r.Addr < m.Start || r.Addr+r.Pages*pageSize > m.End {
+					return fmt.Errorf("process %d: page run at %#x lies outside its mapping", p.PID, r.Addr)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+const pageSize = 4096

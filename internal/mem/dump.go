@@ -1,0 +1,273 @@
+// Package mem checkpoints and restores address spaces: which mappings exist,
+// what backs them, and the pages whose contents cannot be found elsewhere.
+//
+// Pages are chosen with /proc/PID/pagemap: anonymous pages that are present
+// or swapped are stored, as are private copies of file pages; clean file
+// pages and never-touched pages are not. Shared memory objects are stored
+// once however many processes map them.
+package mem
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/inject"
+	"github.com/seamless-linux/seamless/internal/proc"
+)
+
+// PageSize is the x86-64 base page size.
+const PageSize = 4096
+
+const (
+	pmPresent = 1 << 63
+	pmSwapped = 1 << 62
+	pmFile    = 1 << 61
+)
+
+// Dumper stores the memory of the processes of one checkpoint.
+type Dumper struct {
+	W *image.Writer
+	// Shared collects shared memory objects by identity (device and inode).
+	Shared map[[2]uint64]*image.SharedMemory
+	// Files stores the contents of deleted files once per identity.
+	Files *Contents
+	// Order keeps SharedMemory in creation order.
+	Order []*image.SharedMemory
+	buf   []byte
+}
+
+// NewDumper returns a Dumper writing into w.
+func NewDumper(w *image.Writer, files *Contents) *Dumper {
+	return &Dumper{W: w, Shared: map[[2]uint64]*image.SharedMemory{}, Files: files, buf: make([]byte, 4<<20)}
+}
+
+// Dump describes the mappings of pid and stores its private pages in the
+// image file named pages. The process must be stopped.
+func (d *Dumper) Dump(pid int, pages string) ([]*image.Mapping, error) {
+	maps, err := proc.ReadMappings(pid)
+	if err != nil {
+		return nil, err
+	}
+	pm, err := os.Open(proc.Path(pid, "pagemap"))
+	if err != nil {
+		return nil, fmt.Errorf("open pagemap of %d: %w", pid, err)
+	}
+	defer pm.Close()
+	out, err := d.W.Create(pages)
+	if err != nil {
+		return nil, err
+	}
+	var res []*image.Mapping
+	for i := range maps {
+		m := &maps[i]
+		im, err := d.describe(pid, m)
+		if err != nil {
+			out.Close()
+			return nil, fmt.Errorf("process %d mapping %#x-%#x %s: %w", pid, m.Start, m.End, m.Path, err)
+		}
+		if im.Kind == image.MapAnon || (im.Kind == image.MapFile && !im.Shared) {
+			if err := d.dumpPages(pid, pm, m, im, out); err != nil {
+				out.Close()
+				return nil, fmt.Errorf("process %d mapping %#x-%#x: %w", pid, m.Start, m.End, err)
+			}
+		}
+		res = append(res, im)
+	}
+	return res, out.Close()
+}
+
+// keptFlags are the smaps VmFlags that restore reproduces.
+var keptFlags = map[string]bool{"gd": true, "dd": true, "dc": true, "wf": true, "hg": true, "nh": true, "lo": true, "mw": true}
+
+func (d *Dumper) describe(pid int, m *proc.Mapping) (*image.Mapping, error) {
+	im := &image.Mapping{Start: m.Start, End: m.End, Shared: m.Shared, Offset: m.Offset, Name: m.Path}
+	if m.Read {
+		im.Prot |= unix.PROT_READ
+	}
+	if m.Write {
+		im.Prot |= unix.PROT_WRITE
+	}
+	if m.Exec {
+		im.Prot |= unix.PROT_EXEC
+	}
+	for _, f := range m.VMFlags {
+		if keptFlags[f] {
+			im.Flags = append(im.Flags, f)
+		}
+	}
+	switch {
+	case m.Path == "[vdso]":
+		im.Kind = image.MapVDSO
+	case strings.HasPrefix(m.Path, "[vvar"):
+		im.Kind = image.MapVVAR
+	case m.Path == "[vsyscall]":
+		im.Kind = image.MapSkip
+	case m.IsSpecial() && !strings.HasPrefix(m.Path, "[anon:"):
+		return nil, fmt.Errorf("unsupported kernel mapping %s", m.Path)
+	case m.Inode == 0:
+		if m.Shared {
+			return nil, fmt.Errorf("unsupported shared mapping without a backing object")
+		}
+		im.Kind = image.MapAnon
+	case m.Shared && (m.Deleted || m.Major == 0):
+		// Shared memory that lives only in RAM (MAP_SHARED|MAP_ANONYMOUS,
+		// memfd, a deleted file): its contents go into the image once.
+		if strings.HasPrefix(m.Path, "/SYSV") {
+			return nil, fmt.Errorf("System V shared memory is not supported yet")
+		}
+		s, err := d.sharedObject(pid, m)
+		if err != nil {
+			return nil, err
+		}
+		im.Kind, im.SharedID = image.MapShared, s.ID
+	default:
+		ref, err := d.Files.Ref(proc.Path(pid, "map_files", fmt.Sprintf("%x-%x", m.Start, m.End)), m.Path, m.Deleted)
+		if err != nil {
+			return nil, err
+		}
+		im.Kind, im.File = image.MapFile, ref
+	}
+	return im, nil
+}
+
+// dumpPages stores the pages of m that only the process's memory holds.
+func (d *Dumper) dumpPages(pid int, pm *os.File, m *proc.Mapping, im *image.Mapping, out *image.FileWriter) error {
+	n := m.Len() / PageSize
+	ents := make([]byte, n*8)
+	if _, err := pm.ReadAt(ents, int64(m.Start/PageSize*8)); err != nil && err != io.EOF {
+		return fmt.Errorf("read pagemap: %w", err)
+	}
+	anon := im.Kind == image.MapAnon
+	want := func(i uint64) bool {
+		e := binary.LittleEndian.Uint64(ents[i*8:])
+		if e&pmSwapped != 0 {
+			return true
+		}
+		if e&pmPresent == 0 {
+			return false
+		}
+		return anon || e&pmFile == 0 // a private copy of a file page
+	}
+	for i := uint64(0); i < n; {
+		if !want(i) {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < n && want(j) {
+			j++
+		}
+		run := image.Run{Addr: m.Start + i*PageSize, Pages: j - i, Off: uint64(out.Offset())}
+		if err := d.copyOut(pid, run.Addr, run.Pages*PageSize, out); err != nil {
+			return err
+		}
+		im.Runs = append(im.Runs, run)
+		i = j
+	}
+	return nil
+}
+
+func (d *Dumper) copyOut(pid int, addr, size uint64, out io.Writer) error {
+	for size > 0 {
+		n := min(size, uint64(len(d.buf)))
+		if err := inject.ReadMem(pid, uintptr(addr), d.buf[:n]); err != nil {
+			return err
+		}
+		if _, err := out.Write(d.buf[:n]); err != nil {
+			return err
+		}
+		addr += n
+		size -= n
+	}
+	return nil
+}
+
+// sharedObject stores a shared memory object the first time it is seen,
+// reading it through /proc/PID/map_files so that pages other processes
+// touched are included, and skipping holes.
+func (d *Dumper) sharedObject(pid int, m *proc.Mapping) (*image.SharedMemory, error) {
+	key := [2]uint64{uint64(m.Major)<<32 | uint64(m.Minor), m.Inode}
+	if s, ok := d.Shared[key]; ok {
+		return s, nil
+	}
+	f, err := os.Open(proc.Path(pid, "map_files", fmt.Sprintf("%x-%x", m.Start, m.End)))
+	if err != nil {
+		return nil, fmt.Errorf("open shared memory object: %w", err)
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, fmt.Errorf("stat shared memory object: %w", err)
+	}
+	s := &image.SharedMemory{ID: len(d.Order) + 1, Name: m.Path, Size: uint64(st.Size), Kind: "anon"}
+	switch {
+	case strings.HasPrefix(m.Path, "/memfd:"):
+		s.Kind = "memfd"
+		s.Name = strings.TrimPrefix(m.Path, "/memfd:")
+		if seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0); err == nil {
+			s.Seals = seals
+		}
+	case m.Path != "/dev/zero":
+		s.Kind = "file"
+	}
+	s.Data = fmt.Sprintf("shmem-%d.img", s.ID)
+	out, err := d.W.Create(s.Data)
+	if err != nil {
+		return nil, err
+	}
+	if s.Runs, err = copySparse(f, int64(s.Size), out, d.buf); err != nil {
+		out.Close()
+		return nil, fmt.Errorf("copy shared memory object: %w", err)
+	}
+	if err := out.Close(); err != nil {
+		return nil, err
+	}
+	d.Shared[key] = s
+	d.Order = append(d.Order, s)
+	return s, nil
+}
+
+// copySparse copies the data regions of f (found with SEEK_DATA/SEEK_HOLE)
+// into out and returns them as runs; Run.Addr is the offset in f.
+func copySparse(f *os.File, size int64, out *image.FileWriter, buf []byte) ([]image.Run, error) {
+	var runs []image.Run
+	fd := int(f.Fd())
+	for off := int64(0); off < size; {
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if err == unix.ENXIO {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil {
+			return nil, err
+		}
+		data &^= PageSize - 1
+		hole = min((hole+PageSize-1)&^(PageSize-1), (size+PageSize-1)&^(PageSize-1))
+		run := image.Run{Addr: uint64(data), Pages: uint64(hole-data) / PageSize, Off: uint64(out.Offset())}
+		for p := data; p < hole; {
+			n := min(int64(len(buf)), hole-p)
+			clear(buf[:n])
+			if _, err := f.ReadAt(buf[:n], p); err != nil && err != io.EOF {
+				return nil, err
+			}
+			if _, err := out.Write(buf[:n]); err != nil {
+				return nil, err
+			}
+			p += n
+		}
+		if run.Pages > 0 {
+			runs = append(runs, run)
+		}
+		off = hole
+	}
+	return runs, nil
+}

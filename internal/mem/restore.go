@@ -1,0 +1,340 @@
+package mem
+
+import (
+	"fmt"
+	"os"
+	"sort"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/inject"
+	"github.com/seamless-linux/seamless/internal/proc"
+)
+
+// Restorer rebuilds address spaces from an image. Files and shared memory
+// objects are opened once in the restorer and handed to every process that
+// maps them.
+type Restorer struct {
+	Image *image.Image
+	// Open opens the file a mapping refers to (recreating deleted files).
+	Open   func(ref *image.Ref, write bool) (*os.File, error)
+	shared map[int]*os.File
+	pages  map[string][]byte
+}
+
+// NewRestorer returns a Restorer for im.
+func NewRestorer(im *image.Image, open func(*image.Ref, bool) (*os.File, error)) *Restorer {
+	return &Restorer{Image: im, Open: open, shared: map[int]*os.File{}, pages: map[string][]byte{}}
+}
+
+// Close releases the restorer's copies of files and page data.
+func (r *Restorer) Close() {
+	for _, f := range r.shared {
+		f.Close()
+	}
+	for _, b := range r.pages {
+		unix.Munmap(b)
+	}
+}
+
+// TempGap is the room that Restore needs right after the target's region
+// to move the kernel's special mappings through.
+const TempGap = 1 << 20
+
+// Restore replaces the address space of t (a fresh copy of the seed) with
+// the mappings of p. Only t.Region survives; it is removed at the very end
+// of the restore by the caller.
+func (r *Restorer) Restore(t *inject.Target, p *image.Process) error {
+	cur, err := proc.ReadMappings(t.PID)
+	if err != nil {
+		return err
+	}
+	if err := r.clear(t, cur); err != nil {
+		return err
+	}
+	if err := r.moveSpecial(t, cur, p); err != nil {
+		return err
+	}
+	data, err := r.pageData(p.Pages)
+	if err != nil {
+		return err
+	}
+	var opened []int
+	defer func() {
+		for _, fd := range opened {
+			t.Call(unix.SYS_CLOSE, uintptr(fd))
+		}
+	}()
+	fds := map[*image.Ref]int{}
+	for _, m := range p.Mappings {
+		if err := r.mapOne(t, p, m, data, fds, &opened); err != nil {
+			return fmt.Errorf("process %d mapping %#x-%#x %s: %w", p.PID, m.Start, m.End, m.Name, err)
+		}
+	}
+	return nil
+}
+
+// clear unmaps everything the seed had except the region and the kernel's
+// special mappings.
+func (r *Restorer) clear(t *inject.Target, cur []proc.Mapping) error {
+	for _, m := range cur {
+		if m.IsSpecial() || (uintptr(m.Start) >= t.Region[0] && uintptr(m.End) <= t.Region[1]) {
+			continue
+		}
+		if _, err := t.Call(unix.SYS_MUNMAP, uintptr(m.Start), uintptr(m.Len())); err != nil {
+			return fmt.Errorf("unmap seed mapping %#x: %w", m.Start, err)
+		}
+	}
+	return nil
+}
+
+// moveSpecial moves the vDSO and its data pages to where the image had them.
+// They move first to a gap after the region, so that no move overlaps.
+func (r *Restorer) moveSpecial(t *inject.Target, cur []proc.Mapping, p *image.Process) error {
+	want := map[string]*image.Mapping{}
+	for _, m := range p.Mappings {
+		if m.Kind == image.MapVDSO || m.Kind == image.MapVVAR {
+			want[m.Name] = m
+		}
+	}
+	var have []proc.Mapping
+	for _, m := range cur {
+		if m.Path != "[vsyscall]" && m.IsSpecial() {
+			have = append(have, m)
+		}
+	}
+	for _, m := range have {
+		w, ok := want[m.Path]
+		if !ok || w.End-w.Start != m.Len() {
+			return fmt.Errorf("the vDSO of this kernel differs from the image's (%s): restoring across kernels with a changed vDSO is not supported yet", m.Path)
+		}
+	}
+	if len(have) != len(want) {
+		return fmt.Errorf("the image has %d vDSO mappings, this kernel %d: restoring across kernels with a changed vDSO is not supported yet", len(want), len(have))
+	}
+	tmp := t.Region[1]
+	for i := range have {
+		m := &have[i]
+		if _, err := t.Call(unix.SYS_MREMAP, uintptr(m.Start), uintptr(m.Len()), uintptr(m.Len()), unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, tmp); err != nil {
+			return fmt.Errorf("move %s: %w", m.Path, err)
+		}
+		m.Start, m.End = uint64(tmp), uint64(tmp)+m.Len()
+		tmp += uintptr(m.Len())
+	}
+	for _, m := range have {
+		w := want[m.Path]
+		if _, err := t.Call(unix.SYS_MREMAP, uintptr(m.Start), uintptr(m.Len()), uintptr(m.Len()), unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, uintptr(w.Start)); err != nil {
+			return fmt.Errorf("move %s to %#x: %w", m.Path, w.Start, err)
+		}
+	}
+	return nil
+}
+
+// pageData maps a pages file of the image read-only.
+func (r *Restorer) pageData(name string) ([]byte, error) {
+	if b, ok := r.pages[name]; ok {
+		return b, nil
+	}
+	f, err := os.Open(r.Image.Path(name))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() == 0 {
+		return nil, nil
+	}
+	b, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("map %s: %w", name, err)
+	}
+	unix.Madvise(b, unix.MADV_SEQUENTIAL)
+	r.pages[name] = b
+	return b, nil
+}
+
+func (r *Restorer) mapOne(t *inject.Target, p *image.Process, m *image.Mapping, data []byte, fds map[*image.Ref]int, opened *[]int) error {
+	length := uintptr(m.End - m.Start)
+	prot := m.Prot
+	if len(m.Runs) > 0 {
+		prot |= unix.PROT_READ | unix.PROT_WRITE
+	}
+	has := func(f string) bool {
+		for _, g := range m.Flags {
+			if g == f {
+				return true
+			}
+		}
+		return false
+	}
+	var err error
+	switch m.Kind {
+	case image.MapVDSO, image.MapVVAR, image.MapSkip:
+		return nil
+	case image.MapAnon:
+		flags := unix.MAP_PRIVATE | unix.MAP_ANONYMOUS | unix.MAP_FIXED
+		if has("gd") {
+			flags |= unix.MAP_GROWSDOWN
+		}
+		_, err = t.Call(unix.SYS_MMAP, uintptr(m.Start), length, uintptr(prot), uintptr(flags), ^uintptr(0), 0)
+	case image.MapFile:
+		fd, ok := fds[m.File]
+		if !ok {
+			f, err := r.Open(m.File, m.Shared && has("mw"))
+			if err != nil {
+				return err
+			}
+			fd, err = t.SendFile(f)
+			f.Close()
+			if err != nil {
+				return err
+			}
+			fds[m.File] = fd
+			*opened = append(*opened, fd)
+		}
+		flags := unix.MAP_PRIVATE | unix.MAP_FIXED
+		if m.Shared {
+			flags = unix.MAP_SHARED | unix.MAP_FIXED
+		}
+		_, err = t.Call(unix.SYS_MMAP, uintptr(m.Start), length, uintptr(prot), uintptr(flags), uintptr(fd), uintptr(m.Offset))
+	case image.MapShared:
+		f, ferr := r.sharedObject(m.SharedID)
+		if ferr != nil {
+			return ferr
+		}
+		fd, serr := t.SendFile(f)
+		if serr != nil {
+			return serr
+		}
+		*opened = append(*opened, fd)
+		_, err = t.Call(unix.SYS_MMAP, uintptr(m.Start), length, uintptr(m.Prot), unix.MAP_SHARED|unix.MAP_FIXED, uintptr(fd), uintptr(m.Offset))
+	default:
+		return fmt.Errorf("unknown mapping kind %q", m.Kind)
+	}
+	if err != nil {
+		return fmt.Errorf("map: %w", err)
+	}
+	if m.Kind != image.MapShared {
+		for _, run := range m.Runs {
+			end := run.Off + run.Pages*PageSize
+			if end > uint64(len(data)) {
+				return fmt.Errorf("page run at %#x lies beyond the end of %s", run.Addr, p.Pages)
+			}
+			if err := inject.WriteMem(t.PID, uintptr(run.Addr), data[run.Off:end]); err != nil {
+				return fmt.Errorf("fill pages: %w", err)
+			}
+		}
+		if prot != m.Prot {
+			if _, err := t.Call(unix.SYS_MPROTECT, uintptr(m.Start), length, uintptr(m.Prot)); err != nil {
+				return fmt.Errorf("protect: %w", err)
+			}
+		}
+	}
+	for _, a := range []struct {
+		flag   string
+		advice int
+	}{{"dd", unix.MADV_DONTDUMP}, {"dc", unix.MADV_DONTFORK}, {"wf", unix.MADV_WIPEONFORK}, {"hg", unix.MADV_HUGEPAGE}, {"nh", unix.MADV_NOHUGEPAGE}} {
+		if has(a.flag) {
+			if _, err := t.Call(unix.SYS_MADVISE, uintptr(m.Start), length, uintptr(a.advice)); err != nil {
+				return fmt.Errorf("madvise %s: %w", a.flag, err)
+			}
+		}
+	}
+	if has("lo") {
+		if _, err := t.Call(unix.SYS_MLOCK, uintptr(m.Start), length); err != nil {
+			return fmt.Errorf("mlock: %w", err)
+		}
+	}
+	return nil
+}
+
+// sharedObject creates (once) and fills a shared memory object: a shmem
+// object like MAP_SHARED|MAP_ANONYMOUS makes for "anon", a memfd of the
+// same name for "memfd", and a re-created deleted file for "file".
+func (r *Restorer) sharedObject(id int) (*os.File, error) {
+	if f, ok := r.shared[id]; ok {
+		return f, nil
+	}
+	var s *image.SharedMemory
+	for _, x := range r.Image.Tree.SharedMemory {
+		if x.ID == id {
+			s = x
+		}
+	}
+	if s == nil {
+		return nil, fmt.Errorf("unknown shared memory %d", id)
+	}
+	var f *os.File
+	var err error
+	switch s.Kind {
+	case "anon":
+		f, err = anonShared(int(s.Size))
+	case "memfd":
+		var fd int
+		fd, err = unix.MemfdCreate(s.Name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+		if err == nil {
+			f = os.NewFile(uintptr(fd), "memfd:"+s.Name)
+			err = f.Truncate(int64(s.Size))
+		}
+	default:
+		f, err = r.Open(&image.Ref{Path: s.Name, Deleted: true, Size: int64(s.Size), Mode: 0o600}, true)
+		if err == nil {
+			err = f.Truncate(int64(s.Size))
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create shared memory %s: %w", s.Name, err)
+	}
+	if err := r.fill(f, s); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if s.Seals != 0 {
+		if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, s.Seals); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("seal memfd %s: %w", s.Name, err)
+		}
+	}
+	r.shared[id] = f
+	return f, nil
+}
+
+func (r *Restorer) fill(f *os.File, s *image.SharedMemory) error {
+	data, err := r.pageData(s.Data)
+	if err != nil {
+		return err
+	}
+	runs := append([]image.Run(nil), s.Runs...)
+	sort.Slice(runs, func(i, j int) bool { return runs[i].Addr < runs[j].Addr })
+	for _, run := range runs {
+		end := run.Off + run.Pages*PageSize
+		if end > uint64(len(data)) {
+			return fmt.Errorf("shared memory %s: run beyond the end of %s", s.Name, s.Data)
+		}
+		if _, err := f.WriteAt(data[run.Off:end], int64(run.Addr)); err != nil {
+			return fmt.Errorf("fill shared memory %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+// anonShared creates the shmem object that MAP_SHARED|MAP_ANONYMOUS would:
+// it maps /dev/zero shared in the restorer and keeps the object's file.
+func anonShared(size int) (*os.File, error) {
+	z, err := os.OpenFile("/dev/zero", os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer z.Close()
+	b, err := unix.Mmap(int(z.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Munmap(b)
+	start := uintptr(unsafePointer(b))
+	return os.OpenFile(fmt.Sprintf("/proc/self/map_files/%x-%x", start, start+uintptr(size)), os.O_RDWR, 0)
+}

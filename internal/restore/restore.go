@@ -1,0 +1,365 @@
+// Package restore rebuilds a checkpointed process tree from an image, with
+// the original PIDs and TIDs, by driving a seed process entirely through
+// injected system calls: clone3 with set_tid for every process and thread,
+// the address space mapped and filled, descriptors passed in, signal and
+// thread state set, credentials last, then the registers.
+package restore
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/files"
+	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/inject"
+	"github.com/seamless-linux/seamless/internal/mem"
+	"github.com/seamless-linux/seamless/internal/proc"
+	"github.com/seamless-linux/seamless/internal/ptrace"
+	"github.com/seamless-linux/seamless/internal/task"
+)
+
+// Options control a restore.
+type Options struct {
+	// Dir is the image directory.
+	Dir string
+	// Log receives progress lines; nil discards them.
+	Log io.Writer
+	// PIDWait is how long to wait for a PID held by a zombie to be reaped.
+	PIDWait time.Duration
+}
+
+// Result describes a finished restore.
+type Result struct {
+	Root               int
+	Processes, Threads int
+	Warnings           []string
+}
+
+// Restore rebuilds the tree of the image in opts.Dir and lets it run. The
+// calling goroutine must be locked to its OS thread. Nothing is created
+// before the whole image has been verified; on failure, whatever was
+// created is killed.
+func Restore(opts Options) (*Result, error) {
+	im, err := image.Open(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	tree := im.Tree
+	if err := checkIDsFree(tree, opts.PIDWait); err != nil {
+		return nil, err
+	}
+	base, err := chooseRegion(tree)
+	if err != nil {
+		return nil, err
+	}
+	// Restored trees are reparented to the restorer when the seed goes away,
+	// so that it can reap them if it has to abandon the restore.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("become child subreaper: %w", err)
+	}
+	seed, err := startSeed(base, channelFD(tree))
+	if err != nil {
+		return nil, err
+	}
+	r := &restorer{im: im, seed: seed, targets: map[int]*inject.Target{}, threads: map[int]*inject.Thread{}}
+	inTree := func(pid int) bool { _, ok := r.targets[pid]; return ok || pid == seed.PID }
+	r.opener = files.NewOpener(im, inTree)
+	r.mem = mem.NewRestorer(im, r.opener.OpenRef)
+	defer r.opener.Close()
+	defer r.mem.Close()
+	defer unix.Close(seed.Local)
+	if err := r.run(); err != nil {
+		r.abandon()
+		return nil, err
+	}
+	res := &Result{Root: tree.Root, Processes: len(tree.Processes), Warnings: r.opener.Warnings}
+	for _, p := range tree.Processes {
+		res.Threads += len(p.Threads)
+	}
+	return res, nil
+}
+
+type restorer struct {
+	im      *image.Image
+	seed    *inject.Target
+	targets map[int]*inject.Target
+	threads map[int]*inject.Thread
+	opener  *files.Opener
+	mem     *mem.Restorer
+}
+
+func (r *restorer) run() error {
+	tree := r.im.Tree
+	if err := r.createProcesses(); err != nil {
+		return err
+	}
+	watched := map[int]bool{}
+	for _, p := range tree.Processes {
+		t := r.targets[p.PID]
+		if err := r.mem.Restore(t, p); err != nil {
+			return err
+		}
+		if err := files.Install(t, p, r.opener); err != nil {
+			return err
+		}
+		if err := files.Watch(t, p, r.opener, watched); err != nil {
+			return err
+		}
+		if err := r.createThreads(t, p); err != nil {
+			return err
+		}
+		for _, th := range p.Threads {
+			if err := task.RestoreThread(t, r.threads[th.TID], th); err != nil {
+				return err
+			}
+		}
+		var exe *os.File
+		if p.Exe != nil {
+			var err error
+			if exe, err = r.opener.OpenRef(p.Exe, false); err != nil {
+				return fmt.Errorf("process %d executable: %w", p.PID, err)
+			}
+		}
+		err := task.RestoreProcess(t, p, exe)
+		if exe != nil {
+			exe.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("process %d: %w", p.PID, err)
+		}
+	}
+	// Credentials and registers last, once nothing privileged remains to do.
+	for _, p := range tree.Processes {
+		if err := r.finishProcess(p); err != nil {
+			return err
+		}
+	}
+	for _, p := range tree.Processes {
+		for _, th := range p.Threads {
+			ptrace.Detach(th.TID, 0)
+		}
+	}
+	r.releaseSeed()
+	return nil
+}
+
+// createProcesses forks every process from its parent, parents first, so
+// that the tree has its shape before any address space is replaced.
+func (r *restorer) createProcesses() error {
+	tree := r.im.Tree
+	for _, p := range tree.Processes {
+		parent := r.seed
+		if p.PID != tree.Root {
+			parent = r.targets[p.PPID]
+		}
+		if err := task.Clone(parent, p.PID, p.ExitSignal); err != nil {
+			return fmt.Errorf("create process %d: %w", p.PID, err)
+		}
+		t, err := r.attach(p.PID, parent)
+		if err != nil {
+			return err
+		}
+		r.targets[p.PID] = t
+		switch {
+		case p.SID == p.PID:
+			if _, err := t.Call(unix.SYS_SETSID); err != nil {
+				return fmt.Errorf("process %d setsid: %w", p.PID, err)
+			}
+		case p.PGID == p.PID:
+			if _, err := t.Call(unix.SYS_SETPGID, 0, 0); err != nil {
+				return fmt.Errorf("process %d setpgid: %w", p.PID, err)
+			}
+		}
+	}
+	for _, p := range tree.Processes {
+		if p.PGID == p.PID || r.targets[p.PGID] == nil {
+			continue
+		}
+		if _, err := r.targets[p.PID].Call(unix.SYS_SETPGID, 0, uintptr(p.PGID)); err != nil {
+			return fmt.Errorf("process %d join process group %d: %w", p.PID, p.PGID, err)
+		}
+	}
+	return nil
+}
+
+// attach prepares injected calls in a freshly cloned task, which shares the
+// region layout of the task it was cloned from.
+func (r *restorer) attach(tid int, from *inject.Target) (*inject.Target, error) {
+	th, err := inject.Attach(tid, from.Leader.Spot)
+	if err != nil {
+		return nil, err
+	}
+	th.Stack = from.Leader.Stack
+	// No signal may be delivered while the task is rebuilt.
+	if err := ptrace.SetSigmask(tid, ^uint64(0)); err != nil {
+		return nil, err
+	}
+	r.threads[tid] = th
+	t := *from
+	t.PID, t.Leader = tid, th
+	return &t, nil
+}
+
+func (r *restorer) createThreads(t *inject.Target, p *image.Process) error {
+	for _, th := range p.Threads[1:] {
+		if err := task.CloneThread(t, th.TID); err != nil {
+			return fmt.Errorf("process %d thread %d: %w", p.PID, th.TID, err)
+		}
+		if _, err := r.attach(th.TID, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finishProcess sets credentials, closes the channel, unmaps the restore
+// region and loads every thread's registers. The leader goes last: its
+// final call removes the code all calls ran from.
+func (r *restorer) finishProcess(p *image.Process) error {
+	t := r.targets[p.PID]
+	for _, th := range p.Threads {
+		if err := task.RestoreCreds(t, r.threads[th.TID], &th.Creds); err != nil {
+			return fmt.Errorf("process %d: %w", p.PID, err)
+		}
+	}
+	for _, th := range p.Threads[1:] {
+		if err := task.Finish(th.TID, th, task.Resumable(th)); err != nil {
+			return fmt.Errorf("process %d: %w", p.PID, err)
+		}
+	}
+	if _, err := t.Call(unix.SYS_CLOSE, uintptr(t.Sock)); err != nil {
+		return fmt.Errorf("process %d close channel: %w", p.PID, err)
+	}
+	if _, err := t.Leader.SyscallToExit(unix.SYS_MUNMAP, t.Region[0], t.Region[1]-t.Region[0]); err != nil {
+		return fmt.Errorf("process %d unmap restore region: %w", p.PID, err)
+	}
+	lead := p.Threads[0]
+	if err := task.Finish(lead.TID, lead, task.Resumable(lead)); err != nil {
+		return fmt.Errorf("process %d: %w", p.PID, err)
+	}
+	return nil
+}
+
+// releaseSeed ends the seed. Its child, the restored root, is reparented
+// to the restorer and, when the restorer exits, further up.
+func (r *restorer) releaseSeed() {
+	unix.Kill(r.seed.PID, unix.SIGKILL)
+	var ws unix.WaitStatus
+	unix.Wait4(r.seed.PID, &ws, unix.WALL, nil)
+}
+
+// abandon kills everything the restore created and reaps it.
+func (r *restorer) abandon() {
+	for pid := range r.targets {
+		unix.Kill(pid, unix.SIGKILL)
+	}
+	r.releaseSeed()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(r.targets) > 0 && time.Now().Before(deadline) {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WALL|unix.WNOHANG, nil)
+		if err == unix.ECHILD {
+			break
+		}
+		if pid > 0 && (ws.Exited() || ws.Signaled()) {
+			delete(r.targets, pid)
+			continue
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// checkIDsFree makes sure that every PID and TID of the image is free, so
+// that a restore onto a taken PID fails before anything is created. A PID
+// held by a zombie is given time to be reaped.
+func checkIDsFree(tree *image.Tree, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for _, p := range tree.Processes {
+		for _, th := range p.Threads {
+			for {
+				st, err := proc.ReadString(th.TID, "stat")
+				if errors.Is(err, os.ErrNotExist) {
+					break
+				}
+				zombie := err == nil && zombieStat(st)
+				if zombie && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				comm, _ := proc.ReadString(th.TID, "comm")
+				what := "process"
+				if th.TID != p.PID {
+					what = "thread"
+				}
+				state := "running"
+				if zombie {
+					state = "a zombie that its parent has not reaped"
+				}
+				return fmt.Errorf("cannot restore %s %d: pid %d is in use by %q (%s)", what, th.TID, th.TID, comm, state)
+			}
+		}
+	}
+	return nil
+}
+
+func zombieStat(stat string) bool {
+	for i := len(stat) - 1; i > 0; i-- {
+		if stat[i] == ')' && i+2 < len(stat) {
+			return stat[i+2] == 'Z' || stat[i+2] == 'X'
+		}
+	}
+	return false
+}
+
+// channelFD picks the descriptor number of the restore channel: above every
+// descriptor of the image, so that installing them never collides with it.
+func channelFD(tree *image.Tree) int {
+	n := 2
+	for _, p := range tree.Processes {
+		for _, d := range p.FDs {
+			n = max(n, d.FD)
+		}
+	}
+	return n + 1
+}
+
+// chooseRegion finds an address range that is free in every process of the
+// image, for the restore region and the gap after it.
+func chooseRegion(tree *image.Tree) (uint64, error) {
+	type span struct{ lo, hi uint64 }
+	var used []span
+	for _, p := range tree.Processes {
+		for _, m := range p.Mappings {
+			used = append(used, span{m.Start, m.End})
+		}
+	}
+	sort.Slice(used, func(i, j int) bool { return used[i].lo < used[j].lo })
+	const need = RegionSize + mem.TempGap
+	const guard = 1 << 20 // keep clear of stacks' guard gaps
+	cand := uint64(1 << 32)
+	for _, s := range used {
+		if s.hi+guard <= cand {
+			continue
+		}
+		if s.lo >= cand+need+guard {
+			break
+		}
+		cand = (s.hi + guard + 0xffff) &^ 0xffff
+	}
+	if cand+need >= 1<<47 {
+		return 0, errors.New("no free address range for the restore region")
+	}
+	return cand, nil
+}
+
+// Describe is a one-line summary of a result.
+func (r *Result) Describe() string {
+	return "restored " + strconv.Itoa(r.Processes) + " processes, " + strconv.Itoa(r.Threads) + " threads, root pid " + strconv.Itoa(r.Root)
+}

@@ -1,0 +1,319 @@
+package task
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/inject"
+	"github.com/seamless-linux/seamless/internal/ptrace"
+)
+
+// cloneArgs lays out struct clone_args (CLONE_ARGS_SIZE_VER1) for clone3
+// with one entry in set_tid, which asks for an exact PID or TID.
+func cloneArgs(flags uint64, exitSignal int, setTID uintptr) []byte {
+	return inject.Uint64s(flags, 0, 0, 0, uint64(exitSignal), 0, 0, 0, uint64(setTID), 1)
+}
+
+const (
+	cloneArgsOff = 1024
+	setTIDOff    = 1200
+)
+
+// Clone creates, inside parent, a child process with the exact PID pid and
+// returns it stopped under ptrace (the parent traces forks).
+func Clone(parent *inject.Target, pid, exitSignal int) error {
+	return clone(parent, parent.Leader, pid, 0, exitSignal)
+}
+
+// CloneThread creates, inside t, a thread with the exact TID tid, stopped.
+func CloneThread(t *inject.Target, tid int) error {
+	const flags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND |
+		unix.CLONE_THREAD | unix.CLONE_SYSVSEM
+	return clone(t, t.Leader, tid, flags, 0)
+}
+
+func clone(t *inject.Target, th *inject.Thread, id int, flags uint64, exitSignal int) error {
+	set, err := t.Put(setTIDOff, inject.Uint64s(uint64(id)))
+	if err != nil {
+		return err
+	}
+	args, err := t.Put(cloneArgsOff, cloneArgs(flags, exitSignal, set))
+	if err != nil {
+		return err
+	}
+	th.Child = 0
+	got, err := th.Syscall(unix.SYS_CLONE3, args, unix.CLONE_ARGS_SIZE_VER1)
+	if err != nil {
+		if e, ok := err.(*inject.Errno); ok && e.Err == unix.EEXIST {
+			return fmt.Errorf("pid %d is already in use: cannot restore with the same pid", id)
+		}
+		return fmt.Errorf("clone3 with pid %d: %w", id, err)
+	}
+	if int(got) != id {
+		return fmt.Errorf("clone3 gave pid %d, asked for %d", got, id)
+	}
+	// The child starts with a SIGSTOP (or a ptrace event stop) pending.
+	if _, err := ptrace.Wait(id); err != nil {
+		return fmt.Errorf("new task %d: %w", id, err)
+	}
+	return nil
+}
+
+// sigaction lays out struct kernel_sigaction.
+func sigaction(a image.Sigact) []byte {
+	return inject.Uint64s(a.Handler, a.Flags, a.Restorer, a.Mask)
+}
+
+// RestoreThread sets what each thread holds for itself, by running calls
+// in that thread: the clear-child-tid and robust-list futex addresses,
+// rseq, the alternate signal stack, its name and its queued signals.
+func RestoreThread(t *inject.Target, th *inject.Thread, img *image.Thread) error {
+	if img.ClearTID != 0 {
+		if _, err := th.Syscall(unix.SYS_SET_TID_ADDRESS, uintptr(img.ClearTID)); err != nil {
+			return fmt.Errorf("thread %d set_tid_address: %w", img.TID, err)
+		}
+	}
+	if img.RobustList != 0 {
+		if _, err := th.Syscall(unix.SYS_SET_ROBUST_LIST, uintptr(img.RobustList), uintptr(img.RobustLen)); err != nil {
+			return fmt.Errorf("thread %d set_robust_list: %w", img.TID, err)
+		}
+	}
+	if r := img.Rseq; r != nil {
+		if _, err := th.Syscall(unix.SYS_RSEQ, uintptr(r.Pointer), uintptr(r.Size), 0, uintptr(r.Signature)); err != nil {
+			return fmt.Errorf("thread %d rseq registration: %w", img.TID, err)
+		}
+	}
+	if a := img.Altstack; a.Flags&ssDisable == 0 {
+		ss := inject.Uint64s(a.SP, uint64(uint32(a.Flags&^ssOnStack)), a.Size)
+		addr, err := t.Put(0, ss)
+		if err != nil {
+			return err
+		}
+		if _, err := th.Syscall(unix.SYS_SIGALTSTACK, addr, 0); err != nil {
+			return fmt.Errorf("thread %d sigaltstack: %w", img.TID, err)
+		}
+	}
+	name, err := t.PutString(0, img.Comm)
+	if err != nil {
+		return err
+	}
+	if _, err := th.Syscall(unix.SYS_PRCTL, unix.PR_SET_NAME, name); err != nil {
+		return fmt.Errorf("thread %d name: %w", img.TID, err)
+	}
+	for _, si := range img.Pending {
+		addr, err := t.Put(0, si)
+		if err != nil {
+			return err
+		}
+		sig := binary.LittleEndian.Uint32(si)
+		if _, err := th.Syscall(unix.SYS_RT_TGSIGQUEUEINFO, uintptr(t.PID), uintptr(img.TID), uintptr(sig), addr); err != nil {
+			return fmt.Errorf("thread %d queue signal %d: %w", img.TID, sig, err)
+		}
+	}
+	return nil
+}
+
+// RestoreProcess sets the per-process state: signal handlers, queued
+// process-wide signals, personality, umask, root and working directory,
+// the mm fields with the executable, and resource limits.
+func RestoreProcess(t *inject.Target, p *image.Process, exe *os.File) error {
+	for _, a := range p.Sigactions {
+		addr, err := t.Put(0, sigaction(a))
+		if err != nil {
+			return err
+		}
+		if _, err := t.Call(unix.SYS_RT_SIGACTION, uintptr(a.Signal), addr, 0, 8); err != nil {
+			return fmt.Errorf("signal %d handler: %w", a.Signal, err)
+		}
+	}
+	for _, si := range p.Pending {
+		addr, err := t.Put(0, si)
+		if err != nil {
+			return err
+		}
+		sig := binary.LittleEndian.Uint32(si)
+		if _, err := t.Call(unix.SYS_RT_SIGQUEUEINFO, uintptr(t.PID), uintptr(sig), addr); err != nil {
+			return fmt.Errorf("queue signal %d: %w", sig, err)
+		}
+	}
+	if _, err := t.Call(unix.SYS_PERSONALITY, uintptr(p.Personality)); err != nil {
+		return fmt.Errorf("personality: %w", err)
+	}
+	if _, err := t.Call(unix.SYS_UMASK, uintptr(p.Umask)); err != nil {
+		return fmt.Errorf("umask: %w", err)
+	}
+	if p.Root != "/" {
+		addr, err := t.PutString(0, p.Root)
+		if err != nil {
+			return err
+		}
+		if _, err := t.Call(unix.SYS_CHROOT, addr); err != nil {
+			return fmt.Errorf("chroot %s: %w", p.Root, err)
+		}
+	}
+	addr, err := t.PutString(0, p.Cwd)
+	if err != nil {
+		return err
+	}
+	if _, err := t.Call(unix.SYS_CHDIR, addr); err != nil {
+		return fmt.Errorf("working directory %s: %w", p.Cwd, err)
+	}
+	if err := setMM(t, p, exe); err != nil {
+		return err
+	}
+	for _, rl := range p.Rlimits {
+		lim := unix.Rlimit{Cur: rl.Cur, Max: rl.Max}
+		if err := unix.Prlimit(t.PID, rl.Resource, &lim, nil); err != nil {
+			return fmt.Errorf("rlimit %d: %w", rl.Resource, err)
+		}
+	}
+	return nil
+}
+
+// setMM sets the mm fields with PR_SET_MM_MAP: code, data, heap, stack,
+// arguments and environment bounds, the auxiliary vector and the
+// executable behind /proc/PID/exe.
+func setMM(t *inject.Target, p *image.Process, exe *os.File) error {
+	const auxvOff = 2048
+	auxv, err := t.Put(auxvOff, p.MM.Auxv)
+	if err != nil {
+		return err
+	}
+	exeFD := -1
+	if exe != nil {
+		if exeFD, err = t.SendFile(exe); err != nil {
+			return err
+		}
+		defer t.Call(unix.SYS_CLOSE, uintptr(exeFD))
+	}
+	m := p.MM
+	b := inject.Uint64s(m.StartCode, m.EndCode, m.StartData, m.EndData, m.StartBrk, m.Brk,
+		m.StartStack, m.ArgStart, m.ArgEnd, m.EnvStart, m.EnvEnd, uint64(auxv))
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(m.Auxv)))
+	b = binary.LittleEndian.AppendUint32(b, uint32(int32(exeFD)))
+	addr, err := t.Put(0, b)
+	if err != nil {
+		return err
+	}
+	if _, err := t.Call(unix.SYS_PRCTL, unix.PR_SET_MM, unix.PR_SET_MM_MAP, addr, uintptr(len(b))); err != nil {
+		return fmt.Errorf("PR_SET_MM_MAP: %w", err)
+	}
+	return nil
+}
+
+// capSetPCAP is CAP_SETPCAP, needed to change securebits.
+const capSetPCAP = 8
+
+// RestoreCreds gives thread th the credentials c. It runs last: once the
+// thread is no longer root it could not do the privileged steps before.
+func RestoreCreds(t *inject.Target, th *inject.Thread, c *image.Creds) error {
+	call := func(what string, nr uintptr, args ...uintptr) error {
+		if _, err := th.Syscall(nr, args...); err != nil {
+			return fmt.Errorf("thread %d %s: %w", th.TID, what, err)
+		}
+		return nil
+	}
+	// Keep capabilities across the uid change; the exact bits come last.
+	if err := call("securebits", unix.SYS_PRCTL, unix.PR_SET_SECUREBITS, uintptr(c.Securebits|secbitKeepCaps)); err != nil {
+		return err
+	}
+	for capn := 0; capn < 64; capn++ {
+		if c.CapBnd&(1<<capn) == 0 {
+			if _, err := th.Syscall(unix.SYS_PRCTL, unix.PR_CAPBSET_READ, uintptr(capn)); err != nil {
+				break // past the last capability this kernel knows
+			}
+			if err := call("drop bounding capability", unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(capn)); err != nil {
+				return err
+			}
+		}
+	}
+	groups := make([]byte, 4*len(c.Groups))
+	for i, g := range c.Groups {
+		binary.LittleEndian.PutUint32(groups[4*i:], g)
+	}
+	gaddr := uintptr(0)
+	if len(groups) > 0 {
+		var err error
+		if gaddr, err = t.Put(0, groups); err != nil {
+			return err
+		}
+	}
+	if err := call("setgroups", unix.SYS_SETGROUPS, uintptr(len(c.Groups)), gaddr); err != nil {
+		return err
+	}
+	if err := call("setresgid", unix.SYS_SETRESGID, uintptr(c.GID[0]), uintptr(c.GID[1]), uintptr(c.GID[2])); err != nil {
+		return err
+	}
+	if err := call("setfsgid", unix.SYS_SETFSGID, uintptr(c.GID[3])); err != nil {
+		return err
+	}
+	if err := call("setresuid", unix.SYS_SETRESUID, uintptr(c.UID[0]), uintptr(c.UID[1]), uintptr(c.UID[2])); err != nil {
+		return err
+	}
+	th.Syscall(unix.SYS_SETFSUID, uintptr(c.UID[3])) // returns the old fsuid, never an error
+	capset := func(eff, prm, inh uint64) error {
+		hdr := make([]byte, 8)
+		binary.LittleEndian.PutUint32(hdr, unix.LINUX_CAPABILITY_VERSION_3)
+		data := make([]byte, 24)
+		for i := 0; i < 2; i++ {
+			binary.LittleEndian.PutUint32(data[12*i:], uint32(eff>>(32*i)))
+			binary.LittleEndian.PutUint32(data[12*i+4:], uint32(prm>>(32*i)))
+			binary.LittleEndian.PutUint32(data[12*i+8:], uint32(inh>>(32*i)))
+		}
+		ha, err := t.Put(0, hdr)
+		if err != nil {
+			return err
+		}
+		da, err := t.Put(64, data)
+		if err != nil {
+			return err
+		}
+		return call("capset", unix.SYS_CAPSET, ha, da)
+	}
+	const setpcap = 1 << capSetPCAP
+	if err := capset(c.CapEff|setpcap, c.CapPrm|setpcap, c.CapInh); err != nil {
+		return err
+	}
+	if err := call("securebits", unix.SYS_PRCTL, unix.PR_SET_SECUREBITS, uintptr(c.Securebits)); err != nil {
+		return err
+	}
+	if err := capset(c.CapEff, c.CapPrm, c.CapInh); err != nil {
+		return err
+	}
+	for capn := 0; capn < 64; capn++ {
+		if c.CapAmb&(1<<capn) != 0 {
+			if err := call("raise ambient capability", unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(capn)); err != nil {
+				return err
+			}
+		}
+	}
+	if c.NoNewPrivs {
+		if err := call("no_new_privs", unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Finish puts a thread back where it was: extended state, signal mask and,
+// last, the registers (with an interrupted system call set to restart).
+func Finish(tid int, img *image.Thread, regs ptrace.Regs) error {
+	if err := ptrace.SetXstate(tid, img.Xstate); err != nil {
+		return err
+	}
+	if err := ptrace.SetSigmask(tid, img.Sigmask); err != nil {
+		return err
+	}
+	return ptrace.SetRegs(tid, &regs)
+}
+
+// From linux/signal.h and linux/securebits.h.
+const (
+	ssOnStack      = 1
+	ssDisable      = 2
+	secbitKeepCaps = 1 << 4
+)
