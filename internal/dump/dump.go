@@ -102,7 +102,7 @@ func Checkpoint(opts Options) (res *Result, err error) {
 		return nil, err
 	}
 	// Verify what was written before anything irreversible happens.
-	im, err := image.Open(opts.Dir)
+	im, err := image.OpenWritten(opts.Dir)
 	if err != nil {
 		release()
 		return nil, fmt.Errorf("verify image: %w", err)

@@ -12,7 +12,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"sort"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -59,25 +62,32 @@ func (d *Dumper) Dump(pid int, pages string) ([]*image.Mapping, error) {
 		return nil, fmt.Errorf("open pagemap of %d: %w", pid, err)
 	}
 	defer pm.Close()
-	out, err := d.W.Create(pages)
-	if err != nil {
-		return nil, err
-	}
 	var res []*image.Mapping
+	var off uint64
 	for i := range maps {
 		m := &maps[i]
 		im, err := d.describe(pid, m)
 		if err != nil {
-			out.Close()
 			return nil, fmt.Errorf("process %d mapping %#x-%#x %s: %w", pid, m.Start, m.End, m.Path, err)
 		}
 		if im.Kind == image.MapAnon || (im.Kind == image.MapFile && !im.Shared) {
-			if err := d.dumpPages(pid, pm, m, im, out); err != nil {
-				out.Close()
+			if off, err = choosePages(pm, m, im, off); err != nil {
 				return nil, fmt.Errorf("process %d mapping %#x-%#x: %w", pid, m.Start, m.End, err)
 			}
 		}
 		res = append(res, im)
+	}
+	out, err := d.W.CreateSized(pages, int64(off))
+	if err != nil {
+		return nil, err
+	}
+	var runs []image.Run
+	for _, im := range res {
+		runs = append(runs, im.Runs...)
+	}
+	if err := copyPages(pid, runs, out); err != nil {
+		out.Close()
+		return nil, fmt.Errorf("process %d: %w", pid, err)
 	}
 	return res, out.Close()
 }
@@ -136,12 +146,13 @@ func (d *Dumper) describe(pid int, m *proc.Mapping) (*image.Mapping, error) {
 	return im, nil
 }
 
-// dumpPages stores the pages of m that only the process's memory holds.
-func (d *Dumper) dumpPages(pid int, pm *os.File, m *proc.Mapping, im *image.Mapping, out *image.FileWriter) error {
+// choosePages picks the pages of m that only the process's memory holds
+// and lays them out in the pages file from offset off on.
+func choosePages(pm *os.File, m *proc.Mapping, im *image.Mapping, off uint64) (uint64, error) {
 	n := m.Len() / PageSize
 	ents := make([]byte, n*8)
 	if _, err := pm.ReadAt(ents, int64(m.Start/PageSize*8)); err != nil && err != io.EOF {
-		return fmt.Errorf("read pagemap: %w", err)
+		return off, fmt.Errorf("read pagemap: %w", err)
 	}
 	anon := im.Kind == image.MapAnon
 	want := func(i uint64) bool {
@@ -163,27 +174,73 @@ func (d *Dumper) dumpPages(pid int, pm *os.File, m *proc.Mapping, im *image.Mapp
 		for j < n && want(j) {
 			j++
 		}
-		run := image.Run{Addr: m.Start + i*PageSize, Pages: j - i, Off: uint64(out.Offset())}
-		if err := d.copyOut(pid, run.Addr, run.Pages*PageSize, out); err != nil {
-			return err
-		}
-		im.Runs = append(im.Runs, run)
+		im.Runs = append(im.Runs, image.Run{Addr: m.Start + i*PageSize, Pages: j - i, Off: off})
+		off += (j - i) * PageSize
 		i = j
 	}
-	return nil
+	return off, nil
 }
 
-func (d *Dumper) copyOut(pid int, addr, size uint64, out io.Writer) error {
-	for size > 0 {
-		n := min(size, uint64(len(d.buf)))
-		if err := inject.ReadMem(pid, uintptr(addr), d.buf[:n]); err != nil {
+// copyPages reads the runs out of process pid into the pages file, block by
+// block, on every CPU: process_vm_readv needs no ptrace stop of its own.
+func copyPages(pid int, runs []image.Run, out *image.BlockFile) error {
+	n := out.Blocks()
+	next := make(chan int, n)
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	workers := min(runtime.NumCPU(), n)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, image.BlockSize)
+			for i := range next {
+				b := buf[:out.BlockLen(i)]
+				if err := readBlock(pid, runs, uint64(i)*image.BlockSize, b); err != nil {
+					errs <- err
+					return
+				}
+				if err := out.WriteBlock(i, b); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// readBlock fills b with the file range [off, off+len(b)) of the pages
+// file: the parts of the runs that fall into it.
+func readBlock(pid int, runs []image.Run, off uint64, b []byte) error {
+	end := off + uint64(len(b))
+	// runs are sorted by Off; find the first that ends after off.
+	k := sort.Search(len(runs), func(i int) bool { return runs[i].Off+runs[i].Pages*PageSize > off })
+	var remote []unix.RemoteIovec
+	for ; k < len(runs) && runs[k].Off < end; k++ {
+		r := runs[k]
+		lo, hi := max(r.Off, off), min(r.Off+r.Pages*PageSize, end)
+		remote = append(remote, unix.RemoteIovec{Base: uintptr(r.Addr + lo - r.Off), Len: int(hi - lo)})
+	}
+	local := []unix.Iovec{{Base: &b[0]}}
+	local[0].SetLen(len(b))
+	if got, err := unix.ProcessVMReadv(pid, local, remote, 0); err == nil && got == len(b) {
+		return nil
+	}
+	// Some pages refuse process_vm_readv (PROT_NONE, for one): go one
+	// segment at a time, through /proc/PID/mem where needed.
+	pos := 0
+	for _, r := range remote {
+		if err := inject.ReadMem(pid, r.Base, b[pos:pos+r.Len]); err != nil {
 			return err
 		}
-		if _, err := out.Write(d.buf[:n]); err != nil {
-			return err
-		}
-		addr += n
-		size -= n
+		pos += r.Len
 	}
 	return nil
 }

@@ -3,7 +3,9 @@ package mem
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"sort"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -68,11 +70,68 @@ func (r *Restorer) Restore(t *inject.Target, p *image.Process) error {
 	}()
 	fds := map[*image.Ref]int{}
 	for _, m := range p.Mappings {
-		if err := r.mapOne(t, p, m, data, fds, &opened); err != nil {
+		if err := r.mapOne(t, m, fds, &opened); err != nil {
+			return fmt.Errorf("process %d mapping %#x-%#x %s: %w", p.PID, m.Start, m.End, m.Name, err)
+		}
+	}
+	if err := fill(t.PID, p, data); err != nil {
+		return err
+	}
+	for _, m := range p.Mappings {
+		if err := finishOne(t, m); err != nil {
 			return fmt.Errorf("process %d mapping %#x-%#x %s: %w", p.PID, m.Start, m.End, m.Name, err)
 		}
 	}
 	return nil
+}
+
+// fill writes the stored pages of p's private mappings back, on every CPU.
+func fill(pid int, p *image.Process, data []byte) error {
+	var runs []image.Run
+	for _, m := range p.Mappings {
+		if m.Kind == image.MapAnon || m.Kind == image.MapFile {
+			runs = append(runs, m.Runs...)
+		}
+	}
+	for _, run := range runs {
+		if run.Off+run.Pages*PageSize > uint64(len(data)) {
+			return fmt.Errorf("process %d: page run at %#x lies beyond the end of %s", pid, run.Addr, p.Pages)
+		}
+	}
+	// Split the work into pieces of at most 4 MiB so both CPUs stay busy
+	// even for one big run.
+	type piece struct{ addr, off, n uint64 }
+	var pieces []piece
+	for _, run := range runs {
+		for done := uint64(0); done < run.Pages*PageSize; {
+			n := min(run.Pages*PageSize-done, 4<<20)
+			pieces = append(pieces, piece{run.Addr + done, run.Off + done, n})
+			done += n
+		}
+	}
+	next := make(chan piece, len(pieces))
+	for _, pc := range pieces {
+		next <- pc
+	}
+	close(next)
+	workers := min(runtime.NumCPU(), len(pieces))
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for pc := range next {
+				if err := inject.WriteMem(pid, uintptr(pc.addr), data[pc.off:pc.off+pc.n]); err != nil {
+					errs <- fmt.Errorf("process %d: fill pages at %#x: %w", pid, pc.addr, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
 
 // clear unmaps everything the seed had except the region and the kernel's
@@ -157,20 +216,28 @@ func (r *Restorer) pageData(name string) ([]byte, error) {
 	return b, nil
 }
 
-func (r *Restorer) mapOne(t *inject.Target, p *image.Process, m *image.Mapping, data []byte, fds map[*image.Ref]int, opened *[]int) error {
-	length := uintptr(m.End - m.Start)
-	prot := m.Prot
-	if len(m.Runs) > 0 {
-		prot |= unix.PROT_READ | unix.PROT_WRITE
+// fillProt is the protection a mapping has while its pages are written.
+func fillProt(m *image.Mapping) int {
+	if len(m.Runs) > 0 && m.Kind != image.MapShared {
+		return m.Prot | unix.PROT_READ | unix.PROT_WRITE
 	}
-	has := func(f string) bool {
-		for _, g := range m.Flags {
-			if g == f {
-				return true
-			}
+	return m.Prot
+}
+
+func hasFlag(m *image.Mapping, f string) bool {
+	for _, g := range m.Flags {
+		if g == f {
+			return true
 		}
-		return false
 	}
+	return false
+}
+
+// mapOne creates one mapping, writable if its pages are to be filled.
+func (r *Restorer) mapOne(t *inject.Target, m *image.Mapping, fds map[*image.Ref]int, opened *[]int) error {
+	length := uintptr(m.End - m.Start)
+	prot := fillProt(m)
+	has := func(f string) bool { return hasFlag(m, f) }
 	var err error
 	switch m.Kind {
 	case image.MapVDSO, image.MapVVAR, image.MapSkip:
@@ -218,20 +285,19 @@ func (r *Restorer) mapOne(t *inject.Target, p *image.Process, m *image.Mapping, 
 	if err != nil {
 		return fmt.Errorf("map: %w", err)
 	}
-	if m.Kind != image.MapShared {
-		for _, run := range m.Runs {
-			end := run.Off + run.Pages*PageSize
-			if end > uint64(len(data)) {
-				return fmt.Errorf("page run at %#x lies beyond the end of %s", run.Addr, p.Pages)
-			}
-			if err := inject.WriteMem(t.PID, uintptr(run.Addr), data[run.Off:end]); err != nil {
-				return fmt.Errorf("fill pages: %w", err)
-			}
-		}
-		if prot != m.Prot {
-			if _, err := t.Call(unix.SYS_MPROTECT, uintptr(m.Start), length, uintptr(m.Prot)); err != nil {
-				return fmt.Errorf("protect: %w", err)
-			}
+	return nil
+}
+
+// finishOne gives a filled mapping its final protection and advice.
+func finishOne(t *inject.Target, m *image.Mapping) error {
+	if m.Kind == image.MapVDSO || m.Kind == image.MapVVAR || m.Kind == image.MapSkip {
+		return nil
+	}
+	length := uintptr(m.End - m.Start)
+	has := func(f string) bool { return hasFlag(m, f) }
+	if fillProt(m) != m.Prot {
+		if _, err := t.Call(unix.SYS_MPROTECT, uintptr(m.Start), length, uintptr(m.Prot)); err != nil {
+			return fmt.Errorf("protect: %w", err)
 		}
 	}
 	for _, a := range []struct {

@@ -1,0 +1,163 @@
+package image
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"runtime"
+	"sync"
+)
+
+// BlockSize is the unit of an image file's checksum. Each block is
+// checksummed on its own (CRC-32C) and the file's checksum is the CRC-32C of
+// the block checksums, so that large files are written and verified on
+// every CPU at once.
+const BlockSize = 4 << 20
+
+// blockSum accumulates the checksum of a file written sequentially.
+type blockSum struct {
+	sums []byte
+	cur  uint32
+	n    int // bytes in the current block
+}
+
+func (b *blockSum) Write(p []byte) {
+	for len(p) > 0 {
+		k := min(len(p), BlockSize-b.n)
+		b.cur = crc32.Update(b.cur, castagnoli, p[:k])
+		b.n += k
+		p = p[k:]
+		if b.n == BlockSize {
+			b.flush()
+		}
+	}
+}
+
+func (b *blockSum) flush() {
+	b.sums = binary.LittleEndian.AppendUint32(b.sums, b.cur)
+	b.cur, b.n = 0, 0
+}
+
+// Sum returns the file checksum.
+func (b *blockSum) Sum() uint32 {
+	if b.n > 0 {
+		b.flush()
+	}
+	return crc32.Checksum(b.sums, castagnoli)
+}
+
+// combine turns per-block checksums into the file checksum.
+func combine(blocks []uint32) uint32 {
+	b := make([]byte, 0, 4*len(blocks))
+	for _, s := range blocks {
+		b = binary.LittleEndian.AppendUint32(b, s)
+	}
+	return crc32.Checksum(b, castagnoli)
+}
+
+// BlockFile is an image file of known size whose blocks are filled in any
+// order, from several goroutines at once.
+type BlockFile struct {
+	w      *Writer
+	name   string
+	f      *os.File
+	size   int64
+	mu     sync.Mutex
+	blocks []uint32
+	done   []bool
+}
+
+// CreateSized creates an image file of exactly size bytes, to be filled
+// block by block with WriteBlock.
+func (w *Writer) CreateSized(name string, size int64) (*BlockFile, error) {
+	f, err := os.OpenFile(w.path(name), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create image file: %w", err)
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("size %s: %w", name, err)
+	}
+	n := int((size + BlockSize - 1) / BlockSize)
+	return &BlockFile{w: w, name: name, f: f, size: size, blocks: make([]uint32, n), done: make([]bool, n)}, nil
+}
+
+// Blocks is the number of blocks of the file.
+func (b *BlockFile) Blocks() int { return len(b.blocks) }
+
+// BlockLen is the length of block i (the last one may be short).
+func (b *BlockFile) BlockLen(i int) int {
+	return int(min(BlockSize, b.size-int64(i)*BlockSize))
+}
+
+// WriteBlock stores block i, which must be exactly BlockLen(i) bytes.
+func (b *BlockFile) WriteBlock(i int, p []byte) error {
+	if len(p) != b.BlockLen(i) {
+		return fmt.Errorf("write %s block %d: %d bytes, want %d", b.name, i, len(p), b.BlockLen(i))
+	}
+	if _, err := b.f.WriteAt(p, int64(i)*BlockSize); err != nil {
+		return fmt.Errorf("write %s: %w", b.name, err)
+	}
+	sum := crc32.Checksum(p, castagnoli)
+	b.mu.Lock()
+	b.blocks[i], b.done[i] = sum, true
+	b.mu.Unlock()
+	return nil
+}
+
+// Close records the checksum; every block must have been written.
+func (b *BlockFile) Close() error {
+	if err := b.f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", b.name, err)
+	}
+	for i, d := range b.done {
+		if !d {
+			return fmt.Errorf("close %s: block %d was never written", b.name, i)
+		}
+	}
+	b.w.add(Entry{Name: b.name, Size: b.size, CRC: combine(b.blocks)})
+	return nil
+}
+
+// sumFile computes the checksum of an image file, reading its blocks on
+// every CPU. It returns the number of bytes read.
+func sumFile(f *os.File) (int64, uint32, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, 0, err
+	}
+	size := st.Size()
+	n := int((size + BlockSize - 1) / BlockSize)
+	blocks := make([]uint32, n)
+	workers := min(runtime.NumCPU(), max(n, 1))
+	next := make(chan int, n)
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, BlockSize)
+			for i := range next {
+				k := int(min(BlockSize, size-int64(i)*BlockSize))
+				if _, err := f.ReadAt(buf[:k], int64(i)*BlockSize); err != nil && err != io.EOF {
+					errs <- err
+					return
+				}
+				blocks[i] = crc32.Checksum(buf[:k], castagnoli)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, 0, err
+	}
+	return size, combine(blocks), nil
+}

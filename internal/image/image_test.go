@@ -1,0 +1,139 @@
+package image
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// writeImage makes a small valid image and returns its directory.
+func writeImage(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "img")
+	w, err := Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := &Tree{Root: 10, Processes: []*Process{{PID: 10, Threads: []*Thread{{TID: 10}}, Pages: "pages-10.img"}}}
+	if err := w.WriteJSON(TreeName, tree); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteFile("pages-10.img", make([]byte, 8192)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit("6.18.0 test"); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestOpenValid(t *testing.T) {
+	dir := writeImage(t)
+	im, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if im.Tree.Root != 10 || len(im.Entries) != 2 || im.Kernel != "6.18.0 test" {
+		t.Fatalf("unexpected image: %+v", im)
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o700 {
+		t.Fatalf("image directory mode %v, want 0700", st.Mode().Perm())
+	}
+}
+
+func TestOpenRefusesDamage(t *testing.T) {
+	tests := []struct {
+		name   string
+		damage func(t *testing.T, dir string)
+		want   []string // substrings of the error
+	}{
+		{"flipped byte in pages", func(t *testing.T, dir string) { flip(t, filepath.Join(dir, "pages-10.img"), 4000) },
+			[]string{"pages-10.img", "checksum mismatch"}},
+		{"flipped byte in tree", func(t *testing.T, dir string) { flip(t, filepath.Join(dir, TreeName), 5) },
+			[]string{TreeName, "checksum mismatch"}},
+		{"truncated pages", func(t *testing.T, dir string) { os.Truncate(filepath.Join(dir, "pages-10.img"), 4096) },
+			[]string{"pages-10.img", "truncated"}},
+		{"missing pages", func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, "pages-10.img")) },
+			[]string{"pages-10.img", "missing"}},
+		{"missing manifest", func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, ManifestName)) },
+			[]string{"not an image", ManifestName}},
+		{"future version", func(t *testing.T, dir string) { rewriteManifest(t, dir, "seamless-image 1", "seamless-image 99") },
+			[]string{"version 99 is newer", "supports (1)"}},
+		{"foreign file", func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, ManifestName), []byte("hello\n"), 0o600)
+		},
+			[]string{ManifestName, "first line"}},
+		{"manifest edited", func(t *testing.T, dir string) { rewriteManifest(t, dir, "pages-10.img", "pages-11.img") },
+			[]string{ManifestName, "checksum mismatch"}},
+		{"truncated manifest", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, ManifestName)
+			b, _ := os.ReadFile(p)
+			os.WriteFile(p, b[:len(b)-20], 0o600)
+		}, []string{ManifestName, "truncated"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := writeImage(t)
+			tt.damage(t, dir)
+			_, err := Open(dir)
+			if err == nil {
+				t.Fatal("damaged image opened without error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestCreateRefusesNonEmpty(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "x"), nil, 0o600)
+	if _, err := Create(dir); err == nil {
+		t.Fatal("Create accepted a non-empty directory")
+	}
+}
+
+func TestValidateRejectsBadReferences(t *testing.T) {
+	tree := &Tree{Root: 10, Processes: []*Process{{PID: 10, Threads: []*Thread{{TID: 10}},
+		FDs: []FD{{FD: 3, File: 7}}}}}
+	if err := tree.validate(); err == nil || !strings.Contains(err.Error(), "unknown file 7") {
+		t.Fatalf("validate = %v, want unknown file", err)
+	}
+}
+
+func flip(t *testing.T, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x40
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func rewriteManifest(t *testing.T, dir, old, new string) {
+	t.Helper()
+	p := filepath.Join(dir, ManifestName)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(strings.Replace(string(b), old, new, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,79 @@
+package proc
+
+import (
+	"os"
+	"testing"
+)
+
+func TestParseStat(t *testing.T) {
+	// comm with spaces and a parenthesis, as a process may name itself.
+	line := "1234 (a b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 100 2000 50 18446744073709551615 " +
+		"4194304 4200000 140737000000000 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 6300000 6300100 6400000 140737000001000 140737000001100 140737000001100 140737000001200 0\n"
+	st, err := parseStat([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Stat{State: 'S', PPID: 1, PGID: 1234, SID: 1234, ExitSignal: 17, StartCode: 4194304, EndCode: 4200000,
+		StartStack: 140737000000000, StartData: 6300000, EndData: 6300100, StartBrk: 6400000,
+		ArgStart: 140737000001000, ArgEnd: 140737000001100, EnvStart: 140737000001100, EnvEnd: 140737000001200}
+	if *st != want {
+		t.Fatalf("parseStat = %+v\nwant %+v", *st, want)
+	}
+	if _, err := parseStat([]byte("1 (x) S 1 2")); err == nil {
+		t.Fatal("short stat accepted")
+	}
+}
+
+func TestParseSmaps(t *testing.T) {
+	in := `55d0c0000000-55d0c0001000 r-xp 00001000 fe:00 325835                     /usr/bin/a b
+Size:                  4 kB
+VmFlags: rd ex mr mw me
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]
+VmFlags: rd wr mr mw me gd ac
+7f0000000000-7f0000001000 rw-s 00000000 00:01 1234                       /dev/zero (deleted)
+VmFlags: rd wr sh mr mw me ms
+`
+	maps, err := parseSmaps([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		i                     int
+		path                  string
+		shared, deleted, exec bool
+		flag                  string
+	}{
+		{0, "/usr/bin/a b", false, false, true, "mw"},
+		{1, "[stack]", false, false, false, "gd"},
+		{2, "/dev/zero", true, true, false, "sh"},
+	}
+	if len(maps) != len(tests) {
+		t.Fatalf("got %d mappings, want %d", len(maps), len(tests))
+	}
+	for _, tt := range tests {
+		m := maps[tt.i]
+		if m.Path != tt.path || m.Shared != tt.shared || m.Deleted != tt.deleted || m.Exec != tt.exec || !m.HasFlag(tt.flag) {
+			t.Errorf("mapping %d = %+v", tt.i, m)
+		}
+	}
+	if maps[0].Offset != 0x1000 || maps[0].Inode != 325835 || maps[0].Major != 0xfe {
+		t.Errorf("mapping 0 identity = %+v", maps[0])
+	}
+	if maps[1].IsSpecial() || !(&Mapping{Path: "[vdso]"}).IsSpecial() {
+		t.Error("IsSpecial misclassifies [stack] or [vdso]")
+	}
+}
+
+func TestSelf(t *testing.T) {
+	tids, err := Threads(os.Getpid())
+	if err != nil || len(tids) == 0 || tids[0] != os.Getpid() {
+		t.Fatalf("Threads(self) = %v, %v", tids, err)
+	}
+	maps, err := ReadMappings(os.Getpid())
+	if err != nil || len(maps) == 0 {
+		t.Fatalf("ReadMappings(self) = %d, %v", len(maps), err)
+	}
+	if _, err := ReadStat(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+}
