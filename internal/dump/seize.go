@@ -30,9 +30,20 @@ func seizeTree(root int) ([]*seized, []int, error) {
 	for len(queue) > 0 {
 		pid := queue[0]
 		queue = queue[1:]
+		if st, err := proc.ReadStat(pid); err != nil {
+			if pid != root && errors.Is(err, os.ErrNotExist) {
+				continue // a child that exited before we reached it
+			}
+			return procs, all, err
+		} else if st.State == 'Z' {
+			return procs, all, fmt.Errorf("process %d is a zombie (exited, not yet reaped by its parent): zombies are not supported yet", pid)
+		}
 		tids, err := seizeProcess(pid)
 		all = append(all, tids...)
 		if err != nil {
+			if pid != root && len(tids) == 0 && errors.Is(err, os.ErrNotExist) {
+				continue
+			}
 			return procs, all, err
 		}
 		procs = append(procs, &seized{pid: pid, tids: tids})

@@ -45,6 +45,7 @@ type holder struct {
 }
 
 type pipeEnds struct {
+	link  string   // what /proc/PID/fd shows for it: pipe:[N] or the FIFO's path
 	read  *os.File // a read end held by the tree, to peek at buffered data
 	files []*image.File
 }
@@ -160,21 +161,22 @@ func (d *Dumper) dumpFD(pid, pidfd, fd int) (*image.File, bool, error) {
 		f.Rdev = st.Rdev
 		f.Ref = &image.Ref{Path: link, Mode: st.Mode, Inode: st.Ino}
 	case unix.S_IFIFO:
-		if !strings.HasPrefix(link, "pipe:") {
-			return unsupported("named FIFO " + link)
-		}
 		f.Kind = image.FilePipe
+		if !strings.HasPrefix(link, "pipe:") {
+			f.Kind = image.FileFIFO
+			f.Ref = &image.Ref{Path: link, Mode: st.Mode, Inode: st.Ino}
+		}
 		f.Pipe = &image.Pipe{Inode: st.Ino, Write: f.Flags&unix.O_ACCMODE == unix.O_WRONLY}
 		if c, err := unix.FcntlInt(uintptr(lfd), unix.F_GETPIPE_SZ, 0); err == nil {
 			f.Pipe.Capacity = c
 		}
 		p := d.pipes[st.Ino]
 		if p == nil {
-			p = &pipeEnds{}
+			p = &pipeEnds{link: link}
 			d.pipes[st.Ino] = p
 		}
 		p.files = append(p.files, f)
-		if !f.Pipe.Write && p.read == nil {
+		if f.Flags&unix.O_ACCMODE != unix.O_WRONLY && p.read == nil {
 			p.read, keep = local, true
 		}
 	case unix.S_IFSOCK:
@@ -211,7 +213,7 @@ func (d *Dumper) Finish() error {
 		return err
 	}
 	for ino, p := range d.pipes {
-		ext := outside[ino]
+		ext := outside[p.link]
 		var data []byte
 		if !ext && p.read != nil {
 			if data, err = peekPipe(p.read); err != nil {
@@ -229,9 +231,10 @@ func (d *Dumper) Finish() error {
 	return nil
 }
 
-// outsideHolders finds the pipe inodes held by processes outside the tree.
-func outsideHolders(inTree func(int) bool) (map[uint64]bool, error) {
-	res := map[uint64]bool{}
+// outsideHolders lists the fd links of processes outside the tree, for the
+// pipes and FIFOs among them.
+func outsideHolders(inTree func(int) bool) (map[string]bool, error) {
+	res := map[string]bool{}
 	ents, err := os.ReadDir(proc.Root)
 	if err != nil {
 		return nil, err
@@ -250,11 +253,7 @@ func outsideHolders(inTree func(int) bool) (map[uint64]bool, error) {
 			if err != nil {
 				continue
 			}
-			if s, ok := strings.CutPrefix(l, "pipe:["); ok {
-				if ino, err := strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64); err == nil {
-					res[ino] = true
-				}
-			}
+			res[l] = true
 		}
 	}
 	return res, nil

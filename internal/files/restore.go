@@ -135,6 +135,8 @@ func (o *Opener) open(f *image.File) (*os.File, error) {
 		return h, nil
 	case image.FilePipe:
 		return o.pipe(f)
+	case image.FileFIFO:
+		return o.fifo(f, flags)
 	case image.FileEventfd:
 		fd, err := unix.Eventfd(uint(f.Count), f.Flags&(unix.EFD_NONBLOCK|unix.EFD_SEMAPHORE)|unix.EFD_CLOEXEC)
 		if err != nil {
@@ -267,6 +269,37 @@ func (o *Opener) pipe(f *image.File) (*os.File, error) {
 	}
 	if f.Flags&unix.O_NONBLOCK != 0 {
 		unix.SetNonblock(int(h.Fd()), true)
+	}
+	return h, nil
+}
+
+// fifo opens a named pipe by its path. The restorer holds it open for
+// reading and writing meanwhile, so that no open blocks and the buffered
+// bytes can be written back.
+func (o *Opener) fifo(f *image.File, flags int) (*os.File, error) {
+	p := o.pipes[f.Pipe.Inode]
+	if p == nil {
+		anchor, err := os.OpenFile(f.Ref.Path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, err
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(int(anchor.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+			anchor.Close()
+			return nil, fmt.Errorf("%s is no longer a FIFO", f.Ref.Path)
+		}
+		p = &[2]*os.File{anchor, nil}
+		o.pipes[f.Pipe.Inode] = p
+	}
+	if err := o.refill(f, p[0]); err != nil {
+		return nil, err
+	}
+	h, err := os.OpenFile(f.Ref.Path, flags|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	if f.Flags&unix.O_NONBLOCK == 0 {
+		unix.SetNonblock(int(h.Fd()), false)
 	}
 	return h, nil
 }

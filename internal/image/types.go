@@ -29,14 +29,16 @@ type Process struct {
 	Root       string `json:"root"`
 	Umask      uint32 `json:"umask"`
 	// Personality is the persona from personality(2).
-	Personality uint64     `json:"personality"`
-	Rlimits     []Rlimit   `json:"rlimits"`
-	MM          MM         `json:"mm"`
-	Sigactions  []Sigact   `json:"sigactions"`
-	Pending     []Siginfo  `json:"pending_shared,omitempty"`
-	Threads     []*Thread  `json:"threads"`
-	Mappings    []*Mapping `json:"mappings"`
-	FDs         []FD       `json:"fds"`
+	Personality uint64 `json:"personality"`
+	// Dumpable is prctl(PR_GET_DUMPABLE).
+	Dumpable   int        `json:"dumpable"`
+	Rlimits    []Rlimit   `json:"rlimits"`
+	MM         MM         `json:"mm"`
+	Sigactions []Sigact   `json:"sigactions"`
+	Pending    []Siginfo  `json:"pending_shared,omitempty"`
+	Threads    []*Thread  `json:"threads"`
+	Mappings   []*Mapping `json:"mappings"`
+	FDs        []FD       `json:"fds"`
 	// Pages names the image file holding this process's private pages.
 	Pages string `json:"pages"`
 }
@@ -56,6 +58,10 @@ type Thread struct {
 	RobustList uint64    `json:"robust_list"`
 	RobustLen  uint64    `json:"robust_list_len"`
 	Creds      Creds     `json:"creds"`
+	// Nice, Policy and RTPriority are the scheduling settings of sched(7).
+	Nice       int `json:"nice"`
+	Policy     int `json:"policy"`
+	RTPriority int `json:"rt_priority"`
 	// Syscall describes the system call the thread was blocked in, if any.
 	Syscall *Syscall `json:"syscall,omitempty"`
 }
@@ -208,6 +214,7 @@ const (
 	FileDevice    = "device"   // a character device reopened by path
 	FileTerminal  = "terminal" // a terminal outside the tree, reopened by path
 	FilePipe      = "pipe"
+	FileFIFO      = "fifo" // a named pipe, reopened by path
 	FileMemfd     = "memfd"
 	FileEventfd   = "eventfd"
 	FileEpoll     = "epoll"

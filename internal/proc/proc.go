@@ -79,6 +79,9 @@ type Stat struct {
 	PGID       int
 	SID        int
 	ExitSignal int
+	Nice       int
+	Policy     int
+	RTPriority int
 	StartCode  uint64
 	EndCode    uint64
 	StartStack uint64
@@ -91,11 +94,20 @@ type Stat struct {
 	EnvEnd     uint64
 }
 
-// ReadStat parses /proc/PID/stat (or /proc/PID/task/TID/stat when tid != 0).
+// ReadStat parses /proc/PID/stat.
 func ReadStat(pid int) (*Stat, error) {
 	b, err := os.ReadFile(Path(pid, "stat"))
 	if err != nil {
 		return nil, fmt.Errorf("read stat of %d: %w", pid, err)
+	}
+	return parseStat(b)
+}
+
+// ReadTaskStat parses /proc/PID/task/TID/stat, the per-thread fields.
+func ReadTaskStat(pid, tid int) (*Stat, error) {
+	b, err := os.ReadFile(Path(pid, "task", strconv.Itoa(tid), "stat"))
+	if err != nil {
+		return nil, fmt.Errorf("read stat of %d/%d: %w", pid, tid, err)
 	}
 	return parseStat(b)
 }
@@ -112,6 +124,9 @@ func parseStat(b []byte) (*Stat, error) {
 		if n-3 >= len(f) {
 			return 0
 		}
+		if v, err := strconv.ParseInt(f[n-3], 10, 64); err == nil {
+			return uint64(v) // nice is negative for raised priority
+		}
 		v, _ := strconv.ParseUint(f[n-3], 10, 64)
 		return v
 	}
@@ -124,6 +139,9 @@ func parseStat(b []byte) (*Stat, error) {
 		PGID:       int(field(5)),
 		SID:        int(field(6)),
 		ExitSignal: int(field(38)),
+		Nice:       int(int64(field(19))),
+		Policy:     int(field(41)),
+		RTPriority: int(field(40)),
 		StartCode:  field(26),
 		EndCode:    field(27),
 		StartStack: field(28),

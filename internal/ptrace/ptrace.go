@@ -217,8 +217,8 @@ func PeekSiginfo(tid int, shared bool) ([]Siginfo, error) {
 type Rseq struct {
 	Pointer   uint64
 	Size      uint32
-	Flags     uint32
 	Signature uint32
+	Flags     uint32
 	Pad       uint32
 }
 

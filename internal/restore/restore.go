@@ -119,6 +119,9 @@ func (r *restorer) run() error {
 			if err := task.RestoreThread(t, r.threads[th.TID], th); err != nil {
 				return err
 			}
+			if err := task.RestoreScheduling(th); err != nil {
+				return err
+			}
 		}
 		var exe *os.File
 		if p.Exe != nil {
@@ -228,6 +231,10 @@ func (r *restorer) finishProcess(p *image.Process) error {
 		if err := task.RestoreCreds(t, r.threads[th.TID], &th.Creds); err != nil {
 			return fmt.Errorf("process %d: %w", p.PID, err)
 		}
+	}
+	// Changing uids resets the dumpable flag; put it back afterwards.
+	if _, err := t.Call(unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, uintptr(p.Dumpable)); err != nil {
+		return fmt.Errorf("process %d dumpable: %w", p.PID, err)
 	}
 	for _, th := range p.Threads[1:] {
 		if err := task.Finish(th.TID, th, task.Resumable(th)); err != nil {

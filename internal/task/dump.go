@@ -68,13 +68,6 @@ func Dump(pid int, tids []int, contents *mem.Contents) (*image.Process, error) {
 	if p.MM.Auxv, err = os.ReadFile(proc.Path(pid, "auxv")); err != nil {
 		return nil, fmt.Errorf("process %d auxv: %w", pid, err)
 	}
-	for res := 0; res < 16; res++ {
-		var rl unix.Rlimit
-		if err := unix.Prlimit(pid, res, nil, &rl); err != nil {
-			return nil, fmt.Errorf("process %d rlimit %d: %w", pid, res, err)
-		}
-		p.Rlimits = append(p.Rlimits, image.Rlimit{Resource: res, Cur: rl.Cur, Max: rl.Max})
-	}
 	for _, tid := range tids {
 		t, err := dumpThread(pid, tid)
 		if err != nil {
@@ -143,6 +136,11 @@ func dumpThread(pid, tid int) (*image.Thread, error) {
 		return nil, err
 	}
 	t.Creds = credsFromStatus(status)
+	st, err := proc.ReadTaskStat(pid, tid)
+	if err != nil {
+		return nil, err
+	}
+	t.Nice, t.Policy, t.RTPriority = st.Nice, st.Policy, st.RTPriority
 	return t, nil
 }
 
@@ -200,6 +198,24 @@ func dumpRemote(p *image.Process) error {
 			p.Sigactions = append(p.Sigactions, a)
 		}
 	}
+	// Limits are read by the process itself: prlimit(2) on another user's
+	// process needs CAP_SYS_RESOURCE, which containers often drop.
+	for res := 0; res < 16; res++ {
+		if _, err := lead.Syscall(unix.SYS_PRLIMIT64, 0, uintptr(res), 0, s.scratch); err != nil {
+			return fmt.Errorf("read rlimit %d: %w", res, err)
+		}
+		var b [16]byte
+		if err := inject.ReadMem(p.PID, s.scratch, b[:]); err != nil {
+			return err
+		}
+		p.Rlimits = append(p.Rlimits, image.Rlimit{Resource: res,
+			Cur: binary.LittleEndian.Uint64(b[0:]), Max: binary.LittleEndian.Uint64(b[8:])})
+	}
+	dumpable, err := lead.Syscall(unix.SYS_PRCTL, unix.PR_GET_DUMPABLE)
+	if err != nil {
+		return fmt.Errorf("read dumpable: %w", err)
+	}
+	p.Dumpable = int(dumpable)
 	brk, err := lead.Syscall(unix.SYS_BRK, 0)
 	if err != nil {
 		return fmt.Errorf("read program break: %w", err)

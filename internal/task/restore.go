@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -295,6 +296,22 @@ func RestoreCreds(t *inject.Target, th *inject.Thread, c *image.Creds) error {
 		if err := call("no_new_privs", unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// RestoreScheduling sets a thread's nice value and scheduling policy from
+// the restorer.
+func RestoreScheduling(img *image.Thread) error {
+	if img.Policy != unix.SCHED_NORMAL {
+		// struct sched_param { int sched_priority; }
+		prio := int32(img.RTPriority)
+		if _, _, e := unix.Syscall(unix.SYS_SCHED_SETSCHEDULER, uintptr(img.TID), uintptr(img.Policy), uintptr(unsafe.Pointer(&prio))); e != 0 {
+			return fmt.Errorf("thread %d scheduling policy %d: %w", img.TID, img.Policy, e)
+		}
+	}
+	if err := unix.Setpriority(unix.PRIO_PROCESS, img.TID, img.Nice); err != nil {
+		return fmt.Errorf("thread %d nice %d: %w", img.TID, img.Nice, err)
 	}
 	return nil
 }
