@@ -222,10 +222,10 @@ func (d *Dumper) Finish() error {
 		}
 		for _, f := range p.files {
 			f.Pipe.External = ext
-			f.Pipe.Data = ""
+			f.Pipe.Data = nil
 		}
 		if len(data) > 0 {
-			p.files[0].Pipe.Data = string(data)
+			p.files[0].Pipe.Data = data
 		}
 	}
 	return nil
@@ -235,13 +235,14 @@ func (d *Dumper) Finish() error {
 // pipes and FIFOs among them.
 func outsideHolders(inTree func(int) bool) (map[string]bool, error) {
 	res := map[string]bool{}
+	self := os.Getpid() // the checkpointer's own duplicates do not count
 	ents, err := os.ReadDir(proc.Root)
 	if err != nil {
 		return nil, err
 	}
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || inTree(pid) {
+		if err != nil || inTree(pid) || pid == self {
 			continue
 		}
 		fds, err := os.ReadDir(proc.Path(pid, "fd"))

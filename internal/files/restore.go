@@ -305,13 +305,13 @@ func (o *Opener) fifo(f *image.File, flags int) (*os.File, error) {
 }
 
 func (o *Opener) refill(f *image.File, w *os.File) error {
-	if f.Pipe.Data == "" {
+	if len(f.Pipe.Data) == 0 {
 		return nil
 	}
-	if _, err := w.Write([]byte(f.Pipe.Data)); err != nil {
+	if _, err := w.Write(f.Pipe.Data); err != nil {
 		return fmt.Errorf("refill pipe: %w", err)
 	}
-	f.Pipe.Data = "" // written once, whichever end is opened first
+	f.Pipe.Data = nil // written once, whichever end is opened first
 	return nil
 }
 

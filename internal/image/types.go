@@ -242,7 +242,7 @@ type Pipe struct {
 	Inode    uint64 `json:"inode"`
 	Write    bool   `json:"write"`
 	Capacity int    `json:"capacity"`
-	Data     string `json:"data,omitempty"`
+	Data     []byte `json:"data,omitempty"`
 	// External is set when a process outside the tree held the pipe too.
 	External bool `json:"external,omitempty"`
 }

@@ -1,6 +1,8 @@
 package task
 
 import (
+	"golang.org/x/sys/unix"
+
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/ptrace"
 )
@@ -52,20 +54,45 @@ func interrupted(r *ptrace.Regs) bool {
 // Resumable returns the registers a restored thread starts from. A system
 // call that was interrupted at checkpoint is restarted the way the kernel
 // restarts one after a signal without a handler: rax gets the call number
-// back and rip steps back over the two-byte syscall instruction. A timed
-// sleep (-ERESTART_RESTARTBLOCK) cannot be resumed with its remaining time
-// from user space, so it returns EINTR, as POSIX allows.
+// back and rip steps back over the two-byte syscall instruction.
+//
+// -ERESTART_RESTARTBLOCK (a timed wait) keeps its remaining time in the
+// kernel, which a new kernel does not have. Sleeps whose deadline is
+// absolute restart unchanged; a relative nanosleep restarts for the
+// remaining time, which the kernel had already written to the caller's
+// rem argument (passed as both req and rem, so the caller's req is left as
+// it was). Anything else returns EINTR, as POSIX allows.
 func Resumable(t *image.Thread) ptrace.Regs {
 	r := fromImage(&t.Regs)
 	if interrupted(&r) {
-		switch -int64(r.Rax) {
-		case errRestartRestartBlock:
-			r.Rax = ^uint64(3) // -EINTR
+		switch {
+		case -int64(r.Rax) != errRestartRestartBlock:
+			restart(&r)
+		case r.Orig_rax == unix.SYS_NANOSLEEP && r.Rsi != 0:
+			r.Rdi = r.Rsi
+			restart(&r)
+		case r.Orig_rax == unix.SYS_CLOCK_NANOSLEEP && r.Rsi&unix.TIMER_ABSTIME != 0:
+			restart(&r)
+		case r.Orig_rax == unix.SYS_CLOCK_NANOSLEEP && r.R10 != 0:
+			r.Rdx = r.R10
+			restart(&r)
+		case r.Orig_rax == unix.SYS_FUTEX && r.Rsi&futexCmdMask == futexWaitBitset:
+			restart(&r) // FUTEX_WAIT_BITSET takes an absolute timeout
 		default:
-			r.Rax = r.Orig_rax
-			r.Rip -= 2
+			r.Rax = ^uint64(3) // -EINTR
 		}
 	}
 	r.Orig_rax = ^uint64(0)
 	return r
+}
+
+// futexCmdMask strips FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME.
+const (
+	futexCmdMask    = 0x7f
+	futexWaitBitset = 9
+)
+
+func restart(r *ptrace.Regs) {
+	r.Rax = r.Orig_rax
+	r.Rip -= 2
 }
