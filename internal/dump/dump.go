@@ -88,7 +88,11 @@ func Checkpoint(opts Options) (res *Result, err error) {
 		return nil, err
 	}
 	fmt.Fprintf(logw, "stopped %d processes, %d threads\n", len(procs), len(tids))
-	tree, err := dumpTree(w, procs)
+	tree, fd, err := dumpTree(w, procs)
+	if fd != nil {
+		// Sockets stay in repair mode only if the tree is killed.
+		defer func() { fd.Close(err == nil && !opts.LeaveRunning) }()
+	}
 	if err != nil {
 		release()
 		return nil, err
@@ -139,7 +143,7 @@ func waitGone(tid int) {
 	}
 }
 
-func dumpTree(w *image.Writer, procs []*seized) (*image.Tree, error) {
+func dumpTree(w *image.Writer, procs []*seized) (*image.Tree, *files.Dumper, error) {
 	inTree := map[int]bool{}
 	for _, p := range procs {
 		inTree[p.pid] = true
@@ -147,28 +151,27 @@ func dumpTree(w *image.Writer, procs []*seized) (*image.Tree, error) {
 	contents := mem.NewContents(w)
 	md := mem.NewDumper(w, contents)
 	fd := files.NewDumper(contents, func(pid int) bool { return inTree[pid] })
-	defer fd.Close()
 	tree := &image.Tree{Root: procs[0].pid}
 	for _, s := range procs {
 		p, err := task.Dump(s.pid, s.tids, contents)
 		if err != nil {
-			return nil, err
+			return nil, fd, err
 		}
 		if p.FDs, err = fd.Dump(s.pid); err != nil {
-			return nil, err
+			return nil, fd, err
 		}
 		p.Pages = fmt.Sprintf("pages-%d.img", s.pid)
 		if p.Mappings, err = md.Dump(s.pid, p.Pages); err != nil {
-			return nil, err
+			return nil, fd, err
 		}
 		tree.Processes = append(tree.Processes, p)
 	}
 	if err := fd.Finish(); err != nil {
-		return nil, err
+		return nil, fd, err
 	}
 	tree.Files = fd.Files
 	tree.SharedMemory = md.Order
-	return tree, nil
+	return tree, fd, nil
 }
 
 func kernelRelease() string {

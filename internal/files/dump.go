@@ -15,6 +15,7 @@ import (
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/proc"
+	"github.com/seamless-linux/seamless/internal/sockets"
 )
 
 // Unsupported is returned for a file descriptor seamless cannot checkpoint.
@@ -34,6 +35,8 @@ type Dumper struct {
 	Files []*image.File
 	// InTree reports whether a PID belongs to the tree being dumped.
 	InTree func(pid int) bool
+	// Sockets checkpoints socket descriptors.
+	Sockets *sockets.Dumper
 
 	holders map[[2]uint64][]holder
 	pipes   map[uint64]*pipeEnds
@@ -52,16 +55,19 @@ type pipeEnds struct {
 
 // NewDumper returns a Dumper that stores deleted files' contents with c.
 func NewDumper(c *mem.Contents, inTree func(int) bool) *Dumper {
-	return &Dumper{Contents: c, InTree: inTree, holders: map[[2]uint64][]holder{}, pipes: map[uint64]*pipeEnds{}}
+	return &Dumper{Contents: c, InTree: inTree, Sockets: sockets.NewDumper(inTree),
+		holders: map[[2]uint64][]holder{}, pipes: map[uint64]*pipeEnds{}}
 }
 
-// Close releases the descriptors the Dumper holds.
-func (d *Dumper) Close() {
+// Close releases the descriptors the Dumper holds. kill says whether the
+// tree is about to be killed: its connections must then close silently.
+func (d *Dumper) Close(kill bool) {
 	for _, p := range d.pipes {
 		if p.read != nil {
 			p.read.Close()
 		}
 	}
+	d.Sockets.Close(kill)
 }
 
 // Dump describes every fd of pid. The process must be stopped.
@@ -180,7 +186,11 @@ func (d *Dumper) dumpFD(pid, pidfd, fd int) (*image.File, bool, error) {
 			p.read, keep = local, true
 		}
 	case unix.S_IFSOCK:
-		return unsupported("socket " + link)
+		f.Kind = image.FileSocket
+		keep = true // the socket dumper owns local from here on
+		if f.Socket, err = d.Sockets.Dump(local, pid, fd); err != nil {
+			return unsupported(fmt.Sprintf("socket %s (%v)", link, err))
+		}
 	default:
 		switch link {
 		case "anon_inode:[eventfd]":
@@ -205,6 +215,9 @@ func (d *Dumper) dumpFD(pid, pidfd, fd int) (*image.File, bool, error) {
 // that a process outside the tree also holds is marked external (restore
 // reconnects to it); otherwise its buffered bytes are saved.
 func (d *Dumper) Finish() error {
+	if err := d.Sockets.Finish(); err != nil {
+		return err
+	}
 	if len(d.pipes) == 0 {
 		return nil
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inject"
 	"github.com/seamless-linux/seamless/internal/proc"
+	"github.com/seamless-linux/seamless/internal/sockets"
 )
 
 // Opener opens, in the restorer, the open file descriptions of an image.
@@ -25,16 +26,18 @@ type Opener struct {
 	// Skip reports PIDs that are part of the tree being restored; their
 	// descriptors never count as an outside holder of a pipe.
 	InTree func(pid int) bool
-	files  map[int]*os.File
-	pipes  map[uint64]*[2]*os.File
-	ghosts map[*image.Ref]*os.File
+	// Sockets rebuilds socket descriptors.
+	Sockets *sockets.Opener
+	files   map[int]*os.File
+	pipes   map[uint64]*[2]*os.File
+	ghosts  map[*image.Ref]*os.File
 	// Warnings collects what the restore could not reproduce exactly.
 	Warnings []string
 }
 
 // NewOpener returns an Opener for im.
 func NewOpener(im *image.Image, inTree func(int) bool) *Opener {
-	return &Opener{Image: im, InTree: inTree, files: map[int]*os.File{}, pipes: map[uint64]*[2]*os.File{}, ghosts: map[*image.Ref]*os.File{}}
+	return &Opener{Image: im, InTree: inTree, Sockets: sockets.NewOpener(im.Tree), files: map[int]*os.File{}, pipes: map[uint64]*[2]*os.File{}, ghosts: map[*image.Ref]*os.File{}}
 }
 
 // Close releases the restorer's copies. Pipe ends that no restored process
@@ -53,6 +56,7 @@ func (o *Opener) Close() {
 	for _, f := range o.ghosts {
 		f.Close()
 	}
+	o.Sockets.Close()
 }
 
 // openFlags keeps the status flags that open(2) can reproduce.
@@ -143,6 +147,11 @@ func (o *Opener) open(f *image.File) (*os.File, error) {
 			return nil, err
 		}
 		return os.NewFile(uintptr(fd), "eventfd"), nil
+	case image.FileSocket:
+		if f.Socket == nil {
+			return nil, fmt.Errorf("socket without state")
+		}
+		return o.Sockets.Open(f.Socket)
 	case image.FileEpoll:
 		fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 		if err != nil {

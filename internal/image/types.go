@@ -218,6 +218,7 @@ const (
 	FileMemfd     = "memfd"
 	FileEventfd   = "eventfd"
 	FileEpoll     = "epoll"
+	FileSocket    = "socket"
 )
 
 // File is an open file description.
@@ -235,6 +236,8 @@ type File struct {
 	Count uint64 `json:"count,omitempty"`
 	// Epoll registrations.
 	Watches []EpollWatch `json:"watches,omitempty"`
+	// Socket state, for kind "socket".
+	Socket *Socket `json:"socket,omitempty"`
 }
 
 // Pipe is one end of a pipe.

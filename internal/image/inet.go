@@ -1,0 +1,4 @@
+package image
+
+// InetSocket is the state of a TCP or UDP socket, IPv4 or IPv6.
+type InetSocket struct{}
