@@ -202,6 +202,18 @@ func (d *Dumper) dumpFD(pid, pidfd, fd int) (*image.File, bool, error) {
 		case "anon_inode:[eventpoll]":
 			f.Kind = image.FileEpoll
 			f.Watches = info.watches
+		case "anon_inode:[signalfd]":
+			f.Kind = image.FileSignalfd
+			f.Sigmask = info.sigmask
+		case "anon_inode:[timerfd]":
+			f.Kind = image.FileTimerfd
+			t := info.timer
+			f.Timer = &t
+		case "anon_inode:inotify":
+			f.Kind = image.FileInotify
+			if f.Inotify, err = inotifyPaths(info.inotify); err != nil {
+				return nil, false, fmt.Errorf("process %d fd %d: %w", pid, fd, err)
+			}
 		default:
 			return unsupported(link)
 		}

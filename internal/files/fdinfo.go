@@ -2,6 +2,7 @@ package files
 
 import (
 	"bufio"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"strconv"
@@ -18,6 +19,19 @@ type fdinfo struct {
 	eventfdCount uint64
 	semaphore    bool
 	watches      []image.EpollWatch
+	sigmask      uint64
+	timer        image.Timer
+	inotify      []inotifyMark
+}
+
+// inotifyMark is an inotify watch as fdinfo shows it: the file is named by
+// a file handle on the device sdev.
+type inotifyMark struct {
+	wd     int
+	mask   uint32
+	sdev   uint64
+	htype  int
+	handle []byte
 }
 
 func readFdinfo(pid, fd int) (*fdinfo, error) {
@@ -42,6 +56,25 @@ func readFdinfo(pid, fd int) (*fdinfo, error) {
 			info.eventfdCount, _ = strconv.ParseUint(v, 16, 64)
 		case "eventfd-semaphore":
 			info.semaphore = v == "1"
+		case "sigmask":
+			info.sigmask, _ = strconv.ParseUint(v, 16, 64)
+		case "clockid":
+			info.timer.Clock, _ = strconv.Atoi(v)
+		case "ticks":
+			info.timer.Ticks, _ = strconv.ParseUint(v, 10, 64)
+		case "settime flags":
+			fl, _ := strconv.ParseInt(v, 8, 64)
+			info.timer.SettimeFlag = int(fl)
+		case "it_value":
+			info.timer.ValueNs = parseTimespec(v)
+		case "it_interval":
+			info.timer.IntervalNs = parseTimespec(v)
+		case "inotify wd":
+			m, err := parseInotify(line)
+			if err != nil {
+				return nil, fmt.Errorf("process %d fd %d: %w", pid, fd, err)
+			}
+			info.inotify = append(info.inotify, m)
 		case "tfd":
 			w, err := parseWatch(line)
 			if err != nil {
@@ -80,4 +113,44 @@ func parseWatch(line string) (image.EpollWatch, error) {
 		}
 	}
 	return w, nil
+}
+
+// parseTimespec reads "(sec, nsec)" into nanoseconds.
+func parseTimespec(v string) int64 {
+	v = strings.Trim(v, "()")
+	sec, nsec, _ := strings.Cut(v, ",")
+	s, _ := strconv.ParseInt(strings.TrimSpace(sec), 10, 64)
+	n, _ := strconv.ParseInt(strings.TrimSpace(nsec), 10, 64)
+	return s*1e9 + n
+}
+
+// parseInotify reads "inotify wd:1 ino:3c4a3 sdev:fe00000 mask:300 ...
+// fhandle-bytes:8 fhandle-type:1 f_handle:a3c4030000000000".
+func parseInotify(line string) (inotifyMark, error) {
+	var m inotifyMark
+	for _, f := range strings.Fields(line) {
+		k, v, ok := strings.Cut(f, ":")
+		if !ok {
+			continue
+		}
+		var err error
+		switch k {
+		case "wd":
+			m.wd, err = strconv.Atoi(v)
+		case "mask":
+			var x uint64
+			x, err = strconv.ParseUint(v, 16, 32)
+			m.mask = uint32(x)
+		case "sdev":
+			m.sdev, err = strconv.ParseUint(v, 16, 64)
+		case "fhandle-type":
+			m.htype, err = strconv.Atoi(v)
+		case "f_handle":
+			m.handle, err = hex.DecodeString(v)
+		}
+		if err != nil {
+			return m, fmt.Errorf("inotify watch %q: %w", line, err)
+		}
+	}
+	return m, nil
 }

@@ -152,6 +152,15 @@ func (o *Opener) open(f *image.File) (*os.File, error) {
 			return nil, fmt.Errorf("socket without state")
 		}
 		return o.Sockets.Open(f.Socket)
+	case image.FileSignalfd:
+		return openSignalfd(f)
+	case image.FileTimerfd:
+		if f.Timer == nil {
+			return nil, fmt.Errorf("timerfd without state")
+		}
+		return openTimerfd(f)
+	case image.FileInotify:
+		return openInotify(f)
 	case image.FileEpoll:
 		fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 		if err != nil {

@@ -31,14 +31,18 @@ type Process struct {
 	// Personality is the persona from personality(2).
 	Personality uint64 `json:"personality"`
 	// Dumpable is prctl(PR_GET_DUMPABLE).
-	Dumpable   int        `json:"dumpable"`
-	Rlimits    []Rlimit   `json:"rlimits"`
-	MM         MM         `json:"mm"`
-	Sigactions []Sigact   `json:"sigactions"`
-	Pending    []Siginfo  `json:"pending_shared,omitempty"`
-	Threads    []*Thread  `json:"threads"`
-	Mappings   []*Mapping `json:"mappings"`
-	FDs        []FD       `json:"fds"`
+	Dumpable   int       `json:"dumpable"`
+	Rlimits    []Rlimit  `json:"rlimits"`
+	MM         MM        `json:"mm"`
+	Sigactions []Sigact  `json:"sigactions"`
+	Pending    []Siginfo `json:"pending_shared,omitempty"`
+	// Itimers are ITIMER_REAL, ITIMER_VIRTUAL and ITIMER_PROF.
+	Itimers [3]Itimer `json:"itimers"`
+	// Timers are the POSIX timers of timer_create(2).
+	Timers   []PosixTimer `json:"posix_timers,omitempty"`
+	Threads  []*Thread    `json:"threads"`
+	Mappings []*Mapping   `json:"mappings"`
+	FDs      []FD         `json:"fds"`
 	// Pages names the image file holding this process's private pages.
 	Pages string `json:"pages"`
 }
@@ -106,6 +110,26 @@ type Sigact struct {
 
 // Siginfo is a queued signal as the signal ABI's siginfo_t (128 bytes).
 type Siginfo []byte
+
+// Itimer is a setitimer(2) setting: time left and interval, in microseconds.
+type Itimer struct {
+	ValueUs    int64 `json:"value_us"`
+	IntervalUs int64 `json:"interval_us"`
+}
+
+// PosixTimer is a timer_create(2) timer: its ID, clock, how it notifies,
+// and the time left until it fires next (re-armed relative to the restore)
+// and its interval.
+type PosixTimer struct {
+	ID         int    `json:"id"`
+	Clock      int    `json:"clock"`
+	Notify     int    `json:"notify"` // SIGEV_SIGNAL, SIGEV_NONE, or with SIGEV_THREAD_ID
+	Signal     int    `json:"signal"`
+	Value      uint64 `json:"sigval"`
+	TID        int    `json:"tid,omitempty"`
+	ValueNs    int64  `json:"value_ns"`
+	IntervalNs int64  `json:"interval_ns"`
+}
 
 // Rlimit is one resource limit.
 type Rlimit struct {
@@ -219,6 +243,9 @@ const (
 	FileEventfd   = "eventfd"
 	FileEpoll     = "epoll"
 	FileSocket    = "socket"
+	FileSignalfd  = "signalfd"
+	FileTimerfd   = "timerfd"
+	FileInotify   = "inotify"
 )
 
 // File is an open file description.
@@ -238,6 +265,12 @@ type File struct {
 	Watches []EpollWatch `json:"watches,omitempty"`
 	// Socket state, for kind "socket".
 	Socket *Socket `json:"socket,omitempty"`
+	// Sigmask is the signal set of a signalfd.
+	Sigmask uint64 `json:"sigmask,omitempty"`
+	// Timer is the state of a timerfd.
+	Timer *Timer `json:"timer,omitempty"`
+	// Inotify are the watches of an inotify instance.
+	Inotify []InotifyWatch `json:"inotify,omitempty"`
 }
 
 // Pipe is one end of a pipe.
@@ -256,6 +289,25 @@ type EpollWatch struct {
 	FD     int    `json:"fd"`
 	Events uint32 `json:"events"`
 	Data   uint64 `json:"data"`
+}
+
+// Timer is a timerfd: its clock, the time left until it fires next (it is
+// re-armed relative to the restore), the interval, and the expirations that
+// were not read yet.
+type Timer struct {
+	Clock       int    `json:"clock"`
+	ValueNs     int64  `json:"value_ns"`
+	IntervalNs  int64  `json:"interval_ns"`
+	Ticks       uint64 `json:"ticks"`
+	SettimeFlag int    `json:"settime_flags"`
+}
+
+// InotifyWatch is one inotify watch: the watched path, the event mask and
+// the watch descriptor the process knows it by.
+type InotifyWatch struct {
+	WD   int    `json:"wd"`
+	Path string `json:"path"`
+	Mask uint32 `json:"mask"`
 }
 
 // FD is a file descriptor of a process.

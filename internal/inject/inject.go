@@ -1,7 +1,7 @@
 // Package inject runs system calls inside another process: the tracee is
-// stopped under ptrace, its registers are pointed at a "syscall; int3"
-// sequence with the call's number and arguments, it is resumed, and the
-// result is read back when the int3 traps.
+// stopped under ptrace, its registers are pointed at a syscall instruction
+// with the call's number and arguments, it is resumed until the call's
+// exit, and the result is read back.
 //
 // This is how state that only a process can read or set about itself is
 // reached: signal handlers, the alternate signal stack, rseq, mm fields,
@@ -59,7 +59,12 @@ type Errno struct {
 func (e *Errno) Error() string { return fmt.Sprintf("remote syscall %d: %v", e.Nr, e.Err) }
 func (e *Errno) Unwrap() error { return e.Err }
 
-// Syscall runs system call nr with up to six arguments and returns its result.
+// Syscall runs system call nr with up to six arguments and returns its
+// result. The thread is resumed with PTRACE_SYSCALL and caught at the
+// call's entry and exit, so no signal is involved (an int3 trap would be a
+// forced SIGTRAP, which resets a blocked or ignored SIGTRAP handler to its
+// default). The thread is left in the syscall-exit stop, which also lets a
+// call unmap the very code it runs from.
 func (t *Thread) Syscall(nr uintptr, args ...uintptr) (uintptr, error) {
 	var a [6]uintptr
 	copy(a[:], args)
@@ -67,59 +72,6 @@ func (t *Thread) Syscall(nr uintptr, args ...uintptr) (uintptr, error) {
 	r.Rip = uint64(t.Spot)
 	r.Rax = uint64(nr)
 	r.Orig_rax = ^uint64(0) // not in a system call: nothing for the kernel to restart
-	r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9 = uint64(a[0]), uint64(a[1]), uint64(a[2]), uint64(a[3]), uint64(a[4]), uint64(a[5])
-	if t.Stack != 0 {
-		r.Rsp = uint64(t.Stack)
-	}
-	if err := ptrace.SetRegs(t.TID, &r); err != nil {
-		return 0, err
-	}
-	if err := ptrace.Cont(t.TID, 0); err != nil {
-		return 0, err
-	}
-	for {
-		ws, err := ptrace.Wait(t.TID)
-		if err != nil {
-			return 0, fmt.Errorf("remote syscall %d in %d: %w", nr, t.TID, err)
-		}
-		if ev := ptrace.Event(ws); ev == unix.PTRACE_EVENT_FORK || ev == unix.PTRACE_EVENT_CLONE || ev == unix.PTRACE_EVENT_VFORK {
-			if t.Child, err = ptrace.EventMsg(t.TID); err != nil {
-				return 0, err
-			}
-			if err := ptrace.Cont(t.TID, 0); err != nil {
-				return 0, err
-			}
-			continue
-		}
-		if ws.Stopped() && ws.StopSignal() == unix.SIGTRAP && ptrace.Event(ws) == 0 {
-			break
-		}
-		// Anything else (a SIGSTOP, a job-control stop) is swallowed: every
-		// other signal is blocked while calls are injected.
-		if err := ptrace.Cont(t.TID, 0); err != nil {
-			return 0, err
-		}
-	}
-	out, err := ptrace.GetRegs(t.TID)
-	if err != nil {
-		return 0, err
-	}
-	if ret := int64(out.Rax); ret < 0 && ret > -4096 {
-		return 0, &Errno{Nr: nr, Err: unix.Errno(-ret)}
-	}
-	return uintptr(out.Rax), nil
-}
-
-// SyscallToExit runs system call nr but stops at its exit instead of at the
-// int3, so that the call may unmap the code it runs from. The thread is left
-// in the syscall-exit stop; the caller sets its final registers.
-func (t *Thread) SyscallToExit(nr uintptr, args ...uintptr) (uintptr, error) {
-	var a [6]uintptr
-	copy(a[:], args)
-	r := t.Base
-	r.Rip = uint64(t.Spot)
-	r.Rax = uint64(nr)
-	r.Orig_rax = ^uint64(0)
 	r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9 = uint64(a[0]), uint64(a[1]), uint64(a[2]), uint64(a[3]), uint64(a[4]), uint64(a[5])
 	if t.Stack != 0 {
 		r.Rsp = uint64(t.Stack)
@@ -135,9 +87,16 @@ func (t *Thread) SyscallToExit(nr uintptr, args ...uintptr) (uintptr, error) {
 		if err != nil {
 			return 0, fmt.Errorf("remote syscall %d in %d: %w", nr, t.TID, err)
 		}
-		if ws.Stopped() && ws.StopSignal() == unix.SIGTRAP|0x80 {
+		switch ev := ptrace.Event(ws); {
+		case ev == unix.PTRACE_EVENT_FORK || ev == unix.PTRACE_EVENT_CLONE || ev == unix.PTRACE_EVENT_VFORK:
+			if t.Child, err = ptrace.EventMsg(t.TID); err != nil {
+				return 0, err
+			}
+		case ws.Stopped() && ws.StopSignal() == unix.SIGTRAP|0x80:
 			stops++ // entry, then exit
 		}
+		// Any other stop (a SIGSTOP, a job-control stop) is swallowed:
+		// every other signal is blocked while calls are injected.
 	}
 	out, err := ptrace.GetRegs(t.TID)
 	if err != nil {
@@ -147,6 +106,13 @@ func (t *Thread) SyscallToExit(nr uintptr, args ...uintptr) (uintptr, error) {
 		return 0, &Errno{Nr: nr, Err: unix.Errno(-ret)}
 	}
 	return uintptr(out.Rax), nil
+}
+
+// SyscallToExit is Syscall; it names the intent at call sites that unmap
+// the code they run from, which only works because Syscall stops at the
+// call's exit.
+func (t *Thread) SyscallToExit(nr uintptr, args ...uintptr) (uintptr, error) {
+	return t.Syscall(nr, args...)
 }
 
 // ReadMem copies tracee memory at addr into b.

@@ -211,6 +211,9 @@ func dumpRemote(p *image.Process) error {
 		p.Rlimits = append(p.Rlimits, image.Rlimit{Resource: res,
 			Cur: binary.LittleEndian.Uint64(b[0:]), Max: binary.LittleEndian.Uint64(b[8:])})
 	}
+	if err := dumpTimers(p, lead.Syscall, s.scratch); err != nil {
+		return err
+	}
 	dumpable, err := lead.Syscall(unix.SYS_PRCTL, unix.PR_GET_DUMPABLE)
 	if err != nil {
 		return fmt.Errorf("read dumpable: %w", err)

@@ -96,3 +96,18 @@ func restart(r *ptrace.Regs) {
 	r.Rax = r.Orig_rax
 	r.Rip -= 2
 }
+
+// restartInPlace makes a thread that is resumed on the kernel it was
+// interrupted on restart its system call as the kernel would have:
+// -ERESTART_RESTARTBLOCK goes through restart_syscall(2), which continues
+// from the kernel's own restart block (the remaining sleep, say).
+func restartInPlace(r *ptrace.Regs) {
+	if !interrupted(r) {
+		return
+	}
+	if -int64(r.Rax) == errRestartRestartBlock {
+		r.Orig_rax = unix.SYS_RESTART_SYSCALL
+	}
+	restart(r)
+	r.Orig_rax = ^uint64(0)
+}

@@ -141,6 +141,9 @@ func RestoreProcess(t *inject.Target, p *image.Process, exe *os.File) error {
 			return fmt.Errorf("queue signal %d: %w", sig, err)
 		}
 	}
+	if err := restoreTimers(t, p); err != nil {
+		return err
+	}
 	if _, err := t.Call(unix.SYS_PERSONALITY, uintptr(p.Personality)); err != nil {
 		return fmt.Errorf("personality: %w", err)
 	}

@@ -110,7 +110,11 @@ func (s *session) close() error {
 		if th == nil {
 			continue
 		}
-		if err := th.Restore(); err != nil {
+		// The thread now sits in a syscall-exit stop, where the kernel no
+		// longer restarts the call it was interrupted in: do it here.
+		regs := th.Base
+		restartInPlace(&regs)
+		if err := ptrace.SetRegs(th.TID, &regs); err != nil {
 			keep(err)
 		}
 		if err := ptrace.SetSigmask(th.TID, s.masks[i]); err != nil {

@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,6 +54,9 @@ type workload struct {
 	name  string // binary name: test/workloads/NAME.c or test/workloads/gowork
 	procs int    // processes in its tree
 	usr1  bool   // counts SIGUSR1 in the usr1= field of its TICK lines
+	// runtime marks a program whose runtime maps memory and starts threads
+	// on its own (Go): its memory map and thread list are not compared.
+	runtime bool
 }
 
 var workloads = []workload{
@@ -60,10 +64,11 @@ var workloads = []workload{
 	{name: "threads", procs: 1, usr1: true},
 	{name: "blocking", procs: 1, usr1: true},
 	{name: "fifo", procs: 1, usr1: true},
+	{name: "events", procs: 1, usr1: true},
 	{name: "tree", procs: 4},
 	{name: "xstate", procs: 1, usr1: true},
 	{name: "creds", procs: 1, usr1: true},
-	{name: "gowork", procs: 1, usr1: true},
+	{name: "gowork", procs: 1, usr1: true, runtime: true},
 }
 
 // mode is one way of going through checkpoint and restore.
@@ -94,6 +99,7 @@ func testMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "PR_SET_CHILD_SUBREAPER: %v\n", err)
 		return 1
 	}
+	closeInheritedFds()
 	var err error
 	workDir, err = os.MkdirTemp("", "seamless-roundtrip-")
 	if err != nil {
@@ -117,6 +123,21 @@ func testMain(m *testing.M) int {
 	buildErr = buildWorkloads(binDir)
 	seamlessBin, seamlessErr = buildSeamless(binDir)
 	return m.Run()
+}
+
+// closeInheritedFds marks every fd above 2 that the test process inherited
+// close-on-exec, so that each workload starts with exactly stdin, stdout
+// and stderr whatever ran the tests (a shell or CI may leak pipes).
+func closeInheritedFds() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+		}
+	}
 }
 
 // moduleRoot is the repository root, two levels above this package.
@@ -225,11 +246,14 @@ func roundTrip(t *testing.T, w workload, m mode) {
 	for round := 1; round <= m.rounds; round++ {
 		img := filepath.Join(r.dir, fmt.Sprintf("image-%d", round))
 		before := r.lastTick()
+		r.pause()
+		fp := takeFingerprint(tree, w.runtime)
 		if m.leaveRunning {
 			r.checkpoint(img, true)
 			atCheckpoint := r.lastTick()
 			// The tree must go on, untouched, after a --leave-running checkpoint.
 			r.checkAlive(tree)
+			r.compareFingerprint("after checkpoint --leave-running", fp, tree)
 			r.waitTicks(r.logSize(), 3)
 			r.checkConsecutive(0)
 			r.inspect(img)
@@ -243,6 +267,7 @@ func roundTrip(t *testing.T, w workload, m mode) {
 			last := r.lastTick() // the tree is dead: nothing was printed after this
 			r.restoreAndCheck(img, tree, last.n+1, last.n+1, last)
 		}
+		r.compareFingerprint(fmt.Sprintf("after restore %d", round), fp, tree)
 		if w.usr1 {
 			usr1 = r.signalUSR1(usr1)
 		}
@@ -655,6 +680,27 @@ func (r *run) seamless(args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
+// pause waits a random 0-25 ms so that checkpoints land at varied points
+// of the workload's cycle: in a system call or in the middle of its checks.
+func (r *run) pause() {
+	d := time.Duration(rand.IntN(25000)) * time.Microsecond
+	r.t.Logf("checkpoint after a pause of %v", d)
+	time.Sleep(d)
+}
+
+// compareFingerprint reports every difference between what /proc showed
+// before the checkpoint and now, and any thread still traced or stopped.
+// The differences are errors, not fatal: the workload's own checks still run.
+func (r *run) compareFingerprint(when string, before fingerprint, tr tree) {
+	r.t.Helper()
+	if bad := untraced(tr); len(bad) > 0 {
+		r.t.Errorf("%s: %s", when, strings.Join(bad, "; "))
+	}
+	if d := before.diff(takeFingerprint(tr, r.w.runtime)); len(d) > 0 {
+		r.t.Errorf("%s: /proc differs from before the checkpoint:\n%s", when, strings.Join(d, "\n"))
+	}
+}
+
 // checkpoint dumps the tree into img, killing it unless leave is set.
 func (r *run) checkpoint(img string, leave bool) {
 	r.t.Helper()
@@ -663,8 +709,51 @@ func (r *run) checkpoint(img string, leave bool) {
 		args = append(args, "--leave-running")
 	}
 	if _, err := r.seamless(args...); err != nil {
-		r.fatalf("%v", err)
+		r.fatalf("%v\n%s", err, r.afterFailedCheckpoint())
 	}
+}
+
+// afterFailedCheckpoint checks that a failed checkpoint left the tree as it
+// was: running, untraced, still ticking without FAIL (a failure before the
+// point of no return must never be worse than not trying). It describes
+// what it found.
+func (r *run) afterFailedCheckpoint() string {
+	var problems []string
+	for pid := range r.tree {
+		if !alive(pid) {
+			problems = append(problems, fmt.Sprintf("process %d is not running (%s)", pid, procState(pid)))
+		}
+	}
+	problems = append(problems, untraced(tree(r.tree))...)
+	if len(problems) == 0 {
+		from := r.logSize()
+		end := time.Now().Add(deadline)
+		for {
+			lines := r.readLog()
+			var fail string
+			for _, l := range lines {
+				if strings.HasPrefix(l.text, "FAIL") {
+					fail = l.text
+				}
+			}
+			if fail != "" {
+				problems = append(problems, "the workload then reported: "+fail)
+				break
+			}
+			if len(r.ticksFrom(lines, from)) >= 3 {
+				break
+			}
+			if time.Now().After(end) || !alive(r.pid) {
+				problems = append(problems, "the workload stopped ticking after the failed checkpoint")
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if len(problems) == 0 {
+		return "(after the failed checkpoint the tree is still running, untraced, and ticking: good)"
+	}
+	return "AFTER THE FAILED CHECKPOINT: " + strings.Join(problems, "; ")
 }
 
 // inspect describes img; an inspect failure is reported but not fatal.
@@ -689,9 +778,26 @@ func (r *run) inspect(img string) {
 	}
 }
 
-// killTree SIGKILLs every process of tr.
+// killTree SIGKILLs every process of tr, parents before children, so that
+// no process of the tree sees a child die and reports it as a failure.
 func (r *run) killTree(tr tree) {
+	depth := func(pid int) int {
+		d := 0
+		for p := pid; p != r.pid && d <= len(tr); d++ {
+			rec, ok := tr[p]
+			if !ok {
+				break
+			}
+			p = rec.ppid
+		}
+		return d
+	}
+	var pids []int
 	for pid := range tr {
+		pids = append(pids, pid)
+	}
+	sort.Slice(pids, func(i, j int) bool { return depth(pids[i]) < depth(pids[j]) })
+	for _, pid := range pids {
 		unix.Kill(pid, unix.SIGKILL)
 	}
 }

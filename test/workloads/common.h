@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -135,10 +136,12 @@ static __attribute__((unused)) void wl_sleep_ms(long ms)
 		if (nanosleep(&req, &rem) == 0)
 			break;
 		WL_CHECK(errno == EINTR, "nanosleep: %s", strerror(errno));
+		/* Linux reports the time left until the timer's hard expiry, which
+		 * lies up to the thread's timer slack after the requested one. */
 		WL_CHECK(rem.tv_sec >= 0 && rem.tv_nsec >= 0 && rem.tv_nsec < 1000000000L &&
-				 (rem.tv_sec < req.tv_sec ||
-				  (rem.tv_sec == req.tv_sec && rem.tv_nsec <= req.tv_nsec)),
-			 "nanosleep EINTR remaining time %ld.%09ld exceeds request %ld.%09ld",
+				 rem.tv_sec * 1000000000LL + rem.tv_nsec <=
+					 req.tv_sec * 1000000000LL + req.tv_nsec + (long long)prctl(PR_GET_TIMERSLACK),
+			 "nanosleep EINTR remaining time %ld.%09ld exceeds request %ld.%09ld plus the timer slack",
 			 (long)rem.tv_sec, rem.tv_nsec, (long)req.tv_sec, req.tv_nsec);
 		req = rem;
 	}

@@ -21,6 +21,7 @@
 #include "common.h"
 
 #include <dirent.h>
+#include <setjmp.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
@@ -107,6 +108,15 @@ static sigset_t blocked_rec, pending_rec;
 
 static char big_buf[1 << 18]; /* scratch for /proc reads; static so no malloc */
 
+/* madvise/mlock region: 4 pages each of DONTDUMP, WIPEONFORK, DONTFORK, NOHUGEPAGE, mlock. */
+#define ADV_PARTS 5
+static volatile uint64_t *adv;
+static const char *const adv_flag[ADV_PARTS] = { "dd", "wf", "dc", "nh", "lo" };
+
+static volatile sig_atomic_t trap_count, segv_count, segv_wrong_stack;
+static void *volatile segv_addr;
+static sigjmp_buf segv_jmp;
+
 static uint64_t pat(uint64_t region, uint64_t i)
 {
 	return wl_mix(wl_nonce ^ (region << 48) ^ i);
@@ -128,6 +138,27 @@ static void usr1_handler(int sig, siginfo_t *si, void *uc)
 	if (sig != SIGUSR1 || si->si_signo != SIGUSR1)
 		usr1_wrong_info = 1;
 	wl_usr1_count++;
+}
+
+static void trap_handler(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	if (sig == SIGTRAP && si->si_code == SI_TKILL)
+		trap_count++;
+}
+
+/* segv_handler is armed only by the final check, which touches PROT_NONE. */
+static void segv_handler(int sig, siginfo_t *si, void *uc)
+{
+	char here;
+
+	(void)sig;
+	(void)uc;
+	if (&here < altstack || &here >= altstack + sizeof altstack)
+		segv_wrong_stack = 1;
+	segv_addr = si->si_addr;
+	segv_count++;
+	siglongjmp(segv_jmp, 1);
 }
 
 static void term_handler(int sig)
@@ -205,6 +236,40 @@ static int maps_find(const void *addr, unsigned long *start, unsigned long *end,
 		}
 		line = nl ? nl + 1 : NULL;
 	}
+	return 0;
+}
+
+/* vma_flags copies the VmFlags of the smaps entry holding addr. */
+static void vma_flags(const void *addr, char *out, size_t size)
+{
+	ssize_t n = wl_read_file("/proc/self/smaps", big_buf, sizeof big_buf);
+	int in = 0;
+
+	WL_CHECK(n > 0 && (size_t)n < sizeof big_buf - 1, "read /proc/self/smaps (%zd bytes)", n);
+	out[0] = 0;
+	for (char *line = strtok(big_buf, "\n"); line; line = strtok(NULL, "\n")) {
+		unsigned long s, e;
+		char c;
+
+		if (sscanf(line, "%lx-%lx %c", &s, &e, &c) == 3) { /* a mapping's header line */
+			in = (unsigned long)addr >= s && (unsigned long)addr < e;
+			continue;
+		}
+		if (in && strncmp(line, "VmFlags:", 8) == 0) {
+			snprintf(out, size, "%s", line + 8);
+			return;
+		}
+	}
+	wl_fail("no smaps entry for %p", addr);
+}
+
+static int has_flag(const char *flags, const char *flag)
+{
+	size_t l = strlen(flag);
+
+	for (const char *p = flags; (p = strstr(p, flag)) != NULL; p += l)
+		if ((p == flags || p[-1] == ' ') && (p[l] == ' ' || p[l] == 0))
+			return 1;
 	return 0;
 }
 
@@ -420,6 +485,22 @@ static void setup(void)
 	guard[0] = 0x11;
 	guard[2 * PAGE] = 0x22;
 
+	/* madvise/mlock: each part becomes its own VMA with its own VmFlags. */
+	adv = mmap(NULL, ADV_PARTS * 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+		   0);
+	WL_CHECK(adv != MAP_FAILED, "mmap adv");
+	for (uint64_t i = 0; i < ADV_PARTS * 4 * PAGE / 8; i++)
+		adv[i] = pat(9, i);
+	WL_CHECK(madvise((char *)adv, 4 * PAGE, MADV_DONTDUMP) == 0, "MADV_DONTDUMP: %s",
+		 strerror(errno));
+	WL_CHECK(madvise((char *)adv + 4 * PAGE, 4 * PAGE, MADV_WIPEONFORK) == 0,
+		 "MADV_WIPEONFORK: %s", strerror(errno));
+	WL_CHECK(madvise((char *)adv + 8 * PAGE, 4 * PAGE, MADV_DONTFORK) == 0, "MADV_DONTFORK: %s",
+		 strerror(errno));
+	WL_CHECK(madvise((char *)adv + 12 * PAGE, 4 * PAGE, MADV_NOHUGEPAGE) == 0,
+		 "MADV_NOHUGEPAGE: %s", strerror(errno));
+	WL_CHECK(mlock((char *)adv + 16 * PAGE, 4 * PAGE) == 0, "mlock: %s", strerror(errno));
+
 	/* brk: extend the break by hand after every malloc. */
 	brkext = sbrk(BRK_EXT);
 	WL_CHECK(brkext != (void *)-1, "sbrk: %s", strerror(errno));
@@ -436,6 +517,15 @@ static void setup(void)
 	sigaddset(&sa.sa_mask, SIGQUIT);
 	sigaddset(&sa.sa_mask, SIGRTMIN + 2);
 	WL_CHECK(sigaction(SIGUSR1, &sa, NULL) == 0, "sigaction USR1");
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = trap_handler;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	WL_CHECK(sigaction(SIGTRAP, &sa, NULL) == 0, "sigaction TRAP");
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = segv_handler;
+	sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+	sigaddset(&sa.sa_mask, SIGBUS);
+	WL_CHECK(sigaction(SIGSEGV, &sa, NULL) == 0, "sigaction SEGV");
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = SIG_IGN;
 	WL_CHECK(sigaction(SIGHUP, &sa, NULL) == 0, "sigaction HUP");
@@ -648,6 +738,17 @@ static void verify_memory(int final)
 	for (uint64_t i = 0; i < BRK_EXT / 8; i++)
 		WL_CHECK(brkext[i] == pat(7, i), "brk extension word %" PRIu64, i);
 	WL_CHECK(sbrk(0) == brk_rec, "sbrk(0) = %p, was %p", sbrk(0), brk_rec);
+
+	/* madvise/mlock parts: content and VmFlags. */
+	for (uint64_t i = 0; i < ADV_PARTS * 4 * PAGE / 8; i++)
+		WL_CHECK(adv[i] == pat(9, i), "madvise region word %" PRIu64, i);
+	for (int p = 0; p < ADV_PARTS; p++) {
+		char flags[256];
+
+		vma_flags((char *)adv + p * 4 * PAGE, flags, sizeof flags);
+		WL_CHECK(has_flag(flags, adv_flag[p]), "VMA at %p lost VmFlag %s (VmFlags:%s)",
+			 (void *)((char *)adv + p * 4 * PAGE), adv_flag[p], flags);
+	}
 
 	/* PROT_NONE and the guard gap. */
 	check_vma(protnone, 16 * PAGE, "---p", NULL, 0, "PROT_NONE region");
@@ -922,6 +1023,18 @@ static void final_checks(void)
 	WL_CHECK(nrt == 2 && rt_vals[0] == 111 && rt_vals[1] == 222,
 		 "queued SIGRTMIN+5: %d instances (values %d, %d), want 2 (111, 222)", nrt,
 		 nrt > 0 ? rt_vals[0] : -1, nrt > 1 ? rt_vals[1] : -1);
+
+	/* The SIGTRAP and SIGSEGV handlers must still work. */
+	WL_CHECK(raise(SIGTRAP) == 0 && trap_count == 1, "SIGTRAP handler ran %d times, want 1",
+		 (int)trap_count);
+	if (sigsetjmp(segv_jmp, 1) == 0) {
+		(void)*(volatile char *)(protnone + 5 * PAGE);
+		wl_fail("reading PROT_NONE memory did not fault");
+	}
+	WL_CHECK(segv_count == 1 && segv_addr == protnone + 5 * PAGE,
+		 "SIGSEGV handler: %d calls, address %p, want 1 and %p", (int)segv_count,
+		 segv_addr, (void *)(protnone + 5 * PAGE));
+	WL_CHECK(!segv_wrong_stack, "SIGSEGV handler did not run on the sigaltstack");
 
 	/* brk must still move from where it is. */
 	{
