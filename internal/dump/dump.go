@@ -15,6 +15,7 @@ import (
 	"github.com/seamless-linux/seamless/internal/files"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/mem"
+	"github.com/seamless-linux/seamless/internal/proc"
 	"github.com/seamless-linux/seamless/internal/ptrace"
 	"github.com/seamless-linux/seamless/internal/task"
 )
@@ -119,7 +120,9 @@ func Checkpoint(opts Options) (res *Result, err error) {
 	// The tree must not run on after its checkpoint: it would change files
 	// and state the image no longer reflects.
 	for _, p := range procs {
-		unix.Kill(p.pid, unix.SIGKILL)
+		if p.zombie == nil {
+			unix.Kill(p.pid, unix.SIGKILL)
+		}
 	}
 	for _, tid := range tids {
 		waitGone(tid)
@@ -153,6 +156,12 @@ func dumpTree(w *image.Writer, procs []*seized) (*image.Tree, *files.Dumper, err
 	fd := files.NewDumper(contents, func(pid int) bool { return inTree[pid] })
 	tree := &image.Tree{Root: procs[0].pid}
 	for _, s := range procs {
+		if s.zombie != nil {
+			tree.Processes = append(tree.Processes, &image.Process{PID: s.pid, PPID: s.zombie.PPID,
+				PGID: s.zombie.PGID, SID: s.zombie.SID, ExitSignal: s.zombie.ExitSignal,
+				Zombie: true, WaitStatus: s.zombie.ExitCode, Comm: zombieComm(s.pid)})
+			continue
+		}
 		p, err := task.Dump(s.pid, s.tids, contents)
 		if err != nil {
 			return nil, fd, err
@@ -180,4 +189,9 @@ func kernelRelease() string {
 		return "unknown"
 	}
 	return unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Version[:])
+}
+
+func zombieComm(pid int) string {
+	comm, _ := proc.ReadString(pid, "comm")
+	return comm
 }

@@ -14,10 +14,12 @@ import (
 	"github.com/seamless-linux/seamless/internal/ptrace"
 )
 
-// seized is a process whose threads are all stopped under ptrace.
+// seized is a process whose threads are all stopped under ptrace, or a
+// zombie, which has nothing left to stop.
 type seized struct {
-	pid  int
-	tids []int
+	pid    int
+	tids   []int
+	zombie *proc.Stat
 }
 
 // seizeTree stops every thread of root and of all its descendants, parents
@@ -36,7 +38,11 @@ func seizeTree(root int) ([]*seized, []int, error) {
 			}
 			return procs, all, err
 		} else if st.State == 'Z' {
-			return procs, all, fmt.Errorf("process %d is a zombie (exited, not yet reaped by its parent): zombies are not supported yet", pid)
+			if pid == root {
+				return procs, all, fmt.Errorf("process %d has exited (it is a zombie): nothing to checkpoint", pid)
+			}
+			procs = append(procs, &seized{pid: pid, zombie: st})
+			continue
 		}
 		tids, err := seizeProcess(pid)
 		all = append(all, tids...)

@@ -18,16 +18,22 @@ type Tree struct {
 // Process is one process: its identity, threads, memory, files and the
 // per-process attributes of its task.
 type Process struct {
-	PID        int    `json:"pid"`
-	PPID       int    `json:"ppid"`
-	PGID       int    `json:"pgid"`
-	SID        int    `json:"sid"`
-	ExitSignal int    `json:"exit_signal"`
-	Comm       string `json:"comm"`
-	Exe        *Ref   `json:"exe,omitempty"`
-	Cwd        string `json:"cwd"`
-	Root       string `json:"root"`
-	Umask      uint32 `json:"umask"`
+	PID        int `json:"pid"`
+	PPID       int `json:"ppid"`
+	PGID       int `json:"pgid"`
+	SID        int `json:"sid"`
+	ExitSignal int `json:"exit_signal"`
+	// Zombie marks a process that had exited but was not reaped yet; only
+	// its identity and WaitStatus (as waitpid(2) reports it) are kept.
+	Zombie     bool `json:"zombie,omitempty"`
+	WaitStatus int  `json:"wait_status,omitempty"`
+	// Subreaper is prctl(PR_GET_CHILD_SUBREAPER).
+	Subreaper bool   `json:"child_subreaper,omitempty"`
+	Comm      string `json:"comm"`
+	Exe       *Ref   `json:"exe,omitempty"`
+	Cwd       string `json:"cwd"`
+	Root      string `json:"root"`
+	Umask     uint32 `json:"umask"`
 	// Personality is the persona from personality(2).
 	Personality uint64 `json:"personality"`
 	// Dumpable is prctl(PR_GET_DUMPABLE).

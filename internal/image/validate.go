@@ -28,6 +28,12 @@ func (t *Tree) validate() error {
 		if p.PID != t.Root && !pids[p.PPID] {
 			return fmt.Errorf("process %d: parent %d is not earlier in the tree", p.PID, p.PPID)
 		}
+		if p.Zombie {
+			if len(p.Threads) != 0 || len(p.Mappings) != 0 || len(p.FDs) != 0 || p.PID == t.Root {
+				return fmt.Errorf("zombie %d has state a zombie cannot have", p.PID)
+			}
+			continue
+		}
 		if len(p.Threads) == 0 || p.Threads[0].TID != p.PID {
 			return fmt.Errorf("process %d: first thread is not the leader", p.PID)
 		}

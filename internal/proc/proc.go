@@ -82,6 +82,7 @@ type Stat struct {
 	Nice       int
 	Policy     int
 	RTPriority int
+	ExitCode   int
 	StartCode  uint64
 	EndCode    uint64
 	StartStack uint64
@@ -142,6 +143,7 @@ func parseStat(b []byte) (*Stat, error) {
 		Nice:       int(int64(field(19))),
 		Policy:     int(field(41)),
 		RTPriority: int(field(40)),
+		ExitCode:   int(field(52)),
 		StartCode:  field(26),
 		EndCode:    field(27),
 		StartStack: field(28),

@@ -102,6 +102,9 @@ func (r *restorer) run() error {
 	}
 	watched := map[int]bool{}
 	for _, p := range tree.Processes {
+		if p.Zombie {
+			continue
+		}
 		t := r.targets[p.PID]
 		if err := r.mem.Restore(t, p); err != nil {
 			return err
@@ -140,6 +143,9 @@ func (r *restorer) run() error {
 	}
 	// Credentials and registers last, once nothing privileged remains to do.
 	for _, p := range tree.Processes {
+		if p.Zombie {
+			continue
+		}
 		if err := r.finishProcess(p); err != nil {
 			return err
 		}
@@ -181,12 +187,66 @@ func (r *restorer) createProcesses() error {
 			}
 		}
 	}
+	if err := r.orphanedGroups(); err != nil {
+		return err
+	}
 	for _, p := range tree.Processes {
 		if p.PGID == p.PID || r.targets[p.PGID] == nil {
 			continue
 		}
 		if _, err := r.targets[p.PID].Call(unix.SYS_SETPGID, 0, uintptr(p.PGID)); err != nil {
 			return fmt.Errorf("process %d join process group %d: %w", p.PID, p.PGID, err)
+		}
+	}
+	// Zombies die last: a zombie may still lead a group others joined.
+	for _, p := range tree.Processes {
+		if p.Zombie {
+			if err := task.Exit(r.targets[p.PID], p.WaitStatus, p.Comm); err != nil {
+				return fmt.Errorf("zombie %d: %w", p.PID, err)
+			}
+		}
+	}
+	return nil
+}
+
+// orphanedGroups recreates process groups whose leader had exited and been
+// reaped: a short-lived helper takes the group's ID as its PID, creates the
+// group, lets the members join, and exits; the member it was forked from
+// reaps it.
+func (r *restorer) orphanedGroups() error {
+	tree := r.im.Tree
+	root := tree.Processes[0]
+	done := map[int]bool{}
+	for _, p := range tree.Processes {
+		g := p.PGID
+		if p.Zombie || g == p.PID || r.targets[g] != nil || g == root.PGID || done[g] {
+			continue
+		}
+		done[g] = true
+		m := r.targets[p.PID]
+		if err := task.Clone(m, g, int(unix.SIGCHLD)); err != nil {
+			return fmt.Errorf("process group %d: %w", g, err)
+		}
+		h, err := r.attach(g, m)
+		if err != nil {
+			return err
+		}
+		if _, err := h.Call(unix.SYS_SETPGID, 0, 0); err != nil {
+			return fmt.Errorf("process group %d: %w", g, err)
+		}
+		for _, q := range tree.Processes {
+			if q.PGID == g && !q.Zombie {
+				if _, err := r.targets[q.PID].Call(unix.SYS_SETPGID, 0, uintptr(g)); err != nil {
+					return fmt.Errorf("process %d join process group %d: %w", q.PID, g, err)
+				}
+			}
+		}
+		if err := task.Exit(h, 0, ""); err != nil {
+			return fmt.Errorf("process group %d helper: %w", g, err)
+		}
+		delete(r.threads, g)
+		if _, err := m.Call(unix.SYS_WAIT4, uintptr(g), 0, unix.WALL, 0); err != nil {
+			return fmt.Errorf("reap process group %d helper: %w", g, err)
 		}
 	}
 	return nil
@@ -288,8 +348,20 @@ func (r *restorer) abandon() {
 // held by a zombie is given time to be reaped.
 func checkIDsFree(tree *image.Tree, wait time.Duration) error {
 	deadline := time.Now().Add(wait)
+	ids := map[int]bool{}
 	for _, p := range tree.Processes {
-		for _, th := range p.Threads {
+		ids[p.PID] = true
+	}
+	for _, p := range tree.Processes {
+		threads := p.Threads
+		if p.Zombie {
+			threads = []*image.Thread{{TID: p.PID}}
+		}
+		if !ids[p.PGID] && p.PGID != tree.Processes[0].PGID && !ids[-p.PGID] {
+			ids[-p.PGID] = true // an orphaned group's helper needs this PID too
+			threads = append(threads, &image.Thread{TID: p.PGID})
+		}
+		for _, th := range threads {
 			for {
 				st, err := proc.ReadString(th.TID, "stat")
 				if errors.Is(err, os.ErrNotExist) {

@@ -214,6 +214,14 @@ func dumpRemote(p *image.Process) error {
 	if err := dumpTimers(p, lead.Syscall, s.scratch); err != nil {
 		return err
 	}
+	if _, err := lead.Syscall(unix.SYS_PRCTL, unix.PR_GET_CHILD_SUBREAPER, s.scratch); err != nil {
+		return fmt.Errorf("read child subreaper: %w", err)
+	}
+	var sub [4]byte
+	if err := inject.ReadMem(p.PID, s.scratch, sub[:]); err != nil {
+		return err
+	}
+	p.Subreaper = binary.LittleEndian.Uint32(sub[:]) != 0
 	dumpable, err := lead.Syscall(unix.SYS_PRCTL, unix.PR_GET_DUMPABLE)
 	if err != nil {
 		return fmt.Errorf("read dumpable: %w", err)

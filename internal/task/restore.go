@@ -2,6 +2,7 @@ package task
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"unsafe"
@@ -139,6 +140,11 @@ func RestoreProcess(t *inject.Target, p *image.Process, exe *os.File) error {
 		sig := binary.LittleEndian.Uint32(si)
 		if _, err := t.Call(unix.SYS_RT_SIGQUEUEINFO, uintptr(t.PID), uintptr(sig), addr); err != nil {
 			return fmt.Errorf("queue signal %d: %w", sig, err)
+		}
+	}
+	if p.Subreaper {
+		if _, err := t.Call(unix.SYS_PRCTL, unix.PR_SET_CHILD_SUBREAPER, 1); err != nil {
+			return fmt.Errorf("child subreaper: %w", err)
 		}
 	}
 	if err := restoreTimers(t, p); err != nil {
@@ -337,3 +343,68 @@ const (
 	ssDisable      = 2
 	secbitKeepCaps = 1 << 4
 )
+
+// Exit makes a freshly cloned process exit with the wait status ws (as
+// waitpid reports it): exit_group for an exit code, the signal itself for a
+// death by signal (with core dumps disabled). Its parent is left with a
+// zombie to reap, as at checkpoint.
+func Exit(t *inject.Target, ws int, comm string) error {
+	pid := t.PID
+	if comm != "" {
+		name, err := t.PutString(0, comm)
+		if err != nil {
+			return err
+		}
+		if _, err := t.Call(unix.SYS_PRCTL, unix.PR_SET_NAME, name); err != nil {
+			return fmt.Errorf("name: %w", err)
+		}
+	}
+	status := unix.WaitStatus(ws)
+	regs := t.Leader.Base
+	regs.Rip = uint64(t.Leader.Spot)
+	regs.Orig_rax = ^uint64(0)
+	sig := 0
+	if status.Signaled() {
+		sig = int(status.Signal())
+		lim := unix.Rlimit{}
+		if err := unix.Prlimit(pid, unix.RLIMIT_CORE, &lim, nil); err != nil {
+			return fmt.Errorf("disable core dump: %w", err)
+		}
+		if sig != int(unix.SIGKILL) && sig != int(unix.SIGSTOP) {
+			dfl, err := t.Put(0, sigaction(image.Sigact{Signal: sig}))
+			if err != nil {
+				return err
+			}
+			if _, err := t.Call(unix.SYS_RT_SIGACTION, uintptr(sig), dfl, 0, 8); err != nil {
+				return fmt.Errorf("default action for signal %d: %w", sig, err)
+			}
+		}
+		if err := ptrace.SetSigmask(pid, 0); err != nil {
+			return err
+		}
+		regs.Rax, regs.Rdi, regs.Rsi = unix.SYS_KILL, uint64(pid), uint64(sig)
+	} else {
+		regs.Rax, regs.Rdi = unix.SYS_EXIT_GROUP, uint64(status.ExitStatus())
+	}
+	if err := ptrace.SetRegs(pid, &regs); err != nil {
+		return err
+	}
+	deliver := 0
+	for i := 0; i < 16; i++ {
+		if err := ptrace.Cont(pid, deliver); err != nil {
+			return err
+		}
+		ws, err := ptrace.Wait(pid)
+		if errors.Is(err, ptrace.ErrExited) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		deliver = 0
+		if ws.Stopped() && int(ws.StopSignal()) == sig {
+			deliver = sig
+		}
+	}
+	return fmt.Errorf("process %d does not exit", pid)
+}
