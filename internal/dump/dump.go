@@ -157,7 +157,7 @@ func dumpTree(w *image.Writer, procs []*seized) (*image.Tree, *files.Dumper, err
 	tree := &image.Tree{Root: procs[0].pid}
 	for _, s := range procs {
 		if s.zombie != nil {
-			tree.Processes = append(tree.Processes, &image.Process{PID: s.pid, PPID: s.zombie.PPID,
+			tree.Processes = append(tree.Processes, &image.Process{PID: s.pid, PPID: s.zombie.PPID, Ctty: -1,
 				PGID: s.zombie.PGID, SID: s.zombie.SID, ExitSignal: s.zombie.ExitSignal,
 				Zombie: true, WaitStatus: s.zombie.ExitCode, Comm: zombieComm(s.pid)})
 			continue
@@ -178,6 +178,10 @@ func dumpTree(w *image.Writer, procs []*seized) (*image.Tree, *files.Dumper, err
 	if err := fd.Finish(); err != nil {
 		return nil, fd, err
 	}
+	tree.Ptys = fd.Ptys
+	if err := controllingTerminals(tree); err != nil {
+		return nil, fd, err
+	}
 	tree.Files = fd.Files
 	tree.SharedMemory = md.Order
 	return tree, fd, nil
@@ -194,4 +198,27 @@ func kernelRelease() string {
 func zombieComm(pid int) string {
 	comm, _ := proc.ReadString(pid, "comm")
 	return comm
+}
+
+// controllingTerminals records, for each session leader whose controlling
+// terminal is a pty of the tree, that pty and its foreground group.
+func controllingTerminals(tree *image.Tree) error {
+	ours := map[int]bool{}
+	for _, p := range tree.Ptys {
+		ours[p.Index] = true
+	}
+	for _, p := range tree.Processes {
+		p.Ctty = -1
+		if p.Zombie || p.SID != p.PID {
+			continue
+		}
+		st, err := proc.ReadStat(p.PID)
+		if err != nil {
+			return err
+		}
+		if n := files.PtySlaveIndex(uint64(st.TtyNr)); n >= 0 && ours[n] {
+			p.Ctty, p.Tpgid = n, st.Tpgid
+		}
+	}
+	return nil
 }

@@ -40,6 +40,12 @@ type Dumper struct {
 
 	holders map[[2]uint64][]holder
 	pipes   map[uint64]*pipeEnds
+	// masters are the pty masters the tree holds, by index; slaves the
+	// slave descriptions, decided in Finish.
+	masters map[int]*os.File
+	slaves  []*image.File
+	// Ptys are the pseudo-terminals of the tree, complete after Finish.
+	Ptys []*image.Pty
 }
 
 type holder struct {
@@ -56,7 +62,7 @@ type pipeEnds struct {
 // NewDumper returns a Dumper that stores deleted files' contents with c.
 func NewDumper(c *mem.Contents, inTree func(int) bool) *Dumper {
 	return &Dumper{Contents: c, InTree: inTree, Sockets: sockets.NewDumper(inTree),
-		holders: map[[2]uint64][]holder{}, pipes: map[uint64]*pipeEnds{}}
+		holders: map[[2]uint64][]holder{}, pipes: map[uint64]*pipeEnds{}, masters: map[int]*os.File{}}
 }
 
 // Close releases the descriptors the Dumper holds. kill says whether the
@@ -66,6 +72,9 @@ func (d *Dumper) Close(kill bool) {
 		if p.read != nil {
 			p.read.Close()
 		}
+	}
+	for _, m := range d.masters {
+		m.Close()
 	}
 	d.Sockets.Close(kill)
 }
@@ -157,6 +166,18 @@ func (d *Dumper) dumpFD(pid, pidfd, fd int) (*image.File, bool, error) {
 	case unix.S_IFCHR:
 		major, minor := unix.Major(st.Rdev), unix.Minor(st.Rdev)
 		switch {
+		case isPtyMaster(st.Rdev):
+			n, err := unix.IoctlGetInt(lfd, unix.TIOCGPTN)
+			if err != nil {
+				return nil, false, fmt.Errorf("process %d fd %d: pty number: %w", pid, fd, err)
+			}
+			f.Kind, f.PtyIndex = image.FilePtyMaster, n
+			if d.masters[n] == nil {
+				d.masters[n], keep = local, true
+			}
+		case ptySlaveIndex(st.Rdev) >= 0:
+			f.Kind, f.PtyIndex = image.FilePtySlave, ptySlaveIndex(st.Rdev)
+			d.slaves = append(d.slaves, f)
 		case major == 1 && (minor == 3 || minor == 5 || minor == 7 || minor == 8 || minor == 9):
 			f.Kind = image.FileDevice
 		case major == 4 || major == 5 || (major >= 136 && major <= 143):
@@ -229,6 +250,19 @@ func (d *Dumper) dumpFD(pid, pidfd, fd int) (*image.File, bool, error) {
 func (d *Dumper) Finish() error {
 	if err := d.Sockets.Finish(); err != nil {
 		return err
+	}
+	// A slave whose master is outside the tree is somebody else's terminal.
+	for _, f := range d.slaves {
+		if d.masters[f.PtyIndex] == nil {
+			f.Kind = image.FileTerminal
+		}
+	}
+	for n, m := range d.masters {
+		p, err := capturePty(m, n)
+		if err != nil {
+			return err
+		}
+		d.Ptys = append(d.Ptys, p)
 	}
 	if len(d.pipes) == 0 {
 		return nil

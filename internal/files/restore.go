@@ -31,13 +31,14 @@ type Opener struct {
 	files   map[int]*os.File
 	pipes   map[uint64]*[2]*os.File
 	ghosts  map[*image.Ref]*os.File
+	ptys    map[int]*ptyPair
 	// Warnings collects what the restore could not reproduce exactly.
 	Warnings []string
 }
 
 // NewOpener returns an Opener for im.
 func NewOpener(im *image.Image, inTree func(int) bool) *Opener {
-	return &Opener{Image: im, InTree: inTree, Sockets: sockets.NewOpener(im.Tree), files: map[int]*os.File{}, pipes: map[uint64]*[2]*os.File{}, ghosts: map[*image.Ref]*os.File{}}
+	return &Opener{Image: im, InTree: inTree, Sockets: sockets.NewOpener(im.Tree), files: map[int]*os.File{}, pipes: map[uint64]*[2]*os.File{}, ghosts: map[*image.Ref]*os.File{}, ptys: map[int]*ptyPair{}}
 }
 
 // Close releases the restorer's copies. Pipe ends that no restored process
@@ -55,6 +56,9 @@ func (o *Opener) Close() {
 	}
 	for _, f := range o.ghosts {
 		f.Close()
+	}
+	for _, p := range o.ptys {
+		p.close()
 	}
 	o.Sockets.Close()
 }
@@ -137,6 +141,14 @@ func (o *Opener) open(f *image.File) (*os.File, error) {
 			return nil, fmt.Errorf("%s is no longer device %d:%d", f.Ref.Path, unix.Major(f.Rdev), unix.Minor(f.Rdev))
 		}
 		return h, nil
+	case image.FilePtyMaster:
+		p, err := o.Pty(f.PtyIndex)
+		if err != nil {
+			return nil, err
+		}
+		return dupFile(p.master)
+	case image.FilePtySlave:
+		return o.PtySlave(f.PtyIndex, flags)
 	case image.FilePipe:
 		return o.pipe(f)
 	case image.FileFIFO:

@@ -13,6 +13,23 @@ type Tree struct {
 	// SharedMemory are shared anonymous memory objects (MAP_SHARED|MAP_ANONYMOUS,
 	// memfd, deleted files) whose contents are stored once.
 	SharedMemory []*SharedMemory `json:"shared_memory,omitempty"`
+	// Ptys are the pseudo-terminals whose master the tree holds.
+	Ptys []*Pty `json:"ptys,omitempty"`
+}
+
+// Pty is a pseudo-terminal pair: its index (/dev/pts/N), the terminal
+// settings as the termios ioctl ABI lays them out, the window size, packet
+// mode, and the bytes queued in each direction at checkpoint.
+type Pty struct {
+	Index   int    `json:"index"`
+	Termios []byte `json:"termios"`
+	Winsize []byte `json:"winsize"`
+	Packet  bool   `json:"packet,omitempty"`
+	Locked  bool   `json:"locked,omitempty"`
+	// Input was written to the master and not yet read from the slave;
+	// Output was written to the slave and not yet read from the master.
+	Input  []byte `json:"input,omitempty"`
+	Output []byte `json:"output,omitempty"`
 }
 
 // Process is one process: its identity, threads, memory, files and the
@@ -27,6 +44,11 @@ type Process struct {
 	// its identity and WaitStatus (as waitpid(2) reports it) are kept.
 	Zombie     bool `json:"zombie,omitempty"`
 	WaitStatus int  `json:"wait_status,omitempty"`
+	// Ctty is the index of the pseudo-terminal (in Tree.Ptys) that is this
+	// session leader's controlling terminal, or -1; Tpgid is its
+	// foreground process group.
+	Ctty  int `json:"ctty"`
+	Tpgid int `json:"tpgid,omitempty"`
 	// Subreaper is prctl(PR_GET_CHILD_SUBREAPER).
 	Subreaper bool   `json:"child_subreaper,omitempty"`
 	Comm      string `json:"comm"`
@@ -243,6 +265,8 @@ const (
 	FileDirectory = "directory"
 	FileDevice    = "device"   // a character device reopened by path
 	FileTerminal  = "terminal" // a terminal outside the tree, reopened by path
+	FilePtyMaster = "pty-master"
+	FilePtySlave  = "pty-slave"
 	FilePipe      = "pipe"
 	FileFIFO      = "fifo" // a named pipe, reopened by path
 	FileMemfd     = "memfd"
@@ -271,6 +295,8 @@ type File struct {
 	Watches []EpollWatch `json:"watches,omitempty"`
 	// Socket state, for kind "socket".
 	Socket *Socket `json:"socket,omitempty"`
+	// PtyIndex is the /dev/pts index of a pty master or slave.
+	PtyIndex int `json:"pty_index,omitempty"`
 	// Sigmask is the signal set of a signalfd.
 	Sigmask uint64 `json:"sigmask,omitempty"`
 	// Timer is the state of a timerfd.

@@ -78,6 +78,8 @@ type Stat struct {
 	PPID       int
 	PGID       int
 	SID        int
+	TtyNr      int // device number of the controlling terminal
+	Tpgid      int // foreground process group of that terminal
 	ExitSignal int
 	Nice       int
 	Policy     int
@@ -139,6 +141,8 @@ func parseStat(b []byte) (*Stat, error) {
 		PPID:       int(field(4)),
 		PGID:       int(field(5)),
 		SID:        int(field(6)),
+		TtyNr:      int(field(7)),
+		Tpgid:      int(int64(field(8))),
 		ExitSignal: int(field(38)),
 		Nice:       int(int64(field(19))),
 		Policy:     int(field(41)),

@@ -181,6 +181,13 @@ func (r *restorer) createProcesses() error {
 			if _, err := t.Call(unix.SYS_SETSID); err != nil {
 				return fmt.Errorf("process %d setsid: %w", p.PID, err)
 			}
+			// The controlling terminal before any child: children inherit it
+			// at fork, not later.
+			if p.Ctty >= 0 {
+				if err := r.terminalIoctl(t, p.Ctty, unix.TIOCSCTTY, 0); err != nil {
+					return fmt.Errorf("process %d controlling terminal: %w", p.PID, err)
+				}
+			}
 		case p.PGID == p.PID:
 			if _, err := t.Call(unix.SYS_SETPGID, 0, 0); err != nil {
 				return fmt.Errorf("process %d setpgid: %w", p.PID, err)
@@ -196,6 +203,18 @@ func (r *restorer) createProcesses() error {
 		}
 		if _, err := r.targets[p.PID].Call(unix.SYS_SETPGID, 0, uintptr(p.PGID)); err != nil {
 			return fmt.Errorf("process %d join process group %d: %w", p.PID, p.PGID, err)
+		}
+	}
+	for _, p := range tree.Processes {
+		if p.Ctty >= 0 && p.Tpgid > 0 {
+			t := r.targets[p.PID]
+			pg, err := t.Put(512, inject.Uint64s(uint64(p.Tpgid)))
+			if err != nil {
+				return err
+			}
+			if err := r.terminalIoctl(t, p.Ctty, unix.TIOCSPGRP, pg); err != nil {
+				return fmt.Errorf("process %d foreground group %d: %w", p.PID, p.Tpgid, err)
+			}
 		}
 	}
 	// Zombies die last: a zombie may still lead a group others joined.
@@ -441,4 +460,21 @@ func chooseRegion(tree *image.Tree) (uint64, error) {
 // Describe is a one-line summary of a result.
 func (r *Result) Describe() string {
 	return "restored " + strconv.Itoa(r.Processes) + " processes, " + strconv.Itoa(r.Threads) + " threads, root pid " + strconv.Itoa(r.Root)
+}
+
+// terminalIoctl runs ioctl(req, arg) in t on a temporary descriptor of the
+// slave of restored pty index.
+func (r *restorer) terminalIoctl(t *inject.Target, index int, req uint, arg uintptr) error {
+	s, err := r.opener.PtySlave(index, unix.O_RDWR)
+	if err != nil {
+		return err
+	}
+	fd, err := t.SendFile(s)
+	s.Close()
+	if err != nil {
+		return err
+	}
+	defer t.Call(unix.SYS_CLOSE, uintptr(fd))
+	_, err = t.Call(unix.SYS_IOCTL, uintptr(fd), uintptr(req), arg)
+	return err
 }
