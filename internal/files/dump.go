@@ -138,7 +138,7 @@ func (d *Dumper) dumpFD(pid, pidfd, fd int) (*image.File, bool, error) {
 			return h.file, cloexec, nil
 		}
 	}
-	f := &image.File{ID: len(d.Files) + 1, Flags: info.flags &^ unix.O_CLOEXEC, Pos: info.pos}
+	f := &image.File{ID: len(d.Files) + 1, Flags: info.flags &^ unix.O_CLOEXEC, Pos: info.pos, Locks: info.locks}
 	unsupported := func(what string) (*image.File, bool, error) {
 		return nil, false, &Unsupported{PID: pid, FD: fd, What: what}
 	}

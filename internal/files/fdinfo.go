@@ -22,6 +22,7 @@ type fdinfo struct {
 	sigmask      uint64
 	timer        image.Timer
 	inotify      []inotifyMark
+	locks        []image.Lock
 }
 
 // inotifyMark is an inotify watch as fdinfo shows it: the file is named by
@@ -75,6 +76,12 @@ func readFdinfo(pid, fd int) (*fdinfo, error) {
 				return nil, fmt.Errorf("process %d fd %d: %w", pid, fd, err)
 			}
 			info.inotify = append(info.inotify, m)
+		case "lock":
+			l, err := parseLock(v)
+			if err != nil {
+				return nil, fmt.Errorf("process %d fd %d: %w", pid, fd, err)
+			}
+			info.locks = append(info.locks, l)
 		case "tfd":
 			w, err := parseWatch(line)
 			if err != nil {
@@ -153,4 +160,30 @@ func parseInotify(line string) (inotifyMark, error) {
 		}
 	}
 	return m, nil
+}
+
+// parseLock reads a /proc/locks style record: "1: POSIX  ADVISORY  WRITE
+// 1234 fe:00:9980358 0 EOF".
+func parseLock(v string) (image.Lock, error) {
+	var l image.Lock
+	f := strings.Fields(v)
+	if len(f) < 8 {
+		return l, fmt.Errorf("lock record %q", v)
+	}
+	if f[2] == "MANDATORY" || f[1] == "LEASE" || f[1] == "DELEG" {
+		return l, fmt.Errorf("%s %s locks are not supported", f[2], f[1])
+	}
+	l.Kind, l.Write = f[1], f[3] == "WRITE"
+	l.PID, _ = strconv.Atoi(f[4])
+	var err error
+	if l.Start, err = strconv.ParseInt(f[6], 10, 64); err != nil {
+		return l, fmt.Errorf("lock record %q: %w", v, err)
+	}
+	l.End = -1
+	if f[7] != "EOF" {
+		if l.End, err = strconv.ParseInt(f[7], 10, 64); err != nil {
+			return l, fmt.Errorf("lock record %q: %w", v, err)
+		}
+	}
+	return l, nil
 }

@@ -469,3 +469,58 @@ func Watch(t *inject.Target, p *image.Process, o *Opener, done map[int]bool) err
 	}
 	return nil
 }
+
+// Lock takes again, inside process p, the file locks held through its
+// descriptors: flock and OFD locks once per open file description, POSIX
+// locks by the process that owned them.
+func Lock(t *inject.Target, p *image.Process, o *Opener, done map[int]bool) error {
+	byID := map[int]*image.File{}
+	for _, f := range o.Image.Tree.Files {
+		byID[f.ID] = f
+	}
+	for _, d := range p.FDs {
+		f := byID[d.File]
+		for _, l := range f.Locks {
+			if l.Kind == "POSIX" && l.PID != p.PID || l.Kind != "POSIX" && done[f.ID] {
+				continue
+			}
+			if err := takeLock(t, d.FD, l); err != nil {
+				return fmt.Errorf("process %d fd %d: %s lock: %w", p.PID, d.FD, l.Kind, err)
+			}
+		}
+		done[f.ID] = true
+	}
+	return nil
+}
+
+func takeLock(t *inject.Target, fd int, l image.Lock) error {
+	if l.Kind == "FLOCK" {
+		op := uintptr(unix.LOCK_SH | unix.LOCK_NB)
+		if l.Write {
+			op = unix.LOCK_EX | unix.LOCK_NB
+		}
+		_, err := t.Call(unix.SYS_FLOCK, uintptr(fd), op)
+		return err
+	}
+	typ := uint64(unix.F_RDLCK)
+	if l.Write {
+		typ = unix.F_WRLCK
+	}
+	length := int64(0)
+	if l.End >= 0 {
+		length = l.End - l.Start + 1
+	}
+	// struct flock: l_type and l_whence (shorts), l_start, l_len, l_pid.
+	fl, err := t.Put(0, inject.Uint64s(typ|uint64(unix.SEEK_SET)<<16, uint64(l.Start), uint64(length), 0))
+	if err != nil {
+		return err
+	}
+	cmd := uintptr(unix.F_SETLK)
+	if l.Kind == "OFDLCK" {
+		cmd = unix.F_OFD_SETLK
+	} else if l.Kind != "POSIX" {
+		return fmt.Errorf("unknown lock kind %q", l.Kind)
+	}
+	_, err = t.Call(unix.SYS_FCNTL, uintptr(fd), cmd, fl)
+	return err
+}

@@ -295,6 +295,8 @@ type File struct {
 	Watches []EpollWatch `json:"watches,omitempty"`
 	// Socket state, for kind "socket".
 	Socket *Socket `json:"socket,omitempty"`
+	// Locks are the file locks taken through this open file description.
+	Locks []Lock `json:"locks,omitempty"`
 	// PtyIndex is the /dev/pts index of a pty master or slave.
 	PtyIndex int `json:"pty_index,omitempty"`
 	// Sigmask is the signal set of a signalfd.
@@ -340,6 +342,17 @@ type InotifyWatch struct {
 	WD   int    `json:"wd"`
 	Path string `json:"path"`
 	Mask uint32 `json:"mask"`
+}
+
+// Lock is a file lock: flock(2) ("FLOCK"), a process-owned POSIX record
+// lock ("POSIX", owned by PID) or an open-file-description lock ("OFDLCK"),
+// shared or exclusive, over [Start, End] (End -1: to the end of the file).
+type Lock struct {
+	Kind  string `json:"kind"`
+	Write bool   `json:"write"`
+	PID   int    `json:"pid,omitempty"`
+	Start int64  `json:"start"`
+	End   int64  `json:"end"`
 }
 
 // FD is a file descriptor of a process.

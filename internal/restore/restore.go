@@ -100,7 +100,7 @@ func (r *restorer) run() error {
 	if err := r.createProcesses(); err != nil {
 		return err
 	}
-	watched := map[int]bool{}
+	watched, locked := map[int]bool{}, map[int]bool{}
 	for _, p := range tree.Processes {
 		if p.Zombie {
 			continue
@@ -113,6 +113,9 @@ func (r *restorer) run() error {
 			return err
 		}
 		if err := files.Watch(t, p, r.opener, watched); err != nil {
+			return err
+		}
+		if err := files.Lock(t, p, r.opener, locked); err != nil {
 			return err
 		}
 		if err := r.createThreads(t, p); err != nil {
