@@ -17,6 +17,7 @@ import (
 	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/proc"
 	"github.com/seamless-linux/seamless/internal/ptrace"
+	"github.com/seamless-linux/seamless/internal/sysvipc"
 	"github.com/seamless-linux/seamless/internal/task"
 )
 
@@ -179,6 +180,11 @@ func dumpTree(w *image.Writer, procs []*seized) (*image.Tree, *files.Dumper, err
 		return nil, fd, err
 	}
 	tree.Ptys = fd.Ptys
+	sv, err := sysvipc.Dump(w, func(pid int) bool { return inTree[pid] }, md.SysV)
+	if err != nil {
+		return nil, fd, err
+	}
+	tree.SysV = sv
 	if err := controllingTerminals(tree); err != nil {
 		return nil, fd, err
 	}

@@ -15,6 +15,8 @@ type Tree struct {
 	SharedMemory []*SharedMemory `json:"shared_memory,omitempty"`
 	// Ptys are the pseudo-terminals whose master the tree holds.
 	Ptys []*Pty `json:"ptys,omitempty"`
+	// SysV are the System V IPC objects the tree used.
+	SysV *SysV `json:"sysv,omitempty"`
 }
 
 // Pty is a pseudo-terminal pair: its index (/dev/pts/N), the terminal
@@ -204,6 +206,7 @@ const (
 	MapVDSO   = "vdso"   // kernel-provided [vdso]
 	MapVVAR   = "vvar"   // kernel-provided data pages next to the vDSO
 	MapSkip   = "vsyscall"
+	MapSysV   = "sysv-shm" // a System V segment attached with shmat; SharedID is its ID
 )
 
 // Mapping is one virtual memory area.

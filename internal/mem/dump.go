@@ -42,12 +42,14 @@ type Dumper struct {
 	Files *Contents
 	// Order keeps SharedMemory in creation order.
 	Order []*image.SharedMemory
-	buf   []byte
+	// SysV are the IDs of the System V segments the processes attached.
+	SysV map[int]bool
+	buf  []byte
 }
 
 // NewDumper returns a Dumper writing into w.
 func NewDumper(w *image.Writer, files *Contents) *Dumper {
-	return &Dumper{W: w, Shared: map[[2]uint64]*image.SharedMemory{}, Files: files, buf: make([]byte, 4<<20)}
+	return &Dumper{W: w, Shared: map[[2]uint64]*image.SharedMemory{}, Files: files, SysV: map[int]bool{}, buf: make([]byte, 4<<20)}
 }
 
 // Dump describes the mappings of pid and stores its private pages in the
@@ -120,6 +122,10 @@ func (d *Dumper) describe(pid int, m *proc.Mapping) (*image.Mapping, error) {
 		im.Kind = image.MapSkip
 	case m.IsSpecial() && !strings.HasPrefix(m.Path, "[anon:"):
 		return nil, fmt.Errorf("unsupported kernel mapping %s", m.Path)
+	case m.Shared && strings.HasPrefix(m.Path, "/SYSV"):
+		// The segment's ID is the inode number of its mapping (0 included).
+		im.Kind, im.SharedID = image.MapSysV, int(m.Inode)
+		d.SysV[im.SharedID] = true
 	case m.Inode == 0:
 		if m.Shared {
 			return nil, fmt.Errorf("unsupported shared mapping without a backing object")
@@ -128,9 +134,6 @@ func (d *Dumper) describe(pid int, m *proc.Mapping) (*image.Mapping, error) {
 	case m.Shared && (m.Deleted || m.Major == 0):
 		// Shared memory that lives only in RAM (MAP_SHARED|MAP_ANONYMOUS,
 		// memfd, a deleted file): its contents go into the image once.
-		if strings.HasPrefix(m.Path, "/SYSV") {
-			return nil, fmt.Errorf("System V shared memory is not supported yet")
-		}
 		s, err := d.sharedObject(pid, m)
 		if err != nil {
 			return nil, err

@@ -40,6 +40,9 @@ func (r *Restorer) Close() {
 	}
 }
 
+// shmExec is SHM_EXEC from linux/shm.h.
+const shmExec = 0o100000
+
 // TempGap is the room that Restore needs right after the target's region
 // to move the kernel's special mappings through.
 const TempGap = 1 << 20
@@ -242,6 +245,18 @@ func (r *Restorer) mapOne(t *inject.Target, m *image.Mapping, fds map[*image.Ref
 	switch m.Kind {
 	case image.MapVDSO, image.MapVVAR, image.MapSkip:
 		return nil
+	case image.MapSysV:
+		flags := uintptr(0)
+		if m.Prot&unix.PROT_WRITE == 0 {
+			flags |= unix.SHM_RDONLY
+		}
+		if m.Prot&unix.PROT_EXEC != 0 {
+			flags |= shmExec
+		}
+		_, err = t.Call(unix.SYS_SHMAT, uintptr(m.SharedID), uintptr(m.Start), flags)
+		if err == nil && m.Prot == unix.PROT_NONE {
+			_, err = t.Call(unix.SYS_MPROTECT, uintptr(m.Start), length, 0)
+		}
 	case image.MapAnon:
 		flags := unix.MAP_PRIVATE | unix.MAP_ANONYMOUS | unix.MAP_FIXED
 		if has("gd") {
@@ -290,7 +305,7 @@ func (r *Restorer) mapOne(t *inject.Target, m *image.Mapping, fds map[*image.Ref
 
 // finishOne gives a filled mapping its final protection and advice.
 func finishOne(t *inject.Target, m *image.Mapping) error {
-	if m.Kind == image.MapVDSO || m.Kind == image.MapVVAR || m.Kind == image.MapSkip {
+	if m.Kind == image.MapVDSO || m.Kind == image.MapVVAR || m.Kind == image.MapSkip || m.Kind == image.MapSysV {
 		return nil
 	}
 	length := uintptr(m.End - m.Start)

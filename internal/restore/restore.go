@@ -22,6 +22,7 @@ import (
 	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/proc"
 	"github.com/seamless-linux/seamless/internal/ptrace"
+	"github.com/seamless-linux/seamless/internal/sysvipc"
 	"github.com/seamless-linux/seamless/internal/task"
 )
 
@@ -100,6 +101,9 @@ func (r *restorer) run() error {
 	if err := r.createProcesses(); err != nil {
 		return err
 	}
+	if err := sysvipc.Restore(r.im, tree.SysV, r.targets[tree.Root]); err != nil {
+		return err
+	}
 	watched, locked := map[int]bool{}, map[int]bool{}
 	for _, p := range tree.Processes {
 		if p.Zombie {
@@ -144,6 +148,7 @@ func (r *restorer) run() error {
 			return fmt.Errorf("process %d: %w", p.PID, err)
 		}
 	}
+	sysvipc.Finish(tree.SysV)
 	// Credentials and registers last, once nothing privileged remains to do.
 	for _, p := range tree.Processes {
 		if p.Zombie {

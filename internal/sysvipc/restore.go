@@ -1,0 +1,172 @@
+package sysvipc
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/inject"
+)
+
+// Restore makes sure every object of sv exists with its ID. An object still
+// there with the same key (the same kernel, the tree was only killed) is
+// used as it is; a missing one is created with its ID through the
+// *_next_id sysctls and filled. Semaphores and messages are set from inside
+// t, a process of the tree, so that the kernel records the tree as their
+// last user, as it did before.
+func Restore(im *image.Image, sv *image.SysV, t *inject.Target) error {
+	if sv == nil {
+		return nil
+	}
+	for _, s := range sv.Shm {
+		if err := restoreShm(im, s); err != nil {
+			return fmt.Errorf("System V shared memory %d: %w", s.ID, err)
+		}
+	}
+	for _, s := range sv.Sem {
+		if err := restoreSem(s, t); err != nil {
+			return fmt.Errorf("System V semaphores %d: %w", s.ID, err)
+		}
+	}
+	for _, q := range sv.Msg {
+		if err := restoreMsg(q, t); err != nil {
+			return fmt.Errorf("System V message queue %d: %w", q.ID, err)
+		}
+	}
+	return nil
+}
+
+// Finish marks segments for removal that were marked at checkpoint, now
+// that the restored processes have attached them again.
+func Finish(sv *image.SysV) {
+	if sv == nil {
+		return
+	}
+	for _, s := range sv.Shm {
+		if s.Destroyed {
+			unix.SysvShmCtl(s.ID, unix.IPC_RMID, nil)
+		}
+	}
+}
+
+// exists reports whether the table lists id with key.
+func exists(table, idCol string, id int, key int32) (bool, error) {
+	rows, err := readTable(table)
+	if err != nil {
+		return false, err
+	}
+	for _, r := range rows {
+		if r.int(idCol) == id {
+			if int32(r.int("key")) != key {
+				return false, fmt.Errorf("ID %d now belongs to another object (key %s)", id, r["key"])
+			}
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// nextID makes the kernel hand out id to the next object of kind.
+func nextID(kind string, id int) error {
+	return os.WriteFile("/proc/sys/kernel/"+kind+"_next_id", []byte(strconv.Itoa(id)), 0)
+}
+
+func restoreShm(im *image.Image, s image.SysVShm) error {
+	ok, err := exists("/proc/sysvipc/shm", "shmid", s.ID, s.Key)
+	if err != nil || ok {
+		return err
+	}
+	data, err := os.ReadFile(im.Path(s.Data))
+	if err != nil {
+		return err
+	}
+	if err := nextID("shm", s.ID); err != nil {
+		return err
+	}
+	id, err := unix.SysvShmGet(int(s.Key), int(s.Size), unix.IPC_CREAT|unix.IPC_EXCL|int(s.Mode))
+	if err != nil {
+		return fmt.Errorf("shmget: %w", err)
+	}
+	if id != s.ID {
+		unix.SysvShmCtl(id, unix.IPC_RMID, nil)
+		return fmt.Errorf("the kernel gave ID %d", id)
+	}
+	b, err := unix.SysvShmAttach(id, 0, 0)
+	if err != nil {
+		return fmt.Errorf("attach: %w", err)
+	}
+	copy(b, data)
+	return unix.SysvShmDetach(b)
+}
+
+func restoreSem(s image.SysVSem, t *inject.Target) error {
+	ok, err := exists("/proc/sysvipc/sem", "semid", s.ID, s.Key)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if err := nextID("sem", s.ID); err != nil {
+			return err
+		}
+		id, err := t.Call(unix.SYS_SEMGET, uintptr(s.Key), uintptr(len(s.Values)), uintptr(unix.IPC_CREAT|unix.IPC_EXCL|int(s.Mode)))
+		if err != nil {
+			return fmt.Errorf("semget: %w", err)
+		}
+		if int(id) != s.ID {
+			return fmt.Errorf("the kernel gave ID %d", id)
+		}
+	}
+	if len(s.Values) == 0 {
+		return nil
+	}
+	vals := make([]byte, 2*len(s.Values))
+	for i, v := range s.Values {
+		binary.LittleEndian.PutUint16(vals[2*i:], v)
+	}
+	addr, err := t.Put(0, vals)
+	if err != nil {
+		return err
+	}
+	if _, err := t.Call(unix.SYS_SEMCTL, uintptr(s.ID), 0, semSetAll, addr); err != nil {
+		return fmt.Errorf("set values: %w", err)
+	}
+	return nil
+}
+
+func restoreMsg(q image.SysVMsg, t *inject.Target) error {
+	ok, err := exists("/proc/sysvipc/msg", "msqid", q.ID, q.Key)
+	if err != nil {
+		return err
+	}
+	if ok {
+		return nil // the queue and its messages are still there
+	}
+	if err := nextID("msg", q.ID); err != nil {
+		return err
+	}
+	id, err := t.Call(unix.SYS_MSGGET, uintptr(q.Key), uintptr(unix.IPC_CREAT|unix.IPC_EXCL|int(q.Mode)))
+	if err != nil {
+		return fmt.Errorf("msgget: %w", err)
+	}
+	if int(id) != q.ID {
+		return fmt.Errorf("the kernel gave ID %d", id)
+	}
+	for i, m := range q.Messages {
+		var b bytes.Buffer
+		binary.Write(&b, binary.LittleEndian, m.Type)
+		b.Write(m.Data)
+		addr, err := t.Put(0, b.Bytes())
+		if err != nil {
+			return err
+		}
+		if _, err := t.Call(unix.SYS_MSGSND, uintptr(q.ID), addr, uintptr(len(m.Data)), unix.IPC_NOWAIT); err != nil {
+			return fmt.Errorf("queue message %d: %w", i, err)
+		}
+	}
+	return nil
+}
