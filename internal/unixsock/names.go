@@ -1,0 +1,148 @@
+package unixsock
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/image"
+)
+
+// newSock creates a unix socket in the restorer. It is non-blocking until
+// the end of the restore (nothing may hang the restorer) and has a large
+// send buffer meanwhile, for writing queued data through it.
+func newSock(typ int) (*os.File, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, typ|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socket: %w", err)
+	}
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, fillSndBuf/2)
+	return os.NewFile(uintptr(fd), "unix"), nil
+}
+
+// newPair creates a connected pair of unnamed sockets, like newSock.
+func newPair(typ int) (*os.File, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, typ|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
+	}
+	for _, fd := range fds {
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, fillSndBuf/2)
+	}
+	return os.NewFile(uintptr(fds[0]), "unix"), os.NewFile(uintptr(fds[1]), "unix"), nil
+}
+
+// bind binds f to name. For a path, whatever is left at the path is dealt
+// with first:
+//   - a socket file is the stale file of the checkpointed socket (closing a
+//     socket never removes its file), or of the socket's replacement that
+//     a previous boot left: it is unlinked. Only sockets are ever removed.
+//   - when the checkpointed socket's file had been unlinked already
+//     (unlinked=true), the path belongs to someone else: it is moved aside
+//     while binding and put back at the end of the restore, after our own
+//     file is unlinked again.
+//   - anything that is not a socket makes the bind fail.
+func (o *Opener) bind(f *os.File, name []byte, p *image.UnixPath) error {
+	if isPath(name) {
+		path := string(name)
+		var st unix.Stat_t
+		switch err := unix.Lstat(path, &st); {
+		case errors.Is(err, unix.ENOENT):
+		case err != nil:
+			return fmt.Errorf("bind %s: %w", path, err)
+		case p != nil && p.Unlinked:
+			if err := o.moveAside(path); err != nil {
+				return err
+			}
+		case st.Mode&unix.S_IFMT != unix.S_IFSOCK:
+			return fmt.Errorf("bind %s: the path exists and is not a socket", path)
+		default:
+			if err := unix.Unlink(path); err != nil {
+				return fmt.Errorf("remove stale socket file %s: %w", path, err)
+			}
+		}
+	}
+	if err := bindRaw(int(f.Fd()), name); err != nil {
+		return fmt.Errorf("bind %q: %w", image.UnixName(name), err)
+	}
+	if !isPath(name) {
+		return nil
+	}
+	path := string(name)
+	if p != nil && p.Unlinked {
+		o.later(func() { unix.Unlink(path) })
+		return nil
+	}
+	if p != nil {
+		if err := os.Lchown(path, int(p.UID), int(p.GID)); err != nil {
+			return fmt.Errorf("chown %s: %w", path, err)
+		}
+		if err := os.Chmod(path, os.FileMode(p.Mode&0o777)); err != nil {
+			return fmt.Errorf("chmod %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// moveAside renames path out of the way until the end of the restore.
+func (o *Opener) moveAside(path string) error {
+	o.aside++
+	tmp := fmt.Sprintf("%s.seamless-aside-%d-%d", path, os.Getpid(), o.aside)
+	if err := os.Rename(path, tmp); err != nil {
+		return fmt.Errorf("move %s aside: %w", path, err)
+	}
+	o.later(func() { os.Rename(tmp, path) })
+	return nil
+}
+
+// later queues cleanup for the end of the build (last queued runs first).
+func (o *Opener) later(f func()) { o.cleanup = append(o.cleanup, f) }
+
+// listenerFor returns a listening socket bound to name, for connecting a
+// socket to it and accepting the connection, which so gets name as its own
+// address (as a connection accepted by a listener bound to name has): the
+// tree's listener of that name, or else a temporary one.
+func (o *Opener) listenerFor(typ int, name []byte) (int, error) {
+	for _, r := range o.order {
+		if r.u.State == image.UnixListening && r.img.Type == typ && string(r.u.Name) == string(name) && r.f != nil {
+			return int(r.f.Fd()), nil
+		}
+	}
+	l, err := newSock(typ)
+	if err != nil {
+		return -1, err
+	}
+	o.later(func() { l.Close() })
+	if isPath(name) {
+		if _, err := os.Lstat(string(name)); err == nil {
+			if err := o.moveAside(string(name)); err != nil {
+				return -1, err
+			}
+		}
+	}
+	if err := bindRaw(int(l.Fd()), name); err != nil {
+		return -1, fmt.Errorf("bind a temporary listener to %q: %w", image.UnixName(name), err)
+	}
+	if isPath(name) {
+		o.later(func() { unix.Unlink(string(name)) })
+	}
+	if err := unix.Listen(int(l.Fd()), 1); err != nil {
+		return -1, fmt.Errorf("listen: %w", err)
+	}
+	return int(l.Fd()), nil
+}
+
+// connectAccept connects cl to the listener l and accepts the connection.
+func connectAccept(cl *os.File, l int, name []byte) (*os.File, error) {
+	if err := connectRaw(int(cl.Fd()), name); err != nil {
+		return nil, fmt.Errorf("connect to %q: %w", image.UnixName(name), err)
+	}
+	fd, _, err := unix.Accept4(l, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("accept on %q: %w", image.UnixName(name), err)
+	}
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, fillSndBuf/2)
+	return os.NewFile(uintptr(fd), "unix"), nil
+}
