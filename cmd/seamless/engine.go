@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/seamless-linux/seamless/internal/dump"
@@ -51,6 +53,8 @@ stdout. Nothing is created unless the whole image verifies and every PID is
 free.`, stdout)
 	dir := fs.String("dir", "", "image `DIR`ectory")
 	wait := fs.Duration("pid-wait", 5*time.Second, "how long to wait for a PID held by an unreaped zombie")
+	var peers peerFlags
+	fs.Var(&peers, "unix-peer", "reconnect the unix socket peer `KEY=PATH` (KEY as 'seamless inspect --json' lists it) to the stream socket at PATH instead; repeatable")
 	verbose := fs.Bool("v", false, "print progress on stderr")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -60,6 +64,17 @@ free.`, stdout)
 		return fmt.Errorf("%w: need --dir DIR", errUsage)
 	}
 	opts := restore.Options{Dir: *dir, PIDWait: *wait}
+	if len(peers) > 0 {
+		opts.UnixExternal = map[string]*os.File{}
+		for key, path := range peers {
+			f, err := dialUnix(path)
+			if err != nil {
+				return fmt.Errorf("--unix-peer %s=%s: %w", key, path, err)
+			}
+			defer f.Close()
+			opts.UnixExternal[key] = f
+		}
+	}
 	if *verbose {
 		opts.Log = stderr
 	}
@@ -92,4 +107,29 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-var _ = os.Stdout
+// peerFlags collects repeated KEY=PATH flags.
+type peerFlags map[string]string
+
+func (p *peerFlags) String() string { return fmt.Sprint(map[string]string(*p)) }
+
+func (p *peerFlags) Set(v string) error {
+	key, path, ok := strings.Cut(v, "=")
+	if !ok || key == "" || path == "" {
+		return fmt.Errorf("want KEY=PATH, got %q", v)
+	}
+	if *p == nil {
+		*p = peerFlags{}
+	}
+	(*p)[key] = path
+	return nil
+}
+
+// dialUnix connects a stream socket to path.
+func dialUnix(path string) (*os.File, error) {
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.(*net.UnixConn).File()
+}

@@ -34,6 +34,11 @@ type Options struct {
 	Log io.Writer
 	// PIDWait is how long to wait for a PID held by a zombie to be reaped.
 	PIDWait time.Duration
+	// UnixExternal replaces peers outside the tree of unix socket
+	// connections: key (as tree.json lists it: a path, "@name" or
+	// "socket:[INODE]") to a socket already connected to the replacement.
+	// Without an entry a connection is made again to the same name.
+	UnixExternal map[string]*os.File
 }
 
 // Result describes a finished restore.
@@ -72,6 +77,9 @@ func Restore(opts Options) (*Result, error) {
 	r := &restorer{im: im, seed: seed, targets: map[int]*inject.Target{}, threads: map[int]*inject.Thread{}}
 	inTree := func(pid int) bool { _, ok := r.targets[pid]; return ok || pid == seed.PID }
 	r.opener = files.NewOpener(im, inTree)
+	if opts.UnixExternal != nil {
+		r.opener.Sockets.Unix.External = opts.UnixExternal
+	}
 	r.mem = mem.NewRestorer(im, r.opener.OpenRef)
 	defer r.opener.Close()
 	defer r.mem.Close()
