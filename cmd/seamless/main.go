@@ -40,6 +40,10 @@ var commands = []command{
 	{"checkpoint", "dump a process tree into an image directory", runCheckpoint},
 	{"restore", "rebuild a process tree from an image, with its PIDs", runRestore},
 	{"inspect", "verify an image and describe what it holds", runInspect},
+	{"plan", "tell which preserved units can be carried across an update, and why not", runPlan},
+	{"update", "switch to a newer kernel with kexec, carrying the preserved units", runUpdate},
+	{"status", "show the pending or last update", runStatus},
+	{"shutdown-checkpoint", "(run by seamless-checkpoint.service) checkpoint at shutdown", runShutdownCheckpoint},
 }
 
 // errUsage marks errors that are the command line's fault.

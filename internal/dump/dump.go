@@ -30,6 +30,11 @@ type Options struct {
 	// LeaveRunning lets the tree continue after the checkpoint instead of
 	// killing it.
 	LeaveRunning bool
+	// KillLater neither kills the tree nor lets it go on: its threads are
+	// detached (a frozen cgroup keeps them still) and its connections stay
+	// in repair mode, for the caller to kill it once every tree it is
+	// checkpointing together is safe.
+	KillLater bool
 	// Cgroup, if set, is a cgroup v2 directory frozen while the tree is
 	// seized, so that all of its processes stop at one instant.
 	Cgroup string
@@ -42,6 +47,8 @@ type Result struct {
 	Processes, Threads int
 	Bytes              int64
 	Frozen             time.Duration // from the first stop to the image being complete
+	// PIDs are the processes of the tree.
+	PIDs []int
 }
 
 // Checkpoint dumps the tree rooted at opts.PID into opts.Dir. The calling
@@ -93,7 +100,7 @@ func Checkpoint(opts Options) (res *Result, err error) {
 	tree, fd, err := dumpTree(w, procs)
 	if fd != nil {
 		// Sockets stay in repair mode only if the tree is killed.
-		defer func() { fd.Close(err == nil && !opts.LeaveRunning) }()
+		defer func() { fd.Close(err == nil && !opts.LeaveRunning) }() // KillLater keeps repair mode too
 	}
 	if err != nil {
 		release()
@@ -114,7 +121,10 @@ func Checkpoint(opts Options) (res *Result, err error) {
 		return nil, fmt.Errorf("verify image: %w", err)
 	}
 	res = &Result{Processes: len(procs), Threads: len(tids), Bytes: im.Size(), Frozen: time.Since(start)}
-	if opts.LeaveRunning {
+	for _, p := range procs {
+		res.PIDs = append(res.PIDs, p.pid)
+	}
+	if opts.LeaveRunning || opts.KillLater {
 		release()
 		return res, nil
 	}

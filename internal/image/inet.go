@@ -1,4 +1,85 @@
 package image
 
-// InetSocket is the state of a TCP or UDP socket, IPv4 or IPv6.
-type InetSocket struct{}
+// InetSocket is the state of a TCP or UDP socket, IPv4 or IPv6. It holds
+// only what the socket API exposes (addresses, socket options, TCP_REPAIR
+// sequence numbers, windows and queues), so it restores on another kernel.
+type InetSocket struct {
+	// NetNS is the inode of the network namespace the socket lived in at
+	// checkpoint. It identifies the namespace within one boot only.
+	NetNS uint64 `json:"netns,omitempty"`
+	// Lock names the network-lock chain (table inet seamless) that drops the
+	// socket's inbound packets between checkpoint and restore.
+	Lock string `json:"lock,omitempty"`
+	// Local is the bound address (empty if the socket was never bound).
+	Local *InetAddr `json:"local,omitempty"`
+	// Peer is the connected address (TCP connections, connected UDP).
+	Peer *InetAddr `json:"peer,omitempty"`
+	// State is the TCP state ("listen", "established", "close-wait", ...)
+	// or, for UDP, "unconnected" or "connected".
+	State string `json:"state"`
+	// Backlog is a listening socket's backlog (sk_max_ack_backlog).
+	Backlog int `json:"backlog,omitempty"`
+	// Options are the socket options that differ from a new socket's
+	// defaults, by name (see internal/inet/options.go).
+	Options map[string]int `json:"options,omitempty"`
+	// Linger is SO_LINGER when it is on (seconds).
+	Linger *int `json:"linger,omitempty"`
+	// TCP is the repair state of a connection (established or half-closed).
+	TCP *TCPConn `json:"tcp,omitempty"`
+	// Datagrams are the datagrams queued for reading on a UDP socket, oldest
+	// first.
+	Datagrams []Datagram `json:"datagrams,omitempty"`
+}
+
+// InetAddr is an IPv4 or IPv6 address and a port. IPv4 addresses of an
+// AF_INET6 socket are written in the mapped form (::ffff:a.b.c.d).
+type InetAddr struct {
+	IP   string `json:"ip"`
+	Port int    `json:"port"`
+	// Zone is the IPv6 scope (interface name) of a link-local address.
+	Zone string `json:"zone,omitempty"`
+}
+
+// TCPConn is what TCP_REPAIR exposes of a connection.
+type TCPConn struct {
+	// SendSeq is write_seq (TCP_QUEUE_SEQ of the send queue): the sequence
+	// number after the last byte written, FIN included.
+	SendSeq uint32 `json:"send_seq"`
+	// RecvSeq is rcv_nxt (TCP_QUEUE_SEQ of the receive queue), FIN included.
+	RecvSeq uint32 `json:"recv_seq"`
+	// SendQueue holds every byte written and not yet acknowledged by the
+	// peer; its last Unsent bytes were never transmitted.
+	SendQueue []byte `json:"send_queue,omitempty"`
+	Unsent    int    `json:"unsent,omitempty"`
+	// RecvQueue holds the bytes received and not yet read.
+	RecvQueue []byte `json:"recv_queue,omitempty"`
+	// MSS is the clamp (TCP_MAXSEG).
+	MSS int `json:"mss"`
+	// SndWscale and RcvWscale are the window scale factors when the option
+	// was negotiated (WScale).
+	WScale    bool `json:"wscale,omitempty"`
+	SndWscale int  `json:"snd_wscale,omitempty"`
+	RcvWscale int  `json:"rcv_wscale,omitempty"`
+	SACK      bool `json:"sack,omitempty"`
+	// Timestamps is set when TCP timestamps were negotiated; Timestamp is
+	// the current TCP_TIMESTAMP value.
+	Timestamps bool   `json:"timestamps,omitempty"`
+	Timestamp  uint32 `json:"timestamp,omitempty"`
+	// Window is TCP_REPAIR_WINDOW (nil if the kernel did not report it).
+	Window *TCPWindow `json:"window,omitempty"`
+}
+
+// TCPWindow is struct tcp_repair_window.
+type TCPWindow struct {
+	SndWl1    uint32 `json:"snd_wl1"`
+	SndWnd    uint32 `json:"snd_wnd"`
+	MaxWindow uint32 `json:"max_window"`
+	RcvWnd    uint32 `json:"rcv_wnd"`
+	RcvWup    uint32 `json:"rcv_wup"`
+}
+
+// Datagram is one queued UDP datagram and its source.
+type Datagram struct {
+	From InetAddr `json:"from"`
+	Data []byte   `json:"data"`
+}

@@ -1,40 +1,12 @@
-// Package inet checkpoints and restores sockets (work in progress).
+// Package inet checkpoints and restores TCP and UDP sockets over IPv4 and
+// IPv6.
+//
+// TCP connections are read and rebuilt with TCP_REPAIR (sequence numbers,
+// both queues, TCP_REPAIR_WINDOW, MSS, window scale, SACK, timestamps),
+// half-closed connections the way CRIU's libsoccr does (a FIN put back with
+// shutdown(2) in repair mode, the peer's FIN injected as a packet), listening
+// sockets by address, backlog and options, UDP sockets by addresses, options
+// and their queued datagrams. While the tree is away the network lock
+// (internal/netlock) drops the inbound packets of every preserved socket.
+// See docs/inet.md.
 package inet
-
-import (
-	"errors"
-	"os"
-
-	"github.com/seamless-linux/seamless/internal/image"
-)
-
-// Dumper checkpoints the sockets of one tree.
-type Dumper struct{ inTree func(int) bool }
-
-// NewDumper returns a Dumper.
-func NewDumper(inTree func(int) bool) *Dumper { return &Dumper{inTree: inTree} }
-
-// Dump describes one socket.
-func (d *Dumper) Dump(local *os.File, pid, fd int, s *image.Socket) (*image.InetSocket, error) {
-	return nil, errors.New("sockets of this family are not supported yet")
-}
-
-// Finish completes the tree's sockets.
-func (d *Dumper) Finish() error { return nil }
-
-// Close releases the Dumper's descriptors.
-func (d *Dumper) Close(kill bool) {}
-
-// Opener rebuilds sockets.
-type Opener struct{}
-
-// NewOpener returns an Opener.
-func NewOpener(tree *image.Tree) *Opener { return &Opener{} }
-
-// Open rebuilds one socket.
-func (o *Opener) Open(s *image.Socket) (*os.File, error) {
-	return nil, errors.New("sockets of this family are not supported yet")
-}
-
-// Close releases the Opener's descriptors.
-func (o *Opener) Close() {}

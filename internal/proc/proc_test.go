@@ -13,7 +13,7 @@ func TestParseStat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Stat{State: 'S', PPID: 1, PGID: 1234, SID: 1234, ExitSignal: 17, StartCode: 4194304, EndCode: 4200000,
+	want := Stat{State: 'S', PPID: 1, PGID: 1234, SID: 1234, Tpgid: -1, ExitSignal: 17, StartCode: 4194304, EndCode: 4200000,
 		StartStack: 140737000000000, StartData: 6300000, EndData: 6300100, StartBrk: 6400000,
 		ArgStart: 140737000001000, ArgEnd: 140737000001100, EnvStart: 140737000001100, EnvEnd: 140737000001200}
 	if *st != want {

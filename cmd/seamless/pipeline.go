@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/seamless-linux/seamless/internal/config"
+	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/update"
+)
+
+const configPath = "/etc/seamless/seamless.conf"
+
+func runPlan(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("plan", "[UNIT...] [--json]",
+		`For each preserved unit (X-SeamlessPreserve=yes in a drop-in, or listed
+under "preserve" in `+configPath+`), or for the units named, tell whether it
+can be checkpointed now and, if not, exactly why: which process, which
+descriptor or mapping, which resource. Nothing is stopped.`, stdout)
+	asJSON := fs.Bool("json", false, "print the plan as JSON")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(configPath)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	plans, err := update.Plan(ctx, cfg, pos)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(stdout, plans)
+	}
+	if len(plans) == 0 {
+		fmt.Fprintln(stdout, "no unit is preserved: add X-SeamlessPreserve=yes to a unit's drop-in, or preserve = in "+configPath)
+		return nil
+	}
+	for _, p := range plans {
+		verdict := "can be carried"
+		if !p.Carry {
+			verdict = "cannot be carried: " + p.Reason
+		}
+		fmt.Fprintf(stdout, "%s (%s): %s\n", p.Name, p.Why, verdict)
+		if p.Report == nil {
+			continue
+		}
+		for _, pr := range p.Report.Processes {
+			fmt.Fprintf(stdout, "  pid %d %s, %d threads\n", pr.PID, pr.Comm, pr.Threads)
+		}
+		var kinds []string
+		for k, n := range p.Report.Resources {
+			kinds = append(kinds, fmt.Sprintf("%s=%d", k, n))
+		}
+		sortStrings(kinds)
+		fmt.Fprintf(stdout, "  resources: %s; image about %s\n", strings.Join(kinds, " "), humanBytes(p.Report.ImageBytes))
+		for _, e := range p.Report.External {
+			fmt.Fprintf(stdout, "  external: %s (reconnected, not restored)\n", e)
+		}
+		for _, pr := range p.Report.Problems {
+			fmt.Fprintf(stdout, "  problem: %s\n", pr)
+		}
+	}
+	return nil
+}
+
+func runUpdate(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("update", "[--kernel VERSION|PATH] [--initrd PATH] [--append ARGS] [--yes] [--dry-run]",
+		`Switch to a newer kernel with kexec, carrying the preserved services: pick
+the target (default: the newest installed kernel, with its initrd), build its
+command line from the running one, check that the update can work (plan,
+memory for the image, Secure Boot and kexec settings, a test load of the
+kernel), then start kexec.target. The services are checkpointed while the
+system shuts down and restored under the new kernel. If anything fails
+before the point of no return, the services are stopped as a reboot would
+stop them and the machine still comes up on the new kernel.`, stdout)
+	kern := fs.String("kernel", "", "target kernel `VERSION` (as in /boot/vmlinuz-VERSION) or image PATH")
+	initrd := fs.String("initrd", "", "initrd `PATH` (default: the kernel's own)")
+	appendArgs := fs.String("append", "", "extra kernel command line `ARGS`")
+	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	dry := fs.Bool("dry-run", false, "run the preflight only")
+	boot := fs.String("boot", "/boot", "`DIR` holding the kernels")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: unexpected %q", errUsage, pos[0])
+	}
+	cfg, err := config.Load(configPath)
+	if err != nil {
+		return err
+	}
+	o := update.Options{Kernel: *kern, Initrd: *initrd, Append: *appendArgs, Boot: *boot, Config: cfg, Out: stdout, DryRun: *dry}
+	if !*yes {
+		o.Confirm = func(q string) bool {
+			fmt.Fprintf(stdout, "%s [y/N] ", q)
+			line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+			return strings.HasPrefix(strings.ToLower(strings.TrimSpace(line)), "y")
+		}
+	}
+	return update.Update(context.Background(), o)
+}
+
+func runStatus(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("status", "[--json]", `Show the pending or last update: kernels, the outcome for each unit, the
+image, and the time of each phase.`, stdout)
+	asJSON := fs.Bool("json", false, "print the status as JSON")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	in, err := update.ReadIntent()
+	if err != nil {
+		return err
+	}
+	st, err := update.ReadStatus()
+	if err != nil {
+		return err
+	}
+	incoming := incomingImages()
+	if *asJSON {
+		return writeJSON(stdout, map[string]any{"pending": in, "last": st, "incoming_images": incoming})
+	}
+	if in != nil {
+		fmt.Fprintf(stdout, "pending: update %s -> %s carrying %s\n", in.From, in.Kernel.Release, strings.Join(in.Units, " "))
+	}
+	if st == nil {
+		fmt.Fprintln(stdout, "no update recorded")
+	} else {
+		fmt.Fprintf(stdout, "last update: %s -> %s: %s (%s)\n", st.From, st.To, st.State, st.Updated.Format(time.RFC3339))
+		if st.Error != "" {
+			fmt.Fprintf(stdout, "  error: %s\n", st.Error)
+		}
+		if st.Image != "" {
+			fmt.Fprintf(stdout, "  image: %s in %s store, %s\n", st.Image, st.Store, humanBytes(st.Bytes))
+		}
+		for _, u := range st.Units {
+			line := fmt.Sprintf("  %s: %s", u.Unit, u.Outcome)
+			if u.Processes > 0 {
+				line += fmt.Sprintf(" (%d processes, %s, checkpoint %d ms)", u.Processes, humanBytes(u.Bytes), u.DumpMs)
+			}
+			if u.Reason != "" {
+				line += ": " + u.Reason
+			}
+			fmt.Fprintln(stdout, line)
+		}
+		for _, p := range st.Phases {
+			fmt.Fprintf(stdout, "  phase %s: %d ms\n", p.Name, p.Ms)
+		}
+	}
+	for _, d := range incoming {
+		fmt.Fprintf(stdout, "image carried to this kernel: %s\n", d)
+	}
+	return nil
+}
+
+// incomingImages lists the images the initramfs handed to this system.
+func incomingImages() []string {
+	var out []string
+	ms, _ := filepath.Glob(filepath.Join(update.RunDir, "incoming", "*", "*", image.ManifestName))
+	for _, m := range ms {
+		out = append(out, filepath.Dir(m))
+	}
+	return out
+}
+
+func runShutdownCheckpoint(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("shutdown-checkpoint", "", `Run by seamless-checkpoint.service when it stops: if an update is pending,
+checkpoint the carried units and hand the image to the new kernel.`, stdout)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	return update.ShutdownCheckpoint(stderr)
+}
+
+func sortStrings(s []string) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}

@@ -1,0 +1,49 @@
+package inet
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// bin holds the seamless binary and the workloads, built once by TestMain.
+var bin string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if os.Geteuid() != 0 {
+		fmt.Println("skipping inet tests: they need root")
+		return 0
+	}
+	// Restored processes are reparented to us: PID 1 here does not reap.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		fmt.Println("PR_SET_CHILD_SUBREAPER:", err)
+		return 1
+	}
+	dir, err := os.MkdirTemp("", "seamless-inet-test")
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	bin = dir
+	builds := [][]string{
+		{"go", "build", "-o", filepath.Join(dir, "seamless"), "../../cmd/seamless"},
+		{"gcc", "-O2", "-Wall", "-o", filepath.Join(dir, "tcpecho"), "testdata/tcpecho.c"},
+		{"gcc", "-O2", "-Wall", "-o", filepath.Join(dir, "udpq"), "testdata/udpq.c"},
+	}
+	for _, b := range builds {
+		if out, err := exec.Command(b[0], b[1:]...).CombinedOutput(); err != nil {
+			fmt.Printf("%v: %v\n%s", b, err, out)
+			return 1
+		}
+	}
+	return m.Run()
+}

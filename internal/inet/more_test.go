@@ -1,0 +1,144 @@
+package inet
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestUDPQueued: datagrams queued on a UDP socket at checkpoint are
+// delivered after the restore, in order, with their sources.
+func TestUDPQueued(t *testing.T) {
+	for _, family := range []int{4, 6} {
+		t.Run("ipv"+strconv.Itoa(family), func(t *testing.T) {
+			l := newLab(t)
+			srv := l.start(t, "udpq", strconv.Itoa(family), "7002", l.dir)
+			var c net.Conn
+			var err error
+			l.inB(t, func() { c, err = net.Dial("udp", l.addr(family, 7002)) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			msgs := []string{"one", "", "three", strings.Repeat("x", 9000), "end"}
+			for _, m := range msgs[:4] {
+				if _, err := c.Write([]byte(m)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(200 * time.Millisecond)
+			img := l.checkpoint(t, srv.Process.Pid)
+			srv.Wait()
+			n := 0
+			for _, sk := range imageSockets(t, img) {
+				n += len(sk.Inet.Datagrams)
+			}
+			if n != 4 {
+				t.Fatalf("image holds %d datagrams, want 4", n)
+			}
+			time.Sleep(pause)
+			l.restore(t, img)
+			os.WriteFile(filepath.Join(l.dir, "go"), nil, 0o600)
+			c.Write([]byte("end"))
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			buf := make([]byte, 65536)
+			for i, m := range msgs {
+				k, err := c.Read(buf)
+				if err != nil {
+					t.Fatalf("echo %d: %v", i, err)
+				}
+				if string(buf[:k]) != m {
+					t.Fatalf("echo %d: %d bytes, want %q (%d bytes)", i, k, m[:min(len(m), 10)], len(m))
+				}
+			}
+		})
+	}
+}
+
+// TestHalfClosed: connections checkpointed in close-wait (the peer closed
+// first) and fin-wait2 (the service closed first) go on after the restore.
+func TestHalfClosed(t *testing.T) {
+	for _, family := range []int{4, 6} {
+		t.Run("close-wait-ipv"+strconv.Itoa(family), func(t *testing.T) {
+			l := newLab(t)
+			srv := l.start(t, "tcpecho", strconv.Itoa(family), "7003", "closewait", l.dir)
+			c, err := l.dial(t, "tcp", l.addr(family, 7003), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write([]byte("ping"))
+			c.(*net.TCPConn).CloseWrite()
+			buf := make([]byte, 4)
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+				t.Fatalf("echo: %q %v", buf, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+			img := l.checkpoint(t, srv.Process.Pid)
+			srv.Wait()
+			expectState(t, img, "close-wait")
+			time.Sleep(pause)
+			l.restore(t, img)
+			os.WriteFile(filepath.Join(l.dir, "go"), nil, 0o600)
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			rest, err := io.ReadAll(c)
+			if err != nil || string(rest) != "bye\n" {
+				t.Fatalf("after restore: %q, %v", rest, err)
+			}
+		})
+		t.Run("fin-wait2-ipv"+strconv.Itoa(family), func(t *testing.T) {
+			l := newLab(t)
+			srv := l.start(t, "tcpecho", strconv.Itoa(family), "7004", "finwait", l.dir)
+			c, err := l.dial(t, "tcp", l.addr(family, 7004), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if hello, err := io.ReadAll(c); err != nil || string(hello) != "hello\n" {
+				t.Fatalf("greeting: %q %v", hello, err)
+			}
+			data := make([]byte, 200000)
+			fillPattern(data, 0)
+			c.Write(data[:100000])
+			time.Sleep(200 * time.Millisecond)
+			img := l.checkpoint(t, srv.Process.Pid)
+			srv.Wait()
+			expectState(t, img, "fin-wait2")
+			time.Sleep(pause)
+			l.restore(t, img)
+			c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+			if _, err := c.Write(data[100000:]); err != nil {
+				t.Fatal(err)
+			}
+			c.(*net.TCPConn).CloseWrite()
+			res := filepath.Join(l.dir, "result")
+			var got []byte
+			for i := 0; i < 300 && len(got) == 0; i++ {
+				time.Sleep(50 * time.Millisecond)
+				got, _ = os.ReadFile(res)
+			}
+			if want := fmt.Sprintf("ok %d\n", len(data)); !bytes.Equal(got, []byte(want)) {
+				t.Fatalf("service read %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+func expectState(t *testing.T, img, state string) {
+	t.Helper()
+	for _, sk := range imageSockets(t, img) {
+		if sk.Inet.State == state {
+			return
+		}
+	}
+	t.Fatalf("no socket in state %s in the image", state)
+}

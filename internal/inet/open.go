@@ -1,0 +1,211 @@
+package inet
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/netlock"
+)
+
+// Opener rebuilds the TCP and UDP sockets of an image in the restorer. It
+// makes sure the image's network lock is in place before the first socket
+// is rebuilt (after a kexec the lock is not there yet) and removes it in
+// Close.
+type Opener struct {
+	tree *image.Tree
+	// NetNS, if set, is the path of the network namespace (such as
+	// /proc/PID/ns/net or /run/netns/NAME) in which sockets are created;
+	// by default they are created in the restorer's own.
+	NetNS string
+	// Log receives warnings; nil means os.Stderr.
+	Log *os.File
+
+	early  map[*image.Socket]*os.File // listeners opened ahead of their connections
+	opened map[*image.Socket]bool
+	locks  map[string]*netlock.Lock
+	locked bool
+}
+
+// NewOpener returns an Opener for the sockets of tree.
+func NewOpener(tree *image.Tree) *Opener {
+	return &Opener{tree: tree, early: map[*image.Socket]*os.File{}, opened: map[*image.Socket]bool{}, locks: map[string]*netlock.Lock{}}
+}
+
+// Open returns the restorer's descriptor for s, fully rebuilt.
+func (o *Opener) Open(s *image.Socket) (*os.File, error) {
+	if f := o.early[s]; f != nil {
+		delete(o.early, s)
+		return f, nil
+	}
+	if s.Inet == nil {
+		return nil, fmt.Errorf("inet socket without state")
+	}
+	if !o.locked {
+		o.locked = true
+		if err := o.lock(); err != nil {
+			return nil, err
+		}
+	}
+	// A listener must be bound before the connections that share its port,
+	// whose repair-mode binds do not conflict with it but would make its
+	// own bind fail.
+	if s.Inet.TCP != nil {
+		for _, l := range o.listeners() {
+			if !o.opened[l] && l.Inet.Local != nil && s.Inet.Local != nil && l.Inet.Local.Port == s.Inet.Local.Port {
+				f, err := o.open(l)
+				if err != nil {
+					return nil, err
+				}
+				o.early[l] = f
+			}
+		}
+	}
+	return o.open(s)
+}
+
+func (o *Opener) open(s *image.Socket) (*os.File, error) {
+	o.opened[s] = true
+	var fd int
+	err := o.inNetNS(func() error {
+		var err error
+		fd, err = build(s)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", describe(s), err)
+	}
+	f := os.NewFile(uintptr(fd), "socket")
+	// The restorer's descriptor is made non-blocking only now, so that Go's
+	// os.File never treats it as its own poller's.
+	if fl := o.flags(s); fl&unix.O_NONBLOCK != 0 {
+		unix.SetNonblock(fd, true)
+	}
+	return f, nil
+}
+
+// build creates and rebuilds one socket in the current network namespace.
+func build(s *image.Socket) (int, error) {
+	if s.Family != unix.AF_INET && s.Family != unix.AF_INET6 {
+		return -1, fmt.Errorf("address family %d is not inet", s.Family)
+	}
+	isTCP := s.Type == unix.SOCK_STREAM && s.Protocol == unix.IPPROTO_TCP
+	isUDP := s.Type == unix.SOCK_DGRAM && s.Protocol == unix.IPPROTO_UDP
+	if !isTCP && !isUDP {
+		return -1, fmt.Errorf("socket type %d protocol %d is not supported", s.Type, s.Protocol)
+	}
+	fd, err := unix.Socket(s.Family, s.Type|unix.SOCK_CLOEXEC, s.Protocol)
+	if err != nil {
+		return -1, fmt.Errorf("socket: %w", err)
+	}
+	if isTCP {
+		err = restoreTCP(fd, s)
+	} else {
+		err = restoreUDP(fd, s)
+	}
+	if err != nil {
+		// A half-built connection must vanish without a word.
+		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_ON)
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// describe names a socket in errors.
+func describe(s *image.Socket) string {
+	p := "udp"
+	if s.Protocol == unix.IPPROTO_TCP {
+		p = "tcp"
+	}
+	d := p + " " + s.Inet.State
+	if a := s.Inet.Local; a != nil {
+		d += fmt.Sprintf(" [%s]:%d", a.IP, a.Port)
+	}
+	if a := s.Inet.Peer; a != nil {
+		d += fmt.Sprintf(" -> [%s]:%d", a.IP, a.Port)
+	}
+	return d
+}
+
+// listeners are the image's listening TCP sockets.
+func (o *Opener) listeners() []*image.Socket {
+	var ls []*image.Socket
+	if o.tree == nil {
+		return nil
+	}
+	for _, f := range o.tree.Files {
+		if s := f.Socket; s != nil && s.Inet != nil && s.Inet.State == "listen" {
+			ls = append(ls, s)
+		}
+	}
+	return ls
+}
+
+// flags are the file status flags the image records for s.
+func (o *Opener) flags(s *image.Socket) int {
+	if o.tree == nil {
+		return 0
+	}
+	for _, f := range o.tree.Files {
+		if f.Socket == s {
+			return f.Flags
+		}
+	}
+	return 0
+}
+
+// inNetNS runs fn on a thread in the Opener's network namespace.
+func (o *Opener) inNetNS(fn func() error) error {
+	if o.NetNS == "" {
+		return fn()
+	}
+	target, err := os.Open(o.NetNS)
+	if err != nil {
+		return fmt.Errorf("network namespace: %w", err)
+	}
+	defer target.Close()
+	done := make(chan error, 1)
+	go func() {
+		// The thread is never unlocked: it dies with the goroutine, so no
+		// other goroutine runs in the wrong namespace.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			done <- fmt.Errorf("unshare: %w", err)
+			return
+		}
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- fmt.Errorf("enter network namespace %s: %w", o.NetNS, err)
+			return
+		}
+		done <- fn()
+	}()
+	return <-done
+}
+
+// Close removes the network lock of the image: the restored sockets now
+// receive their packets. It runs after success and after failure.
+func (o *Opener) Close() {
+	for _, f := range o.early {
+		unix.SetsockoptInt(int(f.Fd()), unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_ON)
+		f.Close()
+	}
+	o.early = map[*image.Socket]*os.File{}
+	for _, l := range o.locks {
+		if err := l.Remove(); err != nil {
+			o.warn("%v (remove it with: nft delete chain inet %s %s)", err, netlock.TableName, l.Name())
+		}
+	}
+	o.locks = map[string]*netlock.Lock{}
+}
+
+func (o *Opener) warn(format string, args ...any) {
+	w := o.Log
+	if w == nil {
+		w = os.Stderr
+	}
+	fmt.Fprintf(w, "seamless: "+format+"\n", args...)
+}

@@ -1,0 +1,131 @@
+// Package kernel finds the kernels installed on the machine, picks the
+// target of an update and builds its command line.
+package kernel
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Kernel is an installed kernel: its release and the files to boot it.
+type Kernel struct {
+	Release string `json:"release"`
+	Image   string `json:"image"`
+	Initrd  string `json:"initrd,omitempty"`
+}
+
+// Installed lists the kernels in boot (normally /boot) that have an image,
+// sorted from the newest release to the oldest. Debian names them
+// vmlinuz-R with initrd.img-R; Fedora and RHEL vmlinuz-R with
+// initramfs-R.img.
+func Installed(boot string) ([]Kernel, error) {
+	imgs, err := filepath.Glob(filepath.Join(boot, "vmlinuz-*"))
+	if err != nil {
+		return nil, err
+	}
+	var out []Kernel
+	for _, img := range imgs {
+		rel := strings.TrimPrefix(filepath.Base(img), "vmlinuz-")
+		if strings.Contains(rel, "rescue") {
+			continue
+		}
+		k := Kernel{Release: rel, Image: img}
+		for _, cand := range []string{"initrd.img-" + rel, "initramfs-" + rel + ".img"} {
+			if _, err := os.Stat(filepath.Join(boot, cand)); err == nil {
+				k.Initrd = filepath.Join(boot, cand)
+				break
+			}
+		}
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return CompareVersions(out[i].Release, out[j].Release) > 0 })
+	return out, nil
+}
+
+// Running returns the release of the running kernel.
+func Running() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// ErrNoNewer is returned by Pick when no installed kernel is newer than the
+// running one.
+var ErrNoNewer = errors.New("no installed kernel is newer than the running one")
+
+// Pick chooses the target of an update: want may be empty (the newest
+// installed kernel, which must be newer than running), a release, or a path
+// to a kernel image. initrd, if set, overrides the kernel's own initrd.
+func Pick(boot, want, initrd, running string) (Kernel, error) {
+	var k Kernel
+	switch {
+	case strings.Contains(want, "/"):
+		if _, err := os.Stat(want); err != nil {
+			return k, fmt.Errorf("kernel image: %w", err)
+		}
+		k = Kernel{Release: strings.TrimPrefix(filepath.Base(want), "vmlinuz-"), Image: want}
+	default:
+		ks, err := Installed(boot)
+		if err != nil {
+			return k, err
+		}
+		if len(ks) == 0 {
+			return k, fmt.Errorf("no kernel images (vmlinuz-*) in %s", boot)
+		}
+		if want == "" {
+			if CompareVersions(ks[0].Release, running) <= 0 {
+				return k, fmt.Errorf("%w (running %s, newest installed %s)", ErrNoNewer, running, ks[0].Release)
+			}
+			k = ks[0]
+		} else {
+			found := false
+			for _, c := range ks {
+				if c.Release == want {
+					k, found = c, true
+				}
+			}
+			if !found {
+				var names []string
+				for _, c := range ks {
+					names = append(names, c.Release)
+				}
+				return k, fmt.Errorf("kernel %s is not installed in %s (installed: %s)", want, boot, strings.Join(names, ", "))
+			}
+		}
+	}
+	if initrd != "" {
+		if _, err := os.Stat(initrd); err != nil {
+			return k, fmt.Errorf("initrd: %w", err)
+		}
+		k.Initrd = initrd
+	}
+	if k.Initrd == "" {
+		return k, fmt.Errorf("kernel %s has no initrd; give one with --initrd", k.Release)
+	}
+	return k, nil
+}
+
+// Cmdline builds the target's command line from the running one: the boot
+// loader's own parameters (BOOT_IMAGE=, initrd=) and any seamless.* of a
+// previous update are dropped, extra is appended.
+func Cmdline(running, extra string) string {
+	var keep []string
+	for _, f := range strings.Fields(running) {
+		if strings.HasPrefix(f, "BOOT_IMAGE=") || strings.HasPrefix(f, "initrd=") || strings.HasPrefix(f, "seamless.") {
+			continue
+		}
+		keep = append(keep, f)
+	}
+	if extra != "" {
+		keep = append(keep, strings.Fields(extra)...)
+	}
+	return strings.Join(keep, " ")
+}

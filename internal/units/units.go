@@ -1,0 +1,197 @@
+// Package units finds the systemd units that opted in to be carried across
+// kernel updates, and their processes.
+//
+// A unit opts in with "X-SeamlessPreserve=yes" in its unit file or in a
+// drop-in (systemd ignores X- keys, so any section works; [Service] is the
+// convention), or by being listed under "preserve" in seamless.conf.
+package units
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	sd "github.com/coreos/go-systemd/v22/dbus"
+)
+
+// SearchPath is where systemd looks for units, most important first.
+var SearchPath = []string{"/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"}
+
+// OptedIn returns the units whose unit file or drop-ins set
+// X-SeamlessPreserve, mapped to whether the setting is on, and the file that
+// decided it. A setting in a more important directory wins; within one
+// directory, later drop-ins win.
+func OptedIn(search []string) (map[string]string, error) {
+	type verdict struct {
+		on   bool
+		file string
+		rank int
+	}
+	seen := map[string]verdict{}
+	for rank, dir := range search {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			name := e.Name()
+			var files []string
+			switch {
+			case strings.HasSuffix(name, ".d") && e.IsDir():
+				ds, _ := filepath.Glob(filepath.Join(dir, name, "*.conf"))
+				sort.Strings(ds)
+				files, name = ds, strings.TrimSuffix(name, ".d")
+			case strings.Contains(name, ".") && !e.IsDir():
+				files = []string{filepath.Join(dir, name)}
+			}
+			for _, f := range files {
+				on, ok, err := readSetting(f)
+				if err != nil {
+					return nil, err
+				}
+				if !ok {
+					continue
+				}
+				if v, had := seen[name]; had && v.rank < rank {
+					continue // a more important directory already decided
+				}
+				seen[name] = verdict{on: on, file: f, rank: rank}
+			}
+		}
+	}
+	out := map[string]string{}
+	for name, v := range seen {
+		if v.on {
+			out[name] = v.file
+		}
+	}
+	return out, nil
+}
+
+// readSetting finds X-SeamlessPreserve in a unit file or drop-in.
+func readSetting(path string) (on, found bool, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if os.IsNotExist(err) || os.IsPermission(err) {
+			return false, false, nil
+		}
+		return false, false, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
+		if !ok || strings.TrimSpace(k) != "X-SeamlessPreserve" {
+			continue
+		}
+		switch strings.ToLower(strings.TrimSpace(v)) {
+		case "yes", "true", "on", "1":
+			on, found = true, true
+		default:
+			on, found = false, true
+		}
+	}
+	return on, found, sc.Err()
+}
+
+// Unit is a preserved unit and its runtime state.
+type Unit struct {
+	Name string `json:"name"`
+	// Why says what opted it in (a drop-in's path, or seamless.conf).
+	Why          string `json:"why"`
+	Active       string `json:"active_state"`
+	MainPID      int    `json:"main_pid"`
+	ControlGroup string `json:"control_group"`
+	// PIDs are the processes of its cgroup.
+	PIDs []int `json:"pids"`
+}
+
+// Query asks systemd, over D-Bus, for the state of the named units.
+func Query(ctx context.Context, names map[string]string) ([]Unit, error) {
+	conn, err := sd.NewSystemConnectionContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect to systemd: %w", err)
+	}
+	defer conn.Close()
+	var out []Unit
+	keys := make([]string, 0, len(names))
+	for n := range names {
+		keys = append(keys, n)
+	}
+	sort.Strings(keys)
+	for _, n := range keys {
+		u := Unit{Name: n, Why: names[n]}
+		props, err := conn.GetUnitTypePropertiesContext(ctx, n, "Service")
+		if err == nil {
+			if v, ok := props["MainPID"].(uint32); ok {
+				u.MainPID = int(v)
+			}
+			if v, ok := props["ControlGroup"].(string); ok {
+				u.ControlGroup = v
+			}
+		}
+		if p, err := conn.GetUnitPropertyContext(ctx, n, "ActiveState"); err == nil {
+			u.Active = strings.Trim(p.Value.String(), `"`)
+		}
+		if u.ControlGroup != "" {
+			u.PIDs, _ = CgroupPIDs(u.ControlGroup)
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// CgroupRoot finds the mount point of the cgroup v2 hierarchy.
+func CgroupRoot() (string, error) {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 2 && f[2] == "cgroup2" {
+			return f[1], nil
+		}
+	}
+	return "", fmt.Errorf("no cgroup v2 hierarchy is mounted")
+}
+
+// CgroupDir is the directory of a unit's cgroup.
+func CgroupDir(cg string) (string, error) {
+	root, err := CgroupRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, cg), nil
+}
+
+// CgroupPIDs lists the processes of a cgroup and its children.
+func CgroupPIDs(cg string) ([]int, error) {
+	dir, err := CgroupDir(cg)
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	err = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+		return nil
+	})
+	sort.Ints(pids)
+	return pids, err
+}

@@ -1,0 +1,245 @@
+package update
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/seamless-linux/seamless/internal/dump"
+	"github.com/seamless-linux/seamless/internal/kexec"
+	"github.com/seamless-linux/seamless/internal/proc"
+	"github.com/seamless-linux/seamless/internal/store"
+	"github.com/seamless-linux/seamless/internal/units"
+)
+
+// ShutdownCheckpoint runs as seamless-checkpoint.service's ExecStop, before
+// the carried units are stopped. Without an intent it does nothing. With
+// one, it freezes the carried units together, checkpoints each process
+// tree, hands the image to the new kernel (appended to its initrd, or on
+// disk) with kexec_file_load, and only then kills the frozen processes: any
+// failure before that thaws them, and shutdown stops them as a reboot
+// would; the plain kernel that `seamless update` loaded stays loaded.
+// The calling goroutine must be locked to its OS thread.
+func ShutdownCheckpoint(log io.Writer) error {
+	in, err := ReadIntent()
+	if err != nil {
+		return err
+	}
+	if in == nil {
+		fmt.Fprintln(log, "no update pending: nothing to checkpoint")
+		return nil
+	}
+	os.Remove(intentPath()) // consumed, whatever happens next
+	st := &Status{State: "failed", From: in.From, To: in.Kernel.Release, Store: in.Store}
+	err = handOver(in, st, log)
+	if err != nil {
+		st.Error = err.Error()
+		fmt.Fprintln(log, "seamless: update without carrying services:", err)
+	}
+	if serr := saveStatus(st); serr != nil && err == nil {
+		err = serr
+	}
+	return err
+}
+
+func handOver(in *Intent, st *Status, log io.Writer) error {
+	phase := func(name string, start time.Time) {
+		st.Phases = append(st.Phases, Phase{Name: name, Ms: time.Since(start).Milliseconds()})
+	}
+	dirs := map[string]string{}
+	for _, u := range in.Units {
+		d, err := units.CgroupDir(in.Cgroups[u])
+		if err != nil {
+			return err
+		}
+		dirs[u] = d
+	}
+	t := time.Now()
+	frozen := map[string]bool{}
+	thaw := func() {
+		for u := range frozen {
+			setFrozen(dirs[u], false)
+		}
+	}
+	for _, u := range in.Units {
+		if err := setFrozen(dirs[u], true); err != nil {
+			st.Units = append(st.Units, UnitOutcome{Unit: u, Outcome: "stopped", Reason: err.Error()})
+			continue
+		}
+		frozen[u] = true
+	}
+	phase("freeze", t)
+	imageDir := filepath.Join(RunDir, "image")
+	os.RemoveAll(imageDir)
+	if err := os.MkdirAll(imageDir, 0o700); err != nil {
+		thaw()
+		return err
+	}
+	defer os.RemoveAll(imageDir)
+	t = time.Now()
+	var killPIDs []int
+	for _, u := range in.Units {
+		if !frozen[u] {
+			continue
+		}
+		out := UnitOutcome{Unit: u, Outcome: "carried"}
+		start := time.Now()
+		pids, err := dumpUnit(in.Cgroups[u], filepath.Join(imageDir, u), &out)
+		out.DumpMs = time.Since(start).Milliseconds()
+		if err != nil {
+			// This unit is stopped gracefully by the shutdown; the others go on.
+			os.RemoveAll(filepath.Join(imageDir, u))
+			setFrozen(dirs[u], false)
+			delete(frozen, u)
+			out.Outcome, out.Reason = "stopped", err.Error()
+			fmt.Fprintf(log, "seamless: %s will be stopped, not carried: %v\n", u, err)
+		} else {
+			killPIDs = append(killPIDs, pids...)
+			st.Bytes += out.Bytes
+		}
+		st.Units = append(st.Units, out)
+	}
+	phase("checkpoint", t)
+	t = time.Now()
+	if err := load(in, imageDir, st); err != nil {
+		thaw()
+		return err
+	}
+	phase("store and kexec load", t)
+	// The point of no return: the frozen processes must never run again on
+	// this kernel, or they would change what the image describes.
+	t = time.Now()
+	for u := range frozen {
+		os.WriteFile(filepath.Join(dirs[u], "cgroup.kill"), []byte("1"), 0)
+	}
+	thaw()
+	phase("kill", t)
+	st.State = "handed-over"
+	fmt.Fprintf(log, "seamless: %d units carried in a %s image (%s) to %s\n", len(frozen), human(st.Bytes), st.Store, in.Kernel.Release)
+	return nil
+}
+
+// dumpUnit checkpoints every process tree of a unit's cgroup into dir, one
+// image per tree root, and returns the processes dumped.
+func dumpUnit(cg, dir string, out *UnitOutcome) ([]int, error) {
+	pids, err := units.CgroupPIDs(cg)
+	if err != nil {
+		return nil, err
+	}
+	if len(pids) == 0 {
+		return nil, fmt.Errorf("no processes")
+	}
+	in := map[int]bool{}
+	for _, p := range pids {
+		in[p] = true
+	}
+	var roots []int
+	for _, p := range pids {
+		s, err := proc.ReadStat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !in[s.PPID] {
+			roots = append(roots, p)
+		}
+	}
+	sort.Ints(roots)
+	var all []int
+	for _, r := range roots {
+		res, err := dump.Checkpoint(dump.Options{PID: r, Dir: filepath.Join(dir, strconv.Itoa(r)), KillLater: true})
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint of pid %d: %w", r, err)
+		}
+		out.Processes += res.Processes
+		out.Bytes += res.Bytes
+		all = append(all, res.PIDs...)
+	}
+	return all, nil
+}
+
+// load hands the image to the next kernel: appended to its initrd in RAM,
+// or written to the disk store, and kexec_file_load with seamless.image=.
+func load(in *Intent, imageDir string, st *Status) error {
+	cmdline := in.Cmdline
+	var initrd *os.File
+	var err error
+	switch in.Store {
+	case "disk":
+		dir := filepath.Join(in.DiskDir, time.Now().UTC().Format("20060102T150405Z"))
+		if err := copyTree(imageDir, dir); err != nil {
+			return fmt.Errorf("disk store: %w", err)
+		}
+		st.Image = dir
+		cmdline += " seamless.image=disk:" + dir
+		if initrd, err = os.Open(in.Kernel.Initrd); err != nil {
+			return err
+		}
+	default:
+		if initrd, err = store.InitrdWithImage(in.Kernel.Initrd, imageDir); err != nil {
+			return err
+		}
+		st.Image = "/" + store.Prefix
+		cmdline += " seamless.image=/" + store.Prefix
+	}
+	defer initrd.Close()
+	return kexec.Load(in.Kernel.Image, initrd, cmdline)
+}
+
+// setFrozen freezes or thaws a cgroup v2 and waits for the kernel to agree.
+func setFrozen(dir string, on bool) error {
+	v := "0"
+	if on {
+		v = "1"
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.freeze"), []byte(v), 0); err != nil {
+		return fmt.Errorf("freeze %s: %w", dir, err)
+	}
+	for i := 0; i < 1000; i++ {
+		b, err := os.ReadFile(filepath.Join(dir, "cgroup.events"))
+		if err != nil {
+			return err
+		}
+		if strings.Contains(string(b), "frozen "+v) {
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return fmt.Errorf("cgroup %s did not reach frozen=%s", dir, v)
+}
+
+// copyTree copies an image directory to the disk store, 0700, fsync'd.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		to := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(to, 0o700)
+		}
+		r, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		w, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(w, r); err != nil {
+			w.Close()
+			return err
+		}
+		if err := w.Sync(); err != nil {
+			w.Close()
+			return err
+		}
+		return w.Close()
+	})
+}

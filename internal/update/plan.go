@@ -1,0 +1,81 @@
+package update
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sort"
+
+	"github.com/seamless-linux/seamless/internal/config"
+	"github.com/seamless-linux/seamless/internal/plan"
+	"github.com/seamless-linux/seamless/internal/units"
+)
+
+// UnitPlan is the verdict for one preserved unit.
+type UnitPlan struct {
+	units.Unit
+	Report *plan.Report `json:"report,omitempty"`
+	// Carry says whether the unit would be carried now.
+	Carry  bool   `json:"carry"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Preserved returns the units that opted in, by drop-in or configuration,
+// limited to only when it is not empty.
+func Preserved(cfg config.Config, only []string) (map[string]string, error) {
+	names, err := units.OptedIn(units.SearchPath)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range cfg.Preserve {
+		if _, ok := names[n]; !ok {
+			names[n] = "seamless.conf"
+		}
+	}
+	if len(only) > 0 {
+		sel := map[string]string{}
+		for _, n := range only {
+			if filepath.Ext(n) == "" {
+				n += ".service"
+			}
+			why, ok := names[n]
+			if !ok {
+				why = "named on the command line (it has not opted in)"
+			}
+			sel[n] = why
+		}
+		names = sel
+	}
+	return names, nil
+}
+
+// Plan checks every preserved unit.
+func Plan(ctx context.Context, cfg config.Config, only []string) ([]UnitPlan, error) {
+	names, err := Preserved(cfg, only)
+	if err != nil {
+		return nil, err
+	}
+	us, err := units.Query(ctx, names)
+	if err != nil {
+		return nil, err
+	}
+	var out []UnitPlan
+	for _, u := range us {
+		p := UnitPlan{Unit: u}
+		switch {
+		case u.Active != "active":
+			p.Reason = fmt.Sprintf("not running (%s)", u.Active)
+		case len(u.PIDs) == 0:
+			p.Reason = "no processes in its cgroup"
+		default:
+			p.Report = plan.Check(u.PIDs)
+			p.Carry = p.Report.OK()
+			if !p.Carry {
+				p.Reason = p.Report.Problems[0].String()
+			}
+		}
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}

@@ -1,0 +1,136 @@
+// Package update is the old-kernel side of a seamless update: the plan,
+// the preflight, the intent recorded for shutdown, the start of
+// kexec.target, and the checkpoint that runs while the system shuts down
+// and hands the image to the new kernel.
+package update
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/seamless-linux/seamless/internal/kernel"
+)
+
+// Where state lives. RunDir is lost at the kexec; StateDir is on disk.
+var (
+	RunDir   = "/run/seamless"
+	StateDir = "/var/lib/seamless"
+)
+
+// Intent is what `seamless update` leaves for the checkpoint at shutdown.
+type Intent struct {
+	From    string        `json:"from"`
+	Kernel  kernel.Kernel `json:"kernel"`
+	Cmdline string        `json:"cmdline"`
+	Units   []string      `json:"units"`
+	// Cgroups are the carried units' cgroups (paths below the cgroup v2
+	// root): the checkpoint at shutdown must not depend on D-Bus.
+	Cgroups   map[string]string `json:"cgroups"`
+	Store     string            `json:"store"`
+	DiskDir   string            `json:"disk_dir,omitempty"`
+	Requested time.Time         `json:"requested"`
+}
+
+// UnitOutcome is what happened to one unit in an update.
+type UnitOutcome struct {
+	Unit      string `json:"unit"`
+	Outcome   string `json:"outcome"` // carried, stopped, restored, started cold
+	Reason    string `json:"reason,omitempty"`
+	Processes int    `json:"processes,omitempty"`
+	Bytes     int64  `json:"bytes,omitempty"`
+	DumpMs    int64  `json:"dump_ms,omitempty"`
+}
+
+// Status is the record of the last update, kept in StateDir.
+type Status struct {
+	State   string        `json:"state"` // pending, handed-over, failed
+	From    string        `json:"from"`
+	To      string        `json:"to"`
+	Store   string        `json:"store,omitempty"`
+	Image   string        `json:"image,omitempty"`
+	Units   []UnitOutcome `json:"units,omitempty"`
+	Error   string        `json:"error,omitempty"`
+	Bytes   int64         `json:"image_bytes,omitempty"`
+	Phases  []Phase       `json:"phases,omitempty"`
+	Updated time.Time     `json:"updated"`
+}
+
+// Phase is a timed step of the checkpoint at shutdown.
+type Phase struct {
+	Name string `json:"name"`
+	Ms   int64  `json:"ms"`
+}
+
+func intentPath() string { return filepath.Join(RunDir, "intent.json") }
+func statusPath() string { return filepath.Join(StateDir, "last-update.json") }
+
+// writeJSON writes v to path (root-only, fsync'd), creating its directory.
+func writeJSON(path string, v any) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// ReadIntent returns the pending intent, or nil when there is none.
+func ReadIntent() (*Intent, error) {
+	var in Intent
+	if err := readJSON(intentPath(), &in); err != nil {
+		if os.IsNotExist(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return &in, nil
+}
+
+// ReadStatus returns the record of the last update, or nil.
+func ReadStatus() (*Status, error) {
+	var s Status
+	if err := readJSON(statusPath(), &s); err != nil {
+		if os.IsNotExist(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return &s, nil
+}
+
+func saveStatus(s *Status) error {
+	s.Updated = time.Now()
+	return writeJSON(statusPath(), s)
+}
