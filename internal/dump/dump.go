@@ -49,6 +49,10 @@ type Result struct {
 	Frozen             time.Duration // from the first stop to the image being complete
 	// PIDs are the processes of the tree.
 	PIDs []int
+	// With KillLater, exactly one of Abort (the tree is let go: its
+	// connections leave repair mode, the network lock goes) and Commit (it
+	// has been killed) must be called.
+	Abort, Commit func()
 }
 
 // Checkpoint dumps the tree rooted at opts.PID into opts.Dir. The calling
@@ -98,38 +102,49 @@ func Checkpoint(opts Options) (res *Result, err error) {
 	}
 	fmt.Fprintf(logw, "stopped %d processes, %d threads\n", len(procs), len(tids))
 	tree, fd, err := dumpTree(w, procs)
-	if fd != nil {
-		// Sockets stay in repair mode only if the tree is killed.
-		defer func() { fd.Close(err == nil && !opts.LeaveRunning) }() // KillLater keeps repair mode too
+	// abort lets the tree run on as it was: its connections leave repair
+	// mode (and the network lock goes) before its threads run again.
+	abort := func() {
+		if fd != nil {
+			fd.Close(false)
+		}
+		release()
 	}
 	if err != nil {
-		release()
+		abort()
 		return nil, err
 	}
 	if err := w.WriteJSON(image.TreeName, tree); err != nil {
-		release()
+		abort()
 		return nil, err
 	}
 	if err := w.Commit(kernelRelease()); err != nil {
-		release()
+		abort()
 		return nil, err
 	}
 	// Verify what was written before anything irreversible happens.
 	im, err := image.OpenWritten(opts.Dir)
 	if err != nil {
-		release()
+		abort()
 		return nil, fmt.Errorf("verify image: %w", err)
 	}
 	res = &Result{Processes: len(procs), Threads: len(tids), Bytes: im.Size(), Frozen: time.Since(start)}
 	for _, p := range procs {
 		res.PIDs = append(res.PIDs, p.pid)
 	}
-	if opts.LeaveRunning || opts.KillLater {
+	switch {
+	case opts.LeaveRunning:
+		abort()
+		return res, nil
+	case opts.KillLater:
 		release()
+		res.Abort = func() { fd.Close(false) }
+		res.Commit = func() { fd.Close(true) }
 		return res, nil
 	}
 	// The tree must not run on after its checkpoint: it would change files
-	// and state the image no longer reflects.
+	// and state the image no longer reflects. Connections stay in repair
+	// mode, so that their sockets close without a word to the peers.
 	for _, p := range procs {
 		if p.zombie == nil {
 			unix.Kill(p.pid, unix.SIGKILL)
@@ -138,6 +153,7 @@ func Checkpoint(opts Options) (res *Result, err error) {
 	for _, tid := range tids {
 		waitGone(tid)
 	}
+	fd.Close(true)
 	return res, nil
 }
 

@@ -82,16 +82,25 @@ func handOver(in *Intent, st *Status, log io.Writer) error {
 	}
 	defer os.RemoveAll(imageDir)
 	t = time.Now()
-	var killPIDs []int
+	var dumped []*dump.Result
+	abort := func() {
+		for _, r := range dumped {
+			r.Abort()
+		}
+		thaw()
+	}
 	for _, u := range in.Units {
 		if !frozen[u] {
 			continue
 		}
 		out := UnitOutcome{Unit: u, Outcome: "carried"}
 		start := time.Now()
-		pids, err := dumpUnit(in.Cgroups[u], filepath.Join(imageDir, u), &out)
+		res, err := dumpUnit(in.Cgroups[u], filepath.Join(imageDir, u), &out)
 		out.DumpMs = time.Since(start).Milliseconds()
 		if err != nil {
+			for _, r := range res {
+				r.Abort()
+			}
 			// This unit is stopped gracefully by the shutdown; the others go on.
 			os.RemoveAll(filepath.Join(imageDir, u))
 			setFrozen(dirs[u], false)
@@ -99,7 +108,7 @@ func handOver(in *Intent, st *Status, log io.Writer) error {
 			out.Outcome, out.Reason = "stopped", err.Error()
 			fmt.Fprintf(log, "seamless: %s will be stopped, not carried: %v\n", u, err)
 		} else {
-			killPIDs = append(killPIDs, pids...)
+			dumped = append(dumped, res...)
 			st.Bytes += out.Bytes
 		}
 		st.Units = append(st.Units, out)
@@ -107,7 +116,7 @@ func handOver(in *Intent, st *Status, log io.Writer) error {
 	phase("checkpoint", t)
 	t = time.Now()
 	if err := load(in, imageDir, st); err != nil {
-		thaw()
+		abort()
 		return err
 	}
 	phase("store and kexec load", t)
@@ -118,6 +127,9 @@ func handOver(in *Intent, st *Status, log io.Writer) error {
 		os.WriteFile(filepath.Join(dirs[u], "cgroup.kill"), []byte("1"), 0)
 	}
 	thaw()
+	for _, r := range dumped {
+		r.Commit()
+	}
 	phase("kill", t)
 	st.State = "handed-over"
 	fmt.Fprintf(log, "seamless: %d units carried in a %s image (%s) to %s\n", len(frozen), human(st.Bytes), st.Store, in.Kernel.Release)
@@ -125,8 +137,9 @@ func handOver(in *Intent, st *Status, log io.Writer) error {
 }
 
 // dumpUnit checkpoints every process tree of a unit's cgroup into dir, one
-// image per tree root, and returns the processes dumped.
-func dumpUnit(cg, dir string, out *UnitOutcome) ([]int, error) {
+// image per tree root. It returns the trees dumped, even on failure: the
+// caller aborts or commits each.
+func dumpUnit(cg, dir string, out *UnitOutcome) ([]*dump.Result, error) {
 	pids, err := units.CgroupPIDs(cg)
 	if err != nil {
 		return nil, err
@@ -149,15 +162,15 @@ func dumpUnit(cg, dir string, out *UnitOutcome) ([]int, error) {
 		}
 	}
 	sort.Ints(roots)
-	var all []int
+	var all []*dump.Result
 	for _, r := range roots {
 		res, err := dump.Checkpoint(dump.Options{PID: r, Dir: filepath.Join(dir, strconv.Itoa(r)), KillLater: true})
 		if err != nil {
-			return nil, fmt.Errorf("checkpoint of pid %d: %w", r, err)
+			return all, fmt.Errorf("checkpoint of pid %d: %w", r, err)
 		}
 		out.Processes += res.Processes
 		out.Bytes += res.Bytes
-		all = append(all, res.PIDs...)
+		all = append(all, res)
 	}
 	return all, nil
 }
