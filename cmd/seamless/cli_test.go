@@ -267,3 +267,35 @@ func TestCheckpointFreezesCgroup(t *testing.T) {
 		t.Fatalf("checkpoint with a missing cgroup: exit %d, %q", code, errs)
 	}
 }
+
+func TestUpdatePreflightFailures(t *testing.T) {
+	needRoot(t)
+	boot := t.TempDir()
+	// Only kernels older than any running kernel.
+	for _, n := range []string{"vmlinuz-2.6.32-1-amd64", "initrd.img-2.6.32-1-amd64"} {
+		os.WriteFile(filepath.Join(boot, n), []byte("not a kernel"), 0o644)
+	}
+	junk := filepath.Join(t.TempDir(), "vmlinuz-junk")
+	os.WriteFile(junk, []byte("not a kernel either"), 0o644)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no newer kernel", []string{"update", "--boot", boot, "--yes"}, "no installed kernel is newer than the running one"},
+		{"kernel not installed", []string{"update", "--boot", boot, "--kernel", "9.9.9", "--yes"}, "kernel 9.9.9 is not installed"},
+		{"no initrd", []string{"update", "--boot", boot, "--kernel", junk, "--yes"}, "has no initrd"},
+		{"kexec load fails", []string{"update", "--boot", boot, "--kernel", junk, "--initrd", filepath.Join(boot, "initrd.img-2.6.32-1-amd64"), "--yes"}, "kexec_file_load"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, errs, code := seamless(t, tt.args...)
+			if code != exitFailure || !strings.Contains(errs, tt.want) {
+				t.Fatalf("seamless %v: exit %d, %q; want exit 1 mentioning %q", tt.args, code, errs, tt.want)
+			}
+		})
+	}
+	if b, err := os.ReadFile("/sys/kernel/kexec_loaded"); err == nil && strings.TrimSpace(string(b)) == "1" {
+		t.Error("a failed preflight left a kernel loaded for kexec")
+	}
+}

@@ -57,8 +57,20 @@ func Update(ctx context.Context, o Options) error {
 		say("  Secure Boot %v, lockdown %s: the kernel must be signed by a trusted key", st.SecureBoot, st.Lockdown)
 	}
 
+	// Test-load the kernel: it must load, and stays loaded as the fallback.
+	initrd, err := os.Open(k.Initrd)
+	if err != nil {
+		return err
+	}
+	err = kexec.Load(k.Image, initrd, cl)
+	initrd.Close()
+	if err != nil {
+		return fmt.Errorf("preflight: %w", err)
+	}
+	say("  kexec test load: ok")
 	plans, err := Plan(ctx, o.Config, nil)
 	if err != nil {
+		kexec.Unload()
 		return err
 	}
 	var carry []string
@@ -79,21 +91,11 @@ func Update(ctx context.Context, o Options) error {
 	}
 	store, err := chooseStore(o.Config, need, k.Initrd)
 	if err != nil {
+		kexec.Unload()
 		return err
 	}
 	say("  image store: %s", store)
 
-	// Test-load the kernel: it must load, and stays loaded as the fallback.
-	initrd, err := os.Open(k.Initrd)
-	if err != nil {
-		return err
-	}
-	err = kexec.Load(k.Image, initrd, cl)
-	initrd.Close()
-	if err != nil {
-		return fmt.Errorf("preflight: %w", err)
-	}
-	say("  kexec test load: ok")
 	if o.DryRun {
 		return kexec.Unload()
 	}
