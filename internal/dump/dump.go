@@ -196,6 +196,9 @@ func dumpTree(w *image.Writer, procs []*seized) (*image.Tree, *files.Dumper, err
 		if p.FDs, err = fd.Dump(s.pid); err != nil {
 			return nil, fd, err
 		}
+		if p.VDSO, err = mem.VDSOSymbols(s.pid); err != nil {
+			return nil, fd, fmt.Errorf("process %d: %w", s.pid, err)
+		}
 		p.Pages = fmt.Sprintf("pages-%d.img", s.pid)
 		if p.Mappings, err = md.Dump(s.pid, p.Pages); err != nil {
 			return nil, fd, err

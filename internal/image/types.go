@@ -60,6 +60,9 @@ type Process struct {
 	Umask     uint32 `json:"umask"`
 	// Personality is the persona from personality(2).
 	Personality uint64 `json:"personality"`
+	// VDSO are the vDSO's function entry points (offsets from its start),
+	// which the process may have cached.
+	VDSO map[string]uint64 `json:"vdso,omitempty"`
 	// Dumpable is prctl(PR_GET_DUMPABLE).
 	Dumpable   int       `json:"dumpable"`
 	Rlimits    []Rlimit  `json:"rlimits"`

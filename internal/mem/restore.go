@@ -175,6 +175,15 @@ func (r *Restorer) moveSpecial(t *inject.Target, cur []proc.Mapping, p *image.Pr
 	if len(have) != len(want) {
 		return fmt.Errorf("the image has %d vDSO mappings, this kernel %d: restoring across kernels with a changed vDSO is not supported yet", len(want), len(have))
 	}
+	if len(p.VDSO) > 0 {
+		cur, err := VDSOSymbols(t.PID)
+		if err != nil {
+			return err
+		}
+		if d := CompareVDSO(p.VDSO, cur); d != "" {
+			return fmt.Errorf("the vDSO of this kernel differs from the image's (%s): restoring across kernels with a changed vDSO is not supported yet", d)
+		}
+	}
 	tmp := t.Region[1]
 	for i := range have {
 		m := &have[i]
