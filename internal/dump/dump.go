@@ -30,10 +30,11 @@ type Options struct {
 	// LeaveRunning lets the tree continue after the checkpoint instead of
 	// killing it.
 	LeaveRunning bool
-	// KillLater neither kills the tree nor lets it go on: its threads are
-	// detached (a frozen cgroup keeps them still) and its connections stay
-	// in repair mode, for the caller to kill it once every tree it is
-	// checkpointing together is safe.
+	// KillLater neither kills the tree nor lets it go on: it stays stopped
+	// under ptrace, its connections in repair mode, until the caller calls
+	// Result.Commit (kill it) or Result.Abort (let it go), once every tree
+	// it checkpoints together is safe. The caller's goroutine must stay on
+	// the same OS thread until then.
 	KillLater bool
 	// Cgroup, if set, is a cgroup v2 directory frozen while the tree is
 	// seized, so that all of its processes stop at one instant.
@@ -50,8 +51,8 @@ type Result struct {
 	// PIDs are the processes of the tree.
 	PIDs []int
 	// With KillLater, exactly one of Abort (the tree is let go: its
-	// connections leave repair mode, the network lock goes) and Commit (it
-	// has been killed) must be called.
+	// connections leave repair mode, the network lock goes, its threads are
+	// detached) and Commit (it is killed) must be called.
 	Abort, Commit func()
 }
 
@@ -137,14 +138,24 @@ func Checkpoint(opts Options) (res *Result, err error) {
 		abort()
 		return res, nil
 	case opts.KillLater:
-		release()
-		res.Abort = func() { fd.Close(false) }
-		res.Commit = func() { fd.Close(true) }
+		// The tree stays stopped under ptrace until the caller decides.
+		res.Abort = abort
+		res.Commit = func() {
+			kill(procs, tids)
+			fd.Close(true)
+		}
 		return res, nil
 	}
 	// The tree must not run on after its checkpoint: it would change files
 	// and state the image no longer reflects. Connections stay in repair
 	// mode, so that their sockets close without a word to the peers.
+	kill(procs, tids)
+	fd.Close(true)
+	return res, nil
+}
+
+// kill SIGKILLs a stopped tree and waits until every thread is gone.
+func kill(procs []*seized, tids []int) {
 	for _, p := range procs {
 		if p.zombie == nil {
 			unix.Kill(p.pid, unix.SIGKILL)
@@ -153,8 +164,6 @@ func Checkpoint(opts Options) (res *Result, err error) {
 	for _, tid := range tids {
 		waitGone(tid)
 	}
-	fd.Close(true)
-	return res, nil
 }
 
 // waitGone waits until a killed tracee has exited (it may stay a zombie

@@ -95,7 +95,7 @@ func handOver(in *Intent, st *Status, log io.Writer) error {
 		}
 		out := UnitOutcome{Unit: u, Outcome: "carried"}
 		start := time.Now()
-		res, err := dumpUnit(in.Cgroups[u], filepath.Join(imageDir, u), &out)
+		res, err := dumpUnit(in.Cgroups[u], dirs[u], filepath.Join(imageDir, u), &out)
 		out.DumpMs = time.Since(start).Milliseconds()
 		if err != nil {
 			for _, r := range res {
@@ -103,7 +103,6 @@ func handOver(in *Intent, st *Status, log io.Writer) error {
 			}
 			// This unit is stopped gracefully by the shutdown; the others go on.
 			os.RemoveAll(filepath.Join(imageDir, u))
-			setFrozen(dirs[u], false)
 			delete(frozen, u)
 			out.Outcome, out.Reason = "stopped", err.Error()
 			fmt.Fprintf(log, "seamless: %s will be stopped, not carried: %v\n", u, err)
@@ -117,18 +116,22 @@ func handOver(in *Intent, st *Status, log io.Writer) error {
 	t = time.Now()
 	if err := load(in, imageDir, st); err != nil {
 		abort()
+		for i := range st.Units {
+			if st.Units[i].Outcome == "carried" {
+				st.Units[i].Outcome, st.Units[i].Reason = "stopped", "the image could not be handed to the new kernel"
+			}
+		}
 		return err
 	}
 	phase("store and kexec load", t)
-	// The point of no return: the frozen processes must never run again on
-	// this kernel, or they would change what the image describes.
+	// The point of no return: the stopped processes must never run again
+	// on this kernel, or they would change what the image describes.
 	t = time.Now()
-	for u := range frozen {
-		os.WriteFile(filepath.Join(dirs[u], "cgroup.kill"), []byte("1"), 0)
-	}
-	thaw()
 	for _, r := range dumped {
 		r.Commit()
+	}
+	for u := range frozen {
+		os.WriteFile(filepath.Join(dirs[u], "cgroup.kill"), []byte("1"), 0)
 	}
 	phase("kill", t)
 	st.State = "handed-over"
@@ -139,7 +142,7 @@ func handOver(in *Intent, st *Status, log io.Writer) error {
 // dumpUnit checkpoints every process tree of a unit's cgroup into dir, one
 // image per tree root. It returns the trees dumped, even on failure: the
 // caller aborts or commits each.
-func dumpUnit(cg, dir string, out *UnitOutcome) ([]*dump.Result, error) {
+func dumpUnit(cg, cgdir, dir string, out *UnitOutcome) ([]*dump.Result, error) {
 	pids, err := units.CgroupPIDs(cg)
 	if err != nil {
 		return nil, err
@@ -164,7 +167,9 @@ func dumpUnit(cg, dir string, out *UnitOutcome) ([]*dump.Result, error) {
 	sort.Ints(roots)
 	var all []*dump.Result
 	for _, r := range roots {
-		res, err := dump.Checkpoint(dump.Options{PID: r, Dir: filepath.Join(dir, strconv.Itoa(r)), KillLater: true})
+		// The cgroup is frozen already; Checkpoint seizes the tree and thaws
+		// it, since a frozen task cannot run the calls injected into it.
+		res, err := dump.Checkpoint(dump.Options{PID: r, Dir: filepath.Join(dir, strconv.Itoa(r)), KillLater: true, Cgroup: cgdir})
 		if err != nil {
 			return all, fmt.Errorf("checkpoint of pid %d: %w", r, err)
 		}
