@@ -22,7 +22,12 @@ import (
 type Unsupported struct {
 	PID, FD int
 	What    string
+	// Err is the underlying reason, when there is one.
+	Err error
 }
+
+// Unwrap returns the underlying reason.
+func (e *Unsupported) Unwrap() error { return e.Err }
 
 func (e *Unsupported) Error() string {
 	return fmt.Sprintf("process %d fd %d: %s is not supported", e.PID, e.FD, e.What)
@@ -210,7 +215,7 @@ func (d *Dumper) dumpFD(pid, pidfd, fd int) (*image.File, bool, error) {
 		f.Kind = image.FileSocket
 		keep = true // the socket dumper owns local from here on
 		if f.Socket, err = d.Sockets.Dump(local, pid, fd); err != nil {
-			return unsupported(fmt.Sprintf("socket %s (%v)", link, err))
+			return nil, false, &Unsupported{PID: pid, FD: fd, What: fmt.Sprintf("socket %s (%v)", link, err), Err: err}
 		}
 	default:
 		switch link {

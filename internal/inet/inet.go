@@ -10,3 +10,11 @@
 // (internal/netlock) drops the inbound packets of every preserved socket.
 // See docs/inet.md.
 package inet
+
+import "errors"
+
+// ErrPendingAccept is wrapped by the error of a checkpoint that found
+// connections waiting in a listener's accept queue. Connections cannot be
+// put back into an accept queue, but the service accepts them within
+// moments if it is let run: the checkpoint can be retried.
+var ErrPendingAccept = errors.New("connections are waiting to be accepted")

@@ -49,7 +49,7 @@ func (d *Dumper) dumpTCP(fd, pid int, s *image.Socket, is *image.InetSocket, h *
 		return nil
 	case tcpListen:
 		if ti.unacked > 0 {
-			return fmt.Errorf("listening socket %s has %d connection(s) waiting in its accept queue, which cannot be carried over (retry the checkpoint once the service has accepted them)", is.Local.IP, ti.unacked)
+			return fmt.Errorf("listening socket %s has %d connection(s) waiting in its accept queue, which cannot be carried over (retry the checkpoint once the service has accepted them): %w", is.Local.IP, ti.unacked, ErrPendingAccept)
 		}
 		is.Backlog = int(ti.sacked)
 		return d.lockSocket(pid, s, is)

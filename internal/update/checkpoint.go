@@ -1,6 +1,7 @@
 package update
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/seamless-linux/seamless/internal/dump"
+	"github.com/seamless-linux/seamless/internal/inet"
 	"github.com/seamless-linux/seamless/internal/kexec"
 	"github.com/seamless-linux/seamless/internal/proc"
 	"github.com/seamless-linux/seamless/internal/store"
@@ -169,7 +171,7 @@ func dumpUnit(cg, cgdir, dir string, out *UnitOutcome) ([]*dump.Result, error) {
 	for _, r := range roots {
 		// The cgroup is frozen already; Checkpoint seizes the tree and thaws
 		// it, since a frozen task cannot run the calls injected into it.
-		res, err := dump.Checkpoint(dump.Options{PID: r, Dir: filepath.Join(dir, strconv.Itoa(r)), KillLater: true, Cgroup: cgdir})
+		res, err := checkpointTree(r, filepath.Join(dir, strconv.Itoa(r)), cgdir)
 		if err != nil {
 			return all, fmt.Errorf("checkpoint of pid %d: %w", r, err)
 		}
@@ -260,4 +262,25 @@ func copyTree(src, dst string) error {
 		}
 		return w.Close()
 	})
+}
+
+// checkpointTree checkpoints one tree for a later kill. Connections waiting
+// in a listener's accept queue cannot be carried, but the service accepts
+// them within moments if it runs: the checkpoint is retried for a while
+// (each failed attempt lets the tree go on).
+func checkpointTree(pid int, dir, cgdir string) (*dump.Result, error) {
+	var err error
+	for attempt := 0; attempt < 50; attempt++ {
+		var res *dump.Result
+		res, err = dump.Checkpoint(dump.Options{PID: pid, Dir: dir, KillLater: true, Cgroup: cgdir})
+		if !errors.Is(err, inet.ErrPendingAccept) {
+			return res, err
+		}
+		time.Sleep(100 * time.Millisecond)
+		// Freeze again: the next attempt starts from a consistent instant.
+		if ferr := setFrozen(cgdir, true); ferr != nil {
+			return nil, ferr
+		}
+	}
+	return nil, err
 }
