@@ -38,6 +38,9 @@ func ShutdownCheckpoint(log io.Writer) error {
 	}
 	os.Remove(intentPath()) // consumed, whatever happens next
 	st := &Status{State: "failed", From: in.From, To: in.Kernel.Release, Store: in.Store}
+	for _, u := range sortedKeys(in.Stopped) {
+		st.Units = append(st.Units, UnitOutcome{Unit: u, Outcome: "stopped", Reason: in.Stopped[u]})
+	}
 	err = handOver(in, st, log)
 	if err != nil {
 		st.Error = err.Error()
@@ -283,4 +286,13 @@ func checkpointTree(pid int, dir, cgdir string) (*dump.Result, error) {
 		}
 	}
 	return nil, err
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

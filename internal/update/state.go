@@ -28,7 +28,10 @@ type Intent struct {
 	Units   []string      `json:"units"`
 	// Cgroups are the carried units' cgroups (paths below the cgroup v2
 	// root): the checkpoint at shutdown must not depend on D-Bus.
-	Cgroups   map[string]string `json:"cgroups"`
+	Cgroups map[string]string `json:"cgroups"`
+	// Stopped are the preserved units that cannot be carried, with why:
+	// the shutdown stops them as a reboot would.
+	Stopped   map[string]string `json:"stopped,omitempty"`
 	Store     string            `json:"store"`
 	DiskDir   string            `json:"disk_dir,omitempty"`
 	Requested time.Time         `json:"requested"`

@@ -74,7 +74,7 @@ func Update(ctx context.Context, o Options) error {
 		return err
 	}
 	var carry []string
-	cgroups := map[string]string{}
+	cgroups, stopped := map[string]string{}, map[string]string{}
 	var need int64
 	for _, p := range plans {
 		if p.Carry {
@@ -83,6 +83,7 @@ func Update(ctx context.Context, o Options) error {
 			need += p.Report.ImageBytes
 			say("  carry %s (%d processes, about %s)", p.Name, len(p.Report.Processes), human(p.Report.ImageBytes))
 		} else {
+			stopped[p.Name] = p.Reason
 			say("  stop  %s: %s", p.Name, p.Reason)
 		}
 	}
@@ -103,7 +104,7 @@ func Update(ctx context.Context, o Options) error {
 		kexec.Unload()
 		return fmt.Errorf("cancelled")
 	}
-	in := &Intent{From: from, Kernel: k, Cmdline: cl, Units: carry, Cgroups: cgroups, Store: store, DiskDir: o.Config.DiskDir, Requested: time.Now()}
+	in := &Intent{From: from, Kernel: k, Cmdline: cl, Units: carry, Cgroups: cgroups, Stopped: stopped, Store: store, DiskDir: o.Config.DiskDir, Requested: time.Now()}
 	if err := writeJSON(intentPath(), in); err != nil {
 		return fmt.Errorf("record the update: %w", err)
 	}
