@@ -1,0 +1,178 @@
+// Command seamless-lab builds the seamless QEMU lab and runs its scenarios.
+//
+//	seamless-lab build [--force]
+//	seamless-lab run [--keep] [--json FILE] [--repo DIR | --no-payload] SCENARIO...
+//	seamless-lab list
+//	seamless-lab check SCENARIO...
+//	seamless-lab info
+//	seamless-lab vm [--no-payload]
+//	seamless-lab exec RUNDIR -- COMMAND...
+//
+// SCENARIO is a built-in name (see list) or a path to a JSON file.
+// Exit status: 0 success, 1 a build, run or check failed, 2 usage error.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/seamless-linux/seamless/lab"
+)
+
+func usage() {
+	fmt.Fprint(os.Stderr, `usage:
+  seamless-lab build [--force]          build the guest image (or reuse the cached one)
+  seamless-lab run [flags] SCENARIO...  build if needed, then run scenarios
+      --keep         keep the run's disk overlay
+      --json FILE    also write the report(s) as JSON to FILE
+      --repo DIR     repository whose ./cmd/... are built into the guest (default: found from cwd)
+      --no-payload   do not build or install the project's commands
+  seamless-lab list                     list built-in scenarios
+  seamless-lab check SCENARIO...        parse and validate scenario files
+  seamless-lab info                     show the cache and the image of this configuration
+  seamless-lab vm [--no-payload]        boot a guest and keep it running (Ctrl-C stops it)
+  seamless-lab exec RUNDIR -- CMD...    run a shell command in the guest of a running vm
+SCENARIO is a built-in name or a path to a .json file. Cache: $SEAMLESS_LAB_CACHE (default /var/cache/seamless-lab).
+`)
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch os.Args[1] {
+	case "build":
+		err = cmdBuild(ctx, os.Args[2:])
+	case "run":
+		err = cmdRun(ctx, os.Args[2:])
+	case "list":
+		for _, n := range lab.BuiltinScenarios() {
+			fmt.Println(n)
+		}
+	case "check":
+		err = cmdCheck(os.Args[2:])
+	case "info":
+		err = cmdInfo()
+	case "vm":
+		err = cmdVM(ctx, os.Args[2:])
+	case "exec":
+		err = cmdExec(ctx, os.Args[2:])
+	case "-h", "--help", "help":
+		usage()
+	default:
+		usage()
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "seamless-lab: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func cmdBuild(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("build", flag.ExitOnError)
+	force := fs.Bool("force", false, "rebuild even if a cached image matches")
+	_ = fs.Parse(args)
+	_, err := lab.Build(ctx, lab.DefaultConfig(), *force, os.Stderr)
+	return err
+}
+
+func cmdRun(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("run", flag.ExitOnError)
+	keep := fs.Bool("keep", false, "keep the run's disk overlay")
+	jsonOut := fs.String("json", "", "write the reports as JSON to this file")
+	repo := fs.String("repo", "", "repository root whose commands are installed in the guest")
+	noPayload := fs.Bool("no-payload", false, "do not build or install the project's commands")
+	_ = fs.Parse(args)
+	if fs.NArg() == 0 {
+		usage()
+		os.Exit(2)
+	}
+	var scs []*lab.Scenario
+	for _, ref := range fs.Args() {
+		sc, err := lab.LoadScenario(ref)
+		if err != nil {
+			return err
+		}
+		scs = append(scs, sc)
+	}
+	if !*noPayload && *repo == "" {
+		wd, _ := os.Getwd()
+		r, err := lab.FindRepo(wd)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "seamless-lab: warning: %v; the guest gets no seamless build\n", err)
+		}
+		*repo = r
+	}
+	if *noPayload {
+		*repo = ""
+	}
+	cfg := lab.DefaultConfig()
+	img, err := lab.Build(ctx, cfg, false, os.Stderr)
+	if err != nil {
+		return err
+	}
+	var reports []*lab.Report
+	var failed error
+	for _, sc := range scs {
+		rep, err := lab.RunScenario(ctx, cfg, img, sc, lab.RunOptions{Repo: *repo, Keep: *keep, Out: os.Stderr})
+		if rep != nil {
+			rep.Print(os.Stdout)
+			reports = append(reports, rep)
+		}
+		if err != nil && rep == nil {
+			failed = errors.Join(failed, fmt.Errorf("scenario %s: %w", sc.Name, err))
+		} else if err != nil { // the report above says why
+			failed = errors.Join(failed, fmt.Errorf("scenario %s failed (report: %s/report.json)", sc.Name, rep.RunDir))
+		}
+	}
+	if *jsonOut != "" {
+		b, _ := json.MarshalIndent(reports, "", "  ")
+		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", *jsonOut, err)
+		}
+	}
+	return failed
+}
+
+func cmdCheck(args []string) error {
+	if len(args) == 0 {
+		usage()
+		os.Exit(2)
+	}
+	for _, ref := range args {
+		sc, err := lab.LoadScenario(ref)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s: ok (%d steps)\n", sc.Name, len(sc.Steps))
+	}
+	return nil
+}
+
+func cmdInfo() error {
+	cfg := lab.DefaultConfig()
+	fmt.Printf("cache:       %s\n", cfg.CacheDir)
+	fmt.Printf("image hash:  %s\n", cfg.ImageHash())
+	fmt.Printf("boot kernel: %s\n", cfg.BootKernel)
+	for _, k := range cfg.ExtraKernels {
+		fmt.Printf("kept kernel: %s\n", k)
+	}
+	img, err := lab.LoadImage(cfg)
+	if err != nil {
+		fmt.Printf("image:       not built (%v)\n", err)
+		return nil
+	}
+	fmt.Printf("image:       %s (built %s in %.0f s)\n", img.Disk, img.Meta.BuiltAt.Format("2006-01-02 15:04:05"), img.Meta.TotalSeconds)
+	return nil
+}

@@ -1,0 +1,291 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Probe key and value, stored by memcached-fill and probe-start.
+const probeKey = "seamless:probe"
+
+var probeValue = []byte("seamless-probe-value")
+
+// RunOptions tunes a scenario run.
+type RunOptions struct {
+	Repo string    // repository root: its commands are built into the guest ("" to skip)
+	Keep bool      // keep the run's disk overlay
+	Out  io.Writer // progress
+}
+
+// runner holds the state of one scenario run.
+type runner struct {
+	sc    *Scenario
+	g     *Guest
+	rep   *Report
+	out   io.Writer
+	probe *Probe
+}
+
+// RunScenario boots a fresh copy of img (a qcow2 overlay: the cached image is
+// never modified), runs the scenario and returns its report. The error is
+// non-nil when the run could not complete or an expectation failed.
+func RunScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt RunOptions) (*Report, error) {
+	runDir, err := NewRunDir(cfg, sc.Name)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Scenario: sc.Name, Description: sc.Description, Image: img.Hash, RunDir: runDir,
+		SerialLog: filepath.Join(runDir, "serial.log"), Started: time.Now(), Saved: map[string]string{},
+		KeysStored: -1, KeysBefore: -1, KeysAfter: -1}
+	err = runScenario(ctx, cfg, img, sc, opt, rep)
+	rep.Seconds = time.Since(rep.Started).Seconds()
+	if err == nil {
+		rep.Checks = checkExpect(sc.Expect, rep)
+		for _, c := range rep.Checks {
+			if !c.OK && err == nil {
+				err = fmt.Errorf("check %s failed: %s", c.Name, c.Detail)
+			}
+		}
+	}
+	if err != nil {
+		rep.Error = err.Error()
+	}
+	rep.OK = err == nil
+	if b, jerr := json.MarshalIndent(rep, "", "  "); jerr == nil {
+		_ = os.WriteFile(filepath.Join(runDir, "report.json"), b, 0o600)
+	}
+	if !opt.Keep {
+		_ = os.Remove(filepath.Join(runDir, "overlay.qcow2"))
+		_ = os.Remove(filepath.Join(runDir, "payload.img"))
+	}
+	pruneRuns(filepath.Join(cfg.CacheDir, "runs"), 20)
+	return rep, err
+}
+
+func runScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt RunOptions, rep *Report) error {
+	out := opt.Out
+	ctx, cancel := context.WithTimeout(ctx, sc.Timeout.Duration)
+	defer cancel()
+	g, boot, err := BootGuest(ctx, cfg, img, rep.RunDir, opt)
+	if g != nil {
+		defer g.VM.Kill()
+	}
+	if g != nil && g.Payload != nil {
+		rep.Payload = g.Payload
+	}
+	if err != nil {
+		return err
+	}
+	r := &runner{sc: sc, g: g, rep: rep, out: out}
+	defer func() {
+		if r.probe != nil { // a failed run: stop the client anyway
+			res := r.probe.Stop()
+			rep.Probe = &res
+		}
+	}()
+	rep.Boots = append(rep.Boots, boot)
+	if want := sc.Expect.KernelBefore; want != "" && boot.Release != want {
+		return r.g.Fail("first boot", fmt.Errorf("guest booted %s, scenario expects %s", boot.Release, want))
+	}
+	for i, st := range sc.Steps {
+		if err := r.step(ctx, i, st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// step runs one step and records it.
+func (r *runner) step(ctx context.Context, i int, st Step) error {
+	what := "host: " + st.Host
+	if st.Guest != "" {
+		what = "guest: " + short(st.Guest)
+	}
+	logf(r.out, "step %d/%d [%s] %s", i+1, len(r.sc.Steps), st.Phase, what)
+	sr := StepResult{Phase: st.Phase, What: what}
+	t0 := time.Now()
+	var err error
+	if st.Guest != "" {
+		err = r.guestStep(ctx, st, &sr)
+	} else {
+		err = r.hostStep(ctx, st)
+	}
+	sr.Seconds = time.Since(t0).Seconds()
+	if err != nil {
+		sr.Error = err.Error()
+		err = r.g.Fail(fmt.Sprintf("step %d [%s] %s", i+1, st.Phase, what), err)
+	}
+	r.rep.Steps = append(r.rep.Steps, sr)
+	return err
+}
+
+func (r *runner) guestStep(ctx context.Context, st Step, sr *StepResult) error {
+	if st.Reboots {
+		return r.rebootStep(ctx, st)
+	}
+	res, err := r.g.Run(ctx, st.Guest, st.Timeout.Duration)
+	sr.ExitCode, sr.Output = res.ExitCode, lastLines(res.Stdout+res.Stderr, 10)
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 && !st.AllowFail {
+		return fmt.Errorf("exit status %d:\n%s", res.ExitCode, lastLines(res.Stdout+res.Stderr, 20))
+	}
+	if st.Save != "" {
+		r.rep.Saved[st.Save] = trimSpace(res.Stdout)
+	}
+	return nil
+}
+
+// rebootStep starts a command that restarts the guest, then waits for the
+// new boot (another boot_id) and records it.
+func (r *runner) rebootStep(ctx context.Context, st Step) error {
+	before := r.rep.After().BootID
+	t0 := time.Now()
+	pid, err := r.g.VM.Agent.Start(ctx, []string{"/bin/sh", "-c", st.Guest}, guestEnv)
+	if err != nil {
+		logf(r.out, "guest agent went away while starting the command (%v): waiting for the new boot", err)
+	} else {
+		// A command that fails at once (nothing loaded for kexec, …) is an error;
+		// the agent disappearing is the expected end.
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			done, res, err := r.g.VM.Agent.Status(sctx, pid)
+			cancel()
+			if err != nil {
+				break
+			}
+			if done {
+				if res.ExitCode != 0 {
+					return fmt.Errorf("exit status %d: %s", res.ExitCode, lastLines(res.Stdout+res.Stderr, 20))
+				}
+				break
+			}
+		}
+	}
+	boot, err := r.g.WaitBoot(ctx, st.Timeout.Duration, before, t0)
+	if err != nil {
+		return err
+	}
+	r.rep.Boots = append(r.rep.Boots, boot)
+	return nil
+}
+
+func (r *runner) addr() string {
+	return fmt.Sprintf("127.0.0.1:%d", r.g.VM.HostPort("memcached"))
+}
+
+func (r *runner) hostStep(ctx context.Context, st Step) error {
+	ctx, cancel := context.WithTimeout(ctx, st.Timeout.Duration)
+	defer cancel()
+	mc := r.sc.Memcached
+	switch st.Host {
+	case "sleep":
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(st.Duration.Duration):
+			return nil
+		}
+	case "wait-memcached":
+		c, err := waitMemcached(ctx, r.addr())
+		if err == nil {
+			c.Close()
+		}
+		return err
+	case "memcached-fill":
+		c, err := waitMemcached(ctx, r.addr())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		t0 := time.Now()
+		if err := c.Fill(ctx, mc.Keys, mc.ValueSize); err != nil {
+			return err
+		}
+		if err := c.Set(probeKey, probeValue, 10*time.Second); err != nil {
+			return err
+		}
+		r.rep.KeysStored = mc.Keys
+		n, err := c.Count(ctx, mc.Keys, mc.ValueSize)
+		if err != nil {
+			return err
+		}
+		r.rep.KeysBefore = n
+		logf(r.out, "stored %d keys, %d read back (%.1f s)", mc.Keys, n, time.Since(t0).Seconds())
+		if n != mc.Keys {
+			return fmt.Errorf("only %d of %d keys read back after filling", n, mc.Keys)
+		}
+		return nil
+	case "memcached-count":
+		c, err := waitMemcached(ctx, r.addr())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		n, err := c.Count(ctx, mc.Keys, mc.ValueSize)
+		if err != nil {
+			return err
+		}
+		r.rep.KeysAfter = n
+		logf(r.out, "%d of %d keys present", n, mc.Keys)
+		return nil
+	case "probe-start":
+		c, err := waitMemcached(ctx, r.addr())
+		if err != nil {
+			return err
+		}
+		err = c.Set(probeKey, probeValue, 10*time.Second)
+		c.Close()
+		if err != nil {
+			return err
+		}
+		p := &Probe{Addr: r.addr(), Key: probeKey, Want: probeValue,
+			Interval: time.Duration(r.sc.Probe.IntervalMS) * time.Millisecond,
+			Stall:    time.Duration(r.sc.Probe.StallMS) * time.Millisecond}
+		if err := p.Start(); err != nil {
+			return err
+		}
+		r.probe = p
+		logf(r.out, "host client holds connection %s -> %s, get every %s", p.heldLocal, p.Addr, p.Interval)
+		return nil
+	case "probe-stop":
+		answering := r.probe.WaitAnswering(time.Until(deadlineOf(ctx)))
+		res := r.probe.Stop()
+		r.probe = nil
+		r.rep.Probe = &res
+		logf(r.out, "host client: gap %d ms, connection survived: %s, %d requests, %d failed",
+			res.GapMS, yesNo(res.ConnectionSurvived), res.Requests, res.Failed)
+		if !answering {
+			return errors.New("memcached did not answer the host client again before the step timeout")
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown host action %q", st.Host)
+}
+
+// waitMemcached connects to memcached, retrying until it answers or ctx ends.
+func waitMemcached(ctx context.Context, addr string) (*MemcacheConn, error) {
+	var last error
+	for {
+		c, err := DialMemcache(addr, 2*time.Second)
+		if err == nil {
+			if _, err = c.Stat("pid", 2*time.Second); err == nil {
+				return c, nil
+			}
+			c.Close()
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("memcached at %s does not answer: %w", addr, last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
