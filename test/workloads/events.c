@@ -204,7 +204,9 @@ static void verify(void)
 	WL_CHECK(its.it_interval.tv_sec == 0 && its.it_interval.tv_nsec == TFD_PERIOD_NS,
 		 "periodic timerfd interval %ld.%09ld, want 0.010", (long)its.it_interval.tv_sec,
 		 its.it_interval.tv_nsec);
-	WL_CHECK(its.it_value.tv_sec != 0 || its.it_value.tv_nsec != 0, "periodic timerfd disarmed");
+	/* it_value may read 0 for a moment: an expiry whose hrtimer callback has
+	 * not run yet (under load) reports no time left. That the timer keeps
+	 * firing is checked through its expirations instead. */
 	WL_CHECK(timerfd_gettime(tfd_real, &its) == 0, "timerfd_gettime");
 	WL_CHECK(its.it_interval.tv_sec == 0 && its.it_interval.tv_nsec == 0 &&
 			 (its.it_value.tv_sec > 0 || its.it_value.tv_nsec > 0) && its.it_value.tv_sec <= 3600,
