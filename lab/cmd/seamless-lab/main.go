@@ -5,7 +5,7 @@
 //	seamless-lab list
 //	seamless-lab check SCENARIO...
 //	seamless-lab info
-//	seamless-lab vm [--no-payload]
+//	seamless-lab vm [--keep] [--no-payload]
 //	seamless-lab exec RUNDIR -- COMMAND...
 //
 // SCENARIO is a built-in name (see list) or a path to a JSON file.
@@ -36,7 +36,7 @@ func usage() {
   seamless-lab list                     list built-in scenarios
   seamless-lab check SCENARIO...        parse and validate scenario files
   seamless-lab info                     show the cache and the image of this configuration
-  seamless-lab vm [--no-payload]        boot a guest and keep it running (Ctrl-C stops it)
+  seamless-lab vm [--keep] [--no-payload]  boot a guest and keep it running (Ctrl-C stops it)
   seamless-lab exec RUNDIR -- CMD...    run a shell command in the guest of a running vm
 SCENARIO is a built-in name or a path to a .json file. Cache: $SEAMLESS_LAB_CACHE (default /var/cache/seamless-lab).
 `)

@@ -17,6 +17,7 @@ import (
 func cmdVM(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("vm", flag.ExitOnError)
 	noPayload := fs.Bool("no-payload", false, "do not build or install the project's commands")
+	keep := fs.Bool("keep", false, "keep the guest's disk overlay when it stops")
 	_ = fs.Parse(args)
 	cfg := lab.DefaultConfig()
 	img, err := lab.Build(ctx, cfg, false, os.Stderr)
@@ -31,6 +32,12 @@ func cmdVM(ctx context.Context, args []string) error {
 	if !*noPayload {
 		wd, _ := os.Getwd()
 		opt.Repo, _ = lab.FindRepo(wd)
+	}
+	if !*keep {
+		defer func() { // after QEMU is gone (deferred calls run last-in first-out)
+			_ = os.Remove(filepath.Join(dir, "overlay.qcow2"))
+			_ = os.Remove(filepath.Join(dir, "payload.img"))
+		}()
 	}
 	g, _, err := lab.BootGuest(ctx, cfg, img, dir, opt)
 	if g != nil {
