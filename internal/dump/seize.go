@@ -38,6 +38,10 @@ func seizeTree(root int) ([]*seized, []int, error) {
 			}
 			return procs, all, err
 		} else if st.State == 'Z' {
+			if tids, _ := proc.Threads(pid); len(tids) > 1 {
+				// The main thread exited (pthread_exit) while others run on.
+				return procs, all, fmt.Errorf("process %d: its main thread has exited while %d other threads run on; such processes are not supported yet", pid, len(tids)-1)
+			}
 			if pid == root {
 				return procs, all, fmt.Errorf("process %d has exited (it is a zombie): nothing to checkpoint", pid)
 			}

@@ -183,6 +183,10 @@ func (d *Dumper) dumpFD(pid, pidfd, fd int) (*image.File, bool, error) {
 		case ptySlaveIndex(st.Rdev) >= 0:
 			f.Kind, f.PtyIndex = image.FilePtySlave, ptySlaveIndex(st.Rdev)
 			d.slaves = append(d.slaves, f)
+		case major == 5 && minor == 0:
+			// /dev/tty: opened again by the restored process itself, once
+			// its session has its controlling terminal back.
+			f.Kind = image.FileCtty
 		case major == 1 && (minor == 3 || minor == 5 || minor == 7 || minor == 8 || minor == 9):
 			f.Kind = image.FileDevice
 		case major == 4 || major == 5 || (major >= 136 && major <= 143):

@@ -412,13 +412,20 @@ func Install(t *inject.Target, p *image.Process, o *Opener) error {
 		if d.FD == t.Sock {
 			return fmt.Errorf("fd %d collides with the restore channel", d.FD)
 		}
-		h, err := o.Open(byID[d.File])
-		if err != nil {
-			return fmt.Errorf("process %d fd %d: %w", p.PID, d.FD, err)
-		}
-		got, err := t.SendFile(h)
-		if err != nil {
-			return err
+		var got int
+		if f := byID[d.File]; f.Kind == image.FileCtty {
+			// /dev/tty only opens inside a process with a controlling terminal.
+			if got, err = openInside(t, "/dev/tty", openFlags(f.Flags)|unix.O_NOCTTY); err != nil {
+				return fmt.Errorf("process %d fd %d: open /dev/tty: %w", p.PID, d.FD, err)
+			}
+		} else {
+			h, err := o.Open(f)
+			if err != nil {
+				return fmt.Errorf("process %d fd %d: %w", p.PID, d.FD, err)
+			}
+			if got, err = t.SendFile(h); err != nil {
+				return err
+			}
 		}
 		// Lower numbers are all taken by now, so got <= d.FD.
 		if got != d.FD {
@@ -523,4 +530,15 @@ func takeLock(t *inject.Target, fd int, l image.Lock) error {
 	}
 	_, err = t.Call(unix.SYS_FCNTL, uintptr(fd), cmd, fl)
 	return err
+}
+
+// openInside opens path in the target process itself.
+func openInside(t *inject.Target, path string, flags int) (int, error) {
+	addr, err := t.PutString(0, path)
+	if err != nil {
+		return -1, err
+	}
+	atFDCWD := unix.AT_FDCWD
+	fd, err := t.Call(unix.SYS_OPENAT, uintptr(atFDCWD), addr, uintptr(flags))
+	return int(fd), err
 }

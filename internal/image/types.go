@@ -271,6 +271,7 @@ const (
 	FileDirectory = "directory"
 	FileDevice    = "device"   // a character device reopened by path
 	FileTerminal  = "terminal" // a terminal outside the tree, reopened by path
+	FileCtty      = "dev-tty"  // /dev/tty, opened again inside the restored process
 	FilePtyMaster = "pty-master"
 	FilePtySlave  = "pty-slave"
 	FilePipe      = "pipe"

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -78,12 +79,22 @@ func nextID(kind string, id int) error {
 
 func restoreShm(im *image.Image, s image.SysVShm) error {
 	ok, err := exists("/proc/sysvipc/shm", "shmid", s.ID, s.Key)
-	if err != nil || ok {
+	if err != nil {
 		return err
 	}
 	data, err := os.ReadFile(im.Path(s.Data))
 	if err != nil {
 		return err
+	}
+	if ok {
+		// Still there (the same kernel): it may have changed since the
+		// checkpoint, so it gets the image's contents back.
+		b, err := unix.SysvShmAttach(s.ID, 0, 0)
+		if err != nil {
+			return fmt.Errorf("attach: %w", err)
+		}
+		copy(b, data)
+		return unix.SysvShmDetach(b)
 	}
 	if err := nextID("shm", s.ID); err != nil {
 		return err
@@ -144,17 +155,26 @@ func restoreMsg(q image.SysVMsg, t *inject.Target) error {
 		return err
 	}
 	if ok {
-		return nil // the queue and its messages are still there
-	}
-	if err := nextID("msg", q.ID); err != nil {
-		return err
-	}
-	id, err := t.Call(unix.SYS_MSGGET, uintptr(q.Key), uintptr(unix.IPC_CREAT|unix.IPC_EXCL|int(q.Mode)))
-	if err != nil {
-		return fmt.Errorf("msgget: %w", err)
-	}
-	if int(id) != q.ID {
-		return fmt.Errorf("the kernel gave ID %d", id)
+		// Still there (the same kernel): empty it, and queue the image's
+		// messages again, as they were at the checkpoint.
+		buf := make([]byte, 8+65536)
+		for {
+			_, _, e := unix.Syscall6(unix.SYS_MSGRCV, uintptr(q.ID), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)-8), 0, unix.IPC_NOWAIT|msgNoErr, 0)
+			if e != 0 {
+				break
+			}
+		}
+	} else {
+		if err := nextID("msg", q.ID); err != nil {
+			return err
+		}
+		id, err := t.Call(unix.SYS_MSGGET, uintptr(q.Key), uintptr(unix.IPC_CREAT|unix.IPC_EXCL|int(q.Mode)))
+		if err != nil {
+			return fmt.Errorf("msgget: %w", err)
+		}
+		if int(id) != q.ID {
+			return fmt.Errorf("the kernel gave ID %d", id)
+		}
 	}
 	for i, m := range q.Messages {
 		var b bytes.Buffer
