@@ -69,6 +69,14 @@ var workloads = []workload{
 	{name: "xstate", procs: 1, usr1: true},
 	{name: "creds", procs: 1, usr1: true},
 	{name: "gowork", procs: 1, usr1: true, runtime: true},
+	// Issue 4. zombie.c and deadleader.c have their own tests (TestZombie,
+	// TestDeadLeader in programs_test.go): their trees show processes in
+	// state Z, and this table expects running ones.
+	{name: "pty", procs: 3, usr1: true},
+	{name: "locks", procs: 2, usr1: true},
+	{name: "sysvipc", procs: 2, usr1: true},
+	{name: "bigtree", procs: 54, usr1: true},
+	{name: "ctty", procs: 2, usr1: true},
 }
 
 // mode is one way of going through checkpoint and restore.
@@ -797,6 +805,11 @@ func (r *run) killTree(tr tree) {
 		pids = append(pids, pid)
 	}
 	sort.Slice(pids, func(i, j int) bool { return depth(pids[i]) < depth(pids[j]) })
+	// Stop them all first, so that no child sees its parent die and
+	// reports that as a failure before it is killed itself.
+	for _, pid := range pids {
+		unix.Kill(pid, unix.SIGSTOP)
+	}
 	for _, pid := range pids {
 		unix.Kill(pid, unix.SIGKILL)
 	}
