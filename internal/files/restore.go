@@ -32,6 +32,7 @@ type Opener struct {
 	pipes   map[uint64]*[2]*os.File
 	ghosts  map[*image.Ref]*os.File
 	ptys    map[int]*ptyPair
+	byID    map[int]*image.File
 	// Warnings collects what the restore could not reproduce exactly.
 	Warnings []string
 }
@@ -404,16 +405,12 @@ func Install(t *inject.Target, p *image.Process, o *Opener) error {
 	}
 	fds := append([]image.FD(nil), p.FDs...)
 	sort.Slice(fds, func(i, j int) bool { return fds[i].FD < fds[j].FD })
-	byID := map[int]*image.File{}
-	for _, f := range o.Image.Tree.Files {
-		byID[f.ID] = f
-	}
 	for _, d := range fds {
 		if d.FD == t.Sock {
 			return fmt.Errorf("fd %d collides with the restore channel", d.FD)
 		}
 		var got int
-		if f := byID[d.File]; f.Kind == image.FileCtty {
+		if f := o.file(d.File); f.Kind == image.FileCtty {
 			// /dev/tty only opens inside a process with a controlling terminal.
 			if got, err = openInside(t, "/dev/tty", openFlags(f.Flags)|unix.O_NOCTTY); err != nil {
 				return fmt.Errorf("process %d fd %d: open /dev/tty: %w", p.PID, d.FD, err)
@@ -451,12 +448,8 @@ func Install(t *inject.Target, p *image.Process, o *Opener) error {
 // Watch registers the epoll watches of p's epoll descriptors, once every
 // descriptor is in place.
 func Watch(t *inject.Target, p *image.Process, o *Opener, done map[int]bool) error {
-	byID := map[int]*image.File{}
-	for _, f := range o.Image.Tree.Files {
-		byID[f.ID] = f
-	}
 	for _, d := range p.FDs {
-		f := byID[d.File]
+		f := o.file(d.File)
 		if f.Kind != image.FileEpoll || done[f.ID] {
 			continue
 		}
@@ -481,12 +474,8 @@ func Watch(t *inject.Target, p *image.Process, o *Opener, done map[int]bool) err
 // descriptors: flock and OFD locks once per open file description, POSIX
 // locks by the process that owned them.
 func Lock(t *inject.Target, p *image.Process, o *Opener, done map[int]bool) error {
-	byID := map[int]*image.File{}
-	for _, f := range o.Image.Tree.Files {
-		byID[f.ID] = f
-	}
 	for _, d := range p.FDs {
-		f := byID[d.File]
+		f := o.file(d.File)
 		for _, l := range f.Locks {
 			if l.Kind == "POSIX" && l.PID != p.PID || l.Kind != "POSIX" && done[f.ID] {
 				continue
@@ -541,4 +530,15 @@ func openInside(t *inject.Target, path string, flags int) (int, error) {
 	atFDCWD := unix.AT_FDCWD
 	fd, err := t.Call(unix.SYS_OPENAT, uintptr(atFDCWD), addr, uintptr(flags))
 	return int(fd), err
+}
+
+// file returns the image's open file description id.
+func (o *Opener) file(id int) *image.File {
+	if o.byID == nil {
+		o.byID = map[int]*image.File{}
+		for _, f := range o.Image.Tree.Files {
+			o.byID[f.ID] = f
+		}
+	}
+	return o.byID[id]
 }

@@ -6,8 +6,9 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
-	"runtime"
 	"sync"
+
+	"github.com/seamless-linux/seamless/internal/parallel"
 )
 
 // BlockSize is the unit of an image file's checksum. Each block is
@@ -131,32 +132,18 @@ func sumFile(f *os.File) (int64, uint32, error) {
 	size := st.Size()
 	n := int((size + BlockSize - 1) / BlockSize)
 	blocks := make([]uint32, n)
-	workers := min(runtime.NumCPU(), max(n, 1))
-	next := make(chan int, n)
-	for i := 0; i < n; i++ {
-		next <- i
-	}
-	close(next)
-	errs := make(chan error, workers)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, BlockSize)
-			for i := range next {
-				k := int(min(BlockSize, size-int64(i)*BlockSize))
-				if _, err := f.ReadAt(buf[:k], int64(i)*BlockSize); err != nil && err != io.EOF {
-					errs <- err
-					return
-				}
-				blocks[i] = crc32.Checksum(buf[:k], castagnoli)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	bufs := sync.Pool{New: func() any { return make([]byte, BlockSize) }}
+	err = parallel.Each(n, func(i int) error {
+		buf := bufs.Get().([]byte)
+		defer bufs.Put(buf)
+		k := int(min(BlockSize, size-int64(i)*BlockSize))
+		if _, err := f.ReadAt(buf[:k], int64(i)*BlockSize); err != nil && err != io.EOF {
+			return err
+		}
+		blocks[i] = crc32.Checksum(buf[:k], castagnoli)
+		return nil
+	})
+	if err != nil {
 		return 0, 0, err
 	}
 	return size, combine(blocks), nil

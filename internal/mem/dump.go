@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inject"
+	"github.com/seamless-linux/seamless/internal/parallel"
 	"github.com/seamless-linux/seamless/internal/proc"
 )
 
@@ -187,36 +187,16 @@ func choosePages(pm *os.File, m *proc.Mapping, im *image.Mapping, off uint64) (u
 // copyPages reads the runs out of process pid into the pages file, block by
 // block, on every CPU: process_vm_readv needs no ptrace stop of its own.
 func copyPages(pid int, runs []image.Run, out *image.BlockFile) error {
-	n := out.Blocks()
-	next := make(chan int, n)
-	for i := 0; i < n; i++ {
-		next <- i
-	}
-	close(next)
-	workers := min(runtime.NumCPU(), n)
-	errs := make(chan error, workers)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, image.BlockSize)
-			for i := range next {
-				b := buf[:out.BlockLen(i)]
-				if err := readBlock(pid, runs, uint64(i)*image.BlockSize, b); err != nil {
-					errs <- err
-					return
-				}
-				if err := out.WriteBlock(i, b); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	return <-errs
+	bufs := sync.Pool{New: func() any { return make([]byte, image.BlockSize) }}
+	return parallel.Each(out.Blocks(), func(i int) error {
+		buf := bufs.Get().([]byte)
+		defer bufs.Put(buf)
+		b := buf[:out.BlockLen(i)]
+		if err := readBlock(pid, runs, uint64(i)*image.BlockSize, b); err != nil {
+			return err
+		}
+		return out.WriteBlock(i, b)
+	})
 }
 
 // readBlock fills b with the file range [off, off+len(b)) of the pages

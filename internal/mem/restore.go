@@ -3,14 +3,13 @@ package mem
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"sort"
-	"sync"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inject"
+	"github.com/seamless-linux/seamless/internal/parallel"
 	"github.com/seamless-linux/seamless/internal/proc"
 )
 
@@ -112,29 +111,13 @@ func fill(pid int, p *image.Process, data []byte) error {
 			done += n
 		}
 	}
-	next := make(chan piece, len(pieces))
-	for _, pc := range pieces {
-		next <- pc
-	}
-	close(next)
-	workers := min(runtime.NumCPU(), len(pieces))
-	errs := make(chan error, workers)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for pc := range next {
-				if err := inject.WriteMem(pid, uintptr(pc.addr), data[pc.off:pc.off+pc.n]); err != nil {
-					errs <- fmt.Errorf("process %d: fill pages at %#x: %w", pid, pc.addr, err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	return <-errs
+	return parallel.Each(len(pieces), func(i int) error {
+		pc := pieces[i]
+		if err := inject.WriteMem(pid, uintptr(pc.addr), data[pc.off:pc.off+pc.n]); err != nil {
+			return fmt.Errorf("process %d: fill pages at %#x: %w", pid, pc.addr, err)
+		}
+		return nil
+	})
 }
 
 // clear unmaps everything the seed had except the region and the kernel's
