@@ -160,7 +160,11 @@ func addFds(fp fingerprint, p, base string) {
 			continue
 		}
 		// Workloads open their own /proc files for a moment while they
-		// check themselves: those fds come and go and are left out.
+		// check themselves: those fds come and go and are left out, as is
+		// an fd closed while it was being read.
+		if _, err := os.Readlink(fmt.Sprintf("%sfd/%d", base, n)); err != nil {
+			continue
+		}
 		if strings.HasPrefix(readLink(fmt.Sprintf("%sfd/%d", base, n)), "/proc/") {
 			continue
 		}
