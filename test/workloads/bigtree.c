@@ -21,31 +21,6 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 
-/*
- * A failed check in a child waits 300 ms before it reports: when the
- * harness kills the tree after a --leave-running checkpoint (parents
- * first), a child may see its parent, or what its parent held, go away; it
- * must not report that as a failure, and it is killed in the meantime. A
- * real difference is still there 300 ms later.
- */
-static pid_t settle_root;
-
-static void settle_before_fail(void)
-{
-	struct timespec ts = { 0, 300000000L };
-
-	if (settle_root != 0 && (pid_t)syscall(SYS_getpid) != settle_root)
-		nanosleep(&ts, NULL);
-}
-
-#undef WL_CHECK
-#define WL_CHECK(cond, ...)                        \
-	do {                                       \
-		if (!(cond)) {                     \
-			settle_before_fail();      \
-			wl_fail(__VA_ARGS__);      \
-		}                                  \
-	} while (0)
 
 #define DEPTH 12
 #define WIDTH 40
@@ -199,7 +174,7 @@ int main(int argc, char **argv)
 	struct sigaction sa = { .sa_handler = wl_usr1_counter };
 
 	wl_init(argc, argv, "bigtree R");
-	settle_root = wl_pid;
+	wl_settle_root = wl_pid;
 	sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	WL_CHECK(sh != MAP_FAILED, "mmap shared: %s", strerror(errno));
 	sh->nonce = wl_nonce;
