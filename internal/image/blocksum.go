@@ -132,10 +132,11 @@ func sumFile(f *os.File) (int64, uint32, error) {
 	size := st.Size()
 	n := int((size + BlockSize - 1) / BlockSize)
 	blocks := make([]uint32, n)
-	bufs := sync.Pool{New: func() any { return make([]byte, BlockSize) }}
+	bufs := sync.Pool{New: func() any { b := make([]byte, BlockSize); return &b }}
 	err = parallel.Each(n, func(i int) error {
-		buf := bufs.Get().([]byte)
-		defer bufs.Put(buf)
+		bp := bufs.Get().(*[]byte)
+		defer bufs.Put(bp)
+		buf := *bp
 		k := int(min(BlockSize, size-int64(i)*BlockSize))
 		if _, err := f.ReadAt(buf[:k], int64(i)*BlockSize); err != nil && err != io.EOF {
 			return err

@@ -631,8 +631,7 @@ func itemBody(i int) []byte {
 
 // httpClient is an HTTP/1.1 client in namespace B.
 type httpClient struct {
-	c    *http.Client
-	base string
+	c *http.Client
 }
 
 func newHTTPClient(l *lab) *httpClient {

@@ -3,7 +3,6 @@ package inet
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -144,6 +143,3 @@ func netnsInode(pid int) (uint64, error) {
 	}
 	return st.Ino, nil
 }
-
-// fdOf is the descriptor number of f.
-func fdOf(f *os.File) int { return int(f.Fd()) }

@@ -187,10 +187,11 @@ func choosePages(pm *os.File, m *proc.Mapping, im *image.Mapping, off uint64) (u
 // copyPages reads the runs out of process pid into the pages file, block by
 // block, on every CPU: process_vm_readv needs no ptrace stop of its own.
 func copyPages(pid int, runs []image.Run, out *image.BlockFile) error {
-	bufs := sync.Pool{New: func() any { return make([]byte, image.BlockSize) }}
+	bufs := sync.Pool{New: func() any { b := make([]byte, image.BlockSize); return &b }}
 	return parallel.Each(out.Blocks(), func(i int) error {
-		buf := bufs.Get().([]byte)
-		defer bufs.Put(buf)
+		bp := bufs.Get().(*[]byte)
+		defer bufs.Put(bp)
+		buf := *bp
 		b := buf[:out.BlockLen(i)]
 		if err := readBlock(pid, runs, uint64(i)*image.BlockSize, b); err != nil {
 			return err

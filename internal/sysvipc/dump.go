@@ -36,7 +36,7 @@ func Dump(w *image.Writer, inTree func(int) bool, attached map[int]bool) (*image
 		}
 		s, err := dumpShm(w, r)
 		if err != nil {
-			return nil, fmt.Errorf("System V shared memory %d: %w", id, err)
+			return nil, fmt.Errorf("shared memory segment %d: %w", id, err)
 		}
 		sv.Shm = append(sv.Shm, s)
 	}
@@ -47,7 +47,7 @@ func Dump(w *image.Writer, inTree func(int) bool, attached map[int]bool) (*image
 	for _, r := range sems {
 		s, used, err := dumpSem(r, inTree)
 		if err != nil {
-			return nil, fmt.Errorf("System V semaphores %d: %w", r.int("semid"), err)
+			return nil, fmt.Errorf("semaphore set %d: %w", r.int("semid"), err)
 		}
 		if used {
 			sv.Sem = append(sv.Sem, s)
@@ -63,7 +63,7 @@ func Dump(w *image.Writer, inTree func(int) bool, attached map[int]bool) (*image
 		}
 		q, err := dumpMsg(r)
 		if err != nil {
-			return nil, fmt.Errorf("System V message queue %d: %w", r.int("msqid"), err)
+			return nil, fmt.Errorf("message queue %d: %w", r.int("msqid"), err)
 		}
 		sv.Msg = append(sv.Msg, q)
 	}

@@ -26,17 +26,17 @@ func Restore(im *image.Image, sv *image.SysV, t *inject.Target) error {
 	}
 	for _, s := range sv.Shm {
 		if err := restoreShm(im, s); err != nil {
-			return fmt.Errorf("System V shared memory %d: %w", s.ID, err)
+			return fmt.Errorf("shared memory segment %d: %w", s.ID, err)
 		}
 	}
 	for _, s := range sv.Sem {
 		if err := restoreSem(s, t); err != nil {
-			return fmt.Errorf("System V semaphores %d: %w", s.ID, err)
+			return fmt.Errorf("semaphore set %d: %w", s.ID, err)
 		}
 	}
 	for _, q := range sv.Msg {
 		if err := restoreMsg(q, t); err != nil {
-			return fmt.Errorf("System V message queue %d: %w", q.ID, err)
+			return fmt.Errorf("message queue %d: %w", q.ID, err)
 		}
 	}
 	return nil

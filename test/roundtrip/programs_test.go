@@ -254,7 +254,8 @@ func zombieRoundTrip(t *testing.T, w workload, m mode, nzombies int) {
 		before := r.lastTick()
 		r.pause()
 		fp := takeFingerprint(live, false)
-		lo, hi, ref := before.n+1, before.n+1, before
+		lo, ref := before.n+1, before
+		var hi uint64
 		if m.leaveRunning {
 			r.checkpoint(img, true)
 			atCheckpoint := r.lastTick()
