@@ -187,9 +187,9 @@ func (d *Dumper) dumpFD(pid, pidfd, fd int) (*image.File, bool, error) {
 			// /dev/tty: opened again by the restored process itself, once
 			// its session has its controlling terminal back.
 			f.Kind = image.FileCtty
-		case major == 1 && (minor == 3 || minor == 5 || minor == 7 || minor == 8 || minor == 9):
+		case CharDeviceKind(st.Rdev) == "device":
 			f.Kind = image.FileDevice
-		case major == 4 || major == 5 || (major >= 136 && major <= 143):
+		case CharDeviceKind(st.Rdev) == "terminal":
 			f.Kind = image.FileTerminal
 		default:
 			return unsupported(fmt.Sprintf("character device %s (%d:%d)", link, major, minor))

@@ -22,6 +22,20 @@ func ptySlaveIndex(rdev uint64) int {
 	return -1
 }
 
+// CharDeviceKind says how a character device is carried: "device" for the
+// memory devices (/dev/null, zero, full, random, urandom, reopened by
+// path), "terminal" for terminals, "" when it cannot be carried.
+func CharDeviceKind(rdev uint64) string {
+	major, minor := unix.Major(rdev), unix.Minor(rdev)
+	switch {
+	case major == 1 && (minor == 3 || minor == 5 || minor == 7 || minor == 8 || minor == 9):
+		return "device"
+	case major == 4 || major == 5 || (major >= 136 && major <= 143):
+		return "terminal"
+	}
+	return ""
+}
+
 // isPtyMaster reports whether rdev is /dev/ptmx.
 func isPtyMaster(rdev uint64) bool { return unix.Major(rdev) == 5 && unix.Minor(rdev) == 2 }
 

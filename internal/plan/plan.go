@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/files"
 	"github.com/seamless-linux/seamless/internal/proc"
 	"github.com/seamless-linux/seamless/internal/unixsock"
 )
@@ -150,14 +151,10 @@ func checkFDs(pid int, r *Report, bad func(string, string), externalSocket func(
 		case strings.HasPrefix(link, "pipe:"):
 			r.Resources["pipe"]++
 		case st.Mode&unix.S_IFMT == unix.S_IFCHR:
-			major, minor := unix.Major(st.Rdev), unix.Minor(st.Rdev)
-			switch {
-			case major == 1 && (minor == 3 || minor == 5 || minor == 7 || minor == 8 || minor == 9):
-				r.Resources["device"]++
-			case major == 4 || major == 5 || (major >= 136 && major <= 143):
-				r.Resources["terminal"]++
-			default:
-				bad(what, fmt.Sprintf("character device %s (%d:%d) is not supported", link, major, minor))
+			if kind := files.CharDeviceKind(st.Rdev); kind != "" {
+				r.Resources[kind]++
+			} else {
+				bad(what, fmt.Sprintf("character device %s (%d:%d) is not supported", link, unix.Major(st.Rdev), unix.Minor(st.Rdev)))
 			}
 		case st.Mode&unix.S_IFMT == unix.S_IFDIR:
 			r.Resources["directory"]++
