@@ -112,7 +112,9 @@ func (r *restorer) run() error {
 	if err := sysvipc.Restore(r.im, tree.SysV, r.targets[tree.Root]); err != nil {
 		return err
 	}
-	watched, locked := map[int]bool{}, map[int]bool{}
+	// Every thread exists before any file is opened: a process may hold
+	// /proc files of its own threads (pthread_setname_np opens
+	// /proc/self/task/TID/comm) or of others in the tree.
 	for _, p := range tree.Processes {
 		if p.Zombie {
 			continue
@@ -121,6 +123,16 @@ func (r *restorer) run() error {
 		if err := r.mem.Restore(t, p); err != nil {
 			return err
 		}
+		if err := r.createThreads(t, p); err != nil {
+			return err
+		}
+	}
+	watched, locked := map[int]bool{}, map[int]bool{}
+	for _, p := range tree.Processes {
+		if p.Zombie {
+			continue
+		}
+		t := r.targets[p.PID]
 		if err := files.Install(t, p, r.opener); err != nil {
 			return err
 		}
@@ -128,9 +140,6 @@ func (r *restorer) run() error {
 			return err
 		}
 		if err := files.Lock(t, p, r.opener, locked); err != nil {
-			return err
-		}
-		if err := r.createThreads(t, p); err != nil {
 			return err
 		}
 		for _, th := range p.Threads {

@@ -57,9 +57,6 @@ type workload struct {
 	// runtime marks a program whose runtime maps memory and starts threads
 	// on its own (Go): its memory map and thread list are not compared.
 	runtime bool
-	// skip names modes not run for this workload, with the reason in a
-	// comment at its entry.
-	skip string
 }
 
 var workloads = []workload{
@@ -76,10 +73,7 @@ var workloads = []workload{
 	// TestDeadLeader in programs_test.go): their trees show processes in
 	// state Z, and this table expects running ones.
 	{name: "pty", procs: 3, usr1: true},
-	// locks/twice: about one run in six the second cycle reports one lock
-	// too many in /proc/locks; under investigation (see the closing note of
-	// issue 4), so that mode does not gate CI.
-	{name: "locks", procs: 2, usr1: true, skip: "twice"},
+	{name: "locks", procs: 2, usr1: true},
 	{name: "sysvipc", procs: 2, usr1: true},
 	{name: "bigtree", procs: 54, usr1: true},
 	{name: "ctty", procs: 2, usr1: true},
@@ -239,9 +233,6 @@ func TestRoundTrip(t *testing.T) {
 	for _, w := range workloads {
 		for _, m := range modes {
 			t.Run(w.name+"/"+m.name, func(t *testing.T) {
-				if w.skip == m.name {
-					t.Skipf("mode %s of %s is known to be flaky (see the workloads table)", m.name, w.name)
-				}
 				roundTrip(t, w, m)
 			})
 		}

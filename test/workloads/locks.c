@@ -92,21 +92,19 @@ static void expect_getlk(int fd, int cmd, short ask, off_t start, off_t len, sho
 		 (int)want_pid, (long long)want_start, (long long)want_len);
 }
 
-/*
- * check_proc_locks reads /proc/locks and checks that our three files carry
- * exactly the locks we hold (waiters, the "->" lines, are left out).
- */
-static void check_proc_locks(void)
+/* Lock records of our files seen in one read of /proc/locks, at most MAXGOT. */
+#define MAXGOT 16
+struct lockset {
+	int n;
+	char line[MAXGOT][128];
+};
+
+/* read_our_locks reads /proc/locks once and keeps the records of our files. */
+static void read_our_locks(struct lockset *got)
 {
 	static char buf[1 << 16];
-	char want[6][128], got[6][128];
-	int nwant = 0, ngot = 0;
 
-	snprintf(want[nwant++], 128, "FLOCK WRITE %d %lu 0 EOF", (int)sh->p, (unsigned long)ino_flock);
-	snprintf(want[nwant++], 128, "POSIX WRITE %d %lu 100 149", (int)sh->p, (unsigned long)ino_posix);
-	snprintf(want[nwant++], 128, "POSIX READ %d %lu 200 299", (int)sh->q, (unsigned long)ino_posix);
-	snprintf(want[nwant++], 128, "OFDLCK WRITE -1 %lu 0 9", (unsigned long)ino_ofd);
-	snprintf(want[nwant++], 128, "OFDLCK READ -1 %lu 20 29", (unsigned long)ino_ofd);
+	got->n = 0;
 	WL_CHECK(wl_read_file("/proc/locks", buf, sizeof buf) >= 0, "read /proc/locks: %s",
 		 strerror(errno));
 	for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
@@ -125,19 +123,51 @@ static void check_proc_locks(void)
 			continue;
 		if (ino != ino_flock && ino != ino_posix && ino != ino_ofd)
 			continue;
-		WL_CHECK(ngot < 6, "too many locks on our files in /proc/locks");
-		snprintf(got[ngot++], 128, "%s %s %d %lu %s %s", kind, rw, pid, ino, start, end);
+		WL_CHECK(got->n < MAXGOT, "more than %d locks on our files in /proc/locks", MAXGOT);
+		snprintf(got->line[got->n++], 128, "%s %s %d %lu %s %s", kind, rw, pid, ino, start, end);
+	}
+}
+
+/*
+ * check_proc_locks checks that our three files carry exactly the locks we
+ * hold (waiters, the "->" lines, are left out). /proc/locks comes in
+ * page-sized reads, each from an index into a list other processes change
+ * meanwhile, so one read can show a record twice or miss one: the check
+ * uses two reads in a row that agree.
+ */
+static void check_proc_locks(void)
+{
+	static struct lockset a, b;
+	char want[5][128];
+	int nwant = 0, tries = 0;
+
+	snprintf(want[nwant++], 128, "FLOCK WRITE %d %lu 0 EOF", (int)sh->p, (unsigned long)ino_flock);
+	snprintf(want[nwant++], 128, "POSIX WRITE %d %lu 100 149", (int)sh->p, (unsigned long)ino_posix);
+	snprintf(want[nwant++], 128, "POSIX READ %d %lu 200 299", (int)sh->q, (unsigned long)ino_posix);
+	snprintf(want[nwant++], 128, "OFDLCK WRITE -1 %lu 0 9", (unsigned long)ino_ofd);
+	snprintf(want[nwant++], 128, "OFDLCK READ -1 %lu 20 29", (unsigned long)ino_ofd);
+	read_our_locks(&a);
+	for (;;) {
+		read_our_locks(&b);
+		int same = a.n == b.n;
+
+		for (int i = 0; same && i < a.n; i++)
+			same = strcmp(a.line[i], b.line[i]) == 0;
+		if (same)
+			break;
+		WL_CHECK(++tries < 100, "/proc/locks never read the same twice in a row");
+		a = b;
 	}
 	for (int i = 0; i < nwant; i++) {
 		int found = 0;
 
-		for (int j = 0; j < ngot; j++)
-			found |= strcmp(want[i], got[j]) == 0;
+		for (int j = 0; j < a.n; j++)
+			found |= strcmp(want[i], a.line[j]) == 0;
 		WL_CHECK(found, "/proc/locks lacks \"%s\" (%d locks on our files: %s%s%s%s%s)", want[i],
-			 ngot, ngot > 0 ? got[0] : "", ngot > 1 ? "; " : "", ngot > 1 ? got[1] : "",
-			 ngot > 2 ? "; " : "", ngot > 2 ? got[2] : "");
+			 a.n, a.n > 0 ? a.line[0] : "", a.n > 1 ? "; " : "", a.n > 1 ? a.line[1] : "",
+			 a.n > 2 ? "; " : "", a.n > 2 ? a.line[2] : "");
 	}
-	WL_CHECK(ngot == nwant, "/proc/locks has %d locks on our files, want %d", ngot, nwant);
+	WL_CHECK(a.n == nwant, "/proc/locks has %d locks on our files, want %d", a.n, nwant);
 }
 
 static void *waiter(void *arg)
