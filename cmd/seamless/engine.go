@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,8 +54,9 @@ stdout. Nothing is created unless the whole image verifies and every PID is
 free.`, stdout)
 	dir := fs.String("dir", "", "image `DIR`ectory")
 	wait := fs.Duration("pid-wait", 5*time.Second, "how long to wait for a PID held by an unreaped zombie")
-	var peers peerFlags
+	var peers, peerFDs peerFlags
 	fs.Var(&peers, "unix-peer", "reconnect the unix socket peer `KEY=PATH` (KEY as 'seamless inspect --json' lists it) to the stream socket at PATH instead; repeatable")
+	fs.Var(&peerFDs, "unix-peer-fd", "replace the connection to the unix socket peer `KEY=FD` by the socket this command inherited as FD (a unit's new journal stream); repeatable")
 	verbose := fs.Bool("v", false, "print progress on stderr")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -64,8 +66,20 @@ free.`, stdout)
 		return fmt.Errorf("%w: need --dir DIR", errUsage)
 	}
 	opts := restore.Options{Dir: *dir, PIDWait: *wait}
-	if len(peers) > 0 {
+	if len(peers)+len(peerFDs) > 0 {
 		opts.UnixExternal = map[string]*os.File{}
+		for key, v := range peerFDs {
+			fd, err := strconv.Atoi(v)
+			if err != nil || fd < 3 {
+				return fmt.Errorf("%w: --unix-peer-fd %s=%s: not an inherited descriptor", errUsage, key, v)
+			}
+			f := os.NewFile(uintptr(fd), key)
+			if _, err := f.Stat(); err != nil {
+				return fmt.Errorf("--unix-peer-fd %s=%d: %w", key, fd, err)
+			}
+			defer f.Close()
+			opts.UnixExternal[key] = f
+		}
 		for key, path := range peers {
 			f, err := dialUnix(path)
 			if err != nil {

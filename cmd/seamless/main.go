@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 )
 
@@ -44,12 +45,20 @@ var commands = []command{
 	{"update", "switch to a newer kernel with kexec, carrying the preserved units", runUpdate},
 	{"status", "show the pending or last update", runStatus},
 	{"shutdown-checkpoint", "(run by seamless-checkpoint.service) checkpoint at shutdown", runShutdownCheckpoint},
+	{"stage1", "(run by the initramfs) reserve the PIDs and start the restore daemon", runStage1},
+	{"restored", "(started by stage1) the restore daemon", runRestored},
+	{"anchor", "(ExecStart of a unit being restored) restore the unit or start it cold", runAnchor},
+	{"netlock", "(run by seamless-netlock.service) hold or drop the network lock at boot", runNetlock},
+	{"generator", "(systemd generator, as seamless-generator) restore units in their sandbox", runGenerator},
 }
 
 // errUsage marks errors that are the command line's fault.
 var errUsage = errors.New("usage")
 
 func main() {
+	if filepath.Base(os.Args[0]) == GeneratorName {
+		os.Args = append([]string{os.Args[0], "generator"}, os.Args[1:]...)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -96,7 +105,7 @@ Usage: seamless COMMAND [OPTIONS]
 Commands:
 `)
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-19s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
 Run 'seamless COMMAND --help' for the options of a command.

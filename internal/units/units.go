@@ -109,6 +109,27 @@ type Unit struct {
 	ControlGroup string `json:"control_group"`
 	// PIDs are the processes of its cgroup.
 	PIDs []int `json:"pids"`
+	// Start is how systemd starts it.
+	Start Start `json:"start"`
+}
+
+// StartFile is the name, in a unit's image directory, of its Start.
+const StartFile = "unit.json"
+
+// Start is how systemd starts a service. It travels with the service's
+// image, so that the new kernel can start the service cold, as its unit
+// says, when the restore fails.
+type Start struct {
+	// Type is the unit's Type= (simple, exec, forking, notify, ...).
+	Type string `json:"type"`
+	// Path and Argv are its first ExecStart= command (argv[0] may differ
+	// from the path).
+	Path string   `json:"path"`
+	Argv []string `json:"argv"`
+	// PIDFile is its PIDFile=, if any.
+	PIDFile string `json:"pid_file,omitempty"`
+	// MainPID is its main process at checkpoint.
+	MainPID int `json:"main_pid,omitempty"`
 }
 
 // Query asks systemd, over D-Bus, for the state of the named units.
@@ -134,6 +155,8 @@ func Query(ctx context.Context, names map[string]string) ([]Unit, error) {
 			if v, ok := props["ControlGroup"].(string); ok {
 				u.ControlGroup = v
 			}
+			u.Start = startOf(props)
+			u.Start.MainPID = u.MainPID
 		}
 		if p, err := conn.GetUnitPropertyContext(ctx, n, "ActiveState"); err == nil {
 			u.Active = strings.Trim(p.Value.String(), `"`)
@@ -194,4 +217,19 @@ func CgroupPIDs(cg string) ([]int, error) {
 	})
 	sort.Ints(pids)
 	return pids, err
+}
+
+// startOf reads Type=, PIDFile= and the first ExecStart= command from a
+// service's D-Bus properties. ExecStart is a(sasbttttuii): the path, the
+// argv, then what systemd knows of its last run.
+func startOf(props map[string]any) Start {
+	var st Start
+	st.Type, _ = props["Type"].(string)
+	st.PIDFile, _ = props["PIDFile"].(string)
+	cmds, _ := props["ExecStart"].([][]any)
+	if len(cmds) > 0 && len(cmds[0]) >= 2 {
+		st.Path, _ = cmds[0][0].(string)
+		st.Argv, _ = cmds[0][1].([]string)
+	}
+	return st
 }

@@ -1,6 +1,7 @@
 package update
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -101,6 +102,9 @@ func handOver(in *Intent, st *Status, log io.Writer) error {
 		out := UnitOutcome{Unit: u, Outcome: "carried"}
 		start := time.Now()
 		res, err := dumpUnit(in.Cgroups[u], dirs[u], filepath.Join(imageDir, u), &out)
+		if err == nil {
+			err = writeStart(filepath.Join(imageDir, u), in.Start[u])
+		}
 		out.DumpMs = time.Since(start).Milliseconds()
 		if err != nil {
 			for _, r := range res {
@@ -295,4 +299,13 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// writeStart keeps, beside a unit's images, how the unit is started.
+func writeStart(dir string, st units.Start) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, units.StartFile), append(b, '\n'), 0o600)
 }

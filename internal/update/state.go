@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/seamless-linux/seamless/internal/kernel"
+	"github.com/seamless-linux/seamless/internal/units"
 )
 
 // Where state lives. RunDir is lost at the kexec; StateDir is on disk.
@@ -29,6 +30,9 @@ type Intent struct {
 	// Cgroups are the carried units' cgroups (paths below the cgroup v2
 	// root): the checkpoint at shutdown must not depend on D-Bus.
 	Cgroups map[string]string `json:"cgroups"`
+	// Start says how each carried unit is started, for a cold start on the
+	// new kernel if its restore fails.
+	Start map[string]units.Start `json:"start,omitempty"`
 	// Stopped are the preserved units that cannot be carried, with why:
 	// the shutdown stops them as a reboot would.
 	Stopped   map[string]string `json:"stopped,omitempty"`
@@ -45,6 +49,9 @@ type UnitOutcome struct {
 	Processes int    `json:"processes,omitempty"`
 	Bytes     int64  `json:"bytes,omitempty"`
 	DumpMs    int64  `json:"dump_ms,omitempty"`
+	// RestoreMs and MainPID describe the restore under the new kernel.
+	RestoreMs int64 `json:"restore_ms,omitempty"`
+	MainPID   int   `json:"main_pid,omitempty"`
 }
 
 // Status is the record of the last update, kept in StateDir.
@@ -136,4 +143,43 @@ func ReadStatus() (*Status, error) {
 func saveStatus(s *Status) error {
 	s.Updated = time.Now()
 	return writeJSON(statusPath(), s)
+}
+
+// RecordRestore completes the record of the last update with what the new
+// kernel made of each carried unit: restored, or started cold and why.
+func RecordRestore(kernel string, results []UnitOutcome) error {
+	st, err := ReadStatus()
+	if err != nil {
+		return err
+	}
+	if st == nil {
+		st = &Status{To: kernel}
+	}
+	restored, cold := 0, 0
+	for _, r := range results {
+		if r.Outcome == "restored" {
+			restored++
+		} else {
+			cold++
+		}
+		found := false
+		for i := range st.Units {
+			if u := &st.Units[i]; u.Unit == r.Unit {
+				u.Outcome, u.Reason, u.RestoreMs, u.MainPID = r.Outcome, r.Reason, r.RestoreMs, r.MainPID
+				found = true
+			}
+		}
+		if !found {
+			st.Units = append(st.Units, r)
+		}
+	}
+	switch {
+	case cold == 0:
+		st.State = "restored"
+	case restored == 0:
+		st.State = "started cold"
+	default:
+		st.State = "partly restored"
+	}
+	return saveStatus(st)
 }

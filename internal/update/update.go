@@ -15,6 +15,7 @@ import (
 	"github.com/seamless-linux/seamless/internal/config"
 	"github.com/seamless-linux/seamless/internal/kernel"
 	"github.com/seamless-linux/seamless/internal/kexec"
+	"github.com/seamless-linux/seamless/internal/units"
 )
 
 // Options are the choices of `seamless update`.
@@ -75,11 +76,13 @@ func Update(ctx context.Context, o Options) error {
 	}
 	var carry []string
 	cgroups, stopped := map[string]string{}, map[string]string{}
+	start := map[string]units.Start{}
 	var need int64
 	for _, p := range plans {
 		if p.Carry {
 			carry = append(carry, p.Name)
 			cgroups[p.Name] = p.ControlGroup
+			start[p.Name] = p.Start
 			need += p.Report.ImageBytes
 			say("  carry %s (%d processes, about %s)", p.Name, len(p.Report.Processes), human(p.Report.ImageBytes))
 		} else {
@@ -104,7 +107,7 @@ func Update(ctx context.Context, o Options) error {
 		kexec.Unload()
 		return fmt.Errorf("cancelled")
 	}
-	in := &Intent{From: from, Kernel: k, Cmdline: cl, Units: carry, Cgroups: cgroups, Stopped: stopped, Store: store, DiskDir: o.Config.DiskDir, Requested: time.Now()}
+	in := &Intent{From: from, Kernel: k, Cmdline: cl, Units: carry, Cgroups: cgroups, Start: start, Stopped: stopped, Store: store, DiskDir: o.Config.DiskDir, Requested: time.Now()}
 	if err := writeJSON(intentPath(), in); err != nil {
 		return fmt.Errorf("record the update: %w", err)
 	}

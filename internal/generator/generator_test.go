@@ -1,0 +1,47 @@
+package generator
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/seamless-linux/seamless/internal/units"
+)
+
+func TestQuote(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"/usr/bin/memcached", `"/usr/bin/memcached"`},
+		{"", `""`},
+		{`a "b"`, `"a \"b\""`},
+		{`c:\dir`, `"c:\\dir"`},
+		{"100%", `"100%%"`},
+		{"$OPTIONS", `"$OPTIONS"`},
+		{"two\nlines", `"two\nlines"`},
+	} {
+		if got := Quote(tc.in); got != tc.want {
+			t.Errorf("Quote(%q) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestDropInText(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		start units.Start
+		want  string
+	}{
+		{"simple", units.Start{Type: "simple", Path: "/usr/share/memcached/scripts/systemd-memcached-wrapper", Argv: []string{"/usr/share/memcached/scripts/systemd-memcached-wrapper", "/etc/memcached.conf"}},
+			`ExecStart="/usr/bin/seamless" "anchor" "--unit" "memcached.service" "--type" "simple" "--path" "/usr/share/memcached/scripts/systemd-memcached-wrapper" "--" "/usr/share/memcached/scripts/systemd-memcached-wrapper" "/etc/memcached.conf"`},
+		{"forking", units.Start{Type: "forking", PIDFile: "/run/x.pid", Path: "/sbin/x", Argv: []string{"x", "-d"}},
+			`"--type" "forking" "--pid-file" "/run/x.pid" "--path" "/sbin/x" "--" "x" "-d"`},
+		{"no command", units.Start{}, `ExecStart="/usr/bin/seamless" "anchor" "--unit" "memcached.service"` + "\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := DropInText("memcached.service", "/usr/bin/seamless", tc.start)
+			for _, want := range []string{"[Service]\n", "Type=notify\n", "NotifyAccess=all\n", "PIDFile=\n", "ExecStart=\n", tc.want} {
+				if !strings.Contains(got, want) {
+					t.Errorf("drop-in lacks %q:\n%s", want, got)
+				}
+			}
+		})
+	}
+}

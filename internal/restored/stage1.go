@@ -1,0 +1,147 @@
+package restored
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ImageArg is the kernel command line parameter that carries the image:
+// a directory inside the initramfs (RAM store) or "disk:PATH" on the real
+// root (disk store).
+const ImageArg = "seamless.image"
+
+// ImageFromCmdline returns the value of seamless.image= in a kernel command
+// line, or "".
+func ImageFromCmdline(cmdline string) string {
+	v := ""
+	for _, f := range strings.Fields(cmdline) {
+		if s, ok := strings.CutPrefix(f, ImageArg+"="); ok {
+			v = s
+		}
+	}
+	return v
+}
+
+// Stage1 runs in the initramfs. Called without root (from init-top, before
+// udev) it starts the daemon for an image in RAM; called with the real
+// root mounted at root (init-bottom, pre-pivot) it starts it for an image
+// on disk, or for a RAM image if nothing started it earlier. It never
+// fails the boot: whatever goes wrong, the services start cold.
+func Stage1(root string, log io.Writer) {
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return
+	}
+	arg := ImageFromCmdline(string(cmdline))
+	if arg == "" {
+		return // a normal boot: nothing to do, nothing spent
+	}
+	if _, err := os.Stat(StatePath); err == nil {
+		return // started already
+	}
+	dir, remove := arg, false
+	if p, ok := strings.CutPrefix(arg, "disk:"); ok {
+		if root == "" {
+			return // the disk is not mounted yet
+		}
+		dir, remove = filepath.Join(root, p), true
+	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		fmt.Fprintf(log, "seamless: image %s not found: the services start cold\n", dir)
+		return
+	}
+	msg, err := startDaemon(dir, remove)
+	if err != nil {
+		fmt.Fprintf(log, "seamless: %v: the services start cold\n", err)
+		return
+	}
+	fmt.Fprintf(log, "seamless: %s\n", msg)
+}
+
+// startDaemon starts the daemon, detached, and waits until it has reserved
+// the PIDs or refused the image.
+func startDaemon(dir string, remove bool) (string, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	args := []string{DaemonName, "restored", "--image", dir}
+	if remove {
+		args = append(args, "--remove")
+	}
+	out := kmsg()
+	cmd := &exec.Cmd{
+		Path:        "/proc/self/exe",
+		Args:        args,
+		Env:         []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
+		Dir:         "/",
+		Stdout:      out,
+		Stderr:      out,
+		ExtraFiles:  []*os.File{w},
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	}
+	err = cmd.Start()
+	w.Close()
+	if out != nil {
+		out.Close()
+	}
+	if err != nil {
+		return "", fmt.Errorf("start the restore daemon: %w", err)
+	}
+	pid := cmd.Process.Pid
+	cmd.Process.Release()
+	line := make(chan string, 1)
+	go func() {
+		s, _ := bufio.NewReader(r).ReadString('\n')
+		line <- strings.TrimSpace(s)
+	}()
+	select {
+	case s := <-line:
+		if s == "" {
+			return "", fmt.Errorf("the restore daemon (pid %d) ended without a word (see the kernel log)", pid)
+		}
+		if e, ok := strings.CutPrefix(s, "error: "); ok {
+			return "", fmt.Errorf("image refused: %s", e)
+		}
+		return fmt.Sprintf("restore daemon %d: %s", pid, strings.TrimPrefix(s, "ok: ")), nil
+	case <-time.After(2 * time.Minute):
+		return "", fmt.Errorf("the restore daemon (pid %d) did not get ready in 2 minutes", pid)
+	}
+}
+
+// kmsg opens the kernel log, where the daemon's lines end up in the
+// journal of the new boot; nil if it cannot be opened.
+func kmsg() *os.File {
+	f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0)
+	if err != nil {
+		return nil
+	}
+	return f
+}
+
+// LineWriter prefixes every line written to W and writes each line with a
+// single write: one kernel log record per line.
+type LineWriter struct {
+	W      io.Writer
+	Prefix string
+}
+
+func (l LineWriter) Write(p []byte) (int, error) {
+	for _, line := range strings.SplitAfter(string(p), "\n") {
+		if line == "" {
+			continue
+		}
+		if _, err := io.WriteString(l.W, l.Prefix+line); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}

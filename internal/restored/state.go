@@ -1,0 +1,160 @@
+// Package restored is the new-kernel side of a seamless update: the restore
+// daemon. It starts in the initramfs (stage 1), before anything else can
+// take the PIDs the preserved services had: it verifies the image the old
+// kernel handed over, keeps its files open (the initramfs is emptied at the
+// switch to the real root, and the image is not copied), reserves every
+// PID and TID, and lives on across the switch as "@seamless-restored".
+// Each preserved unit then starts, through a generated drop-in, with an
+// anchor as its ExecStart, which asks the daemon over a unix socket to
+// rebuild the unit's processes inside the unit's cgroup and mount
+// namespace. The daemon exits when every unit is restored or started cold.
+package restored
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/units"
+	"github.com/seamless-linux/seamless/internal/update"
+)
+
+// Where the daemon keeps its state. /run/seamless is created in the
+// initramfs's /run, which becomes the real root's /run.
+var (
+	RunDir     = "/run/seamless"
+	StatePath  = "/run/seamless/restore.json"
+	SocketPath = "/run/seamless/restore.sock"
+	// IncomingDir holds, for each tree of the image, a directory of
+	// symbolic links to the image files the daemon keeps open.
+	IncomingDir = "/run/seamless/incoming"
+)
+
+// Unit states.
+const (
+	Pending   = "pending"    // waiting for its anchor
+	Restoring = "restoring"  // the anchor asked, the restore runs
+	Restored  = "restored"   // running again with its PIDs
+	Cold      = "started cold"
+)
+
+// State is what the daemon tells the generator, the anchors and `seamless
+// status` about the restore of this boot.
+type State struct {
+	Image   string      `json:"image"`
+	Daemon  int         `json:"daemon_pid"`
+	Started time.Time   `json:"started"`
+	Units   []UnitState `json:"units"`
+	// Error is why the whole image was refused, if it was.
+	Error string `json:"error,omitempty"`
+}
+
+// UnitState is one carried unit.
+type UnitState struct {
+	Unit   string      `json:"unit"`
+	State  string      `json:"state"`
+	Reason string      `json:"reason,omitempty"`
+	Start  units.Start `json:"start"`
+	Trees  []TreeState `json:"trees,omitempty"`
+	// MainPID is the restored main process.
+	MainPID   int   `json:"main_pid,omitempty"`
+	RestoreMs int64 `json:"restore_ms,omitempty"`
+}
+
+// TreeState is one process tree of a unit's image.
+type TreeState struct {
+	Root int `json:"root"`
+	// Dir is the tree's image, as links to the files the daemon holds.
+	Dir string `json:"dir"`
+	// IDs are the PIDs and TIDs (and group and session IDs) it needs.
+	IDs []int `json:"ids"`
+}
+
+// ReadState reads the state of this boot's restore; os.ErrNotExist if this
+// boot restores nothing.
+func ReadState() (*State, error) {
+	b, err := os.ReadFile(StatePath)
+	if err != nil {
+		return nil, err
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", StatePath, err)
+	}
+	return &s, nil
+}
+
+// Unit returns the state of unit, or nil.
+func (s *State) Unit(unit string) *UnitState {
+	for i := range s.Units {
+		if s.Units[i].Unit == unit {
+			return &s.Units[i]
+		}
+	}
+	return nil
+}
+
+// write replaces the state file atomically.
+func (s *State) write() error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := StatePath + ".new"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, StatePath)
+}
+
+// Request is what an anchor asks the daemon, with its standard output and
+// error (the unit's journal stream) passed along as SCM_RIGHTS.
+type Request struct {
+	Unit string `json:"unit"`
+}
+
+// Reply is the daemon's answer: the main PID of the restored unit, or why
+// it could not be restored (the anchor then starts the unit cold).
+type Reply struct {
+	MainPID int    `json:"main_pid,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// mkdirs creates the daemon's directories: RunDir can be traversed by the
+// anchors of units that run as other users (to reach the socket), but not
+// listed; the image links are root's alone.
+func mkdirs() error {
+	if err := os.MkdirAll(RunDir, 0o711); err != nil {
+		return err
+	}
+	if err := os.Chmod(RunDir, 0o711); err != nil {
+		return err
+	}
+	return os.MkdirAll(filepath.Clean(IncomingDir), 0o700)
+}
+
+// recordOutcomes puts the outcome of every unit into the record of the last
+// update (on disk), for `seamless status`.
+func recordOutcomes(s *State, log io.Writer) {
+	var out []update.UnitOutcome
+	for _, u := range s.Units {
+		o := update.UnitOutcome{Unit: u.Unit, Outcome: u.State, Reason: u.Reason, RestoreMs: u.RestoreMs, MainPID: u.MainPID}
+		if u.State == Pending || u.State == Restoring {
+			o.Outcome, o.Reason = Cold, "the restore daemon ended before the unit asked"
+		}
+		out = append(out, o)
+	}
+	if s.Error != "" && len(out) == 0 {
+		out = append(out, update.UnitOutcome{Unit: "(image)", Outcome: Cold, Reason: s.Error})
+	}
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	if err := update.RecordRestore(unix.ByteSliceToString(uts.Release[:]), out); err != nil {
+		fmt.Fprintf(log, "record the outcome: %v\n", err)
+	}
+}

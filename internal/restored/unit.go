@@ -1,0 +1,271 @@
+package restored
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/inet"
+	"github.com/seamless-linux/seamless/internal/netlock"
+	"github.com/seamless-linux/seamless/internal/units"
+)
+
+// JournalStream is where journald accepts the stdout and stderr streams of
+// services: a restored service's old stream is replaced by its anchor's.
+const JournalStream = "/run/systemd/journal/stdout"
+
+// restoreUnit rebuilds every process tree of unit inside the cgroup and
+// mount namespace of the anchor pid, and returns the main PID.
+func (d *daemon) restoreUnit(unit string, anchor int, fds []*os.File) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	u := d.state.Unit(unit)
+	if u == nil {
+		return 0, fmt.Errorf("%s: %w: it was not carried", unit, errNotPending)
+	}
+	if u.State != Pending {
+		return 0, fmt.Errorf("%s: %w: it is %s", unit, errNotPending, u.State)
+	}
+	cg, err := d.cgroupOf(anchor)
+	if err != nil {
+		return 0, err
+	}
+	if path.Base(cg) != unit {
+		return 0, fmt.Errorf("process %d is in cgroup %s, not in %s's: it may not restore it", anchor, cg, unit)
+	}
+	if err := d.enterRoot(); err != nil {
+		d.giveUp(u, err.Error())
+		d.finished()
+		return 0, err
+	}
+	start := time.Now()
+	u.State = Restoring
+	d.state.write()
+	main, err := d.restoreTrees(u, anchor, cg, fds)
+	u.RestoreMs = time.Since(start).Milliseconds()
+	if err != nil {
+		d.giveUp(u, err.Error())
+	} else {
+		u.State, u.MainPID = Restored, main
+		fmt.Fprintf(d.opts.Log, "%s: restored in %d ms, main pid %d\n", unit, u.RestoreMs, main)
+	}
+	d.state.write()
+	d.finished()
+	return main, err
+}
+
+// finished closes done once no unit waits any more.
+func (d *daemon) finished() {
+	if d.pending() == 0 {
+		select {
+		case <-d.done:
+		default:
+			close(d.done)
+		}
+	}
+}
+
+func (d *daemon) restoreTrees(u *UnitState, anchor int, cg string, fds []*os.File) (int, error) {
+	var restored []int
+	fail := func(err error) (int, error) {
+		// Trees restored already go too: the unit starts cold as a whole.
+		for _, pid := range restored {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+		return 0, err
+	}
+	main := 0
+	for _, t := range u.Trees {
+		d.pids.Release(t.IDs)
+		root, err := d.runRestorer(t, anchor, cg, fds)
+		if err != nil {
+			return fail(fmt.Errorf("restore of pid %d: %w", t.Root, err))
+		}
+		restored = append(restored, root)
+		if main == 0 || root == u.Start.MainPID {
+			main = root
+		}
+	}
+	return main, nil
+}
+
+// runRestorer runs `seamless restore` for one tree, in the unit's cgroup
+// (clone3 into it) and mount namespace (nsenter), so that the tree is
+// created there and sees the files the unit sees.
+func (d *daemon) runRestorer(t TreeState, anchor int, cg string, fds []*os.File) (int, error) {
+	exe := fmt.Sprintf("/proc/%d/exe", os.Getpid())
+	args := []string{"restore", "--dir", t.Dir, "--pid-wait", "5s"}
+	var extra []*os.File
+	if len(fds) > 1 && usesJournal(d.trees[t.Dir]) && isSocket(fds[1]) {
+		extra = append(extra, fds[1])
+		args = append(args, "--unix-peer-fd", JournalStream+"=3")
+	}
+	name, argv := exe, append([]string{"seamless"}, args...)
+	same, err := sameMountNS(anchor)
+	if err != nil {
+		return 0, err
+	}
+	if !same {
+		nsenter, err := exec.LookPath("nsenter")
+		if err != nil {
+			return 0, fmt.Errorf("the unit has its own mount namespace and nsenter is missing: %w", err)
+		}
+		name = nsenter
+		argv = append([]string{"nsenter", fmt.Sprintf("--mount=/proc/%d/ns/mnt", anchor), "--", exe}, args...)
+	}
+	dir, err := units.CgroupDir(cg)
+	if err != nil {
+		return 0, err
+	}
+	cgf, err := os.Open(dir)
+	if err != nil {
+		return 0, fmt.Errorf("cgroup of the unit: %w", err)
+	}
+	defer cgf.Close()
+	var stdout, stderr bytes.Buffer
+	cmd := &exec.Cmd{
+		Path:        name,
+		Args:        argv,
+		Env:         []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
+		Dir:         "/",
+		Stdout:      &stdout,
+		Stderr:      &stderr,
+		ExtraFiles:  extra,
+		SysProcAttr: &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgf.Fd())},
+	}
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return 0, fmt.Errorf("%s", msg)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		if line != "" {
+			fmt.Fprintf(d.opts.Log, "restore of pid %d: %s\n", t.Root, line)
+		}
+	}
+	root, err := strconv.Atoi(strings.TrimSpace(stdout.String()))
+	if err != nil {
+		return 0, fmt.Errorf("restore printed %q, not a pid", stdout.String())
+	}
+	return root, nil
+}
+
+// usesJournal reports whether a tree wrote to journald's stream socket.
+func usesJournal(t *image.Tree) bool {
+	if t == nil {
+		return false
+	}
+	for _, f := range t.Files {
+		if s := f.Socket; s != nil && s.Unix != nil && s.Unix.External != nil && s.Unix.External.Key == JournalStream {
+			return true
+		}
+	}
+	return false
+}
+
+func isSocket(f *os.File) bool {
+	var st unix.Stat_t
+	return unix.Fstat(int(f.Fd()), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFSOCK
+}
+
+// sameMountNS reports whether process pid shares the daemon's mount namespace.
+func sameMountNS(pid int) (bool, error) {
+	mine, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		return false, err
+	}
+	its, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+	if err != nil {
+		return false, err
+	}
+	return mine == its, nil
+}
+
+// cgroupOf returns the cgroup v2 path of process pid.
+func (d *daemon) cgroupOf(pid int) (string, error) {
+	s, err := d.procRead(pid, "cgroup")
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(s, "\n") {
+		if cg, ok := strings.CutPrefix(line, "0::"); ok {
+			return cg, nil
+		}
+	}
+	return "", fmt.Errorf("process %d is in no cgroup v2", pid)
+}
+
+// enterRoot moves the daemon into the real root, once: it started in the
+// initramfs, and PID 1 has switched root since. The real root is PID 1's.
+func (d *daemon) enterRoot() error {
+	if d.root {
+		return nil
+	}
+	fd, err := unix.Openat(int(d.proc.Fd()), "1/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err == unix.EACCES {
+		// PID 1 is out of reach (another user namespace): it cannot have
+		// switched root under us either.
+		d.root = true
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("find the real root: %w", err)
+	}
+	defer unix.Close(fd)
+	var theirs, mine unix.Stat_t
+	if err := unix.Fstat(fd, &theirs); err != nil {
+		return err
+	}
+	if err := unix.Stat("/", &mine); err != nil {
+		return err
+	}
+	if theirs.Dev != mine.Dev || theirs.Ino != mine.Ino {
+		if err := unix.Fchdir(fd); err != nil {
+			return fmt.Errorf("enter the real root: %w", err)
+		}
+		if err := unix.Chroot("."); err != nil {
+			return fmt.Errorf("enter the real root: %w", err)
+		}
+		if err := unix.Chdir("/"); err != nil {
+			return err
+		}
+		fmt.Fprintln(d.opts.Log, "moved into the real root")
+	}
+	d.root = true
+	return nil
+}
+
+// unlock removes the network lock of a tree that will not be restored, so
+// that the service started cold can take its ports.
+func unlock(t *image.Tree) error {
+	if t == nil || netlock.Disabled() {
+		return nil
+	}
+	byLock, err := inet.ImageFlows(t)
+	if err != nil {
+		return err
+	}
+	for name := range byLock {
+		l, err := netlock.Open(nil, name)
+		if err != nil {
+			return fmt.Errorf("network lock %s: %w", name, err)
+		}
+		err = l.Remove()
+		l.Release()
+		if err != nil {
+			return fmt.Errorf("remove network lock %s: %w", name, err)
+		}
+	}
+	return nil
+}
