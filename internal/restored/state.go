@@ -37,9 +37,9 @@ var (
 
 // Unit states.
 const (
-	Pending   = "pending"    // waiting for its anchor
-	Restoring = "restoring"  // the anchor asked, the restore runs
-	Restored  = "restored"   // running again with its PIDs
+	Pending   = "pending"   // waiting for its anchor
+	Restoring = "restoring" // the anchor asked, the restore runs
+	Restored  = "restored"  // running again with its PIDs
 	Cold      = "started cold"
 )
 
