@@ -18,6 +18,13 @@ import (
 	"github.com/seamless-linux/seamless/internal/units"
 )
 
+// NetlockUnit holds the network lock until the restores are done; the
+// generator pulls it in before the network comes up.
+const NetlockUnit = "seamless-netlock.service"
+
+// UnitDir is where the package installs its units.
+var UnitDir = "/lib/systemd/system"
+
 // DropIn is the name of the generated drop-in in each restored unit's .d
 // directory: late in the order, so that it overrides the unit's ExecStart.
 const DropIn = "zz-seamless-restore.conf"
@@ -46,6 +53,17 @@ func Generate(dir, exe string) ([]string, error) {
 			return done, err
 		}
 		done = append(done, u.Unit)
+	}
+	if len(done) > 0 {
+		wants := filepath.Join(dir, "network-pre.target.wants")
+		if err := os.MkdirAll(wants, 0o755); err != nil {
+			return done, err
+		}
+		link := filepath.Join(wants, NetlockUnit)
+		os.Remove(link)
+		if err := os.Symlink(filepath.Join(UnitDir, NetlockUnit), link); err != nil {
+			return done, err
+		}
 	}
 	return done, nil
 }
