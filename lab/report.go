@@ -148,3 +148,38 @@ func versionShort(v string) string {
 	}
 	return v
 }
+
+// PrintComparison writes one line per scenario, the way an operator would
+// compare them: how long the host client saw the service gone, whether its
+// connection lived, how many keys were left, and the gap as a multiple of
+// the first scenario's.
+func PrintComparison(w io.Writer, reps []*Report) {
+	if len(reps) < 2 {
+		return
+	}
+	fmt.Fprintf(w, "\n==== comparison (same host client, same guest, same run) ====\n")
+	fmt.Fprintf(w, "%-26s %-7s %-33s %10s %7s %-11s %s\n", "scenario", "result", "kernel", "gap", "x gap", "connection", "keys after")
+	base := int64(0)
+	if p := reps[0].Probe; p != nil {
+		base = p.GapMS
+	}
+	for _, r := range reps {
+		res := "PASSED"
+		if !r.OK {
+			res = "FAILED"
+		}
+		gap, ratio, conn := "-", "-", "-"
+		if p := r.Probe; p != nil {
+			gap = fmt.Sprintf("%d ms", p.GapMS)
+			if base > 0 {
+				ratio = fmt.Sprintf("%.1f", float64(p.GapMS)/float64(base))
+			}
+			conn = "kept"
+			if !p.ConnectionSurvived {
+				conn = "lost"
+			}
+		}
+		kernels := r.Before().Release + " -> " + r.After().Release
+		fmt.Fprintf(w, "%-26s %-7s %-33s %10s %7s %-11s %s of %s\n", r.Scenario, res, kernels, gap, ratio, conn, keys(r.KeysAfter), keys(r.KeysBefore))
+	}
+}

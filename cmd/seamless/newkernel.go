@@ -39,11 +39,11 @@ costs one read of /proc/cmdline. It never fails: services start cold.`, stdout)
 }
 
 func runRestored(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("restored", "--image DIR [--remove] [--timeout D]",
+	fs := newFlags("restored", "--image DIR [--remove PATH] [--timeout D]",
 		`The restore daemon, started by 'seamless stage1' in the initramfs with fd 3
 a pipe for its readiness. Not meant to be run by hand.`, stdout)
 	dir := fs.String("image", "", "image `DIR`ectory handed over by the old kernel")
-	remove := fs.Bool("remove", false, "delete the image when done (disk store)")
+	remove := fs.String("remove", "", "delete the image at `PATH` (in the real root) when done (disk store)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait for the units' anchors")
 	if _, err := parse(fs, args); err != nil {
 		return err

@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/seamless-linux/seamless/internal/config"
-	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/restored"
 	"github.com/seamless-linux/seamless/internal/update"
 )
 
@@ -126,9 +127,9 @@ image, and the time of each phase.`, stdout)
 	if err != nil {
 		return err
 	}
-	incoming := incomingImages()
+	live, _ := restored.ReadState() // this boot's restore, if any
 	if *asJSON {
-		return writeJSON(stdout, map[string]any{"pending": in, "last": st, "incoming_images": incoming})
+		return writeJSON(stdout, map[string]any{"pending": in, "last": st, "restore": live})
 	}
 	if in != nil {
 		fmt.Fprintf(stdout, "pending: update %s -> %s carrying %s\n", in.From, in.Kernel.Release, strings.Join(in.Units, " "))
@@ -146,7 +147,11 @@ image, and the time of each phase.`, stdout)
 		for _, u := range st.Units {
 			line := fmt.Sprintf("  %s: %s", u.Unit, u.Outcome)
 			if u.Processes > 0 {
-				line += fmt.Sprintf(" (%d processes, %s, checkpoint %d ms)", u.Processes, humanBytes(u.Bytes), u.DumpMs)
+				line += fmt.Sprintf(" (%d processes, %s, checkpoint %d ms", u.Processes, humanBytes(u.Bytes), u.DumpMs)
+				if u.MainPID > 0 {
+					line += fmt.Sprintf(", restore %d ms, main pid %d", u.RestoreMs, u.MainPID)
+				}
+				line += ")"
 			}
 			if u.Reason != "" {
 				line += ": " + u.Reason
@@ -157,20 +162,27 @@ image, and the time of each phase.`, stdout)
 			fmt.Fprintf(stdout, "  phase %s: %d ms\n", p.Name, p.Ms)
 		}
 	}
-	for _, d := range incoming {
-		fmt.Fprintf(stdout, "image carried to this kernel: %s\n", d)
+	if live != nil {
+		run := "ended"
+		if unix.Kill(live.Daemon, 0) == nil {
+			run = "running"
+		}
+		fmt.Fprintf(stdout, "restore in this boot: daemon %d %s, image %s\n", live.Daemon, run, live.Image)
+		if live.Error != "" {
+			fmt.Fprintf(stdout, "  image refused: %s\n", live.Error)
+		}
+		for _, u := range live.Units {
+			line := fmt.Sprintf("  %s: %s", u.Unit, u.State)
+			if u.MainPID > 0 {
+				line += fmt.Sprintf(" (main pid %d, %d ms)", u.MainPID, u.RestoreMs)
+			}
+			if u.Reason != "" {
+				line += ": " + u.Reason
+			}
+			fmt.Fprintln(stdout, line)
+		}
 	}
 	return nil
-}
-
-// incomingImages lists the images the initramfs handed to this system.
-func incomingImages() []string {
-	var out []string
-	ms, _ := filepath.Glob(filepath.Join(update.RunDir, "incoming", "*", "*", image.ManifestName))
-	for _, m := range ms {
-		out = append(out, filepath.Dir(m))
-	}
-	return out
 }
 
 func runShutdownCheckpoint(args []string, stdout, stderr io.Writer) error {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/seamless-linux/seamless/internal/restored"
 	"github.com/seamless-linux/seamless/internal/units"
+	"github.com/seamless-linux/seamless/internal/update"
 )
 
 // Options describe the unit.
@@ -55,6 +56,9 @@ func Run(o Options) error {
 		err = fmt.Errorf("tell systemd: %w", err)
 	}
 	fmt.Fprintf(o.Log, "seamless: %s could not be restored (%v): starting it cold\n", o.Unit, err)
+	// Best effort: the daemon records the outcomes, unless it is gone; a
+	// sandbox may keep the anchor from writing the record at all.
+	update.RecordRestore(restored.Release(), []update.UnitOutcome{{Unit: o.Unit, Outcome: restored.Cold, Reason: err.Error()}})
 	return ColdStart(o.Start, o.Log)
 }
 

@@ -31,8 +31,9 @@ type Options struct {
 	// Image is the image directory the old kernel handed over: one
 	// directory per unit, holding unit.json and one image per process tree.
 	Image string
-	// Remove is set for an image on disk, which is deleted once used.
-	Remove bool
+	// Remove is, for an image on disk, its path in the real root: it is
+	// deleted once used.
+	Remove string
 	// Timeout bounds the wait for the anchors: a unit whose anchor has not
 	// asked by then is left to start cold.
 	Timeout time.Duration
@@ -338,13 +339,22 @@ func (d *daemon) close() {
 	}
 	os.RemoveAll(IncomingDir)
 	os.Remove(SocketPath)
-	if d.opts.Remove {
-		if err := os.RemoveAll(d.opts.Image); err != nil {
-			fmt.Fprintf(d.opts.Log, "remove the image %s: %v\n", d.opts.Image, err)
+	d.state.write()
+	// Started in the initramfs, the daemon follows the boot into the real
+	// root to leave the outcome where `seamless status` reads it.
+	if d.proc != nil {
+		if err := d.awaitRoot(time.Now().Add(d.opts.Timeout)); err != nil {
+			fmt.Fprintf(d.opts.Log, "%v: the outcome is only in %s\n", err, StatePath)
+			fmt.Fprintf(d.opts.Log, "done: %s\n", d.summary())
+			return
 		}
 	}
-	d.state.write()
-	recordOutcomes(&d.state, d.opts.Log)
+	if d.opts.Remove != "" {
+		if err := os.RemoveAll(d.opts.Remove); err != nil {
+			fmt.Fprintf(d.opts.Log, "remove the image %s: %v\n", d.opts.Remove, err)
+		}
+	}
+	recordOutcomes(&d.state, true, d.opts.Log)
 	fmt.Fprintf(d.opts.Log, "done: %s\n", d.summary())
 }
 

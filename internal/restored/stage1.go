@@ -46,12 +46,12 @@ func Stage1(root string, log io.Writer) {
 	if _, err := os.Stat(StatePath); err == nil {
 		return // started already
 	}
-	dir, remove := arg, false
+	dir, remove := arg, ""
 	if p, ok := strings.CutPrefix(arg, "disk:"); ok {
 		if root == "" {
 			return // the disk is not mounted yet
 		}
-		dir, remove = filepath.Join(root, p), true
+		dir, remove = filepath.Join(root, p), p
 	}
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		fmt.Fprintf(log, "seamless: image %s not found: the services start cold\n", dir)
@@ -67,15 +67,15 @@ func Stage1(root string, log io.Writer) {
 
 // startDaemon starts the daemon, detached, and waits until it has reserved
 // the PIDs or refused the image.
-func startDaemon(dir string, remove bool) (string, error) {
+func startDaemon(dir, remove string) (string, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return "", err
 	}
 	defer r.Close()
 	args := []string{DaemonName, "restored", "--image", dir}
-	if remove {
-		args = append(args, "--remove")
+	if remove != "" {
+		args = append(args, "--remove", remove)
 	}
 	out := kmsg()
 	cmd := &exec.Cmd{

@@ -138,13 +138,17 @@ func mkdirs() error {
 	return os.MkdirAll(filepath.Clean(IncomingDir), 0o700)
 }
 
-// recordOutcomes puts the outcome of every unit into the record of the last
-// update (on disk), for `seamless status`.
-func recordOutcomes(s *State, log io.Writer) {
+// recordOutcomes puts the outcome of the units that have one into the
+// record of the last update (on disk), for `seamless status`. When final,
+// the units still waiting are recorded as started cold.
+func recordOutcomes(s *State, final bool, log io.Writer) {
 	var out []update.UnitOutcome
 	for _, u := range s.Units {
 		o := update.UnitOutcome{Unit: u.Unit, Outcome: u.State, Reason: u.Reason, RestoreMs: u.RestoreMs, MainPID: u.MainPID}
 		if u.State == Pending || u.State == Restoring {
+			if !final {
+				continue
+			}
 			o.Outcome, o.Reason = Cold, "the restore daemon ended before the unit asked"
 		}
 		out = append(out, o)
@@ -152,9 +156,14 @@ func recordOutcomes(s *State, log io.Writer) {
 	if s.Error != "" && len(out) == 0 {
 		out = append(out, update.UnitOutcome{Unit: "(image)", Outcome: Cold, Reason: s.Error})
 	}
-	var uts unix.Utsname
-	unix.Uname(&uts)
-	if err := update.RecordRestore(unix.ByteSliceToString(uts.Release[:]), out); err != nil {
+	if err := update.RecordRestore(Release(), out); err != nil {
 		fmt.Fprintf(log, "record the outcome: %v\n", err)
 	}
+}
+
+// Release is the running kernel's release (uname -r).
+func Release() string {
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	return unix.ByteSliceToString(uts.Release[:])
 }

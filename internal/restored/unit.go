@@ -59,6 +59,7 @@ func (d *daemon) restoreUnit(unit string, anchor int, fds []*os.File) (int, erro
 		fmt.Fprintf(d.opts.Log, "%s: restored in %d ms, main pid %d\n", unit, u.RestoreMs, main)
 	}
 	d.state.write()
+	recordOutcomes(&d.state, false, d.opts.Log)
 	d.finished()
 	return main, err
 }
@@ -207,42 +208,83 @@ func (d *daemon) cgroupOf(pid int) (string, error) {
 }
 
 // enterRoot moves the daemon into the real root, once: it started in the
-// initramfs, and PID 1 has switched root since. The real root is PID 1's.
+// initramfs, and PID 1 has switched root since (an anchor only runs after
+// the switch). The real root is PID 1's.
 func (d *daemon) enterRoot() error {
 	if d.root {
 		return nil
 	}
+	moved, err := d.rootMoved()
+	if err != nil {
+		return err
+	}
+	if moved {
+		if err := d.chroot(); err != nil {
+			return err
+		}
+	}
+	d.root = true
+	return nil
+}
+
+// awaitRoot waits, at most until deadline, for PID 1 to switch to the real
+// root, and follows it there: the outcome of the restore is recorded on
+// the real root's disk, even when no unit was left to restore.
+func (d *daemon) awaitRoot(deadline time.Time) error {
+	for !d.root {
+		moved, err := d.rootMoved()
+		if err != nil {
+			return err
+		}
+		if moved {
+			return d.enterRoot()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the system did not switch to its real root in time")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return nil
+}
+
+// rootMoved reports whether PID 1's root differs from the daemon's. When
+// PID 1 is out of reach (another user namespace, in tests), it cannot have
+// switched root under the daemon either.
+func (d *daemon) rootMoved() (bool, error) {
 	fd, err := unix.Openat(int(d.proc.Fd()), "1/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err == unix.EACCES {
-		// PID 1 is out of reach (another user namespace): it cannot have
-		// switched root under us either.
-		d.root = true
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("find the real root: %w", err)
+		return false, fmt.Errorf("find the real root: %w", err)
 	}
 	defer unix.Close(fd)
 	var theirs, mine unix.Stat_t
 	if err := unix.Fstat(fd, &theirs); err != nil {
-		return err
+		return false, err
 	}
 	if err := unix.Stat("/", &mine); err != nil {
+		return false, err
+	}
+	return theirs.Dev != mine.Dev || theirs.Ino != mine.Ino, nil
+}
+
+func (d *daemon) chroot() error {
+	fd, err := unix.Openat(int(d.proc.Fd()), "1/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("find the real root: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Fchdir(fd); err != nil {
+		return fmt.Errorf("enter the real root: %w", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("enter the real root: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
 		return err
 	}
-	if theirs.Dev != mine.Dev || theirs.Ino != mine.Ino {
-		if err := unix.Fchdir(fd); err != nil {
-			return fmt.Errorf("enter the real root: %w", err)
-		}
-		if err := unix.Chroot("."); err != nil {
-			return fmt.Errorf("enter the real root: %w", err)
-		}
-		if err := unix.Chdir("/"); err != nil {
-			return err
-		}
-		fmt.Fprintln(d.opts.Log, "moved into the real root")
-	}
-	d.root = true
+	fmt.Fprintln(d.opts.Log, "moved into the real root")
 	return nil
 }
 

@@ -146,7 +146,8 @@ func saveStatus(s *Status) error {
 }
 
 // RecordRestore completes the record of the last update with what the new
-// kernel made of each carried unit: restored, or started cold and why.
+// kernel made of carried units: restored, or started cold and why. It may
+// be called for some units at a time.
 func RecordRestore(kernel string, results []UnitOutcome) error {
 	st, err := ReadStatus()
 	if err != nil {
@@ -155,13 +156,7 @@ func RecordRestore(kernel string, results []UnitOutcome) error {
 	if st == nil {
 		st = &Status{To: kernel}
 	}
-	restored, cold := 0, 0
 	for _, r := range results {
-		if r.Outcome == "restored" {
-			restored++
-		} else {
-			cold++
-		}
 		found := false
 		for i := range st.Units {
 			if u := &st.Units[i]; u.Unit == r.Unit {
@@ -173,7 +168,20 @@ func RecordRestore(kernel string, results []UnitOutcome) error {
 			st.Units = append(st.Units, r)
 		}
 	}
+	restored, cold, open := 0, 0, 0
+	for _, u := range st.Units {
+		switch u.Outcome {
+		case "restored":
+			restored++
+		case "started cold":
+			cold++
+		case "carried":
+			open++
+		}
+	}
 	switch {
+	case open > 0:
+		st.State = "restoring"
 	case cold == 0:
 		st.State = "restored"
 	case restored == 0:

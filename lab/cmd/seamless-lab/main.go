@@ -136,6 +136,7 @@ func cmdRun(ctx context.Context, args []string) error {
 			failed = errors.Join(failed, fmt.Errorf("scenario %s failed (report: %s/report.json)", sc.Name, rep.RunDir))
 		}
 	}
+	lab.PrintComparison(os.Stdout, reports)
 	if *jsonOut != "" {
 		b, _ := json.MarshalIndent(reports, "", "  ")
 		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
