@@ -16,6 +16,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+
+	"github.com/seamless-linux/seamless/internal/restored"
+	"github.com/seamless-linux/seamless/internal/update"
 )
 
 // Exit codes, documented in docs/operations.md.
@@ -56,6 +59,15 @@ var commands = []command{
 var errUsage = errors.New("usage")
 
 func main() {
+	// Where the restore daemon and the update keep their state: only tests
+	// move them.
+	if d := os.Getenv("SEAMLESS_RUN_DIR"); d != "" {
+		restored.SetRunDir(d)
+		update.RunDir = d
+	}
+	if d := os.Getenv("SEAMLESS_STATE_DIR"); d != "" {
+		update.StateDir = d
+	}
 	if filepath.Base(os.Args[0]) == GeneratorName {
 		os.Args = append([]string{os.Args[0], "generator"}, os.Args[1:]...)
 	}

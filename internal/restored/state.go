@@ -35,6 +35,15 @@ var (
 	IncomingDir = "/run/seamless/incoming"
 )
 
+// SetRunDir moves the daemon's state, socket and image links under dir
+// (tests use a private directory).
+func SetRunDir(dir string) {
+	RunDir = dir
+	StatePath = filepath.Join(dir, "restore.json")
+	SocketPath = filepath.Join(dir, "restore.sock")
+	IncomingDir = filepath.Join(dir, "incoming")
+}
+
 // Unit states.
 const (
 	Pending   = "pending"   // waiting for its anchor

@@ -249,10 +249,11 @@ func (d *daemon) awaitRoot(deadline time.Time) error {
 
 // rootMoved reports whether PID 1's root differs from the daemon's. When
 // PID 1 is out of reach (another user namespace, in tests), it cannot have
-// switched root under the daemon either.
+// switched root under the daemon either: the daemon is where it belongs.
 func (d *daemon) rootMoved() (bool, error) {
 	fd, err := unix.Openat(int(d.proc.Fd()), "1/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err == unix.EACCES {
+		d.root = true
 		return false, nil
 	}
 	if err != nil {

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/restored"
+	"github.com/seamless-linux/seamless/internal/units"
+)
+
+// unitEnv is a unit of the new-kernel flow on this machine: a cgroup named
+// like a service, a private run and state directory, and a notification
+// socket standing in for systemd's.
+type unitEnv struct {
+	name, cgroup, run, state string
+	env                      []string
+	notes                    *notifications
+}
+
+func newUnitEnv(t *testing.T) *unitEnv {
+	t.Helper()
+	needRoot(t)
+	root := cgroup2Root()
+	if root == "" {
+		t.Skip("no cgroup v2 hierarchy mounted")
+	}
+	name := fmt.Sprintf("seamless-test-%d-%d.service", os.Getpid(), time.Now().UnixNano()%1e6)
+	u := &unitEnv{name: name, cgroup: filepath.Join(root, name), run: t.TempDir(), state: t.TempDir()}
+	if err := os.Mkdir(u.cgroup, 0o755); err != nil {
+		t.Skipf("cannot create a cgroup: %v", err)
+	}
+	t.Cleanup(func() {
+		os.WriteFile(filepath.Join(u.cgroup, "cgroup.kill"), []byte("1"), 0)
+		for i := 0; i < 100 && os.Remove(u.cgroup) != nil; i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	u.notes = listenNotify(t, filepath.Join(u.run, "notify.sock"))
+	u.env = append(os.Environ(), "SEAMLESS_RUN_DIR="+u.run, "SEAMLESS_STATE_DIR="+u.state,
+		"SEAMLESS_NETLOCK=none", "NOTIFY_SOCKET="+u.notes.path)
+	return u
+}
+
+// start runs the command inside the unit's cgroup, in a session of its own.
+func (u *unitEnv) start(t *testing.T, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	cg, err := os.Open(u.cgroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	cmd := exec.Command(name, args...)
+	cmd.Env = u.env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+// checkpoint makes the unit's image, as the old kernel does: one image per
+// tree and unit.json beside them. The tree is killed.
+func (u *unitEnv) checkpoint(t *testing.T, img string) int {
+	t.Helper()
+	cmd := u.start(t, "sleep", "1000")
+	time.Sleep(50 * time.Millisecond)
+	pid := cmd.Process.Pid
+	dir := filepath.Join(img, u.name)
+	if _, errs, code := seamless(t, "checkpoint", "--pid", strconv.Itoa(pid), "--dir", filepath.Join(dir, strconv.Itoa(pid))); code != 0 {
+		t.Fatalf("checkpoint: %s", errs)
+	}
+	cmd.Wait()
+	st, _ := json.Marshal(units.Start{Type: "simple", Path: "/bin/sleep", Argv: []string{"sleep", "1001"}, MainPID: pid})
+	if err := os.WriteFile(filepath.Join(dir, units.StartFile), st, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// daemon starts the restore daemon as stage 1 does and returns its
+// readiness line.
+func (u *unitEnv) daemon(t *testing.T, img string) (*exec.Cmd, string) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cmd := exec.Command(binary, "restored", "--image", img, "--timeout", "30s")
+	cmd.Env = u.env
+	cmd.ExtraFiles = []*os.File{w}
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Logf("daemon log:\n%s", logs.String())
+	})
+	line, _ := bufio.NewReader(r).ReadString('\n')
+	return cmd, strings.TrimSpace(line)
+}
+
+// notifications collects what is sent to a notification socket; like
+// systemd, it closes the descriptors of a barrier.
+type notifications struct {
+	path string
+	mu   sync.Mutex
+	msgs []string
+}
+
+func listenNotify(t *testing.T, path string) *notifications {
+	n := &notifications{path: path}
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	go func() {
+		buf, oob := make([]byte, 4096), make([]byte, 256)
+		for {
+			k, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+			if err != nil {
+				return
+			}
+			if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+				for _, m := range msgs {
+					fds, _ := unix.ParseUnixRights(&m)
+					for _, fd := range fds {
+						unix.Close(fd)
+					}
+				}
+			}
+			n.mu.Lock()
+			n.msgs = append(n.msgs, string(buf[:k]))
+			n.mu.Unlock()
+		}
+	}()
+	return n
+}
+
+func (n *notifications) all() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return strings.Join(n.msgs, "\n")
+}
+
+func cgroupOf(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if cg, ok := strings.CutPrefix(l, "0::"); ok {
+			return cg
+		}
+	}
+	return ""
+}
+
+func comm(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return strings.TrimSpace(string(b))
+}
+
+// TestRestoreIntoUnit is the new-kernel flow on one machine: the daemon
+// verifies the image and reserves the PID with a holder, the anchor runs in
+// the unit's cgroup and asks, the tree comes back there with its PID, and
+// systemd (here, a socket) hears MAINPID= and READY=1.
+func TestRestoreIntoUnit(t *testing.T) {
+	u := newUnitEnv(t)
+	img := t.TempDir()
+	pid := u.checkpoint(t, img)
+	daemon, ready := u.daemon(t, img)
+	if !strings.HasPrefix(ready, "ok: "+u.name+" pending") {
+		t.Fatalf("daemon readiness %q, want the unit pending", ready)
+	}
+	if c := comm(pid); c != "seamless-pid" && c != "3" {
+		t.Fatalf("pid %d is %q, want it held by a seamless-pid holder", pid, c)
+	}
+	anchor := u.start(t, binary, "anchor", "--unit", u.name, "--path", "/bin/sleep", "--", "sleep", "1001")
+	if err := anchor.Wait(); err != nil {
+		t.Fatalf("anchor: %v", err)
+	}
+	t.Cleanup(func() { unix.Kill(pid, unix.SIGKILL) })
+	if c, cg := comm(pid), cgroupOf(pid); c != "sleep" || filepath.Base(cg) != u.name {
+		t.Fatalf("pid %d after the anchor: %q in cgroup %q; want the restored sleep in %s", pid, c, cg, u.name)
+	}
+	if got, want := u.notes.all(), fmt.Sprintf("MAINPID=%d\nREADY=1", pid); !strings.Contains(got, want) {
+		t.Fatalf("notifications %q, want %q", got, want)
+	}
+	done := make(chan error, 1)
+	go func() { done <- daemon.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("daemon: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the daemon did not exit once its only unit was restored")
+	}
+	restored.SetRunDir(u.run)
+	st, err := restored.ReadState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := st.Unit(u.name); s == nil || s.State != restored.Restored || s.MainPID != pid {
+		t.Fatalf("state %+v, want %s restored with main pid %d", st.Units, u.name, pid)
+	}
+	if out, _, _ := seamlessEnv(t, u.env, "status"); !strings.Contains(out, u.name+": restored") {
+		t.Fatalf("status does not say the unit was restored:\n%s", out)
+	}
+}
+
+// TestAnchorStartsCold: with no daemon to ask, the anchor announces
+// readiness and becomes the unit's own command, with its PID.
+func TestAnchorStartsCold(t *testing.T) {
+	u := newUnitEnv(t)
+	anchor := u.start(t, binary, "anchor", "--unit", u.name, "--timeout", "5s", "--path", "/bin/sleep", "--", "sleep", "1002")
+	t.Cleanup(func() { anchor.Process.Kill(); anchor.Wait() })
+	deadline := time.Now().Add(10 * time.Second)
+	for comm(anchor.Process.Pid) != "sleep" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the anchor did not become the unit's command (comm %q)", comm(anchor.Process.Pid))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := u.notes.all(); !strings.Contains(got, "READY=1") || strings.Contains(got, "MAINPID") {
+		t.Fatalf("notifications %q, want READY=1 and no MAINPID", got)
+	}
+}
+
+// TestDaemonRefusesDamagedImage: a unit whose image fails its checksums is
+// left to start cold, named with the reason, and its PIDs are not held.
+func TestDaemonRefusesDamagedImage(t *testing.T) {
+	u := newUnitEnv(t)
+	img := t.TempDir()
+	pid := u.checkpoint(t, img)
+	pages, _ := filepath.Glob(filepath.Join(img, u.name, "*", "pages-*.img"))
+	if len(pages) == 0 {
+		t.Fatal("no pages file in the image")
+	}
+	b, err := os.ReadFile(pages[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	if err := os.WriteFile(pages[0], b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	daemon, ready := u.daemon(t, img)
+	if !strings.Contains(ready, u.name+" started cold") || !strings.Contains(ready, "checksum") {
+		t.Fatalf("daemon readiness %q, want the unit started cold for a checksum", ready)
+	}
+	if err := daemon.Wait(); err != nil {
+		t.Fatalf("daemon: %v", err)
+	}
+	if alive(pid) {
+		t.Fatalf("pid %d is held although its unit starts cold", pid)
+	}
+}
+
+// seamlessEnv runs the binary with env.
+func seamlessEnv(t *testing.T, env []string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = env
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
