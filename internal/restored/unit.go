@@ -56,6 +56,14 @@ func (d *daemon) restoreUnit(unit string, anchor int, fds []*os.File) (int, erro
 		d.giveUp(u, err.Error())
 	} else {
 		u.State, u.MainPID = Restored, main
+		// The restore removed the lock in the unit's network namespace;
+		// the boot-time lock is in the daemon's, which differs for a unit
+		// with PrivateNetwork=.
+		for _, t := range u.Trees {
+			if err := unlock(d.trees[t.Dir]); err != nil {
+				fmt.Fprintf(d.opts.Log, "%s: %v\n", unit, err)
+			}
+		}
 		fmt.Fprintf(d.opts.Log, "%s: restored in %d ms, main pid %d\n", unit, u.RestoreMs, main)
 	}
 	d.state.write()
@@ -111,17 +119,18 @@ func (d *daemon) runRestorer(t TreeState, anchor int, cg string, fds []*os.File)
 		args = append(args, "--unix-peer-fd", JournalStream+"=3")
 	}
 	name, argv := exe, append([]string{"seamless"}, args...)
-	same, err := sameMountNS(anchor)
+	enter, err := namespaces(anchor)
 	if err != nil {
 		return 0, err
 	}
-	if !same {
+	if len(enter) > 0 {
 		nsenter, err := exec.LookPath("nsenter")
 		if err != nil {
-			return 0, fmt.Errorf("the unit has its own mount namespace and nsenter is missing: %w", err)
+			return 0, fmt.Errorf("the unit has namespaces of its own and nsenter is missing: %w", err)
 		}
 		name = nsenter
-		argv = append([]string{"nsenter", fmt.Sprintf("--mount=/proc/%d/ns/mnt", anchor), "--", exe}, args...)
+		argv = append(append([]string{"nsenter"}, enter...), "--", exe)
+		argv = append(argv, args...)
 	}
 	dir, err := units.CgroupDir(cg)
 	if err != nil {
@@ -180,17 +189,33 @@ func isSocket(f *os.File) bool {
 	return unix.Fstat(int(f.Fd()), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFSOCK
 }
 
-// sameMountNS reports whether process pid shares the daemon's mount namespace.
-func sameMountNS(pid int) (bool, error) {
-	mine, err := os.Readlink("/proc/self/ns/mnt")
-	if err != nil {
-		return false, err
+// namespaces returns the nsenter options that put the restorer into the
+// namespaces of process pid that differ from the daemon's: the mount
+// namespace of a sandboxed unit (PrivateTmp=, ProtectSystem=, ...), and its
+// network, IPC and UTS namespaces (PrivateNetwork=, PrivateIPC=, ...), so
+// that files, sockets and IPC objects are rebuilt where the unit sees them.
+// A user namespace (PrivateUsers=) is refused: the restore needs the
+// privileges of the initial one.
+func namespaces(pid int) ([]string, error) {
+	var opts []string
+	for _, ns := range []struct{ name, opt string }{{"user", ""}, {"mnt", "--mount"}, {"net", "--net"}, {"ipc", "--ipc"}, {"uts", "--uts"}} {
+		mine, err := os.Readlink("/proc/self/ns/" + ns.name)
+		if err != nil {
+			return nil, err
+		}
+		its, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, ns.name))
+		if err != nil {
+			return nil, err
+		}
+		if mine == its {
+			continue
+		}
+		if ns.opt == "" {
+			return nil, fmt.Errorf("the unit runs in a user namespace of its own (PrivateUsers=): not supported")
+		}
+		opts = append(opts, fmt.Sprintf("%s=/proc/%d/ns/%s", ns.opt, pid, ns.name))
 	}
-	its, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
-	if err != nil {
-		return false, err
-	}
-	return mine == its, nil
+	return opts, nil
 }
 
 // cgroupOf returns the cgroup v2 path of process pid.
