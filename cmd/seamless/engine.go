@@ -57,6 +57,7 @@ free.`, stdout)
 	var peers, peerFDs peerFlags
 	fs.Var(&peers, "unix-peer", "reconnect the unix socket peer `KEY=PATH` (KEY as 'seamless inspect --json' lists it) to the stream socket at PATH instead; repeatable")
 	fs.Var(&peerFDs, "unix-peer-fd", "replace the connection to the unix socket peer `KEY=FD` by the socket this command inherited as FD (a unit's new journal stream); repeatable")
+	verified := fs.Bool("verified", false, "the caller verified the image's checksums and holds it unchanged (the restore daemon): check only sizes and tree.json")
 	verbose := fs.Bool("v", false, "print progress on stderr")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -65,7 +66,7 @@ free.`, stdout)
 	if len(pos) > 0 || *dir == "" {
 		return fmt.Errorf("%w: need --dir DIR", errUsage)
 	}
-	opts := restore.Options{Dir: *dir, PIDWait: *wait}
+	opts := restore.Options{Dir: *dir, PIDWait: *wait, Verified: *verified}
 	if len(peers)+len(peerFDs) > 0 {
 		opts.UnixExternal = map[string]*os.File{}
 		for key, v := range peerFDs {

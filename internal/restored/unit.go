@@ -112,7 +112,8 @@ func (d *daemon) restoreTrees(u *UnitState, anchor int, cg string, fds []*os.Fil
 // created there and sees the files the unit sees.
 func (d *daemon) runRestorer(t TreeState, anchor int, cg string, fds []*os.File) (int, error) {
 	exe := fmt.Sprintf("/proc/%d/exe", os.Getpid())
-	args := []string{"restore", "--dir", t.Dir, "--pid-wait", "5s"}
+	// The daemon verified every checksum at boot and holds the files since.
+	args := []string{"restore", "--dir", t.Dir, "--pid-wait", "5s", "--verified"}
 	var extra []*os.File
 	if len(fds) > 1 && usesJournal(d.trees[t.Dir]) && isSocket(fds[1]) {
 		extra = append(extra, fds[1])
