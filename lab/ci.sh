@@ -4,14 +4,14 @@
 # end-to-end scenarios and exits non-zero if one fails. Reports are written to
 # $LAB_REPORT (default lab-report.json in the current directory).
 #
-#   bash lab/ci.sh                        # kexec-plain
+#   bash lab/ci.sh                        # seamless-update
 #   LAB_SCENARIOS="kexec-plain reboot-cold" bash lab/ci.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=lab/lib.sh
 source lab/lib.sh
 
-read -r -a SCENARIOS <<< "${LAB_SCENARIOS:-kexec-plain}"
+read -r -a SCENARIOS <<< "${LAB_SCENARIOS:-seamless-update}"
 REPORT=${LAB_REPORT:-$PWD/lab-report.json}
 
 lab_require_root
