@@ -111,7 +111,7 @@ func ColdStart(st units.Start, log io.Writer) error {
 	case "forking":
 		return forking(st)
 	case "oneshot":
-		return fmt.Errorf("Type=oneshot services are not carried")
+		return fmt.Errorf("services of Type=oneshot are not carried")
 	}
 	if err := notify("READY=1\nSTATUS=started cold"); err != nil {
 		return err
