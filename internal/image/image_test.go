@@ -1,6 +1,7 @@
 package image
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -135,5 +136,50 @@ func rewriteManifest(t *testing.T, dir, old, new string) {
 	}
 	if err := os.WriteFile(p, []byte(strings.Replace(string(b), old, new, 1)), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestValidateSeccompFilters(t *testing.T) {
+	tests := []struct {
+		name string
+		f    SeccompFilter
+		want string // substring of the error; "" for valid
+	}{
+		{"one instruction", SeccompFilter{Prog: make([]byte, 8)}, ""},
+		{"logged", SeccompFilter{Flags: 2, Prog: make([]byte, 8*4096)}, ""},
+		{"empty", SeccompFilter{}, "program of 0 bytes"},
+		{"partial instruction", SeccompFilter{Prog: make([]byte, 12)}, "program of 12 bytes"},
+		{"too long", SeccompFilter{Prog: make([]byte, 8*4097)}, "program of 32776 bytes"},
+		{"tsync", SeccompFilter{Flags: 1, Prog: make([]byte, 8)}, "flags 0x1"},
+		{"new listener", SeccompFilter{Flags: 8, Prog: make([]byte, 8)}, "flags 0x8"},
+	}
+	for _, tt := range tests {
+		tree := &Tree{Root: 10, Processes: []*Process{{PID: 10, Threads: []*Thread{{TID: 10},
+			{TID: 11, Seccomp: []SeccompFilter{{Prog: make([]byte, 8)}, tt.f}}}}}}
+		err := tree.validate()
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s: validate = %v", tt.name, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), "thread 11: seccomp filter 1: "+tt.want)):
+			t.Errorf("%s: validate = %v, want an error with %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestSeccompJSON(t *testing.T) {
+	th := Thread{TID: 7, Seccomp: []SeccompFilter{{Prog: []byte{6, 0, 0, 0, 0, 0, 0xff, 0x7f}}, {Flags: 2, Prog: make([]byte, 8)}}}
+	b, err := json.Marshal(&th)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `"seccomp":[{"prog":"BgAAAAAA/38="},{"flags":2,"prog":"AAAAAAAAAAA="}]`; !strings.Contains(string(b), want) {
+		t.Errorf("thread JSON %s does not hold %s", b, want)
+	}
+	b, err = json.Marshal(&Thread{TID: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "seccomp") {
+		t.Errorf("a thread without filters has a seccomp field: %s", b)
 	}
 }

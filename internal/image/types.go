@@ -101,6 +101,21 @@ type Thread struct {
 	RTPriority int `json:"rt_priority"`
 	// Syscall describes the system call the thread was blocked in, if any.
 	Syscall *Syscall `json:"syscall,omitempty"`
+	// Seccomp is the thread's chain of seccomp filters, oldest first; empty
+	// when the thread has none. Threads have chains of their own: a filter
+	// installed without SECCOMP_FILTER_FLAG_TSYNC binds only its thread.
+	Seccomp []SeccompFilter `json:"seccomp,omitempty"`
+}
+
+// SeccompFilter is one seccomp filter: the seccomp(2) flags to install it
+// with and its classic BPF program as the seccomp ABI lays it out, struct
+// sock_filter entries of 8 bytes (code u16, jt u8, jf u8, k u32,
+// little-endian as on x86-64).
+type SeccompFilter struct {
+	// Flags are SECCOMP_FILTER_FLAG_* bits; the kernel only reports
+	// SECCOMP_FILTER_FLAG_LOG.
+	Flags uint64 `json:"flags,omitempty"`
+	Prog  []byte `json:"prog"`
 }
 
 // Regs are the x86-64 general registers in the ptrace user_regs layout.

@@ -41,6 +41,11 @@ func (t *Tree) validate() error {
 			if th.TID <= 0 {
 				return fmt.Errorf("process %d: bad tid %d", p.PID, th.TID)
 			}
+			for i, f := range th.Seccomp {
+				if err := f.validate(); err != nil {
+					return fmt.Errorf("process %d thread %d: seccomp filter %d: %v", p.PID, th.TID, i, err)
+				}
+			}
 		}
 		for _, fd := range p.FDs {
 			if !files[fd.File] || fd.FD < 0 {
@@ -67,3 +72,21 @@ func (t *Tree) validate() error {
 }
 
 const pageSize = 4096
+
+// seccompInstallFlags are the seccomp(2) flags a filter of an image may be
+// installed with: SECCOMP_FILTER_FLAG_LOG and SECCOMP_FILTER_FLAG_SPEC_ALLOW.
+// The others (TSYNC, NEW_LISTENER, ...) would change more than the thread.
+const seccompInstallFlags = 0x2 | 0x4
+
+// maxBPFInstructions is BPF_MAXINSNS, the kernel's limit for one program.
+const maxBPFInstructions = 4096
+
+func (f *SeccompFilter) validate() error {
+	if n := len(f.Prog); n == 0 || n%8 != 0 || n/8 > maxBPFInstructions {
+		return fmt.Errorf("program of %d bytes is not 1 to %d instructions of 8 bytes", n, maxBPFInstructions)
+	}
+	if f.Flags&^seccompInstallFlags != 0 {
+		return fmt.Errorf("flags %#x", f.Flags)
+	}
+	return nil
+}
