@@ -12,6 +12,7 @@ import (
 
 	"github.com/seamless-linux/seamless/internal/proc"
 	"github.com/seamless-linux/seamless/internal/ptrace"
+	"github.com/seamless-linux/seamless/internal/task"
 )
 
 // seized is a process whose threads are all stopped under ptrace, or a
@@ -115,7 +116,7 @@ func sortLeaderFirst(pid int, seized, listed []int) []int {
 // stopThread seizes tid and waits until it sits in a ptrace stop. A signal
 // that arrives first is delivered normally before the thread stops.
 func stopThread(tid int) error {
-	if err := ptrace.Seize(tid, unix.PTRACE_O_TRACESYSGOOD); err != nil {
+	if err := ptrace.Seize(tid, task.SeizeOptions); err != nil {
 		return err
 	}
 	if err := ptrace.Interrupt(tid); err != nil {

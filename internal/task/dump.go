@@ -136,6 +136,9 @@ func dumpThread(pid, tid int) (*image.Thread, error) {
 		return nil, err
 	}
 	t.Creds = credsFromStatus(status)
+	if t.Seccomp, err = dumpSeccomp(pid, tid, status); err != nil {
+		return nil, err
+	}
 	st, err := proc.ReadTaskStat(pid, tid)
 	if err != nil {
 		return nil, err

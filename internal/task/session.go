@@ -15,15 +15,18 @@ import (
 // session is a window during which system calls are injected into a
 // stopped process: "syscall; int3" is written over the first bytes of an
 // executable mapping, a scratch page is mapped, and every thread that runs
-// calls has all signals blocked. close undoes all of it.
+// calls has all signals blocked and its seccomp filters suspended, so that
+// they cannot refuse the calls (or kill the process for them). close
+// undoes all of it.
 type session struct {
-	pid      int
-	spot     uintptr
-	saved    uint64
-	scratch  uintptr
-	threads  []*inject.Thread
-	masks    []uint64
-	mappedAt bool
+	pid       int
+	spot      uintptr
+	saved     uint64
+	scratch   uintptr
+	threads   []*inject.Thread
+	masks     []uint64
+	suspended []bool
+	mappedAt  bool
 }
 
 func injectInto(pid int, leader *image.Thread) (*session, error) {
@@ -68,6 +71,7 @@ func (s *session) thread(i int, t *image.Thread) (*inject.Thread, error) {
 	for i >= len(s.threads) {
 		s.threads = append(s.threads, nil)
 		s.masks = append(s.masks, 0)
+		s.suspended = append(s.suspended, false)
 	}
 	if s.threads[i] != nil {
 		return s.threads[i], nil
@@ -84,6 +88,12 @@ func (s *session) thread(i int, t *image.Thread) (*inject.Thread, error) {
 		return nil, err
 	}
 	s.threads[i], s.masks[i] = th, mask
+	if len(t.Seccomp) > 0 {
+		if err := SuspendSeccomp(t.TID, SeizeOptions); err != nil {
+			return nil, err
+		}
+		s.suspended[i] = true
+	}
 	return th, nil
 }
 
@@ -119,6 +129,13 @@ func (s *session) close() error {
 		}
 		if err := ptrace.SetSigmask(th.TID, s.masks[i]); err != nil {
 			keep(err)
+		}
+	}
+	for i, on := range s.suspended {
+		if on {
+			if err := ptrace.SetOptions(s.threads[i].TID, SeizeOptions); err != nil {
+				keep(err)
+			}
 		}
 	}
 	return first
