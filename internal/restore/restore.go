@@ -334,12 +334,30 @@ func (r *restorer) createThreads(t *inject.Target, p *image.Process) error {
 	return nil
 }
 
-// finishProcess sets credentials, closes the channel, unmaps the restore
-// region and loads every thread's registers. The leader goes last: its
-// final call removes the code all calls ran from.
+// finishProcess sets credentials and seccomp filters, closes the channel,
+// unmaps the restore region and loads every thread's registers. The leader
+// goes last: its final call removes the code all calls ran from.
 func (r *restorer) finishProcess(p *image.Process) error {
 	t := r.targets[p.PID]
+	// A thread's seccomp filters must not refuse the restore's own calls,
+	// nor kill the process for one. They are suspended until the thread is
+	// detached (PTRACE_O_SUSPEND_SECCOMP), and go on as late as possible:
+	// after the thread's credentials, unless those could not install them.
+	// Should the kernel refuse the suspension, the filters then act on few
+	// calls: the leader's unmapping of the restore region (and the
+	// credentials of a thread whose filters had to go on first).
+	suspended := true
 	for _, th := range p.Threads {
+		if len(th.Seccomp) > 0 && task.SuspendSeccomp(th.TID, traceOptions) != nil {
+			suspended = false
+		}
+	}
+	for _, th := range p.Threads {
+		if task.SeccompBeforeCreds(th) {
+			if err := task.RestoreSeccomp(t, r.threads[th.TID], th); err != nil {
+				return fmt.Errorf("process %d: %w", p.PID, err)
+			}
+		}
 		if err := task.RestoreCreds(t, r.threads[th.TID], &th.Creds); err != nil {
 			return fmt.Errorf("process %d: %w", p.PID, err)
 		}
@@ -348,15 +366,25 @@ func (r *restorer) finishProcess(p *image.Process) error {
 	if _, err := t.Call(unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, uintptr(p.Dumpable)); err != nil {
 		return fmt.Errorf("process %d dumpable: %w", p.PID, err)
 	}
+	if _, err := t.Call(unix.SYS_CLOSE, uintptr(t.Sock)); err != nil {
+		return fmt.Errorf("process %d close channel: %w", p.PID, err)
+	}
+	for _, th := range p.Threads {
+		if !task.SeccompBeforeCreds(th) {
+			if err := task.RestoreSeccomp(t, r.threads[th.TID], th); err != nil {
+				return fmt.Errorf("process %d: %w", p.PID, err)
+			}
+		}
+	}
 	for _, th := range p.Threads[1:] {
 		if err := task.Finish(th.TID, th, task.Resumable(th)); err != nil {
 			return fmt.Errorf("process %d: %w", p.PID, err)
 		}
 	}
-	if _, err := t.Call(unix.SYS_CLOSE, uintptr(t.Sock)); err != nil {
-		return fmt.Errorf("process %d close channel: %w", p.PID, err)
-	}
 	if _, err := t.Leader.SyscallToExit(unix.SYS_MUNMAP, t.Region[0], t.Region[1]-t.Region[0]); err != nil {
+		if !suspended && len(p.Threads[0].Seccomp) > 0 {
+			return fmt.Errorf("process %d unmap restore region, a call its seccomp filters may refuse: %w", p.PID, err)
+		}
 		return fmt.Errorf("process %d unmap restore region: %w", p.PID, err)
 	}
 	lead := p.Threads[0]

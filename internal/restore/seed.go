@@ -53,6 +53,11 @@ func seedELF(base uint64) []byte {
 	return append(b, inject.Code...)
 }
 
+// traceOptions are the ptrace options of the seed, which every process and
+// thread forked from it inherits.
+const traceOptions = unix.PTRACE_O_EXITKILL | unix.PTRACE_O_TRACESYSGOOD | unix.PTRACE_O_TRACECLONE |
+	unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_TRACEVFORK
+
 // startSeed runs the seed executable stopped under ptrace and prepares it
 // to fork the tree: its descriptor channel at fd sock, ptrace options that
 // follow every fork and clone, and an exit-kill guard so that nothing half
@@ -87,9 +92,7 @@ func startSeed(base uint64, sock int) (*inject.Target, error) {
 	if _, err := ptrace.Wait(pid); err != nil {
 		return fail(fmt.Errorf("start seed: %w", err))
 	}
-	opts := unix.PTRACE_O_EXITKILL | unix.PTRACE_O_TRACESYSGOOD | unix.PTRACE_O_TRACECLONE |
-		unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_TRACEVFORK
-	if err := ptrace.SetOptions(pid, opts); err != nil {
+	if err := ptrace.SetOptions(pid, traceOptions); err != nil {
 		return fail(err)
 	}
 	th, err := inject.Attach(pid, uintptr(base+codeOff))
