@@ -95,6 +95,7 @@ func Check(pids []int) *Report {
 		if st.State == 'Z' && !inUnit[st.PPID] {
 			bad("process", "a zombie whose parent is outside the unit")
 		}
+		checkSeccomp(pid, tids, bad)
 		checkFDs(pid, r, bad, external)
 		checkMaps(pid, r, bad)
 	}
@@ -105,14 +106,32 @@ func Check(pids []int) *Report {
 // unsupportedAnon are anonymous-inode files seamless cannot carry, with
 // the reason given to the operator.
 var unsupportedAnon = map[string]string{
-	"[io_uring]":    "io_uring instance (its rings and in-flight requests live in the kernel)",
-	"[fanotify]":    "fanotify group",
-	"[perf_event]":  "perf event",
-	"[userfaultfd]": "userfaultfd",
-	"[pidfd]":       "pidfd",
-	"bpf-map":       "BPF map",
-	"bpf-prog":      "BPF program",
-	"[kvm-vm]":      "KVM virtual machine",
+	"[io_uring]":     "io_uring instance (its rings and in-flight requests live in the kernel)",
+	"[fanotify]":     "fanotify group",
+	"[perf_event]":   "perf event",
+	"[userfaultfd]":  "userfaultfd",
+	"[pidfd]":        "pidfd",
+	"bpf-map":        "BPF map",
+	"bpf-prog":       "BPF program",
+	"[kvm-vm]":       "KVM virtual machine",
+	"seccomp notify": "seccomp user-notification listener",
+}
+
+// checkSeccomp refuses threads in seccomp strict mode, which allows only
+// read, write, exit and sigreturn: no restore can put a thread back into
+// it and still rebuild it. Filters (mode 2) are carried; the checkpoint
+// itself refuses the few it cannot carry, since reading a filter needs the
+// thread stopped.
+func checkSeccomp(pid int, tids []int, bad func(string, string)) {
+	for _, tid := range tids {
+		st, err := proc.ReadStatus(pid, tid)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		if st["Seccomp"] == "1" {
+			bad("thread "+strconv.Itoa(tid), "seccomp strict mode cannot be restored")
+		}
+	}
 }
 
 func checkFDs(pid int, r *Report, bad func(string, string), externalSocket func(uint64) string) {
