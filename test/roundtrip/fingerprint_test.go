@@ -27,7 +27,9 @@ var statusFields = []string{
 }
 
 // threadStatusFields are the per-thread lines of /proc/PID/task/TID/status.
-var threadStatusFields = []string{"Name", "SigBlk", "Cpus_allowed_list"}
+// Credentials and seccomp filters belong to each thread.
+var threadStatusFields = []string{"Name", "SigBlk", "Cpus_allowed_list", "NoNewPrivs", "Seccomp",
+	"Seccomp_filters"}
 
 // statFields1 are fields of /proc/PID/stat (1-based, as in proc(5)).
 var statFieldNames = map[int]string{

@@ -57,6 +57,9 @@ type workload struct {
 	// runtime marks a program whose runtime maps memory and starts threads
 	// on its own (Go): its memory map and thread list are not compared.
 	runtime bool
+	// seccompLog counts the seccomp filters with SECCOMP_FILTER_FLAG_LOG
+	// over all threads of its tree.
+	seccompLog int
 }
 
 var workloads = []workload{
@@ -77,6 +80,7 @@ var workloads = []workload{
 	{name: "sysvipc", procs: 2, usr1: true},
 	{name: "bigtree", procs: 54, usr1: true},
 	{name: "ctty", procs: 2, usr1: true},
+	{name: "seccomp", procs: 1, usr1: true, seccompLog: 2},
 }
 
 // mode is one way of going through checkpoint and restore.
@@ -258,6 +262,7 @@ func roundTrip(t *testing.T, w workload, m mode) {
 		fp := takeFingerprint(tree, w.runtime)
 		if m.leaveRunning {
 			r.checkpoint(img, true)
+			r.checkImageSeccomp(img, fp)
 			atCheckpoint := r.lastTick()
 			// The tree must go on, untouched, after a --leave-running checkpoint.
 			r.checkAlive(tree)
@@ -270,6 +275,7 @@ func roundTrip(t *testing.T, w workload, m mode) {
 			r.restoreAndCheck(img, tree, before.n+1, atCheckpoint.n+1, before)
 		} else {
 			r.checkpoint(img, false)
+			r.checkImageSeccomp(img, fp)
 			r.reapTree(tree)
 			r.inspect(img)
 			last := r.lastTick() // the tree is dead: nothing was printed after this
@@ -296,6 +302,8 @@ type run struct {
 	tree     map[int]procRec // every process ever seen in the tree
 	exited   bool            // the root has been reaped
 	restoreN int64           // offset in the log where the latest restored run starts
+	// filters are the seccomp filters of the first image, by thread.
+	filters map[threadKey][]imageFilter
 }
 
 // procRec is what the harness records about one process of a tree.
