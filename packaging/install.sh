@@ -1,7 +1,10 @@
 #!/bin/sh
 # Install a built seamless into a root file system (default /): the binary,
-# the systemd units and generator, the initramfs-tools scripts and the
-# default configuration. Used by the lab and by packagers.
+# the systemd units and generator, the initramfs-tools scripts, the dracut
+# module and the default configuration. Used by the lab and by packagers.
+# Both initramfs integrations are always installed: each is inert unless
+# its generator runs, and a system that switches from one to the other
+# (Debian's dracut replaces initramfs-tools) finds its own in place.
 #   packaging/install.sh BINARY [DESTDIR]
 set -eu
 bin=$1
@@ -18,6 +21,10 @@ it="$src/initramfs/initramfs-tools"
 install -D -m 0755 "$it/hooks/seamless" "$dest/usr/share/initramfs-tools/hooks/seamless"
 install -D -m 0755 "$it/scripts/init-top/seamless" "$dest/usr/share/initramfs-tools/scripts/init-top/seamless"
 install -D -m 0755 "$it/scripts/init-bottom/seamless" "$dest/usr/share/initramfs-tools/scripts/init-bottom/seamless"
+dm="$dest/usr/lib/dracut/modules.d/90seamless"
+for f in module-setup.sh seamless-stage1.sh seamless-stage1-root.sh; do
+	install -D -m 0755 "$src/initramfs/dracut/90seamless/$f" "$dm/$f"
+done
 if [ ! -e "$dest/etc/seamless/seamless.conf" ]; then
 	install -D -m 0644 "$src/packaging/seamless.conf" "$dest/etc/seamless/seamless.conf"
 fi

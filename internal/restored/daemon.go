@@ -67,6 +67,12 @@ func Run(opts Options) error {
 	}
 	d := &daemon{opts: opts, trees: map[string]*image.Tree{}, done: make(chan struct{})}
 	d.state = State{Image: opts.Image, Daemon: os.Getpid(), Started: time.Now().UTC()}
+	// Before the holders are started: they stay in the daemon's cgroup.
+	if cg, err := leaveUnitCgroup(); err != nil {
+		fmt.Fprintf(opts.Log, "%v\n", err)
+	} else if cg != "" {
+		fmt.Fprintf(opts.Log, "left cgroup %s for the root cgroup\n", cg)
+	}
 	err := d.start()
 	if opts.Ready != nil {
 		if err != nil {
