@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseSuperblock(t *testing.T) {
+	id := []byte{0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef}
+	const wantID = "12345678-9abc-def0-0123-456789abcdef"
+	img := func(fill func(b []byte)) []byte {
+		b := make([]byte, 0x10000+4096)
+		fill(b)
+		return b
+	}
+	tests := []struct {
+		name string
+		b    []byte
+		want superblock
+	}{
+		{"ext4", img(func(b []byte) {
+			b[1024+0x38], b[1024+0x39] = 0x53, 0xEF
+			copy(b[1024+0x68:], id)
+			copy(b[1024+0x78:], "seamless-root")
+		}), superblock{"ext4", "seamless-root", wantID}},
+		{"xfs", img(func(b []byte) {
+			copy(b, "XFSB")
+			copy(b[32:], id)
+			copy(b[108:], "data")
+		}), superblock{"xfs", "data", wantID}},
+		{"btrfs", img(func(b []byte) {
+			copy(b[0x10040:], "_BHRfS_M")
+			copy(b[0x10020:], id)
+			copy(b[0x1012b:], "pool")
+		}), superblock{"btrfs", "pool", wantID}},
+	}
+	for _, tt := range tests {
+		got, err := parseSuperblock(tt.b)
+		if err != nil || got != tt.want {
+			t.Errorf("%s: got %+v, %v; want %+v", tt.name, got, err, tt.want)
+		}
+	}
+	if _, err := parseSuperblock(make([]byte, 2048)); err == nil {
+		t.Error("zeros recognized as a file system")
+	}
+	if _, err := parseSuperblock(nil); err == nil {
+		t.Error("nothing recognized as a file system")
+	}
+}
+
+func TestFindrootDevice(t *testing.T) {
+	var out, errb bytes.Buffer
+	if rc := findrootMain([]string{"/dev/null", "1s"}, &out, &errb); rc != 0 || out.String() != "/dev/null auto\n" {
+		t.Fatalf("rc %d, out %q, err %q", rc, out.String(), errb.String())
+	}
+	out.Reset()
+	if rc := findrootMain([]string{"/dev/seamless-no-such-disk", "200ms"}, &out, &errb); rc != 1 || out.Len() != 0 {
+		t.Fatalf("missing device: rc %d, out %q", rc, out.String())
+	}
+	if rc := findrootMain([]string{"PARTUUID=1234"}, &out, &errb); rc != 2 || !strings.Contains(errb.String(), "only /dev/NAME") {
+		t.Fatalf("PARTUUID: rc %d, err %q", rc, errb.String())
+	}
+}
+
+func TestHasInit(t *testing.T) {
+	root := t.TempDir()
+	mk := func(p string) {
+		os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755)
+		os.WriteFile(filepath.Join(root, p), []byte("#!/bin/sh\n"), 0o755)
+	}
+	mk("usr/lib/systemd/systemd")
+	mk("usr/bin/notexec")
+	os.Chmod(filepath.Join(root, "usr/bin/notexec"), 0o644)
+	os.Symlink("usr/sbin", filepath.Join(root, "sbin"))
+	os.MkdirAll(filepath.Join(root, "usr/sbin"), 0o755)
+	// an absolute link, right only inside root
+	os.Symlink("/usr/lib/systemd/systemd", filepath.Join(root, "usr/sbin/init"))
+	os.Symlink("/lib/systemd/systemd", filepath.Join(root, "usr/sbin/init2"))
+	os.Symlink("usr/lib", filepath.Join(root, "lib"))
+	os.Symlink("loop", filepath.Join(root, "usr/sbin/loop"))
+	for _, tt := range []struct {
+		init string
+		ok   bool
+	}{
+		{"/sbin/init", true},
+		{"/sbin/init2", true},
+		{"/lib/systemd/systemd", true},
+		{"/sbin/../sbin/init", true}, // /sbin/.. is /usr, as the kernel resolves it
+		{"/usr/bin/notexec", false},
+		{"/sbin/missing", false},
+		{"/usr/sbin/loop", false},
+		{"/usr/sbin", false},
+	} {
+		err := checkInit(root, tt.init)
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: %v, want ok=%v", tt.init, err, tt.ok)
+		}
+	}
+}
+
+func TestCmdlineValue(t *testing.T) {
+	if v := cmdlineValue("ro init=/bin/a root=/dev/vda1 init=/lib/systemd/systemd quiet\n", "init"); v != "/lib/systemd/systemd" {
+		t.Fatalf("got %q", v)
+	}
+	if v := cmdlineValue("ro rdinit=/x", "init"); v != "" {
+		t.Fatalf("got %q", v)
+	}
+}
