@@ -103,7 +103,7 @@ done
 (
 	cd "$tmp/ws"
 	go mod init seamless-restorer >/dev/null 2>&1
-	# shellcheck disable=SC2086 # one word per package
+	# shellcheck disable=SC2046 # one word per package
 	go get "github.com/u-root/u-root@$version" $(for p in $cmds; do echo "$p@$version"; done) 2>"$tmp/go-get.log" ||
 		{ cat "$tmp/go-get.log" >&2; exit 1; }
 	GOBIN=$tmp/bin go install "github.com/u-root/u-root@$version"

@@ -1,4 +1,5 @@
 #!/bbin/gosh
+# shellcheck shell=sh
 # seamless restorer initramfs (initramfs/uroot): the boot script, run by
 # /init (PID 1) under u-root's gosh once /proc, /sys, /dev and /run are
 # mounted. It must leave the real root mounted at $NEWROOT (/newroot) and
@@ -50,6 +51,7 @@ if [ -z "$found" ]; then
 	log "root=$root not found"
 	exit 1
 fi
+# shellcheck disable=SC2086 # "DEVICE TYPE": two words
 set -- $found
 dev="$1"
 [ -z "$fstype" ] && fstype="$2"

@@ -9,6 +9,7 @@
 #                                          mounted at $NEWROOT
 #
 # Installed as /usr/lib/dracut/modules.d/90seamless by packaging/install.sh.
+# shellcheck disable=SC2154 # $moddir is set by dracut
 
 # called by dracut
 check() {
