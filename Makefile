@@ -7,7 +7,7 @@
 
 GO      ?= go
 BIN     := bin
-PKGS    := ./cmd/... ./internal/... ./test/...
+PKGS    := ./cmd/... ./internal/... ./test/... ./initramfs/...
 DEBS    := gcc make libc6-dev iproute2 util-linux
 export GOFLAGS ?= -buildvcs=false
 
@@ -28,7 +28,7 @@ deps:
 	$(GO) mod download
 
 fmt-check:
-	@out=$$(gofmt -l cmd internal test); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l cmd internal test initramfs); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 vet: deps fmt-check
 	$(GO) vet $(PKGS)
