@@ -12,10 +12,12 @@ package restored
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -165,8 +167,19 @@ func recordOutcomes(s *State, final bool, log io.Writer) {
 	if s.Error != "" && len(out) == 0 {
 		out = append(out, update.UnitOutcome{Unit: "(image)", Outcome: Cold, Reason: s.Error})
 	}
-	if err := update.RecordRestore(Release(), out); err != nil {
-		fmt.Fprintf(log, "record the outcome: %v\n", err)
+	// Right after the switch to the real root, the root file system may
+	// still be read-only: systemd remounts it early in the boot.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		err := update.RecordRestore(Release(), out)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, syscall.EROFS) || time.Now().After(deadline) {
+			fmt.Fprintf(log, "record the outcome: %v\n", err)
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
 
