@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/seamless-linux/seamless/internal/dump"
+	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/restore"
 )
 
@@ -47,17 +48,23 @@ continues instead. On failure the tree keeps running and DIR is removed.`, stdou
 }
 
 func runRestore(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("restore", "--dir DIR",
+	fs := newFlags("restore", "--dir DIR [--vdso auto|proxy]",
 		`Verify the image in DIR, then rebuild its process tree with the original
 PIDs and TIDs and let it run, detached. Prints the restored root PID on
 stdout. Nothing is created unless the whole image verifies and every PID is
-free.`, stdout)
+free.
+
+Restored processes keep calling the vDSO at the addresses they looked up
+when they started. When this kernel's vDSO differs from the image's, a proxy
+at the old address jumps to this kernel's vDSO, which lies elsewhere; a
+warning says how many entry points it redirects.`, stdout)
 	dir := fs.String("dir", "", "image `DIR`ectory")
 	wait := fs.Duration("pid-wait", 5*time.Second, "how long to wait for a PID held by an unreaped zombie")
 	var peers, peerFDs peerFlags
 	fs.Var(&peers, "unix-peer", "reconnect the unix socket peer `KEY=PATH` (KEY as 'seamless inspect --json' lists it) to the stream socket at PATH instead; repeatable")
 	fs.Var(&peerFDs, "unix-peer-fd", "replace the connection to the unix socket peer `KEY=FD` by the socket this command inherited as FD (a unit's new journal stream); repeatable")
 	verified := fs.Bool("verified", false, "the caller verified the image's checksums and holds it unchanged (the restore daemon): check only sizes and tree.json")
+	vdso := fs.String("vdso", "auto", "`MODE` of reaching this kernel's vDSO: 'auto' moves it to the image's vDSO address if the two match, else proxies it; 'proxy' always proxies it (to test the proxy on one kernel)")
 	verbose := fs.Bool("v", false, "print progress on stderr")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -66,7 +73,11 @@ free.`, stdout)
 	if len(pos) > 0 || *dir == "" {
 		return fmt.Errorf("%w: need --dir DIR", errUsage)
 	}
-	opts := restore.Options{Dir: *dir, PIDWait: *wait, Verified: *verified}
+	mode, err := mem.ParseVDSOMode(*vdso)
+	if err != nil {
+		return fmt.Errorf("%w: --vdso: %v", errUsage, err)
+	}
+	opts := restore.Options{Dir: *dir, PIDWait: *wait, Verified: *verified, VDSO: mode}
 	if len(peers)+len(peerFDs) > 0 {
 		opts.UnixExternal = map[string]*os.File{}
 		for key, v := range peerFDs {

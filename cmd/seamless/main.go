@@ -4,7 +4,7 @@
 // Engine commands:
 //
 //	seamless checkpoint --pid PID --dir DIR [--leave-running] [--cgroup PATH]
-//	seamless restore --dir DIR
+//	seamless restore --dir DIR [--vdso auto|proxy]
 //	seamless inspect DIR [--json]
 package main
 

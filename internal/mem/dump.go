@@ -72,10 +72,16 @@ func (d *Dumper) Dump(pid int, pages string) ([]*image.Mapping, error) {
 		if err != nil {
 			return nil, fmt.Errorf("process %d mapping %#x-%#x %s: %w", pid, m.Start, m.End, m.Path, err)
 		}
-		if im.Kind == image.MapAnon || (im.Kind == image.MapFile && !im.Shared) {
+		switch {
+		case im.Kind == image.MapAnon || (im.Kind == image.MapFile && !im.Shared):
 			if off, err = choosePages(pm, m, im, off); err != nil {
 				return nil, fmt.Errorf("process %d mapping %#x-%#x: %w", pid, m.Start, m.End, err)
 			}
+		case im.Kind == image.MapVDSO:
+			// All of it: a restore on a kernel with another vDSO keeps the
+			// old one's ELF tables readable at the old address (see vdsoproxy.go).
+			im.Runs = []image.Run{{Addr: m.Start, Pages: m.Len() / PageSize, Off: off}}
+			off += m.Len()
 		}
 		res = append(res, im)
 	}

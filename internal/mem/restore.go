@@ -19,9 +19,14 @@ import (
 type Restorer struct {
 	Image *image.Image
 	// Open opens the file a mapping refers to (recreating deleted files).
-	Open   func(ref *image.Ref, write bool) (*os.File, error)
-	shared map[int]*os.File
-	pages  map[string][]byte
+	Open func(ref *image.Ref, write bool) (*os.File, error)
+	// VDSO says whether the kernel's vDSO may take the place of the
+	// image's when they match, or is always reached through a proxy.
+	VDSO VDSOMode
+	// Proxies lists the vDSO proxies built so far, one per process.
+	Proxies []ProxiedVDSO
+	shared  map[int]*os.File
+	pages   map[string][]byte
 }
 
 // NewRestorer returns a Restorer for im.
@@ -43,7 +48,7 @@ func (r *Restorer) Close() {
 const shmExec = 0o100000
 
 // TempGap is the room that Restore needs right after the target's region
-// to move the kernel's special mappings through.
+// to move the kernel's vDSO and its data pages through.
 const TempGap = 1 << 20
 
 // Restore replaces the address space of t (a fresh copy of the seed) with
@@ -57,7 +62,7 @@ func (r *Restorer) Restore(t *inject.Target, p *image.Process) error {
 	if err := r.clear(t, cur); err != nil {
 		return err
 	}
-	if err := r.moveSpecial(t, cur, p); err != nil {
+	if err := r.placeVDSO(t, cur, p); err != nil {
 		return err
 	}
 	data, err := r.pageData(p.Pages)
@@ -129,57 +134,6 @@ func (r *Restorer) clear(t *inject.Target, cur []proc.Mapping) error {
 		}
 		if _, err := t.Call(unix.SYS_MUNMAP, uintptr(m.Start), uintptr(m.Len())); err != nil {
 			return fmt.Errorf("unmap seed mapping %#x: %w", m.Start, err)
-		}
-	}
-	return nil
-}
-
-// moveSpecial moves the vDSO and its data pages to where the image had them.
-// They move first to a gap after the region, so that no move overlaps.
-func (r *Restorer) moveSpecial(t *inject.Target, cur []proc.Mapping, p *image.Process) error {
-	want := map[string]*image.Mapping{}
-	for _, m := range p.Mappings {
-		if m.Kind == image.MapVDSO || m.Kind == image.MapVVAR {
-			want[m.Name] = m
-		}
-	}
-	var have []proc.Mapping
-	for _, m := range cur {
-		if m.Path != "[vsyscall]" && m.IsSpecial() {
-			have = append(have, m)
-		}
-	}
-	for _, m := range have {
-		w, ok := want[m.Path]
-		if !ok || w.End-w.Start != m.Len() {
-			return fmt.Errorf("the vDSO of this kernel differs from the image's (%s): restoring across kernels with a changed vDSO is not supported yet", m.Path)
-		}
-	}
-	if len(have) != len(want) {
-		return fmt.Errorf("the image has %d vDSO mappings, this kernel %d: restoring across kernels with a changed vDSO is not supported yet", len(want), len(have))
-	}
-	if len(p.VDSO) > 0 {
-		cur, err := VDSOSymbols(t.PID)
-		if err != nil {
-			return err
-		}
-		if d := CompareVDSO(p.VDSO, cur); d != "" {
-			return fmt.Errorf("the vDSO of this kernel differs from the image's (%s): restoring across kernels with a changed vDSO is not supported yet", d)
-		}
-	}
-	tmp := t.Region[1]
-	for i := range have {
-		m := &have[i]
-		if _, err := t.Call(unix.SYS_MREMAP, uintptr(m.Start), uintptr(m.Len()), uintptr(m.Len()), unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, tmp); err != nil {
-			return fmt.Errorf("move %s: %w", m.Path, err)
-		}
-		m.Start, m.End = uint64(tmp), uint64(tmp)+m.Len()
-		tmp += uintptr(m.Len())
-	}
-	for _, m := range have {
-		w := want[m.Path]
-		if _, err := t.Call(unix.SYS_MREMAP, uintptr(m.Start), uintptr(m.Len()), uintptr(m.Len()), unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, uintptr(w.Start)); err != nil {
-			return fmt.Errorf("move %s to %#x: %w", m.Path, w.Start, err)
 		}
 	}
 	return nil

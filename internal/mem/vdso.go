@@ -38,13 +38,7 @@ func elfSymbols(b []byte) (map[string]uint64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse vDSO: %w", err)
 	}
-	var base uint64
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_LOAD {
-			base = p.Vaddr
-			break
-		}
-	}
+	base, _ := loadBase(f)
 	syms, err := f.DynamicSymbols()
 	if err != nil {
 		return nil, fmt.Errorf("vDSO symbols: %w", err)
@@ -56,6 +50,17 @@ func elfSymbols(b []byte) (map[string]uint64, error) {
 		}
 	}
 	return out, nil
+}
+
+// loadBase is the address the vDSO image f is linked at: that of its first
+// PT_LOAD segment. Offsets in the mapping are addresses minus it.
+func loadBase(f *elf.File) (uint64, bool) {
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_LOAD {
+			return p.Vaddr, true
+		}
+	}
+	return 0, false
 }
 
 // CompareVDSO explains how the vDSO of the image (old) differs from this

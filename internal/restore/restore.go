@@ -43,13 +43,20 @@ type Options struct {
 	// "socket:[INODE]") to a socket already connected to the replacement.
 	// Without an entry a connection is made again to the same name.
 	UnixExternal map[string]*os.File
+	// VDSO says how the running kernel's vDSO replaces the image's: by
+	// taking its place when the two match (VDSOAuto), or always through a
+	// proxy at the old address that jumps to the new one (VDSOProxy).
+	VDSO mem.VDSOMode
 }
 
 // Result describes a finished restore.
 type Result struct {
 	Root               int
 	Processes, Threads int
-	Warnings           []string
+	// VDSOProxies are the processes that reach this kernel's vDSO through a
+	// proxy at the image's vDSO address.
+	VDSOProxies []mem.ProxiedVDSO
+	Warnings    []string
 }
 
 // Restore rebuilds the tree of the image in opts.Dir and lets it run. The
@@ -89,6 +96,7 @@ func Restore(opts Options) (*Result, error) {
 		r.opener.Sockets.Unix.External = opts.UnixExternal
 	}
 	r.mem = mem.NewRestorer(im, r.opener.OpenRef)
+	r.mem.VDSO = opts.VDSO
 	defer r.opener.Close()
 	defer r.mem.Close()
 	defer unix.Close(seed.Local)
@@ -96,7 +104,9 @@ func Restore(opts Options) (*Result, error) {
 		r.abandon()
 		return nil, err
 	}
-	res := &Result{Root: tree.Root, Processes: len(tree.Processes), Warnings: r.opener.Warnings}
+	res := &Result{Root: tree.Root, Processes: len(tree.Processes), Warnings: r.opener.Warnings,
+		VDSOProxies: r.mem.Proxies}
+	res.Warnings = append(res.Warnings, describeProxies(r.mem.Proxies)...)
 	for _, p := range tree.Processes {
 		res.Threads += len(p.Threads)
 	}
@@ -516,6 +526,31 @@ func chooseRegion(tree *image.Tree) (uint64, error) {
 		return 0, errors.New("no free address range for the restore region")
 	}
 	return cand, nil
+}
+
+// describeProxies says how many vDSO entry points were redirected: in one
+// line when every process got the same proxy, as a tree restored on one
+// kernel does, else one line per process.
+func describeProxies(ps []mem.ProxiedVDSO) []string {
+	if len(ps) == 0 {
+		return nil
+	}
+	same := true
+	for _, p := range ps {
+		same = same && p.Entries == ps[0].Entries
+	}
+	if same {
+		w := fmt.Sprintf("vDSO proxy: %d entry points redirected", ps[0].Entries)
+		if len(ps) > 1 {
+			w += fmt.Sprintf(" in each of %d processes", len(ps))
+		}
+		return []string{w}
+	}
+	var out []string
+	for _, p := range ps {
+		out = append(out, fmt.Sprintf("vDSO proxy: %d entry points redirected in process %d", p.Entries, p.PID))
+	}
+	return out
 }
 
 // Describe is a one-line summary of a result.
