@@ -224,6 +224,31 @@ func normalizedMaps(path string) string {
 	return strings.Join(out, "\n")
 }
 
+// withoutVDSO returns a copy of fp whose memory maps leave out the kernel's
+// vDSO mappings and the vDSO proxies at the ranges in proxies: a restore
+// through a proxy moves the vDSO on purpose.
+func (fp fingerprint) withoutVDSO(proxies map[string]bool) fingerprint {
+	out := fingerprint{}
+	for k, v := range fp {
+		if strings.HasSuffix(k, " maps") {
+			var kept []string
+			for _, l := range strings.Split(v, "\n") {
+				f := strings.Fields(l)
+				if len(f) > 0 && proxies[f[0]] {
+					continue
+				}
+				if strings.Contains(l, " [vdso]") || strings.Contains(l, " [vvar") {
+					continue
+				}
+				kept = append(kept, l)
+			}
+			v = strings.Join(kept, "\n")
+		}
+		out[k] = v
+	}
+	return out
+}
+
 // diff lists the differences between two fingerprints, one per line.
 func (a fingerprint) diff(b fingerprint) []string {
 	keys := map[string]bool{}
