@@ -68,6 +68,8 @@ func TestUsage(t *testing.T) {
 		{[]string{"restore"}, exitUsage, "need --dir"},
 		{[]string{"inspect"}, exitUsage, "one image directory"},
 		{[]string{"checkpoint", "--help"}, exitOK, "--leave-running"},
+		{[]string{"restore", "--help"}, exitOK, "--vdso auto|proxy"},
+		{[]string{"restore", "--dir", "/tmp/x", "--vdso", "never"}, exitUsage, `unknown vDSO mode "never"`},
 		{[]string{"inspect", "/nonexistent"}, exitFailure, "not an image"},
 	}
 	for _, tt := range tests {
