@@ -286,6 +286,14 @@ func sameLayout(a, b vdsoBlock) bool {
 // range with a proxy at the old address. The seed's address space holds
 // only the restore region and the kernel's mappings at this point.
 func (r *Restorer) placeVDSO(t *inject.Target, cur []proc.Mapping, p *image.Process) error {
+	if err := r.placeVDSOIn(t, cur, p); err != nil {
+		return fmt.Errorf("process %d: %w", p.PID, err)
+	}
+	return nil
+}
+
+// placeVDSOIn is placeVDSO without the process in its errors.
+func (r *Restorer) placeVDSOIn(t *inject.Target, cur []proc.Mapping, p *image.Process) error {
 	have, err := currentBlock(cur)
 	if err != nil {
 		return err
@@ -316,27 +324,27 @@ func (r *Restorer) placeVDSO(t *inject.Target, cur []proc.Mapping, p *image.Proc
 func (r *Restorer) proxyVDSO(t *inject.Target, have, want vdsoBlock, p *image.Process) error {
 	old := want.code()
 	if old != nil && len(have) == 0 {
-		return fmt.Errorf("process %d: this kernel maps no vDSO, and the image's process may call its own", p.PID)
+		return errors.New("this kernel maps no vDSO, and the image's process may call its own")
 	}
 	if len(have) == 0 {
 		return nil // neither has a vDSO
 	}
 	cur := have.code()
 	if old != nil && cur == nil {
-		return fmt.Errorf("process %d: this kernel maps vDSO data pages but no [vdso]", p.PID)
+		return errors.New("this kernel maps vDSO data pages but no [vdso]")
 	}
 	var jumps []proxyJump
 	var oldBytes []byte
 	if old != nil {
 		if len(p.VDSO) == 0 {
-			return fmt.Errorf("process %d: the image does not list its vDSO's entry points (written by an older seamless?), so they cannot be redirected to this kernel's vDSO", p.PID)
+			return errors.New("the image does not list its vDSO's entry points (written by an older seamless?), so they cannot be redirected to this kernel's vDSO")
 		}
 		syms, err := VDSOSymbols(t.PID)
 		if err != nil {
 			return err
 		}
 		if jumps, err = planProxy(p.VDSO, syms, old.End-old.Start); err != nil {
-			return fmt.Errorf("process %d: %w", p.PID, err)
+			return err
 		}
 		if err := checkStranded(p, old, jumps); err != nil {
 			return err
@@ -352,20 +360,19 @@ func (r *Restorer) proxyVDSO(t *inject.Target, have, want vdsoBlock, p *image.Pr
 	}
 	at, err := vdsoHole(avoidSpans(p, uint64(t.Region[0]), uint64(t.Region[1])+TempGap), near, size)
 	if err != nil {
-		return fmt.Errorf("process %d: %w", p.PID, err)
+		return err
 	}
-	rel := cur.Start - have.lo()
 	if err := relocate(t, have, at); err != nil {
 		return err
 	}
 	if old == nil {
-		return nil
+		return nil // nothing of the image's calls a vDSO
 	}
-	code := proxyCode(oldBytes, jumps, old.End-old.Start, at+rel)
-	if err := installProxy(t, old.Start, code); err != nil {
-		return fmt.Errorf("process %d: %w", p.PID, err)
+	base := at + cur.Start - have.lo()
+	if err := installProxy(t, old.Start, proxyCode(oldBytes, jumps, old.End-old.Start, base)); err != nil {
+		return err
 	}
-	r.Proxies = append(r.Proxies, ProxiedVDSO{PID: p.PID, Old: old.Start, New: at + rel, Entries: len(jumps)})
+	r.Proxies = append(r.Proxies, ProxiedVDSO{PID: p.PID, Old: old.Start, New: base, Entries: len(jumps)})
 	return nil
 }
 
@@ -382,7 +389,7 @@ func (r *Restorer) vdsoContents(p *image.Process) ([]byte, error) {
 		}
 		run := m.Runs[0]
 		if run.Off+run.Pages*PageSize > uint64(len(data)) {
-			return nil, fmt.Errorf("process %d: the vDSO's pages lie beyond the end of %s", p.PID, p.Pages)
+			return nil, fmt.Errorf("the vDSO's pages lie beyond the end of %s", p.Pages)
 		}
 		return data[run.Off : run.Off+run.Pages*PageSize], nil
 	}
@@ -409,7 +416,7 @@ func checkStranded(p *image.Process, old *vdsoPart, jumps []proxyJump) error {
 				best, where = off, fmt.Sprintf("%s+%#x", name, rip-old.Start-off)
 			}
 		}
-		return fmt.Errorf("process %d thread %d was stopped inside the vDSO (%s), whose code differs on this kernel: take the checkpoint again", p.PID, th.TID, where)
+		return fmt.Errorf("thread %d was stopped inside the vDSO (%s), whose code differs on this kernel: take the checkpoint again", th.TID, where)
 	}
 	return nil
 }
