@@ -299,23 +299,28 @@ func (r *Restorer) placeVDSOIn(t *inject.Target, cur []proc.Mapping, p *image.Pr
 		return err
 	}
 	want := imageBlock(p)
-	if r.VDSO == VDSOAuto {
-		same := sameLayout(have, want)
-		if same && len(p.VDSO) > 0 {
-			syms, err := VDSOSymbols(t.PID)
-			if err != nil {
-				return err
-			}
-			same = CompareVDSO(p.VDSO, syms) == ""
+	proxy := r.VDSO == VDSOProxy || !sameLayout(have, want)
+	if !proxy && len(p.VDSO) > 0 {
+		syms, err := VDSOSymbols(t.PID)
+		if err != nil {
+			return err
 		}
-		if same {
-			if len(have) == 0 {
-				return nil
-			}
-			return relocate(t, have, want.lo())
-		}
+		proxy = needProxy(r.VDSO, have, want, p.VDSO, syms)
 	}
-	return r.proxyVDSO(t, have, want, p)
+	if proxy {
+		return r.proxyVDSO(t, have, want, p)
+	}
+	if len(have) == 0 {
+		return nil
+	}
+	return relocate(t, have, want.lo())
+}
+
+// needProxy reports whether a process whose image had the vDSO block want
+// with entry points old (nil if the image did not list them) needs a proxy
+// to reach the kernel's block have with entry points cur.
+func needProxy(mode VDSOMode, have, want vdsoBlock, old, cur map[string]uint64) bool {
+	return mode == VDSOProxy || !sameLayout(have, want) || (len(old) > 0 && CompareVDSO(old, cur) != "")
 }
 
 // proxyVDSO moves the kernel's vDSO block out of the image's way and puts a

@@ -379,6 +379,36 @@ func TestSameLayout(t *testing.T) {
 	}
 }
 
+func TestNeedProxy(t *testing.T) {
+	k618 := vdsoBlock{{"[vvar]", 0x7f0000000000, 0x7f0000004000}, {"[vvar_vclock]", 0x7f0000004000, 0x7f0000006000}, {"[vdso]", 0x7f0000006000, 0x7f0000008000}}
+	moved := vdsoBlock{{"[vvar]", 0x7f1000000000, 0x7f1000004000}, {"[vvar_vclock]", 0x7f1000004000, 0x7f1000006000}, {"[vdso]", 0x7f1000006000, 0x7f1000008000}}
+	k61 := vdsoBlock{{"[vvar]", 0x7ffd00000000, 0x7ffd00004000}, {"[vdso]", 0x7ffd00004000, 0x7ffd00005000}}
+	k612 := vdsoBlock{{"[vvar]", 0x7ffd00000000, 0x7ffd00004000}, {"[vdso]", 0x7ffd00004000, 0x7ffd00006000}}
+	syms := map[string]uint64{"time": 0xac0, "__vdso_time": 0xac0}
+	tests := []struct {
+		name       string
+		mode       VDSOMode
+		have, want vdsoBlock
+		old, cur   map[string]uint64
+		proxy      bool
+	}{
+		{"same kernel", VDSOAuto, moved, k618, syms, syms, false},
+		{"same kernel, forced", VDSOProxy, moved, k618, syms, syms, true},
+		{"old image without entry points", VDSOAuto, moved, k618, nil, syms, false},
+		{"new symbols only", VDSOAuto, moved, k618, syms, map[string]uint64{"time": 0xac0, "__vdso_time": 0xac0, "getrandom": 0xf40}, false},
+		{"a symbol moved", VDSOAuto, moved, k618, syms, map[string]uint64{"time": 0xad0, "__vdso_time": 0xad0}, true},
+		{"6.1 to 6.12", VDSOAuto, k612, k61, vdso61, vdso612, true},
+		{"6.1 to 6.18 layout", VDSOAuto, k618, k61, syms, syms, true},
+		{"no vDSO on either", VDSOAuto, nil, nil, nil, nil, false},
+		{"a vDSO only now", VDSOAuto, k618, nil, nil, syms, true},
+	}
+	for _, tt := range tests {
+		if got := needProxy(tt.mode, tt.have, tt.want, tt.old, tt.cur); got != tt.proxy {
+			t.Errorf("%s: needProxy = %v, want %v", tt.name, got, tt.proxy)
+		}
+	}
+}
+
 func TestParseVDSOMode(t *testing.T) {
 	for _, m := range []VDSOMode{VDSOAuto, VDSOProxy} {
 		got, err := ParseVDSOMode(m.String())
