@@ -25,6 +25,9 @@
 #define SLACK_NS 1000000LL /* the vDSO and the system call read one clock */
 
 static uint64_t calls;
+/* Read once: sysconf opens a /sys file each time, and the harness compares
+ * the open descriptors before and after a checkpoint. */
+static long ncpu;
 
 static int64_t ts_ns(const struct timespec *ts)
 {
@@ -88,7 +91,6 @@ static void check_time(void)
 static void check_getcpu(void)
 {
 	unsigned int cpu = ~0u, node = ~0u;
-	long ncpu = sysconf(_SC_NPROCESSORS_CONF);
 
 	WL_CHECK(getcpu(&cpu, &node) == 0, "getcpu: %s", strerror(errno));
 	WL_CHECK(cpu < (unsigned int)ncpu && node < 1024, "getcpu = cpu %u node %u (%ld CPUs)", cpu, node, ncpu);
@@ -138,6 +140,8 @@ int main(int argc, char **argv)
 	wl_init(argc, argv, "vdso");
 	signal(SIGUSR1, wl_usr1_counter);
 	WL_CHECK(getauxval(AT_SYSINFO_EHDR) != 0, "this kernel maps no vDSO");
+	ncpu = sysconf(_SC_NPROCESSORS_CONF);
+	WL_CHECK(ncpu > 0, "sysconf(_SC_NPROCESSORS_CONF): %s", strerror(errno));
 	/* Resolved before any checkpoint: later lookups would read the vDSO's
 	 * tables again, which is not what cached pointers do. */
 	in_vdso("time");
