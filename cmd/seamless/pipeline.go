@@ -173,6 +173,9 @@ image, and the time of each phase.`, stdout)
 		}
 		for _, u := range live.Units {
 			line := fmt.Sprintf("  %s: %s", u.Unit, u.State)
+			if run == "ended" && (u.State == restored.Pending || u.State == restored.Restoring) {
+				line += " when the restore daemon ended (the unit started cold)"
+			}
 			if u.MainPID > 0 {
 				line += fmt.Sprintf(" (main pid %d, %d ms)", u.MainPID, u.RestoreMs)
 			}
