@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // payloadLabel is the ext4 label of the per-run payload disk; the guest
@@ -31,8 +32,9 @@ func FindRepo(dir string) (string, error) {
 // runDir/payload/bin and writes them as a small ext4 image. A command that
 // does not build is skipped with a warning: the lab must keep working while
 // the project is under construction. It returns the image path and a note
-// per binary.
-func BuildPayload(ctx context.Context, repo, runDir string, out io.Writer) (string, []string, error) {
+// per binary. With urootKernel (a kernel package), the u-root restorer
+// initramfs for that kernel is built into the payload too.
+func BuildPayload(ctx context.Context, repo, runDir, urootKernel string, out io.Writer) (string, []string, error) {
 	dir := filepath.Join(runDir, "payload")
 	bin := filepath.Join(dir, "bin")
 	if err := os.MkdirAll(bin, 0o755); err != nil {
@@ -67,6 +69,13 @@ func BuildPayload(ctx context.Context, repo, runDir string, out io.Writer) (stri
 			return "", notes, fmt.Errorf("copy %s into the payload: %w: %s", d, err, b)
 		}
 	}
+	if urootKernel != "" {
+		note, err := buildUroot(ctx, repo, dir, urootKernel, out)
+		if err != nil {
+			return "", notes, err
+		}
+		notes = append(notes, note)
+	}
 	img := filepath.Join(runDir, "payload.img")
 	mk := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-L", payloadLabel, "-d", dir, img, "256M")
 	if b, err := mk.CombinedOutput(); err != nil {
@@ -87,8 +96,41 @@ for f in /mnt/lab/bin/*; do
 	install -m 0755 "$f" /usr/local/bin/
 	echo "installed /usr/local/bin/$(basename "$f")"
 done
+if [ -f /mnt/lab/uroot/seamless-restorer.img ]; then
+	install -m 0600 /mnt/lab/uroot/seamless-restorer.img /boot/seamless-restorer.img
+	echo "installed /boot/seamless-restorer.img (u-root restorer initramfs)"
+fi
 if [ -x /mnt/lab/packaging/install.sh ] && [ -x /usr/local/bin/seamless ]; then
 	sh /mnt/lab/packaging/install.sh /usr/local/bin/seamless
 	systemctl daemon-reload
 	echo "installed the seamless units, initramfs scripts and configuration"
 fi`
+
+// buildUroot builds initramfs/uroot's restorer initramfs for the kernel in
+// package deb, with the payload's seamless, into dir/uroot.
+func buildUroot(ctx context.Context, repo, dir, deb string, out io.Writer) (string, error) {
+	tmp, err := os.MkdirTemp("", "seamless-lab-uroot-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	if b, err := exec.CommandContext(ctx, "dpkg-deb", "-x", deb, tmp).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("unpack %s: %w: %s", deb, err, b)
+	}
+	mods, _ := filepath.Glob(filepath.Join(tmp, "lib", "modules", "*"))
+	if len(mods) != 1 {
+		return "", fmt.Errorf("%s: %d module trees, want 1", deb, len(mods))
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "uroot"), 0o755); err != nil {
+		return "", err
+	}
+	t0 := time.Now()
+	cmd := exec.CommandContext(ctx, "sh", filepath.Join(repo, "initramfs", "uroot", "build.sh"),
+		"-o", filepath.Join(dir, "uroot", "seamless-restorer.img"), "-k", mods[0], "-b", filepath.Join(dir, "bin", "seamless"))
+	cmd.Dir = repo
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build the u-root restorer initramfs: %w: %s", err, lastLines(string(b), 10))
+	}
+	logf(out, "built the u-root restorer initramfs for %s (%.0f s)", filepath.Base(mods[0]), time.Since(t0).Seconds())
+	return "initramfs/uroot: built for " + filepath.Base(mods[0]), nil
+}

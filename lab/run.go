@@ -18,9 +18,12 @@ var probeValue = []byte("seamless-probe-value")
 
 // RunOptions tunes a scenario run.
 type RunOptions struct {
-	Repo string    // repository root: its commands are built into the guest ("" to skip)
-	Keep bool      // keep the run's disk overlay
-	Out  io.Writer // progress
+	Repo string // repository root: its commands are built into the guest ("" to skip)
+	// UrootKernel is a kernel package: the u-root restorer initramfs is
+	// built for it and carried in the payload ("" for none).
+	UrootKernel string
+	Keep        bool      // keep the run's disk overlay
+	Out         io.Writer // progress
 }
 
 // runner holds the state of one scenario run.
@@ -72,6 +75,13 @@ func runScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt 
 	out := opt.Out
 	ctx, cancel := context.WithTimeout(ctx, sc.Timeout.Duration)
 	defer cancel()
+	if sc.UrootInitrd != "" {
+		debs, _ := filepath.Glob(filepath.Join(cfg.CacheDir, "debs", sc.UrootInitrd))
+		if len(debs) != 1 {
+			return fmt.Errorf("uroot_initrd %q: %d packages match in %s", sc.UrootInitrd, len(debs), filepath.Join(cfg.CacheDir, "debs"))
+		}
+		opt.UrootKernel = debs[0]
+	}
 	g, boot, err := BootGuest(ctx, cfg, img, rep.RunDir, opt)
 	if g != nil {
 		defer g.VM.Kill()

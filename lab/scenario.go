@@ -25,7 +25,12 @@ type Scenario struct {
 	Memcached   Memcached `json:"memcached"`
 	Probe       ProbeOpts `json:"probe"`
 	Steps       []Step    `json:"steps"`
-	Expect      Expect    `json:"expect"`
+	// UrootInitrd names a kernel package in the lab's .deb cache (a file
+	// name pattern): the run builds the u-root restorer initramfs
+	// (initramfs/uroot) for that kernel and installs it in the guest as
+	// /boot/seamless-restorer.img.
+	UrootInitrd string `json:"uroot_initrd,omitempty"`
+	Expect      Expect `json:"expect"`
 }
 
 // Memcached is the data set of the memcached-fill and memcached-count actions.
