@@ -734,7 +734,9 @@ func TestTmux(t *testing.T) {
 	}
 	p.root = root
 	t.Cleanup(func() { tmux("kill-server") })
-	mustTmux("new-window", "-t", "t", "top -d 0.5")
+	// -a after window 0: a bare session as the target can resolve to its
+	// current window, index 0, which is taken.
+	mustTmux("new-window", "-a", "-t", "t:0", "top -d 0.5")
 	capture := func(target string) string {
 		out, err := tmux("capture-pane", "-p", "-t", target)
 		if err != nil {
