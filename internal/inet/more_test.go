@@ -33,7 +33,9 @@ func TestUDPQueued(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			time.Sleep(200 * time.Millisecond)
+			// Every datagram must be queued before the checkpoint: under load,
+			// delivery through the veth pair lags behind the writes.
+			waitRxQueue(t, srv.Process.Pid, family, 7002, len(msgs[3]))
 			img := l.checkpoint(t, srv.Process.Pid)
 			srv.Wait()
 			n := 0
@@ -141,4 +143,38 @@ func expectState(t *testing.T, img, state string) {
 		}
 	}
 	t.Fatalf("no socket in state %s in the image", state)
+}
+
+// waitRxQueue waits until the UDP socket of process pid bound to port holds
+// at least min bytes in its receive queue (the rx_queue of /proc/net/udp,
+// in the process's network namespace).
+func waitRxQueue(t *testing.T, pid, family, port, min int) {
+	t.Helper()
+	name := "udp"
+	if family == 6 {
+		name = "udp6"
+	}
+	path := fmt.Sprintf("/proc/%d/net/%s", pid, name)
+	want := fmt.Sprintf(":%04X ", port)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 5 || !strings.HasSuffix(f[1]+" ", want) {
+				continue
+			}
+			_, rx, _ := strings.Cut(f[4], ":")
+			if n, err := strconv.ParseUint(rx, 16, 64); err == nil && int(n) >= min {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server's receive queue on port %d never reached %d bytes:\n%s", port, min, b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
