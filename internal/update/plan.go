@@ -67,6 +67,8 @@ func Plan(ctx context.Context, cfg config.Config, only []string) ([]UnitPlan, er
 			p.Reason = fmt.Sprintf("not running (%s)", u.Active)
 		case len(u.PIDs) == 0:
 			p.Reason = "no processes in its cgroup"
+		case coldStartProblem(u.Start) != "":
+			p.Reason = coldStartProblem(u.Start)
 		default:
 			p.Report = plan.Check(u.PIDs)
 			p.Carry = p.Report.OK()
@@ -78,4 +80,19 @@ func Plan(ctx context.Context, cfg config.Config, only []string) ([]UnitPlan, er
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// coldStartProblem says why the new kernel could not start the unit cold
+// if its restore failed, or "" if it can: a carried unit is restored or
+// started cold, never left dead.
+func coldStartProblem(st units.Start) string {
+	switch {
+	case st.Type == "oneshot":
+		return "Type=oneshot units are not carried: their anchor could not start them cold"
+	case st.Type == "forking" && st.PIDFile == "":
+		return "Type=forking without PIDFile= is not carried: a cold start could not find the main process"
+	case st.Path == "":
+		return "no ExecStart= known for a cold start"
+	}
+	return ""
 }
