@@ -58,6 +58,19 @@ func BuildPayload(ctx context.Context, repo, runDir, urootKernel string, out io.
 		notes = append(notes, pkg+": built")
 		logf(out, "built %s for the guest", pkg)
 	}
+	// Static test programs for the guest (the engine benchmark's workload).
+	for _, src := range []string{"test/bench/testdata/bigmem.c"} {
+		name := strings.TrimSuffix(filepath.Base(src), ".c")
+		cmd := exec.CommandContext(ctx, "gcc", "-O2", "-static", "-o", filepath.Join(bin, name), src)
+		cmd.Dir = repo
+		if b, err := cmd.CombinedOutput(); err != nil {
+			note := fmt.Sprintf("%s: not built (%v): %s", src, err, lastLines(string(b), 5))
+			logf(out, "warning: %s", note)
+			notes = append(notes, note)
+			continue
+		}
+		notes = append(notes, src+": built")
+	}
 	// The system integration (units, initramfs scripts, configuration and
 	// the script that installs them) travels with the binaries.
 	for _, d := range []string{"units", "initramfs", "packaging"} {
