@@ -35,17 +35,7 @@ func TestMain(m *testing.M) {
 // seamless runs the binary and returns stdout, stderr and the exit code.
 func seamless(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
+	return seamlessEnv(t, nil, args...)
 }
 
 func needRoot(t *testing.T) {

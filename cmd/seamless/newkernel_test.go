@@ -275,7 +275,8 @@ func TestDaemonRefusesDamagedImage(t *testing.T) {
 	}
 }
 
-// seamlessEnv runs the binary with env.
+// seamlessEnv runs the binary with env (nil: this process's environment)
+// and returns stdout, stderr and the exit code.
 func seamlessEnv(t *testing.T, env []string, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
