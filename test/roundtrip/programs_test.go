@@ -412,47 +412,57 @@ var holders = []struct {
 // its state unchanged (the workload checks the resource still works).
 func TestUnsupported(t *testing.T) {
 	for _, h := range holders {
-		for _, leave := range []bool{false, true} {
-			name := h.name
-			if leave {
-				name += "/leave-running"
-			}
-			t.Run(name, func(t *testing.T) {
-				needSeamless(t)
-				buildExtra(t, h.name)
-				r := start(t, workload{name: h.name, procs: 1, usr1: true})
-				ticks := r.waitTicks(0, 3)
-				usr1 := r.signalUSR1(ticks[len(ticks)-1].usr1)
-				tr := r.snapshot()
-				r.checkTree(tr)
-				fp := takeFingerprint(tr, false)
-				img := filepath.Join(r.dir, "image")
-				args := []string{"checkpoint", "--pid", strconv.Itoa(r.pid), "--dir", img}
-				if leave {
-					args = append(args, "--leave-running")
-				}
-				res := runSeamless(args...)
-				after := r.afterFailedCheckpoint()
-				if res.code != 1 {
-					r.fatalf("want exit status 1 (refused) for a tree holding %s on fd 40; got %s\n%s",
-						h.resource, res, after)
-				}
-				if !strings.Contains(res.stderr, "fd 40") || !strings.Contains(res.stderr, h.resource) {
-					t.Errorf("the refusal must name fd 40 and %q; stderr:\n%s", h.resource, res.stderr)
-				}
-				t.Logf("refused in %v: %s", res.elapsed.Round(time.Millisecond), strings.TrimSpace(res.stderr))
-				if !strings.HasPrefix(after, "(after the failed checkpoint") {
-					r.fatalf("%s", after)
-				}
-				r.checkAlive(tr)
-				r.compareFingerprint("after the refused checkpoint", fp, tr)
-				if ents, err := os.ReadDir(img); err == nil && len(ents) > 0 {
-					t.Errorf("the refused checkpoint left %d files in %s", len(ents), img)
-				}
-				r.checkConsecutive(0)
-				r.finish(r.signalUSR1(usr1))
-			})
+		testRefused(t, h.name, func(*run, tree) []string { return []string{"fd 40", h.resource} })
+	}
+}
+
+// testRefused runs workload name (built from test/workloads) and checks,
+// with and without --leave-running, that its checkpoint is refused with
+// exit status 1 and an error holding every string mustName returns for
+// the run and its tree, that no image is left, and that the tree runs on, untraced,
+// with its state unchanged.
+func testRefused(t *testing.T, name string, mustName func(*run, tree) []string) {
+	for _, leave := range []bool{false, true} {
+		sub := name
+		if leave {
+			sub += "/leave-running"
 		}
+		t.Run(sub, func(t *testing.T) {
+			needSeamless(t)
+			buildExtra(t, name)
+			r := start(t, workload{name: name, procs: 1, usr1: true})
+			ticks := r.waitTicks(0, 3)
+			usr1 := r.signalUSR1(ticks[len(ticks)-1].usr1)
+			tr := r.snapshot()
+			r.checkTree(tr)
+			fp := takeFingerprint(tr, false)
+			img := filepath.Join(r.dir, "image")
+			args := []string{"checkpoint", "--pid", strconv.Itoa(r.pid), "--dir", img}
+			if leave {
+				args = append(args, "--leave-running")
+			}
+			res := runSeamless(args...)
+			after := r.afterFailedCheckpoint()
+			if res.code != 1 {
+				r.fatalf("want exit status 1 (refused); got %s\n%s", res, after)
+			}
+			for _, want := range mustName(r, tr) {
+				if !strings.Contains(res.stderr, want) {
+					t.Errorf("the refusal must name %q; stderr:\n%s", want, res.stderr)
+				}
+			}
+			t.Logf("refused in %v: %s", res.elapsed.Round(time.Millisecond), strings.TrimSpace(res.stderr))
+			if !strings.HasPrefix(after, "(after the failed checkpoint") {
+				r.fatalf("%s", after)
+			}
+			r.checkAlive(tr)
+			r.compareFingerprint("after the refused checkpoint", fp, tr)
+			if ents, err := os.ReadDir(img); err == nil && len(ents) > 0 {
+				t.Errorf("the refused checkpoint left %d files in %s", len(ents), img)
+			}
+			r.checkConsecutive(0)
+			r.finish(r.signalUSR1(usr1))
+		})
 	}
 }
 

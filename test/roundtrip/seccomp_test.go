@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // seccompFilterLog is SECCOMP_FILTER_FLAG_LOG.
@@ -125,46 +124,10 @@ var seccompRefused = []struct {
 // image, and leaves the tree running, untraced, with its state unchanged.
 func TestSeccompRefused(t *testing.T) {
 	for _, c := range seccompRefused {
-		for _, leave := range []bool{false, true} {
-			name := c.name
-			if leave {
-				name += "/leave-running"
-			}
-			t.Run(name, func(t *testing.T) {
-				needSeamless(t)
-				buildExtra(t, c.name)
-				r := start(t, workload{name: c.name, procs: 1, usr1: true})
-				ticks := r.waitTicks(0, 3)
-				usr1 := r.signalUSR1(ticks[len(ticks)-1].usr1)
-				tr := r.snapshot()
-				r.checkTree(tr)
-				fp := takeFingerprint(tr, false)
-				img := filepath.Join(r.dir, "image")
-				args := []string{"checkpoint", "--pid", strconv.Itoa(r.pid), "--dir", img}
-				if leave {
-					args = append(args, "--leave-running")
-				}
-				res := runSeamless(args...)
-				after := r.afterFailedCheckpoint()
-				if res.code != 1 {
-					r.fatalf("want exit status 1 (refused); got %s\n%s", res, after)
-				}
-				tids := tr[r.pid].tids
-				if !strings.Contains(res.stderr, c.want) || !strings.Contains(res.stderr, "thread "+strconv.Itoa(tids[len(tids)-1])) {
-					t.Errorf("the refusal must name %q and thread %d; stderr:\n%s", c.want, tids[len(tids)-1], res.stderr)
-				}
-				t.Logf("refused in %v: %s", res.elapsed.Round(time.Millisecond), strings.TrimSpace(res.stderr))
-				if !strings.HasPrefix(after, "(after the failed checkpoint") {
-					r.fatalf("%s", after)
-				}
-				r.checkAlive(tr)
-				r.compareFingerprint("after the refused checkpoint", fp, tr)
-				if ents, err := os.ReadDir(img); err == nil && len(ents) > 0 {
-					t.Errorf("the refused checkpoint left %d files in %s", len(ents), img)
-				}
-				r.checkConsecutive(0)
-				r.finish(r.signalUSR1(usr1))
-			})
-		}
+		testRefused(t, c.name, func(r *run, tr tree) []string {
+			// The refusing thread is the workload's last one.
+			tids := tr[r.pid].tids
+			return []string{c.want, "thread " + strconv.Itoa(tids[len(tids)-1])}
+		})
 	}
 }
