@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/units"
 )
 
 var binary string
@@ -211,26 +213,11 @@ func TestCheckpointRestoreInspect(t *testing.T) {
 	}
 }
 
-// cgroup2Root finds where the cgroup v2 hierarchy is mounted.
-func cgroup2Root() string {
-	b, err := os.ReadFile("/proc/self/mounts")
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 2 && f[2] == "cgroup2" {
-			return f[1]
-		}
-	}
-	return ""
-}
-
 func TestCheckpointFreezesCgroup(t *testing.T) {
 	needRoot(t)
-	root := cgroup2Root()
-	if root == "" {
-		t.Skip("no cgroup v2 hierarchy mounted")
+	root, err := units.CgroupRoot()
+	if err != nil {
+		t.Skip(err)
 	}
 	cg := filepath.Join(root, "seamless-cli-test-"+strconv.Itoa(os.Getpid()))
 	if err := os.Mkdir(cg, 0o755); err != nil {

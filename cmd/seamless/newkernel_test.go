@@ -33,9 +33,9 @@ type unitEnv struct {
 func newUnitEnv(t *testing.T) *unitEnv {
 	t.Helper()
 	needRoot(t)
-	root := cgroup2Root()
-	if root == "" {
-		t.Skip("no cgroup v2 hierarchy mounted")
+	root, err := units.CgroupRoot()
+	if err != nil {
+		t.Skip(err)
 	}
 	name := fmt.Sprintf("seamless-test-%d-%d.service", os.Getpid(), time.Now().UnixNano()%1e6)
 	u := &unitEnv{name: name, cgroup: filepath.Join(root, name), run: t.TempDir(), state: t.TempDir()}
@@ -163,12 +163,7 @@ func (n *notifications) all() string {
 
 func cgroupOf(pid int) string {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-	for _, l := range strings.Split(string(b), "\n") {
-		if cg, ok := strings.CutPrefix(l, "0::"); ok {
-			return cg
-		}
-	}
-	return ""
+	return units.CgroupV2(string(b))
 }
 
 func comm(pid int) string {

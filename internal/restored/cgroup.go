@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"github.com/seamless-linux/seamless/internal/units"
 )
@@ -44,12 +43,7 @@ func leaveUnitCgroup() (string, error) {
 	if err != nil {
 		return "", nil
 	}
-	cg := ""
-	for _, line := range strings.Split(string(b), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			cg = p
-		}
-	}
+	cg := units.CgroupV2(string(b))
 	if cg == "" || cg == "/" {
 		return "", nil
 	}

@@ -225,10 +225,8 @@ func (d *daemon) cgroupOf(pid int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for _, line := range strings.Split(s, "\n") {
-		if cg, ok := strings.CutPrefix(line, "0::"); ok {
-			return cg, nil
-		}
+	if cg := units.CgroupV2(s); cg != "" {
+		return cg, nil
 	}
 	return "", fmt.Errorf("process %d is in no cgroup v2", pid)
 }

@@ -184,6 +184,17 @@ func CgroupRoot() (string, error) {
 	return "", fmt.Errorf("no cgroup v2 hierarchy is mounted")
 }
 
+// CgroupV2 returns the cgroup v2 path in the contents of a /proc/PID/cgroup
+// file (its "0::PATH" line), or "" if it has none.
+func CgroupV2(procCgroup string) string {
+	for _, line := range strings.Split(procCgroup, "\n") {
+		if cg, ok := strings.CutPrefix(line, "0::"); ok {
+			return cg
+		}
+	}
+	return ""
+}
+
 // CgroupDir is the directory of a unit's cgroup.
 func CgroupDir(cg string) (string, error) {
 	root, err := CgroupRoot()

@@ -25,3 +25,16 @@ func TestOptedIn(t *testing.T) {
 		t.Fatalf("OptedIn = %v, want memcached and redis (nginx opted out in /etc)", got)
 	}
 }
+
+func TestCgroupV2(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"0::/system.slice/memcached.service\n", "/system.slice/memcached.service"},
+		{"9:name=systemd:/\n4:memory:/x\n0::/\n", "/"},
+		{"12:pids:/user.slice\n", ""},
+		{"", ""},
+	} {
+		if got := CgroupV2(tc.in); got != tc.want {
+			t.Errorf("CgroupV2(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
