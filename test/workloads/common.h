@@ -173,6 +173,18 @@ static __attribute__((unused)) void wl_sleep_ms(long ms)
 	wl_check_clock();
 }
 
+/* wl_wait_flag waits (up to 20 s) for another process of the workload to set
+ * a flag in shared memory; what names the event for the failure message. */
+static __attribute__((unused)) void wl_wait_flag(volatile int *flag, const char *what)
+{
+	int64_t until = wl_mono_ns() + 20000000000LL;
+
+	while (!*flag) {
+		WL_CHECK(wl_mono_ns() < until, "%s did not happen", what);
+		wl_sleep_ms(2);
+	}
+}
+
 /* wl_stop_requested reports whether the harness created the stop file. */
 static __attribute__((unused)) int wl_stop_requested(void)
 {

@@ -232,16 +232,6 @@ static void q_check(void)
 	check_proc_locks();
 }
 
-static void wait_flag(volatile int *flag, const char *what)
-{
-	int64_t until = wl_mono_ns() + 20000000000LL;
-
-	while (!*flag) {
-		WL_CHECK(wl_mono_ns() < until, "%s did not happen", what);
-		wl_sleep_ms(2);
-	}
-}
-
 static void run_q(void)
 {
 	pthread_t t;
@@ -260,7 +250,7 @@ static void run_q(void)
 	WL_CHECK(fcntl(q_posix, F_SETLK, &fl) == 0, "F_SETLK read posix.dat [200,300): %s",
 		 strerror(errno));
 	sh->q_ready = 1;
-	wait_flag(&sh->p_locked, "P's locks");
+	wl_wait_flag(&sh->p_locked, "P's locks");
 	err = pthread_create(&t, NULL, waiter, NULL);
 	WL_CHECK(err == 0, "pthread_create: %s", strerror(err));
 	while (!sh->stop_req) {
@@ -269,7 +259,7 @@ static void run_q(void)
 		wl_sleep_ms(20);
 	}
 	sh->q_stopped = 1;
-	wait_flag(&sh->released, "P's release");
+	wl_wait_flag(&sh->released, "P's release");
 	err = pthread_join(t, NULL);
 	WL_CHECK(err == 0, "pthread_join: %s", strerror(err));
 	WL_CHECK(sh->w_got, "W did not get its lock");
@@ -326,7 +316,7 @@ int main(int argc, char **argv)
 	WL_CHECK(q >= 0, "fork Q: %s", strerror(errno));
 	if (q == 0)
 		run_q();
-	wait_flag(&sh->q_ready, "Q ready");
+	wl_wait_flag(&sh->q_ready, "Q ready");
 	WL_CHECK(flock(p_flock, LOCK_EX | LOCK_NB) == 0, "flock(LOCK_EX): %s", strerror(errno));
 	fl = range(F_WRLCK, 100, 50);
 	WL_CHECK(fcntl(p_posix, F_SETLK, &fl) == 0, "F_SETLK write [100,150): %s", strerror(errno));
@@ -335,7 +325,7 @@ int main(int argc, char **argv)
 	fl = range(F_RDLCK, 20, 10);
 	WL_CHECK(fcntl(p_ofd, F_OFD_SETLK, &fl) == 0, "F_OFD_SETLK read [20,30): %s", strerror(errno));
 	sh->p_locked = 1;
-	wait_flag(&sh->w_waiting, "W started");
+	wl_wait_flag(&sh->w_waiting, "W started");
 	{
 		int64_t until = wl_mono_ns() + 20000000000LL;
 
@@ -361,7 +351,7 @@ int main(int argc, char **argv)
 	}
 
 	sh->stop_req = 1;
-	wait_flag(&sh->q_stopped, "Q stopped checking");
+	wl_wait_flag(&sh->q_stopped, "Q stopped checking");
 	sh->released = 1;
 	WL_CHECK(flock(p_flock, LOCK_UN) == 0, "flock(LOCK_UN): %s", strerror(errno));
 	fl = range(F_UNLCK, 0, 0);

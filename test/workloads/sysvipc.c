@@ -297,16 +297,6 @@ static void *r_thread(void *arg)
 	return NULL;
 }
 
-static void wait_flag(volatile int *flag, const char *what)
-{
-	int64_t until = wl_mono_ns() + 20000000000LL;
-
-	while (!*flag) {
-		WL_CHECK(wl_mono_ns() < until, "%s did not happen", what);
-		wl_sleep_ms(2);
-	}
-}
-
 static void run_q(void)
 {
 	struct sembuf op = { .sem_num = 0, .sem_op = -1, .sem_flg = 0 };
@@ -444,9 +434,9 @@ int main(int argc, char **argv)
 	WL_CHECK(q >= 0, "fork Q: %s", strerror(errno));
 	if (q == 0)
 		run_q();
-	wait_flag(&sh->q_ready, "Q ready");
-	wait_flag(&sh->s_waiting, "S started");
-	wait_flag(&sh->r_waiting, "R started");
+	wl_wait_flag(&sh->q_ready, "Q ready");
+	wl_wait_flag(&sh->s_waiting, "S started");
+	wl_wait_flag(&sh->r_waiting, "R started");
 	{
 		int64_t until = wl_mono_ns() + 20000000000LL;
 
