@@ -173,6 +173,41 @@ static __attribute__((unused)) void wl_sleep_ms(long ms)
 	wl_check_clock();
 }
 
+/*
+ * wl_tty_fail reports the failure of a process whose stdout is a terminal
+ * of the workload (its FAIL line goes to stderr, which the harness reads)
+ * and exits. It waits 300 ms first: when the harness kills the tree after a
+ * --leave-running checkpoint (parents first), such a child sees the master
+ * close or its parent go, and is killed in the meantime. A real difference
+ * is still there 300 ms later.
+ */
+static void wl_tty_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn, unused));
+static void wl_tty_fail(const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	int n;
+	struct timespec settle = { 0, 300000000L };
+
+	nanosleep(&settle, NULL);
+	n = snprintf(buf, sizeof buf, "FAIL [%s pid %ld] ", wl_role, (long)syscall(SYS_getpid));
+	va_start(ap, fmt);
+	vsnprintf(buf + n, sizeof buf - n - 2, fmt, ap);
+	va_end(ap);
+	strcat(buf, "\n");
+	if (write(STDERR_FILENO, buf, strlen(buf)) < 0) {
+		/* nothing left to report to */
+	}
+	_exit(1);
+}
+
+/* WL_TTY_CHECK is WL_CHECK for a process whose stdout is a terminal. */
+#define WL_TTY_CHECK(cond, ...)                \
+	do {                                   \
+		if (!(cond))                   \
+			wl_tty_fail(__VA_ARGS__); \
+	} while (0)
+
 /* wl_wait_flag waits (up to 20 s) for another process of the workload to set
  * a flag in shared memory; what names the event for the failure message. */
 static __attribute__((unused)) void wl_wait_flag(volatile int *flag, const char *what)

@@ -30,38 +30,6 @@ static int master = -1;
 static char pts_path[64];
 static dev_t pts_rdev;
 
-static void cfail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void cfail(const char *fmt, ...)
-{
-	char buf[1024];
-	va_list ap;
-	int n;
-	struct timespec settle = { 0, 300000000L };
-
-	/*
-	 * Wait 300 ms before reporting: when the harness kills the tree after a
-	 * --leave-running checkpoint (parents first), a child sees the master
-	 * close or its parent go; it is killed in the meantime. A real
-	 * difference is still there 300 ms later.
-	 */
-	nanosleep(&settle, NULL);
-	n = snprintf(buf, sizeof buf, "FAIL [ctty C pid %ld] ", (long)syscall(SYS_getpid));
-	va_start(ap, fmt);
-	vsnprintf(buf + n, sizeof buf - n - 2, fmt, ap);
-	va_end(ap);
-	strcat(buf, "\n");
-	if (write(STDERR_FILENO, buf, strlen(buf)) < 0) {
-		/* nothing left to report to */
-	}
-	_exit(1);
-}
-
-#define CCHECK(cond, ...)                   \
-	do {                                \
-		if (!(cond))                \
-			cfail(__VA_ARGS__); \
-	} while (0)
-
 static void record(char *b, char kind, uint64_t seq)
 {
 	char tmp[REC + 1];
@@ -78,7 +46,7 @@ static void read_full(int fd, char *b, size_t n, int child)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (child)
-			CCHECK(r > 0, "read /dev/tty: %s", r < 0 ? strerror(errno) : "EOF");
+			WL_TTY_CHECK(r > 0, "read /dev/tty: %s", r < 0 ? strerror(errno) : "EOF");
 		else
 			WL_CHECK(r > 0, "read master: %s", r < 0 ? strerror(errno) : "EOF");
 		off += (size_t)r;
@@ -93,7 +61,7 @@ static void write_full(int fd, const char *b, size_t n, int child)
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (child)
-			CCHECK(w > 0, "write /dev/tty: %s", w < 0 ? strerror(errno) : "short");
+			WL_TTY_CHECK(w > 0, "write /dev/tty: %s", w < 0 ? strerror(errno) : "short");
 		else
 			WL_CHECK(w > 0, "write master: %s", w < 0 ? strerror(errno) : "short");
 		off += (size_t)w;
@@ -106,18 +74,18 @@ static void c_check(pid_t me)
 	char buf[1024], *p, name[64];
 	long tty_nr = -1;
 
-	CCHECK(getpid() == me, "getpid() = %d, was %d", (int)getpid(), (int)me);
-	CCHECK(fstat(0, &st0) == 0 && fstat(1, &st1) == 0, "fstat: %s", strerror(errno));
-	CCHECK(S_ISCHR(st0.st_mode) && st0.st_rdev == makedev(5, 0) && st1.st_rdev == makedev(5, 0),
+	WL_TTY_CHECK(getpid() == me, "getpid() = %d, was %d", (int)getpid(), (int)me);
+	WL_TTY_CHECK(fstat(0, &st0) == 0 && fstat(1, &st1) == 0, "fstat: %s", strerror(errno));
+	WL_TTY_CHECK(S_ISCHR(st0.st_mode) && st0.st_rdev == makedev(5, 0) && st1.st_rdev == makedev(5, 0),
 	       "stdin/stdout are %u:%u and %u:%u, want /dev/tty (5:0)", major(st0.st_rdev),
 	       minor(st0.st_rdev), major(st1.st_rdev), minor(st1.st_rdev));
-	CCHECK(ttyname_r(0, name, sizeof name) == 0 && strcmp(name, "/dev/tty") == 0,
+	WL_TTY_CHECK(ttyname_r(0, name, sizeof name) == 0 && strcmp(name, "/dev/tty") == 0,
 	       "ttyname(0) = %s, want /dev/tty", name);
 	if (wl_read_file("/proc/self/stat", buf, sizeof buf) > 0 && (p = strrchr(buf, ')')))
 		sscanf(p + 2, "%*c %*d %*d %*d %ld", &tty_nr);
-	CCHECK((dev_t)tty_nr == pts_rdev, "controlling terminal (tty_nr) %u:%u, want the slave %u:%u",
+	WL_TTY_CHECK((dev_t)tty_nr == pts_rdev, "controlling terminal (tty_nr) %u:%u, want the slave %u:%u",
 	       major(tty_nr), minor(tty_nr), major(pts_rdev), minor(pts_rdev));
-	CCHECK(tcgetsid(0) == me && tcgetpgrp(0) == me, "tcgetsid(0) = %d, tcgetpgrp(0) = %d, want %d",
+	WL_TTY_CHECK(tcgetsid(0) == me && tcgetpgrp(0) == me, "tcgetsid(0) = %d, tcgetpgrp(0) = %d, want %d",
 	       (int)tcgetsid(0), (int)tcgetpgrp(0), (int)me);
 }
 
@@ -126,14 +94,15 @@ static void run_c(void)
 	pid_t me = getpid();
 	int s, t;
 
+	snprintf(wl_role, sizeof wl_role, "ctty C");
 	close(master);
-	CCHECK(setsid() == me, "setsid: %s", strerror(errno));
+	WL_TTY_CHECK(setsid() == me, "setsid: %s", strerror(errno));
 	s = open(pts_path, O_RDWR | O_NOCTTY);
-	CCHECK(s >= 0, "open %s: %s", pts_path, strerror(errno));
-	CCHECK(ioctl(s, TIOCSCTTY, 0) == 0, "TIOCSCTTY: %s", strerror(errno));
+	WL_TTY_CHECK(s >= 0, "open %s: %s", pts_path, strerror(errno));
+	WL_TTY_CHECK(ioctl(s, TIOCSCTTY, 0) == 0, "TIOCSCTTY: %s", strerror(errno));
 	t = open("/dev/tty", O_RDWR);
-	CCHECK(t >= 0, "open /dev/tty: %s", strerror(errno));
-	CCHECK(dup2(t, 0) == 0 && dup2(t, 1) == 1, "dup2: %s", strerror(errno));
+	WL_TTY_CHECK(t >= 0, "open /dev/tty: %s", strerror(errno));
+	WL_TTY_CHECK(dup2(t, 0) == 0 && dup2(t, 1) == 1, "dup2: %s", strerror(errno));
 	close(t);
 	close(s); /* from here on only /dev/tty */
 	prctl(PR_SET_NAME, "wl-ctty-C", 0, 0, 0);
@@ -145,7 +114,7 @@ static void run_c(void)
 		if (in[0] == 'x')
 			_exit(0);
 		record(want, 'q', seq);
-		CCHECK(memcmp(in, want, REC) == 0, "record %" PRIu64 " is %.15s, want %.15s", seq, in, want);
+		WL_TTY_CHECK(memcmp(in, want, REC) == 0, "record %" PRIu64 " is %.15s, want %.15s", seq, in, want);
 		in[0] = 'r';
 		write_full(1, in, REC, 1);
 	}

@@ -62,46 +62,13 @@ static char pts_path[64];
 static dev_t pts_rdev;
 static struct termios want_tio;
 
-/* Children write their FAIL lines to stderr: their stdout is the terminal. */
-static void cfail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void cfail(const char *fmt, ...)
-{
-	char buf[1024];
-	va_list ap;
-	int n;
-	struct timespec settle = { 0, 300000000L };
-
-	/*
-	 * Wait 300 ms before reporting: when the harness kills the tree after a
-	 * --leave-running checkpoint (parents first), a child sees the master
-	 * close or its parent go; it is killed in the meantime. A real
-	 * difference is still there 300 ms later.
-	 */
-	nanosleep(&settle, NULL);
-	n = snprintf(buf, sizeof buf, "FAIL [%s pid %ld] ", wl_role, (long)syscall(SYS_getpid));
-	va_start(ap, fmt);
-	vsnprintf(buf + n, sizeof buf - n - 2, fmt, ap);
-	va_end(ap);
-	strcat(buf, "\n");
-	if (write(STDERR_FILENO, buf, strlen(buf)) < 0) {
-		/* nothing left to report to */
-	}
-	_exit(1);
-}
-
-#define CCHECK(cond, ...)                \
-	do {                             \
-		if (!(cond))             \
-			cfail(__VA_ARGS__); \
-	} while (0)
-
 /* csleep_ms sleeps in a child: wl_sleep_ms would report to stdout, the terminal. */
 static void csleep_ms(long ms)
 {
 	struct timespec req = { ms / 1000, (ms % 1000) * 1000000L }, rem;
 
 	while (nanosleep(&req, &rem) != 0) {
-		CCHECK(errno == EINTR, "nanosleep: %s", strerror(errno));
+		WL_TTY_CHECK(errno == EINTR, "nanosleep: %s", strerror(errno));
 		req = rem;
 	}
 }
@@ -132,20 +99,20 @@ static void check_termios(int fd, const char *who)
 	struct termios t;
 	struct winsize ws;
 
-	CCHECK(tcgetattr(fd, &t) == 0, "%s: tcgetattr: %s", who, strerror(errno));
-	CCHECK(t.c_iflag == want_tio.c_iflag && t.c_oflag == want_tio.c_oflag &&
+	WL_TTY_CHECK(tcgetattr(fd, &t) == 0, "%s: tcgetattr: %s", who, strerror(errno));
+	WL_TTY_CHECK(t.c_iflag == want_tio.c_iflag && t.c_oflag == want_tio.c_oflag &&
 		       t.c_cflag == want_tio.c_cflag && t.c_lflag == want_tio.c_lflag,
 	       "%s: termios flags iflag %#o oflag %#o cflag %#o lflag %#o, want %#o %#o %#o %#o", who,
 	       t.c_iflag, t.c_oflag, t.c_cflag, t.c_lflag, want_tio.c_iflag, want_tio.c_oflag,
 	       want_tio.c_cflag, want_tio.c_lflag);
 	for (int i = 0; i < NCCS; i++)
-		CCHECK(t.c_cc[i] == want_tio.c_cc[i], "%s: termios c_cc[%d] = %d, want %d", who, i,
+		WL_TTY_CHECK(t.c_cc[i] == want_tio.c_cc[i], "%s: termios c_cc[%d] = %d, want %d", who, i,
 		       t.c_cc[i], want_tio.c_cc[i]);
-	CCHECK(cfgetospeed(&t) == B19200 && cfgetispeed(&t) == B19200,
+	WL_TTY_CHECK(cfgetospeed(&t) == B19200 && cfgetispeed(&t) == B19200,
 	       "%s: speed out %#o in %#o, want B19200 (%#o)", who, cfgetospeed(&t), cfgetispeed(&t),
 	       B19200);
-	CCHECK(ioctl(fd, TIOCGWINSZ, &ws) == 0, "%s: TIOCGWINSZ: %s", who, strerror(errno));
-	CCHECK(ws.ws_row == ROWS && ws.ws_col == COLS && ws.ws_xpixel == 0 && ws.ws_ypixel == 0,
+	WL_TTY_CHECK(ioctl(fd, TIOCGWINSZ, &ws) == 0, "%s: TIOCGWINSZ: %s", who, strerror(errno));
+	WL_TTY_CHECK(ws.ws_row == ROWS && ws.ws_col == COLS && ws.ws_xpixel == 0 && ws.ws_ypixel == 0,
 	       "%s: window size %dx%d (%dx%d px), want %dx%d", who, ws.ws_row, ws.ws_col, ws.ws_xpixel,
 	       ws.ws_ypixel, ROWS, COLS);
 }
@@ -167,23 +134,23 @@ static void check_slave_side(pid_t want_sid, pid_t want_fg)
 	char name[64];
 	long tty_nr, tpgid;
 
-	CCHECK(getpid() == wl_pid, "getpid() = %d, was %d", (int)getpid(), (int)wl_pid);
-	CCHECK(getsid(0) == want_sid, "getsid() = %d, want %d", (int)getsid(0), (int)want_sid);
-	CCHECK(fstat(0, &st0) == 0 && fstat(1, &st1) == 0, "fstat 0/1: %s", strerror(errno));
-	CCHECK(S_ISCHR(st0.st_mode) && st0.st_rdev == pts_rdev && st1.st_rdev == pts_rdev,
+	WL_TTY_CHECK(getpid() == wl_pid, "getpid() = %d, was %d", (int)getpid(), (int)wl_pid);
+	WL_TTY_CHECK(getsid(0) == want_sid, "getsid() = %d, want %d", (int)getsid(0), (int)want_sid);
+	WL_TTY_CHECK(fstat(0, &st0) == 0 && fstat(1, &st1) == 0, "fstat 0/1: %s", strerror(errno));
+	WL_TTY_CHECK(S_ISCHR(st0.st_mode) && st0.st_rdev == pts_rdev && st1.st_rdev == pts_rdev,
 	       "stdin/stdout are devices %u:%u and %u:%u, want the slave %u:%u", major(st0.st_rdev),
 	       minor(st0.st_rdev), major(st1.st_rdev), minor(st1.st_rdev), major(pts_rdev),
 	       minor(pts_rdev));
-	CCHECK(ttyname_r(0, name, sizeof name) == 0 && strcmp(name, pts_path) == 0,
+	WL_TTY_CHECK(ttyname_r(0, name, sizeof name) == 0 && strcmp(name, pts_path) == 0,
 	       "ttyname(0) = %s, want %s (the pts number changed)", name, pts_path);
 	tty_fields(&tty_nr, &tpgid);
-	CCHECK((dev_t)tty_nr == pts_rdev, "controlling terminal (tty_nr) is %u:%u, want %u:%u",
+	WL_TTY_CHECK((dev_t)tty_nr == pts_rdev, "controlling terminal (tty_nr) is %u:%u, want %u:%u",
 	       major(tty_nr), minor(tty_nr), major(pts_rdev), minor(pts_rdev));
-	CCHECK(tpgid == want_fg, "tpgid %ld, want the foreground group %d", tpgid, (int)want_fg);
-	CCHECK(tcgetsid(0) == want_sid, "tcgetsid(0) = %d, want %d", (int)tcgetsid(0), (int)want_sid);
-	CCHECK(tcgetpgrp(0) == want_fg, "tcgetpgrp(0) = %d, want %d", (int)tcgetpgrp(0), (int)want_fg);
+	WL_TTY_CHECK(tpgid == want_fg, "tpgid %ld, want the foreground group %d", tpgid, (int)want_fg);
+	WL_TTY_CHECK(tcgetsid(0) == want_sid, "tcgetsid(0) = %d, want %d", (int)tcgetsid(0), (int)want_sid);
+	WL_TTY_CHECK(tcgetpgrp(0) == want_fg, "tcgetpgrp(0) = %d, want %d", (int)tcgetpgrp(0), (int)want_fg);
 	check_termios(0, "slave");
-	CCHECK(sh->nonce == wl_nonce, "shared nonce %#" PRIx64 ", mine %#" PRIx64, sh->nonce, wl_nonce);
+	WL_TTY_CHECK(sh->nonce == wl_nonce, "shared nonce %#" PRIx64 ", mine %#" PRIx64, sh->nonce, wl_nonce);
 }
 
 /* c2_read reads exactly n bytes of the input stream from the slave and checks them. */
@@ -196,11 +163,11 @@ static void c2_read(uint64_t n)
 
 		if (r < 0 && errno == EINTR)
 			continue;
-		CCHECK(r > 0, "read slave: %s", r < 0 ? strerror(errno) : "EOF");
+		WL_TTY_CHECK(r > 0, "read slave: %s", r < 0 ? strerror(errno) : "EOF");
 		for (ssize_t j = 0; j < r; j++) {
 			uint64_t pos = sh->in_read;
 
-			CCHECK(buf[j] == in_byte(pos),
+			WL_TTY_CHECK(buf[j] == in_byte(pos),
 			       "input stream byte %" PRIu64 " is %#x, want %#x (lost, added or changed bytes)",
 			       pos, buf[j], in_byte(pos));
 			sh->in_read = pos + 1;
@@ -214,7 +181,7 @@ static void c2_write(uint64_t n)
 	uint8_t buf[HIGH];
 	uint64_t base = sh->out_written;
 
-	CCHECK(n <= sizeof buf, "c2_write(%" PRIu64 ")", n);
+	WL_TTY_CHECK(n <= sizeof buf, "c2_write(%" PRIu64 ")", n);
 	for (uint64_t j = 0; j < n; j++)
 		buf[j] = out_byte(base + j);
 	for (uint64_t off = 0; off < n;) {
@@ -222,7 +189,7 @@ static void c2_write(uint64_t n)
 
 		if (w < 0 && errno == EINTR)
 			continue;
-		CCHECK(w > 0, "write slave: %s", w < 0 ? strerror(errno) : "short");
+		WL_TTY_CHECK(w > 0, "write slave: %s", w < 0 ? strerror(errno) : "short");
 		off += (uint64_t)w;
 		sh->out_written = base + off;
 	}
@@ -235,9 +202,9 @@ static void run_c2(void)
 
 	set_name("C2");
 	if (setpgid(0, 0) != 0)
-		CCHECK(errno == EACCES, "setpgid: %s", strerror(errno));
+		WL_TTY_CHECK(errno == EACCES, "setpgid: %s", strerror(errno));
 	while (!sh->c2_fg) {
-		CCHECK(wl_mono_ns() < until, "never became the foreground group");
+		WL_TTY_CHECK(wl_mono_ns() < until, "never became the foreground group");
 		csleep_ms(2);
 	}
 	sh->c2 = me;
@@ -246,17 +213,17 @@ static void run_c2(void)
 		int avail = 0;
 
 		check_slave_side(sh->c, me);
-		CCHECK(getpgid(0) == me, "getpgid() = %d, want %d", (int)getpgid(0), (int)me);
-		CCHECK(getppid() == sh->c, "getppid() = %d, want C %d", (int)getppid(), (int)sh->c);
+		WL_TTY_CHECK(getpgid(0) == me, "getpgid() = %d, want %d", (int)getpgid(0), (int)me);
+		WL_TTY_CHECK(getppid() == sh->c, "getppid() = %d, want C %d", (int)getppid(), (int)sh->c);
 		if (sh->stop) {
 			/* P wrote its last byte: read everything that is left. */
 			c2_read(sh->in_written - sh->in_read);
 			sh->c2_out_done = 1;
-			CCHECK(ioctl(0, FIONREAD, &avail) == 0 && avail == 0,
+			WL_TTY_CHECK(ioctl(0, FIONREAD, &avail) == 0 && avail == 0,
 			       "%d unexpected bytes left in the input queue after the stream's end", avail);
 			_exit(0);
 		}
-		CCHECK(ioctl(0, FIONREAD, &avail) == 0, "FIONREAD slave: %s", strerror(errno));
+		WL_TTY_CHECK(ioctl(0, FIONREAD, &avail) == 0, "FIONREAD slave: %s", strerror(errno));
 		if (avail >= LOW + VMIN_SET)
 			c2_read((uint64_t)avail - LOW);
 		if (sh->out_written - sh->out_read < HIGH - CHUNK)
@@ -274,20 +241,20 @@ static void run_c(void)
 	set_name("C");
 	me = getpid();
 	close(master);
-	CCHECK(setsid() == me, "setsid: %s", strerror(errno));
+	WL_TTY_CHECK(setsid() == me, "setsid: %s", strerror(errno));
 	s = open(pts_path, O_RDWR | O_NOCTTY);
-	CCHECK(s >= 0, "open %s: %s", pts_path, strerror(errno));
-	CCHECK(ioctl(s, TIOCSCTTY, 0) == 0, "TIOCSCTTY: %s", strerror(errno));
-	CCHECK(dup2(s, 0) == 0 && dup2(s, 1) == 1, "dup2 slave: %s", strerror(errno));
+	WL_TTY_CHECK(s >= 0, "open %s: %s", pts_path, strerror(errno));
+	WL_TTY_CHECK(ioctl(s, TIOCSCTTY, 0) == 0, "TIOCSCTTY: %s", strerror(errno));
+	WL_TTY_CHECK(dup2(s, 0) == 0 && dup2(s, 1) == 1, "dup2 slave: %s", strerror(errno));
 	close(s);
 	sh->c = me;
 	c2 = fork();
-	CCHECK(c2 >= 0, "fork C2: %s", strerror(errno));
+	WL_TTY_CHECK(c2 >= 0, "fork C2: %s", strerror(errno));
 	if (c2 == 0)
 		run_c2();
 	if (setpgid(c2, c2) != 0)
-		CCHECK(errno == EACCES || errno == ESRCH, "setpgid(C2): %s", strerror(errno));
-	CCHECK(tcsetpgrp(0, c2) == 0, "tcsetpgrp(%d): %s", (int)c2, strerror(errno));
+		WL_TTY_CHECK(errno == EACCES || errno == ESRCH, "setpgid(C2): %s", strerror(errno));
+	WL_TTY_CHECK(tcsetpgrp(0, c2) == 0, "tcsetpgrp(%d): %s", (int)c2, strerror(errno));
 	sh->c2_fg = 1;
 	sh->ready_c = 1;
 	for (;;) {
@@ -295,12 +262,12 @@ static void run_c(void)
 		pid_t r;
 
 		check_slave_side(me, c2);
-		CCHECK(getpgid(0) == me, "getpgid() = %d, want %d", (int)getpgid(0), (int)me);
-		CCHECK(getppid() == sh->p, "getppid() = %d, want P %d", (int)getppid(), (int)sh->p);
+		WL_TTY_CHECK(getpgid(0) == me, "getpgid() = %d, want %d", (int)getpgid(0), (int)me);
+		WL_TTY_CHECK(getppid() == sh->p, "getppid() = %d, want P %d", (int)getppid(), (int)sh->p);
 		r = waitpid(c2, &status, WNOHANG);
-		CCHECK(r == 0 || (r == c2 && sh->stop), "waitpid(C2) = %d: it ended early", (int)r);
+		WL_TTY_CHECK(r == 0 || (r == c2 && sh->stop), "waitpid(C2) = %d: it ended early", (int)r);
 		if (r == c2) {
-			CCHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			WL_TTY_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 			       "C2 ended with wait status %#x", status);
 			_exit(0);
 		}
