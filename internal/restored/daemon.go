@@ -84,8 +84,7 @@ func Run(opts Options) error {
 	}
 	if err != nil {
 		d.state.Error = err.Error()
-		d.state.write()
-		d.close()
+		d.close() // writes the state, with the error
 		return err
 	}
 	if d.pending() == 0 {
