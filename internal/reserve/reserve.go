@@ -115,7 +115,7 @@ func (s *Set) take(pid int) error {
 func holder(pid int) string {
 	b, err := os.ReadFile(proc.Path(pid, "comm"))
 	if err != nil {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+		if _, err := os.Stat(proc.Path(pid)); err != nil {
 			return ""
 		}
 		return "a thread"
