@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // A fingerprint is what /proc shows about a tree from the outside, reduced
@@ -50,7 +51,25 @@ var vmFlagsKept = map[string]bool{
 
 // takeFingerprint reads the fingerprint of every process of tr. With
 // runtime set, the memory map and the thread list are left out.
+//
+// A running workload passes through states that last microseconds: a
+// thread inside a signal handler has that signal in its SigBlk until the
+// handler returns. Such a moment must not become the reference, so the
+// fingerprint is read until two reads in a row agree.
 func takeFingerprint(tr tree, runtime bool) fingerprint {
+	fp := readFingerprint(tr, runtime)
+	for try := 0; try < 20; try++ {
+		time.Sleep(2 * time.Millisecond)
+		again := readFingerprint(tr, runtime)
+		if len(fp.diff(again)) == 0 {
+			return fp
+		}
+		fp = again
+	}
+	return fp
+}
+
+func readFingerprint(tr tree, runtime bool) fingerprint {
 	fp := fingerprint{}
 	for pid := range tr {
 		addProcess(fp, pid, runtime)
