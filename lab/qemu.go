@@ -54,6 +54,27 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// GuestLock is held by every running lab guest: guests share the host's
+// CPUs under TCG, so two at once would halve each other's speed and every
+// time measured. A second guest waits for the first one to end.
+var GuestLock = "/run/seamless-lab-guest.lock"
+
+// lockGuest waits for the machine's one guest slot.
+func lockGuest() (*os.File, error) {
+	f, err := os.OpenFile(GuestLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open the guest lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		logf(os.Stderr, "waiting for another lab guest to end (lock %s)", GuestLock)
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", GuestLock, err)
+		}
+	}
+	return f, nil
+}
+
 // StartVM starts QEMU under TCG. /dev/kvm is never used: on these machines it hangs.
 func StartVM(cfg VMConfig) (*VM, error) {
 	if cfg.MemoryMB == 0 {
@@ -107,8 +128,13 @@ func StartVM(cfg VMConfig) (*VM, error) {
 	}
 	args = append(args, cfg.ExtraArgs...)
 
+	guest, err := lockGuest()
+	if err != nil {
+		return nil, err
+	}
 	qlog, err := os.OpenFile(filepath.Join(cfg.Dir, "qemu.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
+		guest.Close()
 		return nil, fmt.Errorf("create qemu log: %w", err)
 	}
 	cmd := exec.Command("qemu-system-x86_64", args...)
@@ -118,12 +144,14 @@ func StartVM(cfg VMConfig) (*VM, error) {
 	fmt.Fprintf(qlog, "qemu-system-x86_64 %s\n", strings.Join(args, " "))
 	if err := cmd.Start(); err != nil {
 		qlog.Close()
+		guest.Close()
 		return nil, fmt.Errorf("start qemu: %w", err)
 	}
 	vm := &VM{Cfg: cfg, SerialLog: serial, Agent: NewAgent(qga), Started: time.Now(), cmd: cmd, exited: make(chan struct{})}
 	go func() {
 		vm.err = cmd.Wait()
 		qlog.Close()
+		guest.Close()
 		close(vm.exited)
 	}()
 	// The sockets appear once QEMU has parsed its arguments.
