@@ -48,13 +48,31 @@ func restoreTCP(fd int, s *image.Socket) error {
 	return restoreConn(fd, s, state)
 }
 
+// bindTo binds fd to its old address. On the new kernel a restore may run
+// before the interface has its address again (the network lock holds the
+// packets meanwhile): the bind is made with IP_FREEBIND, and the socket's
+// own IP_FREEBIND setting, already restored, is put back afterwards.
 func bindTo(fd, family int, ap netip.AddrPort, zone string) error {
 	sa, err := sockaddr(family, ap, zone)
 	if err != nil {
 		return err
 	}
+	free, err := unix.GetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_FREEBIND)
+	if err != nil {
+		return fmt.Errorf("bind %s: read IP_FREEBIND: %w", ap, err)
+	}
+	if free == 0 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_FREEBIND, 1); err != nil {
+			return fmt.Errorf("bind %s: set IP_FREEBIND: %w", ap, err)
+		}
+	}
 	if err := unix.Bind(fd, sa); err != nil {
 		return fmt.Errorf("bind %s: %w", ap, err)
+	}
+	if free == 0 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_FREEBIND, 0); err != nil {
+			return fmt.Errorf("bind %s: clear IP_FREEBIND: %w", ap, err)
+		}
 	}
 	return nil
 }
