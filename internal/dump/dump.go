@@ -184,12 +184,15 @@ func waitGone(tid int) {
 
 func dumpTree(w *image.Writer, procs []*seized) (*image.Tree, *files.Dumper, error) {
 	inTree := map[int]bool{}
+	var pids []int
 	for _, p := range procs {
 		inTree[p.pid] = true
+		pids = append(pids, p.pid)
 	}
 	contents := mem.NewContents(w)
 	md := mem.NewDumper(w, contents)
-	fd := files.NewDumper(contents, func(pid int) bool { return inTree[pid] })
+	fd := files.NewDumper(contents, pids)
+	tables := files.NewTables()
 	tree := &image.Tree{Root: procs[0].pid}
 	for _, s := range procs {
 		if s.zombie != nil {
@@ -202,7 +205,13 @@ func dumpTree(w *image.Writer, procs []*seized) (*image.Tree, *files.Dumper, err
 		if err != nil {
 			return nil, fd, err
 		}
+		if p.FDTable, err = tables.Add(s.pid, p.PPID); err != nil {
+			return nil, fd, err
+		}
 		if p.FDs, err = fd.Dump(s.pid); err != nil {
+			return nil, fd, err
+		}
+		if err := fd.DumpFS(p); err != nil {
 			return nil, fd, err
 		}
 		if p.VDSO, err = mem.VDSOSymbols(s.pid); err != nil {

@@ -13,33 +13,6 @@ import (
 	"github.com/seamless-linux/seamless/internal/image"
 )
 
-// inotifyPaths turns the file handles of inotify watches into paths.
-func inotifyPaths(marks []inotifyMark) ([]image.InotifyWatch, error) {
-	var out []image.InotifyWatch
-	for _, m := range marks {
-		mnt, err := mountOf(m.sdev)
-		if err != nil {
-			return nil, fmt.Errorf("inotify watch %d: %w", m.wd, err)
-		}
-		dir, err := os.Open(mnt)
-		if err != nil {
-			return nil, fmt.Errorf("inotify watch %d: %w", m.wd, err)
-		}
-		fd, err := unix.OpenByHandleAt(int(dir.Fd()), unix.NewFileHandle(int32(m.htype), m.handle), unix.O_PATH|unix.O_CLOEXEC)
-		dir.Close()
-		if err != nil {
-			return nil, fmt.Errorf("inotify watch %d: the watched file is gone: %w", m.wd, err)
-		}
-		path, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
-		unix.Close(fd)
-		if err != nil {
-			return nil, fmt.Errorf("inotify watch %d: %w", m.wd, err)
-		}
-		out = append(out, image.InotifyWatch{WD: m.wd, Path: path, Mask: m.mask})
-	}
-	return out, nil
-}
-
 // mountOf finds a mount point of the filesystem with the kernel device
 // number sdev (major << 20 | minor, as fdinfo prints it).
 func mountOf(sdev uint64) (string, error) {
@@ -59,10 +32,37 @@ func mountOf(sdev uint64) (string, error) {
 	return "", fmt.Errorf("no mount of device %s", want)
 }
 
+func dumpEventfd(_ *Dumper, ds *desc, f *image.File) error {
+	f.Count = ds.info.eventfdCount
+	if ds.info.semaphore {
+		f.Flags |= unix.EFD_SEMAPHORE
+	}
+	return nil
+}
+
+func openEventfd(_ *Opener, f *image.File) (*os.File, error) {
+	fd, err := unix.Eventfd(uint(f.Count), f.Flags&(unix.EFD_NONBLOCK|unix.EFD_SEMAPHORE)|unix.EFD_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), "eventfd"), nil
+}
+
+func dumpSignalfd(_ *Dumper, ds *desc, f *image.File) error {
+	f.Sigmask = ds.info.sigmask
+	return nil
+}
+
+func dumpTimerfd(_ *Dumper, ds *desc, f *image.File) error {
+	t := ds.info.timer
+	f.Timer = &t
+	return nil
+}
+
 // openSignalfd creates a signalfd for the signals of mask. A signalfd
 // reads the signals of whichever process reads it, so the restorer can
 // create it and hand it over.
-func openSignalfd(f *image.File) (*os.File, error) {
+func openSignalfd(_ *Opener, f *image.File) (*os.File, error) {
 	mask := f.Sigmask
 	fd, _, e := unix.Syscall6(unix.SYS_SIGNALFD4, ^uintptr(0), uintptr(unsafe.Pointer(&mask)), 8,
 		uintptr(f.Flags&unix.O_NONBLOCK|unix.O_CLOEXEC), 0, 0)
@@ -77,7 +77,10 @@ const tfdSetTicks = 0x40085400
 
 // openTimerfd re-arms a timerfd for the time it had left at checkpoint,
 // relative to now, with its interval and its unread expirations.
-func openTimerfd(f *image.File) (*os.File, error) {
+func openTimerfd(_ *Opener, f *image.File) (*os.File, error) {
+	if f.Timer == nil {
+		return nil, fmt.Errorf("timerfd without state")
+	}
 	t := f.Timer
 	fd, err := unix.TimerfdCreate(t.Clock, f.Flags&unix.O_NONBLOCK|unix.O_CLOEXEC)
 	if err != nil {
@@ -113,7 +116,8 @@ func openTimerfd(f *image.File) (*os.File, error) {
 // openInotify creates an inotify instance with the same watches under the
 // same watch descriptors. Descriptors are handed out in increasing order,
 // so gaps are filled with throw-away watches that are removed afterwards.
-func openInotify(f *image.File) (*os.File, error) {
+// A watch on a deleted file goes on the recreated file.
+func openInotify(o *Opener, f *image.File) (*os.File, error) {
 	fd, err := unix.InotifyInit1(f.Flags&unix.O_NONBLOCK | unix.O_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("inotify_init1: %w", err)
@@ -151,7 +155,16 @@ func openInotify(f *image.File) (*os.File, error) {
 			filler = append(filler, wd)
 			next = wd + 1
 		}
-		wd, err := unix.InotifyAddWatch(fd, w.Path, w.Mask)
+		path, mask := w.Path, w.Mask
+		if w.File != nil {
+			g, err := o.object(w.File)
+			if err != nil {
+				h.Close()
+				return nil, err
+			}
+			path, mask = "/proc/self/fd/"+strconv.Itoa(int(g.Fd())), mask&^unix.IN_DONT_FOLLOW
+		}
+		wd, err := unix.InotifyAddWatch(fd, path, mask)
 		if err != nil {
 			h.Close()
 			return nil, fmt.Errorf("inotify watch %s: %w", w.Path, err)

@@ -5,10 +5,11 @@
 package files
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -43,8 +44,15 @@ type Dumper struct {
 	// Sockets checkpoints socket descriptors.
 	Sockets *sockets.Dumper
 
+	// Scope are the processes checkpointed together.
+	Scope *Scope
+
 	holders map[[2]uint64][]holder
-	pipes   map[uint64]*pipeEnds
+	// byFD is the open file description of each (pid, fd) dumped so far.
+	byFD  map[[2]int]*image.File
+	pipes map[uint64]*pipeEnds
+	// epolls are the epoll descriptions whose watches Finish resolves.
+	epolls []epollDump
 	// masters are the pty masters the tree holds, by index; slaves the
 	// slave descriptions, decided in Finish.
 	masters map[int]*os.File
@@ -64,10 +72,13 @@ type pipeEnds struct {
 	files []*image.File
 }
 
-// NewDumper returns a Dumper that stores deleted files' contents with c.
-func NewDumper(c *mem.Contents, inTree func(int) bool) *Dumper {
-	return &Dumper{Contents: c, InTree: inTree, Sockets: sockets.NewDumper(inTree),
-		holders: map[[2]uint64][]holder{}, pipes: map[uint64]*pipeEnds{}, masters: map[int]*os.File{}}
+// NewDumper returns a Dumper for the processes pids that stores deleted
+// files' contents with c.
+func NewDumper(c *mem.Contents, pids []int) *Dumper {
+	s := NewScope(pids)
+	return &Dumper{Contents: c, InTree: s.Has, Scope: s, Sockets: sockets.NewDumper(s.Has),
+		holders: map[[2]uint64][]holder{}, byFD: map[[2]int]*image.File{}, pipes: map[uint64]*pipeEnds{},
+		masters: map[int]*os.File{}}
 }
 
 // Close releases the descriptors the Dumper holds. kill says whether the
@@ -111,146 +122,91 @@ func (d *Dumper) Dump(pid int) ([]image.FD, error) {
 }
 
 func (d *Dumper) dumpFD(pid, pidfd, fd int) (*image.File, bool, error) {
-	link, err := os.Readlink(proc.Path(pid, "fd", strconv.Itoa(fd)))
-	if err != nil {
-		return nil, false, fmt.Errorf("process %d fd %d: %w", pid, fd, err)
-	}
-	info, err := readFdinfo(pid, fd)
+	ds, err := openDesc(pid, pidfd, fd)
 	if err != nil {
 		return nil, false, err
 	}
-	lfd, err := unix.PidfdGetfd(pidfd, fd, 0)
-	if err != nil {
-		return nil, false, fmt.Errorf("process %d fd %d: pidfd_getfd: %w", pid, fd, err)
-	}
-	local := os.NewFile(uintptr(lfd), link)
-	keep := false
 	defer func() {
-		if !keep {
-			local.Close()
+		if !ds.kept {
+			ds.local.Close()
 		}
 	}()
-	var st unix.Stat_t
-	if err := unix.Fstat(lfd, &st); err != nil {
-		return nil, false, fmt.Errorf("process %d fd %d: stat: %w", pid, fd, err)
-	}
-	cloexec := info.flags&unix.O_CLOEXEC != 0
-	key := [2]uint64{st.Dev, st.Ino}
+	cloexec := ds.info.flags&unix.O_CLOEXEC != 0
+	key := [2]uint64{ds.st.Dev, ds.st.Ino}
 	for _, h := range d.holders[key] {
 		if same, err := kcmpFile(pid, h.pid, fd, h.fd); err != nil {
 			return nil, false, err
 		} else if same {
+			d.byFD[[2]int{pid, fd}] = h.file
 			return h.file, cloexec, nil
 		}
 	}
-	f := &image.File{ID: len(d.Files) + 1, Flags: info.flags &^ unix.O_CLOEXEC, Pos: info.pos, Locks: info.locks}
-	unsupported := func(what string) (*image.File, bool, error) {
-		return nil, false, &Unsupported{PID: pid, FD: fd, What: what}
+	k, err := decide(d.Scope, ds)
+	if err != nil {
+		return nil, false, err
 	}
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFREG:
-		name, deleted := strings.CutSuffix(link, " (deleted)")
-		if strings.HasPrefix(link, "/memfd:") {
-			f.Kind = image.FileMemfd
-		} else if strings.HasPrefix(link, "anon_inode:") {
-			return unsupported(link)
-		} else {
-			f.Kind = image.FileRegular
+	f := &image.File{ID: len(d.Files) + 1, Kind: k, Flags: ds.info.flags &^ unix.O_CLOEXEC, Pos: ds.info.pos, Locks: ds.info.locks}
+	if err := kinds[k].dump(d, ds, f); err != nil {
+		var u *Unsupported
+		if errors.As(err, &u) {
+			return nil, false, err
 		}
-		if f.Ref, err = d.Contents.RefFile(local, name, deleted || f.Kind == image.FileMemfd); err != nil {
-			return nil, false, fmt.Errorf("process %d fd %d: %w", pid, fd, err)
-		}
-		if f.Kind == image.FileMemfd {
-			if seals, err := unix.FcntlInt(uintptr(lfd), unix.F_GET_SEALS, 0); err == nil {
-				f.Count = uint64(seals)
-			}
-		}
-	case unix.S_IFDIR:
-		f.Kind = image.FileDirectory
-		f.Ref = &image.Ref{Path: link, Mode: st.Mode, Inode: st.Ino}
-	case unix.S_IFCHR:
-		major, minor := unix.Major(st.Rdev), unix.Minor(st.Rdev)
-		switch {
-		case isPtyMaster(st.Rdev):
-			n, err := unix.IoctlGetInt(lfd, unix.TIOCGPTN)
-			if err != nil {
-				return nil, false, fmt.Errorf("process %d fd %d: pty number: %w", pid, fd, err)
-			}
-			f.Kind, f.PtyIndex = image.FilePtyMaster, n
-			if d.masters[n] == nil {
-				d.masters[n], keep = local, true
-			}
-		case ptySlaveIndex(st.Rdev) >= 0:
-			f.Kind, f.PtyIndex = image.FilePtySlave, ptySlaveIndex(st.Rdev)
-			d.slaves = append(d.slaves, f)
-		case major == 5 && minor == 0:
-			// /dev/tty: opened again by the restored process itself, once
-			// its session has its controlling terminal back.
-			f.Kind = image.FileCtty
-		case CharDeviceKind(st.Rdev) == "device":
-			f.Kind = image.FileDevice
-		case CharDeviceKind(st.Rdev) == "terminal":
-			f.Kind = image.FileTerminal
-		default:
-			return unsupported(fmt.Sprintf("character device %s (%d:%d)", link, major, minor))
-		}
-		f.Rdev = st.Rdev
-		f.Ref = &image.Ref{Path: link, Mode: st.Mode, Inode: st.Ino}
-	case unix.S_IFIFO:
-		f.Kind = image.FilePipe
-		if !strings.HasPrefix(link, "pipe:") {
-			f.Kind = image.FileFIFO
-			f.Ref = &image.Ref{Path: link, Mode: st.Mode, Inode: st.Ino}
-		}
-		f.Pipe = &image.Pipe{Inode: st.Ino, Write: f.Flags&unix.O_ACCMODE == unix.O_WRONLY}
-		if c, err := unix.FcntlInt(uintptr(lfd), unix.F_GETPIPE_SZ, 0); err == nil {
-			f.Pipe.Capacity = c
-		}
-		p := d.pipes[st.Ino]
-		if p == nil {
-			p = &pipeEnds{link: link}
-			d.pipes[st.Ino] = p
-		}
-		p.files = append(p.files, f)
-		if f.Flags&unix.O_ACCMODE != unix.O_WRONLY && p.read == nil {
-			p.read, keep = local, true
-		}
-	case unix.S_IFSOCK:
-		f.Kind = image.FileSocket
-		keep = true // the socket dumper owns local from here on
-		if f.Socket, err = d.Sockets.Dump(local, pid, fd); err != nil {
-			return nil, false, &Unsupported{PID: pid, FD: fd, What: fmt.Sprintf("socket %s (%v)", link, err), Err: err}
-		}
-	default:
-		switch link {
-		case "anon_inode:[eventfd]":
-			f.Kind = image.FileEventfd
-			f.Count = info.eventfdCount
-			if info.semaphore {
-				f.Flags |= unix.EFD_SEMAPHORE
-			}
-		case "anon_inode:[eventpoll]":
-			f.Kind = image.FileEpoll
-			f.Watches = info.watches
-		case "anon_inode:[signalfd]":
-			f.Kind = image.FileSignalfd
-			f.Sigmask = info.sigmask
-		case "anon_inode:[timerfd]":
-			f.Kind = image.FileTimerfd
-			t := info.timer
-			f.Timer = &t
-		case "anon_inode:inotify":
-			f.Kind = image.FileInotify
-			if f.Inotify, err = inotifyPaths(info.inotify); err != nil {
-				return nil, false, fmt.Errorf("process %d fd %d: %w", pid, fd, err)
-			}
-		default:
-			return unsupported(link)
-		}
+		return nil, false, fmt.Errorf("process %d fd %d: %w", pid, fd, err)
 	}
+	dumpOwner(ds, f)
 	d.Files = append(d.Files, f)
 	d.holders[key] = append(d.holders[key], holder{pid: pid, fd: fd, file: f})
+	d.byFD[[2]int{pid, fd}] = f
 	return f, cloexec, nil
+}
+
+// dumpOwner records who gets SIGIO and SIGURG for the description
+// (F_GETOWN_EX) and which signal (F_GETSIG): both belong to the open file
+// description, which the checkpointer's duplicate shares.
+func dumpOwner(ds *desc, f *image.File) {
+	if ds.info.flags&unix.O_PATH != 0 {
+		return
+	}
+	var own fOwnerEx
+	if _, _, e := unix.Syscall(unix.SYS_FCNTL, ds.local.Fd(), unix.F_GETOWN_EX, uintptr(unsafe.Pointer(&own))); e == 0 && own.PID != 0 {
+		f.Owner = &image.Owner{Type: int(own.Type), PID: int(own.PID)}
+	}
+	if sig, err := unix.FcntlInt(ds.local.Fd(), unix.F_GETSIG, 0); err == nil && sig != 0 {
+		f.Signal = sig
+	}
+}
+
+// fOwnerEx is struct f_owner_ex.
+type fOwnerEx struct {
+	Type int32
+	PID  int32
+}
+
+func dumpSocket(d *Dumper, ds *desc, f *image.File) error {
+	ds.kept = true // the socket dumper owns the duplicate from here on
+	var err error
+	if f.Socket, err = d.Sockets.Dump(ds.local, ds.pid, ds.fd); err != nil {
+		return &Unsupported{PID: ds.pid, FD: ds.fd, What: fmt.Sprintf("socket %s (%v)", ds.link, err), Err: err}
+	}
+	return nil
+}
+
+func dumpPtyMaster(d *Dumper, ds *desc, f *image.File) error {
+	n, err := unix.IoctlGetInt(int(ds.local.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		return fmt.Errorf("pty number: %w", err)
+	}
+	f.PtyIndex = n
+	if d.masters[n] == nil {
+		d.masters[n], ds.kept = ds.local, true
+	}
+	return dumpDevice(d, ds, f)
+}
+
+func dumpPtySlave(d *Dumper, ds *desc, f *image.File) error {
+	f.PtyIndex = ptySlaveIndex(ds.st.Rdev)
+	d.slaves = append(d.slaves, f)
+	return dumpDevice(d, ds, f)
 }
 
 // Finish completes the pipes once every process has been dumped: a pipe
@@ -258,6 +214,9 @@ func (d *Dumper) dumpFD(pid, pidfd, fd int) (*image.File, bool, error) {
 // reconnects to it); otherwise its buffered bytes are saved.
 func (d *Dumper) Finish() error {
 	if err := d.Sockets.Finish(); err != nil {
+		return err
+	}
+	if err := d.finishEpolls(); err != nil {
 		return err
 	}
 	// A slave whose master is outside the tree is somebody else's terminal.
@@ -299,72 +258,12 @@ func (d *Dumper) Finish() error {
 	return nil
 }
 
-// outsideHolders lists the fd links of processes outside the tree, for the
-// pipes and FIFOs among them.
-func outsideHolders(inTree func(int) bool) (map[string]bool, error) {
-	res := map[string]bool{}
-	self := os.Getpid() // the checkpointer's own duplicates do not count
-	ents, err := os.ReadDir(proc.Root)
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || inTree(pid) || pid == self {
-			continue
-		}
-		fds, err := os.ReadDir(proc.Path(pid, "fd"))
-		if err != nil {
-			continue // gone, or a kernel thread
-		}
-		for _, fd := range fds {
-			l, err := os.Readlink(proc.Path(pid, "fd", fd.Name()))
-			if err != nil {
-				continue
-			}
-			res[l] = true
-		}
-	}
-	return res, nil
-}
-
-// peekPipe returns the bytes buffered in the pipe whose read end is r,
-// without consuming them: tee(2) duplicates them into a private pipe.
-func peekPipe(r *os.File) ([]byte, error) {
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
-		return nil, err
-	}
-	defer unix.Close(p[0])
-	defer unix.Close(p[1])
-	if sz, err := unix.FcntlInt(r.Fd(), unix.F_GETPIPE_SZ, 0); err == nil {
-		unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, sz)
-	}
-	n, err := unix.Tee(int(r.Fd()), p[1], 1<<30, unix.SPLICE_F_NONBLOCK)
-	if err == unix.EAGAIN {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("tee: %w", err)
-	}
-	buf := make([]byte, n)
-	got := 0
-	for got < int(n) {
-		m, err := unix.Read(p[0], buf[got:])
-		if err != nil {
-			return nil, err
-		}
-		got += m
-	}
-	return buf, nil
-}
-
 func kcmpFile(pid1, pid2, fd1, fd2 int) (bool, error) {
-	r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(pid1), uintptr(pid2), kcmpTypeFile, uintptr(fd1), uintptr(fd2), 0)
-	if e != 0 {
-		return false, fmt.Errorf("kcmp %d/%d %d/%d: %w", pid1, fd1, pid2, fd2, e)
+	same, err := kcmp(pid1, pid2, kcmpTypeFile, fd1, fd2)
+	if err != nil {
+		return false, fmt.Errorf("kcmp %d/%d %d/%d: %w", pid1, fd1, pid2, fd2, err)
 	}
-	return r == 0, nil
+	return same, nil
 }
 
 // kcmpTypeFile is KCMP_FILE from linux/kcmp.h.

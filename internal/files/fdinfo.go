@@ -23,6 +23,12 @@ type fdinfo struct {
 	timer        image.Timer
 	inotify      []inotifyMark
 	locks        []image.Lock
+	// lockErr is why a lock taken through the descriptor cannot be taken
+	// again (a mandatory lock, a delegation, a lease being broken).
+	lockErr error
+	// pidfdPID is the "Pid:" of a pidfd: -1 once the process is reaped,
+	// 0 in another PID namespace.
+	pidfdPID int
 }
 
 // inotifyMark is an inotify watch as fdinfo shows it: the file is named by
@@ -79,9 +85,14 @@ func readFdinfo(pid, fd int) (*fdinfo, error) {
 		case "lock":
 			l, err := parseLock(v)
 			if err != nil {
-				return nil, fmt.Errorf("process %d fd %d: %w", pid, fd, err)
+				if info.lockErr == nil {
+					info.lockErr = err
+				}
+				continue
 			}
 			info.locks = append(info.locks, l)
+		case "Pid":
+			info.pidfdPID, _ = strconv.Atoi(v)
 		case "tfd":
 			w, err := parseWatch(line)
 			if err != nil {
@@ -163,15 +174,20 @@ func parseInotify(line string) (inotifyMark, error) {
 }
 
 // parseLock reads a /proc/locks style record: "1: POSIX  ADVISORY  WRITE
-// 1234 fe:00:9980358 0 EOF".
+// 1234 fe:00:9980358 0 EOF", or for a lease "1: LEASE  ACTIVE  READ ...".
 func parseLock(v string) (image.Lock, error) {
 	var l image.Lock
 	f := strings.Fields(v)
 	if len(f) < 8 {
 		return l, fmt.Errorf("lock record %q", v)
 	}
-	if f[2] == "MANDATORY" || f[1] == "LEASE" || f[1] == "DELEG" {
-		return l, fmt.Errorf("%s %s locks are not supported", f[2], f[1])
+	switch {
+	case f[1] == "DELEG":
+		return l, fmt.Errorf("an NFS delegation is not supported")
+	case f[1] == "LEASE" && f[2] != "ACTIVE":
+		return l, fmt.Errorf("a file lease being broken (%s) is not supported", strings.ToLower(f[2]))
+	case f[1] != "LEASE" && f[2] != "ADVISORY":
+		return l, fmt.Errorf("a %s %s lock is not supported", strings.ToLower(f[2]), f[1])
 	}
 	l.Kind, l.Write = f[1], f[3] == "WRITE"
 	l.PID, _ = strconv.Atoi(f[4])

@@ -1,14 +1,11 @@
 package files
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -29,17 +26,20 @@ type Opener struct {
 	// Sockets rebuilds socket descriptors.
 	Sockets *sockets.Opener
 	files   map[int]*os.File
-	pipes   map[uint64]*[2]*os.File
-	ghosts  map[*image.Ref]*os.File
-	ptys    map[int]*ptyPair
-	byID    map[int]*image.File
+	pipes   map[uint64]*pipePair
+	// ghosts are the recreated objects, by refKey.
+	ghosts map[string]*os.File
+	seals  []sealing
+	ptys   map[int]*ptyPair
+	byID   map[int]*image.File
 	// Warnings collects what the restore could not reproduce exactly.
 	Warnings []string
 }
 
 // NewOpener returns an Opener for im.
 func NewOpener(im *image.Image, inTree func(int) bool) *Opener {
-	return &Opener{Image: im, InTree: inTree, Sockets: sockets.NewOpener(im.Tree), files: map[int]*os.File{}, pipes: map[uint64]*[2]*os.File{}, ghosts: map[*image.Ref]*os.File{}, ptys: map[int]*ptyPair{}}
+	return &Opener{Image: im, InTree: inTree, Sockets: sockets.NewOpener(im.Tree), files: map[int]*os.File{},
+		pipes: map[uint64]*pipePair{}, ghosts: map[string]*os.File{}, ptys: map[int]*ptyPair{}}
 }
 
 // Close releases the restorer's copies. Pipe ends that no restored process
@@ -49,19 +49,24 @@ func (o *Opener) Close() {
 		f.Close()
 	}
 	for _, p := range o.pipes {
-		for _, f := range p {
+		for _, f := range p.ends {
 			if f != nil {
 				f.Close()
 			}
 		}
 	}
-	for _, f := range o.ghosts {
-		f.Close()
-	}
+	o.closeGhosts()
 	for _, p := range o.ptys {
 		p.close()
 	}
 	o.Sockets.Close()
+}
+
+func (o *Opener) closeGhosts() {
+	for k, f := range o.ghosts {
+		f.Close()
+		delete(o.ghosts, k)
+	}
 }
 
 // openFlags keeps the status flags that open(2) can reproduce.
@@ -74,12 +79,41 @@ func (o *Opener) Open(f *image.File) (*os.File, error) {
 	if h, ok := o.files[f.ID]; ok {
 		return h, nil
 	}
-	h, err := o.open(f)
+	k, ok := kinds[f.Kind]
+	if !ok {
+		return nil, fmt.Errorf("file %d: unknown kind %q", f.ID, f.Kind)
+	}
+	h, err := k.open(o, f)
+	if err == nil && k.setfl {
+		if err = setFlags(h, f.Flags); err != nil {
+			h.Close()
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("file %d (%s): %w", f.ID, describe(f), err)
 	}
 	o.files[f.ID] = h
 	return h, nil
+}
+
+// setflFlags are the status flags F_SETFL changes (O_ASYNC aside, which
+// waits for the owner in Finish).
+const setflFlags = unix.O_APPEND | unix.O_NONBLOCK | unix.O_DIRECT | unix.O_NOATIME
+
+// setFlags gives h the F_SETFL status flags of want: an open(2) may not
+// reproduce them (O_DIRECT on a pipe, O_NONBLOCK used to open a FIFO).
+func setFlags(h *os.File, want int) error {
+	cur, err := unix.FcntlInt(h.Fd(), unix.F_GETFL, 0)
+	if err != nil {
+		return err
+	}
+	if cur&setflFlags == want&setflFlags {
+		return nil
+	}
+	if _, err := unix.FcntlInt(h.Fd(), unix.F_SETFL, cur&^setflFlags|want&setflFlags); err != nil {
+		return fmt.Errorf("set status flags %#o: %w", want&setflFlags, err)
+	}
+	return nil
 }
 
 func describe(f *image.File) string {
@@ -89,291 +123,72 @@ func describe(f *image.File) string {
 	return f.Kind
 }
 
-func (o *Opener) open(f *image.File) (*os.File, error) {
-	flags := openFlags(f.Flags) | unix.O_CLOEXEC
-	switch f.Kind {
-	case image.FileRegular, image.FileDirectory:
-		var h *os.File
-		var err error
-		if f.Ref.Deleted {
-			h, err = o.ghost(f.Ref, flags)
-		} else {
-			h, err = os.OpenFile(f.Ref.Path, flags, 0)
-		}
-		if err != nil {
-			return nil, err
-		}
-		if err := checkIdentity(h, f.Ref); err != nil {
-			h.Close()
-			return nil, err
-		}
-		if _, err := h.Seek(f.Pos, io.SeekStart); err != nil && f.Pos != 0 {
-			h.Close()
-			return nil, fmt.Errorf("seek to %d: %w", f.Pos, err)
-		}
-		return h, nil
-	case image.FileMemfd:
-		name := strings.TrimSuffix(strings.TrimPrefix(f.Ref.Path, "/memfd:"), " (deleted)")
-		fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
-		if err != nil {
-			return nil, err
-		}
-		h := os.NewFile(uintptr(fd), f.Ref.Path)
-		if err := o.copyContents(h, f.Ref); err != nil {
-			h.Close()
-			return nil, err
-		}
-		if f.Count != 0 {
-			if _, err := unix.FcntlInt(h.Fd(), unix.F_ADD_SEALS, int(f.Count)); err != nil {
-				h.Close()
-				return nil, fmt.Errorf("seal: %w", err)
-			}
-		}
-		h.Seek(f.Pos, io.SeekStart)
-		return h, nil
-	case image.FileDevice, image.FileTerminal:
-		h, err := os.OpenFile(f.Ref.Path, flags|unix.O_NOCTTY, 0)
-		if err != nil {
-			return nil, err
-		}
-		var st unix.Stat_t
-		if err := unix.Fstat(int(h.Fd()), &st); err != nil || st.Rdev != f.Rdev {
-			h.Close()
-			return nil, fmt.Errorf("%s is no longer device %d:%d", f.Ref.Path, unix.Major(f.Rdev), unix.Minor(f.Rdev))
-		}
-		return h, nil
-	case image.FilePtyMaster:
-		p, err := o.Pty(f.PtyIndex)
-		if err != nil {
-			return nil, err
-		}
-		return dupFile(p.master)
-	case image.FilePtySlave:
-		return o.PtySlave(f.PtyIndex, flags)
-	case image.FilePipe:
-		return o.pipe(f)
-	case image.FileFIFO:
-		return o.fifo(f, flags)
-	case image.FileEventfd:
-		fd, err := unix.Eventfd(uint(f.Count), f.Flags&(unix.EFD_NONBLOCK|unix.EFD_SEMAPHORE)|unix.EFD_CLOEXEC)
-		if err != nil {
-			return nil, err
-		}
-		return os.NewFile(uintptr(fd), "eventfd"), nil
-	case image.FileSocket:
-		if f.Socket == nil {
-			return nil, fmt.Errorf("socket without state")
-		}
-		return o.Sockets.Open(f.Socket)
-	case image.FileSignalfd:
-		return openSignalfd(f)
-	case image.FileTimerfd:
-		if f.Timer == nil {
-			return nil, fmt.Errorf("timerfd without state")
-		}
-		return openTimerfd(f)
-	case image.FileInotify:
-		return openInotify(f)
-	case image.FileEpoll:
-		fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-		if err != nil {
-			return nil, err
-		}
-		return os.NewFile(uintptr(fd), "epoll"), nil
-	}
-	return nil, fmt.Errorf("unknown kind %q", f.Kind)
-}
-
-// checkIdentity refuses a path that now names a different kind of file.
-func checkIdentity(h *os.File, ref *image.Ref) error {
-	var st unix.Stat_t
-	if err := unix.Fstat(int(h.Fd()), &st); err != nil {
-		return err
-	}
-	if st.Mode&unix.S_IFMT != ref.Mode&unix.S_IFMT {
-		return fmt.Errorf("%s is no longer the same kind of file", ref.Path)
-	}
-	return nil
-}
-
-// OpenRef opens the file a mapping refers to; deleted files are re-created
-// from their saved contents (and unlinked again).
+// OpenRef opens the file a mapping or an executable refers to; objects
+// no path leads to are recreated once and shared with every descriptor.
 func (o *Opener) OpenRef(ref *image.Ref, write bool) (*os.File, error) {
 	flags := unix.O_RDONLY | unix.O_CLOEXEC
 	if write {
 		flags = unix.O_RDWR | unix.O_CLOEXEC
 	}
-	if ref.Deleted {
-		return o.ghost(ref, flags)
+	if ref.Deleted || ref.Memfd {
+		return o.reopen(ref, flags)
 	}
 	return os.OpenFile(ref.Path, flags, 0)
 }
 
-// ghost re-creates a deleted file: it is written next to where it was,
-// opened, and unlinked, so that the process sees "path (deleted)" again.
-// One copy serves every descriptor and mapping of the same file.
-func (o *Opener) ghost(ref *image.Ref, flags int) (*os.File, error) {
-	g, ok := o.ghosts[ref]
-	if !ok {
-		dir := filepath.Dir(ref.Path)
-		if _, err := os.Stat(dir); err != nil {
-			dir = os.TempDir()
-		}
-		f, err := os.CreateTemp(dir, "."+filepath.Base(ref.Path)+".seamless-")
-		if err != nil {
-			return nil, fmt.Errorf("re-create deleted file %s: %w", ref.Path, err)
-		}
-		final := f.Name()
-		if _, err := os.Lstat(ref.Path); errors.Is(err, os.ErrNotExist) {
-			// The original name is free: use it, so the name matches too.
-			if os.Rename(f.Name(), ref.Path) == nil {
-				final = ref.Path
-			}
-		}
-		os.Chmod(final, os.FileMode(ref.Mode&0o7777))
-		if ref.Contents != "" {
-			if err := o.copyContents(f, ref); err != nil {
-				f.Close()
-				os.Remove(final)
-				return nil, err
-			}
-		}
-		os.Remove(final)
-		g = f
-		o.ghosts[ref] = g
-	}
-	// Reopen through /proc to get a description with the wanted flags.
-	return os.OpenFile("/proc/self/fd/"+strconv.Itoa(int(g.Fd())), openFlags(flags)|unix.O_CLOEXEC, 0)
-}
-
-func (o *Opener) copyContents(dst *os.File, ref *image.Ref) error {
-	if ref.Contents == "" {
-		return nil
-	}
-	src, err := os.Open(o.Image.Path(ref.Contents))
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	if _, err := dst.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	if _, err := io.Copy(dst, src); err != nil {
-		return fmt.Errorf("write contents of %s: %w", ref.Path, err)
-	}
-	return nil
-}
-
-// pipe returns the end of a pipe that f describes. A pipe that was shared
-// with a process outside the tree is reconnected to that very pipe when the
-// process still holds it; otherwise a new pipe is made and refilled with the
-// bytes that were buffered in it.
-func (o *Opener) pipe(f *image.File) (*os.File, error) {
-	end := 0
-	if f.Pipe.Write {
-		end = 1
-	}
-	if f.Pipe.External {
-		if h := o.reconnect(f); h != nil {
-			return h, nil
-		}
-		o.Warnings = append(o.Warnings, fmt.Sprintf("pipe:[%d] was shared with a process that is gone; a new pipe stands in for it", f.Pipe.Inode))
-	}
-	p := o.pipes[f.Pipe.Inode]
-	if p == nil {
-		var fds [2]int
-		if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
-			return nil, err
-		}
-		p = &[2]*os.File{os.NewFile(uintptr(fds[0]), "pipe"), os.NewFile(uintptr(fds[1]), "pipe")}
-		o.pipes[f.Pipe.Inode] = p
-		if f.Pipe.Capacity > 0 {
-			unix.FcntlInt(p[0].Fd(), unix.F_SETPIPE_SZ, f.Pipe.Capacity)
+// Finish completes the descriptions once every process of the tree has its
+// descriptors and memory: memfd seals (which would forbid mapping them
+// writable), leases (which must see no other open of the file, the
+// restorer's own included) and the owners and signals of SIGIO, with
+// O_ASYNC (a lease sets its taker as owner).
+func (o *Opener) Finish() error {
+	for _, s := range o.seals {
+		if _, err := unix.FcntlInt(s.h.Fd(), unix.F_ADD_SEALS, s.r.Seals); err != nil {
+			return fmt.Errorf("seal %s: %w", describeRef(s.r), err)
 		}
 	}
-	if err := o.refill(f, p[1]); err != nil {
-		return nil, err
-	}
-	h, err := dupFile(p[end])
-	if err != nil {
-		return nil, err
-	}
-	if f.Flags&unix.O_NONBLOCK != 0 {
-		unix.SetNonblock(int(h.Fd()), true)
-	}
-	return h, nil
-}
-
-// fifo opens a named pipe by its path. The restorer holds it open for
-// reading and writing meanwhile, so that no open blocks and the buffered
-// bytes can be written back.
-func (o *Opener) fifo(f *image.File, flags int) (*os.File, error) {
-	p := o.pipes[f.Pipe.Inode]
-	if p == nil {
-		anchor, err := os.OpenFile(f.Ref.Path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return nil, err
-		}
-		var st unix.Stat_t
-		if err := unix.Fstat(int(anchor.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
-			anchor.Close()
-			return nil, fmt.Errorf("%s is no longer a FIFO", f.Ref.Path)
-		}
-		p = &[2]*os.File{anchor, nil}
-		o.pipes[f.Pipe.Inode] = p
-	}
-	if err := o.refill(f, p[0]); err != nil {
-		return nil, err
-	}
-	h, err := os.OpenFile(f.Ref.Path, flags|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	if f.Flags&unix.O_NONBLOCK == 0 {
-		unix.SetNonblock(int(h.Fd()), false)
-	}
-	return h, nil
-}
-
-func (o *Opener) refill(f *image.File, w *os.File) error {
-	if len(f.Pipe.Data) == 0 {
-		return nil
-	}
-	if _, err := w.Write(f.Pipe.Data); err != nil {
-		return fmt.Errorf("refill pipe: %w", err)
-	}
-	f.Pipe.Data = nil // written once, whichever end is opened first
-	return nil
-}
-
-// reconnect finds a process outside the tree that holds pipe f and opens
-// the wanted end of the same pipe through its /proc fd link.
-func (o *Opener) reconnect(f *image.File) *os.File {
-	want := fmt.Sprintf("pipe:[%d]", f.Pipe.Inode)
-	ents, _ := os.ReadDir(proc.Root)
-	acc := unix.O_RDONLY
-	if f.Pipe.Write {
-		acc = unix.O_WRONLY
-	}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || o.InTree(pid) || pid == os.Getpid() {
-			continue
-		}
-		fds, _ := os.ReadDir(proc.Path(pid, "fd"))
-		for _, fd := range fds {
-			p := proc.Path(pid, "fd", fd.Name())
-			if l, _ := os.Readlink(p); l != want {
+	o.closeGhosts()
+	for id, h := range o.files {
+		f := o.file(id)
+		for _, l := range f.Locks {
+			if l.Kind != "LEASE" {
 				continue
 			}
-			h, err := os.OpenFile(p, acc|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-			if err != nil {
-				continue // e.g. ENXIO: a write end with no reader left
+			typ := unix.F_RDLCK
+			if l.Write {
+				typ = unix.F_WRLCK
 			}
-			if f.Flags&unix.O_NONBLOCK == 0 {
-				unix.SetNonblock(int(h.Fd()), false)
+			if _, err := unix.FcntlInt(h.Fd(), unix.F_SETLEASE, typ); err != nil {
+				return fmt.Errorf("file %d (%s): lease: %w", f.ID, describe(f), err)
 			}
-			return h
+		}
+		if err := setOwner(h, f); err != nil {
+			return fmt.Errorf("file %d (%s): %w", f.ID, describe(f), err)
+		}
+	}
+	return nil
+}
+
+// setOwner puts back the signal, the owner and O_ASYNC of a description.
+func setOwner(h *os.File, f *image.File) error {
+	if f.Signal != 0 {
+		if _, err := unix.FcntlInt(h.Fd(), unix.F_SETSIG, f.Signal); err != nil {
+			return fmt.Errorf("F_SETSIG %d: %w", f.Signal, err)
+		}
+	}
+	if f.Owner != nil {
+		own := fOwnerEx{Type: int32(f.Owner.Type), PID: int32(f.Owner.PID)}
+		if _, _, e := unix.Syscall(unix.SYS_FCNTL, h.Fd(), unix.F_SETOWN_EX, uintptr(unsafe.Pointer(&own))); e != 0 {
+			return fmt.Errorf("F_SETOWN_EX %d %d: %w", f.Owner.Type, f.Owner.PID, e)
+		}
+	}
+	if f.Flags&unix.O_ASYNC != 0 {
+		cur, err := unix.FcntlInt(h.Fd(), unix.F_GETFL, 0)
+		if err == nil {
+			_, err = unix.FcntlInt(h.Fd(), unix.F_SETFL, cur|unix.O_ASYNC)
+		}
+		if err != nil {
+			return fmt.Errorf("O_ASYNC: %w", err)
 		}
 	}
 	return nil
@@ -445,31 +260,6 @@ func Install(t *inject.Target, p *image.Process, o *Opener) error {
 	return nil
 }
 
-// Watch registers the epoll watches of p's epoll descriptors, once every
-// descriptor is in place.
-func Watch(t *inject.Target, p *image.Process, o *Opener, done map[int]bool) error {
-	for _, d := range p.FDs {
-		f := o.file(d.File)
-		if f.Kind != image.FileEpoll || done[f.ID] {
-			continue
-		}
-		done[f.ID] = true
-		for _, w := range f.Watches {
-			ev := make([]byte, 12)
-			*(*uint32)(ptr(ev)) = w.Events
-			*(*uint64)(ptr(ev[4:])) = w.Data
-			addr, err := t.Put(0, ev)
-			if err != nil {
-				return err
-			}
-			if _, err := t.Call(unix.SYS_EPOLL_CTL, uintptr(d.FD), unix.EPOLL_CTL_ADD, uintptr(w.FD), addr); err != nil {
-				return fmt.Errorf("process %d epoll fd %d: watch fd %d: %w", p.PID, d.FD, w.FD, err)
-			}
-		}
-	}
-	return nil
-}
-
 // Lock takes again, inside process p, the file locks held through its
 // descriptors: flock and OFD locks once per open file description, POSIX
 // locks by the process that owned them.
@@ -477,8 +267,8 @@ func Lock(t *inject.Target, p *image.Process, o *Opener, done map[int]bool) erro
 	for _, d := range p.FDs {
 		f := o.file(d.File)
 		for _, l := range f.Locks {
-			if l.Kind == "POSIX" && l.PID != p.PID || l.Kind != "POSIX" && done[f.ID] {
-				continue
+			if l.Kind == "LEASE" || l.Kind == "POSIX" && l.PID != p.PID || l.Kind != "POSIX" && done[f.ID] {
+				continue // leases are taken by Finish
 			}
 			if err := takeLock(t, d.FD, l); err != nil {
 				return fmt.Errorf("process %d fd %d: %s lock: %w", p.PID, d.FD, l.Kind, err)

@@ -76,6 +76,13 @@ type Process struct {
 	Threads  []*Thread    `json:"threads"`
 	Mappings []*Mapping   `json:"mappings"`
 	FDs      []FD         `json:"fds"`
+	// FDTable is the PID of the earlier process of the tree whose descriptor
+	// table this process shares (clone with CLONE_FILES); 0 when the table
+	// is its own. FDs then lists the same descriptors as that process's.
+	FDTable int `json:"fd_table,omitempty"`
+	// CwdFile is the working directory when it cannot be found by path (a
+	// deleted directory): it is recreated like a deleted file.
+	CwdFile *Ref `json:"cwd_file,omitempty"`
 	// Pages names the image file holding this process's private pages.
 	Pages string `json:"pages"`
 }
@@ -264,6 +271,33 @@ type Ref struct {
 	Size     int64  `json:"size"`
 	Mode     uint32 `json:"mode"`
 	Inode    uint64 `json:"inode"`
+	// ID names one object that restore recreates (a deleted file,
+	// directory, FIFO, device node or symlink, a memfd): every Ref of the
+	// image with this ID is that one object, however many descriptors,
+	// mappings, working directories and watches refer to it. 0 for a file
+	// reopened by path.
+	ID int `json:"id,omitempty"`
+	// UID, GID and the access and modification times (ns since the epoch)
+	// of a recreated object.
+	UID     uint32 `json:"uid,omitempty"`
+	GID     uint32 `json:"gid,omitempty"`
+	AtimeNs int64  `json:"atime_ns,omitempty"`
+	MtimeNs int64  `json:"mtime_ns,omitempty"`
+	// Runs are the data extents of Contents (Addr: offset in the file, Off:
+	// offset in Contents, in pages); the rest of the file's Size is holes.
+	// Without runs, Contents is the whole file.
+	Runs []Run `json:"runs,omitempty"`
+	// Memfd marks a memfd_create(2) object, named by Path ("/memfd:NAME"),
+	// with Seals (F_GET_SEALS), added once the restore is complete.
+	Memfd bool `json:"memfd,omitempty"`
+	Seals int  `json:"seals,omitempty"`
+	// Tmpfile marks a file opened with O_TMPFILE and never linked: it is
+	// recreated with O_TMPFILE so that it can still be linked (linkat).
+	Tmpfile bool `json:"tmpfile,omitempty"`
+	// Rdev is the device number of a deleted device node; Target the
+	// contents of a deleted symbolic link.
+	Rdev   uint64 `json:"rdev,omitempty"`
+	Target string `json:"target,omitempty"`
 }
 
 // SharedMemory is a shared memory object stored once: its size, name and
@@ -298,6 +332,9 @@ const (
 	FileSignalfd  = "signalfd"
 	FileTimerfd   = "timerfd"
 	FileInotify   = "inotify"
+	FileNamespace = "namespace" // a namespace file (/proc/PID/ns/NAME) of a process of the tree
+	FilePidfd     = "pidfd"     // a pidfd (pidfd_open) of a process of the tree
+	FilePath      = "path"      // an O_PATH descriptor: any file, symlinks included
 )
 
 // File is an open file description.
@@ -327,6 +364,24 @@ type File struct {
 	Timer *Timer `json:"timer,omitempty"`
 	// Inotify are the watches of an inotify instance.
 	Inotify []InotifyWatch `json:"inotify,omitempty"`
+	// Owner is the process (or thread, or group) that gets SIGIO and SIGURG
+	// for this description (F_GETOWN_EX), and Signal the signal sent instead
+	// of SIGIO (F_GETSIG), 0 for SIGIO itself.
+	Owner  *Owner `json:"owner,omitempty"`
+	Signal int    `json:"signal,omitempty"`
+	// NS is the /proc/PID/ns entry a namespace file is (net, pid_for_children,
+	// ...) and NSPID a process of the tree whose namespace it is.
+	NS    string `json:"ns,omitempty"`
+	NSPID int    `json:"ns_pid,omitempty"`
+	// PidfdPID is the process (of the tree) a pidfd refers to.
+	PidfdPID int `json:"pidfd_pid,omitempty"`
+}
+
+// Owner is an F_SETOWN_EX owner: Type is F_OWNER_TID (0), F_OWNER_PID (1) or
+// F_OWNER_PGRP (2).
+type Owner struct {
+	Type int `json:"type"`
+	PID  int `json:"pid"`
 }
 
 // Pipe is one end of a pipe.
@@ -345,6 +400,11 @@ type EpollWatch struct {
 	FD     int    `json:"fd"`
 	Events uint32 `json:"events"`
 	Data   uint64 `json:"data"`
+	// File is the open file description watched. The watch is registered
+	// under the number FD (which the process may have closed since, or
+	// given to another file), as the kernel keys watches by file and number.
+	// 0 in older images: the file open at FD.
+	File int `json:"file,omitempty"`
 }
 
 // Timer is a timerfd: its clock, the time left until it fires next (it is
@@ -364,10 +424,14 @@ type InotifyWatch struct {
 	WD   int    `json:"wd"`
 	Path string `json:"path"`
 	Mask uint32 `json:"mask"`
+	// File is the watched file when it was deleted (and held open): the
+	// watch goes on the recreated file.
+	File *Ref `json:"file,omitempty"`
 }
 
 // Lock is a file lock: flock(2) ("FLOCK"), a process-owned POSIX record
-// lock ("POSIX", owned by PID) or an open-file-description lock ("OFDLCK"),
+// lock ("POSIX", owned by PID), an open-file-description lock ("OFDLCK") or
+// a lease (F_SETLEASE, "LEASE", a read or write lease over the whole file),
 // shared or exclusive, over [Start, End] (End -1: to the end of the file).
 type Lock struct {
 	Kind  string `json:"kind"`

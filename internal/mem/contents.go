@@ -2,19 +2,23 @@ package mem
 
 import (
 	"fmt"
-	"io"
 	"os"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/image"
 )
 
-// Contents describes files by reference and stores the contents of deleted
-// ones in the image, once per file.
+// Contents describes files by reference and records, once per object, the
+// objects that restore must recreate because no path leads to them any
+// more: deleted files (with their contents, holes left out), directories,
+// FIFOs, device nodes and symlinks, and memfds.
 type Contents struct {
 	W    *image.Writer
 	seen map[[2]uint64]*image.Ref
+	ids  int
 	buf  []byte
 }
 
@@ -27,7 +31,7 @@ func NewContents(w *image.Writer) *Contents {
 // /proc/PID/fd/N or map_files link). name is the path the kernel reports
 // for it; deleted says the kernel marked it deleted.
 func (c *Contents) Ref(handle, name string, deleted bool) (*image.Ref, error) {
-	f, err := os.Open(handle)
+	f, err := os.OpenFile(handle, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", name, err)
 	}
@@ -35,7 +39,12 @@ func (c *Contents) Ref(handle, name string, deleted bool) (*image.Ref, error) {
 	return c.RefFile(f, name, deleted)
 }
 
-// RefFile is Ref for an already open file.
+// Seen returns the object already recorded for the file with this device
+// and inode number, if any.
+func (c *Contents) Seen(dev, ino uint64) *image.Ref { return c.seen[[2]uint64{dev, ino}] }
+
+// RefFile is Ref for an already open file (of any access mode, O_PATH
+// included): every Ref of one file is the same *image.Ref.
 func (c *Contents) RefFile(f *os.File, name string, deleted bool) (*image.Ref, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
@@ -46,24 +55,135 @@ func (c *Contents) RefFile(f *os.File, name string, deleted bool) (*image.Ref, e
 		return r, nil
 	}
 	r := &image.Ref{Path: name, Size: st.Size, Mode: st.Mode, Inode: st.Ino}
-	if deleted || st.Nlink == 0 {
-		r.Deleted = true
-		r.Contents = fmt.Sprintf("file-%d.img", len(c.seen)+1)
-		out, err := c.W.Create(r.Contents)
-		if err != nil {
-			return nil, err
-		}
-		if c.buf == nil {
-			c.buf = make([]byte, 1<<20)
-		}
-		if _, err := io.CopyBuffer(out, io.NewSectionReader(f, 0, st.Size), c.buf); err != nil {
-			out.Close()
-			return nil, fmt.Errorf("save deleted file %s: %w", name, err)
-		}
-		if err := out.Close(); err != nil {
+	if deleted || (st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink == 0) {
+		if err := c.object(f, r, &st); err != nil {
 			return nil, err
 		}
 	}
 	c.seen[key] = r
 	return r, nil
 }
+
+// object records what restore needs to recreate the unreachable file f:
+// its owner, times, and by type its contents, device number or target.
+func (c *Contents) object(f *os.File, r *image.Ref, st *unix.Stat_t) error {
+	r.Deleted = true
+	c.ids++
+	r.ID = c.ids
+	r.UID, r.GID = st.Uid, st.Gid
+	r.AtimeNs, r.MtimeNs = unix.TimespecToNsec(st.Atim), unix.TimespecToNsec(st.Mtim)
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		if err := CheckUnreachable(f, r.Path, st); err != nil {
+			return err
+		}
+		if strings.HasPrefix(r.Path, "/memfd:") && isShmem(f) {
+			r.Memfd = true
+			if seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0); err == nil {
+				r.Seals = seals
+			}
+		}
+		return c.save(f, r, st.Size)
+	case unix.S_IFDIR:
+		return CheckUnreachable(f, r.Path, st)
+	case unix.S_IFCHR, unix.S_IFBLK, unix.S_IFIFO, unix.S_IFSOCK:
+		r.Rdev = st.Rdev
+	case unix.S_IFLNK:
+		target, err := readlinkFD(f)
+		if err != nil {
+			return fmt.Errorf("deleted symlink %s: %w", r.Path, err)
+		}
+		r.Target = target
+	}
+	return nil
+}
+
+// CheckUnreachable refuses a deleted file or directory that a recreated
+// one could not stand in for: one of a pseudo filesystem (the /proc
+// directory of a process that has exited, a removed cgroup), a memfd on
+// hugetlbfs, a file that other names still link to (a copy would no longer
+// share its writes with them). f may be an O_PATH descriptor.
+func CheckUnreachable(f *os.File, name string, st *unix.Stat_t) error {
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &fs); err != nil {
+		return fmt.Errorf("statfs %s: %w", name, err)
+	}
+	if what, ok := pseudoFS[int64(fs.Type)]; ok {
+		if what == "proc" && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			return fmt.Errorf("%s (deleted): the /proc directory of a process that has exited cannot be recreated", name)
+		}
+		return fmt.Errorf("%s (deleted): a removed file of %s cannot be recreated", name, what)
+	}
+	if int64(fs.Type) == unix.HUGETLBFS_MAGIC {
+		return fmt.Errorf("%s: a file on hugetlbfs (MFD_HUGETLB memfd) cannot be recreated", name)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink > 0 {
+		return fmt.Errorf("%s (deleted): the file still has %d other hard links, which a recreated copy would not share", name, st.Nlink)
+	}
+	return nil
+}
+
+// pseudoFS are filesystems whose removed files and directories are not
+// data that could be written again: what they showed belonged to the
+// kernel object that went away.
+var pseudoFS = map[int64]string{
+	unix.PROC_SUPER_MAGIC:    "proc",
+	unix.SYSFS_MAGIC:         "sysfs",
+	unix.CGROUP_SUPER_MAGIC:  "cgroupfs",
+	unix.CGROUP2_SUPER_MAGIC: "cgroupfs",
+	unix.DEBUGFS_MAGIC:       "debugfs",
+	unix.TRACEFS_MAGIC:       "tracefs",
+	unix.SECURITYFS_MAGIC:    "securityfs",
+	unix.BPF_FS_MAGIC:        "bpffs",
+	unix.DEVPTS_SUPER_MAGIC:  "devpts",
+	unix.PSTOREFS_MAGIC:      "pstore",
+	unix.EFIVARFS_MAGIC:      "efivarfs",
+	unix.NSFS_MAGIC:          "nsfs",
+	configfsMagic:            "configfs",
+}
+
+func isShmem(f *os.File) bool {
+	var fs unix.Statfs_t
+	return unix.Fstatfs(int(f.Fd()), &fs) == nil && int64(fs.Type) == unix.TMPFS_MAGIC
+}
+
+// save stores the data extents of a deleted regular file. It reads through
+// a description of its own, opened read-only through /proc/self/fd: the
+// process's may be write-only (a rotated log), O_PATH, or at an offset
+// that must not move.
+func (c *Contents) save(f *os.File, r *image.Ref, size int64) error {
+	rd, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(int(f.Fd())), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOATIME, 0)
+	if err != nil {
+		rd, err = os.OpenFile("/proc/self/fd/"+strconv.Itoa(int(f.Fd())), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return fmt.Errorf("read deleted file %s: %w", r.Path, err)
+	}
+	defer rd.Close()
+	r.Contents = fmt.Sprintf("file-%d.img", r.ID)
+	out, err := c.W.Create(r.Contents)
+	if err != nil {
+		return err
+	}
+	if c.buf == nil {
+		c.buf = make([]byte, 1<<20)
+	}
+	if r.Runs, err = copySparse(rd, size, out, c.buf); err != nil {
+		out.Close()
+		return fmt.Errorf("save deleted file %s: %w", r.Path, err)
+	}
+	return out.Close()
+}
+
+// readlinkFD reads the target of the symlink an O_PATH descriptor refers to.
+func readlinkFD(f *os.File) (string, error) {
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(int(f.Fd()), "", buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
+}
+
+// configfsMagic is CONFIGFS_MAGIC from linux/magic.h.
+const configfsMagic = 0x62656570

@@ -100,6 +100,10 @@ func (d *Dumper) Dump(pid int, pages string) ([]*image.Mapping, error) {
 	return res, out.Close()
 }
 
+// AIORefusal is why a process with an AIO context (io_setup) is not
+// checkpointed: its ring and the requests in flight live in the kernel.
+const AIORefusal = "AIO context (io_setup) is not supported: its ring and in-flight requests live in the kernel"
+
 // keptFlags are the smaps VmFlags that restore reproduces.
 var keptFlags = map[string]bool{"gd": true, "dd": true, "dc": true, "wf": true, "hg": true, "nh": true, "lo": true, "mw": true}
 
@@ -137,15 +141,22 @@ func (d *Dumper) describe(pid int, m *proc.Mapping) (*image.Mapping, error) {
 			return nil, fmt.Errorf("unsupported shared mapping without a backing object")
 		}
 		im.Kind = image.MapAnon
-	case m.Shared && (m.Deleted || m.Major == 0):
-		// Shared memory that lives only in RAM (MAP_SHARED|MAP_ANONYMOUS,
-		// memfd, a deleted file): its contents go into the image once.
+	case m.Path == "/[aio]":
+		return nil, fmt.Errorf("%s", AIORefusal)
+	case m.Shared && m.Major == 0 && (m.Path == "/dev/zero" && m.Deleted || !m.Deleted && onTmpfs(pid, m)):
+		// Shared memory that lives only in RAM and that no descriptor
+		// names (MAP_SHARED|MAP_ANONYMOUS, a file of a tmpfs): its contents
+		// go into the image once.
 		s, err := d.sharedObject(pid, m)
 		if err != nil {
 			return nil, err
 		}
 		im.Kind, im.SharedID = image.MapShared, s.ID
 	default:
+		// A file by path, or an object restore recreates once for every
+		// mapping and descriptor of it (a memfd, a deleted file), shared
+		// or private: a private mapping's untouched pages keep following
+		// the object.
 		ref, err := d.Files.Ref(proc.Path(pid, "map_files", fmt.Sprintf("%x-%x", m.Start, m.End)), m.Path, m.Deleted)
 		if err != nil {
 			return nil, err
@@ -153,6 +164,13 @@ func (d *Dumper) describe(pid int, m *proc.Mapping) (*image.Mapping, error) {
 		im.Kind, im.File = image.MapFile, ref
 	}
 	return im, nil
+}
+
+// onTmpfs reports whether the file mapped at m is on a tmpfs.
+func onTmpfs(pid int, m *proc.Mapping) bool {
+	var fs unix.Statfs_t
+	err := unix.Statfs(proc.Path(pid, "map_files", fmt.Sprintf("%x-%x", m.Start, m.End)), &fs)
+	return err == nil && int64(fs.Type) == unix.TMPFS_MAGIC
 }
 
 // choosePages picks the pages of m that only the process's memory holds

@@ -4,6 +4,7 @@
 package plan
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -13,6 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/files"
+	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/proc"
 	"github.com/seamless-linux/seamless/internal/unixsock"
 )
@@ -81,7 +84,9 @@ func Check(pids []int) *Report {
 	for _, pid := range pids {
 		inUnit[pid] = true
 	}
-	for _, pid := range pids {
+	sc := files.NewScope(pids)
+	tables := files.NewTables()
+	for _, pid := range byStart(pids) {
 		comm, _ := proc.ReadString(pid, "comm")
 		st, err := proc.ReadStat(pid)
 		if err != nil {
@@ -96,25 +101,42 @@ func Check(pids []int) *Report {
 			bad("process", "a zombie whose parent is outside the unit")
 		}
 		checkSeccomp(pid, tids, bad)
-		checkFDs(pid, r, bad, external)
+		if st.State != 'Z' {
+			if _, err := tables.Add(pid, st.PPID); err != nil {
+				bad("descriptor table", err.Error())
+			}
+			if err := files.CheckFS(pid); err != nil {
+				bad("working directory", err.Error())
+			}
+		}
+		checkFDs(pid, sc, r, bad, external)
 		checkMaps(pid, r, bad)
 	}
 	sort.Strings(r.External)
 	return r
 }
 
-// unsupportedAnon are anonymous-inode files seamless cannot carry, with
-// the reason given to the operator.
-var unsupportedAnon = map[string]string{
-	"[io_uring]":     "io_uring instance (its rings and in-flight requests live in the kernel)",
-	"[fanotify]":     "fanotify group",
-	"[perf_event]":   "perf event",
-	"[userfaultfd]":  "userfaultfd",
-	"[pidfd]":        "pidfd",
-	"bpf-map":        "BPF map",
-	"bpf-prog":       "BPF program",
-	"[kvm-vm]":       "KVM virtual machine",
-	"seccomp notify": "seccomp user-notification listener",
+// byStart orders pids by start time, parents before their children, as
+// files.Tables wants them.
+func byStart(pids []int) []int {
+	start := map[int]uint64{}
+	for _, pid := range pids {
+		if b, err := os.ReadFile(proc.Path(pid, "stat")); err == nil {
+			if i := strings.LastIndexByte(string(b), ')'); i > 0 {
+				if f := strings.Fields(string(b[i+1:])); len(f) > 19 {
+					start[pid], _ = strconv.ParseUint(f[19], 10, 64)
+				}
+			}
+		}
+	}
+	out := append([]int(nil), pids...)
+	sort.SliceStable(out, func(i, j int) bool {
+		if start[out[i]] != start[out[j]] {
+			return start[out[i]] < start[out[j]]
+		}
+		return out[i] < out[j]
+	})
+	return out
 }
 
 // checkSeccomp refuses threads in seccomp strict mode, which allows only
@@ -134,55 +156,38 @@ func checkSeccomp(pid int, tids []int, bad func(string, string)) {
 	}
 }
 
-func checkFDs(pid int, r *Report, bad func(string, string), externalSocket func(uint64) string) {
+// checkFDs decides every descriptor of pid with files.Check, the decision
+// the checkpoint makes, and counts them by kind.
+func checkFDs(pid int, sc *files.Scope, r *Report, bad func(string, string), externalSocket func(uint64) string) {
 	ents, err := os.ReadDir(proc.Path(pid, "fd"))
 	if err != nil {
 		bad("fds", err.Error())
 		return
 	}
 	for _, e := range ents {
-		fd, _ := strconv.Atoi(e.Name())
-		link, err := os.Readlink(proc.Path(pid, "fd", e.Name()))
+		fd, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		var st unix.Stat_t
-		unix.Stat(proc.Path(pid, "fd", e.Name()), &st)
 		what := "fd " + strconv.Itoa(fd)
-		switch {
-		case strings.HasPrefix(link, "anon_inode:"):
-			name := strings.TrimPrefix(link, "anon_inode:")
-			switch name {
-			case "[eventfd]", "[eventpoll]", "[signalfd]", "[timerfd]", "inotify":
-				r.Resources[strings.Trim(name, "[]")]++
-			default:
-				reason, ok := unsupportedAnon[name]
-				if !ok {
-					reason = link
+		kind, err := files.Check(sc, pid, fd)
+		if err != nil {
+			var u *files.Unsupported
+			if errors.As(err, &u) {
+				bad(what, u.What+" is not supported")
+			} else if _, serr := os.Stat(proc.Path(pid, "fd", e.Name())); serr == nil {
+				bad(what, err.Error())
+			} // else: closed meanwhile
+			continue
+		}
+		r.Resources[kind]++
+		if kind == image.FileSocket {
+			var st unix.Stat_t
+			if unix.Stat(proc.Path(pid, "fd", e.Name()), &st) == nil {
+				if ext := externalSocket(st.Ino); ext != "" {
+					r.External = append(r.External, fmt.Sprintf("pid %d %s: %s", pid, what, ext))
 				}
-				bad(what, reason+" is not supported")
 			}
-		case strings.HasPrefix(link, "socket:"):
-			r.Resources["socket"]++
-			if ext := externalSocket(st.Ino); ext != "" {
-				r.External = append(r.External, fmt.Sprintf("pid %d %s: %s", pid, what, ext))
-			}
-		case strings.HasPrefix(link, "pipe:"):
-			r.Resources["pipe"]++
-		case st.Mode&unix.S_IFMT == unix.S_IFCHR:
-			if kind := files.CharDeviceKind(st.Rdev); kind != "" {
-				r.Resources[kind]++
-			} else {
-				bad(what, fmt.Sprintf("character device %s (%d:%d) is not supported", link, unix.Major(st.Rdev), unix.Minor(st.Rdev)))
-			}
-		case st.Mode&unix.S_IFMT == unix.S_IFDIR:
-			r.Resources["directory"]++
-		case st.Mode&unix.S_IFMT == unix.S_IFIFO:
-			r.Resources["fifo"]++
-		case st.Mode&unix.S_IFMT == unix.S_IFBLK:
-			bad(what, "block device "+link+" is not supported")
-		default:
-			r.Resources["file"]++
 		}
 	}
 }
@@ -205,6 +210,9 @@ func checkMaps(pid int, r *Report, bad func(string, string)) {
 		}
 		if m.Major != 0 && !m.Shared && m.Inode != 0 && strings.HasPrefix(m.Path, "/dev/") {
 			bad(what, "device mapping is not supported")
+		}
+		if m.Path == "/[aio]" {
+			bad(what, mem.AIORefusal)
 		}
 	}
 	if b, err := os.ReadFile(proc.Path(pid, "smaps_rollup")); err == nil {

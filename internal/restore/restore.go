@@ -151,8 +151,12 @@ func (r *restorer) run() error {
 			continue
 		}
 		t := r.targets[p.PID]
-		if err := files.Install(t, p, r.opener); err != nil {
-			return err
+		// A process that shares an earlier one's descriptor table
+		// (CLONE_FILES) has its descriptors already.
+		if p.FDTable == 0 {
+			if err := files.Install(t, p, r.opener); err != nil {
+				return err
+			}
 		}
 		if err := files.Watch(t, p, r.opener, watched); err != nil {
 			return err
@@ -168,6 +172,9 @@ func (r *restorer) run() error {
 				return err
 			}
 		}
+		if err := files.RestoreFS(t, p, r.opener); err != nil {
+			return err
+		}
 		var exe *os.File
 		if p.Exe != nil {
 			var err error
@@ -182,6 +189,9 @@ func (r *restorer) run() error {
 		if err != nil {
 			return fmt.Errorf("process %d: %w", p.PID, err)
 		}
+	}
+	if err := r.opener.Finish(); err != nil {
+		return err
 	}
 	sysvipc.Finish(tree.SysV)
 	// Credentials and registers last, once nothing privileged remains to do.
@@ -211,7 +221,11 @@ func (r *restorer) createProcesses() error {
 		if p.PID != tree.Root {
 			parent = r.targets[p.PPID]
 		}
-		if err := task.Clone(parent, p.PID, p.ExitSignal); err != nil {
+		var flags uint64
+		if p.FDTable != 0 {
+			flags = unix.CLONE_FILES // the image checked: the parent's table
+		}
+		if err := task.CloneWith(parent, p.PID, p.ExitSignal, flags); err != nil {
 			return fmt.Errorf("create process %d: %w", p.PID, err)
 		}
 		t, err := r.attach(p.PID, parent)
@@ -376,8 +390,11 @@ func (r *restorer) finishProcess(p *image.Process) error {
 	if _, err := t.Call(unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, uintptr(p.Dumpable)); err != nil {
 		return fmt.Errorf("process %d dumpable: %w", p.PID, err)
 	}
-	if _, err := t.Call(unix.SYS_CLOSE, uintptr(t.Sock)); err != nil {
-		return fmt.Errorf("process %d close channel: %w", p.PID, err)
+	// The channel is closed once per descriptor table.
+	if p.FDTable == 0 {
+		if _, err := t.Call(unix.SYS_CLOSE, uintptr(t.Sock)); err != nil {
+			return fmt.Errorf("process %d close channel: %w", p.PID, err)
+		}
 	}
 	for _, th := range p.Threads {
 		if !task.SeccompBeforeCreds(th) {

@@ -31,6 +31,12 @@ func Clone(parent *inject.Target, pid, exitSignal int) error {
 	return clone(parent, parent.Leader, pid, 0, exitSignal)
 }
 
+// CloneWith is Clone with more clone flags (CLONE_FILES: the child shares
+// its parent's descriptor table).
+func CloneWith(parent *inject.Target, pid, exitSignal int, flags uint64) error {
+	return clone(parent, parent.Leader, pid, flags, exitSignal)
+}
+
 // CloneThread creates, inside t, a thread with the exact TID tid, stopped.
 func CloneThread(t *inject.Target, tid int) error {
 	const flags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND |
@@ -120,8 +126,9 @@ func RestoreThread(t *inject.Target, th *inject.Thread, img *image.Thread) error
 }
 
 // RestoreProcess sets the per-process state: signal handlers, queued
-// process-wide signals, personality, umask, root and working directory,
-// the mm fields with the executable, and resource limits.
+// process-wide signals, personality, umask, the mm fields with the
+// executable, and resource limits (root and working directory are
+// files.RestoreFS).
 func RestoreProcess(t *inject.Target, p *image.Process, exe *os.File) error {
 	for _, a := range p.Sigactions {
 		addr, err := t.Put(0, sigaction(a))
@@ -155,22 +162,6 @@ func RestoreProcess(t *inject.Target, p *image.Process, exe *os.File) error {
 	}
 	if _, err := t.Call(unix.SYS_UMASK, uintptr(p.Umask)); err != nil {
 		return fmt.Errorf("umask: %w", err)
-	}
-	if p.Root != "/" {
-		addr, err := t.PutString(0, p.Root)
-		if err != nil {
-			return err
-		}
-		if _, err := t.Call(unix.SYS_CHROOT, addr); err != nil {
-			return fmt.Errorf("chroot %s: %w", p.Root, err)
-		}
-	}
-	addr, err := t.PutString(0, p.Cwd)
-	if err != nil {
-		return err
-	}
-	if _, err := t.Call(unix.SYS_CHDIR, addr); err != nil {
-		return fmt.Errorf("working directory %s: %w", p.Cwd, err)
 	}
 	if err := setMM(t, p, exe); err != nil {
 		return err

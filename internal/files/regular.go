@@ -1,0 +1,180 @@
+package files
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/image"
+)
+
+// Files that have a path: regular files, directories, memfds, O_PATH
+// descriptors, device nodes. A file that no path leads to any more is
+// recreated (objects.go); the others are opened again by path.
+
+func dumpPathFile(d *Dumper, ds *desc, f *image.File) error {
+	name, deleted := ds.name()
+	ref, err := d.Contents.RefFile(ds.local, name, deleted || f.Kind == image.FileMemfd)
+	if err != nil {
+		return err
+	}
+	if f.Flags&tmpfileFlag != 0 && ref.Deleted {
+		ref.Tmpfile = true
+	}
+	f.Ref = ref
+	return nil
+}
+
+// reopenFlags keeps the flags of a description that open(2) reproduces;
+// F_SETFL and O_ASYNC are put back afterwards (setFlags, Finish).
+func reopenFlags(f *image.File) int {
+	fl := f.Flags &^ (unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOCTTY | unix.O_CLOEXEC | tmpfileFlag | unix.O_ASYNC)
+	if f.Kind != image.FileDirectory {
+		fl &^= unix.O_DIRECTORY
+	}
+	return fl
+}
+
+func openPathFile(o *Opener, f *image.File) (*os.File, error) {
+	if f.Ref == nil {
+		return nil, fmt.Errorf("%s without a file", f.Kind)
+	}
+	flags := reopenFlags(f)
+	var h *os.File
+	var err error
+	if f.Ref.Deleted {
+		h, err = o.reopen(f.Ref, flags)
+	} else {
+		h, err = os.OpenFile(f.Ref.Path, flags|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := checkIdentity(h, f.Ref); err != nil {
+		h.Close()
+		return nil, err
+	}
+	if _, err := h.Seek(f.Pos, io.SeekStart); err != nil && f.Pos != 0 {
+		h.Close()
+		return nil, fmt.Errorf("seek to %d: %w", f.Pos, err)
+	}
+	return h, nil
+}
+
+// openMemfd reopens the one memfd that every descriptor and mapping of it
+// shares, with this description's access mode and flags.
+func openMemfd(o *Opener, f *image.File) (*os.File, error) {
+	if f.Ref == nil {
+		return nil, fmt.Errorf("memfd without a file")
+	}
+	if !f.Ref.Memfd {
+		// Images older than Ref.Memfd kept the seals in Count.
+		r := *f.Ref
+		r.Memfd, r.Deleted, r.Seals = true, true, int(f.Count)
+		f.Ref = &r
+	}
+	h, err := o.reopen(f.Ref, reopenFlags(f))
+	if err != nil {
+		return nil, err
+	}
+	h.Seek(f.Pos, io.SeekStart)
+	return h, nil
+}
+
+// openOPath opens an O_PATH descriptor, of a symlink itself when it was one.
+func openOPath(o *Opener, f *image.File) (*os.File, error) {
+	if f.Ref == nil {
+		return nil, fmt.Errorf("O_PATH descriptor without a file")
+	}
+	if f.Ref.Deleted {
+		return o.reopen(f.Ref, unix.O_PATH)
+	}
+	flags := unix.O_PATH | unix.O_CLOEXEC | f.Flags&(unix.O_DIRECTORY|unix.O_NOFOLLOW)
+	if f.Ref.Mode&unix.S_IFMT == unix.S_IFLNK {
+		flags |= unix.O_NOFOLLOW
+	}
+	h, err := os.OpenFile(f.Ref.Path, flags, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkIdentity(h, f.Ref); err != nil {
+		h.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// checkIdentity refuses a path that now names a different kind of file.
+func checkIdentity(h *os.File, ref *image.Ref) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(h.Fd()), &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != ref.Mode&unix.S_IFMT {
+		return fmt.Errorf("%s is no longer the same kind of file", ref.Path)
+	}
+	return nil
+}
+
+// dumpDevice records a character device by its number and path; a device
+// node that was deleted is recreated with mknod.
+func dumpDevice(d *Dumper, ds *desc, f *image.File) error {
+	f.Rdev = ds.st.Rdev
+	name, deleted := ds.name()
+	if f.Kind == image.FileDevice || f.Kind == image.FileTerminal {
+		var err error
+		f.Ref, err = d.Contents.RefFile(ds.local, name, deleted)
+		return err
+	}
+	f.Ref = &image.Ref{Path: ds.link, Mode: ds.st.Mode, Inode: ds.st.Ino}
+	return nil
+}
+
+func openDevice(o *Opener, f *image.File) (*os.File, error) {
+	if f.Ref == nil {
+		return nil, fmt.Errorf("device without a path")
+	}
+	flags := reopenFlags(f) | unix.O_NOCTTY
+	var h *os.File
+	var err error
+	if f.Ref.Deleted {
+		h, err = o.reopen(f.Ref, flags)
+	} else {
+		h, err = os.OpenFile(f.Ref.Path, flags|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(h.Fd()), &st); err != nil || st.Rdev != f.Rdev {
+		h.Close()
+		return nil, fmt.Errorf("%s is no longer device %d:%d", f.Ref.Path, unix.Major(f.Rdev), unix.Minor(f.Rdev))
+	}
+	return h, nil
+}
+
+// openCtty: /dev/tty is opened by the restored process itself (Install).
+func openCtty(_ *Opener, f *image.File) (*os.File, error) {
+	return nil, fmt.Errorf("/dev/tty is opened inside the process")
+}
+
+func openPtyMaster(o *Opener, f *image.File) (*os.File, error) {
+	p, err := o.Pty(f.PtyIndex)
+	if err != nil {
+		return nil, err
+	}
+	return dupFile(p.master)
+}
+
+func openPtySlave(o *Opener, f *image.File) (*os.File, error) {
+	return o.PtySlave(f.PtyIndex, f.Flags)
+}
+
+func openSocket(o *Opener, f *image.File) (*os.File, error) {
+	if f.Socket == nil {
+		return nil, fmt.Errorf("socket without state")
+	}
+	return o.Sockets.Open(f.Socket)
+}
