@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 
@@ -20,7 +22,9 @@ func dumpPathFile(d *Dumper, ds *desc, f *image.File) error {
 	if err != nil {
 		return err
 	}
-	if f.Flags&tmpfileFlag != 0 && ref.Deleted {
+	// A file made with O_TMPFILE is named "#INODE" by the kernel; its
+	// description says so too when it is the one O_TMPFILE opened.
+	if ref.Deleted && !ref.Memfd && (f.Flags&tmpfileFlag != 0 || filepath.Base(name) == "#"+strconv.FormatUint(ds.st.Ino, 10)) {
 		ref.Tmpfile = true
 	}
 	f.Ref = ref
@@ -44,7 +48,9 @@ func openPathFile(o *Opener, f *image.File) (*os.File, error) {
 	flags := reopenFlags(f)
 	var h *os.File
 	var err error
-	if f.Ref.Deleted {
+	if f.Ref.Deleted && f.Ref.Tmpfile && f.Flags&tmpfileFlag != 0 {
+		h, err = o.tmpfileDescription(f)
+	} else if f.Ref.Deleted {
 		h, err = o.reopen(f.Ref, flags)
 	} else {
 		h, err = os.OpenFile(f.Ref.Path, flags|unix.O_CLOEXEC, 0)
@@ -61,6 +67,23 @@ func openPathFile(o *Opener, f *image.File) (*os.File, error) {
 		return nil, fmt.Errorf("seek to %d: %w", f.Pos, err)
 	}
 	return h, nil
+}
+
+// tmpfileDescription returns the description that O_TMPFILE opened when
+// the object was recreated, for the one description of the image that
+// O_TMPFILE had opened (its flags say so); a reopened one for any other.
+func (o *Opener) tmpfileDescription(f *image.File) (*os.File, error) {
+	g, err := o.object(f.Ref)
+	if err != nil {
+		return nil, err
+	}
+	fl, err := unix.FcntlInt(g.Fd(), unix.F_GETFL, 0)
+	k := refKey(f.Ref)
+	if err != nil || fl&tmpfileFlag == 0 || fl&unix.O_ACCMODE != f.Flags&unix.O_ACCMODE || o.tmpGiven[k] {
+		return reopenFD(g, reopenFlags(f))
+	}
+	o.tmpGiven[k] = true
+	return dupFile(g)
 }
 
 // openMemfd reopens the one memfd that every descriptor and mapping of it
@@ -139,7 +162,9 @@ func openDevice(o *Opener, f *image.File) (*os.File, error) {
 	flags := reopenFlags(f) | unix.O_NOCTTY
 	var h *os.File
 	var err error
-	if f.Ref.Deleted {
+	if f.Ref.Deleted && f.Ref.Tmpfile && f.Flags&tmpfileFlag != 0 {
+		h, err = o.tmpfileDescription(f)
+	} else if f.Ref.Deleted {
 		h, err = o.reopen(f.Ref, flags)
 	} else {
 		h, err = os.OpenFile(f.Ref.Path, flags|unix.O_CLOEXEC, 0)

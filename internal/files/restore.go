@@ -30,8 +30,11 @@ type Opener struct {
 	// ghosts are the recreated objects, by refKey.
 	ghosts map[string]*os.File
 	seals  []sealing
-	ptys   map[int]*ptyPair
-	byID   map[int]*image.File
+	// tmpGiven are the O_TMPFILE objects whose creating description was
+	// handed out.
+	tmpGiven map[string]bool
+	ptys     map[int]*ptyPair
+	byID     map[int]*image.File
 	// Warnings collects what the restore could not reproduce exactly.
 	Warnings []string
 }
@@ -39,7 +42,8 @@ type Opener struct {
 // NewOpener returns an Opener for im.
 func NewOpener(im *image.Image, inTree func(int) bool) *Opener {
 	return &Opener{Image: im, InTree: inTree, Sockets: sockets.NewOpener(im.Tree), files: map[int]*os.File{},
-		pipes: map[uint64]*pipePair{}, ghosts: map[string]*os.File{}, ptys: map[int]*ptyPair{}}
+		pipes: map[uint64]*pipePair{}, ghosts: map[string]*os.File{}, tmpGiven: map[string]bool{},
+		ptys: map[int]*ptyPair{}}
 }
 
 // Close releases the restorer's copies. Pipe ends that no restored process

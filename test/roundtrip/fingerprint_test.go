@@ -3,6 +3,7 @@ package roundtrip
 import (
 	"fmt"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -200,6 +201,9 @@ func addFds(fp fingerprint, p, base string) {
 				target = kind + "[*]"
 			}
 		}
+		// The kernel names a file made with O_TMPFILE after its inode
+		// number, which a recreated one does not keep.
+		target = tmpfileName.ReplaceAllString(target, "/#* (deleted)")
 		flags := ""
 		for _, l := range strings.Split(readTrim(fmt.Sprintf("%sfdinfo/%d", base, fd)), "\n") {
 			if v, ok := strings.CutPrefix(l, "flags:"); ok {
@@ -209,6 +213,9 @@ func addFds(fp fingerprint, p, base string) {
 		fp[fmt.Sprintf("%sfd %d", p, fd)] = target + " flags " + flags
 	}
 }
+
+// tmpfileName matches the name of an O_TMPFILE file in an fd link.
+var tmpfileName = regexp.MustCompile(`/#[0-9]+ \(deleted\)$`)
 
 // normalizedMaps renders smaps as one line per mapping: range, protection,
 // offset, path and the mmap/madvise VmFlags. Device and inode numbers are

@@ -60,6 +60,8 @@ type workload struct {
 	// seccompLog counts the seccomp filters with SECCOMP_FILTER_FLAG_LOG
 	// over all threads of its tree.
 	seccompLog int
+	// maxImage, when set, bounds the size of its images in bytes.
+	maxImage int64
 }
 
 var workloads = []workload{
@@ -84,6 +86,8 @@ var workloads = []workload{
 	{name: "vdso", procs: 1, usr1: true},
 	// Issue 12: shared kernel objects, recreated files, descriptor flags.
 	{name: "shared", procs: 3, usr1: true},
+	// ghosts.c holds a 1 GiB sparse deleted file: its holes stay out of the image.
+	{name: "ghosts", procs: 1, usr1: true, maxImage: 64 << 20},
 }
 
 // mode is one way of going through checkpoint and restore.
@@ -265,6 +269,7 @@ func roundTrip(t *testing.T, w workload, m mode) {
 		fp := takeFingerprint(tree, w.runtime)
 		if m.leaveRunning {
 			r.checkpoint(img, true)
+			r.checkImageSize(img)
 			r.checkImageSeccomp(img, fp)
 			atCheckpoint := r.lastTick()
 			// The tree must go on, untouched, after a --leave-running checkpoint.
@@ -278,6 +283,7 @@ func roundTrip(t *testing.T, w workload, m mode) {
 			r.restoreAndCheck(img, tree, before.n+1, atCheckpoint.n+1, before)
 		} else {
 			r.checkpoint(img, false)
+			r.checkImageSize(img)
 			r.checkImageSeccomp(img, fp)
 			r.reapTree(tree)
 			r.inspect(img)
@@ -290,6 +296,17 @@ func roundTrip(t *testing.T, w workload, m mode) {
 		}
 	}
 	r.finish(usr1)
+}
+
+// checkImageSize fails when img is larger than the workload allows.
+func (r *run) checkImageSize(img string) {
+	r.t.Helper()
+	if r.w.maxImage == 0 {
+		return
+	}
+	if n := dirSize(img); n > r.w.maxImage {
+		r.fatalf("image %s is %d MiB, want at most %d MiB", img, n>>20, r.w.maxImage>>20)
+	}
 }
 
 // run is one started workload and everything known about it.
