@@ -33,8 +33,10 @@ type Opener struct {
 	// tmpGiven are the O_TMPFILE objects whose creating description was
 	// handed out.
 	tmpGiven map[string]bool
-	ptys     map[int]*ptyPair
-	byID     map[int]*image.File
+	// async are the descriptions whose O_ASYNC is on again.
+	async map[int]bool
+	ptys  map[int]*ptyPair
+	byID  map[int]*image.File
 	// Warnings collects what the restore could not reproduce exactly.
 	Warnings []string
 }
@@ -42,7 +44,7 @@ type Opener struct {
 // NewOpener returns an Opener for im.
 func NewOpener(im *image.Image, inTree func(int) bool) *Opener {
 	return &Opener{Image: im, InTree: inTree, Sockets: sockets.NewOpener(im.Tree), files: map[int]*os.File{},
-		pipes: map[uint64]*pipePair{}, ghosts: map[string]*os.File{}, tmpGiven: map[string]bool{},
+		pipes: map[uint64]*pipePair{}, ghosts: map[string]*os.File{}, tmpGiven: map[string]bool{}, async: map[int]bool{},
 		ptys: map[int]*ptyPair{}}
 }
 
@@ -143,8 +145,8 @@ func (o *Opener) OpenRef(ref *image.Ref, write bool) (*os.File, error) {
 // Finish completes the descriptions once every process of the tree has its
 // descriptors and memory: memfd seals (which would forbid mapping them
 // writable), leases (which must see no other open of the file, the
-// restorer's own included) and the owners and signals of SIGIO, with
-// O_ASYNC (a lease sets its taker as owner).
+// restorer's own included) and the owners and signals of SIGIO (after the
+// leases: taking one makes its taker the owner).
 func (o *Opener) Finish() error {
 	for _, s := range o.seals {
 		if _, err := unix.FcntlInt(s.h.Fd(), unix.F_ADD_SEALS, s.r.Seals); err != nil {
@@ -186,13 +188,25 @@ func setOwner(h *os.File, f *image.File) error {
 			return fmt.Errorf("F_SETOWN_EX %d %d: %w", f.Owner.Type, f.Owner.PID, e)
 		}
 	}
-	if f.Flags&unix.O_ASYNC != 0 {
-		cur, err := unix.FcntlInt(h.Fd(), unix.F_GETFL, 0)
+	return nil
+}
+
+// setAsync turns O_ASYNC on for the descriptions of p that had it, from
+// inside p: the signal names the descriptor number it was turned on
+// through (si_fd), so it must be the process's own.
+func setAsync(t *inject.Target, p *image.Process, o *Opener) error {
+	for _, d := range p.FDs {
+		f := o.file(d.File)
+		if f.Flags&unix.O_ASYNC == 0 || o.async[f.ID] {
+			continue
+		}
+		o.async[f.ID] = true
+		cur, err := t.Call(unix.SYS_FCNTL, uintptr(d.FD), unix.F_GETFL)
 		if err == nil {
-			_, err = unix.FcntlInt(h.Fd(), unix.F_SETFL, cur|unix.O_ASYNC)
+			_, err = t.Call(unix.SYS_FCNTL, uintptr(d.FD), unix.F_SETFL, cur|unix.O_ASYNC)
 		}
 		if err != nil {
-			return fmt.Errorf("O_ASYNC: %w", err)
+			return fmt.Errorf("process %d fd %d: O_ASYNC: %w", p.PID, d.FD, err)
 		}
 	}
 	return nil
@@ -261,7 +275,7 @@ func Install(t *inject.Target, p *image.Process, o *Opener) error {
 			}
 		}
 	}
-	return nil
+	return setAsync(t, p, o)
 }
 
 // Lock takes again, inside process p, the file locks held through its
