@@ -89,6 +89,7 @@ var workloads = []workload{
 	// ghosts.c holds a 1 GiB sparse deleted file: its holes stay out of the image.
 	{name: "ghosts", procs: 1, usr1: true, maxImage: 64 << 20},
 	{name: "sigio", procs: 1, usr1: true},
+	{name: "epollx", procs: 1, usr1: true},
 }
 
 // mode is one way of going through checkpoint and restore.
