@@ -90,6 +90,7 @@ var workloads = []workload{
 	{name: "ghosts", procs: 1, usr1: true, maxImage: 64 << 20},
 	{name: "sigio", procs: 1, usr1: true},
 	{name: "epollx", procs: 1, usr1: true},
+	{name: "chroot", procs: 1, usr1: true},
 }
 
 // mode is one way of going through checkpoint and restore.
