@@ -111,6 +111,15 @@ func openOPath(o *Opener, f *image.File) (*os.File, error) {
 	if f.Ref == nil {
 		return nil, fmt.Errorf("O_PATH descriptor without a file")
 	}
+	if f.Ref.Deleted && f.Ref.Mode&unix.S_IFMT == unix.S_IFLNK {
+		// A reopen through /proc would follow it: the recreated symlink's
+		// own O_PATH|O_NOFOLLOW description (which holds nothing else).
+		g, err := o.object(f.Ref)
+		if err != nil {
+			return nil, err
+		}
+		return dupFile(g)
+	}
 	if f.Ref.Deleted {
 		return o.reopen(f.Ref, unix.O_PATH)
 	}

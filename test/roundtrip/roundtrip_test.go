@@ -91,6 +91,7 @@ var workloads = []workload{
 	{name: "sigio", procs: 1, usr1: true},
 	{name: "epollx", procs: 1, usr1: true},
 	{name: "chroot", procs: 1, usr1: true},
+	{name: "handles", procs: 2, usr1: true},
 }
 
 // mode is one way of going through checkpoint and restore.
