@@ -143,10 +143,9 @@ func (o *Opener) OpenRef(ref *image.Ref, write bool) (*os.File, error) {
 }
 
 // Finish completes the descriptions once every process of the tree has its
-// descriptors and memory: memfd seals (which would forbid mapping them
-// writable), leases (which must see no other open of the file, the
-// restorer's own included) and the owners and signals of SIGIO (after the
-// leases: taking one makes its taker the owner).
+// descriptors and memory: memfd seals go on (they would forbid mapping
+// the memfd writable), and the restorer lets go of the objects it
+// recreated (its own open of a file would stand in the way of a lease).
 func (o *Opener) Finish() error {
 	for _, s := range o.seals {
 		if _, err := unix.FcntlInt(s.h.Fd(), unix.F_ADD_SEALS, s.r.Seals); err != nil {
@@ -154,20 +153,39 @@ func (o *Opener) Finish() error {
 		}
 	}
 	o.closeGhosts()
-	for id, h := range o.files {
-		f := o.file(id)
+	return nil
+}
+
+// Lease takes again, inside process p, the leases held through its
+// descriptions (once each, by the first process holding it): a lease
+// belongs to its description, and /proc/locks names the process that took
+// it. Call it after Finish.
+func Lease(t *inject.Target, p *image.Process, o *Opener, done map[int]bool) error {
+	for _, d := range p.FDs {
+		f := o.file(d.File)
 		for _, l := range f.Locks {
-			if l.Kind != "LEASE" {
+			if l.Kind != "LEASE" || done[f.ID] {
 				continue
 			}
 			typ := unix.F_RDLCK
 			if l.Write {
 				typ = unix.F_WRLCK
 			}
-			if _, err := unix.FcntlInt(h.Fd(), unix.F_SETLEASE, typ); err != nil {
-				return fmt.Errorf("file %d (%s): lease: %w", f.ID, describe(f), err)
+			if _, err := t.Call(unix.SYS_FCNTL, uintptr(d.FD), unix.F_SETLEASE, uintptr(typ)); err != nil {
+				return fmt.Errorf("process %d fd %d: lease: %w", p.PID, d.FD, err)
 			}
 		}
+		done[f.ID] = true
+	}
+	return nil
+}
+
+// Owners puts back who gets SIGIO and SIGURG for each description, and
+// with which signal; after the leases, since taking one makes the taker
+// the owner.
+func (o *Opener) Owners() error {
+	for id, h := range o.files {
+		f := o.file(id)
 		if err := setOwner(h, f); err != nil {
 			return fmt.Errorf("file %d (%s): %w", f.ID, describe(f), err)
 		}

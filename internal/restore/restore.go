@@ -193,6 +193,17 @@ func (r *restorer) run() error {
 	if err := r.opener.Finish(); err != nil {
 		return err
 	}
+	leased := map[int]bool{}
+	for _, p := range tree.Processes {
+		if !p.Zombie {
+			if err := files.Lease(r.targets[p.PID], p, r.opener, leased); err != nil {
+				return err
+			}
+		}
+	}
+	if err := r.opener.Owners(); err != nil {
+		return err
+	}
 	sysvipc.Finish(tree.SysV)
 	// Credentials and registers last, once nothing privileged remains to do.
 	for _, p := range tree.Processes {

@@ -92,6 +92,7 @@ var workloads = []workload{
 	{name: "epollx", procs: 1, usr1: true},
 	{name: "chroot", procs: 1, usr1: true},
 	{name: "handles", procs: 2, usr1: true},
+	{name: "lease", procs: 1, usr1: true},
 }
 
 // mode is one way of going through checkpoint and restore.
