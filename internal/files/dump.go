@@ -53,10 +53,8 @@ type Dumper struct {
 	pipes map[uint64]*pipeEnds
 	// epolls are the epoll descriptions whose watches Finish resolves.
 	epolls []epollDump
-	// masters are the pty masters the tree holds, by index; slaves the
-	// slave descriptions, decided in Finish.
+	// masters are the pty masters the tree holds, by index.
 	masters map[int]*os.File
-	slaves  []*image.File
 	// Ptys are the pseudo-terminals of the tree, complete after Finish.
 	Ptys []*image.Pty
 }
@@ -205,7 +203,6 @@ func dumpPtyMaster(d *Dumper, ds *desc, f *image.File) error {
 
 func dumpPtySlave(d *Dumper, ds *desc, f *image.File) error {
 	f.PtyIndex = ptySlaveIndex(ds.st.Rdev)
-	d.slaves = append(d.slaves, f)
 	return dumpDevice(d, ds, f)
 }
 
@@ -218,12 +215,6 @@ func (d *Dumper) Finish() error {
 	}
 	if err := d.finishEpolls(); err != nil {
 		return err
-	}
-	// A slave whose master is outside the tree is somebody else's terminal.
-	for _, f := range d.slaves {
-		if d.masters[f.PtyIndex] == nil {
-			f.Kind = image.FileTerminal
-		}
 	}
 	for n, m := range d.masters {
 		p, err := capturePty(m, n)

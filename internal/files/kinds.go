@@ -221,6 +221,29 @@ func NewScope(pids []int) *Scope {
 // Has reports whether pid is one of the scope's processes.
 func (s *Scope) Has(pid int) bool { return s.in[pid] }
 
+// holdsMaster reports whether a process of s holds the master of pty
+// index (fdinfo names it: "tty-index").
+func (s *Scope) holdsMaster(index int) bool {
+	for _, pid := range s.PIDs {
+		for _, fd := range fdsOf(pid) {
+			l, err := os.Readlink(proc.Path(pid, "fd", strconv.Itoa(fd)))
+			if err != nil || (l != "/dev/ptmx" && l != "/dev/pts/ptmx") {
+				continue
+			}
+			b, err := os.ReadFile(proc.Path(pid, "fdinfo", strconv.Itoa(fd)))
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(line, "tty-index:"); ok && strings.TrimSpace(v) == strconv.Itoa(index) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 // Check tells, without stopping anything, the kind that descriptor fd of
 // pid would be carried as, or why it cannot be (an *Unsupported error).
 // The checkpoint makes the same decision with the same code.
@@ -243,6 +266,11 @@ func decide(s *Scope, d *desc) (string, error) {
 	k, err := classify(d)
 	if err != nil {
 		return "", &Unsupported{PID: d.pid, FD: d.fd, What: err.Error()}
+	}
+	if k == image.FilePtySlave && !s.holdsMaster(ptySlaveIndex(d.st.Rdev)) {
+		// A slave whose master is outside the tree is somebody else's
+		// terminal, reopened by path.
+		k = image.FileTerminal
 	}
 	if err := checkLocks(d); err != nil {
 		return "", &Unsupported{PID: d.pid, FD: d.fd, What: err.Error()}

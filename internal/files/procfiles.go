@@ -34,7 +34,7 @@ func namespaceOf(s *Scope, holder int, link string) (int, string, bool) {
 
 func checkNamespace(s *Scope, d *desc) error {
 	if _, _, ok := namespaceOf(s, d.pid, d.link); !ok {
-		return fmt.Errorf("namespace file %s of a namespace that no process of the tree is in", d.link)
+		return fmt.Errorf("namespace file %s (of a namespace that no process of the tree is in)", d.link)
 	}
 	return nil
 }
@@ -61,7 +61,7 @@ func checkPidfd(s *Scope, d *desc) error {
 	pid := d.info.pidfdPID
 	switch {
 	case pid < 0:
-		return fmt.Errorf("pidfd of a process that has exited and been reaped")
+		return fmt.Errorf("pidfd of a process that has exited (and been reaped)")
 	case pid == 0:
 		return fmt.Errorf("pidfd of a process in another PID namespace")
 	}
@@ -72,7 +72,7 @@ func checkPidfd(s *Scope, d *desc) error {
 		}
 	}
 	if !s.Has(tgid) {
-		return fmt.Errorf("pidfd of process %d, which is outside the tree", pid)
+		return fmt.Errorf("pidfd of process %d (outside the tree)", pid)
 	}
 	return nil
 }

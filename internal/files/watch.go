@@ -75,7 +75,7 @@ func checkEpoll(s *Scope, d *desc) error {
 	offs := watchOffsets(d.info.watches)
 	for i, w := range d.info.watches {
 		if !watchedIn(s, d.pid, d.fd, w.FD, offs[i]) {
-			return fmt.Errorf("epoll instance watching fd %d, whose open file no process of the tree holds", w.FD)
+			return fmt.Errorf("epoll instance watching fd %d (whose open file no process of the tree holds)", w.FD)
 		}
 	}
 	return nil
@@ -129,7 +129,7 @@ func (d *Dumper) finishEpolls() error {
 			}
 			if w.File == 0 {
 				return &Unsupported{PID: e.pid, FD: e.fd,
-					What: fmt.Sprintf("epoll instance watching fd %d, whose open file no process of the tree holds", w.FD)}
+					What: fmt.Sprintf("epoll instance watching fd %d (whose open file no process of the tree holds)", w.FD)}
 			}
 		}
 	}

@@ -68,7 +68,7 @@ func (t *Tree) validate() error {
 			}
 		}
 	}
-	return nil
+	return t.validateFiles()
 }
 
 const pageSize = 4096

@@ -412,7 +412,10 @@ var holders = []struct {
 // its state unchanged (the workload checks the resource still works).
 func TestUnsupported(t *testing.T) {
 	for _, h := range holders {
-		testRefused(t, h.name, func(*run, tree) []string { return []string{"fd 40", h.resource} })
+		testRefused(t, h.name, func(r *run, _ tree) []string {
+			checkPlanRefuses(r, []string{"fd 40", h.resource})
+			return []string{"fd 40", h.resource}
+		})
 	}
 }
 

@@ -1,0 +1,145 @@
+package image
+
+import (
+	"fmt"
+	"strings"
+)
+
+// nsEntries are the /proc/PID/ns entries a namespace file may be.
+var nsEntries = map[string]bool{"cgroup": true, "ipc": true, "mnt": true, "net": true, "pid": true,
+	"pid_for_children": true, "time": true, "time_for_children": true, "user": true, "uts": true}
+
+// validateFiles checks the references of descriptors, working directories
+// and file objects: descriptor tables shared with a parent, epoll watches,
+// namespace files and pidfds of processes of the tree, recreated objects
+// that agree on what they are.
+func (t *Tree) validateFiles() error {
+	procs := map[int]*Process{}
+	tids := map[int]bool{}
+	table := map[int]int{} // process -> the first process of its descriptor table
+	for _, p := range t.Processes {
+		procs[p.PID] = p
+		for _, th := range p.Threads {
+			tids[th.TID] = true
+		}
+		table[p.PID] = p.PID
+		if p.FDTable == 0 {
+			continue
+		}
+		parent := procs[p.PPID]
+		if p.Zombie || p.PID == t.Root || parent == nil || table[p.PPID] != p.FDTable {
+			return fmt.Errorf("process %d: shares the descriptor table of %d, which is not its parent's", p.PID, p.FDTable)
+		}
+		table[p.PID] = p.FDTable
+	}
+	files := map[int]bool{}
+	for _, f := range t.Files {
+		files[f.ID] = true
+	}
+	objects := map[int]*Ref{}
+	checkRef := func(what string, r *Ref) error {
+		if r == nil {
+			return nil
+		}
+		if err := r.validate(); err != nil {
+			return fmt.Errorf("%s: %v", what, err)
+		}
+		if r.ID == 0 {
+			return nil
+		}
+		if o, ok := objects[r.ID]; ok && (o.Mode != r.Mode || o.Memfd != r.Memfd || o.Contents != r.Contents) {
+			return fmt.Errorf("%s: object %d is described in two ways", what, r.ID)
+		}
+		objects[r.ID] = r
+		return nil
+	}
+	for _, p := range t.Processes {
+		if err := checkRef(fmt.Sprintf("process %d executable", p.PID), p.Exe); err != nil {
+			return err
+		}
+		if p.CwdFile != nil && p.CwdFile.Mode&sIFMT != sIFDIR {
+			return fmt.Errorf("process %d: working directory object %d is not a directory", p.PID, p.CwdFile.ID)
+		}
+		if err := checkRef(fmt.Sprintf("process %d working directory", p.PID), p.CwdFile); err != nil {
+			return err
+		}
+		for _, m := range p.Mappings {
+			if err := checkRef(fmt.Sprintf("process %d mapping %#x", p.PID, m.Start), m.File); err != nil {
+				return err
+			}
+		}
+	}
+	for _, f := range t.Files {
+		what := fmt.Sprintf("file %d (%s)", f.ID, f.Kind)
+		if err := checkRef(what, f.Ref); err != nil {
+			return err
+		}
+		for _, w := range f.Watches {
+			if w.File != 0 && !files[w.File] {
+				return fmt.Errorf("%s: epoll watch of fd %d refers to unknown file %d", what, w.FD, w.File)
+			}
+		}
+		for _, w := range f.Inotify {
+			if err := checkRef(what+" inotify watch", w.File); err != nil {
+				return err
+			}
+		}
+		if f.Owner != nil && (f.Owner.Type < 0 || f.Owner.Type > 2 || f.Owner.PID <= 0) {
+			return fmt.Errorf("%s: owner %+v", what, *f.Owner)
+		}
+		if f.Signal < 0 || f.Signal > 64 {
+			return fmt.Errorf("%s: signal %d", what, f.Signal)
+		}
+		switch f.Kind {
+		case FileNamespace:
+			if !nsEntries[f.NS] || procs[f.NSPID] == nil {
+				return fmt.Errorf("%s: namespace %q of process %d, which is not in the tree", what, f.NS, f.NSPID)
+			}
+		case FilePidfd:
+			if procs[f.PidfdPID] == nil && !tids[f.PidfdPID] {
+				return fmt.Errorf("%s: pidfd of %d, which is not in the tree", what, f.PidfdPID)
+			}
+		case FileRegular, FileDirectory, FileMemfd, FilePath, FileDevice, FileTerminal, FileFIFO:
+			if f.Ref == nil {
+				return fmt.Errorf("%s: no file", what)
+			}
+		}
+	}
+	return nil
+}
+
+// File type bits of a mode (S_IFMT and S_IFDIR).
+const (
+	sIFMT  = 0o170000
+	sIFDIR = 0o040000
+	sIFLNK = 0o120000
+)
+
+// validate checks what a Ref says about itself: a contents file with a
+// plain name, data extents inside the file, a memfd named like one.
+func (r *Ref) validate() error {
+	if r.Contents != "" && !validName(r.Contents) {
+		return fmt.Errorf("contents %q is not a plain file name", r.Contents)
+	}
+	if r.Size < 0 {
+		return fmt.Errorf("size %d", r.Size)
+	}
+	var prev uint64
+	for _, run := range r.Runs {
+		if r.Contents == "" || run.Addr%pageSize != 0 || run.Off%pageSize != 0 || run.Addr < prev ||
+			run.Addr+run.Pages*pageSize > (uint64(r.Size)+pageSize-1)&^(pageSize-1) {
+			return fmt.Errorf("data extent at %d (%d pages) lies outside the %d bytes of %s", run.Addr, run.Pages, r.Size, r.Path)
+		}
+		prev = run.Addr + run.Pages*pageSize
+	}
+	if r.Memfd && !strings.HasPrefix(r.Path, "/memfd:") {
+		return fmt.Errorf("memfd named %q", r.Path)
+	}
+	if r.ID != 0 && !r.Deleted && !r.Memfd {
+		return fmt.Errorf("object %d of %s that can be opened by path", r.ID, r.Path)
+	}
+	if r.Target != "" && r.Mode&sIFMT != sIFLNK {
+		return fmt.Errorf("%s has a symlink target but is not a symlink", r.Path)
+	}
+	return nil
+}
