@@ -85,6 +85,31 @@ func reopenFD(h *os.File, flags int) (*os.File, error) {
 	return os.OpenFile("/proc/self/fd/"+strconv.Itoa(int(h.Fd())), flags, 0)
 }
 
+// ensure recreates, at its path, a file that lived in RAM (a tmpfs) when
+// it is not there: a reboot emptied its filesystem. When it is there, it
+// is the file itself (a restore on the same kernel) and is left alone.
+func (o *Opener) ensure(r *image.Ref) error {
+	if !r.Volatile || o.ensured[refKey(r)] {
+		return nil
+	}
+	o.ensured[refKey(r)] = true
+	if _, err := os.Lstat(r.Path); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	h, err := os.OpenFile(r.Path, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("recreate %s (it was in RAM): %w", r.Path, err)
+	}
+	defer h.Close()
+	if err := o.fill(h, r); err != nil {
+		return fmt.Errorf("recreate %s: %w", r.Path, err)
+	}
+	if err := setAttributes(h, r); err != nil {
+		return fmt.Errorf("recreate %s: %w", r.Path, err)
+	}
+	return nil
+}
+
 // tmpfileFlag is __O_TMPFILE, which fdinfo shows for a file opened with
 // O_TMPFILE (with O_DIRECTORY).
 const tmpfileFlag = 0o20000000

@@ -45,16 +45,7 @@ func openPathFile(o *Opener, f *image.File) (*os.File, error) {
 	if f.Ref == nil {
 		return nil, fmt.Errorf("%s without a file", f.Kind)
 	}
-	flags := reopenFlags(f)
-	var h *os.File
-	var err error
-	if f.Ref.Deleted && f.Ref.Tmpfile && f.Flags&tmpfileFlag != 0 {
-		h, err = o.tmpfileDescription(f)
-	} else if f.Ref.Deleted {
-		h, err = o.reopen(f.Ref, flags)
-	} else {
-		h, err = os.OpenFile(f.Ref.Path, flags|unix.O_CLOEXEC, 0)
-	}
+	h, err := o.openFile(f, reopenFlags(f))
 	if err != nil {
 		return nil, err
 	}
@@ -67,6 +58,22 @@ func openPathFile(o *Opener, f *image.File) (*os.File, error) {
 		return nil, fmt.Errorf("seek to %d: %w", f.Pos, err)
 	}
 	return h, nil
+}
+
+// openFile opens the file of f with flags: a new description of a
+// recreated object, or the file at its path (recreated there first when it
+// lived in RAM and is gone, as after a reboot).
+func (o *Opener) openFile(f *image.File, flags int) (*os.File, error) {
+	switch r := f.Ref; {
+	case r.Deleted && r.Tmpfile && f.Flags&tmpfileFlag != 0:
+		return o.tmpfileDescription(f)
+	case r.Deleted:
+		return o.reopen(r, flags)
+	}
+	if err := o.ensure(f.Ref); err != nil {
+		return nil, err
+	}
+	return os.OpenFile(f.Ref.Path, flags|unix.O_CLOEXEC, 0)
 }
 
 // tmpfileDescription returns the description that O_TMPFILE opened when
@@ -168,16 +175,7 @@ func openDevice(o *Opener, f *image.File) (*os.File, error) {
 	if f.Ref == nil {
 		return nil, fmt.Errorf("device without a path")
 	}
-	flags := reopenFlags(f) | unix.O_NOCTTY
-	var h *os.File
-	var err error
-	if f.Ref.Deleted && f.Ref.Tmpfile && f.Flags&tmpfileFlag != 0 {
-		h, err = o.tmpfileDescription(f)
-	} else if f.Ref.Deleted {
-		h, err = o.reopen(f.Ref, flags)
-	} else {
-		h, err = os.OpenFile(f.Ref.Path, flags|unix.O_CLOEXEC, 0)
-	}
+	h, err := o.openFile(f, reopenFlags(f)|unix.O_NOCTTY)
 	if err != nil {
 		return nil, err
 	}

@@ -35,8 +35,10 @@ type Opener struct {
 	tmpGiven map[string]bool
 	// async are the descriptions whose O_ASYNC is on again.
 	async map[int]bool
-	ptys  map[int]*ptyPair
-	byID  map[int]*image.File
+	// ensured are the files of a tmpfs checked (and recreated) at their path.
+	ensured map[string]bool
+	ptys    map[int]*ptyPair
+	byID    map[int]*image.File
 	// Warnings collects what the restore could not reproduce exactly.
 	Warnings []string
 }
@@ -44,7 +46,7 @@ type Opener struct {
 // NewOpener returns an Opener for im.
 func NewOpener(im *image.Image, inTree func(int) bool) *Opener {
 	return &Opener{Image: im, InTree: inTree, Sockets: sockets.NewOpener(im.Tree), files: map[int]*os.File{},
-		pipes: map[uint64]*pipePair{}, ghosts: map[string]*os.File{}, tmpGiven: map[string]bool{}, async: map[int]bool{},
+		pipes: map[uint64]*pipePair{}, ghosts: map[string]*os.File{}, tmpGiven: map[string]bool{}, async: map[int]bool{}, ensured: map[string]bool{},
 		ptys: map[int]*ptyPair{}}
 }
 
@@ -138,6 +140,9 @@ func (o *Opener) OpenRef(ref *image.Ref, write bool) (*os.File, error) {
 	}
 	if ref.Deleted || ref.Memfd {
 		return o.reopen(ref, flags)
+	}
+	if err := o.ensure(ref); err != nil {
+		return nil, err
 	}
 	return os.OpenFile(ref.Path, flags, 0)
 }

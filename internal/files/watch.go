@@ -120,10 +120,14 @@ func (d *Dumper) finishEpolls() error {
 		offs := watchOffsets(e.file.Watches)
 		for i := range e.file.Watches {
 			w := &e.file.Watches[i]
-			cands := append([][2]int{{e.pid, w.FD}}, all...)
-			for _, c := range cands {
-				if f := d.byFD[c]; f != nil && sameAsWatched(c[0], c[1], e.pid, e.fd, w.FD, offs[i]) {
-					w.File = f.ID
+			// Nearly always the number still names the watched file.
+			if f := d.byFD[[2]int{e.pid, w.FD}]; f != nil && sameAsWatched(e.pid, w.FD, e.pid, e.fd, w.FD, offs[i]) {
+				w.File = f.ID
+				continue
+			}
+			for _, c := range all {
+				if sameAsWatched(c[0], c[1], e.pid, e.fd, w.FD, offs[i]) {
+					w.File = d.byFD[c].ID
 					break
 				}
 			}

@@ -291,6 +291,10 @@ type Ref struct {
 	// with Seals (F_GET_SEALS), added once the restore is complete.
 	Memfd bool `json:"memfd,omitempty"`
 	Seals int  `json:"seals,omitempty"`
+	// Volatile marks a regular file of a tmpfs (/dev/shm, /run, a tmpfs
+	// /tmp), which a reboot empties: its contents are in the image, and the
+	// restore recreates it at Path, with them, if it is not there.
+	Volatile bool `json:"volatile,omitempty"`
 	// Tmpfile marks a file opened with O_TMPFILE and never linked: it is
 	// recreated with O_TMPFILE so that it can still be linked (linkat).
 	Tmpfile bool `json:"tmpfile,omitempty"`

@@ -113,6 +113,7 @@ const (
 	sIFMT  = 0o170000
 	sIFDIR = 0o040000
 	sIFLNK = 0o120000
+	sIFREG = 0o100000
 )
 
 // validate checks what a Ref says about itself: a contents file with a
@@ -132,10 +133,13 @@ func (r *Ref) validate() error {
 		}
 		prev = run.Addr + run.Pages*pageSize
 	}
+	if r.Volatile && (r.Deleted || r.Mode&sIFMT != sIFREG) {
+		return fmt.Errorf("%s: only a regular file of a tmpfs is recreated at its path", r.Path)
+	}
 	if r.Memfd && !strings.HasPrefix(r.Path, "/memfd:") {
 		return fmt.Errorf("memfd named %q", r.Path)
 	}
-	if r.ID != 0 && !r.Deleted && !r.Memfd {
+	if r.ID != 0 && !r.Deleted && !r.Memfd && !r.Volatile {
 		return fmt.Errorf("object %d of %s that can be opened by path", r.ID, r.Path)
 	}
 	if r.Target != "" && r.Mode&sIFMT != sIFLNK {

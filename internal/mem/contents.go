@@ -55,8 +55,19 @@ func (c *Contents) RefFile(f *os.File, name string, deleted bool) (*image.Ref, e
 		return r, nil
 	}
 	r := &image.Ref{Path: name, Size: st.Size, Mode: st.Mode, Inode: st.Ino}
-	if deleted || (st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink == 0) {
+	switch {
+	case deleted || (st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink == 0):
 		if err := c.object(f, r, &st); err != nil {
+			return nil, err
+		}
+	case st.Mode&unix.S_IFMT == unix.S_IFREG && isShmem(f):
+		// A file of a tmpfs is opened again by path, but a reboot empties
+		// its filesystem: restore recreates it there from the image.
+		c.ids++
+		r.ID, r.Volatile = c.ids, true
+		r.UID, r.GID = st.Uid, st.Gid
+		r.AtimeNs, r.MtimeNs = unix.TimespecToNsec(st.Atim), unix.TimespecToNsec(st.Mtim)
+		if err := c.save(f, r, st.Size); err != nil {
 			return nil, err
 		}
 	}
@@ -115,7 +126,7 @@ func CheckUnreachable(f *os.File, name string, st *unix.Stat_t) error {
 		return fmt.Errorf("%s (deleted): a removed file of %s cannot be recreated", name, what)
 	}
 	if int64(fs.Type) == unix.HUGETLBFS_MAGIC {
-		return fmt.Errorf("%s: a file on hugetlbfs (MFD_HUGETLB memfd) cannot be recreated", name)
+		return fmt.Errorf("%s: a file on hugetlbfs (MFD_HUGETLB, MAP_HUGETLB) cannot be recreated", name)
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink > 0 {
 		return fmt.Errorf("%s (deleted): the file still has %d other hard links, which a recreated copy would not share", name, st.Nlink)

@@ -100,9 +100,24 @@ func (d *Dumper) Dump(pid int, pages string) ([]*image.Mapping, error) {
 	return res, out.Close()
 }
 
-// AIORefusal is why a process with an AIO context (io_setup) is not
-// checkpointed: its ring and the requests in flight live in the kernel.
-const AIORefusal = "AIO context (io_setup) is not supported: its ring and in-flight requests live in the kernel"
+// CheckMapping says why mapping m cannot be carried, nil if it can:
+// `seamless plan` and the checkpoint decide with it.
+func CheckMapping(m *proc.Mapping) error {
+	switch {
+	case m.Path == "[vdso]", strings.HasPrefix(m.Path, "[vvar"), m.Path == "[vsyscall]", strings.HasPrefix(m.Path, "[anon:"):
+		return nil
+	case m.IsSpecial():
+		return fmt.Errorf("kernel mapping %s is not supported", m.Path)
+	case m.Path == "/[aio]":
+		// Its ring and the requests in flight live in the kernel.
+		return fmt.Errorf("AIO context (io_setup) is not supported: its ring and in-flight requests live in the kernel")
+	case strings.HasPrefix(m.Path, "/anon_hugepage"):
+		return fmt.Errorf("MAP_HUGETLB memory is not supported")
+	case m.Major != 0 && !m.Shared && m.Inode != 0 && strings.HasPrefix(m.Path, "/dev/"):
+		return fmt.Errorf("device mapping %s is not supported", m.Path)
+	}
+	return nil
+}
 
 // keptFlags are the smaps VmFlags that restore reproduces.
 var keptFlags = map[string]bool{"gd": true, "dd": true, "dc": true, "wf": true, "hg": true, "nh": true, "lo": true, "mw": true}
@@ -123,6 +138,9 @@ func (d *Dumper) describe(pid int, m *proc.Mapping) (*image.Mapping, error) {
 			im.Flags = append(im.Flags, f)
 		}
 	}
+	if err := CheckMapping(m); err != nil {
+		return nil, err
+	}
 	switch {
 	case m.Path == "[vdso]":
 		im.Kind = image.MapVDSO
@@ -130,8 +148,6 @@ func (d *Dumper) describe(pid int, m *proc.Mapping) (*image.Mapping, error) {
 		im.Kind = image.MapVVAR
 	case m.Path == "[vsyscall]":
 		im.Kind = image.MapSkip
-	case m.IsSpecial() && !strings.HasPrefix(m.Path, "[anon:"):
-		return nil, fmt.Errorf("unsupported kernel mapping %s", m.Path)
 	case m.Shared && strings.HasPrefix(m.Path, "/SYSV"):
 		// The segment's ID is the inode number of its mapping (0 included).
 		im.Kind, im.SharedID = image.MapSysV, int(m.Inode)
@@ -141,22 +157,19 @@ func (d *Dumper) describe(pid int, m *proc.Mapping) (*image.Mapping, error) {
 			return nil, fmt.Errorf("unsupported shared mapping without a backing object")
 		}
 		im.Kind = image.MapAnon
-	case m.Path == "/[aio]":
-		return nil, fmt.Errorf("%s", AIORefusal)
-	case m.Shared && m.Major == 0 && (m.Path == "/dev/zero" && m.Deleted || !m.Deleted && onTmpfs(pid, m)):
-		// Shared memory that lives only in RAM and that no descriptor
-		// names (MAP_SHARED|MAP_ANONYMOUS, a file of a tmpfs): its contents
-		// go into the image once.
+	case m.Shared && m.Major == 0 && m.Path == "/dev/zero" && m.Deleted:
+		// MAP_SHARED|MAP_ANONYMOUS: shared memory that no path or
+		// descriptor names; its contents go into the image once.
 		s, err := d.sharedObject(pid, m)
 		if err != nil {
 			return nil, err
 		}
 		im.Kind, im.SharedID = image.MapShared, s.ID
 	default:
-		// A file by path, or an object restore recreates once for every
-		// mapping and descriptor of it (a memfd, a deleted file), shared
-		// or private: a private mapping's untouched pages keep following
-		// the object.
+		// A file by path (one of a tmpfs saved too), or an object restore
+		// recreates once for every mapping and descriptor of it (a memfd,
+		// a deleted file), shared or private: a private mapping's untouched
+		// pages keep following the file.
 		ref, err := d.Files.Ref(proc.Path(pid, "map_files", fmt.Sprintf("%x-%x", m.Start, m.End)), m.Path, m.Deleted)
 		if err != nil {
 			return nil, err
@@ -164,13 +177,6 @@ func (d *Dumper) describe(pid int, m *proc.Mapping) (*image.Mapping, error) {
 		im.Kind, im.File = image.MapFile, ref
 	}
 	return im, nil
-}
-
-// onTmpfs reports whether the file mapped at m is on a tmpfs.
-func onTmpfs(pid int, m *proc.Mapping) bool {
-	var fs unix.Statfs_t
-	err := unix.Statfs(proc.Path(pid, "map_files", fmt.Sprintf("%x-%x", m.Start, m.End)), &fs)
-	return err == nil && int64(fs.Type) == unix.TMPFS_MAGIC
 }
 
 // choosePages picks the pages of m that only the process's memory holds

@@ -199,20 +199,8 @@ func checkMaps(pid int, r *Report, bad func(string, string)) {
 		return
 	}
 	for _, m := range maps {
-		what := fmt.Sprintf("mapping %x-%x %s", m.Start, m.End, m.Path)
-		if m.IsSpecial() {
-			switch {
-			case m.Path == "[vdso]", strings.HasPrefix(m.Path, "[vvar"), m.Path == "[vsyscall]", strings.HasPrefix(m.Path, "[anon:"):
-			default:
-				bad(what, "kernel mapping "+m.Path+" is not supported")
-			}
-			continue
-		}
-		if m.Major != 0 && !m.Shared && m.Inode != 0 && strings.HasPrefix(m.Path, "/dev/") {
-			bad(what, "device mapping is not supported")
-		}
-		if m.Path == "/[aio]" {
-			bad(what, mem.AIORefusal)
+		if err := mem.CheckMapping(&m); err != nil {
+			bad(fmt.Sprintf("mapping %x-%x %s", m.Start, m.End, m.Path), err.Error())
 		}
 	}
 	if b, err := os.ReadFile(proc.Path(pid, "smaps_rollup")); err == nil {

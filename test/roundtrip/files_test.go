@@ -146,3 +146,40 @@ func TestRefusedFiles(t *testing.T) {
 		})
 	}
 }
+
+// TestShmFreshKernel checkpoints shmfile.c, removes its POSIX shared memory
+// object from /dev/shm (a tmpfs: a reboot empties it) and restores: the
+// object must come back at its name with the contents it had, shared by
+// both processes' descriptors and mappings again.
+func TestShmFreshKernel(t *testing.T) {
+	needSeamless(t)
+	r := start(t, workload{name: "shmfile", procs: 2, usr1: true})
+	var shm string
+	for _, l := range r.readLog() {
+		if v, ok := strings.CutPrefix(l.text, "INFO shm="); ok {
+			shm = v
+		}
+	}
+	if !strings.HasPrefix(shm, "/dev/shm/seamless-wl-shmfile-") {
+		r.fatalf("no INFO shm= line naming the object in the log")
+	}
+	t.Cleanup(func() { os.Remove(shm) })
+	ticks := r.waitTicks(0, 3)
+	usr1 := r.signalUSR1(ticks[len(ticks)-1].usr1)
+	tr := r.snapshot()
+	r.checkTree(tr)
+	fp := takeFingerprint(tr, false)
+	img := filepath.Join(r.dir, "image")
+	r.checkpoint(img, false)
+	r.reapTree(tr)
+	if err := os.Remove(shm); err != nil {
+		t.Fatalf("remove %s after the checkpoint: %v", shm, err)
+	}
+	last := r.lastTick()
+	r.restoreAndCheck(img, tr, last.n+1, last.n+1, last)
+	if _, err := os.Stat(shm); err != nil {
+		t.Errorf("the restore did not bring %s back: %v", shm, err)
+	}
+	r.compareFingerprint("after restore", fp, tr)
+	r.finish(r.signalUSR1(usr1))
+}

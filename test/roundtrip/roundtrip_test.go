@@ -93,6 +93,7 @@ var workloads = []workload{
 	{name: "chroot", procs: 1, usr1: true},
 	{name: "handles", procs: 2, usr1: true},
 	{name: "lease", procs: 1, usr1: true},
+	{name: "shmfile", procs: 2, usr1: true},
 }
 
 // mode is one way of going through checkpoint and restore.
@@ -137,6 +138,12 @@ func testMain(m *testing.M) int {
 	}
 	defer func() {
 		reapStrays()
+		// shmfile.c's POSIX shared memory objects, left by a failed run.
+		if stale, _ := filepath.Glob("/dev/shm/seamless-wl-*"); len(stale) > 0 {
+			for _, f := range stale {
+				os.Remove(f)
+			}
+		}
 		if os.Getenv("SEAMLESS_KEEP") == "" {
 			os.RemoveAll(workDir)
 		} else {
