@@ -192,7 +192,7 @@ func dumpTree(w *image.Writer, procs []*seized) (*image.Tree, *files.Dumper, err
 	contents := mem.NewContents(w)
 	md := mem.NewDumper(w, contents)
 	fd := files.NewDumper(contents, pids)
-	tables := files.NewTables()
+	tables, fsTables := files.NewTables(), files.NewFSTables()
 	tree := &image.Tree{Root: procs[0].pid}
 	for _, s := range procs {
 		if s.zombie != nil {
@@ -206,6 +206,9 @@ func dumpTree(w *image.Writer, procs []*seized) (*image.Tree, *files.Dumper, err
 			return nil, fd, err
 		}
 		if p.FDTable, err = tables.Add(s.pid, p.PPID); err != nil {
+			return nil, fd, err
+		}
+		if p.FSTable, err = fsTables.Add(s.pid, p.PPID); err != nil {
 			return nil, fd, err
 		}
 		if p.FDs, err = fd.Dump(s.pid); err != nil {

@@ -80,6 +80,9 @@ type Process struct {
 	// table this process shares (clone with CLONE_FILES); 0 when the table
 	// is its own. FDs then lists the same descriptors as that process's.
 	FDTable int `json:"fd_table,omitempty"`
+	// FSTable is the same for the root, working directory and umask
+	// (clone with CLONE_FS).
+	FSTable int `json:"fs_table,omitempty"`
 	// CwdFile is the working directory when it cannot be found by path (a
 	// deleted directory): it is recreated like a deleted file.
 	CwdFile *Ref `json:"cwd_file,omitempty"`

@@ -16,21 +16,30 @@ var nsEntries = map[string]bool{"cgroup": true, "ipc": true, "mnt": true, "net":
 func (t *Tree) validateFiles() error {
 	procs := map[int]*Process{}
 	tids := map[int]bool{}
-	table := map[int]int{} // process -> the first process of its descriptor table
+	// process -> the first process of its descriptor table, of its fs
+	table, fsTable := map[int]int{}, map[int]int{}
+	shares := func(p *Process, owner int, tables map[int]int, what string) error {
+		tables[p.PID] = p.PID
+		if owner == 0 {
+			return nil
+		}
+		if p.Zombie || p.PID == t.Root || procs[p.PPID] == nil || tables[p.PPID] != owner {
+			return fmt.Errorf("process %d: shares the %s of %d, which is not its parent's", p.PID, what, owner)
+		}
+		tables[p.PID] = owner
+		return nil
+	}
 	for _, p := range t.Processes {
 		procs[p.PID] = p
 		for _, th := range p.Threads {
 			tids[th.TID] = true
 		}
-		table[p.PID] = p.PID
-		if p.FDTable == 0 {
-			continue
+		if err := shares(p, p.FDTable, table, "descriptor table"); err != nil {
+			return err
 		}
-		parent := procs[p.PPID]
-		if p.Zombie || p.PID == t.Root || parent == nil || table[p.PPID] != p.FDTable {
-			return fmt.Errorf("process %d: shares the descriptor table of %d, which is not its parent's", p.PID, p.FDTable)
+		if err := shares(p, p.FSTable, fsTable, "root and working directory"); err != nil {
+			return err
 		}
-		table[p.PID] = p.FDTable
 	}
 	files := map[int]bool{}
 	for _, f := range t.Files {

@@ -85,7 +85,7 @@ func Check(pids []int) *Report {
 		inUnit[pid] = true
 	}
 	sc := files.NewScope(pids)
-	tables := files.NewTables()
+	tables, fsTables := files.NewTables(), files.NewFSTables()
 	for _, pid := range byStart(pids) {
 		comm, _ := proc.ReadString(pid, "comm")
 		st, err := proc.ReadStat(pid)
@@ -104,6 +104,9 @@ func Check(pids []int) *Report {
 		if st.State != 'Z' {
 			if _, err := tables.Add(pid, st.PPID); err != nil {
 				bad("descriptor table", err.Error())
+			}
+			if _, err := fsTables.Add(pid, st.PPID); err != nil {
+				bad("working directory", err.Error())
 			}
 			if err := files.CheckFS(pid); err != nil {
 				bad("working directory", err.Error())

@@ -172,9 +172,6 @@ func (r *restorer) run() error {
 				return err
 			}
 		}
-		if err := files.RestoreFS(t, p, r.opener); err != nil {
-			return err
-		}
 		var exe *os.File
 		if p.Exe != nil {
 			var err error
@@ -188,6 +185,16 @@ func (r *restorer) run() error {
 		}
 		if err != nil {
 			return fmt.Errorf("process %d: %w", p.PID, err)
+		}
+	}
+	// Roots and working directories once every process has its
+	// descriptors (a chroot would change where /dev/tty is opened), once
+	// per CLONE_FS group.
+	for _, p := range tree.Processes {
+		if !p.Zombie && p.FSTable == 0 {
+			if err := files.RestoreFS(r.targets[p.PID], p, r.opener); err != nil {
+				return err
+			}
 		}
 	}
 	if err := r.opener.Finish(); err != nil {
@@ -232,9 +239,13 @@ func (r *restorer) createProcesses() error {
 		if p.PID != tree.Root {
 			parent = r.targets[p.PPID]
 		}
+		// The image checked that a table shared is the parent's.
 		var flags uint64
 		if p.FDTable != 0 {
-			flags = unix.CLONE_FILES // the image checked: the parent's table
+			flags |= unix.CLONE_FILES
+		}
+		if p.FSTable != 0 {
+			flags |= unix.CLONE_FS
 		}
 		if err := task.CloneWith(parent, p.PID, p.ExitSignal, flags); err != nil {
 			return fmt.Errorf("create process %d: %w", p.PID, err)

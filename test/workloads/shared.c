@@ -3,11 +3,13 @@
  * processes, which a restore must neither split nor merge.
  *
  *   P  (root)
- *   ├─ M  created with clone(CLONE_FILES): P and M share one descriptor table
+ *   ├─ M  created with clone(CLONE_FILES|CLONE_FS): P and M share one
+ *   │     descriptor table, one working directory and umask
  *   └─ C  an ordinary fork child
  *
  * - Descriptor table: each tick P puts a descriptor at a number, M finds it
- *   there and closes it, P sees it gone.
+ *   there and closes it, P sees it gone; at the end M changes directory
+ *   and umask, and P sees the change.
  * - A deleted file that P opened and C opened again through /proc/P/fd
  *   (two open file descriptions of one file), then unlinked: P's writes
  *   reach C and C's reach P; each has its own offset; both see one inode.
@@ -39,6 +41,7 @@ struct shared {
 	volatile uint64_t c_written;  /* last value C wrote at offset PG of the deleted file */
 	volatile uint64_t c_ino;
 	volatile uint64_t m_ticks, c_ticks;
+	volatile int fs_req, fs_ack; /* at the end, M changes directory and umask for both */
 };
 
 static struct shared *sh;
@@ -84,6 +87,11 @@ static void run_m(void)
 	while (!sh->stop) {
 		uint64_t r = sh->req;
 
+		if (sh->fs_req && !sh->fs_ack) {
+			WL_CHECK(chdir("../a") == 0, "chdir: %s", strerror(errno));
+			umask(022);
+			sh->fs_ack = 1;
+		}
 		if (r != done) {
 			int fd = sh->req_fd;
 
@@ -248,7 +256,9 @@ int main(int argc, char **argv)
 	sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	WL_CHECK(sh != MAP_FAILED, "mmap: %s", strerror(errno));
 
-	anchor_fd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* A /proc file: the harness's fingerprint leaves such fds out, and the
+	 * copies of it come and go every tick. */
+	anchor_fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
 	del_fd = open("deleted.dat", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
 	WL_CHECK(anchor_fd >= 0 && del_fd >= 0, "open: %s", strerror(errno));
 	WL_CHECK(ftruncate(del_fd, 2 * PG) == 0, "ftruncate: %s", strerror(errno));
@@ -290,8 +300,10 @@ int main(int argc, char **argv)
 	WL_CHECK(unlink("deleted.dat") == 0, "unlink: %s", strerror(errno));
 	WL_CHECK(lseek(del_fd, 100, SEEK_SET) == 100, "lseek: %s", strerror(errno));
 
-	m = (pid_t)syscall(SYS_clone, CLONE_FILES | SIGCHLD, 0, 0, 0, 0);
-	WL_CHECK(m >= 0, "clone(CLONE_FILES): %s", strerror(errno));
+	WL_CHECK(mkdir("a", 0755) == 0 && mkdir("b", 0755) == 0 && chdir("b") == 0, "mkdir: %s", strerror(errno));
+	umask(027);
+	m = (pid_t)syscall(SYS_clone, CLONE_FILES | CLONE_FS | SIGCHLD, 0, 0, 0, 0);
+	WL_CHECK(m >= 0, "clone(CLONE_FILES|CLONE_FS): %s", strerror(errno));
 	if (m == 0)
 		run_m();
 	sh->m_pid = m;
@@ -310,6 +322,18 @@ int main(int argc, char **argv)
 		wl_sleep_ms(20);
 	}
 	verify();
+	{
+		/* M changes directory and umask: P's change with them. */
+		char cwd[4096];
+		mode_t um;
+
+		sh->fs_req = 1;
+		wl_wait_flag(&sh->fs_ack, "M changing directory");
+		um = umask(0);
+		umask(um);
+		WL_CHECK(getcwd(cwd, sizeof cwd) != NULL && strcmp(strrchr(cwd, '/'), "/a") == 0 && um == 022,
+			 "M changed directory and umask, P is in %s with umask %#o", cwd, (unsigned)um);
+	}
 	sh->stop = 1;
 	for (int left = 2; left > 0; left--) {
 		int status;
