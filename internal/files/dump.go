@@ -165,19 +165,63 @@ func dumpOwner(ds *desc, f *image.File) {
 	if ds.info.flags&unix.O_PATH != 0 {
 		return
 	}
-	var own fOwnerEx
-	if _, _, e := unix.Syscall(unix.SYS_FCNTL, ds.local.Fd(), unix.F_GETOWN_EX, uintptr(unsafe.Pointer(&own))); e == 0 && own.PID != 0 {
-		f.Owner = &image.Owner{Type: int(own.Type), PID: int(own.PID)}
-	}
+	f.Owner = ownerOf(ds.local)
 	if sig, err := unix.FcntlInt(ds.local.Fd(), unix.F_GETSIG, 0); err == nil && sig != 0 {
 		f.Signal = sig
 	}
 }
 
+// F_OWNER_TID, F_OWNER_PID and F_OWNER_PGRP from linux/fcntl.h.
+const (
+	fOwnerTID  = 0
+	fOwnerPID  = 1
+	fOwnerPGRP = 2
+)
+
 // fOwnerEx is struct f_owner_ex.
 type fOwnerEx struct {
 	Type int32
 	PID  int32
+}
+
+// ownerOf returns the owner of SIGIO and SIGURG of the description h, nil
+// when there is none (or it has exited).
+func ownerOf(h *os.File) *image.Owner {
+	var own fOwnerEx
+	if _, _, e := unix.Syscall(unix.SYS_FCNTL, h.Fd(), unix.F_GETOWN_EX, uintptr(unsafe.Pointer(&own))); e != 0 || own.PID == 0 {
+		return nil
+	}
+	return &image.Owner{Type: int(own.Type), PID: int(own.PID)}
+}
+
+// checkOwner refuses a description whose SIGIO and SIGURG go to a process
+// outside the tree: after a reboot, its PID names another process.
+func checkOwner(s *Scope, d *desc) error {
+	if d.info.flags&unix.O_PATH != 0 {
+		return nil
+	}
+	own := ownerOf(d.local)
+	if own == nil {
+		return nil
+	}
+	switch own.Type {
+	case fOwnerTID:
+		if st, err := proc.ReadStatus(own.PID, own.PID); err == nil && s.Has(st.Int("Tgid")) {
+			return nil
+		}
+	case fOwnerPID:
+		if s.Has(own.PID) {
+			return nil
+		}
+	case fOwnerPGRP:
+		for _, pid := range s.PIDs {
+			if st, err := proc.ReadStat(pid); err == nil && st.PGID == own.PID {
+				return nil
+			}
+		}
+		return fmt.Errorf("SIGIO and SIGURG going to process group %d (which no process of the tree is in)", own.PID)
+	}
+	return fmt.Errorf("SIGIO and SIGURG going to process %d (outside the tree)", own.PID)
 }
 
 func dumpSocket(d *Dumper, ds *desc, f *image.File) error {

@@ -275,6 +275,9 @@ func decide(s *Scope, d *desc) (string, error) {
 	if err := checkLocks(d); err != nil {
 		return "", &Unsupported{PID: d.pid, FD: d.fd, What: err.Error()}
 	}
+	if err := checkOwner(s, d); err != nil {
+		return "", &Unsupported{PID: d.pid, FD: d.fd, What: "a description with " + err.Error()}
+	}
 	if c := kinds[k].check; c != nil {
 		if err := c(s, d); err != nil {
 			return "", &Unsupported{PID: d.pid, FD: d.fd, What: err.Error(), Err: err}

@@ -29,8 +29,10 @@ func (t *Tree) validateFiles() error {
 		tables[p.PID] = owner
 		return nil
 	}
+	pgids := map[int]bool{}
 	for _, p := range t.Processes {
 		procs[p.PID] = p
+		pgids[p.PGID] = true
 		for _, th := range p.Threads {
 			tids[th.TID] = true
 		}
@@ -93,8 +95,8 @@ func (t *Tree) validateFiles() error {
 				return err
 			}
 		}
-		if f.Owner != nil && (f.Owner.Type < 0 || f.Owner.Type > 2 || f.Owner.PID <= 0) {
-			return fmt.Errorf("%s: owner %+v", what, *f.Owner)
+		if o := f.Owner; o != nil && !(o.Type == 0 && tids[o.PID] || o.Type == 1 && procs[o.PID] != nil || o.Type == 2 && pgids[o.PID]) {
+			return fmt.Errorf("%s: the owner of its signals (type %d, %d) is not in the tree", what, o.Type, o.PID)
 		}
 		if f.Signal < 0 || f.Signal > 64 {
 			return fmt.Errorf("%s: signal %d", what, f.Signal)

@@ -65,7 +65,10 @@ func TestValidateFiles(t *testing.T) {
 			r.Memfd = true
 			t.Files[0].Ref = r
 		}, "memfd named"},
-		{"owner of another kind", func(t *Tree) { t.Files[0].Owner = &Owner{Type: 7, PID: 10} }, "owner"},
+		{"owner of another kind", func(t *Tree) { t.Files[0].Owner = &Owner{Type: 7, PID: 10} }, "owner of its signals"},
+		{"owner in the tree", func(t *Tree) { t.Files[0].Owner = &Owner{Type: 1, PID: 11} }, ""},
+		{"owner thread in the tree", func(t *Tree) { t.Files[0].Owner = &Owner{Type: 0, PID: 12} }, ""},
+		{"owner outside the tree", func(t *Tree) { t.Files[0].Owner = &Owner{Type: 1, PID: 99} }, "owner of its signals"},
 	}
 	for _, tt := range tests {
 		tree := &Tree{Root: 10, Processes: []*Process{proc(10, 1), proc(11, 10), proc(12, 11)},

@@ -130,6 +130,7 @@ var fileRefusals = []struct {
 	{"pidfdout", []string{"fd 40", "pidfd of process"}},
 	{"nsother", []string{"fd 40", "namespace file uts:["}},
 	{"unshare", []string{"descriptor table of its own"}},
+	{"ownerout", []string{"fd 40", "SIGIO and SIGURG going to process"}},
 }
 
 // TestRefusedFiles checks that each resource of fileRefusals is refused

@@ -13,6 +13,7 @@
  *   nsother   fd 40: a UTS namespace file of a namespace no process is in
  *   unshare   a thread with a descriptor table of its own
  *             (unshare(CLONE_FILES))
+ *   ownerout  fd 40: a pipe whose SIGIO goes to the parent, outside the tree
  */
 #include "common.h"
 
@@ -112,6 +113,13 @@ static void hold(void)
 		close(fd);
 		kill(k, SIGKILL);
 		WL_CHECK(waitpid(k, NULL, 0) == k, "waitpid: %s", strerror(errno));
+	} else if (strcmp(what, "ownerout") == 0) {
+		int p[2];
+
+		WL_CHECK(pipe(p) == 0 && dup2(p[0], HELD_FD) == HELD_FD, "pipe: %s", strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		WL_CHECK(fcntl(HELD_FD, F_SETOWN, getppid()) == 0, "F_SETOWN: %s", strerror(errno));
 	} else if (strcmp(what, "unshare") == 0) {
 		pthread_t th;
 
@@ -141,6 +149,8 @@ static void still(void)
 		struct stat st;
 
 		WL_CHECK(fstat(HELD_FD, &st) == 0, "fstat: %s", strerror(errno));
+	} else if (strcmp(what, "ownerout") == 0) {
+		WL_CHECK(fcntl(HELD_FD, F_GETOWN) == getppid(), "the owner of fd %d changed", HELD_FD);
 	} else if (strcmp(what, "proccwd") == 0) {
 		char buf[64];
 

@@ -30,7 +30,6 @@ static struct ctl *ctl;
 static char name[64];
 static int fd;
 static volatile uint64_t *shared_map, *private_map;
-static uint64_t p_seen_c;
 
 static void run_c(void)
 {
@@ -73,9 +72,10 @@ static void verify(void)
 	WL_CHECK(private_map[1] == 0xabcdef, "P's written MAP_PRIVATE page changed");
 	pub = ctl->c_wrote;
 	WL_CHECK(pread(fd, &got, sizeof got, PG) == sizeof got, "pread: %s", strerror(errno));
-	WL_CHECK(got >= pub && got >= p_seen_c, "C's write through its mapping did not reach P: read %" PRIu64
-		 ", C wrote %" PRIu64, got, pub);
-	p_seen_c = got;
+	/* Not monotonic across a restore: after a --leave-running checkpoint
+	 * the file at its path went on changing, as any file does. */
+	WL_CHECK(got >= pub, "C's write through its mapping did not reach P: read %" PRIu64 ", C wrote %" PRIu64,
+		 got, pub);
 	WL_CHECK(fstat(fd, &st) == 0 && st.st_size == 3 * PG && (st.st_mode & 07777) == 0640,
 		 "the object's size %lld or mode %#o changed", (long long)st.st_size, st.st_mode & 07777);
 }
