@@ -272,7 +272,8 @@ func decide(s *Scope, d *desc) (string, error) {
 		// terminal, reopened by path.
 		k = image.FileTerminal
 	}
-	if err := checkLocks(d); err != nil {
+	if err := d.info.lockErr; err != nil {
+		// A mandatory lock, a delegation, a lease being broken.
 		return "", &Unsupported{PID: d.pid, FD: d.fd, What: err.Error()}
 	}
 	if err := checkOwner(s, d); err != nil {
@@ -284,15 +285,6 @@ func decide(s *Scope, d *desc) (string, error) {
 		}
 	}
 	return k, nil
-}
-
-// checkLocks refuses locks that cannot be taken again: mandatory locks,
-// delegations, and leases that are being broken.
-func checkLocks(d *desc) error {
-	if d.info.lockErr != nil {
-		return d.info.lockErr
-	}
-	return nil
 }
 
 // checkPathFile refuses a deleted file, directory, FIFO or device node

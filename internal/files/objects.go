@@ -101,6 +101,7 @@ func (o *Opener) ensure(r *image.Ref) error {
 		return fmt.Errorf("recreate %s (it was in RAM): %w", r.Path, err)
 	}
 	defer h.Close()
+	o.created = append(o.created, r.Path)
 	if err := o.fill(h, r); err != nil {
 		return fmt.Errorf("recreate %s: %w", r.Path, err)
 	}
@@ -108,6 +109,15 @@ func (o *Opener) ensure(r *image.Ref) error {
 		return fmt.Errorf("recreate %s: %w", r.Path, err)
 	}
 	return nil
+}
+
+// Discard removes the files that the restore recreated at their paths,
+// when it failed: the service then starts cold, as if they had never been.
+func (o *Opener) Discard() {
+	for _, p := range o.created {
+		os.Remove(p)
+	}
+	o.created = nil
 }
 
 // tmpfileFlag is __O_TMPFILE, which fdinfo shows for a file opened with

@@ -35,8 +35,10 @@ type Opener struct {
 	tmpGiven map[string]bool
 	// async are the descriptions whose O_ASYNC is on again.
 	async map[int]bool
-	// ensured are the files of a tmpfs checked (and recreated) at their path.
+	// ensured are the files of a tmpfs checked (and recreated) at their
+	// path; created those it recreated.
 	ensured map[string]bool
+	created []string
 	ptys    map[int]*ptyPair
 	byID    map[int]*image.File
 	// Warnings collects what the restore could not reproduce exactly.

@@ -102,6 +102,7 @@ func Restore(opts Options) (*Result, error) {
 	defer unix.Close(seed.Local)
 	if err := r.run(); err != nil {
 		r.abandon()
+		r.opener.Discard()
 		return nil, err
 	}
 	res := &Result{Root: tree.Root, Processes: len(tree.Processes), Warnings: r.opener.Warnings,
