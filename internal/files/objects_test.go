@@ -1,0 +1,58 @@
+package files
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/image"
+)
+
+// TestEnsureVolatile checks that a file of a tmpfs that a reboot removed is
+// recreated at its path with its saved contents, owner and mode, that one
+// still there is left as it is, and that Discard removes what was recreated.
+func TestEnsureVolatile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the recreated file another owner")
+	}
+	img, dir := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(img, "file-1.img"), []byte("saved contents, page-padded"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := NewOpener(&image.Image{Dir: img, Tree: &image.Tree{}}, func(int) bool { return false })
+	defer o.Close()
+	gone := &image.Ref{Path: filepath.Join(dir, "gone"), Volatile: true, ID: 1, Contents: "file-1.img",
+		Size: 14, Mode: unix.S_IFREG | 0o640, UID: 1234, GID: 99, MtimeNs: 1600000000e9}
+	f, err := o.OpenRef(gone, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	b, err := os.ReadFile(gone.Path)
+	var st unix.Stat_t
+	if err != nil || string(b) != "saved contents" || unix.Stat(gone.Path, &st) != nil ||
+		st.Mode != unix.S_IFREG|0o640 || st.Uid != 1234 || st.Gid != 99 || st.Mtim.Sec != 1600000000 {
+		t.Errorf("recreated %s: %q, %v, mode %#o owner %d:%d mtime %d", gone.Path, b, err, st.Mode, st.Uid, st.Gid, st.Mtim.Sec)
+	}
+	there := &image.Ref{Path: filepath.Join(dir, "there"), Volatile: true, ID: 2, Contents: "file-1.img",
+		Size: 14, Mode: unix.S_IFREG | 0o600}
+	if err := os.WriteFile(there.Path, []byte("live"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if f, err = o.OpenRef(there, true); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if b, _ := os.ReadFile(there.Path); string(b) != "live" {
+		t.Errorf("a file still at its path was replaced: %q", b)
+	}
+	o.Discard()
+	if _, err := os.Stat(gone.Path); !os.IsNotExist(err) {
+		t.Errorf("Discard left %s: %v", gone.Path, err)
+	}
+	if _, err := os.Stat(there.Path); err != nil {
+		t.Errorf("Discard removed %s, which it had not created: %v", there.Path, err)
+	}
+}
