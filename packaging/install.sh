@@ -11,7 +11,7 @@ bin=$1
 dest=${2:-}
 src=$(cd "$(dirname "$0")/.." && pwd)
 install -D -m 0755 "$bin" "$dest/usr/bin/seamless"
-for u in seamless-checkpoint.service seamless-netlock.service; do
+for u in seamless-checkpoint.service seamless-netlock.service seamless-dbus.service; do
 	install -D -m 0644 "$src/units/$u" "$dest/lib/systemd/system/$u"
 done
 # The generator is the same binary, called by its name.
@@ -25,6 +25,13 @@ dm="$dest/usr/lib/dracut/modules.d/90seamless"
 for f in module-setup.sh seamless-stage1.sh seamless-stage1-root.sh; do
 	install -D -m 0755 "$src/initramfs/dracut/90seamless/$f" "$dm/$f"
 done
+# The system-bus API: bus policy, activation, introspection, polkit actions.
+name=io.github.seamless_linux.Seamless1
+install -D -m 0644 "$src/packaging/dbus/$name.conf" "$dest/usr/share/dbus-1/system.d/$name.conf"
+install -D -m 0644 "$src/packaging/dbus/$name.service" "$dest/usr/share/dbus-1/system-services/$name.service"
+install -D -m 0644 "$src/internal/dbusapi/$name.xml" "$dest/usr/share/dbus-1/interfaces/$name.xml"
+install -D -m 0644 "$src/packaging/polkit/io.github.seamless_linux.seamless1.policy" \
+	"$dest/usr/share/polkit-1/actions/io.github.seamless_linux.seamless1.policy"
 if [ ! -e "$dest/etc/seamless/seamless.conf" ]; then
 	install -D -m 0644 "$src/packaging/seamless.conf" "$dest/etc/seamless/seamless.conf"
 fi

@@ -53,6 +53,7 @@ var commands = []command{
 	{"anchor", "(ExecStart of a unit being restored) restore the unit or start it cold", runAnchor},
 	{"netlock", "(run by seamless-netlock.service) hold or drop the network lock at boot", runNetlock},
 	{"generator", "(systemd generator, as seamless-generator) restore units in their sandbox", runGenerator},
+	{"dbus-service", "(run by seamless-dbus.service) the system-bus API for updaters", runDBusService},
 }
 
 // errUsage marks errors that are the command line's fault.

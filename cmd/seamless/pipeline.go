@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/config"
+	"github.com/seamless-linux/seamless/internal/dbusapi"
 	"github.com/seamless-linux/seamless/internal/restored"
 	"github.com/seamless-linux/seamless/internal/update"
 )
@@ -28,6 +29,12 @@ descriptor or mapping, which resource. Nothing is stopped.`, stdout)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
+	}
+	if viaBus() {
+		if len(pos) > 0 {
+			return fmt.Errorf("%w: only root can plan named units; others get the plan of the preserved units", errUsage)
+		}
+		return planViaBus(stdout, *asJSON)
 	}
 	cfg, err := config.Load(configPath)
 	if err != nil {
@@ -75,7 +82,7 @@ descriptor or mapping, which resource. Nothing is stopped.`, stdout)
 }
 
 func runUpdate(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("update", "[--kernel VERSION|PATH] [--initrd PATH] [--append ARGS] [--yes] [--dry-run]",
+	fs := newFlags("update", "[--kernel VERSION|PATH] [--initrd PATH] [--append ARGS] [--yes] [--dry-run] [--ignore-inhibitors]",
 		`Switch to a newer kernel with kexec, carrying the preserved services: pick
 the target (default: the newest installed kernel, with its initrd), build its
 command line from the running one, check that the update can work (plan,
@@ -83,13 +90,20 @@ memory for the image, Secure Boot and kexec settings, a test load of the
 kernel), then start kexec.target. The services are checkpointed while the
 system shuts down and restored under the new kernel. If anything fails
 before the point of no return, the services are stopped as a reboot would
-stop them and the machine still comes up on the new kernel.`, stdout)
+stop them and the machine still comes up on the new kernel.
+
+Like 'systemctl reboot', it is refused while a program holds a blocking
+shutdown inhibitor (systemd-inhibit --what=shutdown), unless
+--ignore-inhibitors is given. Run by another user than root, it asks the
+system-bus service, and polkit decides (action
+io.github.seamless_linux.seamless1.update).`, stdout)
 	kern := fs.String("kernel", "", "target kernel `VERSION` (as in /boot/vmlinuz-VERSION) or image PATH")
 	initrd := fs.String("initrd", "", "initrd `PATH` (default: the kernel's own)")
 	appendArgs := fs.String("append", "", "extra kernel command line `ARGS`")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
 	dry := fs.Bool("dry-run", false, "run the preflight only")
 	boot := fs.String("boot", "/boot", "`DIR` holding the kernels")
+	ignoreInhibitors := fs.Bool("ignore-inhibitors", false, "go ahead although a program holds a blocking shutdown inhibitor")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -97,11 +111,17 @@ stop them and the machine still comes up on the new kernel.`, stdout)
 	if len(pos) > 0 {
 		return fmt.Errorf("%w: unexpected %q", errUsage, pos[0])
 	}
+	if viaBus() {
+		if *initrd != "" || *appendArgs != "" || *boot != "/boot" || strings.Contains(*kern, "/") {
+			return fmt.Errorf("%w: --initrd, --append, --boot and a kernel path are for root only", errUsage)
+		}
+		return updateViaBus(stdout, dbusapi.UpdateOptions{Kernel: *kern, DryRun: *dry, IgnoreInhibitors: *ignoreInhibitors})
+	}
 	cfg, err := config.Load(configPath)
 	if err != nil {
 		return err
 	}
-	o := update.Options{Kernel: *kern, Initrd: *initrd, Append: *appendArgs, Boot: *boot, Config: cfg, Out: stdout, DryRun: *dry}
+	o := update.Options{Kernel: *kern, Initrd: *initrd, Append: *appendArgs, Boot: *boot, Config: cfg, Out: stdout, DryRun: *dry, IgnoreInhibitors: *ignoreInhibitors}
 	if !*yes {
 		o.Confirm = func(q string) bool {
 			fmt.Fprintf(stdout, "%s [y/N] ", q)
@@ -118,6 +138,10 @@ image, and the time of each phase.`, stdout)
 	asJSON := fs.Bool("json", false, "print the status as JSON")
 	if _, err := parse(fs, args); err != nil {
 		return err
+	}
+	if viaBus() {
+		// The records are root's: others read the service's properties.
+		return statusViaBus(stdout, *asJSON)
 	}
 	in, err := update.ReadIntent()
 	if err != nil {

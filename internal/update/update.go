@@ -11,10 +11,12 @@ import (
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/godbus/dbus/v5"
 
 	"github.com/seamless-linux/seamless/internal/config"
 	"github.com/seamless-linux/seamless/internal/kernel"
 	"github.com/seamless-linux/seamless/internal/kexec"
+	"github.com/seamless-linux/seamless/internal/logind"
 	"github.com/seamless-linux/seamless/internal/units"
 )
 
@@ -28,14 +30,39 @@ type Options struct {
 	Out     io.Writer
 	DryRun  bool // stop after the preflight, start nothing
 	Confirm func(question string) bool
+	// IgnoreInhibitors goes ahead although a program holds a blocking
+	// shutdown inhibitor (as `systemctl reboot --ignore-inhibitors`).
+	IgnoreInhibitors bool
+	// Progress, if set, is told of each step: its name, the fraction of
+	// the preparation done, and a line for people.
+	Progress func(phase string, fraction float64, message string)
 }
+
+// Phases of Update, as Progress names them.
+const (
+	PhaseKernel    = "kernel"     // the target kernel and its command line
+	PhaseInhibit   = "inhibitors" // logind's shutdown inhibitors
+	PhaseLoad      = "kexec-load" // the test load of the new kernel
+	PhasePlan      = "plan"       // which units are carried
+	PhaseStore     = "store"      // where the image will go
+	PhasePlanned   = "planned"    // everything checked: the update can start
+	PhaseSwitching = "switching"  // kexec.target started: the system goes down
+)
 
 // Update prepares and starts a seamless update: plan, preflight (kernel,
 // RAM, a test load of the kernel, which also stays loaded so that a failed
 // checkpoint still ends in the new kernel, as a plain reboot would), the
 // intent, the shutdown ordering, and kexec.target.
 func Update(ctx context.Context, o Options) error {
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
 	say := func(format string, a ...any) { fmt.Fprintf(o.Out, format+"\n", a...) }
+	step := func(phase string, fraction float64, format string, a ...any) {
+		if o.Progress != nil {
+			o.Progress(phase, fraction, fmt.Sprintf(format, a...))
+		}
+	}
 	from := kernel.Running()
 	k, err := kernel.Pick(o.Boot, o.Kernel, o.Initrd, from)
 	if err != nil {
@@ -49,6 +76,15 @@ func Update(ctx context.Context, o Options) error {
 	say("update %s -> %s", from, k.Release)
 	say("  kernel %s, initrd %s", k.Image, k.Initrd)
 	say("  command line: %s", cl)
+	step(PhaseKernel, 0.1, "update %s -> %s", from, k.Release)
+	if o.IgnoreInhibitors {
+		step(PhaseInhibit, 0.2, "shutdown inhibitors ignored")
+	} else {
+		if err := checkInhibitors(ctx); err != nil {
+			return err
+		}
+		step(PhaseInhibit, 0.2, "no shutdown inhibitor blocks the update")
+	}
 
 	st := kexec.Probe()
 	if err := st.Problem(); err != nil {
@@ -69,6 +105,11 @@ func Update(ctx context.Context, o Options) error {
 		return fmt.Errorf("preflight: %w", err)
 	}
 	say("  kexec test load: ok")
+	step(PhaseLoad, 0.5, "kernel %s loaded for kexec", k.Release)
+	if err := ctx.Err(); err != nil {
+		kexec.Unload()
+		return err
+	}
 	plans, err := Plan(ctx, o.Config, nil)
 	if err != nil {
 		kexec.Unload()
@@ -98,10 +139,19 @@ func Update(ctx context.Context, o Options) error {
 		kexec.Unload()
 		return err
 	}
+	step(PhasePlan, 0.7, "%d units carried, %d stopped", len(carry), len(stopped))
 	say("  image store: %s", store)
+	step(PhaseStore, 0.8, "image store: %s", store)
+	step(PhasePlanned, 0.9, "ready to switch to %s", k.Release)
 
 	if o.DryRun {
 		return kexec.Unload()
+	}
+	// The last moment a cancel is heard: once kexec.target is started the
+	// system goes down.
+	if err := ctx.Err(); err != nil {
+		kexec.Unload()
+		return err
 	}
 	if o.Confirm != nil && !o.Confirm(fmt.Sprintf("Switch to %s now? Services not carried are stopped.", k.Release)) {
 		kexec.Unload()
@@ -114,11 +164,24 @@ func Update(ctx context.Context, o Options) error {
 	if err := saveStatus(&Status{State: "pending", From: from, To: k.Release, Store: store}); err != nil {
 		return err
 	}
-	if err := startKexec(ctx, carry, say); err != nil {
+	if err := startKexec(ctx, carry, say, func() {
+		step(PhaseSwitching, 1, "switching to %s: the system goes down now", k.Release)
+	}); err != nil {
 		os.Remove(intentPath())
 		return err
 	}
 	return nil
+}
+
+// checkInhibitors refuses an update that a blocking shutdown inhibitor
+// holds off.
+func checkInhibitors(ctx context.Context) error {
+	conn, err := dbus.ConnectSystemBus(dbus.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("connect to the system bus to check inhibitors: %w", err)
+	}
+	defer conn.Close()
+	return logind.CheckShutdown(ctx, conn)
 }
 
 // chooseStore picks RAM when the image (estimated from the units' private
@@ -160,7 +223,7 @@ func memAvailable() int64 {
 // startKexec orders seamless-checkpoint.service after the carried units
 // (so that at shutdown it stops, and checkpoints, before them), makes sure
 // it is active, and starts kexec.target with replace-irreversibly.
-func startKexec(ctx context.Context, carry []string, say func(string, ...any)) error {
+func startKexec(ctx context.Context, carry []string, say func(string, ...any), switching func()) error {
 	conn, err := sd.NewSystemConnectionContext(ctx)
 	if err != nil {
 		return fmt.Errorf("connect to systemd: %w", err)
@@ -184,6 +247,7 @@ func startKexec(ctx context.Context, carry []string, say func(string, ...any)) e
 		return err
 	}
 	say("starting kexec.target: the system goes down now")
+	switching()
 	return runJob(ctx, conn.StartUnitContext, "kexec.target", "replace-irreversibly")
 }
 
