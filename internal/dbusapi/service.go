@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -80,10 +81,30 @@ func Export(conn *dbus.Conn, b Backend, auth Authorizer, log io.Writer) (*Servic
 	if err := conn.Export(methods{s}, Path, Interface); err != nil {
 		return nil, fmt.Errorf("export %s: %w", Interface, err)
 	}
-	if err := conn.Export(introspect.Introspectable(Introspection), Path, "org.freedesktop.DBus.Introspectable"); err != nil {
+	if err := conn.Export(introspect.Introspectable(introspection()), Path, "org.freedesktop.DBus.Introspectable"); err != nil {
 		return nil, fmt.Errorf("export introspection: %w", err)
 	}
 	return s, nil
+}
+
+const peerIntrospection = `
+	<interface name="org.freedesktop.DBus.Peer">
+		<method name="Ping"/>
+		<method name="GetMachineId">
+			<arg name="machine_uuid" type="s" direction="out"/>
+		</method>
+	</interface>
+`
+
+// introspection is the interface's description with the standard
+// interfaces the object also implements.
+func introspection() string {
+	std := prop.IntrospectDataString + introspect.IntrospectDataString + peerIntrospection
+	i := strings.LastIndex(Introspection, "</node>")
+	if i < 0 {
+		return Introspection
+	}
+	return Introspection[:i] + std + Introspection[i:]
 }
 
 // Serve takes the bus name and keeps the properties current until ctx
