@@ -74,9 +74,13 @@ func Checkpoint(opts Options) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// On failure only what the checkpoint created goes: never a directory
+	// that was there before, nor anything else in it.
 	defer func() {
 		if err != nil {
-			os.RemoveAll(opts.Dir)
+			w.Discard()
+		} else {
+			w.Close()
 		}
 	}()
 	start := time.Now()
@@ -129,6 +133,7 @@ func Checkpoint(opts Options) (res *Result, err error) {
 		abort()
 		return nil, fmt.Errorf("verify image: %w", err)
 	}
+	im.Close()
 	res = &Result{Processes: len(procs), Threads: len(tids), Bytes: im.Size(), Frozen: time.Since(start)}
 	for _, p := range procs {
 		res.PIDs = append(res.PIDs, p.pid)

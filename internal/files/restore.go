@@ -250,11 +250,11 @@ func (o *Opener) copyContents(dst *os.File, ref *image.Ref) error {
 	if ref.Contents == "" {
 		return nil
 	}
-	src, err := os.Open(o.Image.Path(ref.Contents))
+	// The verified file the image holds, never a path opened again.
+	src, err := o.Image.Reader(ref.Contents)
 	if err != nil {
 		return err
 	}
-	defer src.Close()
 	if _, err := dst.Seek(0, io.SeekStart); err != nil {
 		return err
 	}

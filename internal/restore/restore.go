@@ -32,7 +32,8 @@ type Options struct {
 	Dir string
 	// Verified says the caller verified every checksum of the image and
 	// holds it where it cannot change (the restore daemon): only sizes and
-	// tree.json are checked again.
+	// tree.json are checked again, and Dir may hold the daemon's links to
+	// the files it holds (see image.OpenHeld).
 	Verified bool
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
@@ -66,12 +67,13 @@ type Result struct {
 func Restore(opts Options) (*Result, error) {
 	open := image.Open
 	if opts.Verified {
-		open = image.OpenWritten
+		open = image.OpenHeld
 	}
 	im, err := open(opts.Dir)
 	if err != nil {
 		return nil, err
 	}
+	defer im.Close()
 	tree := im.Tree
 	if err := checkIDsFree(tree, opts.PIDWait); err != nil {
 		return nil, err
