@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/files"
+	"github.com/seamless-linux/seamless/internal/freezer"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/proc"
@@ -85,14 +86,15 @@ func Checkpoint(opts Options) (res *Result, err error) {
 	}()
 	start := time.Now()
 	if opts.Cgroup != "" {
-		if err := freezeCgroup(opts.Cgroup, true); err != nil {
+		// On a timeout, Freeze has thawed the cgroup again.
+		if err := freezer.Freeze(opts.Cgroup); err != nil {
 			return nil, err
 		}
 	}
 	procs, tids, err := seizeTree(opts.PID)
 	if opts.Cgroup != "" {
 		// Seized threads stay in their ptrace stop once the cgroup thaws.
-		if ferr := freezeCgroup(opts.Cgroup, false); ferr != nil && err == nil {
+		if ferr := freezer.Thaw(opts.Cgroup); ferr != nil && err == nil {
 			err = ferr
 		}
 	}

@@ -66,7 +66,40 @@ func (w *Writer) createFile(name string, flags int) (*os.File, error) {
 // openDir), so that an image that could not be restored is refused before
 // its checkpoint, not after.
 func Create(dir string) (*Writer, error) {
-	fail := func(err error) (*Writer, error) { return nil, fmt.Errorf("create image directory %s: %w", dir, err) }
+	d, made, err := makeDir(dir, true)
+	if err != nil {
+		return nil, err
+	}
+	w := &Writer{Dir: dir, d: d, made: made}
+	if len(made) == 0 {
+		// An existing directory: accepted only as one seamless could have
+		// made, and never changed or removed.
+		if err := checkExisting(d, dir); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("create image directory %s: %w", dir, err)
+		}
+	}
+	return w, nil
+}
+
+// MakeDir makes the new directory dir, and the missing directories above
+// it, 0700, as Create does; dir must not exist. It returns the directories
+// it made, dir last: what its caller may remove again.
+func MakeDir(dir string) ([]string, error) {
+	d, made, err := makeDir(dir, false)
+	if err != nil {
+		return nil, err
+	}
+	d.Close()
+	return made, nil
+}
+
+// makeDir makes dir and its missing parents, and opens it. An existing dir
+// is opened (never through a symlink) when existing allows it.
+func makeDir(dir string, existing bool) (*os.File, []string, error) {
+	fail := func(err error) (*os.File, []string, error) {
+		return nil, nil, fmt.Errorf("create image directory %s: %w", dir, err)
+	}
 	clean := filepath.Clean(dir)
 	parts := strings.Split(clean, "/")
 	start := "."
@@ -80,7 +113,6 @@ func Create(dir string) (*Writer, error) {
 	if err != nil {
 		return fail(err)
 	}
-	closeCur := func() { unix.Close(cur) }
 	// Walk down the directories that exist (they are someone's: symlinks
 	// among them are followed as usual) to where dir's missing part starts.
 	i := 0
@@ -89,73 +121,63 @@ func Create(dir string) (*Writer, error) {
 		if errors.Is(err, unix.ENOENT) {
 			break
 		}
+		unix.Close(cur)
 		if err != nil {
-			closeCur()
 			return fail(fmt.Errorf("%s: %w", strings.Join(parts[:i+1], "/"), err))
 		}
-		closeCur()
 		cur = next
 	}
 	var st unix.Stat_t
-	if err := unix.Fstat(cur, &st); err != nil {
-		closeCur()
-		return fail(err)
-	}
 	base := filepath.Join(start, strings.Join(parts[:i], "/"))
-	if err := checkOwner(base, &st, true); err != nil {
-		closeCur()
+	err = unix.Fstat(cur, &st)
+	if err == nil {
+		err = checkOwner(base, &st, true)
+	}
+	if err == nil {
+		err = checkAncestors(cur, base)
+	}
+	if err != nil {
+		unix.Close(cur)
 		return fail(err)
 	}
-	if err := checkAncestors(cur, base); err != nil {
-		closeCur()
-		return fail(err)
+	var made []string
+	undo := func() {
+		for i := len(made) - 1; i >= 0; i-- {
+			unix.Rmdir(made[i])
+		}
 	}
-	w := &Writer{Dir: dir}
 	for ; i < len(parts); i++ {
 		name := parts[i]
 		path := filepath.Join(start, strings.Join(parts[:i+1], "/"))
 		last := i == len(parts)-1
-		made := true
-		if err := unix.Mkdirat(cur, name, 0o700); err != nil {
-			if !last || !errors.Is(err, unix.EEXIST) {
-				closeCur()
-				w.removeMade()
-				return fail(err)
-			}
-			made = false
+		mkdir := unix.Mkdirat(cur, name, 0o700)
+		if mkdir != nil && !(last && existing && errors.Is(mkdir, unix.EEXIST)) {
+			unix.Close(cur)
+			undo()
+			return fail(mkdir)
 		}
 		next, err := unix.Openat(cur, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		unix.Close(cur)
 		if err != nil {
-			closeCur()
-			w.removeMade()
+			undo()
 			if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
 				return fail(fmt.Errorf("%s exists and is not a directory (a symbolic link is never followed)", path))
 			}
 			return fail(err)
 		}
-		closeCur()
 		cur = next
-		if made {
-			w.made = append(w.made, path)
-			// The directory just made must be ours: a rename of another one
+		if mkdir == nil {
+			made = append(made, path)
+			// The directory just made must be ours: another one renamed
 			// into its place between mkdirat and openat is refused.
 			if err := unix.Fstat(cur, &st); err != nil || !trustedOwner(st.Uid) || st.Mode&0o077 != 0 {
-				closeCur()
-				w.removeMade()
+				unix.Close(cur)
+				undo()
 				return fail(fmt.Errorf("%s changed while it was made", path))
 			}
 		}
 	}
-	w.d = os.NewFile(uintptr(cur), dir)
-	if len(w.made) == 0 {
-		// An existing directory: accepted only as one seamless could have
-		// made, and never changed or removed.
-		if err := checkExisting(w.d, dir); err != nil {
-			w.d.Close()
-			return fail(err)
-		}
-	}
-	return w, nil
+	return os.NewFile(uintptr(cur), dir), made, nil
 }
 
 // checkExisting accepts an existing image directory only when it is empty,
