@@ -260,7 +260,7 @@ func TestCheckpointFaultFreezeTimeout(t *testing.T) {
 	freezer.Timeout = time.Second
 	defer func() { freezer.Timeout = old }()
 	svc := startService(t, "freeze", exec.Command("sh", "-c", "echo READY; echo x > "+mnt+"/x; exec sleep 300"), "READY")
-	t.Cleanup(thawFS) // before the service is killed: a task in D state cannot die
+	t.Cleanup(thawFS)                  // before the service is killed: a task in D state cannot die
 	time.Sleep(200 * time.Millisecond) // the write is waiting for the file system
 	err, st := shutdown(t, "ram", "", svc)
 	svc.checkThawed(t)
