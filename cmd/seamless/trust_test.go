@@ -324,3 +324,32 @@ func TestCheckpointDirIsItsOwn(t *testing.T) {
 		}
 	})
 }
+
+// TestExitStatus: a crash (a panic, in the command or in an engine worker)
+// exits with its own status, never that of a usage error, and says where;
+// inspect takes --dir like the other commands (issue 10 finding 12).
+func TestExitStatus(t *testing.T) {
+	for _, where := range []string{"main", "worker"} {
+		cmd := exec.Command(crashBinary, "crashtest", where)
+		var errs bytes.Buffer
+		cmd.Stderr = &errs
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		if code != exitCrash || code == exitUsage || !strings.Contains(errs.String(), "internal error") || !strings.Contains(errs.String(), "crashtest.go") {
+			t.Errorf("a panic in the %s goroutine: exit %d, stderr %.300q; want exit %d, the error and its stack", where, code, errs.String(), exitCrash)
+		}
+	}
+	needRoot(t)
+	dir, _ := checkpointed(t)
+	for _, args := range [][]string{{"inspect", "--dir", dir}, {"inspect", dir, "--json"}, {"inspect", "--json", "--dir", dir}} {
+		if out, errs, code := seamless(t, args...); code != exitOK || !strings.Contains(out, "verified") {
+			t.Errorf("seamless %v: exit %d, %q %q", args, code, out, errs)
+		}
+	}
+	if _, errs, code := seamless(t, "inspect", "--dir", dir, dir); code != exitUsage {
+		t.Errorf("inspect with two directories: exit %d, %q; want a usage error", code, errs)
+	}
+}

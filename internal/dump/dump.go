@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/crash"
 	"github.com/seamless-linux/seamless/internal/files"
 	"github.com/seamless-linux/seamless/internal/freezer"
 	"github.com/seamless-linux/seamless/internal/image"
@@ -108,7 +109,14 @@ func Checkpoint(opts Options) (res *Result, err error) {
 		return nil, err
 	}
 	fmt.Fprintf(logw, "stopped %d processes, %d threads\n", len(procs), len(tids))
-	tree, fd, err := dumpTree(w, procs)
+	// A bug met while the tree is stopped must still let it go as it was.
+	var tree *image.Tree
+	var fd *files.Dumper
+	err = crash.Call(func() error {
+		var err error
+		tree, err = dumpTree(w, procs, &fd)
+		return err
+	})
 	// abort lets the tree run on as it was: its connections leave repair
 	// mode (and the network lock goes) before its threads run again.
 	abort := func() {
@@ -189,7 +197,10 @@ func waitGone(tid int) {
 	}
 }
 
-func dumpTree(w *image.Writer, procs []*seized) (*image.Tree, *files.Dumper, error) {
+// dumpTree describes the stopped tree into w. The files.Dumper it makes is
+// stored in *fdp at once: whatever happens, the caller closes it (it holds
+// the tree's connections in repair mode).
+func dumpTree(w *image.Writer, procs []*seized, fdp **files.Dumper) (*image.Tree, error) {
 	inTree := map[int]bool{}
 	for _, p := range procs {
 		inTree[p.pid] = true
@@ -197,6 +208,7 @@ func dumpTree(w *image.Writer, procs []*seized) (*image.Tree, *files.Dumper, err
 	contents := mem.NewContents(w)
 	md := mem.NewDumper(w, contents)
 	fd := files.NewDumper(contents, func(pid int) bool { return inTree[pid] })
+	*fdp = fd
 	tree := &image.Tree{Root: procs[0].pid}
 	for _, s := range procs {
 		if s.zombie != nil {
@@ -207,35 +219,35 @@ func dumpTree(w *image.Writer, procs []*seized) (*image.Tree, *files.Dumper, err
 		}
 		p, err := task.Dump(s.pid, s.tids, contents)
 		if err != nil {
-			return nil, fd, err
+			return nil, err
 		}
 		if p.FDs, err = fd.Dump(s.pid); err != nil {
-			return nil, fd, err
+			return nil, err
 		}
 		if p.VDSO, err = mem.VDSOSymbols(s.pid); err != nil {
-			return nil, fd, fmt.Errorf("process %d: %w", s.pid, err)
+			return nil, fmt.Errorf("process %d: %w", s.pid, err)
 		}
 		p.Pages = fmt.Sprintf("pages-%d.img", s.pid)
 		if p.Mappings, err = md.Dump(s.pid, p.Pages); err != nil {
-			return nil, fd, err
+			return nil, err
 		}
 		tree.Processes = append(tree.Processes, p)
 	}
 	if err := fd.Finish(); err != nil {
-		return nil, fd, err
+		return nil, err
 	}
 	tree.Ptys = fd.Ptys
 	sv, err := sysvipc.Dump(w, func(pid int) bool { return inTree[pid] }, md.SysV)
 	if err != nil {
-		return nil, fd, err
+		return nil, err
 	}
 	tree.SysV = sv
 	if err := controllingTerminals(tree); err != nil {
-		return nil, fd, err
+		return nil, err
 	}
 	tree.Files = fd.Files
 	tree.SharedMemory = md.Order
-	return tree, fd, nil
+	return tree, nil
 }
 
 func kernelRelease() string {

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/crash"
 	"github.com/seamless-linux/seamless/internal/files"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inject"
@@ -101,7 +102,8 @@ func Restore(opts Options) (*Result, error) {
 	defer r.opener.Close()
 	defer r.mem.Close()
 	defer unix.Close(seed.Local)
-	if err := r.run(); err != nil {
+	// A bug met halfway must still kill what was created.
+	if err := crash.Call(r.run); err != nil {
 		r.abandon()
 		return nil, err
 	}
