@@ -1,6 +1,7 @@
 package crash
 
 import (
+	"fmt"
 	"errors"
 	"strings"
 	"testing"
@@ -11,9 +12,8 @@ func TestCall(t *testing.T) {
 		t.Fatalf("Call of a failing function = %v", err)
 	}
 	err := Call(func() error {
-		var m map[string]int
-		m["x"] = 1 // a nil map: a bug
-		return nil
+		var s []int
+		return fmt.Errorf("unreachable %d", s[len(s)]) // out of range: a bug
 	})
 	var ce *Error
 	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "internal error") || !strings.Contains(string(ce.Stack), "crash_test.go") {

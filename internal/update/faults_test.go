@@ -162,7 +162,7 @@ func (s *service) checkCgroupThawed(t *testing.T) {
 
 // shutdown runs the checkpoint at shutdown for the services, the kernel
 // being no kernel (its load fails), and returns its error and the status.
-func shutdown(t *testing.T, store, diskDir string, svcs ...*service) (error, *Status) {
+func shutdown(t *testing.T, store, diskDir string, svcs ...*service) (*Status, error) {
 	t.Helper()
 	runtime.LockOSThread() // ptrace ties tracees to one OS thread
 	defer runtime.UnlockOSThread()
@@ -184,7 +184,7 @@ func shutdown(t *testing.T, store, diskDir string, svcs ...*service) (error, *St
 	if serr != nil || st == nil {
 		t.Fatalf("no status after the checkpoint: %v", serr)
 	}
-	return err, st
+	return st, err
 }
 
 func needCheckpoint(t *testing.T) {
@@ -262,7 +262,7 @@ func TestCheckpointFaultFreezeTimeout(t *testing.T) {
 	svc := startService(t, "freeze", exec.Command("sh", "-c", "echo READY; echo x > "+mnt+"/x; exec sleep 300"), "READY")
 	t.Cleanup(thawFS)                  // before the service is killed: a task in D state cannot die
 	time.Sleep(200 * time.Millisecond) // the write is waiting for the file system
-	err, st := shutdown(t, "ram", "", svc)
+	st, err := shutdown(t, "ram", "", svc)
 	svc.checkThawed(t)
 	if err == nil || !strings.Contains(err.Error(), "no unit could be carried") {
 		t.Fatalf("ShutdownCheckpoint = %v, want: no unit could be carried", err)
@@ -285,7 +285,7 @@ func TestCheckpointFaultStuckThread(t *testing.T) {
 	defer func() { dump.StopTimeout = old }()
 	svc := startService(t, "stuck", exec.Command("sh", "-c", "echo READY; stat "+mnt+"/x; exec sleep 300"), "READY")
 	time.Sleep(200 * time.Millisecond) // stat is waiting for the file system
-	err, st := shutdown(t, "ram", "", svc)
+	st, err := shutdown(t, "ram", "", svc)
 	svc.checkCgroupThawed(t)
 	if err == nil || !strings.Contains(err.Error(), "no unit could be carried") {
 		t.Fatalf("ShutdownCheckpoint = %v, want: no unit could be carried", err)
@@ -304,7 +304,7 @@ func TestCheckpointFaultAcceptQueue(t *testing.T) {
 	cmd.Env = append(os.Environ(), "SEAMLESS_TEST_HELPER=pending-accept")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNET}
 	svc := startService(t, "accept", cmd, "READY")
-	err, st := shutdown(t, "ram", "", svc)
+	st, err := shutdown(t, "ram", "", svc)
 	svc.checkThawed(t)
 	if err == nil || !strings.Contains(err.Error(), "no unit could be carried") {
 		t.Fatalf("ShutdownCheckpoint = %v, want: no unit could be carried", err)
@@ -328,7 +328,7 @@ func TestCheckpointFaultDump(t *testing.T) {
 	cmd := exec.Command("sh", "-c", "echo READY; exec sleep 300")
 	cmd.ExtraFiles = []*os.File{f}
 	bad := startService(t, "dump", cmd, "READY")
-	err, st := shutdown(t, "ram", "", bad)
+	st, err := shutdown(t, "ram", "", bad)
 	bad.checkThawed(t)
 	if err == nil || !strings.Contains(err.Error(), "no unit could be carried") {
 		t.Fatalf("ShutdownCheckpoint = %v, want: no unit could be carried (and no kexec load)", err)
@@ -353,7 +353,7 @@ func TestCheckpointFaultOneOfTwo(t *testing.T) {
 	cmd.ExtraFiles = []*os.File{f}
 	bad := startService(t, "bad", cmd, "READY")
 	good := startService(t, "good", exec.Command("sh", "-c", "echo READY; exec sleep 300"), "READY")
-	err, st := shutdown(t, "ram", "", bad, good)
+	st, err := shutdown(t, "ram", "", bad, good)
 	if err == nil || !strings.Contains(err.Error(), "kexec_file_load") {
 		t.Fatalf("ShutdownCheckpoint = %v, want the load to fail", err)
 	}
@@ -371,7 +371,7 @@ func TestCheckpointFaultOneOfTwo(t *testing.T) {
 // plain kexec: nothing is written, nothing loaded (issue 10 finding 11).
 func TestCheckpointNothingToCarry(t *testing.T) {
 	needCheckpoint(t)
-	err, st := shutdown(t, "ram", "")
+	st, err := shutdown(t, "ram", "")
 	if err != nil || st.State != "plain kexec" || st.Image != "" {
 		t.Fatalf("ShutdownCheckpoint without units = %v, status %+v; want a plain kexec, no image loaded", err, st)
 	}
@@ -396,7 +396,7 @@ func TestCheckpointStagesOutsideRun(t *testing.T) {
 			disk := filepath.Join(t.TempDir(), "images")
 			// About 1 MiB of private memory, 16 times /run.
 			svc := startService(t, "big-"+store, exec.Command("sh", "-c", `x=$(head -c 1048576 /dev/zero | tr '\0' a); echo READY; while :; do sleep 300; done`), "READY")
-			err, st := shutdown(t, store, disk, svc)
+			st, err := shutdown(t, store, disk, svc)
 			if err == nil || !strings.Contains(err.Error(), "kexec_file_load") {
 				t.Fatalf("ShutdownCheckpoint = %v, want only the load to fail", err)
 			}
