@@ -1,8 +1,8 @@
 package crash
 
 import (
-	"fmt"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
