@@ -301,8 +301,12 @@ func (im *Image) entry(name string) Entry {
 
 // Has reports whether the manifest lists name.
 func (im *Image) Has(name string) bool {
-	_, ok := im.files[name]
-	return ok
+	for _, e := range im.Entries {
+		if e.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // File returns the verified, open file name of the image. It belongs to the
