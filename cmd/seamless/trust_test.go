@@ -353,3 +353,42 @@ func TestExitStatus(t *testing.T) {
 		t.Errorf("inspect with two directories: exit %d, %q; want a usage error", code, errs)
 	}
 }
+
+// TestDaemonStartsColdOnBadImage: in the new kernel, a unit whose image
+// someone else than root could have written, or whose tree.json is
+// malformed, is started cold by the restore daemon, which says why (issue
+// 10 findings 5 and 6); nothing of the image is restored.
+func TestDaemonStartsColdOnBadImage(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(t *testing.T, dir string)
+		want   string
+	}{
+		{"tree.json of a user", func(t *testing.T, dir string) {
+			if err := os.Chown(filepath.Join(dir, "tree.json"), 1000, 1000); err != nil {
+				t.Fatal(err)
+			}
+		}, "owned by uid 1000"},
+		{"null thread", func(t *testing.T, dir string) {
+			editTree(t, dir, func(tree map[string]any) { p := process(tree); p["threads"] = append(p["threads"].([]any), nil) })
+		}, "thread 1 is null"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u := newUnitEnv(t)
+			img := t.TempDir()
+			pid := u.checkpoint(t, img)
+			tt.change(t, filepath.Join(img, u.name, strconv.Itoa(pid)))
+			daemon, ready := u.daemon(t, img)
+			if !strings.Contains(ready, u.name+" started cold") || !strings.Contains(ready, tt.want) {
+				t.Fatalf("daemon readiness %q, want the unit started cold: %s", ready, tt.want)
+			}
+			if err := daemon.Wait(); err != nil {
+				t.Fatalf("daemon: %v", err)
+			}
+			if alive(pid) {
+				t.Fatalf("pid %d is held although its unit starts cold", pid)
+			}
+		})
+	}
+}
