@@ -8,7 +8,7 @@
 GO      ?= go
 BIN     := bin
 PKGS    := ./cmd/... ./internal/... ./test/... ./initramfs/...
-DEBS    := gcc make libc6-dev iproute2 util-linux
+DEBS    := gcc make libc6-dev iproute2 util-linux e2fsprogs
 export GOFLAGS ?= -buildvcs=false
 
 .PHONY: all build test unit roundtrip bench demo deps vet fmt-check clean

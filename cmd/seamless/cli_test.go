@@ -15,7 +15,10 @@ import (
 	"github.com/seamless-linux/seamless/internal/units"
 )
 
-var binary string
+var (
+	binary      string
+	crashBinary string // with a command that panics (crashtest.go)
+)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "seamless-cli-test-")
@@ -24,6 +27,11 @@ func TestMain(m *testing.M) {
 	}
 	binary = filepath.Join(dir, "seamless")
 	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		os.Stderr.Write(out)
+		os.Exit(1)
+	}
+	crashBinary = filepath.Join(dir, "seamless-crashtest")
+	if out, err := exec.Command("go", "build", "-tags", "seamless_crashtest", "-o", crashBinary, ".").CombinedOutput(); err != nil {
 		os.Stderr.Write(out)
 		os.Exit(1)
 	}

@@ -8,13 +8,17 @@ import (
 )
 
 func runInspect(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("inspect", "DIR [--json]",
+	fs := newFlags("inspect", "[--dir] DIR [--json]",
 		`Verify every file of the image in DIR against its manifest and describe
 the process tree it holds: processes, threads, memory and files.`, stdout)
 	asJSON := fs.Bool("json", false, "print a machine-readable description")
+	dir := fs.String("dir", "", "image `DIR`ectory (or give it as the argument)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
+	}
+	if *dir != "" {
+		pos = append(pos, *dir)
 	}
 	if len(pos) != 1 {
 		return fmt.Errorf("%w: need exactly one image directory", errUsage)
@@ -23,6 +27,7 @@ the process tree it holds: processes, threads, memory and files.`, stdout)
 	if err != nil {
 		return err
 	}
+	defer im.Close()
 	s := summarize(im)
 	if *asJSON {
 		return writeJSON(stdout, s)

@@ -5,7 +5,7 @@
 //
 //	seamless checkpoint --pid PID --dir DIR [--leave-running] [--cgroup PATH]
 //	seamless restore --dir DIR [--vdso auto|proxy]
-//	seamless inspect DIR [--json]
+//	seamless inspect [--dir] DIR [--json]
 package main
 
 import (
@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 
+	"github.com/seamless-linux/seamless/internal/crash"
 	"github.com/seamless-linux/seamless/internal/restored"
 	"github.com/seamless-linux/seamless/internal/update"
 )
@@ -24,8 +25,9 @@ import (
 // Exit codes, documented in docs/operations.md.
 const (
 	exitOK      = 0
-	exitFailure = 1 // the operation failed; nothing was changed
+	exitFailure = 1 // the operation failed; what it started was undone
 	exitUsage   = 2 // bad command line
+	exitCrash   = 3 // seamless met a bug (a panic); the stack is on stderr
 )
 
 func init() {
@@ -89,7 +91,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, c := range commands {
 		if c.name == args[0] {
-			err := c.run(args[1:], stdout, stderr)
+			// A panic is a bug: reported with its stack and a status of its
+			// own, once the engine has undone what it started.
+			err := crash.Call(func() error { return c.run(args[1:], stdout, stderr) })
+			var ce *crash.Error
 			switch {
 			case err == nil:
 				return exitOK
@@ -98,6 +103,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			case errors.Is(err, errUsage):
 				fmt.Fprintf(stderr, "seamless %s: %v\n", c.name, err)
 				return exitUsage
+			case errors.As(err, &ce):
+				fmt.Fprintf(stderr, "seamless %s: %v\n%s", c.name, err, ce.Stack)
+				return exitCrash
 			default:
 				fmt.Fprintf(stderr, "seamless %s: %v\n", c.name, err)
 				return exitFailure
@@ -122,7 +130,8 @@ Commands:
 	}
 	fmt.Fprint(w, `
 Run 'seamless COMMAND --help' for the options of a command.
-Exit status: 0 success, 1 failure (nothing was changed), 2 usage error.
+Exit status: 0 success, 1 failure (what was started is undone), 2 usage
+error, 3 internal error (a bug in seamless: the stack is on stderr).
 Documentation: docs/operations.md, docs/image-format.md, docs/limitations.md.
 `)
 }

@@ -140,11 +140,12 @@ seamless lock (the table inet seamless).`, stdout)
 			continue
 		}
 		for _, t := range u.Trees {
-			im, err := image.OpenWritten(t.Dir)
+			im, err := image.OpenHeld(t.Dir)
 			if err != nil {
 				return fmt.Errorf("%s: %w", u.Unit, err)
 			}
 			locks, err := inet.Lock(im.Tree, nil)
+			im.Close()
 			for _, l := range locks {
 				fmt.Fprintf(stdout, "%s: network lock %s in place\n", u.Unit, l.Name())
 				l.Release()

@@ -12,7 +12,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/crash"
 	"github.com/seamless-linux/seamless/internal/files"
+	"github.com/seamless-linux/seamless/internal/freezer"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/proc"
@@ -74,21 +76,26 @@ func Checkpoint(opts Options) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// On failure only what the checkpoint created goes: never a directory
+	// that was there before, nor anything else in it.
 	defer func() {
 		if err != nil {
-			os.RemoveAll(opts.Dir)
+			w.Discard()
+		} else {
+			w.Close()
 		}
 	}()
 	start := time.Now()
 	if opts.Cgroup != "" {
-		if err := freezeCgroup(opts.Cgroup, true); err != nil {
+		// On a timeout, Freeze has thawed the cgroup again.
+		if err := freezer.Freeze(opts.Cgroup); err != nil {
 			return nil, err
 		}
 	}
 	procs, tids, err := seizeTree(opts.PID)
 	if opts.Cgroup != "" {
 		// Seized threads stay in their ptrace stop once the cgroup thaws.
-		if ferr := freezeCgroup(opts.Cgroup, false); ferr != nil && err == nil {
+		if ferr := freezer.Thaw(opts.Cgroup); ferr != nil && err == nil {
 			err = ferr
 		}
 	}
@@ -102,7 +109,14 @@ func Checkpoint(opts Options) (res *Result, err error) {
 		return nil, err
 	}
 	fmt.Fprintf(logw, "stopped %d processes, %d threads\n", len(procs), len(tids))
-	tree, fd, err := dumpTree(w, procs)
+	// A bug met while the tree is stopped must still let it go as it was.
+	var tree *image.Tree
+	var fd *files.Dumper
+	err = crash.Call(func() error {
+		var err error
+		tree, err = dumpTree(w, procs, &fd)
+		return err
+	})
 	// abort lets the tree run on as it was: its connections leave repair
 	// mode (and the network lock goes) before its threads run again.
 	abort := func() {
@@ -129,6 +143,7 @@ func Checkpoint(opts Options) (res *Result, err error) {
 		abort()
 		return nil, fmt.Errorf("verify image: %w", err)
 	}
+	im.Close()
 	res = &Result{Processes: len(procs), Threads: len(tids), Bytes: im.Size(), Frozen: time.Since(start)}
 	for _, p := range procs {
 		res.PIDs = append(res.PIDs, p.pid)
@@ -182,7 +197,10 @@ func waitGone(tid int) {
 	}
 }
 
-func dumpTree(w *image.Writer, procs []*seized) (*image.Tree, *files.Dumper, error) {
+// dumpTree describes the stopped tree into w. The files.Dumper it makes is
+// stored in *fdp at once: whatever happens, the caller closes it (it holds
+// the tree's connections in repair mode).
+func dumpTree(w *image.Writer, procs []*seized, fdp **files.Dumper) (*image.Tree, error) {
 	inTree := map[int]bool{}
 	var pids []int
 	for _, p := range procs {
@@ -192,6 +210,7 @@ func dumpTree(w *image.Writer, procs []*seized) (*image.Tree, *files.Dumper, err
 	contents := mem.NewContents(w)
 	md := mem.NewDumper(w, contents)
 	fd := files.NewDumper(contents, pids)
+	*fdp = fd
 	tables, fsTables := files.NewTables(), files.NewFSTables()
 	tree := &image.Tree{Root: procs[0].pid}
 	for _, s := range procs {
@@ -203,44 +222,44 @@ func dumpTree(w *image.Writer, procs []*seized) (*image.Tree, *files.Dumper, err
 		}
 		p, err := task.Dump(s.pid, s.tids, contents)
 		if err != nil {
-			return nil, fd, err
+			return nil, err
 		}
 		if p.FDTable, err = tables.Add(s.pid, p.PPID); err != nil {
-			return nil, fd, err
+			return nil, err
 		}
 		if p.FSTable, err = fsTables.Add(s.pid, p.PPID); err != nil {
-			return nil, fd, err
+			return nil, err
 		}
 		if p.FDs, err = fd.Dump(s.pid); err != nil {
-			return nil, fd, err
+			return nil, err
 		}
 		if err := fd.DumpFS(p); err != nil {
-			return nil, fd, err
+			return nil, err
 		}
 		if p.VDSO, err = mem.VDSOSymbols(s.pid); err != nil {
-			return nil, fd, fmt.Errorf("process %d: %w", s.pid, err)
+			return nil, fmt.Errorf("process %d: %w", s.pid, err)
 		}
 		p.Pages = fmt.Sprintf("pages-%d.img", s.pid)
 		if p.Mappings, err = md.Dump(s.pid, p.Pages); err != nil {
-			return nil, fd, err
+			return nil, err
 		}
 		tree.Processes = append(tree.Processes, p)
 	}
 	if err := fd.Finish(); err != nil {
-		return nil, fd, err
+		return nil, err
 	}
 	tree.Ptys = fd.Ptys
 	sv, err := sysvipc.Dump(w, func(pid int) bool { return inTree[pid] }, md.SysV)
 	if err != nil {
-		return nil, fd, err
+		return nil, err
 	}
 	tree.SysV = sv
 	if err := controllingTerminals(tree); err != nil {
-		return nil, fd, err
+		return nil, err
 	}
 	tree.Files = fd.Files
 	tree.SharedMemory = md.Order
-	return tree, fd, nil
+	return tree, nil
 }
 
 func kernelRelease() string {

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -113,6 +111,13 @@ func sortLeaderFirst(pid int, seized, listed []int) []int {
 	return out
 }
 
+// StopTimeout bounds the wait for a thread to stop once interrupted. A
+// thread blocked in the kernel in a sleep that signals cannot break (a file
+// system that does not answer) never stops: the checkpoint then fails, and
+// the tree goes on, instead of hanging the shutdown. Such a thread stays
+// traced until seamless exits: the kernel detaches only stopped tracees.
+var StopTimeout = 10 * time.Second
+
 // stopThread seizes tid and waits until it sits in a ptrace stop. A signal
 // that arrives first is delivered normally before the thread stops.
 func stopThread(tid int) error {
@@ -123,7 +128,11 @@ func stopThread(tid int) error {
 		return err
 	}
 	for i := 0; i < 100; i++ {
-		ws, err := ptrace.Wait(tid)
+		ws, err := ptrace.WaitTimeout(tid, StopTimeout)
+		if errors.Is(err, ptrace.ErrTimeout) {
+			wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", tid))
+			return fmt.Errorf("thread %d does not stop within %s: it is blocked in the kernel (%s), as on a file system that does not answer", tid, StopTimeout, wchan)
+		}
 		if err != nil {
 			return err
 		}
@@ -137,28 +146,4 @@ func stopThread(tid int) error {
 		}
 	}
 	return fmt.Errorf("thread %d keeps receiving signals; cannot stop it", tid)
-}
-
-// freezeCgroup freezes a cgroup v2 and waits until the kernel reports it
-// frozen, so that every process in it stops at once and consistently.
-func freezeCgroup(dir string, freeze bool) error {
-	v := "0"
-	if freeze {
-		v = "1"
-	}
-	if err := os.WriteFile(filepath.Join(dir, "cgroup.freeze"), []byte(v), 0); err != nil {
-		return fmt.Errorf("freeze cgroup %s: %w", dir, err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		b, err := os.ReadFile(filepath.Join(dir, "cgroup.events"))
-		if err != nil {
-			return fmt.Errorf("freeze cgroup %s: %w", dir, err)
-		}
-		if strings.Contains(string(b), "frozen "+v) {
-			return nil
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return fmt.Errorf("cgroup %s did not reach frozen=%s within 10s", dir, v)
 }

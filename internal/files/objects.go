@@ -313,11 +313,11 @@ func (o *Opener) recreateMemfd(r *image.Ref) (*os.File, error) {
 // holes stay holes, then its exact size.
 func (o *Opener) fill(dst *os.File, r *image.Ref) error {
 	if r.Contents != "" {
-		src, err := os.Open(o.Image.Path(r.Contents))
+		// The verified file the image holds, never a path opened again.
+		src, err := o.Image.Reader(r.Contents)
 		if err != nil {
 			return err
 		}
-		defer src.Close()
 		if len(r.Runs) == 0 {
 			if _, err := io.Copy(dst, src); err != nil {
 				return fmt.Errorf("write contents: %w", err)

@@ -17,11 +17,8 @@ func TestEnsureVolatile(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to give the recreated file another owner")
 	}
-	img, dir := t.TempDir(), t.TempDir()
-	if err := os.WriteFile(filepath.Join(img, "file-1.img"), []byte("saved contents, page-padded"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	o := NewOpener(&image.Image{Dir: img, Tree: &image.Tree{}}, func(int) bool { return false })
+	dir := t.TempDir()
+	o := NewOpener(contentsImage(t, "file-1.img", []byte("saved contents, page-padded")), func(int) bool { return false })
 	defer o.Close()
 	gone := &image.Ref{Path: filepath.Join(dir, "gone"), Volatile: true, ID: 1, Contents: "file-1.img",
 		Size: 14, Mode: unix.S_IFREG | 0o640, UID: 1234, GID: 99, MtimeNs: 1600000000e9}
@@ -55,4 +52,33 @@ func TestEnsureVolatile(t *testing.T) {
 	if _, err := os.Stat(there.Path); err != nil {
 		t.Errorf("Discard removed %s, which it had not created: %v", there.Path, err)
 	}
+}
+
+// contentsImage writes and opens a verified image whose one data file is
+// name: the restore reads contents only from the files an image holds.
+func contentsImage(t *testing.T, name string, data []byte) *image.Image {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "img")
+	w, err := image.Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := &image.Tree{Root: 10, Processes: []*image.Process{{PID: 10, PPID: 1, PGID: 10, SID: 10, Ctty: -1,
+		Threads: []*image.Thread{{TID: 10}}}}}
+	if err := w.WriteFile(name, data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteJSON(image.TreeName, tree); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit("test"); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	im, err := image.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(im.Close)
+	return im
 }

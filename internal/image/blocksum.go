@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/seamless-linux/seamless/internal/parallel"
 )
 
@@ -73,9 +75,9 @@ type BlockFile struct {
 // CreateSized creates an image file of exactly size bytes, to be filled
 // block by block with WriteBlock.
 func (w *Writer) CreateSized(name string, size int64) (*BlockFile, error) {
-	f, err := os.OpenFile(w.path(name), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := w.createFile(name, unix.O_RDWR)
 	if err != nil {
-		return nil, fmt.Errorf("create image file: %w", err)
+		return nil, err
 	}
 	if err := f.Truncate(size); err != nil {
 		f.Close()
@@ -108,9 +110,14 @@ func (b *BlockFile) WriteBlock(i int, p []byte) error {
 	return nil
 }
 
-// Close records the checksum; every block must have been written.
+// Close syncs the file and records its checksum; every block must have
+// been written.
 func (b *BlockFile) Close() error {
-	if err := b.f.Close(); err != nil {
+	err := b.f.Sync()
+	if cerr := b.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("close %s: %w", b.name, err)
 	}
 	for i, d := range b.done {
@@ -122,30 +129,28 @@ func (b *BlockFile) Close() error {
 	return nil
 }
 
-// sumFile computes the checksum of an image file, reading its blocks on
-// every CPU. It returns the number of bytes read.
-func sumFile(f *os.File) (int64, uint32, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return 0, 0, err
-	}
-	size := st.Size()
+// sumFile computes the checksum of the first size bytes of an image
+// file, reading its blocks on every CPU.
+func sumFile(f *os.File, size int64) (uint32, error) {
 	n := int((size + BlockSize - 1) / BlockSize)
 	blocks := make([]uint32, n)
 	bufs := sync.Pool{New: func() any { b := make([]byte, BlockSize); return &b }}
-	err = parallel.Each(n, func(i int) error {
+	err := parallel.Each(n, func(i int) error {
 		bp := bufs.Get().(*[]byte)
 		defer bufs.Put(bp)
 		buf := *bp
 		k := int(min(BlockSize, size-int64(i)*BlockSize))
-		if _, err := f.ReadAt(buf[:k], int64(i)*BlockSize); err != nil && err != io.EOF {
+		if _, err := f.ReadAt(buf[:k], int64(i)*BlockSize); err != nil {
+			if err == io.EOF {
+				err = fmt.Errorf("%w: the file shrank while it was read", ErrCorrupt)
+			}
 			return err
 		}
 		blocks[i] = crc32.Checksum(buf[:k], castagnoli)
 		return nil
 	})
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
-	return size, combine(blocks), nil
+	return combine(blocks), nil
 }

@@ -3,23 +3,23 @@
 // MANIFEST that versions the format and checksums every file.
 //
 // An image is verified as a whole before anything is restored from it: a
-// corrupt, truncated, missing or future-version file is refused with an
-// error that names it. See docs/image-format.md.
+// corrupt, truncated, missing or future-version file, a file that root did
+// not write, and a tree.json whose records do not hold together are
+// refused with an error that names them. Its files are read only through
+// the descriptors opened and checked then. See docs/image-format.md.
 package image
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
 )
 
 // Version is the image format version this build writes and reads.
@@ -46,184 +46,176 @@ type Entry struct {
 	CRC  uint32
 }
 
-// Writer creates an image directory.
-type Writer struct {
-	Dir     string
-	mu      sync.Mutex
-	entries []Entry
-}
+// Limits on what is read before it is checked: a MANIFEST or tree.json
+// larger than this is refused before a byte is read.
+const (
+	MaxManifestSize = 16 << 20
+	MaxTreeSize     = 1 << 30
+)
 
-func (w *Writer) add(e Entry) {
-	w.mu.Lock()
-	w.entries = append(w.entries, e)
-	w.mu.Unlock()
-}
-
-func (w *Writer) path(name string) string { return filepath.Join(w.Dir, name) }
-
-// Create makes dir (mode 0700: images hold process memory) and returns a
-// Writer for it. dir must not exist or be empty.
-func Create(dir string) (*Writer, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create image directory: %w", err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create image directory: %w", err)
-	}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("create image directory: %w", err)
-	}
-	if len(ents) > 0 {
-		return nil, fmt.Errorf("image directory %s is not empty", dir)
-	}
-	return &Writer{Dir: dir}, nil
-}
-
-// FileWriter is a file being written into an image; it checksums as it goes.
-type FileWriter struct {
-	w    *Writer
-	name string
-	f    *os.File
-	buf  *bufio.Writer
-	sum  blockSum
-	size int64
-}
-
-// Create starts a new file in the image.
-func (w *Writer) Create(name string) (*FileWriter, error) {
-	f, err := os.OpenFile(w.path(name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("create image file: %w", err)
-	}
-	return &FileWriter{w: w, name: name, f: f, buf: bufio.NewWriterSize(f, 1<<20)}, nil
-}
-
-// Write appends p to the file.
-func (f *FileWriter) Write(p []byte) (int, error) {
-	f.sum.Write(p)
-	n, err := f.buf.Write(p)
-	f.size += int64(n)
-	if err != nil {
-		return n, fmt.Errorf("write %s: %w", f.name, err)
-	}
-	return n, nil
-}
-
-// Offset is the number of bytes written so far.
-func (f *FileWriter) Offset() int64 { return f.size }
-
-// Close flushes the file and records its checksum.
-func (f *FileWriter) Close() error {
-	err := f.buf.Flush()
-	if cerr := f.f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("close %s: %w", f.name, err)
-	}
-	f.w.add(Entry{Name: f.name, Size: f.size, CRC: f.sum.Sum()})
-	return nil
-}
-
-// WriteFile stores data as one image file.
-func (w *Writer) WriteFile(name string, data []byte) error {
-	f, err := w.Create(name)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// WriteJSON stores v as an indented JSON image file.
-func (w *Writer) WriteJSON(name string, v any) error {
-	b, err := json.MarshalIndent(v, "", " ")
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", name, err)
-	}
-	return w.WriteFile(name, append(b, '\n'))
-}
-
-// Commit writes the MANIFEST, which makes the image complete.
-func (w *Writer) Commit(kernel string) error {
-	sort.Slice(w.entries, func(i, j int) bool { return w.entries[i].Name < w.entries[j].Name })
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "%s %d\n", Magic, Version)
-	fmt.Fprintf(&b, "kernel %s\n", strings.ReplaceAll(kernel, "\n", " "))
-	for _, e := range w.entries {
-		fmt.Fprintf(&b, "file %08x %d %s\n", e.CRC, e.Size, e.Name)
-	}
-	fmt.Fprintf(&b, "end %08x\n", crc32.Checksum(b.Bytes(), castagnoli))
-	p := filepath.Join(w.Dir, ManifestName)
-	if err := os.WriteFile(p, b.Bytes(), 0o600); err != nil {
-		return fmt.Errorf("write manifest: %w", err)
-	}
-	return nil
-}
-
-// Image is an opened and fully verified image.
+// Image is an opened and fully verified image. It holds its files open:
+// the restore reads what was verified, whatever happens to the directory
+// meanwhile. Close releases them.
 type Image struct {
 	Dir     string
 	Kernel  string
 	Entries []Entry
 	Tree    *Tree
+	files   map[string]*os.File
 }
 
-// Open reads dir's MANIFEST, checks the format version and the checksum and
-// size of every file, and decodes tree.json. Nothing is trusted before all
-// checks pass.
-func Open(dir string) (*Image, error) { return open(dir, true) }
+// Open reads dir's MANIFEST, checks the format version, the owner, type,
+// size and checksum of every file, decodes tree.json and validates every
+// record of it. Nothing is trusted before all checks pass.
+func Open(dir string) (*Image, error) { return open(dir, true, false) }
 
 // OpenWritten is Open for an image this process has just written: the
 // checksums were computed from the very bytes written, so only the sizes and
 // the metadata are checked again, not every byte of memory.
-func OpenWritten(dir string) (*Image, error) { return open(dir, false) }
+func OpenWritten(dir string) (*Image, error) { return open(dir, false, false) }
 
-func open(dir string, contents bool) (*Image, error) {
-	im, err := ReadManifest(dir)
+// OpenHeld is Open for an image that the restore daemon verified in full
+// and holds open since: dir holds, instead of the files, symbolic links of
+// the form /proc/DAEMON/fd/N to them. Those links (and only those) are
+// followed; the files they lead to must still be regular files that root
+// wrote, of the sizes the MANIFEST lists.
+func OpenHeld(dir string) (*Image, error) { return open(dir, false, true) }
+
+func open(dir string, contents, held bool) (*Image, error) {
+	d, err := openDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range im.Entries {
-		if contents || e.Name == TreeName {
-			if err := verifyFile(dir, e); err != nil {
-				return nil, err
-			}
-		} else if err := verifySize(dir, e); err != nil {
-			return nil, err
-		}
-	}
-	b, err := os.ReadFile(filepath.Join(dir, TreeName))
+	defer d.Close()
+	im, err := readManifest(d, dir, held)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", TreeName, err)
+		return nil, err
 	}
-	var t Tree
-	if err := json.Unmarshal(b, &t); err != nil {
-		return nil, fmt.Errorf("%s: %w: %v", TreeName, ErrCorrupt, err)
+	if err := im.load(d, contents, held); err != nil {
+		im.Close()
+		return nil, err
 	}
-	if err := t.validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w: %v", TreeName, ErrCorrupt, err)
-	}
-	im.Tree = &t
 	return im, nil
 }
 
-// ReadManifest parses and checks dir's MANIFEST without reading the files it lists.
-func ReadManifest(dir string) (*Image, error) {
-	p := filepath.Join(dir, ManifestName)
-	b, err := os.ReadFile(p)
+// load opens and checks every file of the MANIFEST, then decodes and
+// validates tree.json.
+func (im *Image) load(d *os.File, contents, held bool) error {
+	dir := im.Dir
+	im.files = map[string]*os.File{}
+	for _, e := range im.Entries {
+		f, err := openEntry(d, dir, e, held)
+		if err != nil {
+			return err
+		}
+		im.files[e.Name] = f
+		if contents || e.Name == TreeName {
+			if err := verifyFile(f, e); err != nil {
+				return err
+			}
+		}
+	}
+	tree, err := decodeTree(im.files[TreeName], im.entry(TreeName).Size)
 	if err != nil {
-		if os.IsNotExist(err) {
+		return fmt.Errorf("%s: %w", im.Path(TreeName), err)
+	}
+	if err := tree.Validate(im.sizes()); err != nil {
+		return fmt.Errorf("%s: %w: %v", im.Path(TreeName), ErrCorrupt, err)
+	}
+	im.Tree = tree
+	return nil
+}
+
+// sizes are the MANIFEST's files and their sizes.
+func (im *Image) sizes() map[string]int64 {
+	m := map[string]int64{}
+	for _, e := range im.Entries {
+		m[e.Name] = e.Size
+	}
+	return m
+}
+
+// decodeTree reads and decodes tree.json (size bytes, checked already).
+func decodeTree(f *os.File, size int64) (*Tree, error) {
+	if size > MaxTreeSize {
+		return nil, fmt.Errorf("%w: %d bytes, more than the %d a tree may have", ErrCorrupt, size, MaxTreeSize)
+	}
+	b := make([]byte, size)
+	if _, err := f.ReadAt(b, 0); err != nil {
+		return nil, fmt.Errorf("read: %w", err)
+	}
+	return DecodeTree(b)
+}
+
+// DecodeTree decodes tree.json. The tree must still be validated.
+func DecodeTree(b []byte) (*Tree, error) {
+	var t Tree
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return &t, nil
+}
+
+// openEntry opens one file the MANIFEST lists and checks its size.
+func openEntry(d *os.File, dir string, e Entry, held bool) (*os.File, error) {
+	f, st, err := openFile(d, dir, e.Name, held)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w: file listed in the manifest is missing", filepath.Join(dir, e.Name), ErrCorrupt)
+		}
+		return nil, err
+	}
+	if st.Size != e.Size {
+		f.Close()
+		what := "truncated"
+		if st.Size > e.Size {
+			what = "longer than recorded"
+		}
+		return nil, fmt.Errorf("%s: %w: %s (%d bytes, manifest says %d)", f.Name(), ErrCorrupt, what, st.Size, e.Size)
+	}
+	return f, nil
+}
+
+// ReadManifest parses and checks dir's MANIFEST without reading the files
+// it lists.
+func ReadManifest(dir string) (*Image, error) {
+	d, err := openDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return readManifest(d, dir, false)
+}
+
+func readManifest(d *os.File, dir string, held bool) (*Image, error) {
+	p := filepath.Join(dir, ManifestName)
+	f, st, err := openFile(d, dir, ManifestName, held)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%s: not an image (no %s): %w", dir, ManifestName, err)
 		}
+		return nil, err
+	}
+	defer f.Close()
+	if st.Size > MaxManifestSize {
+		return nil, fmt.Errorf("%s: %w: %d bytes, more than a manifest may have (%d)", p, ErrCorrupt, st.Size, MaxManifestSize)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, st.Size))
+	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", p, err)
 	}
+	im, err := ParseManifest(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	im.Dir = dir
+	return im, nil
+}
+
+// ParseManifest parses and checks the contents of a MANIFEST.
+func ParseManifest(b []byte) (*Image, error) {
 	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%s: %w: %s", p, ErrCorrupt, fmt.Sprintf(format, a...))
+		return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, a...))
 	}
 	first, _, _ := bytes.Cut(b, []byte("\n"))
 	magic, ver, ok := strings.Cut(string(first), " ")
@@ -235,7 +227,7 @@ func ReadManifest(dir string) (*Image, error) {
 		return nil, bad("format version %q is not a number", ver)
 	}
 	if v > Version {
-		return nil, fmt.Errorf("%s: image format version %d is newer than this seamless supports (%d); restore it with a newer seamless", p, v, Version)
+		return nil, fmt.Errorf("image format version %d is newer than this seamless supports (%d); restore it with a newer seamless", v, Version)
 	}
 	if v < 1 {
 		return nil, bad("format version %d is invalid", v)
@@ -252,7 +244,7 @@ func ReadManifest(dir string) (*Image, error) {
 	if got := crc32.Checksum(body, castagnoli); got != uint32(want) {
 		return nil, bad("checksum mismatch (stored %08x, computed %08x)", want, got)
 	}
-	im := &Image{Dir: dir}
+	im := &Image{}
 	seen := map[string]bool{}
 	for _, line := range strings.Split(strings.TrimSuffix(string(body), "\n"), "\n")[1:] {
 		key, rest, _ := strings.Cut(line, " ")
@@ -266,7 +258,7 @@ func ReadManifest(dir string) (*Image, error) {
 			}
 			crc, err1 := strconv.ParseUint(f[0], 16, 32)
 			size, err2 := strconv.ParseInt(f[1], 10, 64)
-			if err1 != nil || err2 != nil || !validName(f[2]) || seen[f[2]] {
+			if err1 != nil || err2 != nil || size < 0 || !validName(f[2]) || f[2] == ManifestName || seen[f[2]] {
 				return nil, bad("malformed line %q", line)
 			}
 			seen[f[2]] = true
@@ -283,46 +275,28 @@ func ReadManifest(dir string) (*Image, error) {
 
 // validName accepts plain file names only: an image never points outside itself.
 func validName(n string) bool {
-	return n != "" && n != "." && n != ".." && !strings.ContainsAny(n, "/\x00")
+	return n != "" && n != "." && n != ".." && len(n) <= 255 && !strings.ContainsAny(n, "/\x00\n")
 }
 
-func verifyFile(dir string, e Entry) error {
-	p := filepath.Join(dir, e.Name)
-	f, err := os.Open(p)
+// verifyFile checks the checksum of an image file whose size was checked.
+func verifyFile(f *os.File, e Entry) error {
+	sum, err := sumFile(f, e.Size)
 	if err != nil {
-		if os.IsNotExist(err) {
-			return fmt.Errorf("%s: %w: file listed in the manifest is missing", p, ErrCorrupt)
-		}
-		return fmt.Errorf("open %s: %w", p, err)
+		return fmt.Errorf("read %s: %w", f.Name(), err)
 	}
-	defer f.Close()
-	n, sum, err := sumFile(f)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", p, err)
-	}
-	if n != e.Size {
-		what := "truncated"
-		if n > e.Size {
-			what = "longer than recorded"
-		}
-		return fmt.Errorf("%s: %w: %s (%d bytes, manifest says %d)", p, ErrCorrupt, what, n, e.Size)
-	}
-	if got := sum; got != e.CRC {
-		return fmt.Errorf("%s: %w: checksum mismatch (manifest %08x, file %08x)", p, ErrCorrupt, e.CRC, got)
+	if sum != e.CRC {
+		return fmt.Errorf("%s: %w: checksum mismatch (manifest %08x, file %08x)", f.Name(), ErrCorrupt, e.CRC, sum)
 	}
 	return nil
 }
 
-func verifySize(dir string, e Entry) error {
-	p := filepath.Join(dir, e.Name)
-	st, err := os.Stat(p)
-	if err != nil {
-		return fmt.Errorf("%s: %w: %v", p, ErrCorrupt, err)
+func (im *Image) entry(name string) Entry {
+	for _, e := range im.Entries {
+		if e.Name == name {
+			return e
+		}
 	}
-	if st.Size() != e.Size {
-		return fmt.Errorf("%s: %w: %d bytes, manifest says %d", p, ErrCorrupt, st.Size(), e.Size)
-	}
-	return nil
+	return Entry{}
 }
 
 // Has reports whether the manifest lists name.
@@ -335,7 +309,35 @@ func (im *Image) Has(name string) bool {
 	return false
 }
 
-// Path is the path of an image file.
+// File returns the verified, open file name of the image. It belongs to the
+// Image: read it with ReadAt (or map it), never close it. Only the files
+// the MANIFEST lists can be had.
+func (im *Image) File(name string) (*os.File, error) {
+	f, ok := im.files[name]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w: not listed in the manifest", im.Path(name), ErrCorrupt)
+	}
+	return f, nil
+}
+
+// Reader returns a reader of the whole of image file name.
+func (im *Image) Reader(name string) (*io.SectionReader, error) {
+	f, err := im.File(name)
+	if err != nil {
+		return nil, err
+	}
+	return io.NewSectionReader(f, 0, im.entry(name).Size), nil
+}
+
+// Close releases the image's files.
+func (im *Image) Close() {
+	for _, f := range im.files {
+		f.Close()
+	}
+	im.files = nil
+}
+
+// Path is the path of an image file, for messages.
 func (im *Image) Path(name string) string { return filepath.Join(im.Dir, name) }
 
 // Size is the total size of the image's files.

@@ -16,7 +16,8 @@ func writeImage(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tree := &Tree{Root: 10, Processes: []*Process{{PID: 10, Threads: []*Thread{{TID: 10}}, Pages: "pages-10.img"}}}
+	tree := &Tree{Root: 10, Processes: []*Process{{PID: 10, PGID: 10, SID: 10, Ctty: -1, Threads: []*Thread{{TID: 10}}, Pages: "pages-10.img",
+		Mappings: []*Mapping{{Start: 0x10000, End: 0x12000, Kind: MapAnon, Prot: 3, Runs: []Run{{Addr: 0x10000, Pages: 2}}}}}}}
 	if err := w.WriteJSON(TreeName, tree); err != nil {
 		t.Fatal(err)
 	}
@@ -103,9 +104,9 @@ func TestCreateRefusesNonEmpty(t *testing.T) {
 }
 
 func TestValidateRejectsBadReferences(t *testing.T) {
-	tree := &Tree{Root: 10, Processes: []*Process{{PID: 10, Threads: []*Thread{{TID: 10}},
+	tree := &Tree{Root: 10, Processes: []*Process{{PID: 10, PGID: 10, SID: 10, Ctty: -1, Threads: []*Thread{{TID: 10}},
 		FDs: []FD{{FD: 3, File: 7}}}}}
-	if err := tree.validate(); err == nil || !strings.Contains(err.Error(), "unknown file 7") {
+	if err := tree.Validate(nil); err == nil || !strings.Contains(err.Error(), "unknown file 7") {
 		t.Fatalf("validate = %v, want unknown file", err)
 	}
 }
@@ -154,9 +155,9 @@ func TestValidateSeccompFilters(t *testing.T) {
 		{"new listener", SeccompFilter{Flags: 8, Prog: make([]byte, 8)}, "flags 0x8"},
 	}
 	for _, tt := range tests {
-		tree := &Tree{Root: 10, Processes: []*Process{{PID: 10, Threads: []*Thread{{TID: 10},
+		tree := &Tree{Root: 10, Processes: []*Process{{PID: 10, PGID: 10, SID: 10, Ctty: -1, Threads: []*Thread{{TID: 10},
 			{TID: 11, Seccomp: []SeccompFilter{{Prog: make([]byte, 8)}, tt.f}}}}}}
-		err := tree.validate()
+		err := tree.Validate(nil)
 		switch {
 		case tt.want == "" && err != nil:
 			t.Errorf("%s: validate = %v", tt.name, err)

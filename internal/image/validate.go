@@ -1,74 +1,390 @@
 package image
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+	"math"
+)
 
-// validate checks the internal consistency of a decoded tree, so that a
-// restore never acts on references that point nowhere.
-func (t *Tree) validate() error {
+// Validation: every record of a decoded tree is checked before anything
+// downstream uses it, so that no image, however malformed (a checksum only
+// says that the bytes are those written, not that they make sense), can
+// make a reader dereference a missing object, index out of range, or
+// allocate or loop without bound. The rules are those of what a checkpoint
+// writes; each record type has its validate method, so that a new field or
+// kind brings its own rule beside the others.
+
+// Limits of the values an image may hold.
+const (
+	// MaxPID is PID_MAX_LIMIT on 64-bit Linux.
+	MaxPID = 4 << 20
+	// MaxFD is above fs.nr_open's largest value.
+	MaxFD = 1 << 30
+	// MaxAddress is the end of the largest user address space (5-level
+	// paging); only the vsyscall page lies above it.
+	MaxAddress = 1 << 57
+	// MaxVDSOSize bounds the vDSO and its data pages (a few pages today).
+	MaxVDSOSize = 1 << 20
+	// MaxPtyIndex bounds /dev/pts indexes (the kernel's limit is lower).
+	MaxPtyIndex = 1 << 20
+	// MaxGroups is NGROUPS_MAX.
+	MaxGroups = 65536
+	// SiginfoSize is sizeof(siginfo_t).
+	SiginfoSize = 128
+	// MaxXstate bounds the XSAVE area (about 11 KiB with AMX today).
+	MaxXstate = 1 << 20
+	maxSignal = 64
+	nRlimits  = 16
+)
+
+// checker holds what the records of one tree refer to.
+type checker struct {
+	files    map[string]int64 // the MANIFEST: file name -> size
+	fileByID map[int]*File
+	shm      map[int]*SharedMemory
+	ptys     map[int]bool
+	sysvShm  map[int]bool
+	unix     map[uint64]*UnixSocket
+	procs    map[int]*Process
+	tids     map[int]bool
+}
+
+// imageFile checks that name, which a record names as where its data is,
+// is a plain file name that the MANIFEST lists (so it is checksummed), and
+// returns its size.
+func (c *checker) imageFile(name, what string) (int64, error) {
+	if !validName(name) {
+		return 0, fmt.Errorf("%s %q is not a plain file name", what, name)
+	}
+	size, ok := c.files[name]
+	if !ok {
+		return 0, fmt.Errorf("%s %s is not listed in the manifest", what, name)
+	}
+	return size, nil
+}
+
+// Validate checks the consistency of a decoded tree against the files of
+// its MANIFEST (name -> size): every reference resolves, every object a
+// kind needs is there, every number lies in its range, every file named is
+// listed.
+func (t *Tree) Validate(files map[string]int64) error {
+	c := &checker{files: files, fileByID: map[int]*File{}, shm: map[int]*SharedMemory{}, ptys: map[int]bool{},
+		sysvShm: map[int]bool{}, unix: map[uint64]*UnixSocket{}, procs: map[int]*Process{}, tids: map[int]bool{}}
 	if len(t.Processes) == 0 {
-		return fmt.Errorf("no processes")
+		return errors.New("no processes")
 	}
-	if t.Processes[0].PID != t.Root {
-		return fmt.Errorf("first process %d is not the root %d", t.Processes[0].PID, t.Root)
+	if t.Processes[0] == nil || t.Processes[0].PID != t.Root {
+		return fmt.Errorf("the first process is not the root %d", t.Root)
 	}
-	files := map[int]bool{}
+	// What processes refer to, first.
+	for i, p := range t.Ptys {
+		if err := p.validate(c); err != nil {
+			return fmt.Errorf("pty %d: %w", i, err)
+		}
+	}
+	if t.SysV != nil {
+		if err := t.SysV.validate(c); err != nil {
+			return fmt.Errorf("sysv: %w", err)
+		}
+	}
+	for i, s := range t.SharedMemory {
+		if err := s.validate(c); err != nil {
+			return fmt.Errorf("shared memory %d: %w", i, err)
+		}
+	}
+	for i, f := range t.Files {
+		if f == nil {
+			return fmt.Errorf("file %d is null", i)
+		}
+		if _, dup := c.fileByID[f.ID]; dup {
+			return fmt.Errorf("file id %d appears twice", f.ID)
+		}
+		c.fileByID[f.ID] = f
+	}
 	for _, f := range t.Files {
-		files[f.ID] = true
+		if err := f.validate(c); err != nil {
+			return fmt.Errorf("file %d (%s): %w", f.ID, f.Kind, err)
+		}
 	}
-	shm := map[int]bool{}
-	for _, s := range t.SharedMemory {
-		shm[s.ID] = true
-	}
-	pids := map[int]bool{}
-	for _, p := range t.Processes {
-		if p.PID <= 0 || pids[p.PID] {
-			return fmt.Errorf("bad or duplicate pid %d", p.PID)
-		}
-		pids[p.PID] = true
-		if p.PID != t.Root && !pids[p.PPID] {
-			return fmt.Errorf("process %d: parent %d is not earlier in the tree", p.PID, p.PPID)
-		}
-		if p.Zombie {
-			if len(p.Threads) != 0 || len(p.Mappings) != 0 || len(p.FDs) != 0 || p.PID == t.Root {
-				return fmt.Errorf("zombie %d has state a zombie cannot have", p.PID)
-			}
-			continue
-		}
-		if len(p.Threads) == 0 || p.Threads[0].TID != p.PID {
-			return fmt.Errorf("process %d: first thread is not the leader", p.PID)
-		}
-		for _, th := range p.Threads {
-			if th.TID <= 0 {
-				return fmt.Errorf("process %d: bad tid %d", p.PID, th.TID)
-			}
-			for i, f := range th.Seccomp {
-				if err := f.validate(); err != nil {
-					return fmt.Errorf("process %d thread %d: seccomp filter %d: %v", p.PID, th.TID, i, err)
-				}
-			}
-		}
-		for _, fd := range p.FDs {
-			if !files[fd.File] || fd.FD < 0 {
-				return fmt.Errorf("process %d: fd %d refers to unknown file %d", p.PID, fd.FD, fd.File)
-			}
-		}
-		var prev uint64
-		for _, m := range p.Mappings {
-			if m.Start >= m.End || m.Start < prev || m.Start%pageSize != 0 || m.End%pageSize != 0 {
-				return fmt.Errorf("process %d: mapping %#x-%#x is out of order or unaligned", p.PID, m.Start, m.End)
-			}
-			prev = m.End
-			if m.Kind == MapShared && !shm[m.SharedID] {
-				return fmt.Errorf("process %d: mapping %#x refers to unknown shared memory %d", p.PID, m.Start, m.SharedID)
-			}
-			for _, r := range m.Runs {
-				if r.Addr < m.Start || r.Addr+r.Pages*pageSize > m.End {
-					return fmt.Errorf("process %d: page run at %#x lies outside its mapping", p.PID, r.Addr)
-				}
+	for _, f := range t.Files {
+		if f.Kind == FileSocket && f.Socket.Unix != nil {
+			if err := f.Socket.Unix.validatePeers(c); err != nil {
+				return fmt.Errorf("file %d: unix socket socket:[%d]: %w", f.ID, f.Socket.Unix.Inode, err)
 			}
 		}
 	}
-	return t.validateFiles()
+	for i, p := range t.Processes {
+		if p == nil {
+			return fmt.Errorf("process %d is null", i)
+		}
+		if err := p.validate(c, p.PID == t.Root); err != nil {
+			return fmt.Errorf("process %d: %w", p.PID, err)
+		}
+	}
+	return t.validateFiles(c)
+}
+
+func validPID(pid int) bool { return pid > 0 && pid <= MaxPID }
+
+func (p *Process) validate(c *checker, root bool) error {
+	if !validPID(p.PID) || c.procs[p.PID] != nil || c.tids[p.PID] {
+		return errors.New("bad or duplicate pid")
+	}
+	if !root {
+		parent := c.procs[p.PPID]
+		if parent == nil {
+			return fmt.Errorf("parent %d is not earlier in the tree", p.PPID)
+		}
+		if parent.Zombie {
+			return fmt.Errorf("parent %d is a zombie", p.PPID)
+		}
+	}
+	c.procs[p.PID] = p
+	if !validPID(p.PGID) || !validPID(p.SID) {
+		return fmt.Errorf("bad process group %d or session %d", p.PGID, p.SID)
+	}
+	if p.ExitSignal < 0 || p.ExitSignal > maxSignal {
+		return fmt.Errorf("bad exit signal %d", p.ExitSignal)
+	}
+	if p.Zombie {
+		if len(p.Threads) != 0 || len(p.Mappings) != 0 || len(p.FDs) != 0 || root {
+			return errors.New("a zombie with state a zombie cannot have")
+		}
+		c.tids[p.PID] = true
+		return nil
+	}
+	if p.Ctty != -1 && !c.ptys[p.Ctty] {
+		return fmt.Errorf("controlling terminal %d is not a pty of the image", p.Ctty)
+	}
+	if p.Tpgid < -1 || p.Tpgid > MaxPID {
+		return fmt.Errorf("bad foreground process group %d", p.Tpgid)
+	}
+	if len(p.Threads) == 0 || p.Threads[0] == nil || p.Threads[0].TID != p.PID {
+		return errors.New("the first thread is not the leader")
+	}
+	for i, th := range p.Threads {
+		if th == nil {
+			return fmt.Errorf("thread %d is null", i)
+		}
+		if err := th.validate(c); err != nil {
+			return fmt.Errorf("thread %d: %w", th.TID, err)
+		}
+	}
+	if p.Exe != nil {
+		if err := p.Exe.validate(c); err != nil {
+			return fmt.Errorf("executable: %w", err)
+		}
+	}
+	for name, off := range p.VDSO {
+		if off >= MaxVDSOSize {
+			return fmt.Errorf("vDSO entry point %q at offset %#x lies beyond any vDSO", name, off)
+		}
+	}
+	for _, r := range p.Rlimits {
+		if r.Resource < 0 || r.Resource >= nRlimits {
+			return fmt.Errorf("bad resource limit %d", r.Resource)
+		}
+	}
+	for _, a := range p.Sigactions {
+		if a.Signal < 1 || a.Signal > maxSignal {
+			return fmt.Errorf("bad signal %d in its handlers", a.Signal)
+		}
+	}
+	if err := validSiginfos(p.Pending); err != nil {
+		return fmt.Errorf("queued signals: %w", err)
+	}
+	for i, it := range p.Itimers {
+		if it.ValueUs < 0 || it.IntervalUs < 0 {
+			return fmt.Errorf("interval timer %d: negative time", i)
+		}
+	}
+	for _, pt := range p.Timers {
+		if pt.ID < 0 || pt.ID > math.MaxInt32 || pt.ValueNs < 0 || pt.IntervalNs < 0 {
+			return fmt.Errorf("posix timer %d: bad id or time", pt.ID)
+		}
+	}
+	fds := map[int]bool{}
+	for _, fd := range p.FDs {
+		if fd.FD < 0 || fd.FD >= MaxFD || fds[fd.FD] {
+			return fmt.Errorf("bad or duplicate fd %d", fd.FD)
+		}
+		fds[fd.FD] = true
+		if c.fileByID[fd.File] == nil {
+			return fmt.Errorf("fd %d refers to unknown file %d", fd.FD, fd.File)
+		}
+	}
+	return p.validateMemory(c)
+}
+
+// validateMemory checks the mappings and that every stored page lies in
+// the pages file.
+func (p *Process) validateMemory(c *checker) error {
+	var pages int64 = -1
+	if p.Pages != "" {
+		var err error
+		if pages, err = c.imageFile(p.Pages, "pages file"); err != nil {
+			return err
+		}
+	}
+	var prev uint64
+	for i, m := range p.Mappings {
+		if m == nil {
+			return fmt.Errorf("mapping %d is null", i)
+		}
+		if m.Start >= m.End || m.Start < prev || m.Start%pageSize != 0 || m.End%pageSize != 0 {
+			return fmt.Errorf("mapping %#x-%#x is out of order or unaligned", m.Start, m.End)
+		}
+		prev = m.End
+		if err := m.validate(c); err != nil {
+			return fmt.Errorf("mapping %#x-%#x: %w", m.Start, m.End, err)
+		}
+		for _, r := range m.Runs {
+			if pages < 0 {
+				return fmt.Errorf("mapping %#x has stored pages but the process has no pages file", m.Start)
+			}
+			if err := r.validate(m.Start, m.End, pages); err != nil {
+				return fmt.Errorf("mapping %#x: %w", m.Start, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (m *Mapping) validate(c *checker) error {
+	if m.Kind != MapSkip && m.End > MaxAddress {
+		return errors.New("lies beyond the user address space")
+	}
+	switch m.Kind {
+	case MapAnon, MapSkip:
+	case MapVDSO, MapVVAR:
+		if m.End-m.Start > MaxVDSOSize {
+			return fmt.Errorf("a %s of %d bytes", m.Kind, m.End-m.Start)
+		}
+	case MapFile:
+		if m.File == nil {
+			return errors.New("a file mapping without its file")
+		}
+		if err := m.File.validate(c); err != nil {
+			return err
+		}
+	case MapShared:
+		if c.shm[m.SharedID] == nil {
+			return fmt.Errorf("refers to unknown shared memory %d", m.SharedID)
+		}
+	case MapSysV:
+		if !c.sysvShm[m.SharedID] {
+			return fmt.Errorf("refers to unknown System V segment %d", m.SharedID)
+		}
+	default:
+		return fmt.Errorf("unknown kind %q", m.Kind)
+	}
+	return nil
+}
+
+// validate checks that a run of pages lies in [lo, hi) and, stored at Off,
+// inside a file of size bytes, without overflowing on the way.
+func (r *Run) validate(lo, hi uint64, size int64) error {
+	if r.Pages == 0 || r.Addr%pageSize != 0 || r.Off%pageSize != 0 {
+		return fmt.Errorf("page run at %#x is empty or unaligned", r.Addr)
+	}
+	if r.Addr < lo || r.Addr >= hi || r.Pages > (hi-r.Addr)/pageSize {
+		return fmt.Errorf("page run at %#x lies outside its mapping", r.Addr)
+	}
+	if size < 0 || r.Off > uint64(size) || r.Pages > (uint64(size)-r.Off)/pageSize {
+		return fmt.Errorf("page run at %#x (%d pages at offset %d) lies beyond the end of its file (%d bytes)", r.Addr, r.Pages, r.Off, size)
+	}
+	return nil
+}
+
+func (t *Thread) validate(c *checker) error {
+	if !validPID(t.TID) || c.tids[t.TID] {
+		return errors.New("bad or duplicate tid")
+	}
+	c.tids[t.TID] = true
+	if len(t.Xstate) > MaxXstate {
+		return fmt.Errorf("an XSAVE area of %d bytes", len(t.Xstate))
+	}
+	if len(t.Creds.Groups) > MaxGroups {
+		return fmt.Errorf("%d supplementary groups", len(t.Creds.Groups))
+	}
+	if err := validSiginfos(t.Pending); err != nil {
+		return fmt.Errorf("queued signals: %w", err)
+	}
+	for i, f := range t.Seccomp {
+		if err := f.validate(); err != nil {
+			return fmt.Errorf("seccomp filter %d: %v", i, err)
+		}
+	}
+	return nil
+}
+
+func validSiginfos(s []Siginfo) error {
+	for i, si := range s {
+		if len(si) != SiginfoSize {
+			return fmt.Errorf("signal %d: a siginfo of %d bytes, want %d", i, len(si), SiginfoSize)
+		}
+	}
+	return nil
+}
+
+func (r *Ref) validate(c *checker) error {
+	if r.Path == "" {
+		return errors.New("a file without a path")
+	}
+	if r.Size < 0 || uint64(r.Size) > MaxAddress {
+		return fmt.Errorf("%s: a size of %d bytes", r.Path, r.Size)
+	}
+	contents := int64(-1)
+	if r.Contents != "" {
+		n, err := c.imageFile(r.Contents, "contents of "+r.Path)
+		if err != nil {
+			return err
+		}
+		contents = n
+	}
+	// The data extents of a recreated file: in the file, in order, stored
+	// in its contents file.
+	end := (uint64(r.Size) + pageSize - 1) &^ (pageSize - 1)
+	var prev uint64
+	for _, run := range r.Runs {
+		if err := run.validate(prev, end, contents); err != nil {
+			return fmt.Errorf("%s: data extent: %w", r.Path, err)
+		}
+		prev = run.Addr + run.Pages*pageSize
+	}
+	return r.validateObject()
+}
+
+func (s *SharedMemory) validate(c *checker) error {
+	if s == nil {
+		return errors.New("null")
+	}
+	if c.shm[s.ID] != nil {
+		return fmt.Errorf("id %d appears twice", s.ID)
+	}
+	c.shm[s.ID] = s
+	switch s.Kind {
+	case "anon", "memfd", "file":
+	default:
+		return fmt.Errorf("unknown kind %q", s.Kind)
+	}
+	if s.Size > MaxAddress {
+		return fmt.Errorf("a size of %d bytes", s.Size)
+	}
+	if s.Kind == "file" && s.Name == "" {
+		return errors.New("a deleted file without a path")
+	}
+	size, err := c.imageFile(s.Data, "data")
+	if err != nil {
+		return err
+	}
+	end := (s.Size + pageSize - 1) &^ (pageSize - 1)
+	for _, r := range s.Runs {
+		if err := r.validate(0, end, size); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 const pageSize = 4096

@@ -7,7 +7,7 @@ import (
 
 func TestValidateFiles(t *testing.T) {
 	proc := func(pid, ppid int) *Process {
-		return &Process{PID: pid, PPID: ppid, Threads: []*Thread{{TID: pid}}}
+		return &Process{PID: pid, PPID: ppid, PGID: 10, SID: 10, Ctty: -1, Threads: []*Thread{{TID: pid}}}
 	}
 	deleted := func(id int, mode uint32) *Ref {
 		return &Ref{Path: "/tmp/x", Deleted: true, ID: id, Mode: mode, Size: 8192, Contents: "file-1.img"}
@@ -54,7 +54,7 @@ func TestValidateFiles(t *testing.T) {
 			r := deleted(1, 0o100600)
 			r.Runs = []Run{{Addr: 4096, Pages: 2}}
 			t.Files[0].Ref = r
-		}, "data extent at 4096"},
+		}, "data extent"},
 		{"contents out of the image", func(t *Tree) {
 			r := deleted(1, 0o100600)
 			r.Contents = "../etc/shadow"
@@ -74,7 +74,7 @@ func TestValidateFiles(t *testing.T) {
 		tree := &Tree{Root: 10, Processes: []*Process{proc(10, 1), proc(11, 10), proc(12, 11)},
 			Files: []*File{{ID: 1, Kind: FileRegular, Ref: &Ref{Path: "/etc/hosts", Mode: 0o100644}}}}
 		tt.change(tree)
-		err := tree.validate()
+		err := tree.Validate(map[string]int64{TreeName: 100, "file-1.img": 16384})
 		switch {
 		case tt.want == "" && err != nil:
 			t.Errorf("%s: validate = %v", tt.name, err)

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/crash"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/netlock"
 )
@@ -181,7 +182,7 @@ func (o *Opener) inNetNS(fn func() error) error {
 			done <- fmt.Errorf("enter network namespace %s: %w", o.NetNS, err)
 			return
 		}
-		done <- fn()
+		done <- crash.Call(fn)
 	}()
 	return <-done
 }

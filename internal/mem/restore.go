@@ -144,11 +144,11 @@ func (r *Restorer) pageData(name string) ([]byte, error) {
 	if b, ok := r.pages[name]; ok {
 		return b, nil
 	}
-	f, err := os.Open(r.Image.Path(name))
+	// The verified file the image holds, never a path opened again.
+	f, err := r.Image.File(name)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
 		return nil, err

@@ -9,9 +9,9 @@
 // raw, before connection tracking), named after the checkpoint
 // ("lock-<hex>"); its first rule accepts packets carrying Mark (those that
 // the restorer injects itself), the others drop the locked flows. Removing
-// the lock is deleting the chain; the table is left in place (an empty table
-// hooks nothing), because deleting it could delete another checkpoint's
-// chain. An operator removes every stale lock with
+// the lock is deleting the chain; the table goes with its last chain, and
+// never while another checkpoint's chain is in it (see table.go). An
+// operator removes every stale lock with
 //
 //	nft delete table inet seamless
 //
@@ -178,14 +178,15 @@ func (l *Lock) Init() error {
 // (the checkpoint's exit: the restore removes it).
 func (l *Lock) Release() { l.ns.Close() }
 
-// Remove deletes the chain: the flows are no longer dropped.
+// Remove deletes the chain: the flows are no longer dropped. The table goes
+// with its last chain, never while another lock's chain is in it.
 func (l *Lock) Remove() error {
 	defer l.ns.Close()
 	l.conn.DelChain(l.chain)
 	if err := l.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("remove network lock %s: %w", l.chain.Name, explain(err))
 	}
-	return nil
+	return removeTableIfEmpty(l.ns)
 }
 
 // RemoveAll deletes the whole table (every lock) in the network namespace

@@ -11,6 +11,7 @@ package ptrace
 import (
 	"errors"
 	"fmt"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -95,6 +96,35 @@ func Wait(tid int) (unix.WaitStatus, error) {
 			return ws, fmt.Errorf("wait for %d: %w (%s)", tid, ErrExited, describe(ws))
 		}
 		return ws, nil
+	}
+}
+
+// ErrTimeout is returned by WaitTimeout when tid did not change state.
+var ErrTimeout = errors.New("no change of state")
+
+// WaitTimeout is Wait that gives up after d: a thread in an uninterruptible
+// or killable sleep in the kernel does not reach a ptrace stop until it
+// returns from there, which may be never.
+func WaitTimeout(tid int, d time.Duration) (unix.WaitStatus, error) {
+	deadline := time.Now().Add(d)
+	pause := 100 * time.Microsecond
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return ws, fmt.Errorf("wait for %d: %w", tid, err)
+		case pid == tid && (ws.Exited() || ws.Signaled()):
+			return ws, fmt.Errorf("wait for %d: %w (%s)", tid, ErrExited, describe(ws))
+		case pid == tid:
+			return ws, nil
+		case time.Now().After(deadline):
+			return ws, fmt.Errorf("wait for %d: %w within %s", tid, ErrTimeout, d)
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, 10*time.Millisecond)
 	}
 }
 

@@ -10,12 +10,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/crash"
 	"github.com/seamless-linux/seamless/internal/files"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inject"
@@ -32,7 +32,8 @@ type Options struct {
 	Dir string
 	// Verified says the caller verified every checksum of the image and
 	// holds it where it cannot change (the restore daemon): only sizes and
-	// tree.json are checked again.
+	// tree.json are checked again, and Dir may hold the daemon's links to
+	// the files it holds (see image.OpenHeld).
 	Verified bool
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
@@ -66,18 +67,19 @@ type Result struct {
 func Restore(opts Options) (*Result, error) {
 	open := image.Open
 	if opts.Verified {
-		open = image.OpenWritten
+		open = image.OpenHeld
 	}
 	im, err := open(opts.Dir)
 	if err != nil {
 		return nil, err
 	}
+	defer im.Close()
 	tree := im.Tree
-	if err := checkIDsFree(tree, opts.PIDWait); err != nil {
+	plan, err := MakePlan(tree)
+	if err != nil {
 		return nil, err
 	}
-	base, err := chooseRegion(tree)
-	if err != nil {
+	if err := checkIDsFree(plan.IDs, opts.PIDWait); err != nil {
 		return nil, err
 	}
 	// Restored trees are reparented to the restorer when the seed goes away,
@@ -85,7 +87,7 @@ func Restore(opts Options) (*Result, error) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return nil, fmt.Errorf("become child subreaper: %w", err)
 	}
-	seed, err := startSeed(base, channelFD(tree))
+	seed, err := startSeed(plan.Region, plan.Channel)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +102,8 @@ func Restore(opts Options) (*Result, error) {
 	defer r.opener.Close()
 	defer r.mem.Close()
 	defer unix.Close(seed.Local)
-	if err := r.run(); err != nil {
+	// A bug met halfway must still kill what was created.
+	if err := crash.Call(r.run); err != nil {
 		r.abandon()
 		r.opener.Discard()
 		return nil, err
@@ -473,46 +476,28 @@ func (r *restorer) abandon() {
 	}
 }
 
-// checkIDsFree makes sure that every PID and TID of the image is free, so
-// that a restore onto a taken PID fails before anything is created. A PID
-// held by a zombie is given time to be reaped.
-func checkIDsFree(tree *image.Tree, wait time.Duration) error {
+// checkIDsFree makes sure that every PID and TID the restore needs is
+// free, so that a restore onto a taken PID fails before anything is
+// created. A PID held by a zombie is given time to be reaped.
+func checkIDsFree(ids []ID, wait time.Duration) error {
 	deadline := time.Now().Add(wait)
-	ids := map[int]bool{}
-	for _, p := range tree.Processes {
-		ids[p.PID] = true
-	}
-	for _, p := range tree.Processes {
-		threads := p.Threads
-		if p.Zombie {
-			threads = []*image.Thread{{TID: p.PID}}
-		}
-		if !ids[p.PGID] && p.PGID != tree.Processes[0].PGID && !ids[-p.PGID] {
-			ids[-p.PGID] = true // an orphaned group's helper needs this PID too
-			threads = append(threads, &image.Thread{TID: p.PGID})
-		}
-		for _, th := range threads {
-			for {
-				st, err := proc.ReadString(th.TID, "stat")
-				if errors.Is(err, os.ErrNotExist) {
-					break
-				}
-				zombie := err == nil && zombieStat(st)
-				if zombie && time.Now().Before(deadline) {
-					time.Sleep(10 * time.Millisecond)
-					continue
-				}
-				comm, _ := proc.ReadString(th.TID, "comm")
-				what := "process"
-				if th.TID != p.PID {
-					what = "thread"
-				}
-				state := "running"
-				if zombie {
-					state = "a zombie that its parent has not reaped"
-				}
-				return fmt.Errorf("cannot restore %s %d: pid %d is in use by %q (%s)", what, th.TID, th.TID, comm, state)
+	for _, id := range ids {
+		for {
+			st, err := proc.ReadString(id.ID, "stat")
+			if errors.Is(err, os.ErrNotExist) {
+				break
 			}
+			zombie := err == nil && zombieStat(st)
+			if zombie && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			comm, _ := proc.ReadString(id.ID, "comm")
+			state := "running"
+			if zombie {
+				state = "a zombie that its parent has not reaped"
+			}
+			return fmt.Errorf("cannot restore %s %d: pid %d is in use by %q (%s)", id.What, id.ID, id.ID, comm, state)
 		}
 	}
 	return nil
@@ -525,47 +510,6 @@ func zombieStat(stat string) bool {
 		}
 	}
 	return false
-}
-
-// channelFD picks the descriptor number of the restore channel: above every
-// descriptor of the image, so that installing them never collides with it.
-func channelFD(tree *image.Tree) int {
-	n := 2
-	for _, p := range tree.Processes {
-		for _, d := range p.FDs {
-			n = max(n, d.FD)
-		}
-	}
-	return n + 1
-}
-
-// chooseRegion finds an address range that is free in every process of the
-// image, for the restore region and the gap after it.
-func chooseRegion(tree *image.Tree) (uint64, error) {
-	type span struct{ lo, hi uint64 }
-	var used []span
-	for _, p := range tree.Processes {
-		for _, m := range p.Mappings {
-			used = append(used, span{m.Start, m.End})
-		}
-	}
-	sort.Slice(used, func(i, j int) bool { return used[i].lo < used[j].lo })
-	const need = RegionSize + mem.TempGap
-	const guard = 1 << 20 // keep clear of stacks' guard gaps
-	cand := uint64(1 << 32)
-	for _, s := range used {
-		if s.hi+guard <= cand {
-			continue
-		}
-		if s.lo >= cand+need+guard {
-			break
-		}
-		cand = (s.hi + guard + 0xffff) &^ 0xffff
-	}
-	if cand+need >= 1<<47 {
-		return 0, errors.New("no free address range for the restore region")
-	}
-	return cand, nil
 }
 
 // describeProxies says how many vDSO entry points were redirected: in one

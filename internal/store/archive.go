@@ -20,8 +20,10 @@ import (
 const Prefix = "seamless/image"
 
 // WriteArchive writes the files below dir as a newc archive in which they
-// sit under prefix, directories 0700 and files 0600.
-func WriteArchive(w io.Writer, dir, prefix string) error {
+// sit under prefix, directories 0700 and files 0600. With consume, each
+// file is removed once it is in the archive: an image staged in memory is
+// then never held twice while it moves into the archive.
+func WriteArchive(w io.Writer, dir, prefix string, consume bool) error {
 	rw := cpio.Newc.Writer(w)
 	var parts []string
 	for p := prefix; p != "." && p != "/" && p != ""; p = path.Dir(p) {
@@ -69,6 +71,11 @@ func WriteArchive(w io.Writer, dir, prefix string) error {
 		if err != nil {
 			return fmt.Errorf("archive %s: %w", p, err)
 		}
+		if consume {
+			if err := os.Remove(p); err != nil {
+				return fmt.Errorf("archive %s: %w", p, err)
+			}
+		}
 	}
 	return cpio.WriteTrailer(rw)
 }
@@ -76,8 +83,9 @@ func WriteArchive(w io.Writer, dir, prefix string) error {
 // InitrdWithImage returns a memory file holding the distro initrd followed
 // by the image archive, ready for kexec_file_load. The kernel unpacks
 // concatenated archives in order; the image starts 4-byte aligned as the
-// format requires.
-func InitrdWithImage(initrd, dir string) (*os.File, error) {
+// format requires. With consume, the image's files are removed from dir as
+// they are archived (see WriteArchive).
+func InitrdWithImage(initrd, dir string, consume bool) (*os.File, error) {
 	fd, err := unix.MemfdCreate("seamless-initrd", unix.MFD_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("initrd with image: %w", err)
@@ -94,7 +102,7 @@ func InitrdWithImage(initrd, dir string) (*os.File, error) {
 		_, err = out.Write(make([]byte, 512-n%512))
 	}
 	if err == nil {
-		err = WriteArchive(out, dir, Prefix)
+		err = WriteArchive(out, dir, Prefix, consume)
 	}
 	if err == nil {
 		_, err = out.Seek(0, io.SeekStart)

@@ -15,7 +15,7 @@ func TestWriteArchive(t *testing.T) {
 	os.MkdirAll(filepath.Join(dir, "memcached.service", "1234"), 0o700)
 	os.WriteFile(filepath.Join(dir, "memcached.service", "1234", "MANIFEST"), []byte("seamless-image 1\n"), 0o600)
 	var buf bytes.Buffer
-	if err := WriteArchive(&buf, dir, Prefix); err != nil {
+	if err := WriteArchive(&buf, dir, Prefix, true); err != nil {
 		t.Fatal(err)
 	}
 	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(buf.Bytes())))
@@ -29,6 +29,9 @@ func TestWriteArchive(t *testing.T) {
 			b, _ := io.ReadAll(io.NewSectionReader(r.ReaderAt, 0, int64(r.FileSize)))
 			if string(b) != "seamless-image 1\n" || r.Mode&0o777 != 0o600 {
 				t.Fatalf("MANIFEST record: %q mode %o", b, r.Mode)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "memcached.service", "1234", "MANIFEST")); !os.IsNotExist(err) {
+				t.Fatalf("an archived file was not consumed: %v", err)
 			}
 			return
 		}

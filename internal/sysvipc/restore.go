@@ -82,9 +82,15 @@ func restoreShm(im *image.Image, s image.SysVShm) error {
 	if err != nil {
 		return err
 	}
-	data, err := os.ReadFile(im.Path(s.Data))
+	// The verified file the image holds (its size was bounded by the
+	// segment's), never a path opened again.
+	src, err := im.Reader(s.Data)
 	if err != nil {
 		return err
+	}
+	data := make([]byte, src.Size())
+	if _, err := src.ReadAt(data, 0); err != nil && len(data) > 0 {
+		return fmt.Errorf("read %s: %w", s.Data, err)
 	}
 	if ok {
 		// Still there (the same kernel): it may have changed since the

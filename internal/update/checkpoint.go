@@ -13,10 +13,9 @@ import (
 	"time"
 
 	"github.com/seamless-linux/seamless/internal/dump"
+	"github.com/seamless-linux/seamless/internal/freezer"
 	"github.com/seamless-linux/seamless/internal/inet"
-	"github.com/seamless-linux/seamless/internal/kexec"
 	"github.com/seamless-linux/seamless/internal/proc"
-	"github.com/seamless-linux/seamless/internal/store"
 	"github.com/seamless-linux/seamless/internal/units"
 )
 
@@ -27,7 +26,8 @@ import (
 // disk) with kexec_file_load, and only then kills the frozen processes: any
 // failure before that thaws them, and shutdown stops them as a reboot
 // would; the plain kernel that `seamless update` loaded stays loaded.
-// The calling goroutine must be locked to its OS thread.
+// When no unit is carried, nothing is written nor loaded: the update is a
+// plain kexec. The calling goroutine must be locked to its OS thread.
 func ShutdownCheckpoint(log io.Writer) error {
 	in, err := ReadIntent()
 	if err != nil {
@@ -53,9 +53,21 @@ func ShutdownCheckpoint(log io.Writer) error {
 	return err
 }
 
+// errNoUnit says that no unit could be carried.
+var errNoUnit = errors.New("no unit could be carried")
+
+// handOver checkpoints the intent's units and hands their image over. Every
+// way out of it before the hand-over (an error, a unit that fails, a panic)
+// lets go of what it stopped and thaws every cgroup it froze; only the
+// units handed over are killed.
 func handOver(in *Intent, st *Status, log io.Writer) error {
 	phase := func(name string, start time.Time) {
 		st.Phases = append(st.Phases, Phase{Name: name, Ms: time.Since(start).Milliseconds()})
+	}
+	if len(in.Units) == 0 {
+		st.State, st.Store = "plain kexec", ""
+		fmt.Fprintln(log, "seamless: no unit to carry: a plain kexec")
+		return nil
 	}
 	dirs := map[string]string{}
 	for _, u := range in.Units {
@@ -65,87 +77,140 @@ func handOver(in *Intent, st *Status, log io.Writer) error {
 		}
 		dirs[u] = d
 	}
+	h := &handover{dirs: dirs, touched: map[string]bool{}, carried: map[string]bool{}, log: log}
+	defer h.undo()
+
 	t := time.Now()
-	frozen := map[string]bool{}
-	thaw := func() {
-		for u := range frozen {
-			setFrozen(dirs[u], false)
-		}
-	}
 	for _, u := range in.Units {
-		if err := setFrozen(dirs[u], true); err != nil {
+		h.touched[u] = true
+		if err := freezer.Freeze(dirs[u]); err != nil {
+			h.thaw(u)
 			st.Units = append(st.Units, UnitOutcome{Unit: u, Outcome: "stopped", Reason: err.Error()})
+			fmt.Fprintf(log, "seamless: %s will be stopped, not carried: %v\n", u, err)
 			continue
 		}
-		frozen[u] = true
+		h.carried[u] = true
 	}
 	phase("freeze", t)
-	imageDir := filepath.Join(RunDir, "image")
-	os.RemoveAll(imageDir)
-	if err := os.MkdirAll(imageDir, 0o700); err != nil {
-		thaw()
+
+	t = time.Now()
+	sg, err := newStaging(in)
+	if err != nil {
+		h.failAll(st, "the image could not be written")
 		return err
 	}
-	defer os.RemoveAll(imageDir)
-	t = time.Now()
-	var dumped []*dump.Result
-	abort := func() {
-		for _, r := range dumped {
-			r.Abort()
-		}
-		thaw()
-	}
+	defer sg.close()
 	for _, u := range in.Units {
-		if !frozen[u] {
+		if !h.carried[u] {
 			continue
 		}
 		out := UnitOutcome{Unit: u, Outcome: "carried"}
 		start := time.Now()
-		res, err := dumpUnit(in.Cgroups[u], dirs[u], filepath.Join(imageDir, u), &out)
+		unitDir := filepath.Join(sg.dir, u)
+		res, err := dumpUnit(in.Cgroups[u], dirs[u], unitDir, &out)
 		if err == nil {
-			err = writeStart(filepath.Join(imageDir, u), in.Start[u])
+			err = writeStart(unitDir, in.Start[u])
 		}
 		out.DumpMs = time.Since(start).Milliseconds()
 		if err != nil {
+			// This unit runs on, to be stopped gracefully by the shutdown;
+			// the others go on.
 			for _, r := range res {
 				r.Abort()
 			}
-			// This unit is stopped gracefully by the shutdown; the others go on.
-			os.RemoveAll(filepath.Join(imageDir, u))
-			delete(frozen, u)
+			h.thaw(u)
+			delete(h.carried, u)
+			os.RemoveAll(unitDir)
 			out.Outcome, out.Reason = "stopped", err.Error()
 			fmt.Fprintf(log, "seamless: %s will be stopped, not carried: %v\n", u, err)
 		} else {
-			dumped = append(dumped, res...)
+			h.dumped = append(h.dumped, res...)
 			st.Bytes += out.Bytes
 		}
 		st.Units = append(st.Units, out)
 	}
 	phase("checkpoint", t)
-	t = time.Now()
-	if err := load(in, imageDir, st); err != nil {
-		abort()
-		for i := range st.Units {
-			if st.Units[i].Outcome == "carried" {
-				st.Units[i].Outcome, st.Units[i].Reason = "stopped", "the image could not be handed to the new kernel"
-			}
+	if len(h.carried) == 0 {
+		// Nothing to hand over: no image, no seamless.image=; the kernel
+		// that `seamless update` loaded without one boots as a plain kexec.
+		var why []string
+		for _, o := range st.Units {
+			why = append(why, o.Unit+": "+o.Reason)
 		}
+		return fmt.Errorf("%w (%s)", errNoUnit, strings.Join(why, "; "))
+	}
+
+	t = time.Now()
+	if err := sg.load(in, st); err != nil {
+		h.failAll(st, "the image could not be handed to the new kernel")
 		return err
 	}
 	phase("store and kexec load", t)
 	// The point of no return: the stopped processes must never run again
 	// on this kernel, or they would change what the image describes.
 	t = time.Now()
-	for _, r := range dumped {
-		r.Commit()
-	}
-	for u := range frozen {
-		os.WriteFile(filepath.Join(dirs[u], "cgroup.kill"), []byte("1"), 0)
-	}
+	h.commit()
 	phase("kill", t)
 	st.State = "handed-over"
-	fmt.Fprintf(log, "seamless: %d units carried in a %s image (%s) to %s\n", len(frozen), human(st.Bytes), st.Store, in.Kernel.Release)
+	fmt.Fprintf(log, "seamless: %d units carried in a %s image (%s) to %s\n", len(h.carried), human(st.Bytes), st.Store, in.Kernel.Release)
 	return nil
+}
+
+// handover is what a checkpoint at shutdown has stopped so far.
+type handover struct {
+	dirs    map[string]string // cgroup directories by unit
+	touched map[string]bool   // units whose cgroups it froze, or tried to
+	carried map[string]bool   // units frozen and, after the checkpoint, dumped
+	dumped  []*dump.Result
+	done    bool
+	log     io.Writer
+}
+
+func (h *handover) thaw(u string) {
+	if err := freezer.Thaw(h.dirs[u]); err != nil {
+		fmt.Fprintf(h.log, "seamless: %s: %v\n", u, err)
+	}
+}
+
+// failAll marks every unit still carried as stopped, for reason.
+func (h *handover) failAll(st *Status, reason string) {
+	for i := range st.Units {
+		if st.Units[i].Outcome == "carried" {
+			st.Units[i].Outcome, st.Units[i].Reason = "stopped", reason
+		}
+	}
+}
+
+// commit kills the carried units: the image is with the new kernel.
+func (h *handover) commit() {
+	h.done = true
+	for _, r := range h.dumped {
+		r.Commit()
+	}
+	for u := range h.carried {
+		os.WriteFile(filepath.Join(h.dirs[u], "cgroup.kill"), []byte("1"), 0)
+	}
+	// A unit frozen but not carried (none today) must not stay frozen.
+	for u := range h.touched {
+		if !h.carried[u] {
+			h.thaw(u)
+		}
+	}
+}
+
+// undo lets every stopped tree go and thaws every cgroup touched, unless
+// the image was handed over. It runs on every way out of handOver.
+func (h *handover) undo() {
+	if h.done {
+		return
+	}
+	for _, r := range h.dumped {
+		r.Abort()
+	}
+	h.dumped = nil
+	for u := range h.touched {
+		h.thaw(u)
+	}
 }
 
 // dumpUnit checkpoints every process tree of a unit's cgroup into dir, one
@@ -189,104 +254,27 @@ func dumpUnit(cg, cgdir, dir string, out *UnitOutcome) ([]*dump.Result, error) {
 	return all, nil
 }
 
-// load hands the image to the next kernel: appended to its initrd in RAM,
-// or written to the disk store, and kexec_file_load with seamless.image=.
-func load(in *Intent, imageDir string, st *Status) error {
-	cmdline := in.Cmdline
-	var initrd *os.File
-	var err error
-	switch in.Store {
-	case "disk":
-		dir := filepath.Join(in.DiskDir, time.Now().UTC().Format("20060102T150405Z"))
-		if err := copyTree(imageDir, dir); err != nil {
-			return fmt.Errorf("disk store: %w", err)
-		}
-		st.Image = dir
-		cmdline += " seamless.image=disk:" + dir
-		if initrd, err = os.Open(in.Kernel.Initrd); err != nil {
-			return err
-		}
-	default:
-		if initrd, err = store.InitrdWithImage(in.Kernel.Initrd, imageDir); err != nil {
-			return err
-		}
-		st.Image = "/" + store.Prefix
-		cmdline += " seamless.image=/" + store.Prefix
-	}
-	defer initrd.Close()
-	return kexec.Load(in.Kernel.Image, initrd, cmdline)
-}
-
-// setFrozen freezes or thaws a cgroup v2 and waits for the kernel to agree.
-func setFrozen(dir string, on bool) error {
-	v := "0"
-	if on {
-		v = "1"
-	}
-	if err := os.WriteFile(filepath.Join(dir, "cgroup.freeze"), []byte(v), 0); err != nil {
-		return fmt.Errorf("freeze %s: %w", dir, err)
-	}
-	for i := 0; i < 1000; i++ {
-		b, err := os.ReadFile(filepath.Join(dir, "cgroup.events"))
-		if err != nil {
-			return err
-		}
-		if strings.Contains(string(b), "frozen "+v) {
-			return nil
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return fmt.Errorf("cgroup %s did not reach frozen=%s", dir, v)
-}
-
-// copyTree copies an image directory to the disk store, 0700, fsync'd.
-func copyTree(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		to := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(to, 0o700)
-		}
-		r, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer r.Close()
-		w, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(w, r); err != nil {
-			w.Close()
-			return err
-		}
-		if err := w.Sync(); err != nil {
-			w.Close()
-			return err
-		}
-		return w.Close()
-	})
-}
+// Retries of a checkpoint that found connections waiting to be accepted.
+var (
+	acceptRetries = 50
+	acceptWait    = 100 * time.Millisecond
+)
 
 // checkpointTree checkpoints one tree for a later kill. Connections waiting
 // in a listener's accept queue cannot be carried, but the service accepts
-// them within moments if it runs: the checkpoint is retried for a while
-// (each failed attempt lets the tree go on).
+// them within moments if it runs: the checkpoint is retried for a while.
+// Each failed attempt lets the tree go on, thawed (Checkpoint freezes the
+// cgroup again for the next one, so that it starts from one instant).
 func checkpointTree(pid int, dir, cgdir string) (*dump.Result, error) {
 	var err error
-	for attempt := 0; attempt < 50; attempt++ {
+	for attempt := 0; attempt < acceptRetries; attempt++ {
+		if attempt > 0 {
+			time.Sleep(acceptWait)
+		}
 		var res *dump.Result
 		res, err = dump.Checkpoint(dump.Options{PID: pid, Dir: dir, KillLater: true, Cgroup: cgdir})
 		if !errors.Is(err, inet.ErrPendingAccept) {
 			return res, err
-		}
-		time.Sleep(100 * time.Millisecond)
-		// Freeze again: the next attempt starts from a consistent instant.
-		if ferr := setFrozen(cgdir, true); ferr != nil {
-			return nil, ferr
 		}
 	}
 	return nil, err
@@ -307,5 +295,16 @@ func writeStart(dir string, st units.Start) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, units.StartFile), append(b, '\n'), 0o600)
+	f, err := os.OpenFile(filepath.Join(dir, units.StartFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -6,8 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
@@ -134,14 +132,20 @@ func Update(ctx context.Context, o Options) error {
 	if len(plans) == 0 {
 		say("  no unit is preserved (add X-SeamlessPreserve=yes in a drop-in, or preserve = in seamless.conf): a plain kexec")
 	}
-	store, err := chooseStore(o.Config, need, k.Initrd)
-	if err != nil {
-		kexec.Unload()
-		return err
+	var store string
+	if len(carry) > 0 {
+		var why string
+		store, why, err = chooseStore(o.Config, need, fileSize(k.Initrd), measure(o.Config))
+		if err != nil {
+			kexec.Unload()
+			return err
+		}
+		say("  image store: %s", why)
 	}
 	step(PhasePlan, 0.7, "%d units carried, %d stopped", len(carry), len(stopped))
-	say("  image store: %s", store)
-	step(PhaseStore, 0.8, "image store: %s", store)
+	if store != "" {
+		step(PhaseStore, 0.8, "image store: %s", store)
+	}
 	step(PhasePlanned, 0.9, "ready to switch to %s", k.Release)
 
 	if o.DryRun {
@@ -189,42 +193,6 @@ func checkInhibitors(ctx context.Context) error {
 	}
 	defer conn.Close()
 	return logind.CheckShutdown(ctx, conn)
-}
-
-// chooseStore picks RAM when the image (estimated from the units' private
-// memory) and the initrd fit in available memory with room to spare.
-func chooseStore(cfg config.Config, need int64, initrd string) (string, error) {
-	if cfg.Store == "disk" {
-		return "disk", nil
-	}
-	avail := memAvailable()
-	var ird int64
-	if st, err := os.Stat(initrd); err == nil {
-		ird = st.Size()
-	}
-	// The image is written once to /run and once into the kexec buffer.
-	fits := avail == 0 || 2*need+ird+256<<20 < avail
-	switch {
-	case fits:
-		return "ram", nil
-	case cfg.Store == "ram":
-		return "", fmt.Errorf("the image (about %s) does not fit in available memory (%s) and store = ram", human(need), human(avail))
-	}
-	return "disk", nil
-}
-
-func memAvailable() int64 {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 // startKexec orders seamless-checkpoint.service after the carried units

@@ -1,0 +1,128 @@
+package update
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/config"
+)
+
+// What each step of carrying an image really takes.
+//
+// RAM store: the checkpoint writes the image into a tmpfs of its own (the
+// stage), then archives it, file by file, into a memory copy of the initrd
+// (removing each file from the stage once archived), and kexec_file_load
+// copies that into the kernel. At the peak, the image and the initrd are
+// held twice: ramNeed. The carried processes' own memory is in use already
+// and is freed only when they are killed, after the load.
+//
+// Disk store: the image is written straight into the disk directory; the
+// kernel's copy of the initrd was made by the preflight's test load.
+const (
+	ramMargin  = 256 << 20 // left to the rest of the system while it shuts down
+	diskMargin = 64 << 20
+)
+
+func ramNeed(image, initrd int64) int64 { return 2*(image+initrd) + ramMargin }
+
+// diskNeed allows for the estimate being short (the plan counts private
+// memory; files, queues and metadata come on top).
+func diskNeed(image int64) int64 { return image + image/8 + diskMargin }
+
+// space is what the machine has for an image.
+type space struct {
+	mem      int64 // MemAvailable; 0 when unknown
+	disk     int64 // free bytes in the disk store's file system; -1 when unknown
+	diskPath string
+}
+
+func measure(cfg config.Config) space {
+	return space{mem: memAvailable(), disk: freeBytes(cfg.DiskDir), diskPath: cfg.DiskDir}
+}
+
+// chooseStore picks where the image waits for the new kernel, and says why
+// in a line for `seamless update`'s output: RAM when the image and the
+// initrd fit twice in available memory with room to spare (store = auto or
+// ram), else the disk directory when its file system has room (auto or
+// disk).
+func chooseStore(cfg config.Config, need, initrd int64, sp space) (string, string, error) {
+	ram := ramNeed(need, initrd)
+	ramWhy := fmt.Sprintf("image about %s and initrd %s, held twice while the kernel is loaded: %s of memory, %s available",
+		human(need), human(initrd), human(ram), human(sp.mem))
+	ramFits := sp.mem == 0 || ram <= sp.mem
+	disk := diskNeed(need)
+	diskWhy := fmt.Sprintf("%s: image about %s, %s needed, %s free", sp.diskPath, human(need), human(disk), human(sp.disk))
+	if sp.disk < 0 {
+		diskWhy = fmt.Sprintf("%s: image about %s, free space unknown", sp.diskPath, human(need))
+	}
+	diskFits := sp.disk < 0 || disk <= sp.disk
+	switch cfg.Store {
+	case "ram":
+		if !ramFits {
+			return "", "", fmt.Errorf("store = ram, but the image does not fit in memory (%s)", ramWhy)
+		}
+		return "ram", "ram (" + ramWhy + ")", nil
+	case "disk":
+		if !diskFits {
+			return "", "", fmt.Errorf("store = disk, but the image does not fit in %s", diskWhy)
+		}
+		return "disk", "disk in " + diskWhy, nil
+	}
+	switch {
+	case ramFits:
+		return "ram", "ram (" + ramWhy + ")", nil
+	case diskFits:
+		return "disk", "disk in " + diskWhy + " (in RAM, " + ramWhy + ")", nil
+	}
+	return "", "", fmt.Errorf("the image fits neither in memory (%s) nor on disk (%s)", ramWhy, diskWhy)
+}
+
+// stageSize is the room the RAM store's stage may take: what is available,
+// less what the archive and the kernel's copy of the initrd need.
+func stageSize(initrd int64) int64 {
+	avail := memAvailable()
+	if avail == 0 {
+		return 1 << 40 // unknown: the tmpfs default would be half of RAM
+	}
+	return max(avail-2*initrd-ramMargin/2, 16<<20)
+}
+
+func memAvailable() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// freeBytes is the space root may fill in the file system of dir (or of
+// its nearest existing parent), or -1 when it cannot be told.
+func freeBytes(dir string) int64 {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		var st unix.Statfs_t
+		if err := unix.Statfs(d, &st); err == nil {
+			return int64(st.Bfree) * st.Bsize
+		}
+		if d == "/" || d == "." {
+			return -1
+		}
+	}
+}
+
+func fileSize(path string) int64 {
+	if st, err := os.Stat(path); err == nil {
+		return st.Size()
+	}
+	return 0
+}

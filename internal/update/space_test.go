@@ -1,0 +1,40 @@
+package update
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/seamless-linux/seamless/internal/config"
+)
+
+// TestChooseStore: the store is chosen by what each step really needs, and
+// the choice says so (issue 10 finding 8).
+func TestChooseStore(t *testing.T) {
+	const MiB, GiB = int64(1 << 20), int64(1 << 30)
+	tests := []struct {
+		name      string
+		store     string
+		need, ird int64
+		sp        space
+		want      string // the store, or "" for an error
+		why       string // substring of the explanation or error
+	}{
+		{"small image in RAM", "auto", 100 * MiB, 60 * MiB, space{mem: 4 * GiB, disk: 70 * GiB}, "ram", "576.0 MiB of memory, 4.0 GiB available"},
+		{"too big for RAM goes to disk", "auto", 3 * GiB, 60 * MiB, space{mem: 4 * GiB, disk: 70 * GiB}, "disk", "70.0 GiB free"},
+		{"disk store, room on disk whatever /run has", "disk", 100 * MiB, 60 * MiB, space{mem: 4 * GiB, disk: 74 * GiB}, "disk", "176.5 MiB needed"},
+		{"disk store, disk full", "disk", 1 * GiB, 60 * MiB, space{mem: 4 * GiB, disk: 500 * MiB}, "", "does not fit"},
+		{"ram store, too big", "ram", 3 * GiB, 60 * MiB, space{mem: 4 * GiB, disk: 70 * GiB}, "", "does not fit in memory"},
+		{"fits nowhere", "auto", 3 * GiB, 60 * MiB, space{mem: 4 * GiB, disk: 1 * GiB}, "", "fits neither"},
+		{"initrd counts twice", "auto", 1 * GiB, 1 * GiB, space{mem: 4*GiB + 200*MiB, disk: 70 * GiB}, "disk", "4.2 GiB of memory"},
+	}
+	for _, tt := range tests {
+		tt.sp.diskPath = "/var/lib/seamless/images"
+		got, why, err := chooseStore(config.Config{Store: tt.store}, tt.need, tt.ird, tt.sp)
+		if err != nil {
+			why = err.Error()
+		}
+		if got != tt.want || !strings.Contains(why, tt.why) {
+			t.Errorf("%s: chooseStore = %q, %q, %v; want %q with %q", tt.name, got, why, err, tt.want, tt.why)
+		}
+	}
+}
