@@ -202,6 +202,15 @@ func dumpTree(w *image.Writer, procs []*seized) (*image.Tree, *files.Dumper, err
 		if err != nil {
 			return nil, fd, err
 		}
+		if inTree[p.PPID] {
+			tid, err := proc.ParentThread(p.PPID, p.PID)
+			if err != nil {
+				return nil, fd, err
+			}
+			if tid != p.PPID {
+				p.ParentTID = tid
+			}
+		}
 		if p.FDs, err = fd.Dump(s.pid); err != nil {
 			return nil, fd, err
 		}

@@ -78,6 +78,13 @@ type Process struct {
 	FDs      []FD         `json:"fds"`
 	// Pages names the image file holding this process's private pages.
 	Pages string `json:"pages"`
+	// ParentTID is the thread of the parent that created this process (the
+	// one whose /proc/PID/task/TID/children lists it): a parent-death signal
+	// follows that thread. Absent: the parent's main thread.
+	ParentTID int `json:"parent_tid,omitempty"`
+	// Attrs are the kernel's per-process settings that nothing else shows
+	// (see attrs.go); absent in older images.
+	Attrs *ProcessAttrs `json:"attrs,omitempty"`
 }
 
 // Thread is one thread (task) and its CPU and signal state.
@@ -105,6 +112,9 @@ type Thread struct {
 	// when the thread has none. Threads have chains of their own: a filter
 	// installed without SECCOMP_FILTER_FLAG_TSYNC binds only its thread.
 	Seccomp []SeccompFilter `json:"seccomp,omitempty"`
+	// Attrs are the thread's other kernel settings (see attrs.go); absent in
+	// older images.
+	Attrs *ThreadAttrs `json:"attrs,omitempty"`
 }
 
 // SeccompFilter is one seccomp filter: the seccomp(2) flags to install it

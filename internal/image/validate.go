@@ -37,6 +37,9 @@ func (t *Tree) validate() error {
 		if len(p.Threads) == 0 || p.Threads[0].TID != p.PID {
 			return fmt.Errorf("process %d: first thread is not the leader", p.PID)
 		}
+		if err := t.validateAttrs(p); err != nil {
+			return err
+		}
 		for _, th := range p.Threads {
 			if th.TID <= 0 {
 				return fmt.Errorf("process %d: bad tid %d", p.PID, th.TID)

@@ -120,6 +120,8 @@ type restorer struct {
 	threads map[int]*inject.Thread
 	opener  *files.Opener
 	mem     *mem.Restorer
+	// seedGone is set once the seed has been ended.
+	seedGone bool
 }
 
 func (r *restorer) run() error {
@@ -137,11 +139,7 @@ func (r *restorer) run() error {
 		if p.Zombie {
 			continue
 		}
-		t := r.targets[p.PID]
-		if err := r.mem.Restore(t, p); err != nil {
-			return err
-		}
-		if err := r.createThreads(t, p); err != nil {
+		if err := r.mem.Restore(r.targets[p.PID], p); err != nil {
 			return err
 		}
 	}
@@ -164,9 +162,6 @@ func (r *restorer) run() error {
 			if err := task.RestoreThread(t, r.threads[th.TID], th); err != nil {
 				return err
 			}
-			if err := task.RestoreScheduling(th); err != nil {
-				return err
-			}
 		}
 		var exe *os.File
 		if p.Exe != nil {
@@ -184,6 +179,9 @@ func (r *restorer) run() error {
 		}
 	}
 	sysvipc.Finish(tree.SysV)
+	if err := r.reparentRoot(); err != nil {
+		return err
+	}
 	// Credentials and registers last, once nothing privileged remains to do.
 	for _, p := range tree.Processes {
 		if p.Zombie {
@@ -206,12 +204,21 @@ func (r *restorer) run() error {
 // that the tree has its shape before any address space is replaced.
 func (r *restorer) createProcesses() error {
 	tree := r.im.Tree
+	byPID := map[int]*image.Process{}
 	for _, p := range tree.Processes {
-		parent := r.seed
+		byPID[p.PID] = p
+	}
+	for _, p := range tree.Processes {
+		parent, from := r.seed, r.seed.Leader
+		var parentImg *image.Process
 		if p.PID != tree.Root {
-			parent = r.targets[p.PPID]
+			parent, from = r.targets[p.PPID], r.targets[p.PPID].Leader
+			if p.ParentTID != 0 {
+				from = r.threads[p.ParentTID]
+			}
+			parentImg = byPID[p.PPID]
 		}
-		if err := task.Clone(parent, p.PID, p.ExitSignal); err != nil {
+		if err := task.CloneFrom(parent, from, p.PID, p.ExitSignal); err != nil {
 			return fmt.Errorf("create process %d: %w", p.PID, err)
 		}
 		t, err := r.attach(p.PID, parent)
@@ -219,6 +226,11 @@ func (r *restorer) createProcesses() error {
 			return err
 		}
 		r.targets[p.PID] = t
+		if !p.Zombie {
+			if err := task.SetLoginUID(t, p, parentImg); err != nil {
+				return fmt.Errorf("process %d: %w", p.PID, err)
+			}
+		}
 		switch {
 		case p.SID == p.PID:
 			if _, err := t.Call(unix.SYS_SETSID); err != nil {
@@ -234,6 +246,13 @@ func (r *restorer) createProcesses() error {
 		case p.PGID == p.PID:
 			if _, err := t.Call(unix.SYS_SETPGID, 0, 0); err != nil {
 				return fmt.Errorf("process %d setpgid: %w", p.PID, err)
+			}
+		}
+		// Its threads before its children: a child may have been created
+		// by another thread than the main one.
+		if !p.Zombie {
+			if err := r.createThreads(t, p); err != nil {
+				return err
 			}
 		}
 	}
@@ -372,9 +391,15 @@ func (r *restorer) finishProcess(p *image.Process) error {
 			return fmt.Errorf("process %d: %w", p.PID, err)
 		}
 	}
-	// Changing uids resets the dumpable flag; put it back afterwards.
+	// Changing uids resets the dumpable flag and the parent-death signal;
+	// put them back afterwards.
 	if _, err := t.Call(unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, uintptr(p.Dumpable)); err != nil {
 		return fmt.Errorf("process %d dumpable: %w", p.PID, err)
+	}
+	for _, th := range p.Threads {
+		if err := task.RestoreThreadLate(r.threads[th.TID], th); err != nil {
+			return fmt.Errorf("process %d: %w", p.PID, err)
+		}
 	}
 	if _, err := t.Call(unix.SYS_CLOSE, uintptr(t.Sock)); err != nil {
 		return fmt.Errorf("process %d close channel: %w", p.PID, err)
@@ -387,6 +412,9 @@ func (r *restorer) finishProcess(p *image.Process) error {
 		}
 	}
 	for _, th := range p.Threads[1:] {
+		if err := task.RestoreScheduling(th); err != nil {
+			return fmt.Errorf("process %d: %w", p.PID, err)
+		}
 		if err := task.Finish(th.TID, th, task.Resumable(th)); err != nil {
 			return fmt.Errorf("process %d: %w", p.PID, err)
 		}
@@ -398,6 +426,9 @@ func (r *restorer) finishProcess(p *image.Process) error {
 		return fmt.Errorf("process %d unmap restore region: %w", p.PID, err)
 	}
 	lead := p.Threads[0]
+	if err := task.RestoreScheduling(lead); err != nil {
+		return fmt.Errorf("process %d: %w", p.PID, err)
+	}
 	if err := task.Finish(lead.TID, lead, task.Resumable(lead)); err != nil {
 		return fmt.Errorf("process %d: %w", p.PID, err)
 	}
@@ -407,9 +438,34 @@ func (r *restorer) finishProcess(p *image.Process) error {
 // releaseSeed ends the seed. Its child, the restored root, is reparented
 // to the restorer and, when the restorer exits, further up.
 func (r *restorer) releaseSeed() {
+	if r.seedGone {
+		return
+	}
+	r.seedGone = true
 	unix.Kill(r.seed.PID, unix.SIGKILL)
 	var ws unix.WaitStatus
 	unix.Wait4(r.seed.PID, &ws, unix.WALL, nil)
+}
+
+// reparentRoot gives a root that has a parent-death signal its final
+// parent before the signal is set: a reparenting sends it. The restorer
+// stops being a child subreaper and ends the seed, so that the root goes
+// straight to the restorer's nearest subreaper (or init), where it stays
+// when the restorer exits, as it was with its parent outside the tree.
+func (r *restorer) reparentRoot() error {
+	root := r.im.Tree.Processes[0]
+	need := false
+	for _, th := range root.Threads {
+		need = need || th.Attrs != nil && th.Attrs.PdeathSig != 0
+	}
+	if !need {
+		return nil
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("stop being a child subreaper: %w", err)
+	}
+	r.releaseSeed()
+	return nil
 }
 
 // abandon kills everything the restore created and reaps it.

@@ -31,6 +31,11 @@ func Clone(parent *inject.Target, pid, exitSignal int) error {
 	return clone(parent, parent.Leader, pid, 0, exitSignal)
 }
 
+// CloneFrom is Clone run in thread th of parent: the child's parent thread.
+func CloneFrom(parent *inject.Target, th *inject.Thread, pid, exitSignal int) error {
+	return clone(parent, th, pid, 0, exitSignal)
+}
+
 // CloneThread creates, inside t, a thread with the exact TID tid, stopped.
 func CloneThread(t *inject.Target, tid int) error {
 	const flags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND |
@@ -181,7 +186,7 @@ func RestoreProcess(t *inject.Target, p *image.Process, exe *os.File) error {
 			return fmt.Errorf("rlimit %d: %w", rl.Resource, err)
 		}
 	}
-	return nil
+	return restoreProcessAttrs(t, p)
 }
 
 // setMM sets the mm fields with PR_SET_MM_MAP: code, data, heap, stack,
@@ -309,10 +314,16 @@ func RestoreCreds(t *inject.Target, th *inject.Thread, c *image.Creds) error {
 	return nil
 }
 
-// RestoreScheduling sets a thread's nice value and scheduling policy from
-// the restorer.
+// RestoreScheduling sets a thread's scheduling policy, nice value, CPU
+// affinity and I/O priority from the restorer. It comes after the last call
+// the thread runs for the restore: a thread that is pinned, idle-class or
+// niced would otherwise slow the restore down.
 func RestoreScheduling(img *image.Thread) error {
-	if img.Policy != unix.SCHED_NORMAL {
+	if img.Attrs != nil {
+		if err := restoreSchedAttrs(img); err != nil {
+			return err
+		}
+	} else if img.Policy != unix.SCHED_NORMAL {
 		// struct sched_param { int sched_priority; }
 		prio := int32(img.RTPriority)
 		if _, _, e := unix.Syscall(unix.SYS_SCHED_SETSCHEDULER, uintptr(img.TID), uintptr(img.Policy), uintptr(unsafe.Pointer(&prio))); e != 0 {

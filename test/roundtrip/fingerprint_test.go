@@ -74,7 +74,31 @@ func readFingerprint(tr tree, runtime bool) fingerprint {
 	for pid := range tr {
 		addProcess(fp, pid, runtime)
 	}
+	fp.sessionClasses(tr)
 	return fp
+}
+
+// sessionClasses replaces the audit session IDs by which processes share
+// one: the kernel hands out a new ID whenever a loginuid is set, so a
+// restore keeps the sharing, never the numbers. An unset session stays.
+func (fp fingerprint) sessionClasses(tr tree) {
+	var pids []int
+	for pid := range tr {
+		pids = append(pids, pid)
+	}
+	sort.Ints(pids)
+	class := map[string]string{}
+	for _, pid := range pids {
+		k := fmt.Sprintf("pid %d sessionid", pid)
+		v, ok := fp[k]
+		if !ok || v == "4294967295" || strings.HasPrefix(v, "(") {
+			continue
+		}
+		if class[v] == "" {
+			class[v] = fmt.Sprintf("audit session #%d (first in pid %d)", len(class)+1, pid)
+		}
+		fp[k] = class[v]
+	}
 }
 
 func readTrim(path string) string {

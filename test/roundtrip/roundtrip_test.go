@@ -82,6 +82,8 @@ var workloads = []workload{
 	{name: "ctty", procs: 2, usr1: true},
 	{name: "seccomp", procs: 1, usr1: true, seccompLog: 2},
 	{name: "vdso", procs: 1, usr1: true},
+	// Issue 12.
+	{name: "attrs", procs: 2, usr1: true},
 }
 
 // mode is one way of going through checkpoint and restore.
