@@ -293,14 +293,15 @@ func (r *restorer) createProcesses() error {
 // orphanedGroups recreates process groups whose leader had exited and been
 // reaped: a short-lived helper takes the group's ID as its PID, creates the
 // group, lets the members join, and exits; the member it was forked from
-// reaps it.
+// reaps it. Zombies are members like the others (they have not exited yet:
+// zombies die last), and a group may hold nothing but zombies.
 func (r *restorer) orphanedGroups() error {
 	tree := r.im.Tree
 	root := tree.Processes[0]
 	done := map[int]bool{}
 	for _, p := range tree.Processes {
 		g := p.PGID
-		if p.Zombie || g == p.PID || r.targets[g] != nil || g == root.PGID || done[g] {
+		if g == p.PID || r.targets[g] != nil || g == root.PGID || done[g] {
 			continue
 		}
 		done[g] = true
@@ -316,7 +317,7 @@ func (r *restorer) orphanedGroups() error {
 			return fmt.Errorf("process group %d: %w", g, err)
 		}
 		for _, q := range tree.Processes {
-			if q.PGID == g && !q.Zombie {
+			if q.PGID == g {
 				if _, err := r.targets[q.PID].Call(unix.SYS_SETPGID, 0, uintptr(g)); err != nil {
 					return fmt.Errorf("process %d join process group %d: %w", q.PID, g, err)
 				}

@@ -115,11 +115,13 @@ func runSeamless(args ...string) cliResult {
 // Zombies
 
 // TestZombie runs zombie.c standalone and through every mode: its zombies
-// (one exited with status 7, one killed by SIGTERM) must come back as
-// zombies of the same parent with the same PIDs, its orphans as children of
-// the subreaper root, its process group without a leader as it was.
+// (exited with status 7 or 3, killed by SIGTERM) must come back as zombies
+// of the same parent with the same PIDs and process groups (one in a group
+// whose leader exited, one leading its own, one alone in a group whose
+// leader exited), its orphans as children of the subreaper root, its
+// process group without a leader as it was.
 func TestZombie(t *testing.T) {
-	zombieTests(t, workload{name: "zombie", procs: 6, usr1: true}, 2)
+	zombieTests(t, workload{name: "zombie", procs: 7, usr1: true}, 3)
 }
 
 // TestDeadLeader runs deadleader.c: a child whose main thread called
