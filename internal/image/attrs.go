@@ -27,6 +27,10 @@ type ProcessAttrs struct {
 	// Membarrier is membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS): the
 	// MEMBARRIER_CMD_REGISTER_* commands the process registered for.
 	Membarrier uint32 `json:"membarrier,omitempty"`
+	// MemoryMerge is prctl(PR_GET_MEMORY_MERGE): KSM merges all of the
+	// process's memory, its new mappings included (each mapping's own
+	// state is its VmFlag mg).
+	MemoryMerge bool `json:"memory_merge,omitempty"`
 }
 
 // ThreadAttrs are per-thread settings of the kernel: scheduling beyond the
@@ -178,4 +182,22 @@ func (p *Process) threadsOrNone() []*Thread {
 		return nil
 	}
 	return p.Threads
+}
+
+// validateGuards checks that the guard pages lie inside the mapping, in
+// order, and hold no stored page.
+func (m *Mapping) validateGuards() error {
+	prev := m.Start
+	for _, g := range m.Guards {
+		if g.Pages == 0 || g.Addr%pageSize != 0 || g.Addr < prev || g.Addr+g.Pages*pageSize > m.End {
+			return fmt.Errorf("mapping %#x-%#x: guard pages at %#x (%d pages) out of order or outside it", m.Start, m.End, g.Addr, g.Pages)
+		}
+		prev = g.Addr + g.Pages*pageSize
+		for _, r := range m.Runs {
+			if r.Addr < prev && g.Addr < r.Addr+r.Pages*pageSize {
+				return fmt.Errorf("mapping %#x-%#x: guard pages at %#x overlap stored pages", m.Start, m.End, g.Addr)
+			}
+		}
+	}
+	return nil
 }

@@ -74,3 +74,24 @@ func TestValidateAttrs(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateGuards(t *testing.T) {
+	tests := []struct {
+		guards []PageRange
+		want   string
+	}{
+		{[]PageRange{{0x2000, 1}, {0x4000, 2}}, ""},
+		{[]PageRange{{0x1000, 1}}, "overlap stored pages"},
+		{[]PageRange{{0x4000, 1}, {0x2000, 1}}, "out of order"},
+		{[]PageRange{{0x7000, 2}}, "outside"},
+		{[]PageRange{{0x2800, 1}}, "out of order or outside"},
+		{[]PageRange{{0x2000, 0}}, "outside"},
+	}
+	for _, tc := range tests {
+		m := &Mapping{Start: 0x1000, End: 0x8000, Runs: []Run{{Addr: 0x1000, Pages: 1}}, Guards: tc.guards}
+		err := m.validateGuards()
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("guards %v: error %v, want %q", tc.guards, err, tc.want)
+		}
+	}
+}

@@ -251,10 +251,20 @@ type Mapping struct {
 	Offset uint64 `json:"offset"`
 	// SharedID indexes Tree.SharedMemory for kind "shared".
 	SharedID int `json:"shared_id,omitempty"`
-	// Flags are smaps VmFlags worth restoring: gd (grows down), dd, dc, wf, hg, nh, lo, mw.
+	// Flags are smaps VmFlags worth restoring: gd (grows down), dd, dc, wf,
+	// hg, nh, lo, mw, sr, rr, mg, nr, dp, gu (see docs/image-format.md).
 	Flags []string `json:"flags,omitempty"`
 	// Runs are the stored pages: [addr, count, file offset] in pages.
 	Runs []Run `json:"runs,omitempty"`
+	// Guards are the guard pages of the mapping (MADV_GUARD_INSTALL):
+	// accessing them faults; they hold no data.
+	Guards []PageRange `json:"guards,omitempty"`
+}
+
+// PageRange is a range of Pages pages starting at Addr.
+type PageRange struct {
+	Addr  uint64 `json:"addr"`
+	Pages uint64 `json:"pages"`
 }
 
 // Run is a contiguous range of stored pages.

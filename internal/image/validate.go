@@ -69,6 +69,9 @@ func (t *Tree) validate() error {
 					return fmt.Errorf("process %d: page run at %#x lies outside its mapping", p.PID, r.Addr)
 				}
 			}
+			if err := m.validateGuards(); err != nil {
+				return fmt.Errorf("process %d: %v", p.PID, err)
+			}
 		}
 	}
 	return nil

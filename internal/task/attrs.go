@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -19,6 +20,8 @@ import (
 const (
 	prGetMDWE                     = 66
 	prSetMDWE                     = 65
+	prSetMemoryMerge              = 67
+	prGetMemoryMerge              = 68
 	membarrierGetRegistrations    = 1 << 9
 	ioprioWhoProcess              = 1
 	ioprioClassShift              = 13
@@ -105,7 +108,9 @@ func dumpRemoteAttrs(a *image.ProcessAttrs, call func(uintptr, ...uintptr) (uint
 		return err
 	}
 	a.Membarrier = uint32(mb) & membarrierRegisterCommandBits
-	return nil
+	merge, err := optional("PR_GET_MEMORY_MERGE", unix.SYS_PRCTL, prGetMemoryMerge, 0, 0, 0, 0)
+	a.MemoryMerge = merge == 1
+	return err
 }
 
 // dumpThreadAttrs reads what the checkpointer can read about thread tid
@@ -245,6 +250,11 @@ func restoreProcessAttrs(t *inject.Target, p *image.Process) error {
 			return fmt.Errorf("membarrier registration %#x: %w", bit, err)
 		}
 	}
+	if a.MemoryMerge {
+		if err := restoreMemoryMerge(t, p); err != nil {
+			return err
+		}
+	}
 	if a.MDWE != 0 {
 		if _, err := t.Call(unix.SYS_PRCTL, prSetMDWE, uintptr(a.MDWE), 0, 0, 0); err != nil {
 			return fmt.Errorf("PR_SET_MDWE %d: %w", a.MDWE, err)
@@ -307,6 +317,28 @@ func restoreSchedAttrs(img *image.Thread) error {
 		if _, _, e := unix.Syscall(unix.SYS_IOPRIO_SET, ioprioWhoProcess, uintptr(img.TID), uintptr(a.IOPrio)); e != 0 {
 			return fmt.Errorf("thread %d I/O priority class %d level %d: %w", img.TID, a.IOPrio>>ioprioClassShift,
 				a.IOPrio&(1<<ioprioClassShift-1), e)
+		}
+	}
+	return nil
+}
+
+// restoreMemoryMerge makes KSM merge all of the process's memory again
+// (PR_SET_MEMORY_MERGE, which needs CAP_SYS_RESOURCE). That marks every
+// mapping mergeable: the ones that were not (MADV_UNMERGEABLE, or memory
+// KSM does not handle) are unmarked again.
+func restoreMemoryMerge(t *inject.Target, p *image.Process) error {
+	if _, err := t.Call(unix.SYS_PRCTL, prSetMemoryMerge, 1, 0, 0, 0); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			err = fmt.Errorf("%w (it needs CAP_SYS_RESOURCE)", err)
+		}
+		return fmt.Errorf("PR_SET_MEMORY_MERGE: %w", err)
+	}
+	for _, m := range p.Mappings {
+		if m.Kind == image.MapVDSO || m.Kind == image.MapVVAR || m.Kind == image.MapSkip || slices.Contains(m.Flags, "mg") {
+			continue
+		}
+		if _, err := t.Call(unix.SYS_MADVISE, uintptr(m.Start), uintptr(m.End-m.Start), unix.MADV_UNMERGEABLE); err != nil {
+			return fmt.Errorf("mapping %#x-%#x: madvise MADV_UNMERGEABLE: %w", m.Start, m.End, err)
 		}
 	}
 	return nil

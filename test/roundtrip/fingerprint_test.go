@@ -47,6 +47,7 @@ var threadStatFields = map[int]string{18: "priority", 19: "nice", 40: "rt_priori
 var vmFlagsKept = map[string]bool{
 	"rd": true, "wr": true, "ex": true, "sh": true, "gd": true, "lo": true, "sr": true,
 	"rr": true, "dc": true, "dd": true, "wf": true, "hg": true, "nh": true, "mg": true,
+	"nr": true, "dp": true, "gu": true,
 }
 
 // takeFingerprint reads the fingerprint of every process of tr. With

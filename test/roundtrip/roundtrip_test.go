@@ -84,6 +84,7 @@ var workloads = []workload{
 	{name: "vdso", procs: 1, usr1: true},
 	// Issue 12.
 	{name: "attrs", procs: 2, usr1: true},
+	{name: "mapattrs", procs: 1, usr1: true},
 }
 
 // mode is one way of going through checkpoint and restore.
