@@ -26,6 +26,7 @@ type held struct {
 	f         *os.File
 	repair    bool // TCP_REPAIR is on
 	reuseAddr int  // SO_REUSEADDR before repair mode (which resets it)
+	inode     uint64
 }
 
 // NewDumper returns a Dumper; inTree reports the PIDs of the tree.
@@ -41,6 +42,11 @@ func (d *Dumper) Dump(local *os.File, pid, fd int, s *image.Socket) (*image.Inet
 	d.socks = append(d.socks, h)
 	lfd := int(local.Fd())
 	is := &image.InetSocket{}
+	var st unix.Stat_t
+	if err := unix.Fstat(lfd, &st); err != nil {
+		return nil, fmt.Errorf("stat: %w", err)
+	}
+	h.inode = st.Ino
 	var err error
 	if is.NetNS, err = netnsInode(pid); err != nil {
 		return nil, err
@@ -49,7 +55,7 @@ func (d *Dumper) Dump(local *os.File, pid, fd int, s *image.Socket) (*image.Inet
 	case s.Type == unix.SOCK_STREAM && s.Protocol == unix.IPPROTO_TCP:
 		err = d.dumpTCP(lfd, pid, s, is, h)
 	case s.Type == unix.SOCK_DGRAM && s.Protocol == unix.IPPROTO_UDP:
-		err = d.dumpUDP(lfd, pid, s, is)
+		err = d.dumpUDP(lfd, pid, s, is, h)
 	default:
 		return nil, fmt.Errorf("inet socket of type %d protocol %d (only TCP and UDP are supported)", s.Type, s.Protocol)
 	}

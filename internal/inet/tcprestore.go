@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/sockopt"
 )
 
 // restoreTCP rebuilds a TCP socket of any supported state on fd.
@@ -23,7 +24,7 @@ func restoreTCP(fd int, s *image.Socket) error {
 		if is.TCP != nil {
 			return fmt.Errorf("TCP socket in state %s has connection state", is.State)
 		}
-		if err := restoreOptions(fd, s.Family, s.Protocol, is.Options, is.Linger, all); err != nil {
+		if err := restoreOptions(fd, s, sockopt.Early, false); err != nil {
 			return err
 		}
 		if local.IsValid() {
@@ -39,7 +40,7 @@ func restoreTCP(fd int, s *image.Socket) error {
 				return fmt.Errorf("listen: %w", err)
 			}
 		}
-		return nil
+		return restoreOptions(fd, s, sockopt.Final, false)
 	}
 	state, ok := tcpStateByName(is.State)
 	if !ok || is.TCP == nil || state == tcpSynSent || state == tcpSynRecv || state == tcpTimeWait {
@@ -95,7 +96,7 @@ func restoreConn(fd int, s *image.Socket, state int) error {
 	if c.Unsent < 0 || c.Unsent > len(c.SendQueue) || c.MSS <= 0 || c.MSS > 65535 {
 		return fmt.Errorf("inconsistent TCP state (unsent %d of %d bytes, mss %d)", c.Unsent, len(c.SendQueue), c.MSS)
 	}
-	if err := restoreOptions(fd, s.Family, s.Protocol, is.Options, is.Linger, early); err != nil {
+	if err := restoreOptions(fd, s, sockopt.Early, true); err != nil {
 		return err
 	}
 	if err := repair(fd, true); err != nil {
@@ -190,7 +191,15 @@ func restoreConn(fd int, s *image.Socket, state int) error {
 	if err := repair(fd, false); err != nil {
 		return err
 	}
-	return restoreOptions(fd, s.Family, s.Protocol, is.Options, is.Linger, late)
+	if err := restoreOptions(fd, s, sockopt.Late, true); err != nil {
+		return err
+	}
+	if is.Shutdown&shutdownReceive != 0 {
+		if err := unix.Shutdown(fd, unix.SHUT_RD); err != nil {
+			return fmt.Errorf("shutdown(SHUT_RD): %w", err)
+		}
+	}
+	return restoreOptions(fd, s, sockopt.Final, true)
 }
 
 // restoreFins puts back the FINs of a half-closed connection: ours with
@@ -341,7 +350,7 @@ func roomFor(fd, send, recv int) error {
 // fixed size: the socket API cannot hand a buffer back to autotuning.
 func restoreBuffers(fd int, s *image.Socket) error {
 	for _, o := range sockOpts {
-		if v, ok := s.Inet.Options[o.name]; ok && o.preRepaired {
+		if v, ok := s.Inet.Options[o.Name]; ok && bufferOpts[o.Name] {
 			if err := setOption(fd, o, v); err != nil {
 				return err
 			}

@@ -7,6 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/sockopt"
 )
 
 // Opener rebuilds the unix sockets of a tree in the restorer. All of them
@@ -433,6 +434,13 @@ func (o *Opener) finish(r *rsock) error {
 	}
 	if err := unix.SetNonblock(fd, r.flags&unix.O_NONBLOCK != 0); err != nil {
 		return r.errorf("set O_NONBLOCK: %v", err)
+	}
+	// The filter last: it would also judge the data put back into the
+	// queues.
+	if f := r.img.Filter; f != nil {
+		if err := sockopt.AttachFilter(fd, f.Prog, f.Locked); err != nil {
+			return r.errorf("%v", err)
+		}
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/sockopt"
 )
 
 // Dumper checkpoints the unix sockets of one process tree. Dump records
@@ -80,6 +81,11 @@ func (d *Dumper) Dump(local *os.File, pid, fd int, s *image.Socket) (*image.Unix
 	}
 	if x.u.Options, err = readOptions(lfd, s.Type); err != nil {
 		return nil, err
+	}
+	if prog, locked, err := sockopt.ReadFilter(lfd); err != nil {
+		return nil, err
+	} else if prog != nil {
+		s.Filter = &image.SocketFilter{Prog: prog, Locked: locked}
 	}
 	listening, _ := unix.GetsockoptInt(lfd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
 	if listening != 0 {

@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -599,6 +600,72 @@ static void mode_rights(void)
 	finish(0);
 }
 
+/* ---- state: a socket filter and options that only getsockopt shows ---- */
+
+#ifndef SO_BUF_LOCK
+#define SO_BUF_LOCK 72
+#endif
+#ifndef SO_PASSRIGHTS
+#define SO_PASSRIGHTS 83
+#endif
+
+/* Passes the messages whose first byte is 'A'. */
+static struct sock_filter only_a[] = {
+	BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 0),
+	BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 'A', 0, 1),
+	BPF_STMT(BPF_RET | BPF_K, 0xffff),
+	BPF_STMT(BPF_RET | BPF_K, 0),
+};
+
+static void set_int(int fd, int opt, int v, const char *name)
+{
+	CHECK(setsockopt(fd, SOL_SOCKET, opt, &v, sizeof v) == 0, "setsockopt %s", name);
+}
+
+static void want_int(int fd, int opt, int v, const char *name)
+{
+	int got = getopt_int(fd, opt);
+
+	CHECK(got == v, "%s is %d, want %d", name, got, v);
+}
+
+static void mode_state(void)
+{
+	int sv[2], passrights;
+	struct sock_fprog prog = { 4, only_a };
+	struct sock_filter got[8];
+	socklen_t l = 8;
+	char b[16];
+
+	CHECK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+	CHECK(setsockopt(sv[1], SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) == 0, "SO_ATTACH_FILTER");
+	set_int(sv[1], SO_LOCK_FILTER, 1, "SO_LOCK_FILTER");
+	set_int(sv[1], SO_PRIORITY, 5, "SO_PRIORITY");
+	set_int(sv[1], SO_MARK, 42, "SO_MARK");
+	set_int(sv[1], SO_TIMESTAMP, 1, "SO_TIMESTAMP");
+	set_int(sv[1], SO_BUF_LOCK, 1, "SO_BUF_LOCK");
+	passrights = setsockopt(sv[1], SOL_SOCKET, SO_PASSRIGHTS, &(int){ 0 }, sizeof(int)) == 0;
+	CHECK(send(sv[0], "A-queued", 8, 0) == 8, "send");
+	CHECK(send(sv[0], "B-dropped", 9, 0) == 9, "send");
+	say("READY pids=%d", getpid());
+	wait_file("go");
+	CHECK(getsockopt(sv[1], SOL_SOCKET, SO_GET_FILTER, got, &l) == 0, "SO_GET_FILTER");
+	CHECK(l == 4 && memcmp(got, only_a, sizeof only_a) == 0, "the socket filter has %d instructions or differs", (int)l);
+	want_int(sv[1], SO_LOCK_FILTER, 1, "SO_LOCK_FILTER");
+	want_int(sv[1], SO_PRIORITY, 5, "SO_PRIORITY");
+	want_int(sv[1], SO_MARK, 42, "SO_MARK");
+	want_int(sv[1], SO_TIMESTAMP, 1, "SO_TIMESTAMP");
+	want_int(sv[1], SO_BUF_LOCK, 1, "SO_BUF_LOCK");
+	if (passrights)
+		want_int(sv[1], SO_PASSRIGHTS, 0, "SO_PASSRIGHTS");
+	CHECK(recv(sv[1], b, sizeof b, MSG_DONTWAIT) == 8 && memcmp(b, "A-queued", 8) == 0, "the queued message");
+	CHECK(recv(sv[1], b, sizeof b, MSG_DONTWAIT) < 0 && errno == EAGAIN, "a message the filter dropped arrived");
+	CHECK(send(sv[0], "B-new", 5, 0) == 5 && send(sv[0], "A-new", 5, 0) == 5, "send");
+	CHECK(recv(sv[1], b, sizeof b, MSG_DONTWAIT) == 5 && memcmp(b, "A-new", 5) == 0, "the filter is not filtering");
+	CHECK(recv(sv[1], b, sizeof b, MSG_DONTWAIT) < 0 && errno == EAGAIN, "the filter let B-new through");
+	finish(0);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
@@ -623,6 +690,8 @@ int main(int argc, char **argv)
 		mode_external(argv[3]);
 	else if (!strcmp(m, "rights"))
 		mode_rights();
+	else if (!strcmp(m, "state"))
+		mode_state();
 	else {
 		fprintf(stderr, "unknown mode %s\n", m);
 		return 2;
