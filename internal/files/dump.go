@@ -171,6 +171,10 @@ func (d *Dumper) dumpFD(pid, pidfd, fd int) (*image.File, bool, error) {
 	case unix.S_IFCHR:
 		major, minor := unix.Major(st.Rdev), unix.Minor(st.Rdev)
 		switch {
+		case CharDeviceKind(st.Rdev) == "terminal" && !isPtyMaster(st.Rdev) && hungUp(lfd):
+			// Its pty master was closed (or vhangup ran): a dead
+			// descriptor, whatever /dev/pts/N became since.
+			f.Kind, f.PtyIndex = image.FileHungUp, ptySlaveIndex(st.Rdev)
 		case isPtyMaster(st.Rdev):
 			n, err := unix.IoctlGetInt(lfd, unix.TIOCGPTN)
 			if err != nil {

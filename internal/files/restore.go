@@ -32,6 +32,8 @@ type Opener struct {
 	pipes   map[uint64]*[2]*os.File
 	ghosts  map[*image.Ref]*os.File
 	ptys    map[int]*ptyPair
+	// hungUp are the hung-up terminals opened ahead, by file ID.
+	hungUp map[int]*os.File
 	byID    map[int]*image.File
 	// Warnings collects what the restore could not reproduce exactly.
 	Warnings []string
@@ -39,7 +41,7 @@ type Opener struct {
 
 // NewOpener returns an Opener for im.
 func NewOpener(im *image.Image, inTree func(int) bool) *Opener {
-	return &Opener{Image: im, InTree: inTree, Sockets: sockets.NewOpener(im.Tree), files: map[int]*os.File{}, pipes: map[uint64]*[2]*os.File{}, ghosts: map[*image.Ref]*os.File{}, ptys: map[int]*ptyPair{}}
+	return &Opener{Image: im, InTree: inTree, Sockets: sockets.NewOpener(im.Tree), files: map[int]*os.File{}, pipes: map[uint64]*[2]*os.File{}, ghosts: map[*image.Ref]*os.File{}, ptys: map[int]*ptyPair{}, hungUp: map[int]*os.File{}}
 }
 
 // Close releases the restorer's copies. Pipe ends that no restored process
@@ -60,6 +62,9 @@ func (o *Opener) Close() {
 	}
 	for _, p := range o.ptys {
 		p.close()
+	}
+	for _, f := range o.hungUp {
+		f.Close()
 	}
 	o.Sockets.Close()
 }
@@ -150,6 +155,8 @@ func (o *Opener) open(f *image.File) (*os.File, error) {
 		return dupFile(p.master)
 	case image.FilePtySlave:
 		return o.PtySlave(f.PtyIndex, flags)
+	case image.FileHungUp:
+		return o.HungUp(f)
 	case image.FilePipe:
 		return o.pipe(f)
 	case image.FileFIFO:

@@ -32,6 +32,16 @@ type Pty struct {
 	// Output was written to the slave and not yet read from the master.
 	Input  []byte `json:"input,omitempty"`
 	Output []byte `json:"output,omitempty"`
+	// Owner is the owner and mode of /dev/pts/INDEX (absent in older
+	// images: the restorer's, 0620).
+	Owner *PtyOwner `json:"owner,omitempty"`
+}
+
+// PtyOwner is the owner, group and permission bits of a pty slave node.
+type PtyOwner struct {
+	UID  uint32 `json:"uid"`
+	GID  uint32 `json:"gid"`
+	Mode uint32 `json:"mode"`
 }
 
 // Process is one process: its identity, threads, memory, files and the
@@ -309,6 +319,9 @@ const (
 	FileCtty      = "dev-tty"  // /dev/tty, opened again inside the restored process
 	FilePtyMaster = "pty-master"
 	FilePtySlave  = "pty-slave"
+	// FileHungUp is a terminal that was hung up (its pty master closed,
+	// or vhangup): reads return end of file, writes and ioctls EIO.
+	FileHungUp = "hung-up-terminal"
 	FilePipe      = "pipe"
 	FileFIFO      = "fifo" // a named pipe, reopened by path
 	FileMemfd     = "memfd"

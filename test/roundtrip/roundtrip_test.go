@@ -85,6 +85,7 @@ var workloads = []workload{
 	// Issue 12.
 	{name: "attrs", procs: 2, usr1: true},
 	{name: "mapattrs", procs: 1, usr1: true},
+	{name: "ptyattrs", procs: 1, usr1: true},
 }
 
 // mode is one way of going through checkpoint and restore.
