@@ -92,9 +92,11 @@ func Checkpoint(opts Options) (res *Result, err error) {
 			err = ferr
 		}
 	}
+	// Children first: a parent that runs again must not find its children
+	// still held (a stopped one would show as traced).
 	release := func() {
-		for _, tid := range tids {
-			ptrace.Detach(tid, 0)
+		for i := len(tids) - 1; i >= 0; i-- {
+			ptrace.Detach(tids[i], 0)
 		}
 	}
 	if err != nil {
@@ -191,6 +193,8 @@ func dumpTree(w *image.Writer, procs []*seized) (*image.Tree, *files.Dumper, err
 	md := mem.NewDumper(w, contents)
 	fd := files.NewDumper(contents, func(pid int) bool { return inTree[pid] })
 	tree := &image.Tree{Root: procs[0].pid}
+	// Stopped children whose parent has waited for the stop, by PID.
+	stopWaited := map[int]bool{}
 	for _, s := range procs {
 		if s.zombie != nil {
 			tree.Processes = append(tree.Processes, &image.Process{PID: s.pid, PPID: s.zombie.PPID, Ctty: -1,
@@ -210,6 +214,10 @@ func dumpTree(w *image.Writer, procs []*seized) (*image.Tree, *files.Dumper, err
 			if tid != p.PPID {
 				p.ParentTID = tid
 			}
+		}
+		p.Attrs.StopSignal, p.Attrs.StopWaited = s.stopSig, stopWaited[s.pid]
+		if err := stopsWaited(p, procs, stopWaited); err != nil {
+			return nil, fd, err
 		}
 		if p.FDs, err = fd.Dump(s.pid); err != nil {
 			return nil, fd, err
@@ -238,6 +246,27 @@ func dumpTree(w *image.Writer, procs []*seized) (*image.Tree, *files.Dumper, err
 	tree.Files = fd.Files
 	tree.SharedMemory = md.Order
 	return tree, fd, nil
+}
+
+// stopsWaited asks process p which of its stopped children it has waited
+// for, into waited: their restore must leave it nothing to wait for.
+func stopsWaited(p *image.Process, procs []*seized, waited map[int]bool) error {
+	var kids []int
+	for _, s := range procs {
+		if s.stopSig != 0 && s.zombie == nil {
+			if st, err := proc.ReadStat(s.pid); err == nil && st.PPID == p.PID {
+				kids = append(kids, s.pid)
+			}
+		}
+	}
+	if len(kids) == 0 {
+		return nil
+	}
+	w, err := task.StopsWaited(p.PID, p.Threads[0], kids)
+	for pid, v := range w {
+		waited[pid] = v
+	}
+	return err
 }
 
 func kernelRelease() string {

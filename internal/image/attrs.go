@@ -31,6 +31,12 @@ type ProcessAttrs struct {
 	// process's memory, its new mappings included (each mapping's own
 	// state is its VmFlag mg).
 	MemoryMerge bool `json:"memory_merge,omitempty"`
+	// StopSignal is the signal of the group stop (job control) the process
+	// was in: SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU; 0 when it ran.
+	StopSignal int `json:"stop_signal,omitempty"`
+	// StopWaited says its parent (in the tree) had already waited for
+	// that stop (waitpid with WUNTRACED): there is none left to report.
+	StopWaited bool `json:"stop_waited,omitempty"`
 }
 
 // ThreadAttrs are per-thread settings of the kernel: scheduling beyond the
@@ -114,8 +120,21 @@ func (a *ProcessAttrs) validate() error {
 	if a.Membarrier&^membarrierRegistrations != 0 {
 		return fmt.Errorf("membarrier registrations %#x", a.Membarrier)
 	}
+	switch a.StopSignal {
+	case 0, sigStop, sigTstp, sigTtin, sigTtou:
+	default:
+		return fmt.Errorf("stop signal %d is not a stop signal", a.StopSignal)
+	}
 	return nil
 }
+
+// Signals that stop a process (signal(7)).
+const (
+	sigStop = 19
+	sigTstp = 20
+	sigTtin = 21
+	sigTtou = 22
+)
 
 // membarrierRegistrations are the MEMBARRIER_CMD_REGISTER_* commands:
 // global expedited, private expedited, its sync-core and rseq variants.

@@ -149,6 +149,9 @@ func (r *restorer) run() error {
 			continue
 		}
 		t := r.targets[p.PID]
+		if err := r.stopNotices(t, p); err != nil {
+			return err
+		}
 		if err := files.Install(t, p, r.opener); err != nil {
 			return err
 		}
@@ -279,6 +282,19 @@ func (r *restorer) createProcesses() error {
 			}
 		}
 	}
+	// Stopped processes stop again, before their queued signals are back.
+	for _, p := range tree.Processes {
+		if p.Zombie || p.Attrs == nil || p.Attrs.StopSignal == 0 {
+			continue
+		}
+		var ths []*inject.Thread
+		for _, th := range p.Threads {
+			ths = append(ths, r.threads[th.TID])
+		}
+		if err := task.Stop(r.targets[p.PID], ths, p.Attrs.StopSignal); err != nil {
+			return fmt.Errorf("process %d: %w", p.PID, err)
+		}
+	}
 	// Zombies die last: a zombie may still lead a group others joined.
 	for _, p := range tree.Processes {
 		if p.Zombie {
@@ -286,6 +302,31 @@ func (r *restorer) createProcesses() error {
 				return fmt.Errorf("zombie %d: %w", p.PID, err)
 			}
 		}
+	}
+	return nil
+}
+
+// stopNotices takes back from process p what the restore of its zombie
+// and stopped children told it (SIGCHLDs, stops to wait for) that it had
+// not been told, or had dealt with, at checkpoint.
+func (r *restorer) stopNotices(t *inject.Target, p *image.Process) error {
+	var waited []int
+	told := false
+	for _, q := range r.im.Tree.Processes {
+		if q.PPID != p.PID || q.PID == r.im.Tree.Root {
+			continue
+		}
+		stopped := q.Attrs != nil && q.Attrs.StopSignal != 0
+		told = told || q.Zombie || stopped
+		if stopped && q.Attrs.StopWaited {
+			waited = append(waited, q.PID)
+		}
+	}
+	if !told {
+		return nil
+	}
+	if err := task.RestoreStopNotices(t, waited); err != nil {
+		return fmt.Errorf("process %d: %w", p.PID, err)
 	}
 	return nil
 }

@@ -349,8 +349,10 @@ func lineDiff(a, b string) string {
 }
 
 // untraced checks that no thread of tr is traced or stopped: the engine
-// must let go of every thread after a checkpoint or a restore.
-func untraced(tr tree) []string {
+// must let go of every thread after a checkpoint or a restore. The
+// processes in stopped are the opposite: every one of their threads must
+// be stopped (state T, job control), as they were.
+func untraced(tr tree, stopped map[int]bool) []string {
 	var out []string
 	for pid := range tr {
 		tids, _ := threads(pid)
@@ -360,7 +362,11 @@ func untraced(tr tree) []string {
 			if st["TracerPid"] != "0" {
 				out = append(out, fmt.Sprintf("thread %d of %d is traced by %s", tid, pid, st["TracerPid"]))
 			}
-			if s := st["State"]; strings.HasPrefix(s, "t") || strings.HasPrefix(s, "T") {
+			s := st["State"]
+			switch {
+			case stopped[pid] && !strings.HasPrefix(s, "T"):
+				out = append(out, fmt.Sprintf("thread %d of %d is not stopped (%s), as it was", tid, pid, s))
+			case !stopped[pid] && (strings.HasPrefix(s, "t") || strings.HasPrefix(s, "T")):
 				out = append(out, fmt.Sprintf("thread %d of %d is stopped (%s)", tid, pid, s))
 			}
 		}

@@ -161,6 +161,7 @@ func zombieTests(t *testing.T, w workload, nzombies int) {
 	t.Run("standalone", func(t *testing.T) {
 		r := start(t, w)
 		ticks := r.waitTicks(0, 3)
+		r.markStopped()
 		live, zombies := r.zombieSnapshot(nzombies)
 		r.checkZombieTree(live, zombies)
 		r.finish(r.signalUSR1(ticks[len(ticks)-1].usr1))
@@ -247,6 +248,7 @@ func (r *run) checkZombieTree(live, zombies tree) {
 func zombieRoundTrip(t *testing.T, w workload, m mode, nzombies int) {
 	r := start(t, w)
 	ticks := r.waitTicks(0, 3)
+	r.markStopped()
 	usr1 := r.signalUSR1(ticks[len(ticks)-1].usr1)
 	live, zombies := r.zombieSnapshot(nzombies)
 	r.checkZombieTree(live, zombies)
@@ -307,6 +309,33 @@ func zombieRoundTrip(t *testing.T, w workload, m mode, nzombies int) {
 	}
 	// The root reaps its zombies now and checks their statuses (DONE ok).
 	r.finish(usr1)
+}
+
+// markStopped records, for a workload that keeps processes stopped, which
+// of its processes are (state T): they must stay stopped.
+func (r *run) markStopped() {
+	if !r.w.stopped {
+		return
+	}
+	r.stopped = map[int]bool{}
+	for _, pid := range descendants(r.pid) {
+		if procState(pid) == "state T" {
+			r.stopped[pid] = true
+		}
+	}
+	if len(r.stopped) == 0 {
+		r.fatalf("no process of the tree is stopped")
+	}
+	r.t.Logf("stopped processes: %v", r.stopped)
+}
+
+// TestStopped runs stopped.c standalone and through every mode: processes
+// stopped by SIGSTOP, SIGTSTP and (a whole process group) SIGTTIN must come
+// back stopped, with the same stop left to report to their parent (none
+// where it had waited for it), no new SIGCHLD for the parent, and the
+// signals that arrived while they were stopped still pending.
+func TestStopped(t *testing.T) {
+	zombieTests(t, workload{name: "stopped", procs: 5, usr1: true, stopped: true}, 0)
 }
 
 // ---------------------------------------------------------------------------
@@ -613,7 +642,7 @@ func (p *progRun) problems(tr tree, restored bool) []string {
 			out = append(out, fmt.Sprintf("process %d appeared in the tree", pid))
 		}
 	}
-	return append(out, untraced(tr)...)
+	return append(out, untraced(tr, nil)...)
 }
 
 // checkpointAndRestore checkpoints the tree (killing it), waits until it is

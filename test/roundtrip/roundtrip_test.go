@@ -60,6 +60,9 @@ type workload struct {
 	// seccompLog counts the seccomp filters with SECCOMP_FILTER_FLAG_LOG
 	// over all threads of its tree.
 	seccompLog int
+	// stopped marks a workload that keeps some of its processes stopped
+	// (job control): the ones stopped once it is READY must stay so.
+	stopped bool
 }
 
 var workloads = []workload{
@@ -317,6 +320,8 @@ type run struct {
 	// restore put a vDSO proxy: memory maps are compared without them and
 	// without the kernel's vDSO mappings, which moved.
 	vdsoProxies map[string]bool
+	// stopped are the processes the workload keeps stopped (job control).
+	stopped map[int]bool
 }
 
 // procRec is what the harness records about one process of a tree.
@@ -722,7 +727,7 @@ func (r *run) pause() {
 // The differences are errors, not fatal: the workload's own checks still run.
 func (r *run) compareFingerprint(when string, before fingerprint, tr tree) {
 	r.t.Helper()
-	if bad := untraced(tr); len(bad) > 0 {
+	if bad := untraced(tr, r.stopped); len(bad) > 0 {
 		r.t.Errorf("%s: %s", when, strings.Join(bad, "; "))
 	}
 	after := takeFingerprint(tr, r.w.runtime)
@@ -757,7 +762,7 @@ func (r *run) afterFailedCheckpoint() string {
 			problems = append(problems, fmt.Sprintf("process %d is not running (%s)", pid, procState(pid)))
 		}
 	}
-	problems = append(problems, untraced(tree(r.tree))...)
+	problems = append(problems, untraced(tree(r.tree), r.stopped)...)
 	if len(problems) == 0 {
 		from := r.logSize()
 		end := time.Now().Add(deadline)
