@@ -32,9 +32,9 @@ type Opener struct {
 	pipes   map[uint64]*[2]*os.File
 	ghosts  map[*image.Ref]*os.File
 	ptys    map[int]*ptyPair
+	byID    map[int]*image.File
 	// hungUp are the hung-up terminals opened ahead, by file ID.
 	hungUp map[int]*os.File
-	byID    map[int]*image.File
 	// Warnings collects what the restore could not reproduce exactly.
 	Warnings []string
 }

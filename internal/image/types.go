@@ -319,9 +319,6 @@ const (
 	FileCtty      = "dev-tty"  // /dev/tty, opened again inside the restored process
 	FilePtyMaster = "pty-master"
 	FilePtySlave  = "pty-slave"
-	// FileHungUp is a terminal that was hung up (its pty master closed,
-	// or vhangup): reads return end of file, writes and ioctls EIO.
-	FileHungUp = "hung-up-terminal"
 	FilePipe      = "pipe"
 	FileFIFO      = "fifo" // a named pipe, reopened by path
 	FileMemfd     = "memfd"
@@ -331,6 +328,9 @@ const (
 	FileSignalfd  = "signalfd"
 	FileTimerfd   = "timerfd"
 	FileInotify   = "inotify"
+	// FileHungUp is a terminal that was hung up (its pty master closed,
+	// or vhangup): reads return end of file, writes and ioctls EIO.
+	FileHungUp = "hung-up-terminal"
 )
 
 // File is an open file description.
