@@ -423,9 +423,22 @@ func (r *restorer) finishProcess(p *image.Process) error {
 			suspended = false
 		}
 	}
+	// Filters that every thread has alike are one filter they share: the
+	// main thread installs them for all (TSYNC), first, while every thread
+	// may still install filters; only suspended filters can come that
+	// early (they would act on the credentials' calls).
+	shared := 0
+	if suspended {
+		shared = task.SharedSeccomp(p.Threads)
+	}
+	if shared > 0 {
+		if err := task.RestoreSeccomp(t, t.Leader, p.Threads[0], 0, shared, true); err != nil {
+			return fmt.Errorf("process %d: %w", p.PID, err)
+		}
+	}
 	for _, th := range p.Threads {
-		if task.SeccompBeforeCreds(th) {
-			if err := task.RestoreSeccomp(t, r.threads[th.TID], th); err != nil {
+		if task.SeccompBeforeCreds(th, shared) {
+			if err := task.RestoreSeccomp(t, r.threads[th.TID], th, shared, len(th.Seccomp), false); err != nil {
 				return fmt.Errorf("process %d: %w", p.PID, err)
 			}
 		}
@@ -447,8 +460,8 @@ func (r *restorer) finishProcess(p *image.Process) error {
 		return fmt.Errorf("process %d close channel: %w", p.PID, err)
 	}
 	for _, th := range p.Threads {
-		if !task.SeccompBeforeCreds(th) {
-			if err := task.RestoreSeccomp(t, r.threads[th.TID], th); err != nil {
+		if !task.SeccompBeforeCreds(th, shared) {
+			if err := task.RestoreSeccomp(t, r.threads[th.TID], th, shared, len(th.Seccomp), false); err != nil {
 				return fmt.Errorf("process %d: %w", p.PID, err)
 			}
 		}

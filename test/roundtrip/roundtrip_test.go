@@ -89,6 +89,7 @@ var workloads = []workload{
 	{name: "attrs", procs: 2, usr1: true},
 	{name: "mapattrs", procs: 1, usr1: true},
 	{name: "ptyattrs", procs: 1, usr1: true},
+	{name: "seccomp_tsync", procs: 1, usr1: true},
 }
 
 // mode is one way of going through checkpoint and restore.
