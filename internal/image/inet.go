@@ -7,6 +7,10 @@ type InetSocket struct {
 	// NetNS is the inode of the network namespace the socket lived in at
 	// checkpoint. It identifies the namespace within one boot only.
 	NetNS uint64 `json:"netns,omitempty"`
+	// Owner is the uid and gid the socket belongs to (those that made it):
+	// the kernel groups SO_REUSEPORT sockets by that uid, and routing rules
+	// may match it. Absent in older images (the restorer's).
+	Owner *[2]uint32 `json:"owner,omitempty"`
 	// Lock names the network-lock chain (table inet seamless) that drops the
 	// socket's inbound packets between checkpoint and restore.
 	Lock string `json:"lock,omitempty"`

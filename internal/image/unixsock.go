@@ -61,6 +61,10 @@ type UnixPath struct {
 	// Unlinked is set when the socket file was removed (or replaced) after
 	// bind: the socket keeps its name but nothing can reach it by path.
 	Unlinked bool `json:"unlinked,omitempty"`
+	// Dir is, for a socket bound to a relative path, the directory the
+	// path was resolved in (the process's working directory, where its
+	// socket file is).
+	Dir string `json:"dir,omitempty"`
 }
 
 // UnixExternal is a connection to a socket outside the tree.

@@ -47,6 +47,7 @@ func (d *Dumper) Dump(local *os.File, pid, fd int, s *image.Socket) (*image.Inet
 		return nil, fmt.Errorf("stat: %w", err)
 	}
 	h.inode = st.Ino
+	is.Owner = &[2]uint32{st.Uid, st.Gid}
 	var err error
 	if is.NetNS, err = netnsInode(pid); err != nil {
 		return nil, err

@@ -42,7 +42,10 @@ func (d *Dumper) dumpTCP(fd, pid int, s *image.Socket, is *image.InetSocket, h *
 		return err
 	}
 	conn := ti.state != tcpClose && ti.state != tcpListen
-	if err := dumpOptions(fd, s, is, conn); err != nil {
+	// A closed socket that carried a connection shows the connection's
+	// MSS and window clamp, not settings of its own.
+	wasConn := conn || ti.state == tcpClose && ti.segments > 0
+	if err := dumpOptions(fd, s, is, wasConn); err != nil {
 		return err
 	}
 	if conn {

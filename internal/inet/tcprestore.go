@@ -24,10 +24,17 @@ func restoreTCP(fd int, s *image.Socket) error {
 		if is.TCP != nil {
 			return fmt.Errorf("TCP socket in state %s has connection state", is.State)
 		}
-		if err := restoreOptions(fd, s, sockopt.Early, false); err != nil {
+		// A closed socket is bound in repair mode, which resets what the
+		// Late options set: they come after.
+		closed := is.State == "close"
+		if err := restoreOptions(fd, s, sockopt.Early, closed); err != nil {
 			return err
 		}
-		if local.IsValid() {
+		if local.IsValid() && closed {
+			if err := bindClosed(fd, s.Family, local, is.Local.Zone); err != nil {
+				return err
+			}
+		} else if local.IsValid() {
 			if err := bindTo(fd, s.Family, local, is.Local.Zone); err != nil {
 				return err
 			}
@@ -40,7 +47,12 @@ func restoreTCP(fd int, s *image.Socket) error {
 				return fmt.Errorf("listen: %w", err)
 			}
 		}
-		return restoreOptions(fd, s, sockopt.Final, false)
+		if closed {
+			if err := restoreOptions(fd, s, sockopt.Late, true); err != nil {
+				return err
+			}
+		}
+		return restoreOptions(fd, s, sockopt.Final, closed)
 	}
 	state, ok := tcpStateByName(is.State)
 	if !ok || is.TCP == nil || state == tcpSynSent || state == tcpSynRecv || state == tcpTimeWait {
@@ -76,6 +88,21 @@ func bindTo(fd, family int, ap netip.AddrPort, zone string) error {
 		}
 	}
 	return nil
+}
+
+// bindClosed binds a closed socket to its old address in repair mode,
+// where the kernel checks no conflict: a connection that was accepted and
+// then reset (or closed by its peer) keeps its listener's port, which a
+// plain bind next to the listener would refuse with EADDRINUSE. Repair mode
+// resets SO_REUSEADDR, which the Late options set back.
+func bindClosed(fd, family int, ap netip.AddrPort, zone string) error {
+	if err := repair(fd, true); err != nil {
+		return err
+	}
+	if err := bindTo(fd, family, ap, zone); err != nil {
+		return err
+	}
+	return repair(fd, false)
 }
 
 // restoreConn rebuilds a connection in repair mode: sequence numbers,

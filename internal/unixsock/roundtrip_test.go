@@ -110,6 +110,8 @@ var cases = []wcase{
 	{"listener-path", func(dir string) []string { return []string{"listener", filepath.Join(dir, "listen.sock")} }},
 	{"listener-abstract", func(string) []string { return []string{"listener", abstract("listen")} }},
 	{"filter-and-options", func(string) []string { return []string{"state"} }},
+	{"self-connected-and-removed-dir", func(string) []string { return []string{"names"} }},
+	{"relative-path", func(string) []string { return []string{"relative"} }},
 }
 
 // abstract returns an abstract name private to this test run.

@@ -666,6 +666,76 @@ static void mode_state(void)
 	finish(0);
 }
 
+/* ---- names: sockets whose names a plain bind could not give back ---- */
+
+/* A datagram socket connected to its own name, with a message to itself
+ * queued; a stream listener bound in a directory that was then removed;
+ * with relative, instead, a stream listener bound to a relative path and
+ * a connection made to it by that path, with data queued. */
+static void mode_names(int relative)
+{
+	char self[4200], gone[4200], sub[4200], rel[4200], b[16];
+	int s, g, r, c, a;
+
+	if (relative)
+		goto relative;
+	snprintf(self, sizeof self, "%s/self.sock", dir);
+	s = sock_bound(SOCK_DGRAM, self);
+	{
+		struct sockaddr_un sa;
+		socklen_t l = mkaddr(&sa, self);
+
+		CHECK(connect(s, (struct sockaddr *)&sa, l) == 0, "connect to itself");
+	}
+	CHECK(send(s, "to-me", 5, 0) == 5, "send to itself");
+
+	snprintf(sub, sizeof sub, "%s/gone", dir);
+	snprintf(gone, sizeof gone, "%s/gone/l.sock", dir);
+	CHECK(mkdir(sub, 0755) == 0, "mkdir %.200s", sub);
+	g = sock_bound(SOCK_STREAM, gone);
+	CHECK(listen(g, 4) == 0, "listen");
+	CHECK(unlink(gone) == 0 && rmdir(sub) == 0, "remove %.200s", sub);
+	say("READY pids=%d", getpid());
+	wait_file("go");
+	check_sockname(s, 0, self, "self-connected socket");
+	check_sockname(s, 1, self, "peer of the self-connected socket");
+	CHECK(recv(s, b, sizeof b, MSG_DONTWAIT) == 5 && memcmp(b, "to-me", 5) == 0, "the message to itself");
+	CHECK(send(s, "again", 5, 0) == 5 && recv(s, b, sizeof b, MSG_DONTWAIT) == 5 && memcmp(b, "again", 5) == 0,
+	      "a new message to itself");
+	check_sockname(g, 0, gone, "listener bound in a removed directory");
+	CHECK(getopt_int(g, SO_ACCEPTCONN) == 1, "the listener in the removed directory no longer listens");
+	CHECK(access(sub, F_OK) != 0 && errno == ENOENT, "the removed directory %.200s is back", sub);
+	finish(0);
+	return;
+
+relative:
+	snprintf(rel, sizeof rel, "%s/rel", dir);
+	CHECK(mkdir(rel, 0755) == 0 && chdir(rel) == 0, "chdir %.200s", rel);
+	r = sock_bound(SOCK_STREAM, "r.sock");
+	CHECK(listen(r, 4) == 0, "listen");
+	c = sock_connect(SOCK_STREAM, "r.sock");
+	a = accept4(r, NULL, NULL, SOCK_CLOEXEC);
+	CHECK(a >= 0, "accept");
+	write_all(c, "rel", 3);
+
+	say("READY pids=%d", getpid());
+	wait_file("go");
+	check_sockname(r, 0, "r.sock", "listener bound to a relative path");
+	check_sockname(a, 0, "r.sock", "accepted connection of the relative listener");
+	read_all(a, b, 3);
+	CHECK(memcmp(b, "rel", 3) == 0, "data queued on the relative path's connection");
+	{
+		char abs[4300];
+		int c2;
+
+		snprintf(abs, sizeof abs, "%s/r.sock", rel);
+		c2 = sock_connect(SOCK_STREAM, abs);
+		CHECK(accept4(r, NULL, NULL, SOCK_CLOEXEC) >= 0, "a connection by the full path to the relative listener");
+		close(c2);
+	}
+	finish(0);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
@@ -692,6 +762,10 @@ int main(int argc, char **argv)
 		mode_rights();
 	else if (!strcmp(m, "state"))
 		mode_state();
+	else if (!strcmp(m, "names"))
+		mode_names(0);
+	else if (!strcmp(m, "relative"))
+		mode_names(1);
 	else {
 		fprintf(stderr, "unknown mode %s\n", m);
 		return 2;
