@@ -50,6 +50,11 @@ type Result struct {
 	Frozen             time.Duration // from the first stop to the image being complete
 	// PIDs are the processes of the tree.
 	PIDs []int
+	// Zombies are the processes of the killed tree that are zombies until
+	// their parent, outside the tree, reaps them (by PID, with the
+	// parent): every other PID and TID of the tree is free once the tree
+	// is killed.
+	Zombies map[int]int
 	// With KillLater, exactly one of Abort (the tree is let go: its
 	// connections leave repair mode, the network lock goes, its threads are
 	// detached) and Commit (it is killed) must be called.
@@ -143,7 +148,7 @@ func Checkpoint(opts Options) (res *Result, err error) {
 		// The tree stays stopped under ptrace until the caller decides.
 		res.Abort = abort
 		res.Commit = func() {
-			kill(procs, tids)
+			res.Zombies = kill(procs, tids, logw)
 			fd.Close(true)
 		}
 		return res, nil
@@ -151,34 +156,96 @@ func Checkpoint(opts Options) (res *Result, err error) {
 	// The tree must not run on after its checkpoint: it would change files
 	// and state the image no longer reflects. Connections stay in repair
 	// mode, so that their sockets close without a word to the peers.
-	kill(procs, tids)
+	res.Zombies = kill(procs, tids, logw)
 	fd.Close(true)
 	return res, nil
 }
 
-// kill SIGKILLs a stopped tree and waits until every thread is gone.
-func kill(procs []*seized, tids []int) {
+// killDeadline bounds the wait for a killed tree's threads to be gone: a
+// thread in an uninterruptible wait (a hung NFS server, say) dies only
+// once that wait ends.
+const killDeadline = 60 * time.Second
+
+// kill SIGKILLs a stopped tree and waits until every PID and TID of it is
+// free again, or held by a zombie that only its parent outside the tree
+// can free by reaping it: the root (whose parent started it), and
+// processes whose parents died with the tree (reparented to a subreaper,
+// or init). A restore that follows at once then finds every ID it needs
+// free, or held by such a zombie, which it waits for. It returns those
+// zombies with their parents.
+//
+// The threads are this process's tracees: reaping one here (wait4)
+// releases it, and its TID, before wait4 returns. A main thread is only
+// reported once its other threads are gone, so those are reaped first.
+func kill(procs []*seized, tids []int, logw io.Writer) map[int]int {
+	leader := map[int]bool{}
 	for _, p := range procs {
 		if p.zombie == nil {
 			unix.Kill(p.pid, unix.SIGKILL)
+			leader[p.pid] = true
 		}
 	}
-	for _, tid := range tids {
-		waitGone(tid)
+	end := time.Now().Add(killDeadline)
+	for _, leaders := range []bool{false, true} {
+		for _, tid := range tids {
+			if leader[tid] == leaders {
+				reapTracee(tid, end)
+			}
+		}
 	}
+	inTree := map[int]bool{}
+	for _, p := range procs {
+		inTree[p.pid] = true
+	}
+	held := map[int]int{}
+	for _, p := range procs {
+		ids := p.tids
+		if p.zombie != nil {
+			ids = []int{p.pid}
+		}
+		for _, id := range ids {
+			if parent, waits := awaitFree(id, inTree, end); waits {
+				held[id] = parent
+			} else if parent < 0 {
+				fmt.Fprintf(logw, "pid %d of the killed tree is still in use after %v\n", id, killDeadline)
+			}
+		}
+	}
+	return held
 }
 
-// waitGone waits until a killed tracee has exited (it may stay a zombie
-// until its parent reaps it).
-func waitGone(tid int) {
-	for i := 0; i < 1000; i++ {
+// reapTracee waits until the killed tracee tid has exited and reaps it.
+func reapTracee(tid int, end time.Time) {
+	for {
 		var ws unix.WaitStatus
-		_, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
+		got, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
 		if err != nil {
 			return // not our tracee any more: it is gone
 		}
-		if ws.Exited() || ws.Signaled() {
+		if got == tid && (ws.Exited() || ws.Signaled()) {
 			return
+		}
+		if time.Now().After(end) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// awaitFree waits until id is no longer in use, or is a zombie process
+// whose parent is outside the tree (then it returns that parent and true).
+// It returns -1, false if id is still in use at the deadline.
+func awaitFree(id int, inTree map[int]bool, end time.Time) (int, bool) {
+	for {
+		st, err := proc.ReadStat(id)
+		if err != nil {
+			return 0, false // gone
+		}
+		if st.State == 'Z' && !inTree[st.PPID] {
+			return st.PPID, true
+		}
+		if time.Now().After(end) {
+			return -1, false
 		}
 		time.Sleep(time.Millisecond)
 	}

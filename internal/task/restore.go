@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -54,8 +56,15 @@ func clone(t *inject.Target, th *inject.Thread, id int, flags uint64, exitSignal
 	}
 	th.Child = 0
 	got, err := th.Syscall(unix.SYS_CLONE3, args, unix.CLONE_ARGS_SIZE_VER1)
+	// A task the kernel is still releasing has left /proc but not yet
+	// freed its PID: give it a moment.
+	for tries := 0; errors.Is(err, unix.EEXIST) && tries < pidReleaseTries && !pidVisible(id); tries++ {
+		time.Sleep(pidReleasePause)
+		th.Child = 0
+		got, err = th.Syscall(unix.SYS_CLONE3, args, unix.CLONE_ARGS_SIZE_VER1)
+	}
 	if err != nil {
-		if e, ok := err.(*inject.Errno); ok && e.Err == unix.EEXIST {
+		if errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("pid %d is already in use: cannot restore with the same pid", id)
 		}
 		return fmt.Errorf("clone3 with pid %d: %w", id, err)
@@ -68,6 +77,18 @@ func clone(t *inject.Target, th *inject.Thread, id int, flags uint64, exitSignal
 		return fmt.Errorf("new task %d: %w", id, err)
 	}
 	return nil
+}
+
+// How long clone waits for a PID that is being released (about 2 s).
+const (
+	pidReleaseTries = 400
+	pidReleasePause = 5 * time.Millisecond
+)
+
+// pidVisible reports whether a task with ID id shows in /proc.
+func pidVisible(id int) bool {
+	_, err := os.Stat("/proc/" + strconv.Itoa(id))
+	return err == nil
 }
 
 // sigaction lays out struct kernel_sigaction.

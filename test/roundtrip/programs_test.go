@@ -339,6 +339,61 @@ func TestStopped(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
+// Restoring the moment the checkpoint returns
+
+// TestRestoreRightAfterCheckpoint checkpoints (and kills) a tree of
+// multi-threaded processes and restores it the moment the checkpoint has
+// returned and the test has reaped its own children (the root, and what
+// was reparented to it, the subreaper), with --pid-wait 0: the checkpoint
+// returns only once every PID and TID of the killed tree is free, or held
+// by a zombie that only its parent outside the tree (here, the test) can
+// reap. Twenty rounds of threads.c and tree.c.
+func TestRestoreRightAfterCheckpoint(t *testing.T) {
+	for _, w := range []workload{{name: "threads", procs: 1, usr1: true}, {name: "tree", procs: 4}} {
+		t.Run(w.name, func(t *testing.T) {
+			needSeamless(t)
+			r := start(t, w)
+			r.waitTicks(0, 3)
+			tr := r.snapshot()
+			r.checkTree(tr)
+			for round := 1; round <= 20; round++ {
+				img := filepath.Join(r.dir, fmt.Sprintf("image-%d", round))
+				cp := runSeamless("checkpoint", "--pid", strconv.Itoa(r.pid), "--dir", img, "-v")
+				if cp.code != 0 {
+					r.fatalf("%s", cp)
+				}
+				reapChildren()
+				res := runSeamless("restore", "--dir", img, "--pid-wait", "0s")
+				if res.code != 0 {
+					r.fatalf("round %d: the restore right after the checkpoint failed:\n%s\ncheckpoint said:\n%s", round, res, cp.stderr)
+				}
+				r.restored, r.exited = true, false
+				r.restoreN = r.logSize()
+				r.checkAlive(tr)
+				r.waitTicks(r.restoreN, 2)
+				os.RemoveAll(img)
+			}
+			usr1 := 0
+			if w.usr1 {
+				usr1 = r.signalUSR1(r.lastTick().usr1)
+			}
+			r.finish(usr1)
+		})
+	}
+}
+
+// reapChildren reaps every child of the test process that has exited.
+func reapChildren() {
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG|unix.WALL, nil)
+		if err != nil || pid <= 0 {
+			return
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
 // System V semaphore undo values
 
 // sysvKeyPrefix marks the System V objects of sysvipc.c and semundo.c.
