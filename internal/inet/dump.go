@@ -58,12 +58,33 @@ func (d *Dumper) Dump(local *os.File, pid, fd int, s *image.Socket) (*image.Inet
 	case s.Type == unix.SOCK_DGRAM && s.Protocol == unix.IPPROTO_UDP:
 		err = d.dumpUDP(lfd, pid, s, is, h)
 	default:
-		return nil, fmt.Errorf("inet socket of type %d protocol %d (only TCP and UDP are supported)", s.Type, s.Protocol)
+		return nil, fmt.Errorf("%s socket (type %d, protocol %d): only TCP and UDP sockets are carried", kindName(s), s.Type, s.Protocol)
 	}
 	if err != nil {
 		return nil, err
 	}
 	return is, nil
+}
+
+// kindName names an IPv4 or IPv6 socket that is neither TCP nor UDP.
+func kindName(s *image.Socket) string {
+	v := "IPv4"
+	if s.Family == unix.AF_INET6 {
+		v = "IPv6"
+	}
+	switch {
+	case s.Type == unix.SOCK_RAW:
+		return "raw " + v
+	case s.Protocol == unix.IPPROTO_ICMP || s.Protocol == unix.IPPROTO_ICMPV6:
+		return "ICMP (ping) " + v
+	case s.Protocol == unix.IPPROTO_UDPLITE:
+		return "UDP-Lite " + v
+	case s.Protocol == unix.IPPROTO_SCTP:
+		return "SCTP " + v
+	case s.Protocol == unix.IPPROTO_MPTCP:
+		return "MPTCP " + v
+	}
+	return v
 }
 
 // addresses fills in the bound and connected addresses.

@@ -45,12 +45,43 @@ func (d *Dumper) Dump(local *os.File, pid, fd int) (*image.Socket, error) {
 	case unix.AF_INET, unix.AF_INET6:
 		s.Inet, err = d.Inet.Dump(local, pid, fd, s)
 	default:
-		return nil, fmt.Errorf("address family %d is not supported", s.Family)
+		return nil, fmt.Errorf("%s socket: only unix, TCP and UDP sockets are carried", familyName(s))
 	}
 	if err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// familyName names the address family of s, and for netlink its protocol.
+func familyName(s *image.Socket) string {
+	switch s.Family {
+	case unix.AF_PACKET:
+		return "packet (AF_PACKET)"
+	case unix.AF_NETLINK:
+		if name, ok := netlinkProtocols[s.Protocol]; ok {
+			return "netlink (" + name + ")"
+		}
+		return fmt.Sprintf("netlink (protocol %d)", s.Protocol)
+	case unix.AF_VSOCK:
+		return "vsock (AF_VSOCK)"
+	case unix.AF_ALG:
+		return "kernel crypto (AF_ALG)"
+	case unix.AF_BLUETOOTH:
+		return "Bluetooth (AF_BLUETOOTH)"
+	case unix.AF_XDP:
+		return "XDP (AF_XDP)"
+	}
+	return fmt.Sprintf("address family %d", s.Family)
+}
+
+// netlinkProtocols names the common netlink protocols.
+var netlinkProtocols = map[int]string{
+	unix.NETLINK_ROUTE: "NETLINK_ROUTE", unix.NETLINK_SOCK_DIAG: "NETLINK_SOCK_DIAG",
+	unix.NETLINK_AUDIT: "NETLINK_AUDIT", unix.NETLINK_KOBJECT_UEVENT: "NETLINK_KOBJECT_UEVENT",
+	unix.NETLINK_GENERIC: "NETLINK_GENERIC", unix.NETLINK_NETFILTER: "NETLINK_NETFILTER",
+	unix.NETLINK_XFRM: "NETLINK_XFRM", unix.NETLINK_CONNECTOR: "NETLINK_CONNECTOR",
+	unix.NETLINK_SELINUX: "NETLINK_SELINUX",
 }
 
 // Finish completes what needs every socket of the tree to be known (peers
