@@ -97,13 +97,7 @@ func Checkpoint(opts Options) (res *Result, err error) {
 			err = ferr
 		}
 	}
-	// Children first: a parent that runs again must not find its children
-	// still held (a stopped one would show as traced).
-	release := func() {
-		for i := len(tids) - 1; i >= 0; i-- {
-			ptrace.Detach(tids[i], 0)
-		}
-	}
+	release := func() { releaseAll(procs, tids) }
 	if err != nil {
 		release()
 		return nil, err
@@ -159,6 +153,34 @@ func Checkpoint(opts Options) (res *Result, err error) {
 	res.Zombies = kill(procs, tids, logw)
 	fd.Close(true)
 	return res, nil
+}
+
+// releaseAll detaches every thread, children before parents: a parent that
+// runs again must not find its children still held, and a child that was
+// stopped (job control) is back in its stop before its parent runs.
+func releaseAll(procs []*seized, tids []int) {
+	stopped := map[int]*seized{}
+	for _, p := range procs {
+		if p.stopSig != 0 {
+			for _, tid := range p.tids {
+				stopped[tid] = p
+			}
+		}
+	}
+	var pending *seized
+	for i := len(tids) - 1; i >= 0; i-- {
+		if pending != nil && stopped[tids[i]] != pending {
+			task.AwaitStopped(pending.pid, pending.tids)
+			pending = nil
+		}
+		ptrace.Detach(tids[i], 0)
+		if p := stopped[tids[i]]; p != nil {
+			pending = p
+		}
+	}
+	if pending != nil {
+		task.AwaitStopped(pending.pid, pending.tids)
+	}
 }
 
 // killDeadline bounds the wait for a killed tree's threads to be gone: a

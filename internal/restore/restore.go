@@ -194,9 +194,17 @@ func (r *restorer) run() error {
 			return err
 		}
 	}
-	for _, p := range tree.Processes {
+	// Children first, so that no process runs before its children are
+	// complete; a stopped one is back in its stop before its parent runs.
+	for i := len(tree.Processes) - 1; i >= 0; i-- {
+		p := tree.Processes[i]
+		var tids []int
 		for _, th := range p.Threads {
 			ptrace.Detach(th.TID, 0)
+			tids = append(tids, th.TID)
+		}
+		if p.Attrs != nil && p.Attrs.StopSignal != 0 {
+			task.AwaitStopped(p.PID, tids)
 		}
 	}
 	r.releaseSeed()

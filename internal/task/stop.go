@@ -4,11 +4,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inject"
+	"github.com/seamless-linux/seamless/internal/proc"
 	"github.com/seamless-linux/seamless/internal/ptrace"
 )
 
@@ -126,6 +128,22 @@ func stop(t *inject.Target, threads []*inject.Thread, sig int) error {
 		}
 	}
 	return nil
+}
+
+// AwaitStopped waits (up to a few seconds) until every thread tids of a
+// process just detached is back in the group stop it was in: its parent,
+// detached next, must find it stopped, not on its way there.
+func AwaitStopped(pid int, tids []int) {
+	end := time.Now().Add(5 * time.Second)
+	for _, tid := range tids {
+		for time.Now().Before(end) {
+			st, err := proc.ReadTaskStat(pid, tid)
+			if err != nil || st.State == 'T' || st.State == 'Z' || st.State == 'X' {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 }
 
 // finishCall runs a thread caught at a system call's entry to its exit.
