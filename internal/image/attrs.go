@@ -2,6 +2,7 @@ package image
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -216,6 +217,40 @@ func (m *Mapping) validateGuards() error {
 			if r.Addr < prev && g.Addr < r.Addr+r.Pages*pageSize {
 				return fmt.Errorf("mapping %#x-%#x: guard pages at %#x overlap stored pages", m.Start, m.End, g.Addr)
 			}
+		}
+	}
+	return nil
+}
+
+// validateFileState checks the parts of an open file description that
+// this file's fields describe: socket filters, shutdown states, socket
+// owners' and relative socket paths' directories, and pty owners.
+func (f *File) validateFileState() error {
+	s := f.Socket
+	if s == nil {
+		return nil
+	}
+	if flt := s.Filter; flt != nil {
+		if n := len(flt.Prog); n == 0 || n%8 != 0 || n/8 > maxBPFInstructions {
+			return fmt.Errorf("file %d: socket filter of %d bytes is not 1 to %d instructions of 8 bytes", f.ID, n, maxBPFInstructions)
+		}
+	}
+	if in := s.Inet; in != nil && (in.Shutdown < 0 || in.Shutdown > 3) {
+		return fmt.Errorf("file %d: shutdown state %d", f.ID, in.Shutdown)
+	}
+	if u := s.Unix; u != nil && u.Path != nil && u.Path.Dir != "" {
+		if d := u.Path.Dir; d[0] != '/' || filepath.Clean(d) != d {
+			return fmt.Errorf("file %d: directory %q of a relative socket path is not a clean absolute path", f.ID, d)
+		}
+	}
+	return nil
+}
+
+// validatePtys checks the owners of the pseudo-terminals.
+func (t *Tree) validatePtys() error {
+	for _, p := range t.Ptys {
+		if p.Owner != nil && p.Owner.Mode&^0o7777 != 0 {
+			return fmt.Errorf("pty %d: mode %o", p.Index, p.Owner.Mode)
 		}
 	}
 	return nil

@@ -95,3 +95,27 @@ func TestValidateGuards(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateFileState(t *testing.T) {
+	tests := []struct {
+		f    File
+		want string
+	}{
+		{File{ID: 1, Socket: &Socket{Filter: &SocketFilter{Prog: make([]byte, 16)}}}, ""},
+		{File{ID: 1, Socket: &Socket{Filter: &SocketFilter{Prog: make([]byte, 12)}}}, "file 1: socket filter of 12 bytes"},
+		{File{ID: 2, Socket: &Socket{Inet: &InetSocket{Shutdown: 4}}}, "file 2: shutdown state 4"},
+		{File{ID: 3, Socket: &Socket{Unix: &UnixSocket{Path: &UnixPath{Dir: "/srv/run"}}}}, ""},
+		{File{ID: 3, Socket: &Socket{Unix: &UnixSocket{Path: &UnixPath{Dir: "run"}}}}, "not a clean absolute path"},
+		{File{ID: 3, Socket: &Socket{Unix: &UnixSocket{Path: &UnixPath{Dir: "/srv/../etc"}}}}, "not a clean absolute path"},
+	}
+	for _, tc := range tests {
+		err := tc.f.validateFileState()
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%+v: error %v, want %q", tc.f, err, tc.want)
+		}
+	}
+	tr := &Tree{Ptys: []*Pty{{Index: 3, Owner: &PtyOwner{Mode: 0o100620}}}}
+	if err := tr.validatePtys(); err == nil || !strings.Contains(err.Error(), "pty 3: mode") {
+		t.Errorf("a pty mode with file type bits: %v", err)
+	}
+}

@@ -14,6 +14,12 @@ func (t *Tree) validate() error {
 	files := map[int]bool{}
 	for _, f := range t.Files {
 		files[f.ID] = true
+		if err := f.validateFileState(); err != nil {
+			return err
+		}
+	}
+	if err := t.validatePtys(); err != nil {
+		return err
 	}
 	shm := map[int]bool{}
 	for _, s := range t.SharedMemory {
