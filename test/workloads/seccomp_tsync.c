@@ -29,8 +29,9 @@
 static struct sock_filter f[] = { ARCH_X86_64, GETCPU_ERRNO(1111) };
 static struct sock_filter g[] = { ARCH_X86_64, GETCPU_ERRNO(2222) };
 
-static volatile int phase; /* 0: before F, 1: F for all, 2: G for all, 3: stop */
-static volatile int seen[3];
+/* 0: before F, 1: F for all, 2: threads pause, 3: G for all, 4: stop */
+static volatile int phase;
+static volatile int paused[3], seen[3];
 static pid_t tids[3];
 
 static void check(int k, int filters, int err)
@@ -69,10 +70,12 @@ static void *thread_main(void *arg)
 		install(f, sizeof f / sizeof f[0], "F");
 		phase = 1;
 	}
-	while (phase < 3) {
-		if (phase == 1)
+	for (int p; (p = phase) < 4;) {
+		if (p == 1)
 			check(k, 1, 1111);
-		else if (phase == 2)
+		else if (p == 2)
+			paused[k] = 1; /* no check runs while G goes on */
+		else if (p == 3)
 			check(k, 2, 2222), seen[k] = 1;
 		wl_sleep_ms(10);
 	}
@@ -102,12 +105,15 @@ int main(int argc, char **argv)
 		wl_print_tick(NULL, NULL);
 		wl_sleep_ms(20);
 	}
-	install(g, sizeof g / sizeof g[0], "G");
 	phase = 2;
+	wl_wait_flag(&paused[1], "thread 1 pauses");
+	wl_wait_flag(&paused[2], "thread 2 pauses");
+	install(g, sizeof g / sizeof g[0], "G");
+	phase = 3;
 	check(0, 2, 2222);
 	wl_wait_flag(&seen[1], "thread 1 sees G");
 	wl_wait_flag(&seen[2], "thread 2 sees G");
-	phase = 3;
+	phase = 4;
 	for (int k = 1; k < 3; k++)
 		pthread_join(th[k], NULL);
 	wl_say("DONE ok");
