@@ -1,10 +1,14 @@
 package roundtrip
 
-// Acceptance tests of issue 4 that do not fit the workloads table:
+// Acceptance tests of issues 4 and 12 that do not fit the workloads table:
 //
 //   - TestZombie and TestDeadLeader: zombie.c and deadleader.c, whose trees
 //     show processes in state Z (the table's harness expects every process
 //     of a tree to be running);
+//   - TestStopped: stopped.c, whose children are stopped (job control) and
+//     must stay so;
+//   - TestRestoreRightAfterCheckpoint: a restore the moment the checkpoint
+//     returns;
 //   - TestUnsupported: resources seamless must refuse at checkpoint, naming
 //     them, without harming the tree;
 //   - TestSemUndo: semundo.c, SEM_UNDO adjustments (kept out of the table:
