@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +45,11 @@ continues instead. On failure the tree keeps running and DIR is removed.`, stdou
 	}
 	fmt.Fprintf(stderr, "checkpointed %d processes, %d threads, %s in %v\n",
 		res.Processes, res.Threads, humanBytes(res.Bytes), time.Since(start).Round(time.Millisecond))
+	if *verbose {
+		for _, pid := range sortedPIDs(res.Zombies) {
+			fmt.Fprintf(stderr, "pid %d is a zombie until its parent %d reaps it\n", pid, res.Zombies[pid])
+		}
+	}
 	return nil
 }
 
@@ -158,4 +164,14 @@ func dialUnix(path string) (*os.File, error) {
 	}
 	defer c.Close()
 	return c.(*net.UnixConn).File()
+}
+
+// sortedPIDs lists the keys of m in order.
+func sortedPIDs(m map[int]int) []int {
+	out := make([]int, 0, len(m))
+	for pid := range m {
+		out = append(out, pid)
+	}
+	sort.Ints(out)
+	return out
 }

@@ -52,6 +52,11 @@ type Result struct {
 	Frozen             time.Duration // from the first stop to the image being complete
 	// PIDs are the processes of the tree.
 	PIDs []int
+	// Zombies are the processes of the killed tree that are zombies until
+	// their parent, outside the tree, reaps them (by PID, with the
+	// parent): every other PID and TID of the tree is free once the tree
+	// is killed.
+	Zombies map[int]int
 	// With KillLater, exactly one of Abort (the tree is let go: its
 	// connections leave repair mode, the network lock goes, its threads are
 	// detached) and Commit (it is killed) must be called.
@@ -99,11 +104,7 @@ func Checkpoint(opts Options) (res *Result, err error) {
 			err = ferr
 		}
 	}
-	release := func() {
-		for _, tid := range tids {
-			ptrace.Detach(tid, 0)
-		}
-	}
+	release := func() { releaseAll(procs, tids) }
 	if err != nil {
 		release()
 		return nil, err
@@ -156,7 +157,7 @@ func Checkpoint(opts Options) (res *Result, err error) {
 		// The tree stays stopped under ptrace until the caller decides.
 		res.Abort = abort
 		res.Commit = func() {
-			kill(procs, tids)
+			res.Zombies = kill(procs, tids, logw)
 			fd.Close(true)
 		}
 		return res, nil
@@ -164,34 +165,124 @@ func Checkpoint(opts Options) (res *Result, err error) {
 	// The tree must not run on after its checkpoint: it would change files
 	// and state the image no longer reflects. Connections stay in repair
 	// mode, so that their sockets close without a word to the peers.
-	kill(procs, tids)
+	res.Zombies = kill(procs, tids, logw)
 	fd.Close(true)
 	return res, nil
 }
 
-// kill SIGKILLs a stopped tree and waits until every thread is gone.
-func kill(procs []*seized, tids []int) {
+// releaseAll detaches every thread, children before parents: a parent that
+// runs again must not find its children still held, and a child that was
+// stopped (job control) is back in its stop before its parent runs.
+func releaseAll(procs []*seized, tids []int) {
+	stopped := map[int]*seized{}
 	for _, p := range procs {
-		if p.zombie == nil {
-			unix.Kill(p.pid, unix.SIGKILL)
+		if p.stopSig != 0 {
+			for _, tid := range p.tids {
+				stopped[tid] = p
+			}
 		}
 	}
-	for _, tid := range tids {
-		waitGone(tid)
+	var pending *seized
+	for i := len(tids) - 1; i >= 0; i-- {
+		if pending != nil && stopped[tids[i]] != pending {
+			task.AwaitStopped(pending.pid, pending.tids)
+			pending = nil
+		}
+		ptrace.Detach(tids[i], 0)
+		if p := stopped[tids[i]]; p != nil {
+			pending = p
+		}
+	}
+	if pending != nil {
+		task.AwaitStopped(pending.pid, pending.tids)
 	}
 }
 
-// waitGone waits until a killed tracee has exited (it may stay a zombie
-// until its parent reaps it).
-func waitGone(tid int) {
-	for i := 0; i < 1000; i++ {
+// killDeadline bounds the wait for a killed tree's threads to be gone: a
+// thread in an uninterruptible wait (a hung NFS server, say) dies only
+// once that wait ends.
+const killDeadline = 60 * time.Second
+
+// kill SIGKILLs a stopped tree and waits until every PID and TID of it is
+// free again, or held by a zombie that only its parent outside the tree
+// can free by reaping it: the root (whose parent started it), and
+// processes whose parents died with the tree (reparented to a subreaper,
+// or init). A restore that follows at once then finds every ID it needs
+// free, or held by such a zombie, which it waits for. It returns those
+// zombies with their parents.
+//
+// The threads are this process's tracees: reaping one here (wait4)
+// releases it, and its TID, before wait4 returns. A main thread is only
+// reported once its other threads are gone, so those are reaped first.
+func kill(procs []*seized, tids []int, logw io.Writer) map[int]int {
+	leader := map[int]bool{}
+	for _, p := range procs {
+		if p.zombie == nil {
+			unix.Kill(p.pid, unix.SIGKILL)
+			leader[p.pid] = true
+		}
+	}
+	end := time.Now().Add(killDeadline)
+	for _, leaders := range []bool{false, true} {
+		for _, tid := range tids {
+			if leader[tid] == leaders {
+				reapTracee(tid, end)
+			}
+		}
+	}
+	inTree := map[int]bool{}
+	for _, p := range procs {
+		inTree[p.pid] = true
+	}
+	held := map[int]int{}
+	for _, p := range procs {
+		ids := p.tids
+		if p.zombie != nil {
+			ids = []int{p.pid}
+		}
+		for _, id := range ids {
+			if parent, waits := awaitFree(id, inTree, end); waits {
+				held[id] = parent
+			} else if parent < 0 {
+				fmt.Fprintf(logw, "pid %d of the killed tree is still in use after %v\n", id, killDeadline)
+			}
+		}
+	}
+	return held
+}
+
+// reapTracee waits until the killed tracee tid has exited and reaps it.
+func reapTracee(tid int, end time.Time) {
+	for {
 		var ws unix.WaitStatus
-		_, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
+		got, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
 		if err != nil {
 			return // not our tracee any more: it is gone
 		}
-		if ws.Exited() || ws.Signaled() {
+		if got == tid && (ws.Exited() || ws.Signaled()) {
 			return
+		}
+		if time.Now().After(end) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// awaitFree waits until id is no longer in use, or is a zombie process
+// whose parent is outside the tree (then it returns that parent and true).
+// It returns -1, false if id is still in use at the deadline.
+func awaitFree(id int, inTree map[int]bool, end time.Time) (int, bool) {
+	for {
+		st, err := proc.ReadStat(id)
+		if err != nil {
+			return 0, false // gone
+		}
+		if st.State == 'Z' && !inTree[st.PPID] {
+			return st.PPID, true
+		}
+		if time.Now().After(end) {
+			return -1, false
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -213,6 +304,8 @@ func dumpTree(w *image.Writer, procs []*seized, fdp **files.Dumper) (*image.Tree
 	*fdp = fd
 	tables, fsTables := files.NewTables(), files.NewFSTables()
 	tree := &image.Tree{Root: procs[0].pid}
+	// Stopped children whose parent has waited for the stop, by PID.
+	stopWaited := map[int]bool{}
 	for _, s := range procs {
 		if s.zombie != nil {
 			tree.Processes = append(tree.Processes, &image.Process{PID: s.pid, PPID: s.zombie.PPID, Ctty: -1,
@@ -228,6 +321,19 @@ func dumpTree(w *image.Writer, procs []*seized, fdp **files.Dumper) (*image.Tree
 			return nil, err
 		}
 		if p.FSTable, err = fsTables.Add(s.pid, p.PPID); err != nil {
+			return nil, err
+		}
+		if inTree[p.PPID] {
+			tid, err := proc.ParentThread(p.PPID, p.PID)
+			if err != nil {
+				return nil, err
+			}
+			if tid != p.PPID {
+				p.ParentTID = tid
+			}
+		}
+		p.Attrs.StopSignal, p.Attrs.StopWaited = s.stopSig, stopWaited[s.pid]
+		if err := stopsWaited(p, procs, stopWaited); err != nil {
 			return nil, err
 		}
 		if p.FDs, err = fd.Dump(s.pid); err != nil {
@@ -260,6 +366,27 @@ func dumpTree(w *image.Writer, procs []*seized, fdp **files.Dumper) (*image.Tree
 	tree.Files = fd.Files
 	tree.SharedMemory = md.Order
 	return tree, nil
+}
+
+// stopsWaited asks process p which of its stopped children it has waited
+// for, into waited: their restore must leave it nothing to wait for.
+func stopsWaited(p *image.Process, procs []*seized, waited map[int]bool) error {
+	var kids []int
+	for _, s := range procs {
+		if s.stopSig != 0 && s.zombie == nil {
+			if st, err := proc.ReadStat(s.pid); err == nil && st.PPID == p.PID {
+				kids = append(kids, s.pid)
+			}
+		}
+	}
+	if len(kids) == 0 {
+		return nil
+	}
+	w, err := task.StopsWaited(p.PID, p.Threads[0], kids)
+	for pid, v := range w {
+		waited[pid] = v
+	}
+	return err
 }
 
 func kernelRelease() string {

@@ -19,6 +19,9 @@ type seized struct {
 	pid    int
 	tids   []int
 	zombie *proc.Stat
+	// stopSig is the signal of the group stop (job control) the process
+	// was in when it was seized, or 0.
+	stopSig int
 }
 
 // seizeTree stops every thread of root and of all its descendants, parents
@@ -47,7 +50,7 @@ func seizeTree(root int) ([]*seized, []int, error) {
 			procs = append(procs, &seized{pid: pid, zombie: st})
 			continue
 		}
-		tids, err := seizeProcess(pid)
+		tids, stopSig, err := seizeProcess(pid)
 		all = append(all, tids...)
 		if err != nil {
 			if pid != root && len(tids) == 0 && errors.Is(err, os.ErrNotExist) {
@@ -55,7 +58,7 @@ func seizeTree(root int) ([]*seized, []int, error) {
 			}
 			return procs, all, err
 		}
-		procs = append(procs, &seized{pid: pid, tids: tids})
+		procs = append(procs, &seized{pid: pid, tids: tids, stopSig: stopSig})
 		// Every thread of pid is stopped, so its children can no longer change.
 		kids, err := proc.Children(pid)
 		if err != nil {
@@ -66,34 +69,41 @@ func seizeTree(root int) ([]*seized, []int, error) {
 	return procs, all, nil
 }
 
-func seizeProcess(pid int) ([]int, error) {
+// seizeProcess seizes every thread of pid. It also returns the signal of
+// the group stop the process is in (SIGSTOP, SIGTSTP, ...), or 0.
+func seizeProcess(pid int) ([]int, int, error) {
 	done := map[int]bool{}
 	var order []int
+	stopSig := 0
 	for {
 		tids, err := proc.Threads(pid)
 		if err != nil {
 			if len(order) == 0 {
-				return nil, fmt.Errorf("process %d: %w", pid, err)
+				return nil, 0, fmt.Errorf("process %d: %w", pid, err)
 			}
-			return order, fmt.Errorf("process %d exited during checkpoint", pid)
+			return order, 0, fmt.Errorf("process %d exited during checkpoint", pid)
 		}
 		fresh := 0
 		for _, tid := range tids {
 			if done[tid] {
 				continue
 			}
-			if err := stopThread(tid); err != nil {
+			sig, err := stopThread(tid)
+			if err != nil {
 				if errors.Is(err, unix.ESRCH) {
 					continue // exited before we got to it
 				}
-				return order, err
+				return order, 0, err
+			}
+			if sig != 0 {
+				stopSig = sig
 			}
 			done[tid] = true
 			order = append(order, tid)
 			fresh++
 		}
 		if fresh == 0 {
-			return sortLeaderFirst(pid, order, tids), nil
+			return sortLeaderFirst(pid, order, tids), stopSig, nil
 		}
 	}
 }
@@ -119,31 +129,36 @@ func sortLeaderFirst(pid int, seized, listed []int) []int {
 var StopTimeout = 10 * time.Second
 
 // stopThread seizes tid and waits until it sits in a ptrace stop. A signal
-// that arrives first is delivered normally before the thread stops.
-func stopThread(tid int) error {
+// that arrives first is delivered normally before the thread stops. A
+// thread already stopped by job control (SIGSTOP, SIGTSTP, ...) reports that
+// group stop: its signal is returned, 0 otherwise.
+func stopThread(tid int) (int, error) {
 	if err := ptrace.Seize(tid, task.SeizeOptions); err != nil {
-		return err
+		return 0, err
 	}
 	if err := ptrace.Interrupt(tid); err != nil {
-		return err
+		return 0, err
 	}
 	for i := 0; i < 100; i++ {
 		ws, err := ptrace.WaitTimeout(tid, StopTimeout)
 		if errors.Is(err, ptrace.ErrTimeout) {
 			wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", tid))
-			return fmt.Errorf("thread %d does not stop within %s: it is blocked in the kernel (%s), as on a file system that does not answer", tid, StopTimeout, wchan)
+			return 0, fmt.Errorf("thread %d does not stop within %s: it is blocked in the kernel (%s), as on a file system that does not answer", tid, StopTimeout, wchan)
 		}
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if ptrace.Event(ws) == unix.PTRACE_EVENT_STOP {
-			return nil
+			if sig := ws.StopSignal(); sig != unix.SIGTRAP {
+				return int(sig), nil
+			}
+			return 0, nil
 		}
 		if ws.Stopped() {
 			if err := ptrace.Cont(tid, int(ws.StopSignal())); err != nil {
-				return err
+				return 0, err
 			}
 		}
 	}
-	return fmt.Errorf("thread %d keeps receiving signals; cannot stop it", tid)
+	return 0, fmt.Errorf("thread %d keeps receiving signals; cannot stop it", tid)
 }

@@ -224,6 +224,15 @@ func checkOwner(s *Scope, d *desc) error {
 	return fmt.Errorf("SIGIO and SIGURG going to process %d (outside the tree)", own.PID)
 }
 
+// checkSocket refuses the kinds of socket that are not carried (the
+// family, type and protocol alone decide it).
+func checkSocket(_ *Scope, ds *desc) error {
+	if _, err := sockets.Check(ds.local); err != nil {
+		return fmt.Errorf("socket %s (%v)", ds.link, err)
+	}
+	return nil
+}
+
 func dumpSocket(d *Dumper, ds *desc, f *image.File) error {
 	ds.kept = true // the socket dumper owns the duplicate from here on
 	var err error
@@ -248,6 +257,15 @@ func dumpPtyMaster(d *Dumper, ds *desc, f *image.File) error {
 func dumpPtySlave(d *Dumper, ds *desc, f *image.File) error {
 	f.PtyIndex = ptySlaveIndex(ds.st.Rdev)
 	return dumpDevice(d, ds, f)
+}
+
+// dumpHungUp records a terminal that was hung up: which pty it was, and its
+// path, so that the descriptions of one such terminal come back as one.
+func dumpHungUp(d *Dumper, ds *desc, f *image.File) error {
+	f.PtyIndex = ptySlaveIndex(ds.st.Rdev)
+	f.Rdev = ds.st.Rdev
+	f.Ref = &image.Ref{Path: ds.link, Mode: ds.st.Mode, Inode: ds.st.Ino}
+	return nil
 }
 
 // Finish completes the pipes once every process has been dumped: a pipe

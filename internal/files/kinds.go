@@ -48,9 +48,10 @@ func init() {
 		image.FileCtty:      {dump: dumpDevice, open: openCtty},
 		image.FilePtyMaster: {dump: dumpPtyMaster, open: openPtyMaster},
 		image.FilePtySlave:  {dump: dumpPtySlave, open: openPtySlave},
+		image.FileHungUp:    {dump: dumpHungUp, open: openHungUp},
 		image.FilePipe:      {dump: dumpPipe, open: openPipe, setfl: true},
 		image.FileFIFO:      {check: checkPathFile, dump: dumpPipe, open: openFIFO, setfl: true},
-		image.FileSocket:    {dump: dumpSocket, open: openSocket},
+		image.FileSocket:    {check: checkSocket, dump: dumpSocket, open: openSocket},
 		image.FileEventfd:   {dump: dumpEventfd, open: openEventfd},
 		image.FileEpoll:     {check: checkEpoll, dump: dumpEpoll, open: openEpoll},
 		image.FileSignalfd:  {dump: dumpSignalfd, open: openSignalfd},
@@ -148,6 +149,10 @@ func classify(d *desc) (string, error) {
 	case unix.S_IFCHR:
 		rdev := d.st.Rdev
 		switch {
+		case CharDeviceKind(rdev) == "terminal" && !isPtyMaster(rdev) && hungUp(int(d.local.Fd())):
+			// Its pty master was closed (or vhangup ran): a dead
+			// descriptor, whatever /dev/pts/N became since.
+			return image.FileHungUp, nil
 		case isPtyMaster(rdev):
 			return image.FilePtyMaster, nil
 		case ptySlaveIndex(rdev) >= 0:

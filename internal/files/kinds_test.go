@@ -16,7 +16,7 @@ func TestKindsComplete(t *testing.T) {
 	all := []string{image.FileRegular, image.FileDirectory, image.FileDevice, image.FileTerminal,
 		image.FileCtty, image.FilePtyMaster, image.FilePtySlave, image.FilePipe, image.FileFIFO,
 		image.FileMemfd, image.FileEventfd, image.FileEpoll, image.FileSocket, image.FileSignalfd,
-		image.FileTimerfd, image.FileInotify, image.FileNamespace, image.FilePidfd, image.FilePath}
+		image.FileTimerfd, image.FileInotify, image.FileNamespace, image.FilePidfd, image.FilePath, image.FileHungUp}
 	if got := Kinds(); len(got) != len(all) {
 		t.Errorf("Kinds() = %v, want the %d kinds of image", got, len(all))
 	}

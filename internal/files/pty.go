@@ -1,6 +1,7 @@
 package files
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -75,6 +76,11 @@ func capturePty(master *os.File, index int) (*image.Pty, error) {
 	sfd := int(r)
 	defer unix.Close(sfd)
 	p := &image.Pty{Index: index}
+	var st unix.Stat_t
+	if err := unix.Fstat(sfd, &st); err != nil {
+		return nil, fmt.Errorf("pty %d: stat the slave: %w", index, err)
+	}
+	p.Owner = &image.PtyOwner{UID: st.Uid, GID: st.Gid, Mode: st.Mode & 0o7777}
 	tio, err := unix.IoctlGetTermios(sfd, unix.TCGETS2)
 	if err != nil {
 		return nil, fmt.Errorf("pty %d: termios: %w", index, err)
@@ -184,47 +190,21 @@ func (o *Opener) Pty(index int) (*ptyPair, error) {
 	if img == nil {
 		return nil, fmt.Errorf("pty %d is not in the image", index)
 	}
-	var spare []*os.File
-	defer func() {
-		for _, f := range spare {
-			f.Close()
-		}
-	}()
-	var master *os.File
-	got := -1
-	for tries := 0; tries <= index+1; tries++ {
-		f, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("pty %d: %w", index, err)
-		}
-		n, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPTN)
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("pty %d: %w", index, err)
-		}
-		if n == index || n > index {
-			master, got = f, n
-			break
-		}
-		spare = append(spare, f) // a lower index: hold it until ours comes
-	}
-	if master == nil {
-		return nil, fmt.Errorf("pty %d: could not allocate it", index)
-	}
-	if got != index {
-		o.Warnings = append(o.Warnings, fmt.Sprintf("/dev/pts/%d is taken; the terminal comes back as /dev/pts/%d", index, got))
-	}
-	m := int(master.Fd())
-	if err := unix.IoctlSetPointerInt(m, unix.TIOCSPTLCK, 0); err != nil {
-		master.Close()
-		return nil, fmt.Errorf("pty %d: unlock: %w", index, err)
-	}
-	slave, err := os.OpenFile("/dev/pts/"+strconv.Itoa(got), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	p, err := o.allocPty(index, unix.O_RDWR)
 	if err != nil {
-		master.Close()
-		return nil, fmt.Errorf("pty %d: %w", index, err)
+		return nil, err
 	}
-	p := &ptyPair{master: master, slave: slave, index: got}
+	if ow := img.Owner; ow != nil {
+		// Opening /dev/ptmx gave the slave to the restorer.
+		if err := unix.Fchown(int(p.slave.Fd()), int(ow.UID), int(ow.GID)); err != nil {
+			p.close()
+			return nil, fmt.Errorf("pty %d: chown %d:%d: %w", index, ow.UID, ow.GID, err)
+		}
+		if err := unix.Fchmod(int(p.slave.Fd()), ow.Mode); err != nil {
+			p.close()
+			return nil, fmt.Errorf("pty %d: chmod %o: %w", index, ow.Mode, err)
+		}
+	}
 	if err := p.fill(img); err != nil {
 		p.close()
 		return nil, fmt.Errorf("pty %d: %w", index, err)
@@ -271,6 +251,95 @@ func (p *ptyPair) fill(img *image.Pty) error {
 func (p *ptyPair) close() {
 	p.master.Close()
 	p.slave.Close()
+}
+
+// allocPty allocates a pseudo-terminal with the /dev/pts index index if
+// it is free (a lower one is held until the kernel hands ours out), else
+// the next one, with a warning, and opens its slave with flags.
+func (o *Opener) allocPty(index, flags int) (*ptyPair, error) {
+	var spare []*os.File
+	defer func() {
+		for _, f := range spare {
+			f.Close()
+		}
+	}()
+	var master *os.File
+	got := -1
+	for tries := 0; tries <= index+1; tries++ {
+		f, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("pty %d: %w", index, err)
+		}
+		n, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPTN)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("pty %d: %w", index, err)
+		}
+		if n == index || n > index {
+			master, got = f, n
+			break
+		}
+		spare = append(spare, f) // a lower index: hold it until ours comes
+	}
+	if master == nil {
+		return nil, fmt.Errorf("pty %d: could not allocate it", index)
+	}
+	if got != index {
+		o.Warnings = append(o.Warnings, fmt.Sprintf("/dev/pts/%d is taken; the terminal comes back as /dev/pts/%d", index, got))
+	}
+	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		master.Close()
+		return nil, fmt.Errorf("pty %d: unlock: %w", index, err)
+	}
+	slave, err := os.OpenFile("/dev/pts/"+strconv.Itoa(got), openFlags(flags)|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		master.Close()
+		return nil, fmt.Errorf("pty %d: %w", index, err)
+	}
+	return &ptyPair{master: master, slave: slave, index: got}, nil
+}
+
+// hungUp reports whether the terminal open as fd has been hung up (its pty
+// master closed, or vhangup): every ioctl then fails with EIO.
+func hungUp(fd int) bool {
+	_, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	return errors.Is(err, unix.EIO)
+}
+
+// HungUp returns a terminal descriptor in the state of one that was hung
+// up: the slave of a new pseudo-terminal (index index when it is free)
+// opened with flags, whose master is then closed, which hangs it up.
+// Descriptions of one hung-up pty are opened together, before that.
+func (o *Opener) HungUp(f *image.File) (*os.File, error) {
+	if h, ok := o.hungUp[f.ID]; ok {
+		delete(o.hungUp, f.ID)
+		return h, nil
+	}
+	p, err := o.allocPty(max(f.PtyIndex, 0), unix.O_RDWR)
+	if err != nil {
+		return nil, fmt.Errorf("hung-up terminal: %w", err)
+	}
+	p.slave.Close()
+	defer p.master.Close()
+	var mine *os.File
+	for _, g := range o.Image.Tree.Files {
+		if g.Kind != image.FileHungUp || g.PtyIndex != f.PtyIndex || g.Ref == nil || f.Ref == nil || g.Ref.Path != f.Ref.Path {
+			continue
+		}
+		h, err := os.OpenFile("/dev/pts/"+strconv.Itoa(p.index), openFlags(g.Flags)|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("hung-up terminal: %w", err)
+		}
+		if g.ID == f.ID {
+			mine = h
+		} else {
+			o.hungUp[g.ID] = h
+		}
+	}
+	if mine == nil {
+		return nil, fmt.Errorf("hung-up terminal %d is not in the image", f.ID)
+	}
+	return mine, nil
 }
 
 // PtySlave opens a new descriptor of the slave of restored pty index.

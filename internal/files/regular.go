@@ -204,6 +204,8 @@ func openPtySlave(o *Opener, f *image.File) (*os.File, error) {
 	return o.PtySlave(f.PtyIndex, f.Flags)
 }
 
+func openHungUp(o *Opener, f *image.File) (*os.File, error) { return o.HungUp(f) }
+
 func openSocket(o *Opener, f *image.File) (*os.File, error) {
 	if f.Socket == nil {
 		return nil, fmt.Errorf("socket without state")

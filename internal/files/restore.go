@@ -41,6 +41,8 @@ type Opener struct {
 	created []string
 	ptys    map[int]*ptyPair
 	byID    map[int]*image.File
+	// hungUp are the hung-up terminals opened ahead, by file ID.
+	hungUp map[int]*os.File
 	// Warnings collects what the restore could not reproduce exactly.
 	Warnings []string
 }
@@ -49,7 +51,7 @@ type Opener struct {
 func NewOpener(im *image.Image, inTree func(int) bool) *Opener {
 	return &Opener{Image: im, InTree: inTree, Sockets: sockets.NewOpener(im.Tree), files: map[int]*os.File{},
 		pipes: map[uint64]*pipePair{}, ghosts: map[string]*os.File{}, tmpGiven: map[string]bool{}, async: map[int]bool{}, ensured: map[string]bool{},
-		ptys: map[int]*ptyPair{}}
+		ptys: map[int]*ptyPair{}, hungUp: map[int]*os.File{}}
 }
 
 // Close releases the restorer's copies. Pipe ends that no restored process
@@ -68,6 +70,9 @@ func (o *Opener) Close() {
 	o.closeGhosts()
 	for _, p := range o.ptys {
 		p.close()
+	}
+	for _, f := range o.hungUp {
+		f.Close()
 	}
 	o.Sockets.Close()
 }

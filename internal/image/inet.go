@@ -7,6 +7,10 @@ type InetSocket struct {
 	// NetNS is the inode of the network namespace the socket lived in at
 	// checkpoint. It identifies the namespace within one boot only.
 	NetNS uint64 `json:"netns,omitempty"`
+	// Owner is the uid and gid the socket belongs to (those that made it):
+	// the kernel groups SO_REUSEPORT sockets by that uid, and routing rules
+	// may match it. Absent in older images (the restorer's).
+	Owner *[2]uint32 `json:"owner,omitempty"`
 	// Lock names the network-lock chain (table inet seamless) that drops the
 	// socket's inbound packets between checkpoint and restore.
 	Lock string `json:"lock,omitempty"`
@@ -20,8 +24,17 @@ type InetSocket struct {
 	// Backlog is a listening socket's backlog (sk_max_ack_backlog).
 	Backlog int `json:"backlog,omitempty"`
 	// Options are the socket options that differ from a new socket's
-	// defaults, by name (see internal/inet/options.go).
-	Options map[string]int `json:"options,omitempty"`
+	// defaults, by name (see internal/inet/options.go): numbers (timevals
+	// in nanoseconds), and in NameOptions those whose value is a name
+	// (SO_BINDTODEVICE, TCP_CONGESTION).
+	Options     map[string]int    `json:"options,omitempty"`
+	NameOptions map[string]string `json:"name_options,omitempty"`
+	// BufLock is SO_BUF_LOCK (absent on kernels before 5.14): setting a
+	// buffer size locks it, which the restore's own sizing does too.
+	BufLock *int `json:"buf_lock,omitempty"`
+	// Shutdown is the shutdown state as sock_diag reports it (1 receive,
+	// 2 send): for TCP the receive side only (a sent FIN is in State).
+	Shutdown int `json:"shutdown,omitempty"`
 	// Linger is SO_LINGER when it is on (seconds).
 	Linger *int `json:"linger,omitempty"`
 	// TCP is the repair state of a connection (established or half-closed).

@@ -10,4 +10,14 @@ type Socket struct {
 	Unix *UnixSocket `json:"unix,omitempty"`
 	// Inet is set for AF_INET and AF_INET6 sockets (see inet.go).
 	Inet *InetSocket `json:"inet,omitempty"`
+	// Filter is the classic BPF program attached with SO_ATTACH_FILTER.
+	Filter *SocketFilter `json:"filter,omitempty"`
+}
+
+// SocketFilter is a classic BPF socket filter: its program as struct
+// sock_filter entries of 8 bytes (code u16, jt u8, jf u8, k u32), and
+// whether SO_LOCK_FILTER locks it.
+type SocketFilter struct {
+	Prog   []byte `json:"prog"`
+	Locked bool   `json:"locked,omitempty"`
 }

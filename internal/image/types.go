@@ -32,6 +32,16 @@ type Pty struct {
 	// Output was written to the slave and not yet read from the master.
 	Input  []byte `json:"input,omitempty"`
 	Output []byte `json:"output,omitempty"`
+	// Owner is the owner and mode of /dev/pts/INDEX (absent in older
+	// images: the restorer's, 0620).
+	Owner *PtyOwner `json:"owner,omitempty"`
+}
+
+// PtyOwner is the owner, group and permission bits of a pty slave node.
+type PtyOwner struct {
+	UID  uint32 `json:"uid"`
+	GID  uint32 `json:"gid"`
+	Mode uint32 `json:"mode"`
 }
 
 // Process is one process: its identity, threads, memory, files and the
@@ -88,6 +98,13 @@ type Process struct {
 	CwdFile *Ref `json:"cwd_file,omitempty"`
 	// Pages names the image file holding this process's private pages.
 	Pages string `json:"pages"`
+	// ParentTID is the thread of the parent that created this process (the
+	// one whose /proc/PID/task/TID/children lists it): a parent-death signal
+	// follows that thread. Absent: the parent's main thread.
+	ParentTID int `json:"parent_tid,omitempty"`
+	// Attrs are the kernel's per-process settings that nothing else shows
+	// (see attrs.go); absent in older images.
+	Attrs *ProcessAttrs `json:"attrs,omitempty"`
 }
 
 // Thread is one thread (task) and its CPU and signal state.
@@ -115,6 +132,9 @@ type Thread struct {
 	// when the thread has none. Threads have chains of their own: a filter
 	// installed without SECCOMP_FILTER_FLAG_TSYNC binds only its thread.
 	Seccomp []SeccompFilter `json:"seccomp,omitempty"`
+	// Attrs are the thread's other kernel settings (see attrs.go); absent in
+	// older images.
+	Attrs *ThreadAttrs `json:"attrs,omitempty"`
 }
 
 // SeccompFilter is one seccomp filter: the seccomp(2) flags to install it
@@ -251,10 +271,20 @@ type Mapping struct {
 	Offset uint64 `json:"offset"`
 	// SharedID indexes Tree.SharedMemory for kind "shared".
 	SharedID int `json:"shared_id,omitempty"`
-	// Flags are smaps VmFlags worth restoring: gd (grows down), dd, dc, wf, hg, nh, lo, mw.
+	// Flags are smaps VmFlags worth restoring: gd (grows down), dd, dc, wf,
+	// hg, nh, lo, mw, sr, rr, mg, nr, dp, gu (see docs/image-format.md).
 	Flags []string `json:"flags,omitempty"`
 	// Runs are the stored pages: [addr, count, file offset] in pages.
 	Runs []Run `json:"runs,omitempty"`
+	// Guards are the guard pages of the mapping (MADV_GUARD_INSTALL):
+	// accessing them faults; they hold no data.
+	Guards []PageRange `json:"guards,omitempty"`
+}
+
+// PageRange is a range of Pages pages starting at Addr.
+type PageRange struct {
+	Addr  uint64 `json:"addr"`
+	Pages uint64 `json:"pages"`
 }
 
 // Run is a contiguous range of stored pages.
@@ -342,6 +372,9 @@ const (
 	FileNamespace = "namespace" // a namespace file (/proc/PID/ns/NAME) of a process of the tree
 	FilePidfd     = "pidfd"     // a pidfd (pidfd_open) of a process of the tree
 	FilePath      = "path"      // an O_PATH descriptor: any file, symlinks included
+	// FileHungUp is a terminal that was hung up (its pty master closed,
+	// or vhangup): reads return end of file, writes and ioctls EIO.
+	FileHungUp = "hung-up-terminal"
 )
 
 // File is an open file description.

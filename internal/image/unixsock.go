@@ -61,6 +61,10 @@ type UnixPath struct {
 	// Unlinked is set when the socket file was removed (or replaced) after
 	// bind: the socket keeps its name but nothing can reach it by path.
 	Unlinked bool `json:"unlinked,omitempty"`
+	// Dir is, for a socket bound to a relative path, the directory the
+	// path was resolved in (the process's working directory, where its
+	// socket file is).
+	Dir string `json:"dir,omitempty"`
 }
 
 // UnixExternal is a connection to a socket outside the tree.
@@ -105,6 +109,11 @@ type UnixOptions struct {
 	// SndTimeo and RcvTimeo are SO_SNDTIMEO and SO_RCVTIMEO in nanoseconds.
 	SndTimeo int64 `json:"sndtimeo_ns,omitempty"`
 	RcvTimeo int64 `json:"rcvtimeo_ns,omitempty"`
+	// More are the other socket options that differ from a new socket's,
+	// by name (see internal/unixsock/options.go).
+	More map[string]int `json:"more,omitempty"`
+	// BufLock is SO_BUF_LOCK (absent on kernels before 5.14).
+	BufLock *int `json:"buf_lock,omitempty"`
 }
 
 // UnixName formats a raw unix socket address: "" for none, "@name" for an

@@ -105,6 +105,12 @@ func (t *Tree) Validate(files map[string]int64) error {
 		if err := f.validate(c); err != nil {
 			return fmt.Errorf("file %d (%s): %w", f.ID, f.Kind, err)
 		}
+		if err := f.validateFileState(); err != nil {
+			return err
+		}
+	}
+	if err := t.validatePtys(); err != nil {
+		return err
 	}
 	for _, f := range t.Files {
 		if f.Kind == FileSocket && f.Socket.Unix != nil {
@@ -119,6 +125,15 @@ func (t *Tree) Validate(files map[string]int64) error {
 		}
 		if err := p.validate(c, p.PID == t.Root); err != nil {
 			return fmt.Errorf("process %d: %w", p.PID, err)
+		}
+	}
+	// Once every process is known to be there: attributes refer to others.
+	for _, p := range t.Processes {
+		if p.Zombie {
+			continue
+		}
+		if err := t.validateAttrs(p); err != nil {
+			return err
 		}
 	}
 	return t.validateFiles(c)
@@ -245,6 +260,9 @@ func (p *Process) validateMemory(c *checker) error {
 			if err := r.validate(m.Start, m.End, pages); err != nil {
 				return fmt.Errorf("mapping %#x: %w", m.Start, err)
 			}
+		}
+		if err := m.validateGuards(); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -32,6 +32,7 @@ var fileNeeds = map[string]struct{ ref, pipe bool }{
 	FilePath:      {ref: true},
 	FileNamespace: {},
 	FilePidfd:     {},
+	FileHungUp:    {},
 }
 
 func (f *File) validate(c *checker) error {

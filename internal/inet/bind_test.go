@@ -2,9 +2,14 @@ package inet
 
 import (
 	"errors"
+	"io"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -90,4 +95,46 @@ func loUp() error {
 	}
 	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// TestBindRoundTrip checkpoints and restores sockets whose addresses a
+// plain bind(2) would refuse on the new kernel (testdata/binds.c): bound
+// to an address no interface has, with IP_FREEBIND since cleared; two
+// listeners sharing a port with SO_REUSEPORT; a connection reset by its
+// client, in state close, still holding its listeners' port. The workload
+// checks addresses and options, then one of the listeners accepts a new
+// connection from namespace B.
+func TestBindRoundTrip(t *testing.T) {
+	l := newLab(t)
+	srv := l.start(t, "binds", l.dir)
+	img := l.checkpoint(t, srv.Process.Pid)
+	srv.Wait()
+	for _, sk := range imageSockets(t, img) {
+		t.Logf("%s: options %v", describe(sk), sk.Inet.Options)
+	}
+	l.restore(t, img)
+	if err := os.WriteFile(filepath.Join(l.dir, "go"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.WriteFile(filepath.Join(l.dir, "stop"), nil, 0o600) })
+	c, err := l.dial(t, "tcp", l.addr(4, 7402), 20*time.Second)
+	if err != nil {
+		t.Fatalf("dial the restored listeners: %v", err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	hi, err := io.ReadAll(io.LimitReader(c, 3))
+	if err != nil || string(hi) != "hi\n" {
+		t.Errorf("greeting from the restored listener: %q, %v", hi, err)
+	}
+	var res []byte
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if b, err := os.ReadFile(filepath.Join(l.dir, "result")); err == nil {
+			res = b
+			break
+		}
+	}
+	if got := strings.TrimSpace(string(res)); got != "ok" {
+		t.Fatalf("after the restore: %q", got)
+	}
 }

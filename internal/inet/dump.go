@@ -26,6 +26,7 @@ type held struct {
 	f         *os.File
 	repair    bool // TCP_REPAIR is on
 	reuseAddr int  // SO_REUSEADDR before repair mode (which resets it)
+	inode     uint64
 }
 
 // NewDumper returns a Dumper; inTree reports the PIDs of the tree.
@@ -41,22 +42,60 @@ func (d *Dumper) Dump(local *os.File, pid, fd int, s *image.Socket) (*image.Inet
 	d.socks = append(d.socks, h)
 	lfd := int(local.Fd())
 	is := &image.InetSocket{}
+	var st unix.Stat_t
+	if err := unix.Fstat(lfd, &st); err != nil {
+		return nil, fmt.Errorf("stat: %w", err)
+	}
+	h.inode = st.Ino
+	is.Owner = &[2]uint32{st.Uid, st.Gid}
 	var err error
 	if is.NetNS, err = netnsInode(pid); err != nil {
 		return nil, err
 	}
-	switch {
-	case s.Type == unix.SOCK_STREAM && s.Protocol == unix.IPPROTO_TCP:
+	if err := CheckKind(s); err != nil {
+		return nil, err
+	}
+	if s.Protocol == unix.IPPROTO_TCP {
 		err = d.dumpTCP(lfd, pid, s, is, h)
-	case s.Type == unix.SOCK_DGRAM && s.Protocol == unix.IPPROTO_UDP:
-		err = d.dumpUDP(lfd, pid, s, is)
-	default:
-		return nil, fmt.Errorf("inet socket of type %d protocol %d (only TCP and UDP are supported)", s.Type, s.Protocol)
+	} else {
+		err = d.dumpUDP(lfd, pid, s, is, h)
 	}
 	if err != nil {
 		return nil, err
 	}
 	return is, nil
+}
+
+// CheckKind refuses the IPv4 and IPv6 sockets that are neither TCP nor
+// UDP: the decision of `seamless plan` and of the checkpoint.
+func CheckKind(s *image.Socket) error {
+	switch {
+	case s.Type == unix.SOCK_STREAM && s.Protocol == unix.IPPROTO_TCP,
+		s.Type == unix.SOCK_DGRAM && s.Protocol == unix.IPPROTO_UDP:
+		return nil
+	}
+	return fmt.Errorf("%s socket (type %d, protocol %d): only TCP and UDP sockets are carried", kindName(s), s.Type, s.Protocol)
+}
+
+// kindName names an IPv4 or IPv6 socket that is neither TCP nor UDP.
+func kindName(s *image.Socket) string {
+	v := "IPv4"
+	if s.Family == unix.AF_INET6 {
+		v = "IPv6"
+	}
+	switch {
+	case s.Type == unix.SOCK_RAW:
+		return "raw " + v
+	case s.Protocol == unix.IPPROTO_ICMP || s.Protocol == unix.IPPROTO_ICMPV6:
+		return "ICMP (ping) " + v
+	case s.Protocol == unix.IPPROTO_UDPLITE:
+		return "UDP-Lite " + v
+	case s.Protocol == unix.IPPROTO_SCTP:
+		return "SCTP " + v
+	case s.Protocol == unix.IPPROTO_MPTCP:
+		return "MPTCP " + v
+	}
+	return v
 }
 
 // addresses fills in the bound and connected addresses.

@@ -38,6 +38,17 @@ func run(m *testing.M) int {
 		{"go", "build", "-o", filepath.Join(dir, "seamless"), "../../cmd/seamless"},
 		{"gcc", "-O2", "-Wall", "-o", filepath.Join(dir, "tcpecho"), "testdata/tcpecho.c"},
 		{"gcc", "-O2", "-Wall", "-o", filepath.Join(dir, "udpq"), "testdata/udpq.c"},
+		{"gcc", "-O2", "-Wall", "-o", filepath.Join(dir, "sockstate"), "testdata/sockstate.c"},
+		{"gcc", "-O2", "-Wall", "-o", filepath.Join(dir, "ebpffilter"), "testdata/ebpffilter.c"},
+		{"gcc", "-O2", "-Wall", "-o", filepath.Join(dir, "binds"), "testdata/binds.c"},
+	}
+	if prebuilt := os.Getenv("SEAMLESS_BIN"); prebuilt != "" {
+		// A prebuilt seamless (an older one, to see a test fail without a fix).
+		builds = builds[1:]
+		if err := os.Symlink(prebuilt, filepath.Join(dir, "seamless")); err != nil {
+			fmt.Println(err)
+			return 1
+		}
 	}
 	for _, b := range builds {
 		if out, err := exec.Command(b[0], b[1:]...).CombinedOutput(); err != nil {

@@ -98,9 +98,9 @@ func build(s *image.Socket) (int, error) {
 	if !isTCP && !isUDP {
 		return -1, fmt.Errorf("socket type %d protocol %d is not supported", s.Type, s.Protocol)
 	}
-	fd, err := unix.Socket(s.Family, s.Type|unix.SOCK_CLOEXEC, s.Protocol)
+	fd, err := socketOf(s)
 	if err != nil {
-		return -1, fmt.Errorf("socket: %w", err)
+		return -1, err
 	}
 	if isTCP {
 		err = restoreTCP(fd, s)
@@ -112,6 +112,33 @@ func build(s *image.Socket) (int, error) {
 		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_ON)
 		unix.Close(fd)
 		return -1, err
+	}
+	return fd, nil
+}
+
+// socketOf creates the socket for s, belonging to the uid and gid that
+// owned it (a socket belongs to the file system uid and gid that make it):
+// the calling thread takes them for the call and is given its own back.
+func socketOf(s *image.Socket) (int, error) {
+	ow := s.Inet.Owner
+	if ow != nil {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		// setfsuid and setfsgid return the previous id, never an error;
+		// an invalid id (-1) changes nothing.
+		oldGID, _, _ := unix.Syscall(unix.SYS_SETFSGID, uintptr(ow[1]), 0, 0)
+		oldUID, _, _ := unix.Syscall(unix.SYS_SETFSUID, uintptr(ow[0]), 0, 0)
+		defer func() {
+			unix.Syscall(unix.SYS_SETFSUID, oldUID, 0, 0)
+			unix.Syscall(unix.SYS_SETFSGID, oldGID, 0, 0)
+		}()
+		if now, _, _ := unix.Syscall(unix.SYS_SETFSUID, ^uintptr(0), 0, 0); uint32(now) != ow[0] {
+			return -1, fmt.Errorf("socket of uid %d: setfsuid refused (it needs CAP_SETUID)", ow[0])
+		}
+	}
+	fd, err := unix.Socket(s.Family, s.Type|unix.SOCK_CLOEXEC, s.Protocol)
+	if err != nil {
+		return -1, fmt.Errorf("socket: %w", err)
 	}
 	return fd, nil
 }

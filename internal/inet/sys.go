@@ -52,11 +52,14 @@ type tcpInfo struct {
 	state, options       uint8
 	sndWscale, rcvWscale int
 	unacked, sacked      uint32
+	// segments is tcpi_segs_out + tcpi_segs_in (0 on kernels before 4.2):
+	// a closed socket with segments was a connection.
+	segments uint64
 }
 
 // getTCPInfo reads TCP_INFO; x/sys's TCPInfo lacks the window-scale byte.
 func getTCPInfo(fd int) (*tcpInfo, error) {
-	var b [104]byte
+	var b [144]byte
 	n := uint32(len(b))
 	if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.IPPROTO_TCP, unix.TCP_INFO,
 		uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&n)), 0); e != 0 {
@@ -66,8 +69,12 @@ func getTCPInfo(fd int) (*tcpInfo, error) {
 		return nil, fmt.Errorf("TCP_INFO: short answer (%d bytes)", n)
 	}
 	le := func(o int) uint32 { return *(*uint32)(unsafe.Pointer(&b[o])) }
-	return &tcpInfo{state: b[0], options: b[5], sndWscale: int(b[6] & 0xf), rcvWscale: int(b[6] >> 4),
-		unacked: le(24), sacked: le(28)}, nil
+	ti := &tcpInfo{state: b[0], options: b[5], sndWscale: int(b[6] & 0xf), rcvWscale: int(b[6] >> 4),
+		unacked: le(24), sacked: le(28)}
+	if n >= 144 {
+		ti.segments = uint64(le(136)) + uint64(le(140))
+	}
+	return ti, nil
 }
 
 // tcpRepairWindow is struct tcp_repair_window.

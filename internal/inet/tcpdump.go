@@ -41,8 +41,21 @@ func (d *Dumper) dumpTCP(fd, pid int, s *image.Socket, is *image.InetSocket, h *
 	if err := addresses(fd, is); err != nil {
 		return err
 	}
-	if is.Options, is.Linger, err = dumpOptions(fd, s.Family, s.Type, s.Protocol); err != nil {
+	conn := ti.state != tcpClose && ti.state != tcpListen
+	// A closed socket that carried a connection shows the connection's
+	// MSS and window clamp, not settings of its own.
+	wasConn := conn || ti.state == tcpClose && ti.segments > 0
+	if err := dumpOptions(fd, s, is, wasConn); err != nil {
 		return err
+	}
+	if conn {
+		// A shut down receive side changes no TCP state: only sock_diag
+		// tells. (A sent FIN is in the state.)
+		shut, err := shutdownState(fd, s.Family, s.Protocol, h.inode)
+		if err != nil {
+			return err
+		}
+		is.Shutdown = shut & shutdownReceive
 	}
 	switch int(ti.state) {
 	case tcpClose:

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/sockopt"
 )
 
 // restoreTCP rebuilds a TCP socket of any supported state on fd.
@@ -23,10 +24,17 @@ func restoreTCP(fd int, s *image.Socket) error {
 		if is.TCP != nil {
 			return fmt.Errorf("TCP socket in state %s has connection state", is.State)
 		}
-		if err := restoreOptions(fd, s.Family, s.Protocol, is.Options, is.Linger, all); err != nil {
+		// A closed socket is bound in repair mode, which resets what the
+		// Late options set: they come after.
+		closed := is.State == "close"
+		if err := restoreOptions(fd, s, sockopt.Early, closed); err != nil {
 			return err
 		}
-		if local.IsValid() {
+		if local.IsValid() && closed {
+			if err := bindClosed(fd, s.Family, local, is.Local.Zone); err != nil {
+				return err
+			}
+		} else if local.IsValid() {
 			if err := bindTo(fd, s.Family, local, is.Local.Zone); err != nil {
 				return err
 			}
@@ -39,7 +47,12 @@ func restoreTCP(fd int, s *image.Socket) error {
 				return fmt.Errorf("listen: %w", err)
 			}
 		}
-		return nil
+		if closed {
+			if err := restoreOptions(fd, s, sockopt.Late, true); err != nil {
+				return err
+			}
+		}
+		return restoreOptions(fd, s, sockopt.Final, closed)
 	}
 	state, ok := tcpStateByName(is.State)
 	if !ok || is.TCP == nil || state == tcpSynSent || state == tcpSynRecv || state == tcpTimeWait {
@@ -77,6 +90,21 @@ func bindTo(fd, family int, ap netip.AddrPort, zone string) error {
 	return nil
 }
 
+// bindClosed binds a closed socket to its old address in repair mode,
+// where the kernel checks no conflict: a connection that was accepted and
+// then reset (or closed by its peer) keeps its listener's port, which a
+// plain bind next to the listener would refuse with EADDRINUSE. Repair mode
+// resets SO_REUSEADDR, which the Late options set back.
+func bindClosed(fd, family int, ap netip.AddrPort, zone string) error {
+	if err := repair(fd, true); err != nil {
+		return err
+	}
+	if err := bindTo(fd, family, ap, zone); err != nil {
+		return err
+	}
+	return repair(fd, false)
+}
+
 // restoreConn rebuilds a connection in repair mode: sequence numbers,
 // connect without a handshake, options, both queues, windows, FINs.
 func restoreConn(fd int, s *image.Socket, state int) error {
@@ -95,7 +123,7 @@ func restoreConn(fd int, s *image.Socket, state int) error {
 	if c.Unsent < 0 || c.Unsent > len(c.SendQueue) || c.MSS <= 0 || c.MSS > 65535 {
 		return fmt.Errorf("inconsistent TCP state (unsent %d of %d bytes, mss %d)", c.Unsent, len(c.SendQueue), c.MSS)
 	}
-	if err := restoreOptions(fd, s.Family, s.Protocol, is.Options, is.Linger, early); err != nil {
+	if err := restoreOptions(fd, s, sockopt.Early, true); err != nil {
 		return err
 	}
 	if err := repair(fd, true); err != nil {
@@ -190,7 +218,15 @@ func restoreConn(fd int, s *image.Socket, state int) error {
 	if err := repair(fd, false); err != nil {
 		return err
 	}
-	return restoreOptions(fd, s.Family, s.Protocol, is.Options, is.Linger, late)
+	if err := restoreOptions(fd, s, sockopt.Late, true); err != nil {
+		return err
+	}
+	if is.Shutdown&shutdownReceive != 0 {
+		if err := unix.Shutdown(fd, unix.SHUT_RD); err != nil {
+			return fmt.Errorf("shutdown(SHUT_RD): %w", err)
+		}
+	}
+	return restoreOptions(fd, s, sockopt.Final, true)
 }
 
 // restoreFins puts back the FINs of a half-closed connection: ours with
@@ -341,7 +377,7 @@ func roomFor(fd, send, recv int) error {
 // fixed size: the socket API cannot hand a buffer back to autotuning.
 func restoreBuffers(fd int, s *image.Socket) error {
 	for _, o := range sockOpts {
-		if v, ok := s.Inet.Options[o.name]; ok && o.preRepaired {
+		if v, ok := s.Inet.Options[o.Name]; ok && bufferOpts[o.Name] {
 			if err := setOption(fd, o, v); err != nil {
 				return err
 			}

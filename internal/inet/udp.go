@@ -9,12 +9,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/sockopt"
 )
 
 // maxDatagrams bounds the datagrams read from one socket.
 const maxDatagrams = 1 << 16
 
-func (d *Dumper) dumpUDP(fd, pid int, s *image.Socket, is *image.InetSocket) error {
+func (d *Dumper) dumpUDP(fd, pid int, s *image.Socket, is *image.InetSocket, h *held) error {
 	if err := addresses(fd, is); err != nil {
 		return err
 	}
@@ -22,9 +23,17 @@ func (d *Dumper) dumpUDP(fd, pid int, s *image.Socket, is *image.InetSocket) err
 	if is.Peer != nil {
 		is.State = "connected"
 	}
-	var err error
-	if is.Options, is.Linger, err = dumpOptions(fd, s.Family, s.Type, s.Protocol); err != nil {
+	if err := dumpOptions(fd, s, is, false); err != nil {
 		return err
+	}
+	var err error
+	// A never-bound socket is in no UDP table: sock_diag does not list it,
+	// and nothing else tells its shutdown state (nothing can reach it
+	// either; see limitations.md).
+	if is.Local != nil {
+		if is.Shutdown, err = shutdownState(fd, s.Family, s.Protocol, h.inode); err != nil {
+			return err
+		}
 	}
 	if err := d.lockSocket(pid, s, is); err != nil {
 		return err
@@ -80,7 +89,7 @@ func restoreUDP(fd int, s *image.Socket) error {
 	if err != nil {
 		return err
 	}
-	if err := restoreOptions(fd, s.Family, s.Protocol, is.Options, is.Linger, all); err != nil {
+	if err := restoreOptions(fd, s, sockopt.Early, false); err != nil {
 		return err
 	}
 	if local.IsValid() {
@@ -97,6 +106,21 @@ func restoreUDP(fd int, s *image.Socket) error {
 			return fmt.Errorf("connect %s: %w", peer, err)
 		}
 	}
+	if err := refillUDP(fd, is); err != nil {
+		return err
+	}
+	// shutdown(2) of a UDP socket that is not connected records the state
+	// and fails with ENOTCONN, as it did for the process.
+	if how := is.Shutdown & (shutdownReceive | shutdownSend); how != 0 {
+		if err := unix.Shutdown(fd, how-1); err != nil && !errors.Is(err, unix.ENOTCONN) {
+			return fmt.Errorf("shutdown(%d): %w", how-1, err)
+		}
+	}
+	return restoreOptions(fd, s, sockopt.Final, false)
+}
+
+// refillUDP queues the stored datagrams again, sent from their sources.
+func refillUDP(fd int, is *image.InetSocket) error {
 	if len(is.Datagrams) == 0 {
 		return nil
 	}

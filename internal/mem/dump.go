@@ -77,6 +77,10 @@ func (d *Dumper) Dump(pid int, pages string) ([]*image.Mapping, error) {
 			if off, err = choosePages(pm, m, im, off); err != nil {
 				return nil, fmt.Errorf("process %d mapping %#x-%#x: %w", pid, m.Start, m.End, err)
 			}
+		case im.Kind == image.MapFile || im.Kind == image.MapShared || im.Kind == image.MapSysV:
+			if im.Guards, err = readGuards(pm, m); err != nil {
+				return nil, fmt.Errorf("process %d mapping %#x-%#x: %w", pid, m.Start, m.End, err)
+			}
 		case im.Kind == image.MapVDSO:
 			// All of it: a restore on a kernel with another vDSO keeps the
 			// old one's ELF tables readable at the old address (see vdsoproxy.go).
@@ -120,7 +124,8 @@ func CheckMapping(m *proc.Mapping) error {
 }
 
 // keptFlags are the smaps VmFlags that restore reproduces.
-var keptFlags = map[string]bool{"gd": true, "dd": true, "dc": true, "wf": true, "hg": true, "nh": true, "lo": true, "mw": true}
+var keptFlags = map[string]bool{"gd": true, "dd": true, "dc": true, "wf": true, "hg": true, "nh": true, "lo": true, "mw": true,
+	"sr": true, "rr": true, "mg": true, "nr": true, "dp": true, "gu": true}
 
 func (d *Dumper) describe(pid int, m *proc.Mapping) (*image.Mapping, error) {
 	im := &image.Mapping{Start: m.Start, End: m.End, Shared: m.Shared, Offset: m.Offset, Name: m.Path}
@@ -188,8 +193,12 @@ func choosePages(pm *os.File, m *proc.Mapping, im *image.Mapping, off uint64) (u
 		return off, fmt.Errorf("read pagemap: %w", err)
 	}
 	anon := im.Kind == image.MapAnon
+	im.Guards = guardRuns(ents, m.Start)
 	want := func(i uint64) bool {
 		e := binary.LittleEndian.Uint64(ents[i*8:])
+		if e&pmGuard != 0 {
+			return false // a guard page has no data: reading it faults
+		}
 		if e&pmSwapped != 0 {
 			return true
 		}

@@ -204,9 +204,13 @@ func (r *Restorer) mapOne(t *inject.Target, m *image.Mapping, fds map[*image.Ref
 			_, err = t.Call(unix.SYS_MPROTECT, uintptr(m.Start), length, 0)
 		}
 	case image.MapAnon:
-		flags := unix.MAP_PRIVATE | unix.MAP_ANONYMOUS | unix.MAP_FIXED
+		flags := unix.MAP_PRIVATE | unix.MAP_ANONYMOUS | unix.MAP_FIXED | mapFlags(m)
 		if has("gd") {
 			flags |= unix.MAP_GROWSDOWN
+		}
+		if has("dp") {
+			// MAP_DROPPABLE is a mapping type of its own, like MAP_PRIVATE.
+			flags = flags&^unix.MAP_PRIVATE | mapDroppable
 		}
 		_, err = t.Call(unix.SYS_MMAP, uintptr(m.Start), length, uintptr(prot), uintptr(flags), ^uintptr(0), 0)
 	case image.MapFile:
@@ -224,9 +228,9 @@ func (r *Restorer) mapOne(t *inject.Target, m *image.Mapping, fds map[*image.Ref
 			fds[m.File] = fd
 			*opened = append(*opened, fd)
 		}
-		flags := unix.MAP_PRIVATE | unix.MAP_FIXED
+		flags := unix.MAP_PRIVATE | unix.MAP_FIXED | mapFlags(m)
 		if m.Shared {
-			flags = unix.MAP_SHARED | unix.MAP_FIXED
+			flags = unix.MAP_SHARED | unix.MAP_FIXED | mapFlags(m)
 		}
 		_, err = t.Call(unix.SYS_MMAP, uintptr(m.Start), length, uintptr(prot), uintptr(flags), uintptr(fd), uintptr(m.Offset))
 	case image.MapShared:
@@ -239,20 +243,35 @@ func (r *Restorer) mapOne(t *inject.Target, m *image.Mapping, fds map[*image.Ref
 			return serr
 		}
 		*opened = append(*opened, fd)
-		_, err = t.Call(unix.SYS_MMAP, uintptr(m.Start), length, uintptr(m.Prot), unix.MAP_SHARED|unix.MAP_FIXED, uintptr(fd), uintptr(m.Offset))
+		_, err = t.Call(unix.SYS_MMAP, uintptr(m.Start), length, uintptr(m.Prot), uintptr(unix.MAP_SHARED|unix.MAP_FIXED|mapFlags(m)), uintptr(fd), uintptr(m.Offset))
 	default:
 		return fmt.Errorf("unknown mapping kind %q", m.Kind)
 	}
 	if err != nil {
 		return fmt.Errorf("map: %w", err)
 	}
-	return nil
+	return markGuarded(t, m)
+}
+
+// mapDroppable is MAP_DROPPABLE (Linux 6.11).
+const mapDroppable = 0x08
+
+// mapFlags are the mmap flags that a mapping's VmFlags call for beyond its
+// type: MAP_NORESERVE for "nr".
+func mapFlags(m *image.Mapping) int {
+	if hasFlag(m, "nr") {
+		return unix.MAP_NORESERVE
+	}
+	return 0
 }
 
 // finishOne gives a filled mapping its final protection and advice.
 func finishOne(t *inject.Target, m *image.Mapping) error {
-	if m.Kind == image.MapVDSO || m.Kind == image.MapVVAR || m.Kind == image.MapSkip || m.Kind == image.MapSysV {
+	if m.Kind == image.MapVDSO || m.Kind == image.MapVVAR || m.Kind == image.MapSkip {
 		return nil
+	}
+	if m.Kind == image.MapSysV {
+		return installGuards(t, m)
 	}
 	length := uintptr(m.End - m.Start)
 	has := func(f string) bool { return hasFlag(m, f) }
@@ -264,12 +283,16 @@ func finishOne(t *inject.Target, m *image.Mapping) error {
 	for _, a := range []struct {
 		flag   string
 		advice int
-	}{{"dd", unix.MADV_DONTDUMP}, {"dc", unix.MADV_DONTFORK}, {"wf", unix.MADV_WIPEONFORK}, {"hg", unix.MADV_HUGEPAGE}, {"nh", unix.MADV_NOHUGEPAGE}} {
+	}{{"dd", unix.MADV_DONTDUMP}, {"dc", unix.MADV_DONTFORK}, {"wf", unix.MADV_WIPEONFORK}, {"hg", unix.MADV_HUGEPAGE}, {"nh", unix.MADV_NOHUGEPAGE},
+		{"sr", unix.MADV_SEQUENTIAL}, {"rr", unix.MADV_RANDOM}, {"mg", unix.MADV_MERGEABLE}} {
 		if has(a.flag) {
 			if _, err := t.Call(unix.SYS_MADVISE, uintptr(m.Start), length, uintptr(a.advice)); err != nil {
 				return fmt.Errorf("madvise %s: %w", a.flag, err)
 			}
 		}
+	}
+	if err := installGuards(t, m); err != nil {
+		return err
 	}
 	if has("lo") {
 		if _, err := t.Call(unix.SYS_MLOCK, uintptr(m.Start), length); err != nil {

@@ -72,6 +72,28 @@ func Children(pid int) ([]int, error) {
 	return kids, nil
 }
 
+// ParentThread returns the thread of process ppid whose children include
+// pid: the thread that created it (or inherited it when that one exited).
+func ParentThread(ppid, pid int) (int, error) {
+	tids, err := Threads(ppid)
+	if err != nil {
+		return 0, err
+	}
+	want := strconv.Itoa(pid)
+	for _, tid := range tids {
+		b, err := os.ReadFile(Path(ppid, "task", strconv.Itoa(tid), "children"))
+		if err != nil {
+			continue // the thread exited meanwhile
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if f == want {
+				return tid, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("process %d is not a child of any thread of %d", pid, ppid)
+}
+
 // Stat holds the fields of /proc/PID/stat that a checkpoint needs.
 type Stat struct {
 	State      byte

@@ -243,6 +243,21 @@ func PeekSiginfo(tid int, shared bool) ([]Siginfo, error) {
 	}
 }
 
+// InSignalStop reports whether tid, in a ptrace stop, is in a
+// signal-delivery stop (the kernel has the signal's siginfo) rather than a
+// group stop, which has none.
+func InSignalStop(tid int) (bool, error) {
+	var si Siginfo
+	err := ptrace(unix.PTRACE_GETSIGINFO, tid, 0, uintptr(unsafe.Pointer(&si)))
+	if err == unix.EINVAL {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("siginfo of %d: %w", tid, err)
+	}
+	return true, nil
+}
+
 // Rseq is a thread's restartable-sequences registration.
 type Rseq struct {
 	Pointer   uint64

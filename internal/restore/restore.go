@@ -124,6 +124,8 @@ type restorer struct {
 	threads map[int]*inject.Thread
 	opener  *files.Opener
 	mem     *mem.Restorer
+	// seedGone is set once the seed has been ended.
+	seedGone bool
 }
 
 func (r *restorer) run() error {
@@ -141,11 +143,7 @@ func (r *restorer) run() error {
 		if p.Zombie {
 			continue
 		}
-		t := r.targets[p.PID]
-		if err := r.mem.Restore(t, p); err != nil {
-			return err
-		}
-		if err := r.createThreads(t, p); err != nil {
+		if err := r.mem.Restore(r.targets[p.PID], p); err != nil {
 			return err
 		}
 	}
@@ -155,6 +153,9 @@ func (r *restorer) run() error {
 			continue
 		}
 		t := r.targets[p.PID]
+		if err := r.stopNotices(t, p); err != nil {
+			return err
+		}
 		// A process that shares an earlier one's descriptor table
 		// (CLONE_FILES) has its descriptors already.
 		if p.FDTable == 0 {
@@ -170,9 +171,6 @@ func (r *restorer) run() error {
 		}
 		for _, th := range p.Threads {
 			if err := task.RestoreThread(t, r.threads[th.TID], th); err != nil {
-				return err
-			}
-			if err := task.RestoreScheduling(th); err != nil {
 				return err
 			}
 		}
@@ -216,6 +214,9 @@ func (r *restorer) run() error {
 		return err
 	}
 	sysvipc.Finish(tree.SysV)
+	if err := r.reparentRoot(); err != nil {
+		return err
+	}
 	// Credentials and registers last, once nothing privileged remains to do.
 	for _, p := range tree.Processes {
 		if p.Zombie {
@@ -225,9 +226,17 @@ func (r *restorer) run() error {
 			return err
 		}
 	}
-	for _, p := range tree.Processes {
+	// Children first, so that no process runs before its children are
+	// complete; a stopped one is back in its stop before its parent runs.
+	for i := len(tree.Processes) - 1; i >= 0; i-- {
+		p := tree.Processes[i]
+		var tids []int
 		for _, th := range p.Threads {
 			ptrace.Detach(th.TID, 0)
+			tids = append(tids, th.TID)
+		}
+		if p.Attrs != nil && p.Attrs.StopSignal != 0 {
+			task.AwaitStopped(p.PID, tids)
 		}
 	}
 	r.releaseSeed()
@@ -238,10 +247,19 @@ func (r *restorer) run() error {
 // that the tree has its shape before any address space is replaced.
 func (r *restorer) createProcesses() error {
 	tree := r.im.Tree
+	byPID := map[int]*image.Process{}
 	for _, p := range tree.Processes {
-		parent := r.seed
+		byPID[p.PID] = p
+	}
+	for _, p := range tree.Processes {
+		parent, from := r.seed, r.seed.Leader
+		var parentImg *image.Process
 		if p.PID != tree.Root {
-			parent = r.targets[p.PPID]
+			parent, from = r.targets[p.PPID], r.targets[p.PPID].Leader
+			if p.ParentTID != 0 {
+				from = r.threads[p.ParentTID]
+			}
+			parentImg = byPID[p.PPID]
 		}
 		// The image checked that a table shared is the parent's.
 		var flags uint64
@@ -251,7 +269,7 @@ func (r *restorer) createProcesses() error {
 		if p.FSTable != 0 {
 			flags |= unix.CLONE_FS
 		}
-		if err := task.CloneWith(parent, p.PID, p.ExitSignal, flags); err != nil {
+		if err := task.CloneFrom(parent, from, p.PID, p.ExitSignal, flags); err != nil {
 			return fmt.Errorf("create process %d: %w", p.PID, err)
 		}
 		t, err := r.attach(p.PID, parent)
@@ -259,6 +277,11 @@ func (r *restorer) createProcesses() error {
 			return err
 		}
 		r.targets[p.PID] = t
+		if !p.Zombie {
+			if err := task.SetLoginUID(t, p, parentImg); err != nil {
+				return fmt.Errorf("process %d: %w", p.PID, err)
+			}
+		}
 		switch {
 		case p.SID == p.PID:
 			if _, err := t.Call(unix.SYS_SETSID); err != nil {
@@ -274,6 +297,13 @@ func (r *restorer) createProcesses() error {
 		case p.PGID == p.PID:
 			if _, err := t.Call(unix.SYS_SETPGID, 0, 0); err != nil {
 				return fmt.Errorf("process %d setpgid: %w", p.PID, err)
+			}
+		}
+		// Its threads before its children: a child may have been created
+		// by another thread than the main one.
+		if !p.Zombie {
+			if err := r.createThreads(t, p); err != nil {
+				return err
 			}
 		}
 	}
@@ -300,6 +330,19 @@ func (r *restorer) createProcesses() error {
 			}
 		}
 	}
+	// Stopped processes stop again, before their queued signals are back.
+	for _, p := range tree.Processes {
+		if p.Zombie || p.Attrs == nil || p.Attrs.StopSignal == 0 {
+			continue
+		}
+		var ths []*inject.Thread
+		for _, th := range p.Threads {
+			ths = append(ths, r.threads[th.TID])
+		}
+		if err := task.Stop(r.targets[p.PID], ths, p.Attrs.StopSignal); err != nil {
+			return fmt.Errorf("process %d: %w", p.PID, err)
+		}
+	}
 	// Zombies die last: a zombie may still lead a group others joined.
 	for _, p := range tree.Processes {
 		if p.Zombie {
@@ -311,17 +354,43 @@ func (r *restorer) createProcesses() error {
 	return nil
 }
 
+// stopNotices takes back from process p what the restore of its zombie
+// and stopped children told it (SIGCHLDs, stops to wait for) that it had
+// not been told, or had dealt with, at checkpoint.
+func (r *restorer) stopNotices(t *inject.Target, p *image.Process) error {
+	var waited []int
+	told := false
+	for _, q := range r.im.Tree.Processes {
+		if q.PPID != p.PID || q.PID == r.im.Tree.Root {
+			continue
+		}
+		stopped := q.Attrs != nil && q.Attrs.StopSignal != 0
+		told = told || q.Zombie || stopped
+		if stopped && q.Attrs.StopWaited {
+			waited = append(waited, q.PID)
+		}
+	}
+	if !told {
+		return nil
+	}
+	if err := task.RestoreStopNotices(t, waited); err != nil {
+		return fmt.Errorf("process %d: %w", p.PID, err)
+	}
+	return nil
+}
+
 // orphanedGroups recreates process groups whose leader had exited and been
 // reaped: a short-lived helper takes the group's ID as its PID, creates the
 // group, lets the members join, and exits; the member it was forked from
-// reaps it.
+// reaps it. Zombies are members like the others (they have not exited yet:
+// zombies die last), and a group may hold nothing but zombies.
 func (r *restorer) orphanedGroups() error {
 	tree := r.im.Tree
 	root := tree.Processes[0]
 	done := map[int]bool{}
 	for _, p := range tree.Processes {
 		g := p.PGID
-		if p.Zombie || g == p.PID || r.targets[g] != nil || g == root.PGID || done[g] {
+		if g == p.PID || r.targets[g] != nil || g == root.PGID || done[g] {
 			continue
 		}
 		done[g] = true
@@ -337,7 +406,7 @@ func (r *restorer) orphanedGroups() error {
 			return fmt.Errorf("process group %d: %w", g, err)
 		}
 		for _, q := range tree.Processes {
-			if q.PGID == g && !q.Zombie {
+			if q.PGID == g {
 				if _, err := r.targets[q.PID].Call(unix.SYS_SETPGID, 0, uintptr(g)); err != nil {
 					return fmt.Errorf("process %d join process group %d: %w", q.PID, g, err)
 				}
@@ -402,9 +471,22 @@ func (r *restorer) finishProcess(p *image.Process) error {
 			suspended = false
 		}
 	}
+	// Filters that every thread has alike are one filter they share: the
+	// main thread installs them for all (TSYNC), first, while every thread
+	// may still install filters; only suspended filters can come that
+	// early (they would act on the credentials' calls).
+	shared := 0
+	if suspended {
+		shared = task.SharedSeccomp(p.Threads)
+	}
+	if shared > 0 {
+		if err := task.RestoreSeccomp(t, t.Leader, p.Threads[0], 0, shared, true); err != nil {
+			return fmt.Errorf("process %d: %w", p.PID, err)
+		}
+	}
 	for _, th := range p.Threads {
-		if task.SeccompBeforeCreds(th) {
-			if err := task.RestoreSeccomp(t, r.threads[th.TID], th); err != nil {
+		if task.SeccompBeforeCreds(th, shared) {
+			if err := task.RestoreSeccomp(t, r.threads[th.TID], th, shared, len(th.Seccomp), false); err != nil {
 				return fmt.Errorf("process %d: %w", p.PID, err)
 			}
 		}
@@ -412,9 +494,15 @@ func (r *restorer) finishProcess(p *image.Process) error {
 			return fmt.Errorf("process %d: %w", p.PID, err)
 		}
 	}
-	// Changing uids resets the dumpable flag; put it back afterwards.
+	// Changing uids resets the dumpable flag and the parent-death signal;
+	// put them back afterwards.
 	if _, err := t.Call(unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, uintptr(p.Dumpable)); err != nil {
 		return fmt.Errorf("process %d dumpable: %w", p.PID, err)
+	}
+	for _, th := range p.Threads {
+		if err := task.RestoreThreadLate(r.threads[th.TID], th); err != nil {
+			return fmt.Errorf("process %d: %w", p.PID, err)
+		}
 	}
 	// The channel is closed once per descriptor table.
 	if p.FDTable == 0 {
@@ -423,13 +511,16 @@ func (r *restorer) finishProcess(p *image.Process) error {
 		}
 	}
 	for _, th := range p.Threads {
-		if !task.SeccompBeforeCreds(th) {
-			if err := task.RestoreSeccomp(t, r.threads[th.TID], th); err != nil {
+		if !task.SeccompBeforeCreds(th, shared) {
+			if err := task.RestoreSeccomp(t, r.threads[th.TID], th, shared, len(th.Seccomp), false); err != nil {
 				return fmt.Errorf("process %d: %w", p.PID, err)
 			}
 		}
 	}
 	for _, th := range p.Threads[1:] {
+		if err := task.RestoreScheduling(th); err != nil {
+			return fmt.Errorf("process %d: %w", p.PID, err)
+		}
 		if err := task.Finish(th.TID, th, task.Resumable(th)); err != nil {
 			return fmt.Errorf("process %d: %w", p.PID, err)
 		}
@@ -441,6 +532,9 @@ func (r *restorer) finishProcess(p *image.Process) error {
 		return fmt.Errorf("process %d unmap restore region: %w", p.PID, err)
 	}
 	lead := p.Threads[0]
+	if err := task.RestoreScheduling(lead); err != nil {
+		return fmt.Errorf("process %d: %w", p.PID, err)
+	}
 	if err := task.Finish(lead.TID, lead, task.Resumable(lead)); err != nil {
 		return fmt.Errorf("process %d: %w", p.PID, err)
 	}
@@ -450,9 +544,34 @@ func (r *restorer) finishProcess(p *image.Process) error {
 // releaseSeed ends the seed. Its child, the restored root, is reparented
 // to the restorer and, when the restorer exits, further up.
 func (r *restorer) releaseSeed() {
+	if r.seedGone {
+		return
+	}
+	r.seedGone = true
 	unix.Kill(r.seed.PID, unix.SIGKILL)
 	var ws unix.WaitStatus
 	unix.Wait4(r.seed.PID, &ws, unix.WALL, nil)
+}
+
+// reparentRoot gives a root that has a parent-death signal its final
+// parent before the signal is set: a reparenting sends it. The restorer
+// stops being a child subreaper and ends the seed, so that the root goes
+// straight to the restorer's nearest subreaper (or init), where it stays
+// when the restorer exits, as it was with its parent outside the tree.
+func (r *restorer) reparentRoot() error {
+	root := r.im.Tree.Processes[0]
+	need := false
+	for _, th := range root.Threads {
+		need = need || th.Attrs != nil && th.Attrs.PdeathSig != 0
+	}
+	if !need {
+		return nil
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("stop being a child subreaper: %w", err)
+	}
+	r.releaseSeed()
+	return nil
 }
 
 // abandon kills everything the restore created and reaps it.

@@ -28,6 +28,26 @@ func NewDumper(inTree func(pid int) bool) *Dumper {
 // Dump describes the socket that process pid holds as fd; local is the
 // checkpointer's duplicate of it (pidfd_getfd), which Dump may keep.
 func (d *Dumper) Dump(local *os.File, pid, fd int) (*image.Socket, error) {
+	s, err := Check(local)
+	if err != nil {
+		return nil, err
+	}
+	switch s.Family {
+	case unix.AF_UNIX:
+		s.Unix, err = d.Unix.Dump(local, pid, fd, s)
+	case unix.AF_INET, unix.AF_INET6:
+		s.Inet, err = d.Inet.Dump(local, pid, fd, s)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Check reads what kind of socket local is (family, type, protocol) and
+// refuses the kinds that are not carried: the decision that `seamless
+// plan` and the checkpoint share, made before the socket's state is read.
+func Check(local *os.File) (*image.Socket, error) {
 	s := &image.Socket{}
 	var err error
 	if s.Family, err = unix.GetsockoptInt(int(local.Fd()), unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil {
@@ -41,16 +61,42 @@ func (d *Dumper) Dump(local *os.File, pid, fd int) (*image.Socket, error) {
 	}
 	switch s.Family {
 	case unix.AF_UNIX:
-		s.Unix, err = d.Unix.Dump(local, pid, fd, s)
+		return s, nil
 	case unix.AF_INET, unix.AF_INET6:
-		s.Inet, err = d.Inet.Dump(local, pid, fd, s)
-	default:
-		return nil, fmt.Errorf("address family %d is not supported", s.Family)
+		return s, inet.CheckKind(s)
 	}
-	if err != nil {
-		return nil, err
+	return nil, fmt.Errorf("%s socket: only unix, TCP and UDP sockets are carried", familyName(s))
+}
+
+// familyName names the address family of s, and for netlink its protocol.
+func familyName(s *image.Socket) string {
+	switch s.Family {
+	case unix.AF_PACKET:
+		return "packet (AF_PACKET)"
+	case unix.AF_NETLINK:
+		if name, ok := netlinkProtocols[s.Protocol]; ok {
+			return "netlink (" + name + ")"
+		}
+		return fmt.Sprintf("netlink (protocol %d)", s.Protocol)
+	case unix.AF_VSOCK:
+		return "vsock (AF_VSOCK)"
+	case unix.AF_ALG:
+		return "kernel crypto (AF_ALG)"
+	case unix.AF_BLUETOOTH:
+		return "Bluetooth (AF_BLUETOOTH)"
+	case unix.AF_XDP:
+		return "XDP (AF_XDP)"
 	}
-	return s, nil
+	return fmt.Sprintf("address family %d", s.Family)
+}
+
+// netlinkProtocols names the common netlink protocols.
+var netlinkProtocols = map[int]string{
+	unix.NETLINK_ROUTE: "NETLINK_ROUTE", unix.NETLINK_SOCK_DIAG: "NETLINK_SOCK_DIAG",
+	unix.NETLINK_AUDIT: "NETLINK_AUDIT", unix.NETLINK_KOBJECT_UEVENT: "NETLINK_KOBJECT_UEVENT",
+	unix.NETLINK_GENERIC: "NETLINK_GENERIC", unix.NETLINK_NETFILTER: "NETLINK_NETFILTER",
+	unix.NETLINK_XFRM: "NETLINK_XFRM", unix.NETLINK_CONNECTOR: "NETLINK_CONNECTOR",
+	unix.NETLINK_SELINUX: "NETLINK_SELINUX",
 }
 
 // Finish completes what needs every socket of the tree to be known (peers

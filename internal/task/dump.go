@@ -68,6 +68,9 @@ func Dump(pid int, tids []int, contents *mem.Contents) (*image.Process, error) {
 	if p.MM.Auxv, err = os.ReadFile(proc.Path(pid, "auxv")); err != nil {
 		return nil, fmt.Errorf("process %d auxv: %w", pid, err)
 	}
+	if p.Attrs, err = dumpProcessAttrs(pid, tids); err != nil {
+		return nil, err
+	}
 	for _, tid := range tids {
 		t, err := dumpThread(pid, tid)
 		if err != nil {
@@ -144,6 +147,9 @@ func dumpThread(pid, tid int) (*image.Thread, error) {
 		return nil, err
 	}
 	t.Nice, t.Policy, t.RTPriority = st.Nice, st.Policy, st.RTPriority
+	if t.Attrs, err = dumpThreadAttrs(tid, status); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 
@@ -230,6 +236,9 @@ func dumpRemote(p *image.Process) error {
 		return fmt.Errorf("read dumpable: %w", err)
 	}
 	p.Dumpable = int(dumpable)
+	if err := dumpRemoteAttrs(p.Attrs, lead.Syscall); err != nil {
+		return err
+	}
 	brk, err := lead.Syscall(unix.SYS_BRK, 0)
 	if err != nil {
 		return fmt.Errorf("read program break: %w", err)
@@ -264,6 +273,9 @@ func dumpRemote(p *image.Process) error {
 			return fmt.Errorf("thread %d securebits: %w", t.TID, err)
 		}
 		t.Creds.Securebits = uint32(sb)
+		if err := dumpRemoteThreadAttrs(t.Attrs, th, p.PID, s.scratch); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -31,10 +33,11 @@ func Clone(parent *inject.Target, pid, exitSignal int) error {
 	return clone(parent, parent.Leader, pid, 0, exitSignal)
 }
 
-// CloneWith is Clone with more clone flags (CLONE_FILES: the child shares
-// its parent's descriptor table).
-func CloneWith(parent *inject.Target, pid, exitSignal int, flags uint64) error {
-	return clone(parent, parent.Leader, pid, flags, exitSignal)
+// CloneFrom is Clone run in thread th of parent, the child's parent
+// thread, with more clone flags (CLONE_FILES, CLONE_FS: the child shares
+// its parent's descriptor table, or root and working directory).
+func CloneFrom(parent *inject.Target, th *inject.Thread, pid, exitSignal int, flags uint64) error {
+	return clone(parent, th, pid, flags, exitSignal)
 }
 
 // CloneThread creates, inside t, a thread with the exact TID tid, stopped.
@@ -55,8 +58,15 @@ func clone(t *inject.Target, th *inject.Thread, id int, flags uint64, exitSignal
 	}
 	th.Child = 0
 	got, err := th.Syscall(unix.SYS_CLONE3, args, unix.CLONE_ARGS_SIZE_VER1)
+	// A task the kernel is still releasing has left /proc but not yet
+	// freed its PID: give it a moment.
+	for tries := 0; errors.Is(err, unix.EEXIST) && tries < pidReleaseTries && !pidVisible(id); tries++ {
+		time.Sleep(pidReleasePause)
+		th.Child = 0
+		got, err = th.Syscall(unix.SYS_CLONE3, args, unix.CLONE_ARGS_SIZE_VER1)
+	}
 	if err != nil {
-		if e, ok := err.(*inject.Errno); ok && e.Err == unix.EEXIST {
+		if errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("pid %d is already in use: cannot restore with the same pid", id)
 		}
 		return fmt.Errorf("clone3 with pid %d: %w", id, err)
@@ -69,6 +79,18 @@ func clone(t *inject.Target, th *inject.Thread, id int, flags uint64, exitSignal
 		return fmt.Errorf("new task %d: %w", id, err)
 	}
 	return nil
+}
+
+// How long clone waits for a PID that is being released (about 2 s).
+const (
+	pidReleaseTries = 400
+	pidReleasePause = 5 * time.Millisecond
+)
+
+// pidVisible reports whether a task with ID id shows in /proc.
+func pidVisible(id int) bool {
+	_, err := os.Stat("/proc/" + strconv.Itoa(id))
+	return err == nil
 }
 
 // sigaction lays out struct kernel_sigaction.
@@ -172,7 +194,7 @@ func RestoreProcess(t *inject.Target, p *image.Process, exe *os.File) error {
 			return fmt.Errorf("rlimit %d: %w", rl.Resource, err)
 		}
 	}
-	return nil
+	return restoreProcessAttrs(t, p)
 }
 
 // setMM sets the mm fields with PR_SET_MM_MAP: code, data, heap, stack,
@@ -300,10 +322,16 @@ func RestoreCreds(t *inject.Target, th *inject.Thread, c *image.Creds) error {
 	return nil
 }
 
-// RestoreScheduling sets a thread's nice value and scheduling policy from
-// the restorer.
+// RestoreScheduling sets a thread's scheduling policy, nice value, CPU
+// affinity and I/O priority from the restorer. It comes after the last call
+// the thread runs for the restore: a thread that is pinned, idle-class or
+// niced would otherwise slow the restore down.
 func RestoreScheduling(img *image.Thread) error {
-	if img.Policy != unix.SCHED_NORMAL {
+	if img.Attrs != nil {
+		if err := restoreSchedAttrs(img); err != nil {
+			return err
+		}
+	} else if img.Policy != unix.SCHED_NORMAL {
 		// struct sched_param { int sched_priority; }
 		prio := int32(img.RTPriority)
 		if _, _, e := unix.Syscall(unix.SYS_SCHED_SETSCHEDULER, uintptr(img.TID), uintptr(img.Policy), uintptr(unsafe.Pointer(&prio))); e != 0 {

@@ -1,6 +1,7 @@
 package task
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -94,13 +95,37 @@ func SuspendSeccomp(tid, options int) error {
 	return nil
 }
 
-// SeccompBeforeCreds reports whether the seccomp filters of thread img must
-// be installed before its credentials are restored. The kernel installs a
-// filter only for a thread with no_new_privs or CAP_SYS_ADMIN, and the
-// restored credentials may have neither: the process installed its filters
-// while it held CAP_SYS_ADMIN and dropped it later.
-func SeccompBeforeCreds(img *image.Thread) bool {
-	return len(img.Seccomp) > 0 && !img.Creds.NoNewPrivs && img.Creds.CapEff&(1<<capSysAdmin) == 0
+// SeccompBeforeCreds reports whether the seccomp filters of thread img,
+// from its filter number from on, must be installed before its credentials
+// are restored. The kernel installs a filter only for a thread with
+// no_new_privs or CAP_SYS_ADMIN, and the restored credentials may have
+// neither: the process installed its filters while it held CAP_SYS_ADMIN
+// and dropped it later.
+func SeccompBeforeCreds(img *image.Thread, from int) bool {
+	return len(img.Seccomp) > from && !img.Creds.NoNewPrivs && img.Creds.CapEff&(1<<capSysAdmin) == 0
+}
+
+// SharedSeccomp is the number of filters, oldest first, that every thread
+// of a process has alike (same program, same flags): a filter installed
+// before the threads were created, or with SECCOMP_FILTER_FLAG_TSYNC, is
+// one filter that all of them share, and the kernel lets a thread
+// synchronise its filters to the others (TSYNC) only while theirs are
+// ancestors of its own.
+func SharedSeccomp(threads []*image.Thread) int {
+	if len(threads) < 2 {
+		return 0
+	}
+	n := len(threads[0].Seccomp)
+	for _, th := range threads[1:] {
+		n = min(n, len(th.Seccomp))
+		for i := 0; i < n; i++ {
+			a, b := threads[0].Seccomp[i], th.Seccomp[i]
+			if a.Flags != b.Flags || !bytes.Equal(a.Prog, b.Prog) {
+				n = i
+			}
+		}
+	}
+	return n
 }
 
 // Offsets in the scratch area: struct sock_fprog, then the program (at
@@ -110,12 +135,16 @@ const (
 	progOff  = 64
 )
 
-// RestoreSeccomp installs the seccomp filters of thread img, oldest first,
-// with seccomp(SECCOMP_SET_MODE_FILTER) calls in that very thread: a filter
-// binds the thread that installs it and the threads and processes it
-// creates afterwards, and none of the threads that exist already.
-func RestoreSeccomp(t *inject.Target, th *inject.Thread, img *image.Thread) error {
-	for i, f := range img.Seccomp {
+// RestoreSeccomp installs the seccomp filters of thread img from its
+// filter number from on, oldest first, with seccomp(SECCOMP_SET_MODE_FILTER)
+// calls in that very thread: a filter binds the thread that installs it and
+// the threads and processes it creates afterwards, and none of the threads
+// that exist already. With tsync, the filters go to every thread of the
+// process (SECCOMP_FILTER_FLAG_TSYNC): all of them then share these very
+// filters, as they did.
+func RestoreSeccomp(t *inject.Target, th *inject.Thread, img *image.Thread, from, to int, tsync bool) error {
+	for i := from; i < to; i++ {
+		f := img.Seccomp[i]
 		fail := func(err error) error {
 			return fmt.Errorf("thread %d seccomp filter %d of %d: %w", img.TID, i+1, len(img.Seccomp), err)
 		}
@@ -128,11 +157,19 @@ func RestoreSeccomp(t *inject.Target, th *inject.Thread, img *image.Thread) erro
 		if err != nil {
 			return fail(err)
 		}
-		if _, err := th.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, uintptr(f.Flags), fprog); err != nil {
+		flags := f.Flags
+		if tsync {
+			flags |= unix.SECCOMP_FILTER_FLAG_TSYNC
+		}
+		got, err := th.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, uintptr(flags), fprog)
+		if err != nil {
 			if errors.Is(err, unix.EACCES) {
 				err = fmt.Errorf("%w (the thread has neither no_new_privs nor CAP_SYS_ADMIN)", err)
 			}
 			return fail(err)
+		}
+		if got != 0 {
+			return fail(fmt.Errorf("thread %d cannot share it (SECCOMP_FILTER_FLAG_TSYNC)", got))
 		}
 	}
 	return nil

@@ -67,19 +67,46 @@ func TestDumpSeccompModes(t *testing.T) {
 
 func TestSeccompBeforeCreds(t *testing.T) {
 	filters := []image.SeccompFilter{{Prog: make([]byte, 8)}}
+	neither := image.Creds{CapEff: 1<<capSysAdmin - 1, CapPrm: 1 << capSysAdmin}
 	tests := []struct {
 		name string
 		th   image.Thread
+		from int
 		want bool
 	}{
-		{"no filters", image.Thread{}, false},
-		{"no_new_privs", image.Thread{Seccomp: filters, Creds: image.Creds{NoNewPrivs: true}}, false},
-		{"CAP_SYS_ADMIN", image.Thread{Seccomp: filters, Creds: image.Creds{CapEff: 1 << capSysAdmin}}, false},
-		{"neither", image.Thread{Seccomp: filters, Creds: image.Creds{CapEff: 1<<capSysAdmin - 1, CapPrm: 1 << capSysAdmin}}, true},
+		{"no filters", image.Thread{}, 0, false},
+		{"no_new_privs", image.Thread{Seccomp: filters, Creds: image.Creds{NoNewPrivs: true}}, 0, false},
+		{"CAP_SYS_ADMIN", image.Thread{Seccomp: filters, Creds: image.Creds{CapEff: 1 << capSysAdmin}}, 0, false},
+		{"neither", image.Thread{Seccomp: filters, Creds: neither}, 0, true},
+		{"neither, all shared", image.Thread{Seccomp: filters, Creds: neither}, 1, false},
 	}
 	for _, tt := range tests {
-		if got := SeccompBeforeCreds(&tt.th); got != tt.want {
+		if got := SeccompBeforeCreds(&tt.th, tt.from); got != tt.want {
 			t.Errorf("%s: SeccompBeforeCreds = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestSharedSeccomp(t *testing.T) {
+	f := func(b byte, flags uint64) image.SeccompFilter {
+		return image.SeccompFilter{Flags: flags, Prog: []byte{b, 0, 0, 0, 0, 0, 0, 0}}
+	}
+	th := func(fs ...image.SeccompFilter) *image.Thread { return &image.Thread{Seccomp: fs} }
+	tests := []struct {
+		name    string
+		threads []*image.Thread
+		want    int
+	}{
+		{"one thread", []*image.Thread{th(f(1, 0))}, 0},
+		{"all alike", []*image.Thread{th(f(1, 0), f(2, 2)), th(f(1, 0), f(2, 2))}, 2},
+		{"common prefix", []*image.Thread{th(f(1, 0), f(2, 0)), th(f(1, 0)), th(f(1, 0), f(3, 0))}, 1},
+		{"flags differ", []*image.Thread{th(f(1, 0)), th(f(1, 2))}, 0},
+		{"one without", []*image.Thread{th(f(1, 0)), th()}, 0},
+		{"later equal only", []*image.Thread{th(f(1, 0), f(2, 0)), th(f(3, 0), f(2, 0))}, 0},
+	}
+	for _, tt := range tests {
+		if got := SharedSeccomp(tt.threads); got != tt.want {
+			t.Errorf("%s: SharedSeccomp = %d, want %d", tt.name, got, tt.want)
 		}
 	}
 }

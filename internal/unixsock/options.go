@@ -1,6 +1,7 @@
 package unixsock
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -8,12 +9,50 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/sockopt"
 )
+
+// moreOpts are the other options a unix socket may have set: those of
+// SOL_SOCKET that exist for every socket family.
+var moreOpts = []sockopt.Option{
+	unixOpt("SO_PRIORITY", unix.SO_PRIORITY),
+	unixOpt("SO_MARK", unix.SO_MARK),
+	unixOpt("SO_KEEPALIVE", unix.SO_KEEPALIVE),
+	unixOpt("SO_DEBUG", unix.SO_DEBUG),
+	unixOpt("SO_OOBINLINE", unix.SO_OOBINLINE),
+	unixOpt("SO_TIMESTAMP", unix.SO_TIMESTAMP),
+	unixOpt("SO_TIMESTAMPNS", unix.SO_TIMESTAMPNS),
+	unixOpt("SO_TIMESTAMPING", unix.SO_TIMESTAMPING),
+	unixOpt("SO_RXQ_OVFL", unix.SO_RXQ_OVFL),
+	unixOpt("SO_SELECT_ERR_QUEUE", unix.SO_SELECT_ERR_QUEUE),
+	unixOpt("SO_RCVMARK", unix.SO_RCVMARK),
+	unixOpt("SO_RCVPRIORITY", unix.SO_RCVPRIORITY),
+	unixOpt("SO_PASSRIGHTS", unix.SO_PASSRIGHTS),
+}
+
+func unixOpt(name string, o int) sockopt.Option {
+	return sockopt.Option{Name: name, Level: unix.SOL_SOCKET, Opt: o, Kind: sockopt.Int, Unix: true, Phase: sockopt.Final}
+}
 
 // readOptions reads the socket options that restore reproduces. Buffer
 // sizes equal to a fresh socket's default are stored as 0 (default).
 func readOptions(fd, typ int) (image.UnixOptions, error) {
 	var o image.UnixOptions
+	fresh, err := unix.Socket(unix.AF_UNIX, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return o, fmt.Errorf("reference socket: %w", err)
+	}
+	defer unix.Close(fresh)
+	v, err := sockopt.Read(fd, fresh, unix.AF_UNIX, 0, moreOpts, false)
+	if err != nil {
+		return o, err
+	}
+	o.More = v.Ints
+	if lock, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BUF_LOCK); err == nil {
+		o.BufLock = &lock
+	} else if !errors.Is(err, unix.ENOPROTOOPT) {
+		return o, fmt.Errorf("SO_BUF_LOCK: %w", err)
+	}
 	b := func(opt int) bool {
 		v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, opt)
 		return err == nil && v != 0
@@ -21,7 +60,6 @@ func readOptions(fd, typ int) (image.UnixOptions, error) {
 	o.PassCred = b(unix.SO_PASSCRED)
 	o.PassSec = b(unix.SO_PASSSEC)
 	o.PassPidfd = b(unix.SO_PASSPIDFD)
-	var err error
 	if o.SndBuf, err = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF); err != nil {
 		return o, fmt.Errorf("SO_SNDBUF: %w", err)
 	}
@@ -145,6 +183,15 @@ func applyOptions(fd, typ int, o image.UnixOptions) error {
 		tv := unix.NsecToTimeval(t.ns)
 		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, t.opt, &tv); err != nil {
 			return fmt.Errorf("set %s %v: %w", t.name, time.Duration(t.ns), err)
+		}
+	}
+	if err := sockopt.Apply(fd, unix.AF_UNIX, 0, moreOpts, sockopt.Values{Ints: o.More}, sockopt.Final, false, nil); err != nil {
+		return err
+	}
+	// The buffers were sized with SO_*BUFFORCE, which locks them.
+	if o.BufLock != nil {
+		if err := set("SO_BUF_LOCK", unix.SO_BUF_LOCK, *o.BufLock); err != nil {
+			return err
 		}
 	}
 	return nil

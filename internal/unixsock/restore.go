@@ -7,6 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/sockopt"
 )
 
 // Opener rebuilds the unix sockets of a tree in the restorer. All of them
@@ -158,6 +159,9 @@ func (o *Opener) connectPair(r *rsock) error {
 	if r.f != nil || r.u.State != image.UnixConnected || (r.u.Peer == 0 && !r.u.PeerGone) {
 		return nil
 	}
+	if r.u.Peer == r.u.Inode {
+		return nil // a datagram socket connected to its own name: connectDgram
+	}
 	var p *rsock
 	if r.u.Peer != 0 {
 		if p = o.byIno[r.u.Peer]; p == nil {
@@ -197,9 +201,9 @@ func (o *Opener) connectPair(r *rsock) error {
 				return cl.errorf("%v", err)
 			}
 		}
-		l, err := o.listenerFor(r.img.Type, acc.u.Name)
+		l, err := o.listenerFor(r.img.Type, acc.u.Name, acc.u.Path)
 		if err == nil {
-			acc.f, err = connectAccept(other, l, acc.u.Name)
+			acc.f, err = connectAccept(other, l, reach(acc.u.Name, acc.u.Path))
 		}
 		if err != nil {
 			other.Close()
@@ -313,7 +317,7 @@ func (o *Opener) sendDgram(r *rsock, m image.UnixMessage) error {
 	if len(m.From) > 0 {
 		for _, s := range o.order {
 			if s.img.Type == unix.SOCK_DGRAM && s.f != nil && !s.replace && string(s.u.Name) == string(m.From) {
-				return sendMessage(int(s.f.Fd()), r.u.Name, m)
+				return sendMessage(int(s.f.Fd()), reach(r.u.Name, r.u.Path), m)
 			}
 		}
 	}
@@ -322,7 +326,7 @@ func (o *Opener) sendDgram(r *rsock, m image.UnixMessage) error {
 		return err
 	}
 	defer t.Close()
-	if len(m.From) > 0 {
+	if len(m.From) > 0 && (!isPath(m.From) || m.From[0] == '/') {
 		if isPath(m.From) {
 			if _, err := os.Lstat(string(m.From)); err != nil && bindRaw(int(t.Fd()), m.From) == nil {
 				defer unix.Unlink(string(m.From))
@@ -331,7 +335,7 @@ func (o *Opener) sendDgram(r *rsock, m image.UnixMessage) error {
 			bindRaw(int(t.Fd()), m.From) // best effort: the name may be taken
 		}
 	}
-	return sendMessage(int(t.Fd()), r.u.Name, m)
+	return sendMessage(int(t.Fd()), reach(r.u.Name, r.u.Path), m)
 }
 
 // connectDgram connects datagram sockets that socketpair did not.
@@ -346,7 +350,7 @@ func (o *Opener) connectDgram(r *rsock) error {
 	if len(p.u.Name) == 0 {
 		return r.errorf("its peer socket:[%d] has no name to connect to", r.u.Peer)
 	}
-	if err := connectRaw(int(r.f.Fd()), p.u.Name); err != nil {
+	if err := connectRaw(int(r.f.Fd()), reach(p.u.Name, p.u.Path)); err != nil {
 		return r.errorf("connect to %q: %v", image.UnixName(p.u.Name), err)
 	}
 	return nil
@@ -382,7 +386,7 @@ func (o *Opener) connectPending(r *rsock) error {
 		if c == nil || c.f == nil {
 			return r.errorf("client socket:[%d] of its accept queue is not in the image", ino)
 		}
-		if err := connectRaw(int(c.f.Fd()), r.u.Name); err != nil {
+		if err := connectRaw(int(c.f.Fd()), reach(r.u.Name, r.u.Path)); err != nil {
 			return c.errorf("connect to %q (waiting to be accepted): %v", image.UnixName(r.u.Name), err)
 		}
 		c.paired = true
@@ -433,6 +437,13 @@ func (o *Opener) finish(r *rsock) error {
 	}
 	if err := unix.SetNonblock(fd, r.flags&unix.O_NONBLOCK != 0); err != nil {
 		return r.errorf("set O_NONBLOCK: %v", err)
+	}
+	// The filter last: it would also judge the data put back into the
+	// queues.
+	if f := r.img.Filter; f != nil {
+		if err := sockopt.AttachFilter(fd, f.Prog, f.Locked); err != nil {
+			return r.errorf("%v", err)
+		}
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/sockopt"
 )
 
 // Dumper checkpoints the unix sockets of one process tree. Dump records
@@ -75,11 +76,13 @@ func (d *Dumper) Dump(local *os.File, pid, fd int, s *image.Socket) (*image.Unix
 	if x.u.Name, err = sockname(lfd, false); err != nil {
 		return nil, fmt.Errorf("getsockname: %w", err)
 	}
-	if isPath(x.u.Name) && x.u.Name[0] != '/' {
-		return nil, fmt.Errorf("bound to the relative path %q, which cannot be resolved at restore", x.u.Name)
-	}
 	if x.u.Options, err = readOptions(lfd, s.Type); err != nil {
 		return nil, err
+	}
+	if prog, locked, err := sockopt.ReadFilter(lfd); err != nil {
+		return nil, err
+	} else if prog != nil {
+		s.Filter = &image.SocketFilter{Prog: prog, Locked: locked}
 	}
 	listening, _ := unix.GetsockoptInt(lfd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
 	if listening != 0 {
@@ -206,12 +209,38 @@ func (d *Dumper) resolve(x *dumped, in *diagInfo, info map[uint64]*diagInfo, wai
 			len(u.Queue), u.External.Key)
 	}
 	if isPath(u.Name) {
-		u.Path = &image.UnixPath{Unlinked: true}
-		var st unix.Stat_t
-		p := filepath.Join("/proc", strconv.Itoa(x.pid), "root", string(u.Name))
-		if unix.Lstat(p, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFSOCK && in.hasVFS && st.Ino == in.vfsIno {
-			u.Path = &image.UnixPath{Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid}
+		return d.resolvePath(x, in)
+	}
+	return nil
+}
+
+// resolvePath describes the socket file of x, bound to a path: its owner
+// and mode, or that it was unlinked. A relative path was resolved in the
+// working directory of the process that bound it: the socket file must be
+// there still, so that the restore knows the directory.
+func (d *Dumper) resolvePath(x *dumped, in *diagInfo) error {
+	u := x.u
+	name := string(u.Name)
+	base := filepath.Join("/proc", strconv.Itoa(x.pid), "root")
+	relative := name[0] != '/'
+	if relative {
+		base = filepath.Join("/proc", strconv.Itoa(x.pid), "cwd")
+	}
+	var st unix.Stat_t
+	if unix.Lstat(filepath.Join(base, name), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK || !in.hasVFS || st.Ino != in.vfsIno {
+		if relative {
+			return x.errorf("bound to the relative path %q, whose socket file is not in the working directory of process %d (it was removed, or the process changed directory): the directory it was bound in is unknown", name, x.pid)
 		}
+		u.Path = &image.UnixPath{Unlinked: true}
+		return nil
+	}
+	u.Path = &image.UnixPath{Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid}
+	if relative {
+		cwd, err := os.Readlink(base)
+		if err != nil {
+			return x.errorf("working directory of process %d: %v", x.pid, err)
+		}
+		u.Path.Dir = cwd
 	}
 	return nil
 }

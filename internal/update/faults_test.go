@@ -333,7 +333,7 @@ func TestCheckpointFaultDump(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no unit could be carried") {
 		t.Fatalf("ShutdownCheckpoint = %v, want: no unit could be carried (and no kexec load)", err)
 	}
-	if o := outcome(st, bad); o.Outcome != "stopped" || !strings.Contains(o.Reason, "address family 16") {
+	if o := outcome(st, bad); o.Outcome != "stopped" || !strings.Contains(o.Reason, "netlink") {
 		t.Fatalf("unit outcome %+v, want stopped for its netlink socket", o)
 	}
 }
@@ -357,7 +357,7 @@ func TestCheckpointFaultOneOfTwo(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "kexec_file_load") {
 		t.Fatalf("ShutdownCheckpoint = %v, want the load to fail", err)
 	}
-	if o := outcome(st, bad); o.Outcome != "stopped" || !strings.Contains(o.Reason, "address family 16") {
+	if o := outcome(st, bad); o.Outcome != "stopped" || !strings.Contains(o.Reason, "netlink") {
 		t.Fatalf("failing unit: %+v", o)
 	}
 	if o := outcome(st, good); o.Outcome != "stopped" || !strings.Contains(o.Reason, "could not be handed") || o.Processes != 1 {

@@ -48,6 +48,7 @@ var threadStatFields = map[int]string{18: "priority", 19: "nice", 40: "rt_priori
 var vmFlagsKept = map[string]bool{
 	"rd": true, "wr": true, "ex": true, "sh": true, "gd": true, "lo": true, "sr": true,
 	"rr": true, "dc": true, "dd": true, "wf": true, "hg": true, "nh": true, "mg": true,
+	"nr": true, "dp": true, "gu": true,
 }
 
 // takeFingerprint reads the fingerprint of every process of tr. With
@@ -75,7 +76,31 @@ func readFingerprint(tr tree, runtime bool) fingerprint {
 	for pid := range tr {
 		addProcess(fp, pid, runtime)
 	}
+	fp.sessionClasses(tr)
 	return fp
+}
+
+// sessionClasses replaces the audit session IDs by which processes share
+// one: the kernel hands out a new ID whenever a loginuid is set, so a
+// restore keeps the sharing, never the numbers. An unset session stays.
+func (fp fingerprint) sessionClasses(tr tree) {
+	var pids []int
+	for pid := range tr {
+		pids = append(pids, pid)
+	}
+	sort.Ints(pids)
+	class := map[string]string{}
+	for _, pid := range pids {
+		k := fmt.Sprintf("pid %d sessionid", pid)
+		v, ok := fp[k]
+		if !ok || v == "4294967295" || strings.HasPrefix(v, "(") {
+			continue
+		}
+		if class[v] == "" {
+			class[v] = fmt.Sprintf("audit session #%d (first in pid %d)", len(class)+1, pid)
+		}
+		fp[k] = class[v]
+	}
 }
 
 func readTrim(path string) string {
@@ -331,8 +356,10 @@ func lineDiff(a, b string) string {
 }
 
 // untraced checks that no thread of tr is traced or stopped: the engine
-// must let go of every thread after a checkpoint or a restore.
-func untraced(tr tree) []string {
+// must let go of every thread after a checkpoint or a restore. The
+// processes in stopped are the opposite: every one of their threads must
+// be stopped (state T, job control), as they were.
+func untraced(tr tree, stopped map[int]bool) []string {
 	var out []string
 	for pid := range tr {
 		tids, _ := threads(pid)
@@ -342,7 +369,11 @@ func untraced(tr tree) []string {
 			if st["TracerPid"] != "0" {
 				out = append(out, fmt.Sprintf("thread %d of %d is traced by %s", tid, pid, st["TracerPid"]))
 			}
-			if s := st["State"]; strings.HasPrefix(s, "t") || strings.HasPrefix(s, "T") {
+			s := st["State"]
+			switch {
+			case stopped[pid] && !strings.HasPrefix(s, "T"):
+				out = append(out, fmt.Sprintf("thread %d of %d is not stopped (%s), as it was", tid, pid, s))
+			case !stopped[pid] && (strings.HasPrefix(s, "t") || strings.HasPrefix(s, "T")):
 				out = append(out, fmt.Sprintf("thread %d of %d is stopped (%s)", tid, pid, s))
 			}
 		}

@@ -1,10 +1,14 @@
 package roundtrip
 
-// Acceptance tests of issue 4 that do not fit the workloads table:
+// Acceptance tests of issues 4 and 12 that do not fit the workloads table:
 //
 //   - TestZombie and TestDeadLeader: zombie.c and deadleader.c, whose trees
 //     show processes in state Z (the table's harness expects every process
 //     of a tree to be running);
+//   - TestStopped: stopped.c, whose children are stopped (job control) and
+//     must stay so;
+//   - TestRestoreRightAfterCheckpoint: a restore the moment the checkpoint
+//     returns;
 //   - TestUnsupported: resources seamless must refuse at checkpoint, naming
 //     them, without harming the tree;
 //   - TestSemUndo: semundo.c, SEM_UNDO adjustments (kept out of the table:
@@ -115,11 +119,13 @@ func runSeamless(args ...string) cliResult {
 // Zombies
 
 // TestZombie runs zombie.c standalone and through every mode: its zombies
-// (one exited with status 7, one killed by SIGTERM) must come back as
-// zombies of the same parent with the same PIDs, its orphans as children of
-// the subreaper root, its process group without a leader as it was.
+// (exited with status 7 or 3, killed by SIGTERM) must come back as zombies
+// of the same parent with the same PIDs and process groups (one in a group
+// whose leader exited, one leading its own, one alone in a group whose
+// leader exited), its orphans as children of the subreaper root, its
+// process group without a leader as it was.
 func TestZombie(t *testing.T) {
-	zombieTests(t, workload{name: "zombie", procs: 6, usr1: true}, 2)
+	zombieTests(t, workload{name: "zombie", procs: 7, usr1: true}, 3)
 }
 
 // TestDeadLeader runs deadleader.c: a child whose main thread called
@@ -159,6 +165,7 @@ func zombieTests(t *testing.T, w workload, nzombies int) {
 	t.Run("standalone", func(t *testing.T) {
 		r := start(t, w)
 		ticks := r.waitTicks(0, 3)
+		r.markStopped()
 		live, zombies := r.zombieSnapshot(nzombies)
 		r.checkZombieTree(live, zombies)
 		r.finish(r.signalUSR1(ticks[len(ticks)-1].usr1))
@@ -245,6 +252,7 @@ func (r *run) checkZombieTree(live, zombies tree) {
 func zombieRoundTrip(t *testing.T, w workload, m mode, nzombies int) {
 	r := start(t, w)
 	ticks := r.waitTicks(0, 3)
+	r.markStopped()
 	usr1 := r.signalUSR1(ticks[len(ticks)-1].usr1)
 	live, zombies := r.zombieSnapshot(nzombies)
 	r.checkZombieTree(live, zombies)
@@ -305,6 +313,88 @@ func zombieRoundTrip(t *testing.T, w workload, m mode, nzombies int) {
 	}
 	// The root reaps its zombies now and checks their statuses (DONE ok).
 	r.finish(usr1)
+}
+
+// markStopped records, for a workload that keeps processes stopped, which
+// of its processes are (state T): they must stay stopped.
+func (r *run) markStopped() {
+	if !r.w.stopped {
+		return
+	}
+	r.stopped = map[int]bool{}
+	for _, pid := range descendants(r.pid) {
+		if procState(pid) == "state T" {
+			r.stopped[pid] = true
+		}
+	}
+	if len(r.stopped) == 0 {
+		r.fatalf("no process of the tree is stopped")
+	}
+	r.t.Logf("stopped processes: %v", r.stopped)
+}
+
+// TestStopped runs stopped.c standalone and through every mode: processes
+// stopped by SIGSTOP, SIGTSTP and (a whole process group) SIGTTIN must come
+// back stopped, with the same stop left to report to their parent (none
+// where it had waited for it), no new SIGCHLD for the parent, and the
+// signals that arrived while they were stopped still pending.
+func TestStopped(t *testing.T) {
+	zombieTests(t, workload{name: "stopped", procs: 5, usr1: true, stopped: true}, 0)
+}
+
+// ---------------------------------------------------------------------------
+// Restoring the moment the checkpoint returns
+
+// TestRestoreRightAfterCheckpoint checkpoints (and kills) a tree of
+// multi-threaded processes and restores it the moment the checkpoint has
+// returned and the test has reaped its own children (the root, and what
+// was reparented to it, the subreaper), with --pid-wait 0: the checkpoint
+// returns only once every PID and TID of the killed tree is free, or held
+// by a zombie that only its parent outside the tree (here, the test) can
+// reap. Twenty rounds of threads.c and tree.c.
+func TestRestoreRightAfterCheckpoint(t *testing.T) {
+	for _, w := range []workload{{name: "threads", procs: 1, usr1: true}, {name: "tree", procs: 4}} {
+		t.Run(w.name, func(t *testing.T) {
+			needSeamless(t)
+			r := start(t, w)
+			r.waitTicks(0, 3)
+			tr := r.snapshot()
+			r.checkTree(tr)
+			for round := 1; round <= 20; round++ {
+				img := filepath.Join(r.dir, fmt.Sprintf("image-%d", round))
+				cp := runSeamless("checkpoint", "--pid", strconv.Itoa(r.pid), "--dir", img, "-v")
+				if cp.code != 0 {
+					r.fatalf("%s", cp)
+				}
+				reapChildren()
+				res := runSeamless("restore", "--dir", img, "--pid-wait", "0s")
+				if res.code != 0 {
+					r.fatalf("round %d: the restore right after the checkpoint failed:\n%s\ncheckpoint said:\n%s", round, res, cp.stderr)
+				}
+				r.restored, r.exited = true, false
+				r.restoreN = r.logSize()
+				r.checkAlive(tr)
+				r.waitTicks(r.restoreN, 2)
+				os.RemoveAll(img)
+			}
+			usr1 := 0
+			if w.usr1 {
+				usr1 = r.signalUSR1(r.lastTick().usr1)
+			}
+			r.finish(usr1)
+		})
+	}
+}
+
+// reapChildren reaps every child of the test process that has exited.
+func reapChildren() {
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG|unix.WALL, nil)
+		if err != nil || pid <= 0 {
+			return
+		}
+	}
 }
 
 // ---------------------------------------------------------------------------
@@ -404,6 +494,12 @@ var holders = []struct {
 	{"hold_fanotify", "fanotify"},
 	{"hold_perf", "perf_event"},
 	{"hold_tun", "/dev/net/tun"},
+	// Sockets of kinds seamless does not carry (docs/limitations.md).
+	{"hold_icmp", "ICMP (ping) IPv4 socket"},
+	{"hold_udplite", "UDP-Lite IPv4 socket"},
+	{"hold_raw", "raw IPv4 socket"},
+	{"hold_packet", "packet (AF_PACKET) socket"},
+	{"hold_netlink", "netlink (NETLINK_ROUTE) socket"},
 }
 
 // TestUnsupported checks that a checkpoint of a tree holding a resource
@@ -614,7 +710,7 @@ func (p *progRun) problems(tr tree, restored bool) []string {
 			out = append(out, fmt.Sprintf("process %d appeared in the tree", pid))
 		}
 	}
-	return append(out, untraced(tr)...)
+	return append(out, untraced(tr, nil)...)
 }
 
 // checkpointAndRestore checkpoints the tree (killing it), waits until it is

@@ -336,4 +336,40 @@ static __attribute__((unused)) void wl_write_all(int fd, const void *buf, size_t
 	}
 }
 
+/* wl_vma_flags copies the VmFlags of the smaps entry holding addr. */
+static __attribute__((unused)) void wl_vma_flags(const void *addr, char *out, size_t size)
+{
+	static char smaps[1 << 18];
+	ssize_t n = wl_read_file("/proc/self/smaps", smaps, sizeof smaps);
+	int in = 0;
+
+	WL_CHECK(n > 0 && (size_t)n < sizeof smaps - 1, "read /proc/self/smaps (%zd bytes)", n);
+	out[0] = 0;
+	for (char *line = strtok(smaps, "\n"); line; line = strtok(NULL, "\n")) {
+		unsigned long s, e;
+		char c;
+
+		if (sscanf(line, "%lx-%lx %c", &s, &e, &c) == 3) { /* a mapping's header line */
+			in = (unsigned long)addr >= s && (unsigned long)addr < e;
+			continue;
+		}
+		if (in && strncmp(line, "VmFlags:", 8) == 0) {
+			snprintf(out, size, "%s", line + 8);
+			return;
+		}
+	}
+	wl_fail("no smaps entry for %p", addr);
+}
+
+/* wl_has_flag reports whether the VmFlags list flags holds flag. */
+static __attribute__((unused)) int wl_has_flag(const char *flags, const char *flag)
+{
+	size_t l = strlen(flag);
+
+	for (const char *p = flags; (p = strstr(p, flag)) != NULL; p += l)
+		if ((p == flags || p[-1] == ' ') && (p[l] == ' ' || p[l] == 0))
+			return 1;
+	return 0;
+}
+
 #endif

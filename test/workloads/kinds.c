@@ -101,6 +101,13 @@ static int open_kind(const char *k)
 		fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
 	} else if (strcmp(k, "path") == 0) {
 		fd = open(".", O_PATH);
+	} else if (strcmp(k, "hung-up-terminal") == 0) {
+		/* A pty slave whose master is closed: hung up. */
+		int m = posix_openpt(O_RDWR | O_NOCTTY);
+
+		WL_CHECK(m >= 0 && grantpt(m) == 0 && unlockpt(m) == 0, "posix_openpt: %s", strerror(errno));
+		fd = open(ptsname(m), O_RDWR | O_NOCTTY);
+		close(m);
 	} else {
 		wl_fail("unknown WL_KIND %s: kinds.c must hold every kind of internal/files.Kinds", k);
 	}

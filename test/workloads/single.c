@@ -239,40 +239,6 @@ static int maps_find(const void *addr, unsigned long *start, unsigned long *end,
 	return 0;
 }
 
-/* vma_flags copies the VmFlags of the smaps entry holding addr. */
-static void vma_flags(const void *addr, char *out, size_t size)
-{
-	ssize_t n = wl_read_file("/proc/self/smaps", big_buf, sizeof big_buf);
-	int in = 0;
-
-	WL_CHECK(n > 0 && (size_t)n < sizeof big_buf - 1, "read /proc/self/smaps (%zd bytes)", n);
-	out[0] = 0;
-	for (char *line = strtok(big_buf, "\n"); line; line = strtok(NULL, "\n")) {
-		unsigned long s, e;
-		char c;
-
-		if (sscanf(line, "%lx-%lx %c", &s, &e, &c) == 3) { /* a mapping's header line */
-			in = (unsigned long)addr >= s && (unsigned long)addr < e;
-			continue;
-		}
-		if (in && strncmp(line, "VmFlags:", 8) == 0) {
-			snprintf(out, size, "%s", line + 8);
-			return;
-		}
-	}
-	wl_fail("no smaps entry for %p", addr);
-}
-
-static int has_flag(const char *flags, const char *flag)
-{
-	size_t l = strlen(flag);
-
-	for (const char *p = flags; (p = strstr(p, flag)) != NULL; p += l)
-		if ((p == flags || p[-1] == ' ') && (p[l] == ' ' || p[l] == 0))
-			return 1;
-	return 0;
-}
-
 static void check_vma(const void *addr, size_t len, const char *want_perms, const char *suffix,
 		      unsigned long want_ino, const char *what)
 {
@@ -745,8 +711,8 @@ static void verify_memory(int final)
 	for (int p = 0; p < ADV_PARTS; p++) {
 		char flags[256];
 
-		vma_flags((char *)adv + p * 4 * PAGE, flags, sizeof flags);
-		WL_CHECK(has_flag(flags, adv_flag[p]), "VMA at %p lost VmFlag %s (VmFlags:%s)",
+		wl_vma_flags((char *)adv + p * 4 * PAGE, flags, sizeof flags);
+		WL_CHECK(wl_has_flag(flags, adv_flag[p]), "VMA at %p lost VmFlag %s (VmFlags:%s)",
 			 (void *)((char *)adv + p * 4 * PAGE), adv_flag[p], flags);
 	}
 

@@ -2,21 +2,25 @@
  * zombie.c: zombies, a child subreaper and an orphaned process group.
  *
  *   R  (root: PR_SET_CHILD_SUBREAPER, prints the ticks)
- *   ├─ Z1 (zombie: exited with status 7, not reaped until the end)
- *   ├─ Z2 (zombie: killed by SIGTERM, not reaped until the end)
+ *   ├─ Z1 (zombie: exited with status 7 after joining L's group, below)
+ *   ├─ Z2 (zombie: killed by SIGTERM, leader of a group of its own)
+ *   ├─ Z3 (zombie: exited with status 3 in the group of L2, which exited
+ *   │      and was reaped: a group of zombies only, without its leader)
  *   ├─ G  (grandchild: its parent I exited and was reaped, so the kernel
  *   │      reparented G to R, the nearest child subreaper)
  *   ├─ M1 ┐ members of the process group of L, a child of R that exited
  *   └─ M2 ┘ (and was reaped): pgid == L's pid, which no process has; both
  *           were reparented to R when L exited
  *
- * Every tick R checks, without reaping (waitid WNOWAIT), that Z1 and Z2 are
- * still zombies with their exact status and that G, M1 and M2 are alive;
+ * Every tick R checks, without reaping (waitid WNOWAIT), that Z1, Z2 and Z3
+ * are still zombies with their exact status and process groups, and that G,
+ * M1 and M2 are alive;
  * that it is still a child subreaper; that M1 and M2 are in group L and that
  * L itself is gone. G, M1 and M2 check their own pid, ppid (R), pgid and sid
  * and tick a counter in shared memory (R checks that each one advances).
- * At the end R reaps G, M1 and M2 (status 0), then Z1 (exit status 7) and
- * Z2 (SIGTERM, no core), by pid, and checks that nothing else is left.
+ * At the end R reaps G, M1 and M2 (status 0), then Z1 (exit status 7), Z2
+ * (SIGTERM, no core) and Z3 (exit status 3), by pid, and checks that
+ * nothing else is left.
  */
 #include "common.h"
 
@@ -29,7 +33,7 @@ static const char *live_names[NLIVE] = { "G", "M1", "M2" };
 
 struct shared {
 	uint64_t nonce;
-	pid_t r, z1, z2, i, l;
+	pid_t r, z1, z2, z3, i, l;
 	pid_t live[NLIVE];
 	volatile int ready[NLIVE];
 	volatile uint64_t ctr[NLIVE];
@@ -39,7 +43,7 @@ struct shared {
 static struct shared *sh;
 
 /* What the root recorded, in its private memory. */
-static pid_t z1, z2, lpid, live[NLIVE];
+static pid_t z1, z2, z3, lpid, l2pid, live[NLIVE];
 static uint64_t seen_ctr[NLIVE], seen_at_tick[NLIVE];
 
 static void set_name(const char *role)
@@ -149,6 +153,13 @@ static void verify_root(void)
 	WL_CHECK(sh->nonce == wl_nonce, "shared nonce %#" PRIx64 ", mine %#" PRIx64, sh->nonce, wl_nonce);
 	check_zombie(z1, "Z1", CLD_EXITED, 7);
 	check_zombie(z2, "Z2", CLD_KILLED, SIGTERM);
+	check_zombie(z3, "Z3", CLD_EXITED, 3);
+	/* Zombies keep their process groups. */
+	WL_CHECK(getpgid(z1) == lpid, "Z1 is in group %d, want L's %d", (int)getpgid(z1), (int)lpid);
+	WL_CHECK(getpgid(z2) == z2, "Z2 is in group %d, want its own %d", (int)getpgid(z2), (int)z2);
+	WL_CHECK(getpgid(z3) == l2pid, "Z3 is in group %d, want L2's %d", (int)getpgid(z3), (int)l2pid);
+	WL_CHECK(kill(l2pid, 0) < 0 && errno == ESRCH, "L2 (pid %d) exists again (kill 0: %s)",
+		 (int)l2pid, strerror(errno));
 	for (int k = 0; k < NLIVE; k++) {
 		siginfo_t si = zombie_status(live[k]);
 		pid_t ppid = -1;
@@ -224,20 +235,37 @@ int main(int argc, char **argv)
 	WL_CHECK(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0, "PR_SET_CHILD_SUBREAPER: %s",
 		 strerror(errno));
 
-	/* Z1: exits with status 7. */
-	z1 = fork();
-	WL_CHECK(z1 >= 0, "fork Z1: %s", strerror(errno));
-	if (z1 == 0)
-		_exit(7);
-	/* Z2: killed by SIGTERM. */
+	/* Z2: killed by SIGTERM, the leader of a group of its own. */
 	z2 = fork();
 	WL_CHECK(z2 >= 0, "fork Z2: %s", strerror(errno));
 	if (z2 == 0) {
 		signal(SIGTERM, SIG_DFL);
+		setpgid(0, 0);
 		for (;;)
 			pause();
 	}
+	WL_CHECK(setpgid(z2, z2) == 0 || errno == EACCES, "setpgid Z2: %s", strerror(errno));
 	WL_CHECK(kill(z2, SIGTERM) == 0, "kill Z2: %s", strerror(errno));
+	/* L2 leads a group, forks Z3 into it (exit status 3), waits until Z3 is
+	 * a zombie and exits: Z3 is reparented to us, alone in L2's group. */
+	l2pid = fork();
+	WL_CHECK(l2pid >= 0, "fork L2: %s", strerror(errno));
+	if (l2pid == 0) {
+		set_name("L2");
+		WL_CHECK(setpgid(0, 0) == 0, "setpgid: %s", strerror(errno));
+		pid_t z = fork();
+
+		WL_CHECK(z >= 0, "fork Z3: %s", strerror(errno));
+		if (z == 0)
+			_exit(3);
+		sh->z3 = z;
+		while (zombie_status(z).si_pid != z)
+			wl_sleep_ms(2);
+		_exit(0);
+	}
+	setpgid(l2pid, l2pid); /* from both sides, whichever runs first */
+	reap(l2pid, "L2", 1, 0);
+	z3 = sh->z3;
 
 	/* I forks G and exits: G is reparented to us. */
 	i = fork();
@@ -277,6 +305,15 @@ int main(int argc, char **argv)
 	setpgid(lpid, lpid); /* from both sides, whichever runs first */
 	reap(i, "I", 1, 0);
 	reap(lpid, "L", 1, 0);
+	/* Z1: joins the group of L (which lives on in M1 and M2) and exits with
+	 * status 7. */
+	z1 = fork();
+	WL_CHECK(z1 >= 0, "fork Z1: %s", strerror(errno));
+	if (z1 == 0) {
+		if (setpgid(0, lpid) != 0)
+			_exit(100);
+		_exit(7);
+	}
 	for (int k = 0; k < NLIVE; k++) {
 		wait_until(&sh->ready[k], live_names[k]);
 		live[k] = sh->live[k];
@@ -286,7 +323,8 @@ int main(int argc, char **argv)
 		int64_t until = wl_mono_ns() + 20000000000LL;
 
 		for (;;) {
-			int done = zombie_status(z1).si_pid == z1 && zombie_status(z2).si_pid == z2;
+			int done = zombie_status(z1).si_pid == z1 && zombie_status(z2).si_pid == z2 &&
+				   zombie_status(z3).si_pid == z3;
 
 			for (int k = 0; k < NLIVE; k++) {
 				char path[64], buf[512], *p;
@@ -304,8 +342,8 @@ int main(int argc, char **argv)
 		}
 	}
 	verify_root();
-	wl_say("INFO z1=%d z2=%d g=%d m1=%d m2=%d lost_leader=%d", (int)z1, (int)z2, (int)live[K_G],
-	       (int)live[K_M1], (int)live[K_M2], (int)lpid);
+	wl_say("INFO z1=%d z2=%d z3=%d g=%d m1=%d m2=%d lost_leaders=%d,%d", (int)z1, (int)z2, (int)z3,
+	       (int)live[K_G], (int)live[K_M1], (int)live[K_M2], (int)lpid, (int)l2pid);
 	wl_say("READY");
 	for (;;) {
 		char extra[256];
@@ -313,8 +351,9 @@ int main(int argc, char **argv)
 		verify_root();
 		if (wl_stop_requested())
 			break;
-		snprintf(extra, sizeof extra, "zombies=%d,%d live=%d,%d,%d pgrp_without_leader=%d",
-			 (int)z1, (int)z2, (int)live[K_G], (int)live[K_M1], (int)live[K_M2], (int)lpid);
+		snprintf(extra, sizeof extra, "zombies=%d,%d,%d live=%d,%d,%d pgrps_without_leader=%d,%d",
+			 (int)z1, (int)z2, (int)z3, (int)live[K_G], (int)live[K_M1], (int)live[K_M2],
+			 (int)lpid, (int)l2pid);
 		wl_print_tick(NULL, extra);
 		wl_sleep_ms(20);
 	}
@@ -323,6 +362,7 @@ int main(int argc, char **argv)
 		reap(live[k], live_names[k], 1, 0);
 	reap(z1, "Z1", 1, 7);
 	reap(z2, "Z2", 0, SIGTERM);
+	reap(z3, "Z3", 1, 3);
 	{
 		int status;
 		pid_t r = waitpid(-1, &status, WNOHANG);

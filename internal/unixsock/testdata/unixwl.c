@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -599,6 +600,142 @@ static void mode_rights(void)
 	finish(0);
 }
 
+/* ---- state: a socket filter and options that only getsockopt shows ---- */
+
+#ifndef SO_BUF_LOCK
+#define SO_BUF_LOCK 72
+#endif
+#ifndef SO_PASSRIGHTS
+#define SO_PASSRIGHTS 83
+#endif
+
+/* Passes the messages whose first byte is 'A'. */
+static struct sock_filter only_a[] = {
+	BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 0),
+	BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 'A', 0, 1),
+	BPF_STMT(BPF_RET | BPF_K, 0xffff),
+	BPF_STMT(BPF_RET | BPF_K, 0),
+};
+
+static void set_int(int fd, int opt, int v, const char *name)
+{
+	CHECK(setsockopt(fd, SOL_SOCKET, opt, &v, sizeof v) == 0, "setsockopt %s", name);
+}
+
+static void want_int(int fd, int opt, int v, const char *name)
+{
+	int got = getopt_int(fd, opt);
+
+	CHECK(got == v, "%s is %d, want %d", name, got, v);
+}
+
+static void mode_state(void)
+{
+	int sv[2], passrights;
+	struct sock_fprog prog = { 4, only_a };
+	struct sock_filter got[8];
+	socklen_t l = 8;
+	char b[16];
+
+	CHECK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+	CHECK(setsockopt(sv[1], SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) == 0, "SO_ATTACH_FILTER");
+	set_int(sv[1], SO_LOCK_FILTER, 1, "SO_LOCK_FILTER");
+	set_int(sv[1], SO_PRIORITY, 5, "SO_PRIORITY");
+	set_int(sv[1], SO_MARK, 42, "SO_MARK");
+	set_int(sv[1], SO_TIMESTAMP, 1, "SO_TIMESTAMP");
+	set_int(sv[1], SO_BUF_LOCK, 1, "SO_BUF_LOCK");
+	passrights = setsockopt(sv[1], SOL_SOCKET, SO_PASSRIGHTS, &(int){ 0 }, sizeof(int)) == 0;
+	CHECK(send(sv[0], "A-queued", 8, 0) == 8, "send");
+	CHECK(send(sv[0], "B-dropped", 9, 0) == 9, "send");
+	say("READY pids=%d", getpid());
+	wait_file("go");
+	CHECK(getsockopt(sv[1], SOL_SOCKET, SO_GET_FILTER, got, &l) == 0, "SO_GET_FILTER");
+	CHECK(l == 4 && memcmp(got, only_a, sizeof only_a) == 0, "the socket filter has %d instructions or differs", (int)l);
+	want_int(sv[1], SO_LOCK_FILTER, 1, "SO_LOCK_FILTER");
+	want_int(sv[1], SO_PRIORITY, 5, "SO_PRIORITY");
+	want_int(sv[1], SO_MARK, 42, "SO_MARK");
+	want_int(sv[1], SO_TIMESTAMP, 1, "SO_TIMESTAMP");
+	want_int(sv[1], SO_BUF_LOCK, 1, "SO_BUF_LOCK");
+	if (passrights)
+		want_int(sv[1], SO_PASSRIGHTS, 0, "SO_PASSRIGHTS");
+	CHECK(recv(sv[1], b, sizeof b, MSG_DONTWAIT) == 8 && memcmp(b, "A-queued", 8) == 0, "the queued message");
+	CHECK(recv(sv[1], b, sizeof b, MSG_DONTWAIT) < 0 && errno == EAGAIN, "a message the filter dropped arrived");
+	CHECK(send(sv[0], "B-new", 5, 0) == 5 && send(sv[0], "A-new", 5, 0) == 5, "send");
+	CHECK(recv(sv[1], b, sizeof b, MSG_DONTWAIT) == 5 && memcmp(b, "A-new", 5) == 0, "the filter is not filtering");
+	CHECK(recv(sv[1], b, sizeof b, MSG_DONTWAIT) < 0 && errno == EAGAIN, "the filter let B-new through");
+	finish(0);
+}
+
+/* ---- names: sockets whose names a plain bind could not give back ---- */
+
+/* A datagram socket connected to its own name, with a message to itself
+ * queued; a stream listener bound in a directory that was then removed;
+ * with relative, instead, a stream listener bound to a relative path and
+ * a connection made to it by that path, with data queued. */
+static void mode_names(int relative)
+{
+	char self[4200], gone[4200], sub[4200], rel[4200], b[16];
+	int s, g, r, c, a;
+
+	if (relative)
+		goto relative;
+	snprintf(self, sizeof self, "%s/self.sock", dir);
+	s = sock_bound(SOCK_DGRAM, self);
+	{
+		struct sockaddr_un sa;
+		socklen_t l = mkaddr(&sa, self);
+
+		CHECK(connect(s, (struct sockaddr *)&sa, l) == 0, "connect to itself");
+	}
+	CHECK(send(s, "to-me", 5, 0) == 5, "send to itself");
+
+	snprintf(sub, sizeof sub, "%s/gone", dir);
+	snprintf(gone, sizeof gone, "%s/gone/l.sock", dir);
+	CHECK(mkdir(sub, 0755) == 0, "mkdir %.200s", sub);
+	g = sock_bound(SOCK_STREAM, gone);
+	CHECK(listen(g, 4) == 0, "listen");
+	CHECK(unlink(gone) == 0 && rmdir(sub) == 0, "remove %.200s", sub);
+	say("READY pids=%d", getpid());
+	wait_file("go");
+	check_sockname(s, 0, self, "self-connected socket");
+	check_sockname(s, 1, self, "peer of the self-connected socket");
+	CHECK(recv(s, b, sizeof b, MSG_DONTWAIT) == 5 && memcmp(b, "to-me", 5) == 0, "the message to itself");
+	CHECK(send(s, "again", 5, 0) == 5 && recv(s, b, sizeof b, MSG_DONTWAIT) == 5 && memcmp(b, "again", 5) == 0,
+	      "a new message to itself");
+	check_sockname(g, 0, gone, "listener bound in a removed directory");
+	CHECK(getopt_int(g, SO_ACCEPTCONN) == 1, "the listener in the removed directory no longer listens");
+	CHECK(access(sub, F_OK) != 0 && errno == ENOENT, "the removed directory %.200s is back", sub);
+	finish(0);
+	return;
+
+relative:
+	snprintf(rel, sizeof rel, "%s/rel", dir);
+	CHECK(mkdir(rel, 0755) == 0 && chdir(rel) == 0, "chdir %.200s", rel);
+	r = sock_bound(SOCK_STREAM, "r.sock");
+	CHECK(listen(r, 4) == 0, "listen");
+	c = sock_connect(SOCK_STREAM, "r.sock");
+	a = accept4(r, NULL, NULL, SOCK_CLOEXEC);
+	CHECK(a >= 0, "accept");
+	write_all(c, "rel", 3);
+
+	say("READY pids=%d", getpid());
+	wait_file("go");
+	check_sockname(r, 0, "r.sock", "listener bound to a relative path");
+	check_sockname(a, 0, "r.sock", "accepted connection of the relative listener");
+	read_all(a, b, 3);
+	CHECK(memcmp(b, "rel", 3) == 0, "data queued on the relative path's connection");
+	{
+		char abs[4300];
+		int c2;
+
+		snprintf(abs, sizeof abs, "%s/r.sock", rel);
+		c2 = sock_connect(SOCK_STREAM, abs);
+		CHECK(accept4(r, NULL, NULL, SOCK_CLOEXEC) >= 0, "a connection by the full path to the relative listener");
+		close(c2);
+	}
+	finish(0);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
@@ -623,6 +760,12 @@ int main(int argc, char **argv)
 		mode_external(argv[3]);
 	else if (!strcmp(m, "rights"))
 		mode_rights();
+	else if (!strcmp(m, "state"))
+		mode_state();
+	else if (!strcmp(m, "names"))
+		mode_names(0);
+	else if (!strcmp(m, "relative"))
+		mode_names(1);
 	else {
 		fprintf(stderr, "unknown mode %s\n", m);
 		return 2;
