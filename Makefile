@@ -4,6 +4,7 @@
 #   make test    install what the tests need, then vet and run every test (root)
 #   make bench   checkpoint/restore throughput benchmarks (root)
 #   make demo    build the QEMU lab and show a kernel update (root)
+#   make kmod    build the kernel module for every kernel whose headers are installed
 
 GO      ?= go
 BIN     := bin
@@ -11,7 +12,7 @@ PKGS    := ./cmd/... ./internal/... ./test/... ./initramfs/...
 DEBS    := gcc make libc6-dev iproute2 util-linux e2fsprogs
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build test unit roundtrip bench demo deps vet fmt-check clean
+.PHONY: all build test unit roundtrip bench demo deps vet fmt-check clean kmod
 
 all: build
 
@@ -42,5 +43,9 @@ bench: deps
 demo:
 	bash lab/demo.sh
 
+# KMOD_HEADERS=DIR builds against linux-headers-* trees unpacked elsewhere.
+kmod:
+	sh kmod/build.sh
+
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) kmod/build
