@@ -77,3 +77,18 @@ func TestSelf(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestMeminfoField(t *testing.T) {
+	s := "MemTotal:        4012345 kB\nMemFree:          100 kB\nMemAvailable:    2000000 kB\n"
+	for _, c := range []struct {
+		field string
+		want  int64
+	}{{"MemTotal", 4012345 << 10}, {"MemAvailable", 2000000 << 10}, {"Mem", 0}, {"SwapTotal", 0}} {
+		if got := meminfoField(s, c.field); got != c.want {
+			t.Errorf("%s = %d, want %d", c.field, got, c.want)
+		}
+	}
+	if Meminfo("MemTotal") <= 0 {
+		t.Error("MemTotal of this machine is not positive")
+	}
+}

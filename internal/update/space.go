@@ -4,12 +4,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/config"
+	"github.com/seamless-linux/seamless/internal/proc"
 )
 
 // What each step of carrying an image really takes.
@@ -92,19 +91,7 @@ func stageSize(initrd int64) int64 {
 	return max(avail-2*initrd-ramMargin/2, 16<<20)
 }
 
-func memAvailable() int64 {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
+func memAvailable() int64 { return proc.Meminfo("MemAvailable") }
 
 // freeBytes is the space root may fill in the file system of dir (or of
 // its nearest existing parent), or -1 when it cannot be told.

@@ -1,0 +1,171 @@
+package kmod
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// SysMemory is where the kernel describes its memory blocks.
+var SysMemory = "/sys/devices/system/memory"
+
+// Block is a memory block of the running kernel.
+type Block struct {
+	Phys   uint64
+	Online bool
+	// Zones is what valid_zones says ("none" when the block spans zones
+	// and cannot be offlined).
+	Zones string
+}
+
+// BlockSize reads the memory block size; an error means this kernel has
+// no memory hotplug.
+func BlockSize(sys string) (uint64, error) {
+	b, err := os.ReadFile(filepath.Join(sys, "block_size_bytes"))
+	if err != nil {
+		return 0, fmt.Errorf("no memory hotplug in this kernel: %w", err)
+	}
+	bs, err := strconv.ParseUint(strings.TrimSpace(string(b)), 16, 64)
+	if err != nil || bs == 0 || bs&(bs-1) != 0 {
+		return 0, fmt.Errorf("%s/block_size_bytes: %q is not a block size", sys, strings.TrimSpace(string(b)))
+	}
+	return bs, nil
+}
+
+// Blocks lists the memory blocks, by address.
+func Blocks(sys string) (uint64, []Block, error) {
+	bs, err := BlockSize(sys)
+	if err != nil {
+		return 0, nil, err
+	}
+	ents, err := os.ReadDir(sys)
+	if err != nil {
+		return 0, nil, err
+	}
+	var out []Block
+	for _, e := range ents {
+		n, ok := strings.CutPrefix(e.Name(), "memory")
+		if !ok {
+			continue
+		}
+		idx, err := strconv.ParseUint(n, 10, 64)
+		if err != nil {
+			continue
+		}
+		state, _ := os.ReadFile(filepath.Join(sys, e.Name(), "state"))
+		zones, _ := os.ReadFile(filepath.Join(sys, e.Name(), "valid_zones"))
+		out = append(out, Block{Phys: idx * bs, Online: strings.TrimSpace(string(state)) == "online",
+			Zones: strings.TrimSpace(string(zones))})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Phys < out[j].Phys })
+	return bs, out, nil
+}
+
+// OnlineRanges onlines every offline memory block inside ranges: memory
+// the pool gave back, which 6.1 leaves offline (6.12 and 7.3 online it
+// themselves).
+func OnlineRanges(sys string, ranges []Range) error {
+	bs, err := BlockSize(sys)
+	if err != nil {
+		return err
+	}
+	var errs []string
+	for _, r := range ranges {
+		for p := r.Phys; p < r.End(); p += bs {
+			dir := filepath.Join(sys, fmt.Sprintf("memory%d", p/bs))
+			state, err := os.ReadFile(filepath.Join(dir, "state"))
+			if err != nil || strings.TrimSpace(string(state)) != "offline" {
+				continue // still in the pool, or online already
+			}
+			if err := os.WriteFile(filepath.Join(dir, "state"), []byte("online"), 0); err != nil {
+				errs = append(errs, fmt.Sprintf("memory block %#x: %v", p, err))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("kmod store: could not online memory given back: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// SystemRAM reads the "System RAM" ranges of /proc/iomem (root sees the
+// addresses), leaving out memory a driver manages ("System RAM (kmem)",
+// virtio-mem's): what the kernel booted with, or was given by firmware.
+func SystemRAM(iomem string) ([]Range, error) {
+	f, err := os.Open(iomem)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []Range
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, " ") { // a child resource
+			continue
+		}
+		span, name, ok := strings.Cut(line, " : ")
+		if !ok || strings.TrimSpace(name) != "System RAM" {
+			continue
+		}
+		lo, hi, ok := strings.Cut(span, "-")
+		a, err1 := strconv.ParseUint(lo, 16, 64)
+		b, err2 := strconv.ParseUint(hi, 16, 64)
+		if !ok || err1 != nil || err2 != nil || b < a {
+			return nil, fmt.Errorf("%s: cannot read %q", iomem, line)
+		}
+		if a == 0 && b == 0 {
+			return nil, fmt.Errorf("%s: addresses are hidden (not root?)", iomem)
+		}
+		out = append(out, Range{Phys: a, Size: b - a + 1})
+	}
+	return out, sc.Err()
+}
+
+// Candidates orders the blocks the pool may take next: those that extend
+// a range it holds first (fewer ranges: fewer memmap= on the next kernel's
+// command line, and physical KASLR stays on up to four), then the others,
+// highest first. Never a block that is offline, spans zones, is not wholly
+// System RAM, holds the end of boot memory (the next kernel computes its
+// block size from it), failed before, or would make more than maxRanges
+// ranges.
+func Candidates(bs uint64, blocks []Block, ram, held []Range, failed map[uint64]bool, maxRanges int) []uint64 {
+	inRAM := func(p uint64) bool {
+		for _, r := range ram {
+			if p >= r.Phys && p+bs <= r.End() {
+				return true
+			}
+		}
+		return false
+	}
+	var top uint64
+	for _, r := range ram {
+		top = max(top, r.End())
+	}
+	adjacent := func(p uint64) bool {
+		for _, h := range held {
+			if p == h.End() || p+bs == h.Phys {
+				return true
+			}
+		}
+		return false
+	}
+	var ext, other []uint64
+	for _, b := range blocks {
+		switch {
+		case !b.Online, b.Zones == "none", failed[b.Phys], !inRAM(b.Phys), b.Phys+bs >= top:
+			continue
+		case adjacent(b.Phys):
+			ext = append(ext, b.Phys)
+		case len(held) < maxRanges:
+			other = append(other, b.Phys)
+		}
+	}
+	sort.Slice(ext, func(i, j int) bool { return ext[i] > ext[j] })
+	sort.Slice(other, func(i, j int) bool { return other[i] > other[j] })
+	return append(ext, other...)
+}

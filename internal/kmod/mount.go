@@ -1,0 +1,221 @@
+package kmod
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Info describes a mounted pool.
+type Info struct {
+	// BlockSize is the running kernel's memory block size.
+	BlockSize uint64 `json:"block_size"`
+	// PoolBytes is the memory held, UsedBytes what files (and the index)
+	// take of it.
+	PoolBytes uint64 `json:"pool_bytes"`
+	UsedBytes uint64 `json:"used_bytes"`
+	// Ranges are the blocks held, merged.
+	Ranges []Range `json:"ranges"`
+	// Sealed: the index is written (at IndexPhys, IndexLen bytes) and the
+	// mount no longer changes.
+	Sealed    bool   `json:"sealed"`
+	IndexPhys uint64 `json:"index_phys,omitempty"`
+	IndexLen  uint64 `json:"index_len,omitempty"`
+	// Handover: the blocks came from the previous kernel.
+	Handover bool `json:"handover"`
+}
+
+// Free is what the pool holds that no file uses.
+func (i Info) Free() uint64 { return i.PoolBytes - i.UsedBytes }
+
+// Mount is a mounted seamlessmem.
+type Mount struct {
+	// Dir is where it is mounted.
+	Dir string
+	d   *os.File
+}
+
+// MountNew mounts an empty, writable seamlessmem on dir (made 0700 if
+// missing): the old kernel's stage. Its memory is taken with Grow.
+func MountNew(dir string) (*Mount, error) {
+	return mount(dir, "")
+}
+
+// MountHandover mounts, read-only, the image the previous kernel sealed,
+// whose index is at the physical address index.
+func MountHandover(dir string, index uint64) (*Mount, error) {
+	return mount(dir, fmt.Sprintf("handover=%#x", index))
+}
+
+func mount(dir, data string) (*Mount, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("kmod store: %w", err)
+	}
+	flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+	if data != "" {
+		flags |= unix.MS_RDONLY
+	}
+	if err := unix.Mount(FSType, dir, FSType, flags, data); err != nil {
+		return nil, fmt.Errorf("kmod store: mount %s on %s: %w%s", FSType, dir, err, mountHint(err))
+	}
+	m, err := Open(dir)
+	if err != nil {
+		unix.Unmount(dir, unix.MNT_DETACH)
+		return nil, err
+	}
+	return m, nil
+}
+
+func mountHint(err error) string {
+	switch {
+	case errors.Is(err, unix.ENODEV):
+		return " (the seamlessmem module is not loaded)"
+	case errors.Is(err, unix.EBUSY):
+		return " (another seamlessmem is mounted)"
+	case errors.Is(err, unix.EINVAL), errors.Is(err, unix.EBADMSG):
+		return " (the module refused it: see the kernel log)"
+	}
+	return ""
+}
+
+// Open opens the seamlessmem mounted on dir.
+func Open(dir string) (*Mount, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("kmod store: %w", err)
+	}
+	if !IsKmod(d) {
+		d.Close()
+		return nil, fmt.Errorf("kmod store: %s is not a %s mount", dir, FSType)
+	}
+	return &Mount{Dir: dir, d: d}, nil
+}
+
+// IsKmod reports whether f is on a seamlessmem mount.
+func IsKmod(f *os.File) bool {
+	var st unix.Statfs_t
+	return unix.Fstatfs(int(f.Fd()), &st) == nil && st.Type == SuperMagic
+}
+
+func ioctl(f *os.File, req uintptr, arg unsafe.Pointer) error {
+	_, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), req, uintptr(arg))
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// Info describes the pool.
+func (m *Mount) Info() (Info, error) {
+	var r rawInfo
+	if err := ioctl(m.d, iocInfo, unsafe.Pointer(&r)); err != nil {
+		return Info{}, fmt.Errorf("kmod store: info: %w", err)
+	}
+	runtime.KeepAlive(&r)
+	i := Info{BlockSize: r.BlockSize, PoolBytes: r.PoolBytes, UsedBytes: r.UsedBytes,
+		IndexPhys: r.IndexPhys, IndexLen: r.IndexLen,
+		Sealed: r.Flags&infoSealed != 0, Handover: r.Flags&infoHandover != 0}
+	i.Ranges = append(i.Ranges, r.Ranges[:min(int(r.NrRanges), MaxRanges)]...)
+	return i, nil
+}
+
+// ErrTimeout says that taking a block took too long (its pages would not
+// migrate) and was given up.
+var ErrTimeout = errors.New("timed out")
+
+// Grow takes the memory block at phys out of the system into the pool.
+// It gives up after timeout: a page that cannot migrate (pinned) makes the
+// kernel retry until a signal arrives.
+func (m *Mount) Grow(phys uint64, timeout time.Duration) error {
+	p := phys
+	err := interruptible(timeout, func() error { return ioctl(m.d, iocGrow, unsafe.Pointer(&p)) })
+	if err != nil {
+		return fmt.Errorf("kmod store: take memory block %#x: %w", phys, err)
+	}
+	return nil
+}
+
+// interruptible runs f on this OS thread and interrupts it with a signal
+// (SIGURG, which the Go runtime handles and otherwise ignores) after d.
+func interruptible(d time.Duration, f func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	pid, tid := unix.Getpid(), unix.Gettid()
+	var fired atomic.Bool
+	t := time.AfterFunc(d, func() {
+		fired.Store(true)
+		unix.Tgkill(pid, tid, unix.SIGURG)
+	})
+	err := f()
+	t.Stop()
+	if err != nil && fired.Load() && errors.Is(err, unix.EINTR) {
+		return ErrTimeout
+	}
+	return err
+}
+
+// Seal writes the index; the mount no longer changes. ENOSPC means the
+// pool has no contiguous room for it: Grow, and Seal again.
+func (m *Mount) Seal() error {
+	if err := ioctl(m.d, iocSeal, nil); err != nil {
+		return fmt.Errorf("kmod store: seal: %w", err)
+	}
+	return nil
+}
+
+// Unseal forgets the index: the mount may change again.
+func (m *Mount) Unseal() error {
+	if err := ioctl(m.d, iocUnseal, nil); err != nil {
+		return fmt.Errorf("kmod store: unseal: %w", err)
+	}
+	return nil
+}
+
+// Close releases the Mount's descriptor; the mount stays.
+func (m *Mount) Close() error {
+	return m.d.Close()
+}
+
+// Unmount unmounts the pool (lazily: the memory goes back to the system
+// once the last open file is closed) and onlines the memory blocks the
+// kernel left offline (6.1 does not online hot-added memory by itself).
+func (m *Mount) Unmount() error {
+	info, ierr := m.Info()
+	m.d.Close()
+	if err := unix.Unmount(m.Dir, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("kmod store: unmount %s: %w", m.Dir, err)
+	}
+	if ierr == nil {
+		return OnlineRanges(SysMemory, info.Ranges)
+	}
+	return nil
+}
+
+// Release says that the data of f in [off, off+n) will not be read again:
+// the memory blocks holding nothing else go back to the system at once
+// (and are onlined). n < 0 means up to the end of the file. A file not on
+// a seamlessmem mount is left alone.
+func Release(f *os.File, off, n int64) error {
+	if !IsKmod(f) {
+		return nil
+	}
+	r := rawRelease{Offset: uint64(off), Length: uint64(n)}
+	if n < 0 {
+		r.Length = ^uint64(0) - uint64(off)
+	}
+	var before Info
+	m := &Mount{d: f}
+	if i, err := m.Info(); err == nil {
+		before = i
+	}
+	if err := ioctl(f, iocRelease, unsafe.Pointer(&r)); err != nil {
+		return fmt.Errorf("kmod store: release %s [%d, +%d): %w", f.Name(), off, n, err)
+	}
+	return OnlineRanges(SysMemory, before.Ranges)
+}
