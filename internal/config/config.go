@@ -5,7 +5,7 @@
 // The format is "key = value" lines; '#' starts a comment.
 //
 //	preserve = memcached.service redis-server.service
-//	store = auto          # auto, ram or disk
+//	store = auto          # auto, ram, disk or kmod
 //	disk-dir = /var/lib/seamless/images
 //	timeout = 120s        # longest a checkpoint at shutdown may take
 package config
@@ -25,8 +25,10 @@ type Config struct {
 	// Preserve lists units to carry across updates, in addition to those
 	// with X-SeamlessPreserve=yes.
 	Preserve []string `json:"preserve"`
-	// Store is where the image waits for the new kernel: "ram", "disk", or
-	// "auto" (RAM when it fits with room to spare, else disk).
+	// Store is where the image waits for the new kernel: "ram", "disk",
+	// "auto" (RAM when it fits with room to spare, else disk), or "kmod"
+	// (the seamlessmem module's memory, docs/kmod.md; when the module is
+	// missing or refused, as auto).
 	Store string `json:"store"`
 	// DiskDir is the root-only directory of the disk store.
 	DiskDir string `json:"disk_dir"`
@@ -79,8 +81,8 @@ func (c *Config) read(path string) error {
 		case "preserve":
 			c.Preserve = append(c.Preserve, strings.Fields(v)...)
 		case "store":
-			if v != "auto" && v != "ram" && v != "disk" {
-				return fmt.Errorf("%s:%d: store must be auto, ram or disk, not %q", path, n, v)
+			if v != "auto" && v != "ram" && v != "disk" && v != "kmod" {
+				return fmt.Errorf("%s:%d: store must be auto, ram, disk or kmod, not %q", path, n, v)
 			}
 			c.Store = v
 		case "disk-dir":

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/kmod"
 	"github.com/seamless-linux/seamless/internal/reserve"
 	"github.com/seamless-linux/seamless/internal/units"
 )
@@ -339,9 +340,16 @@ func (d *daemon) close() {
 	if d.pids != nil {
 		d.pids.Close()
 	}
+	// An image in the kmod store's memory goes back to the system as
+	// soon as it is no longer needed (a no-op for the other stores).
 	for _, f := range d.held {
+		if err := kmod.Release(f, 0, -1); err != nil {
+			fmt.Fprintf(d.opts.Log, "%v\n", err)
+		}
 		f.Close()
 	}
+	d.held = nil
+	releaseKmod(d.opts.Image, d.opts.Log)
 	os.RemoveAll(IncomingDir)
 	os.Remove(SocketPath)
 	d.state.write()

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/seamless-linux/seamless/internal/kmod"
 )
 
 // ImageArg is the kernel command line parameter that carries the image:
@@ -47,7 +49,13 @@ func Stage1(root string, log io.Writer) {
 		return // started already
 	}
 	dir, remove := arg, ""
-	if p, ok := strings.CutPrefix(arg, "disk:"); ok {
+	if addr, ok := kmod.ParseImageArg(arg); ok {
+		var err error
+		if dir, err = mountKmod(addr); err != nil {
+			fmt.Fprintf(log, "seamless: %v: the services start cold\n", err)
+			return
+		}
+	} else if p, ok := strings.CutPrefix(arg, "disk:"); ok {
 		if root == "" {
 			return // the disk is not mounted yet
 		}
@@ -60,6 +68,7 @@ func Stage1(root string, log io.Writer) {
 	msg, err := startDaemon(dir, remove)
 	if err != nil {
 		fmt.Fprintf(log, "seamless: %v: the services start cold\n", err)
+		releaseKmod(dir, log)
 		return
 	}
 	fmt.Fprintf(log, "seamless: %s\n", msg)

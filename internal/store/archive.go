@@ -86,6 +86,11 @@ func WriteArchive(w io.Writer, dir, prefix string, consume bool) error {
 // format requires. With consume, the image's files are removed from dir as
 // they are archived (see WriteArchive).
 func InitrdWithImage(initrd, dir string, consume bool) (*os.File, error) {
+	return InitrdWith(initrd, dir, Prefix, consume)
+}
+
+// InitrdWith is InitrdWithImage with the files of dir under prefix.
+func InitrdWith(initrd, dir, prefix string, consume bool) (*os.File, error) {
 	fd, err := unix.MemfdCreate("seamless-initrd", unix.MFD_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("initrd with image: %w", err)
@@ -102,7 +107,7 @@ func InitrdWithImage(initrd, dir string, consume bool) (*os.File, error) {
 		_, err = out.Write(make([]byte, 512-n%512))
 	}
 	if err == nil {
-		err = WriteArchive(out, dir, Prefix, consume)
+		err = WriteArchive(out, dir, prefix, consume)
 	}
 	if err == nil {
 		_, err = out.Seek(0, io.SeekStart)

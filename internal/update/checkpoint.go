@@ -94,11 +94,12 @@ func handOver(in *Intent, st *Status, log io.Writer) error {
 	phase("freeze", t)
 
 	t = time.Now()
-	sg, err := newStaging(in)
+	sg, err := newStaging(in, log)
 	if err != nil {
 		h.failAll(st, "the image could not be written")
 		return err
 	}
+	st.Store = sg.store
 	defer sg.close()
 	for _, u := range in.Units {
 		if !h.carried[u] {
@@ -141,7 +142,7 @@ func handOver(in *Intent, st *Status, log io.Writer) error {
 	}
 
 	t = time.Now()
-	if err := sg.load(in, st); err != nil {
+	if err := sg.load(in, st, log); err != nil {
 		h.failAll(st, "the image could not be handed to the new kernel")
 		return err
 	}

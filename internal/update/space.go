@@ -38,10 +38,17 @@ type space struct {
 	mem      int64 // MemAvailable; 0 when unknown
 	disk     int64 // free bytes in the disk store's file system; -1 when unknown
 	diskPath string
+	// kmod is why the kmod store cannot be used ("" when it can); only
+	// asked when the configuration chooses it.
+	kmod string
 }
 
-func measure(cfg config.Config) space {
-	return space{mem: memAvailable(), disk: freeBytes(cfg.DiskDir), diskPath: cfg.DiskDir}
+func measure(cfg config.Config, from, release string) space {
+	sp := space{mem: memAvailable(), disk: freeBytes(cfg.DiskDir), diskPath: cfg.DiskDir}
+	if cfg.Store == "kmod" {
+		sp.kmod = kmodProblem(from, release)
+	}
+	return sp
 }
 
 // chooseStore picks where the image waits for the new kernel, and says why
@@ -60,7 +67,20 @@ func chooseStore(cfg config.Config, need, initrd int64, sp space) (string, strin
 		diskWhy = fmt.Sprintf("%s: image about %s, free space unknown", sp.diskPath, human(need))
 	}
 	diskFits := sp.disk < 0 || disk <= sp.disk
+	fallback := ""
 	switch cfg.Store {
+	case "kmod":
+		// The service holds its memory while its image is written into
+		// the blocks the pool takes: both must fit.
+		pool := int64(kmodNeed(need))
+		switch {
+		case sp.kmod != "":
+			fallback = "kmod store unavailable: " + sp.kmod + "; "
+		case sp.mem != 0 && pool+ramMargin > sp.mem:
+			fallback = fmt.Sprintf("kmod store: image about %s needs %s of memory blocks, %s available; ", human(need), human(pool), human(sp.mem))
+		default:
+			return "kmod", fmt.Sprintf("kmod (image about %s written once into %s of memory blocks taken out of the system, reserved for the new kernel)", human(need), human(pool)), nil
+		}
 	case "ram":
 		if !ramFits {
 			return "", "", fmt.Errorf("store = ram, but the image does not fit in memory (%s)", ramWhy)
@@ -74,11 +94,11 @@ func chooseStore(cfg config.Config, need, initrd int64, sp space) (string, strin
 	}
 	switch {
 	case ramFits:
-		return "ram", "ram (" + ramWhy + ")", nil
+		return "ram", fallback + "ram (" + ramWhy + ")", nil
 	case diskFits:
-		return "disk", "disk in " + diskWhy + " (in RAM, " + ramWhy + ")", nil
+		return "disk", fallback + "disk in " + diskWhy + " (in RAM, " + ramWhy + ")", nil
 	}
-	return "", "", fmt.Errorf("the image fits neither in memory (%s) nor on disk (%s)", ramWhy, diskWhy)
+	return "", "", fmt.Errorf("%sthe image fits neither in memory (%s) nor on disk (%s)", fallback, ramWhy, diskWhy)
 }
 
 // stageSize is the room the RAM store's stage may take: what is available,

@@ -2,12 +2,14 @@ package update
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/kexec"
+	"github.com/seamless-linux/seamless/internal/kmod"
 	"github.com/seamless-linux/seamless/internal/store"
 )
 
@@ -19,12 +21,22 @@ type staging struct {
 	store string
 	dir   string // the image: one directory per unit
 	stage *store.Stage
-	made  []string // directories of the disk store this checkpoint made
-	kept  bool     // the disk image was handed over: it stays
+	pool  *kmod.Mount // the kmod store's seamlessmem
+	made  []string    // directories of the disk store this checkpoint made
+	kept  bool        // the disk image was handed over: it stays
 }
 
-func newStaging(in *Intent) (*staging, error) {
+func newStaging(in *Intent, log io.Writer) (*staging, error) {
 	switch in.Store {
+	case "kmod":
+		sg, err := newKmodStaging(in, log)
+		if err == nil {
+			return sg, nil
+		}
+		// Nothing is frozen for good yet: the image goes where the RAM
+		// store would have put it.
+		fmt.Fprintf(log, "seamless: %v: the image goes to the ram store instead\n", err)
+		in.Store = "ram"
 	case "disk":
 		dir := filepath.Join(in.DiskDir, time.Now().UTC().Format("20060102T150405Z"))
 		made, err := image.MakeDir(dir)
@@ -48,11 +60,21 @@ func newStaging(in *Intent) (*staging, error) {
 // load hands the image to the next kernel, with kexec_file_load and
 // seamless.image=: appended to its initrd (RAM), or named on the command
 // line (disk).
-func (sg *staging) load(in *Intent, st *Status) error {
+func (sg *staging) load(in *Intent, st *Status, log io.Writer) error {
 	cmdline := in.Cmdline
 	var initrd *os.File
 	var err error
 	switch sg.store {
+	case "kmod":
+		args, err := sg.seal(log)
+		if err != nil {
+			return err
+		}
+		st.Image = args
+		cmdline += " " + args
+		if initrd, err = initrdWithModule(in); err != nil {
+			return err
+		}
 	case "disk":
 		// The image's files were synced as they were written; the
 		// directories that hold them are synced now.
@@ -77,7 +99,7 @@ func (sg *staging) load(in *Intent, st *Status) error {
 	if err := kexec.Load(in.Kernel.Image, initrd, cmdline); err != nil {
 		return err
 	}
-	sg.kept = sg.store == "disk"
+	sg.kept = sg.store == "disk" || sg.store == "kmod"
 	return nil
 }
 
@@ -86,6 +108,13 @@ func (sg *staging) load(in *Intent, st *Status) error {
 func (sg *staging) close() {
 	if sg.stage != nil {
 		sg.stage.Close()
+	}
+	// A pool handed over stays mounted: the kexec takes it to the next
+	// kernel. One that was not gives every block back.
+	if sg.pool != nil && !sg.kept {
+		if err := sg.pool.Unmount(); err != nil {
+			fmt.Fprintf(os.Stderr, "seamless: %v\n", err)
+		}
 	}
 	if sg.store == "disk" && !sg.kept {
 		os.RemoveAll(sg.dir)

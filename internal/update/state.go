@@ -35,10 +35,13 @@ type Intent struct {
 	Start map[string]units.Start `json:"start,omitempty"`
 	// Stopped are the preserved units that cannot be carried, with why:
 	// the shutdown stops them as a reboot would.
-	Stopped   map[string]string `json:"stopped,omitempty"`
-	Store     string            `json:"store"`
-	DiskDir   string            `json:"disk_dir,omitempty"`
-	Requested time.Time         `json:"requested"`
+	Stopped map[string]string `json:"stopped,omitempty"`
+	Store   string            `json:"store"`
+	// ImageBytes is the plan's estimate of the image (the kmod store
+	// takes memory for it before the checkpoint).
+	ImageBytes int64     `json:"image_bytes,omitempty"`
+	DiskDir    string    `json:"disk_dir,omitempty"`
+	Requested  time.Time `json:"requested"`
 }
 
 // UnitOutcome is what happened to one unit in an update.

@@ -135,7 +135,7 @@ func Update(ctx context.Context, o Options) error {
 	var store string
 	if len(carry) > 0 {
 		var why string
-		store, why, err = chooseStore(o.Config, need, fileSize(k.Initrd), measure(o.Config))
+		store, why, err = chooseStore(o.Config, need, fileSize(k.Initrd), measure(o.Config, from, k.Release))
 		if err != nil {
 			kexec.Unload()
 			return err
@@ -161,7 +161,7 @@ func Update(ctx context.Context, o Options) error {
 		kexec.Unload()
 		return fmt.Errorf("cancelled")
 	}
-	in := &Intent{From: from, Kernel: k, Cmdline: cl, Units: carry, Cgroups: cgroups, Start: start, Stopped: stopped, Store: store, DiskDir: o.Config.DiskDir, Requested: time.Now()}
+	in := &Intent{From: from, Kernel: k, Cmdline: cl, Units: carry, Cgroups: cgroups, Start: start, Stopped: stopped, Store: store, ImageBytes: need, DiskDir: o.Config.DiskDir, Requested: time.Now()}
 	if err := writeJSON(intentPath(), in); err != nil {
 		return fmt.Errorf("record the update: %w", err)
 	}

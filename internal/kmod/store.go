@@ -1,0 +1,172 @@
+package kmod
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ModulesDir is where each kernel's modules are installed.
+var ModulesDir = "/lib/modules"
+
+// moduleDirs are where a module built outside the kernel lands, below
+// ModulesDir/RELEASE: DKMS's Debian default first.
+var moduleDirs = []string{"updates/dkms", "updates", "extra", "kernel/extra"}
+
+// moduleExts are the module file names DKMS makes: compressed as the
+// kernel's own modules are (6.12 and 7.3: xz), which finit_module
+// decompresses (CONFIG_MODULE_DECOMPRESS).
+var moduleExts = []string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"}
+
+// ModulePath finds the seamlessmem module built for the kernel release.
+func ModulePath(release string) (string, error) {
+	for _, d := range moduleDirs {
+		for _, ext := range moduleExts {
+			p := filepath.Join(ModulesDir, release, d, FSType+ext)
+			if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+				return p, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no %s module built for kernel %s (DKMS builds it when linux-headers-%s is installed; `dkms status` shows what is built)", FSType, release, release)
+}
+
+// Loaded reports whether the running kernel has the filesystem.
+func Loaded() bool {
+	b, err := os.ReadFile("/proc/filesystems")
+	return err == nil && hasFS(string(b), FSType)
+}
+
+func hasFS(filesystems, name string) bool {
+	for _, line := range strings.Split(filesystems, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 0 && f[len(f)-1] == name {
+			return true
+		}
+	}
+	return false
+}
+
+// moduleInitCompressedFile is finit_module's MODULE_INIT_COMPRESSED_FILE.
+const moduleInitCompressedFile = 4
+
+// LoadModule loads the module file into the running kernel; one already
+// loaded is fine. The kernel's refusal (an unsigned module under lockdown,
+// a module built for another kernel) is named.
+func LoadModule(path string) error {
+	if Loaded() {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("load %s: %w", FSType, err)
+	}
+	defer f.Close()
+	flags := 0
+	if !strings.HasSuffix(path, ".ko") {
+		flags = moduleInitCompressedFile
+	}
+	err = unix.FinitModule(int(f.Fd()), "", flags)
+	switch {
+	case err == nil, errors.Is(err, unix.EEXIST):
+		return nil
+	case errors.Is(err, unix.EKEYREJECTED), errors.Is(err, unix.EPERM):
+		return fmt.Errorf("load %s: the kernel refused it: %w (unsigned, or signed by a key the kernel does not trust, under lockdown or module signature enforcement)", path, err)
+	case errors.Is(err, unix.ENOEXEC), errors.Is(err, unix.EINVAL):
+		return fmt.Errorf("load %s: the kernel refused it: %w (built for another kernel? see the kernel log)", path, err)
+	}
+	return fmt.Errorf("load %s: %w", path, err)
+}
+
+// Take grows the pool of m until it holds at least need bytes, one memory
+// block at a time (see Candidates), each bounded by timeout. Blocks the
+// kernel cannot offline are skipped. It fails, naming how much it got,
+// when no block is left to try; the caller then unmounts, which gives
+// every block back.
+func Take(m *Mount, need uint64, timeout time.Duration, log io.Writer) error {
+	failed := map[uint64]bool{}
+	for {
+		info, err := m.Info()
+		if err != nil {
+			return err
+		}
+		if info.PoolBytes >= need {
+			return nil
+		}
+		bs, blocks, err := Blocks(SysMemory)
+		if err != nil {
+			return err
+		}
+		ram, err := SystemRAM("/proc/iomem")
+		if err != nil {
+			return err
+		}
+		// The next kernel's KASLR avoids at most four memmap= ranges.
+		cands := Candidates(bs, blocks, ram, info.Ranges, failed, 4)
+		if len(cands) == 0 {
+			return fmt.Errorf("kmod store: only %d MiB of the %d MiB needed could be taken out of the system (%d memory blocks refused: kernel allocations in them)",
+				info.PoolBytes>>20, need>>20, len(failed))
+		}
+		if err := m.Grow(cands[0], timeout); err != nil {
+			failed[cands[0]] = true
+			fmt.Fprintf(log, "seamless: %v: skipped\n", err)
+		}
+	}
+}
+
+// CmdlineArgs are what the next kernel's command line needs for the
+// sealed pool described by info: one memmap=SIZE$ADDR per range, which
+// keeps the kernel off them from its first instruction, and
+// seamless.image=kmod:ADDR, the index.
+func CmdlineArgs(info Info) (string, error) {
+	if !info.Sealed || info.IndexPhys == 0 {
+		return "", errors.New("kmod store: the pool is not sealed")
+	}
+	var b strings.Builder
+	for _, r := range info.Ranges {
+		fmt.Fprintf(&b, "memmap=%#x$%#x ", r.Size, r.Phys)
+	}
+	fmt.Fprintf(&b, "seamless.image=%s%#x", ImagePrefix, info.IndexPhys)
+	return b.String(), nil
+}
+
+// ImagePrefix marks a seamless.image= value as the address of a
+// seamlessmem index.
+const ImagePrefix = "kmod:"
+
+// ParseImageArg reads the index address of a seamless.image=kmod:ADDR value.
+func ParseImageArg(v string) (uint64, bool) {
+	s, ok := strings.CutPrefix(v, ImagePrefix)
+	if !ok {
+		return 0, false
+	}
+	a, err := strconv.ParseUint(s, 0, 64)
+	if err != nil || a == 0 {
+		return 0, false
+	}
+	return a, true
+}
+
+// InitramfsModuleDir is where the old kernel puts the module built for
+// the new one (its file name as DKMS made it), in the archive it appends
+// to the new kernel's initrd.
+const InitramfsModuleDir = "seamless/kmod"
+
+// InitramfsModule finds the module in the initramfs' InitramfsModuleDir
+// below root.
+func InitramfsModule(root string) (string, error) {
+	for _, ext := range moduleExts {
+		p := filepath.Join(root, InitramfsModuleDir, FSType+ext)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no %s module in %s", FSType, filepath.Join(root, InitramfsModuleDir))
+}

@@ -1,0 +1,118 @@
+package update
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/kmod"
+	"github.com/seamless-linux/seamless/internal/store"
+)
+
+// The kmod store (docs/kmod.md): the checkpoint writes the image once, into
+// a seamlessmem mounted as the stage, whose memory blocks are out of the
+// system; the next kernel's command line reserves them (memmap=), and its
+// stage 1 loads the module appended to the initrd and finds the image.
+
+// blockTimeout bounds the offlining of one memory block: a page that will
+// not migrate makes the kernel retry until a signal.
+const blockTimeout = 10 * time.Second
+
+// kmodNeed is the pool to take for an image of about image bytes: the
+// estimate counts private memory; files, queues, metadata and the index
+// come on top.
+func kmodNeed(image int64) uint64 { return uint64(image + image/8 + 16<<20) }
+
+// kmodProblem says why the kmod store cannot be used for an update from
+// the running kernel to release, or "" when it can.
+func kmodProblem(from, release string) string {
+	if _, err := kmod.BlockSize(kmod.SysMemory); err != nil {
+		return err.Error()
+	}
+	for _, r := range []string{from, release} {
+		if _, err := kmod.ModulePath(r); err != nil {
+			return err.Error()
+		}
+	}
+	p, _ := kmod.ModulePath(from)
+	if err := kmod.LoadModule(p); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+func newKmodStaging(in *Intent, log io.Writer) (*staging, error) {
+	if p := kmodProblem(in.From, in.Kernel.Release); p != "" {
+		return nil, errors.New("kmod store: " + p)
+	}
+	m, err := kmod.MountNew(filepath.Join(RunDir, "stage"))
+	if err != nil {
+		return nil, err
+	}
+	if err := kmod.Take(m, kmodNeed(in.ImageBytes), blockTimeout, log); err != nil {
+		m.Unmount()
+		return nil, err
+	}
+	dir := filepath.Join(m.Dir, "image")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		m.Unmount()
+		return nil, fmt.Errorf("kmod store: %w", err)
+	}
+	return &staging{store: "kmod", dir: dir, pool: m}, nil
+}
+
+// seal writes the pool's index and returns what the next kernel's command
+// line needs. The index needs contiguous room: one more block if the pool
+// has none left.
+func (sg *staging) seal(log io.Writer) (string, error) {
+	err := sg.pool.Seal()
+	if errors.Is(err, unix.ENOSPC) {
+		info, ierr := sg.pool.Info()
+		if ierr != nil {
+			return "", ierr
+		}
+		if err = kmod.Take(sg.pool, info.PoolBytes+info.BlockSize, blockTimeout, log); err == nil {
+			err = sg.pool.Seal()
+		}
+	}
+	if err != nil {
+		return "", err
+	}
+	info, err := sg.pool.Info()
+	if err != nil {
+		return "", err
+	}
+	return kmod.CmdlineArgs(info)
+}
+
+// initrdWithModule is the target kernel's initrd followed by the module
+// built for it, where stage 1 loads it from (kmod.InitramfsModuleDir): it
+// does not depend on the initramfs having been rebuilt since DKMS built
+// the module.
+func initrdWithModule(in *Intent) (*os.File, error) {
+	ko, err := kmod.ModulePath(in.Kernel.Release)
+	if err != nil {
+		return nil, fmt.Errorf("kmod store: %w", err)
+	}
+	b, err := os.ReadFile(ko)
+	if err != nil {
+		return nil, fmt.Errorf("kmod store: %w", err)
+	}
+	if err := os.MkdirAll(RunDir, 0o700); err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp(RunDir, "kmod-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.WriteFile(filepath.Join(tmp, filepath.Base(ko)), b, 0o600); err != nil {
+		return nil, err
+	}
+	return store.InitrdWith(in.Kernel.Initrd, tmp, kmod.InitramfsModuleDir, false)
+}
