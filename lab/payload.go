@@ -73,9 +73,14 @@ func BuildPayload(ctx context.Context, repo, runDir, urootKernel string, out io.
 	}
 	// The system integration (units, initramfs scripts, configuration and
 	// the script that installs them) travels with the binaries.
-	for _, d := range []string{"units", "initramfs", "packaging", "kmod"} {
+	// packaging/install.sh installs the D-Bus interface file from
+	// internal/dbusapi; kmod/ is the module's DKMS source.
+	for _, d := range []string{"units", "initramfs", "packaging", "kmod", "internal/dbusapi"} {
 		if _, err := os.Stat(filepath.Join(repo, d)); err != nil {
 			continue // not written yet: the lab works without it
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, d)), 0o755); err != nil {
+			return "", notes, fmt.Errorf("payload: %w", err)
 		}
 		cp := exec.CommandContext(ctx, "cp", "-a", filepath.Join(repo, d), filepath.Join(dir, d))
 		if b, err := cp.CombinedOutput(); err != nil {

@@ -129,10 +129,10 @@ func SystemRAM(iomem string) ([]Range, error) {
 // Candidates orders the blocks the pool may take next: those that extend
 // a range it holds first (fewer ranges: fewer memmap= on the next kernel's
 // command line, and physical KASLR stays on up to four), then the others,
-// highest first. Never a block that is offline, spans zones, is not wholly
-// System RAM, holds the end of boot memory (the next kernel computes its
-// block size from it), failed before, or would make more than maxRanges
-// ranges.
+// highest first. Never a block that is held already, offline, spans
+// zones, is not wholly System RAM, holds the end of boot memory (the next
+// kernel computes its block size from it), failed before, or would make
+// more than maxRanges ranges.
 func Candidates(bs uint64, blocks []Block, ram, held []Range, failed map[uint64]bool, maxRanges int) []uint64 {
 	inRAM := func(p uint64) bool {
 		for _, r := range ram {
@@ -154,10 +154,18 @@ func Candidates(bs uint64, blocks []Block, ram, held []Range, failed map[uint64]
 		}
 		return false
 	}
+	held1 := func(p uint64) bool {
+		for _, h := range held {
+			if p >= h.Phys && p < h.End() {
+				return true
+			}
+		}
+		return false
+	}
 	var ext, other []uint64
 	for _, b := range blocks {
 		switch {
-		case !b.Online, b.Zones == "none", failed[b.Phys], !inRAM(b.Phys), b.Phys+bs >= top:
+		case !b.Online, b.Zones == "none", failed[b.Phys], !inRAM(b.Phys), b.Phys+bs >= top, held1(b.Phys):
 			continue
 		case adjacent(b.Phys):
 			ext = append(ext, b.Phys)

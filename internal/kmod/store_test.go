@@ -1,0 +1,127 @@
+package kmod
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+const MiB = 1 << 20
+
+func TestCmdlineArgs(t *testing.T) {
+	info := Info{Sealed: true, IndexPhys: 0x70000000,
+		Ranges: []Range{{0x60000000, 256 * MiB}, {0x38000000, 128 * MiB}}}
+	got, err := CmdlineArgs(info)
+	want := "memmap=0x10000000$0x60000000 memmap=0x8000000$0x38000000 seamless.image=kmod:0x70000000"
+	if err != nil || got != want {
+		t.Errorf("CmdlineArgs = %q, %v; want %q", got, err, want)
+	}
+	if _, err := CmdlineArgs(Info{Ranges: info.Ranges}); err == nil {
+		t.Error("CmdlineArgs of an unsealed pool: no error")
+	}
+	a, ok := ParseImageArg(strings.TrimPrefix(got[strings.LastIndex(got, " ")+1:], "seamless.image="))
+	if !ok || a != 0x70000000 {
+		t.Errorf("ParseImageArg of its own output = %#x, %v", a, ok)
+	}
+}
+
+func TestParseImageArg(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want uint64
+		ok   bool
+	}{
+		{"kmod:0x78000000", 0x78000000, true},
+		{"kmod:4096", 4096, true},
+		{"kmod:0", 0, false},
+		{"kmod:", 0, false},
+		{"kmod:zz", 0, false},
+		{"disk:/var/lib/seamless/images/x", 0, false},
+		{"/seamless/image", 0, false},
+	} {
+		got, ok := ParseImageArg(c.in)
+		if got != c.want || ok != c.ok {
+			t.Errorf("ParseImageArg(%q) = %#x, %v; want %#x, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+func TestHasFS(t *testing.T) {
+	fs := "nodev\tsysfs\nnodev\ttmpfs\n\text4\nnodev\tseamlessmem\n"
+	if !hasFS(fs, "seamlessmem") || !hasFS(fs, "ext4") || hasFS(fs, "seamless") || hasFS(fs, "nodev") {
+		t.Error("hasFS reads /proc/filesystems wrong")
+	}
+}
+
+// TestCandidates: blocks that extend a held range come first; never the
+// block at the end of RAM, one that spans zones, is offline, failed, or
+// is not all System RAM; no new range past the limit.
+func TestCandidates(t *testing.T) {
+	const bs = 128 * MiB
+	blk := func(i uint64) Block { return Block{Phys: i * bs, Online: true, Zones: "DMA32"} }
+	var blocks []Block
+	for i := uint64(0); i < 16; i++ {
+		blocks = append(blocks, blk(i))
+	}
+	blocks[3].Zones = "none"
+	blocks[4].Online = false
+	// RAM: a hole in block 0 (below 1 MiB), all else up to 2 GiB.
+	ram := []Range{{0x1000, 0x9f000 - 0x1000}, {0x100000, 16*bs - 0x100000}}
+	tests := []struct {
+		name   string
+		held   []Range
+		failed map[uint64]bool
+		max    int
+		want   []uint64
+	}{
+		{"empty pool: highest first, not the last block", nil, nil, 4,
+			[]uint64{14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 2, 1}},
+		{"next to a held range first", []Range{{6 * bs, 2 * bs}}, map[uint64]bool{14 * bs: true}, 4,
+			[]uint64{8, 5, 13, 12, 11, 10, 9, 2, 1}},
+		{"at the range limit only adjacent blocks", []Range{{6 * bs, bs}, {10 * bs, bs}}, nil, 2,
+			[]uint64{11, 9, 7, 5}},
+	}
+	for _, tt := range tests {
+		var got []uint64
+		for _, p := range Candidates(bs, blocks, ram, tt.held, tt.failed, tt.max) {
+			got = append(got, p/bs)
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestSystemRAM(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "iomem")
+	os.WriteFile(p, []byte("00000000-00000fff : Reserved\n00001000-0009fbff : System RAM\n000f0000-000fffff : Reserved\n  000f0000-000fffff : System ROM\n00100000-7ffdffff : System RAM\n  01000000-01e02616 : Kernel code\n100000000-13fffffff : System RAM (kmem)\n"), 0o600)
+	got, err := SystemRAM(p)
+	want := []Range{{0x1000, 0x9f000 - 0x1000 + 0xc00 - 0xc00}, {0x100000, 0x7ffe0000 - 0x100000}}
+	want[0].Size = 0x9fc00 - 0x1000
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("SystemRAM = %v, %v; want %v", got, err, want)
+	}
+	os.WriteFile(p, []byte("00000000-00000000 : System RAM\n"), 0o600)
+	if _, err := SystemRAM(p); err == nil || !strings.Contains(err.Error(), "hidden") {
+		t.Errorf("hidden addresses: %v", err)
+	}
+}
+
+func TestModulePath(t *testing.T) {
+	old := ModulesDir
+	ModulesDir = t.TempDir()
+	defer func() { ModulesDir = old }()
+	if _, err := ModulePath("6.1.0-50-amd64"); err == nil || !strings.Contains(err.Error(), "linux-headers-6.1.0-50-amd64") {
+		t.Errorf("missing module: %v", err)
+	}
+	for rel, name := range map[string]string{"6.1.0-50-amd64": "updates/dkms/seamlessmem.ko", "6.12.117+deb12-amd64": "updates/dkms/seamlessmem.ko.xz"} {
+		p := filepath.Join(ModulesDir, rel, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte("x"), 0o644)
+		if got, err := ModulePath(rel); err != nil || got != p {
+			t.Errorf("ModulePath(%s) = %q, %v; want %q", rel, got, err, p)
+		}
+	}
+}
