@@ -115,10 +115,17 @@ func Pick(boot, want, initrd, running string) (Kernel, error) {
 
 // Cmdline builds the target's command line from the running one: the boot
 // loader's own parameters (BOOT_IMAGE=, initrd=) and any seamless.* of a
-// previous update are dropped, extra is appended.
+// previous update are dropped, extra is appended. The memmap= reservations
+// a kmod-store update put right before its seamless.image=kmod: are
+// dropped too: that memory was given back to the system.
 func Cmdline(running, extra string) string {
 	var keep []string
 	for _, f := range strings.Fields(running) {
+		if strings.HasPrefix(f, "seamless.image=kmod:") {
+			for len(keep) > 0 && strings.HasPrefix(keep[len(keep)-1], "memmap=") {
+				keep = keep[:len(keep)-1]
+			}
+		}
 		if strings.HasPrefix(f, "BOOT_IMAGE=") || strings.HasPrefix(f, "initrd=") || strings.HasPrefix(f, "seamless.") {
 			continue
 		}

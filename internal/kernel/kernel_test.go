@@ -33,4 +33,10 @@ func TestCmdline(t *testing.T) {
 	if want := "root=UUID=abc ro quiet console=ttyS0"; got != want {
 		t.Fatalf("Cmdline = %q, want %q", got, want)
 	}
+	// A kmod-store update's reservations go with its seamless.image=; the
+	// user's own memmap= stays.
+	got = Cmdline("root=/dev/vda1 memmap=64M$0x100000000 ro memmap=0x8000000$0x70000000 memmap=0x10000000$0x50000000 seamless.image=kmod:0x70000000", "")
+	if want := "root=/dev/vda1 memmap=64M$0x100000000 ro"; got != want {
+		t.Fatalf("Cmdline = %q, want %q", got, want)
+	}
 }
