@@ -402,6 +402,21 @@ void smem_pool_destroy(struct smem_pool *p)
 	if (!p)
 		return;
 	mutex_lock(&p->lock);
+	/* A sealed pool is the next kernel's: the final unmount of a shutdown
+	 * comes before the kexec, and memory given back then could be reused
+	 * by this kernel before it ends. Its blocks stay out of the system
+	 * (seamless unseals first when it abandons an update). */
+	if (p->sealed && !p->handover) {
+		unsigned int kept = 0;
+
+		for (i = 0; i < p->nr; i++) {
+			if (!p->blocks[i].gone) {
+				retire(p, &p->blocks[i]);
+				kept++;
+			}
+		}
+		pr_info(SMEM_NAME ": sealed: %u blocks stay out of the system for the next kernel\n", kept);
+	}
 	for (i = 0; i < p->nr; i++) {
 		struct smem_block *b = &p->blocks[i];
 

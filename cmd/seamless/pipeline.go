@@ -78,6 +78,9 @@ descriptor or mapping, which resource. Nothing is stopped.`, stdout)
 			fmt.Fprintf(stdout, "  problem: %s\n", pr)
 		}
 	}
+	if cfg.Store == "kmod" {
+		fmt.Fprintln(stdout, update.KmodPlan("/boot"))
+	}
 	return nil
 }
 
@@ -184,6 +187,13 @@ image, and the time of each phase.`, stdout)
 		}
 		for _, p := range st.Phases {
 			fmt.Fprintf(stdout, "  phase %s: %d ms\n", p.Name, p.Ms)
+		}
+		if len(st.Memory) > 0 {
+			var at []string
+			for _, m := range st.Memory {
+				at = append(at, fmt.Sprintf("%s %d MiB", m.At, m.Available>>20))
+			}
+			fmt.Fprintf(stdout, "  memory available: %s; peak use %d MiB\n", strings.Join(at, ", "), st.PeakUse()>>20)
 		}
 	}
 	if live != nil {

@@ -185,8 +185,16 @@ func (m *Mount) Close() error {
 // Unmount unmounts the pool (lazily: the memory goes back to the system
 // once the last open file is closed) and onlines the memory blocks the
 // kernel left offline (6.1 does not online hot-added memory by itself).
+// A sealed pool is unsealed first: sealed, the module keeps its memory
+// out of the system for the next kernel.
 func (m *Mount) Unmount() error {
 	info, ierr := m.Info()
+	if ierr == nil && info.Sealed && !info.Handover {
+		if err := m.Unseal(); err != nil {
+			m.d.Close()
+			return err
+		}
+	}
 	m.d.Close()
 	if err := unix.Unmount(m.Dir, unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("kmod store: unmount %s: %w", m.Dir, err)

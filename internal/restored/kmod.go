@@ -3,6 +3,8 @@ package restored
 import (
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
 
 	"github.com/seamless-linux/seamless/internal/kernel"
@@ -37,14 +39,31 @@ func mountKmod(addr uint64) (string, error) {
 	return filepath.Join(KmodMount, "image"), nil
 }
 
-// releaseKmod unmounts the kmod store's mount that holds the image
-// directory dir, if it is one: every block still held goes back to the
-// system.
+// releaseKmod releases every file of the kmod store's image in dir, if it
+// is one, and unmounts it: every block goes back to the system. The
+// release, not the unmount, is what frees the memory: units started since
+// stage 1 mounted the image have copies of the mount in their mount
+// namespaces, which keep it alive.
 func releaseKmod(dir string, log io.Writer) {
 	m, err := kmod.Open(filepath.Dir(dir))
 	if err != nil {
 		return // another store, or gone already
 	}
+	filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || !e.Type().IsRegular() {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			fmt.Fprintf(log, "kmod store: %v\n", err)
+			return nil
+		}
+		defer f.Close()
+		if err := kmod.Release(f, 0, -1); err != nil {
+			fmt.Fprintf(log, "%v\n", err)
+		}
+		return nil
+	})
 	if err := m.Unmount(); err != nil {
 		fmt.Fprintf(log, "%v\n", err)
 		return

@@ -80,6 +80,8 @@ func handOver(in *Intent, st *Status, log io.Writer) error {
 	h := &handover{dirs: dirs, touched: map[string]bool{}, carried: map[string]bool{}, log: log}
 	defer h.undo()
 
+	st.sample("start")
+	defer st.watchLowest()()
 	t := time.Now()
 	for _, u := range in.Units {
 		h.touched[u] = true
@@ -131,6 +133,7 @@ func handOver(in *Intent, st *Status, log io.Writer) error {
 		st.Units = append(st.Units, out)
 	}
 	phase("checkpoint", t)
+	st.sample("image written")
 	if len(h.carried) == 0 {
 		// Nothing to hand over: no image, no seamless.image=; the kernel
 		// that `seamless update` loaded without one boots as a plain kexec.
@@ -147,6 +150,7 @@ func handOver(in *Intent, st *Status, log io.Writer) error {
 		return err
 	}
 	phase("store and kexec load", t)
+	st.sample("kernel loaded")
 	// The point of no return: the stopped processes must never run again
 	// on this kernel, or they would change what the image describes.
 	t = time.Now()

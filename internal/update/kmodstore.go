@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/kernel"
 	"github.com/seamless-linux/seamless/internal/kmod"
 	"github.com/seamless-linux/seamless/internal/store"
 )
@@ -44,6 +45,21 @@ func kmodProblem(from, release string) string {
 		return err.Error()
 	}
 	return ""
+}
+
+// KmodPlan says, for `seamless plan` under store = kmod, whether the next
+// update (to the newest installed kernel, from the running one) can use
+// the kmod store, and if not why and what it uses instead.
+func KmodPlan(boot string) string {
+	from := kernel.Running()
+	to := from
+	if k, err := kernel.Pick(boot, "", "", from); err == nil {
+		to = k.Release
+	}
+	if p := kmodProblem(from, to); p != "" {
+		return fmt.Sprintf("image store: kmod store unavailable for %s -> %s: %s; the update uses the ram or disk store, as store = auto", from, to, p)
+	}
+	return fmt.Sprintf("image store: kmod (module built for %s and %s, loaded, memory hotplug present)", from, to)
 }
 
 func newKmodStaging(in *Intent, log io.Writer) (*staging, error) {

@@ -42,3 +42,15 @@ func TestChooseStore(t *testing.T) {
 		}
 	}
 }
+
+// TestPeakUse: the peak is the first sample less the lowest.
+func TestPeakUse(t *testing.T) {
+	st := &Status{}
+	if st.PeakUse() != 0 {
+		t.Error("no samples: a peak")
+	}
+	st.Memory = []MemSample{{"start", 1000}, {"image written", 700}, {"lowest", 400}, {"kernel loaded", 900}}
+	if got := st.PeakUse(); got != 600 {
+		t.Errorf("PeakUse = %d, want 600", got)
+	}
+}

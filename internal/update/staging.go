@@ -96,6 +96,7 @@ func (sg *staging) load(in *Intent, st *Status, log io.Writer) error {
 		cmdline += " seamless.image=/" + store.Prefix
 	}
 	defer initrd.Close()
+	st.sample("image stored")
 	if err := kexec.Load(in.Kernel.Image, initrd, cmdline); err != nil {
 		return err
 	}

@@ -59,16 +59,69 @@ type UnitOutcome struct {
 
 // Status is the record of the last update, kept in StateDir.
 type Status struct {
-	State   string        `json:"state"` // pending, handed-over, failed
-	From    string        `json:"from"`
-	To      string        `json:"to"`
-	Store   string        `json:"store,omitempty"`
-	Image   string        `json:"image,omitempty"`
-	Units   []UnitOutcome `json:"units,omitempty"`
-	Error   string        `json:"error,omitempty"`
-	Bytes   int64         `json:"image_bytes,omitempty"`
-	Phases  []Phase       `json:"phases,omitempty"`
-	Updated time.Time     `json:"updated"`
+	State  string        `json:"state"` // pending, handed-over, failed
+	From   string        `json:"from"`
+	To     string        `json:"to"`
+	Store  string        `json:"store,omitempty"`
+	Image  string        `json:"image,omitempty"`
+	Units  []UnitOutcome `json:"units,omitempty"`
+	Error  string        `json:"error,omitempty"`
+	Bytes  int64         `json:"image_bytes,omitempty"`
+	Phases []Phase       `json:"phases,omitempty"`
+	// Memory is MemAvailable at the checkpoint's steps: the peak memory
+	// an update takes is the first sample less the lowest.
+	Memory  []MemSample `json:"memory,omitempty"`
+	Updated time.Time   `json:"updated"`
+}
+
+// MemSample is the memory available at a step of the checkpoint.
+type MemSample struct {
+	At        string `json:"at"`
+	Available int64  `json:"available"`
+}
+
+// sample records the memory available now.
+func (st *Status) sample(at string) {
+	st.Memory = append(st.Memory, MemSample{At: at, Available: memAvailable()})
+}
+
+// watchLowest samples the memory available every 20 ms until the returned
+// function is called, which records the lowest sample: it catches what the
+// steps' samples miss (the kernel's copy of the initrd while
+// kexec_file_load runs).
+func (st *Status) watchLowest() func() {
+	stop, done := make(chan struct{}), make(chan int64)
+	go func() {
+		low := memAvailable()
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				done <- low
+				return
+			case <-t.C:
+				low = min(low, memAvailable())
+			}
+		}
+	}()
+	return func() {
+		close(stop)
+		st.Memory = append(st.Memory, MemSample{At: "lowest", Available: <-done})
+	}
+}
+
+// PeakUse is how much of the memory available before the checkpoint the
+// update took at most, by the samples.
+func (st *Status) PeakUse() int64 {
+	if len(st.Memory) == 0 {
+		return 0
+	}
+	low := st.Memory[0].Available
+	for _, m := range st.Memory {
+		low = min(low, m.Available)
+	}
+	return st.Memory[0].Available - low
 }
 
 // Phase is a timed step of the checkpoint at shutdown.
