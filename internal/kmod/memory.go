@@ -177,3 +177,26 @@ func Candidates(bs uint64, blocks []Block, ram, held []Range, failed map[uint64]
 	sort.Slice(other, func(i, j int) bool { return other[i] > other[j] })
 	return append(ext, other...)
 }
+
+// MovableBytes is how much memory the pool can count on taking: the
+// candidate blocks (see Candidates) whose only valid zone is Movable.
+// Blocks of the kernel's own zones hold unmovable kernel allocations
+// sooner or later and then refuse to go offline; ZONE_MOVABLE exists only
+// when the kernel was booted with movablecore= or kernelcore=.
+func MovableBytes(sys, iomem string) (uint64, error) {
+	bs, blocks, err := Blocks(sys)
+	if err != nil {
+		return 0, err
+	}
+	ram, err := SystemRAM(iomem)
+	if err != nil {
+		return 0, err
+	}
+	var movable []Block
+	for _, b := range blocks {
+		if b.Zones == "Movable" {
+			movable = append(movable, b)
+		}
+	}
+	return uint64(len(Candidates(bs, movable, ram, nil, nil, MaxRanges))) * bs, nil
+}

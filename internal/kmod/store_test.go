@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -123,5 +124,24 @@ func TestModulePath(t *testing.T) {
 		if got, err := ModulePath(rel); err != nil || got != p {
 			t.Errorf("ModulePath(%s) = %q, %v; want %q", rel, got, err, p)
 		}
+	}
+}
+
+func TestMovableBytes(t *testing.T) {
+	sys := t.TempDir()
+	os.WriteFile(filepath.Join(sys, "block_size_bytes"), []byte("8000000\n"), 0o644)
+	zones := []string{"none", "DMA32", "DMA32", "DMA32", "DMA32 Movable", "Movable", "Movable", "Movable"}
+	for i, z := range zones {
+		d := filepath.Join(sys, "memory"+strconv.Itoa(i))
+		os.Mkdir(d, 0o755)
+		os.WriteFile(filepath.Join(d, "state"), []byte("online\n"), 0o644)
+		os.WriteFile(filepath.Join(d, "valid_zones"), []byte(z+"\n"), 0o644)
+	}
+	iomem := filepath.Join(t.TempDir(), "iomem")
+	os.WriteFile(iomem, []byte("00001000-0009fbff : System RAM\n00100000-3fffffff : System RAM\n"), 0o600)
+	// Blocks 5 and 6 are Movable candidates; 7 holds the end of RAM.
+	got, err := MovableBytes(sys, iomem)
+	if err != nil || got != 2*128*MiB {
+		t.Errorf("MovableBytes = %d MiB, %v; want 256 MiB", got>>20, err)
 	}
 }

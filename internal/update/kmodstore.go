@@ -59,7 +59,14 @@ func KmodPlan(boot string) string {
 	if p := kmodProblem(from, to); p != "" {
 		return fmt.Sprintf("image store: kmod store unavailable for %s -> %s: %s; the update uses the ram or disk store, as store = auto", from, to, p)
 	}
-	return fmt.Sprintf("image store: kmod (module built for %s and %s, loaded, memory hotplug present)", from, to)
+	movable := "movable memory unknown"
+	if m, err := kmod.MovableBytes(kmod.SysMemory, "/proc/iomem"); err == nil {
+		movable = human(int64(m)) + " of movable memory can be taken"
+		if m == 0 {
+			movable += " (boot with movablecore=: blocks of the kernel's own zones refuse to go offline once they hold kernel allocations)"
+		}
+	}
+	return fmt.Sprintf("image store: kmod (module built for %s and %s, loaded, memory hotplug present; %s)", from, to, movable)
 }
 
 func newKmodStaging(in *Intent, log io.Writer) (*staging, error) {

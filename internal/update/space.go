@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/config"
+	"github.com/seamless-linux/seamless/internal/kmod"
 	"github.com/seamless-linux/seamless/internal/proc"
 )
 
@@ -38,15 +39,20 @@ type space struct {
 	mem      int64 // MemAvailable; 0 when unknown
 	disk     int64 // free bytes in the disk store's file system; -1 when unknown
 	diskPath string
-	// kmod is why the kmod store cannot be used ("" when it can); only
-	// asked when the configuration chooses it.
-	kmod string
+	// kmod is why the kmod store cannot be used ("" when it can), and
+	// movable the memory it can count on taking (-1: unknown); only asked
+	// when the configuration chooses it.
+	kmod    string
+	movable int64
 }
 
 func measure(cfg config.Config, from, release string) space {
-	sp := space{mem: memAvailable(), disk: freeBytes(cfg.DiskDir), diskPath: cfg.DiskDir}
+	sp := space{mem: memAvailable(), disk: freeBytes(cfg.DiskDir), diskPath: cfg.DiskDir, movable: -1}
 	if cfg.Store == "kmod" {
 		sp.kmod = kmodProblem(from, release)
+		if m, err := kmod.MovableBytes(kmod.SysMemory, "/proc/iomem"); err == nil {
+			sp.movable = int64(m)
+		}
 	}
 	return sp
 }
@@ -76,6 +82,8 @@ func chooseStore(cfg config.Config, need, initrd int64, sp space) (string, strin
 		switch {
 		case sp.kmod != "":
 			fallback = "kmod store unavailable: " + sp.kmod + "; "
+		case sp.movable >= 0 && pool > sp.movable:
+			fallback = fmt.Sprintf("kmod store: image about %s needs %s of memory blocks, only %s of movable memory can be taken (boot with movablecore= to have more: blocks of the kernel's own zones hold kernel allocations and refuse to go offline); ", human(need), human(pool), human(sp.movable))
 		case sp.mem != 0 && pool+ramMargin > sp.mem:
 			fallback = fmt.Sprintf("kmod store: image about %s needs %s of memory blocks, %s available; ", human(need), human(pool), human(sp.mem))
 		default:

@@ -25,10 +25,11 @@ func TestChooseStore(t *testing.T) {
 		{"disk store, disk full", "disk", 1 * GiB, 60 * MiB, space{mem: 4 * GiB, disk: 500 * MiB}, "", "does not fit"},
 		{"ram store, too big", "ram", 3 * GiB, 60 * MiB, space{mem: 4 * GiB, disk: 70 * GiB}, "", "does not fit in memory"},
 		{"fits nowhere", "auto", 3 * GiB, 60 * MiB, space{mem: 4 * GiB, disk: 1 * GiB}, "", "fits neither"},
-		{"kmod store: 60% of memory, which RAM cannot hold", "kmod", 2400 * MiB, 60 * MiB, space{mem: 3500 * MiB, disk: 70 * GiB}, "kmod", "written once into 2.7 GiB"},
+		{"kmod store: 60% of memory, which RAM cannot hold", "kmod", 2400 * MiB, 60 * MiB, space{mem: 3500 * MiB, disk: 70 * GiB, movable: 3 * GiB}, "kmod", "written once into 2.7 GiB"},
+		{"kmod store, not enough movable memory", "kmod", 300 * MiB, 60 * MiB, space{mem: 1300 * MiB, disk: 70 * GiB, movable: 128 * MiB}, "ram", "only 128.0 MiB of movable memory can be taken (boot with movablecore="},
 		{"kmod store, module missing: as auto, and why", "kmod", 100 * MiB, 60 * MiB, space{mem: 4 * GiB, disk: 70 * GiB, kmod: "no seamlessmem module built for kernel 6.1.0-50-amd64"}, "ram", "kmod store unavailable: no seamlessmem module built for kernel 6.1.0-50-amd64; ram ("},
 		{"kmod store, module refused, too big for RAM: disk", "kmod", 3 * GiB, 60 * MiB, space{mem: 4 * GiB, disk: 70 * GiB, kmod: "the kernel refused it"}, "disk", "refused it; disk in"},
-		{"kmod store, not enough memory for the blocks", "kmod", 3900 * MiB, 60 * MiB, space{mem: 4 * GiB, disk: 70 * GiB}, "disk", "needs 4.3 GiB of memory blocks, 4.0 GiB available; disk in"},
+		{"kmod store, not enough memory for the blocks", "kmod", 3900 * MiB, 60 * MiB, space{mem: 4 * GiB, disk: 70 * GiB, movable: -1}, "disk", "needs 4.3 GiB of memory blocks, 4.0 GiB available; disk in"},
 		{"initrd counts twice", "auto", 1 * GiB, 1 * GiB, space{mem: 4*GiB + 200*MiB, disk: 70 * GiB}, "disk", "4.2 GiB of memory"},
 	}
 	for _, tt := range tests {
