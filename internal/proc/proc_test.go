@@ -2,6 +2,7 @@ package proc
 
 import (
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -90,5 +91,34 @@ func TestMeminfoField(t *testing.T) {
 	}
 	if Meminfo("MemTotal") <= 0 {
 		t.Error("MemTotal of this machine is not positive")
+	}
+}
+
+func TestKernelMemAvailable(t *testing.T) {
+	const noMovable = `Node 0, zone      DMA
+  pages free     3840
+        high     20
+        managed  3840
+      nr_zone_inactive_file 0
+      nr_zone_active_file 0
+Node 0, zone    DMA32
+  pages free     1000
+        high     100
+        managed  2000
+      nr_zone_inactive_file 50
+      nr_zone_active_file 50
+Node 0, zone  Movable
+  pages free     0
+        high     32
+        managed  0
+`
+	if got := kernelMemAvailable(noMovable, 4096); got != -1 {
+		t.Errorf("without ZONE_MOVABLE: %d, want -1", got)
+	}
+	withMovable := strings.Replace(noMovable, "  pages free     0\n        high     32\n        managed  0",
+		"  pages free     200000\n        high     32\n        managed  262144", 1)
+	// DMA: 3840-20, DMA32: 1000+100-100; the Movable zone's free pages do not count.
+	if got, want := kernelMemAvailable(withMovable, 4096), int64(3820+1000)*4096; got != want {
+		t.Errorf("with ZONE_MOVABLE: %d, want %d", got, want)
 	}
 }

@@ -39,6 +39,10 @@ type space struct {
 	mem      int64 // MemAvailable; 0 when unknown
 	disk     int64 // free bytes in the disk store's file system; -1 when unknown
 	diskPath string
+	// kernelMem is what the kernel can still allocate for itself when
+	// part of memory is ZONE_MOVABLE, where its copy of the initrd cannot
+	// go (-1: no ZONE_MOVABLE, MemAvailable says it).
+	kernelMem int64
 	// kmod is why the kmod store cannot be used ("" when it can), and
 	// movable the memory it can count on taking (-1: unknown); only asked
 	// when the configuration chooses it.
@@ -47,7 +51,8 @@ type space struct {
 }
 
 func measure(cfg config.Config, from, release string) space {
-	sp := space{mem: memAvailable(), disk: freeBytes(cfg.DiskDir), diskPath: cfg.DiskDir, movable: -1}
+	sp := space{mem: memAvailable(), disk: freeBytes(cfg.DiskDir), diskPath: cfg.DiskDir, movable: -1,
+		kernelMem: proc.KernelMemAvailable()}
 	if cfg.Store == "kmod" {
 		sp.kmod = kmodProblem(from, release)
 		if m, err := kmod.MovableBytes(kmod.SysMemory, "/proc/iomem"); err == nil {
@@ -67,6 +72,12 @@ func chooseStore(cfg config.Config, need, initrd int64, sp space) (string, strin
 	ramWhy := fmt.Sprintf("image about %s and initrd %s, held twice while the kernel is loaded: %s of memory, %s available",
 		human(need), human(initrd), human(ram), human(sp.mem))
 	ramFits := sp.mem == 0 || ram <= sp.mem
+	// kexec_file_load copies the initrd into the kernel's own memory,
+	// which ZONE_MOVABLE cannot give (found in the lab: an OOM kill).
+	if kcopy := need + initrd + ramMargin/2; ramFits && sp.kernelMem >= 0 && kcopy > sp.kernelMem {
+		ramFits = false
+		ramWhy += fmt.Sprintf(", but the kernel's copy (%s) must come from memory outside ZONE_MOVABLE: %s available there", human(need+initrd), human(sp.kernelMem))
+	}
 	disk := diskNeed(need)
 	diskWhy := fmt.Sprintf("%s: image about %s, %s needed, %s free", sp.diskPath, human(need), human(disk), human(sp.disk))
 	if sp.disk < 0 {

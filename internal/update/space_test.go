@@ -30,10 +30,15 @@ func TestChooseStore(t *testing.T) {
 		{"kmod store, module missing: as auto, and why", "kmod", 100 * MiB, 60 * MiB, space{mem: 4 * GiB, disk: 70 * GiB, kmod: "no seamlessmem module built for kernel 6.1.0-50-amd64"}, "ram", "kmod store unavailable: no seamlessmem module built for kernel 6.1.0-50-amd64; ram ("},
 		{"kmod store, module refused, too big for RAM: disk", "kmod", 3 * GiB, 60 * MiB, space{mem: 4 * GiB, disk: 70 * GiB, kmod: "the kernel refused it"}, "disk", "refused it; disk in"},
 		{"kmod store, not enough memory for the blocks", "kmod", 3900 * MiB, 60 * MiB, space{mem: 4 * GiB, disk: 70 * GiB, movable: -1}, "disk", "needs 4.3 GiB of memory blocks, 4.0 GiB available; disk in"},
+		{"ZONE_MOVABLE: the kernel's copy must fit outside it (lab: OOM kill)", "kmod", 300 * MiB, 12 * MiB, space{mem: 1400 * MiB, kernelMem: 250 * MiB, disk: 70 * GiB, kmod: "no seamlessmem module built for kernel 6.1.0-56-amd64"}, "disk", "must come from memory outside ZONE_MOVABLE: 250.0 MiB available there"},
+		{"ZONE_MOVABLE with room outside it", "auto", 300 * MiB, 12 * MiB, space{mem: 1400 * MiB, kernelMem: 700 * MiB, disk: 70 * GiB}, "ram", "held twice"},
 		{"initrd counts twice", "auto", 1 * GiB, 1 * GiB, space{mem: 4*GiB + 200*MiB, disk: 70 * GiB}, "disk", "4.2 GiB of memory"},
 	}
 	for _, tt := range tests {
 		tt.sp.diskPath = "/var/lib/seamless/images"
+		if tt.sp.kernelMem == 0 {
+			tt.sp.kernelMem = -1 // no ZONE_MOVABLE
+		}
 		got, why, err := chooseStore(config.Config{Store: tt.store}, tt.need, tt.ird, tt.sp)
 		if err != nil {
 			why = err.Error()

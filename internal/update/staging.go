@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/seamless-linux/seamless/internal/config"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/kexec"
 	"github.com/seamless-linux/seamless/internal/kmod"
@@ -33,10 +34,18 @@ func newStaging(in *Intent, log io.Writer) (*staging, error) {
 		if err == nil {
 			return sg, nil
 		}
-		// Nothing is frozen for good yet: the image goes where the RAM
-		// store would have put it.
-		fmt.Fprintf(log, "seamless: %v: the image goes to the ram store instead\n", err)
-		in.Store = "ram"
+		// Nothing is frozen for good yet: the image goes where store =
+		// auto would put it now.
+		alt, why, aerr := chooseStore(config.Config{Store: "auto", DiskDir: in.DiskDir}, in.ImageBytes,
+			fileSize(in.Kernel.Initrd), measure(config.Config{DiskDir: in.DiskDir}, in.From, in.Kernel.Release))
+		if aerr != nil {
+			return nil, fmt.Errorf("%v, and %w", err, aerr)
+		}
+		fmt.Fprintf(log, "seamless: %v: the image goes to the %s store instead\n", err, why)
+		in.Store = alt
+		if alt == "disk" {
+			return newStaging(in, log)
+		}
 	case "disk":
 		dir := filepath.Join(in.DiskDir, time.Now().UTC().Format("20060102T150405Z"))
 		made, err := image.MakeDir(dir)
