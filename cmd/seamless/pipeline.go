@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,7 +17,7 @@ import (
 	"github.com/seamless-linux/seamless/internal/update"
 )
 
-const configPath = "/etc/seamless/seamless.conf"
+const configPath = config.Path
 
 func runPlan(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("plan", "[UNIT...] [--json]",
@@ -119,11 +120,17 @@ image, and the time of each phase.`, stdout)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
+	// The update's records are root's; the restore of this boot has a
+	// public part, so that anyone can see what came back.
 	in, err := update.ReadIntent()
-	if err != nil {
+	private := errors.Is(err, os.ErrPermission)
+	if err != nil && !private {
 		return err
 	}
 	st, err := update.ReadStatus()
+	if errors.Is(err, os.ErrPermission) {
+		private, err = true, nil
+	}
 	if err != nil {
 		return err
 	}
@@ -134,7 +141,9 @@ image, and the time of each phase.`, stdout)
 	if in != nil {
 		fmt.Fprintf(stdout, "pending: update %s -> %s carrying %s\n", in.From, in.Kernel.Release, strings.Join(in.Units, " "))
 	}
-	if st == nil {
+	if private {
+		fmt.Fprintln(stdout, "the update's records are readable by root only")
+	} else if st == nil {
 		fmt.Fprintln(stdout, "no update recorded")
 	} else {
 		fmt.Fprintf(stdout, "last update: %s -> %s: %s (%s)\n", st.From, st.To, st.State, st.Updated.Format(time.RFC3339))

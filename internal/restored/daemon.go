@@ -8,10 +8,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -28,15 +30,20 @@ const DaemonName = "@seamless-restored"
 
 // Options configure the daemon.
 type Options struct {
-	// Image is the image directory the old kernel handed over: one
-	// directory per unit, holding unit.json and one image per process tree.
+	// Image is the image the old kernel handed over, as seamless.image=
+	// gives it: a directory in the initramfs (RAM store), or "disk:PATH"
+	// for an image directory on the real root (disk store). It holds one
+	// directory per unit, with unit.json and one image per process tree.
 	Image string
-	// Remove is, for an image on disk, its path in the real root: it is
-	// deleted once used.
-	Remove string
+	// Root is where the real root is mounted, for an image on disk.
+	Root string
 	// Timeout bounds the wait for the anchors: a unit whose anchor has not
 	// asked by then is left to start cold.
 	Timeout time.Duration
+	// RestoreTimeout bounds one unit's restore: a restore that takes
+	// longer is killed with whatever it created, and the unit starts
+	// cold.
+	RestoreTimeout time.Duration
 	// Log receives one line per event.
 	Log io.Writer
 	// Ready, if set, receives one line once every PID is reserved (or the
@@ -46,6 +53,8 @@ type Options struct {
 
 type daemon struct {
 	opts  Options
+	dir   string     // where the image is read: a path, or the disk image's descriptor
+	disk  *diskImage // the image on disk, removed at the end
 	state State
 	mu    sync.Mutex // serializes restores and state changes
 	held  []*os.File
@@ -65,8 +74,11 @@ func Run(opts Options) error {
 	if opts.Timeout == 0 {
 		opts.Timeout = 10 * time.Minute
 	}
-	d := &daemon{opts: opts, trees: map[string]*image.Tree{}, done: make(chan struct{})}
-	d.state = State{Image: opts.Image, Daemon: os.Getpid(), Started: time.Now().UTC()}
+	if opts.RestoreTimeout == 0 {
+		opts.RestoreTimeout = DefaultRestoreTimeout
+	}
+	d := &daemon{opts: opts, dir: opts.Image, trees: map[string]*image.Tree{}, done: make(chan struct{})}
+	d.state = State{Image: opts.Image, Daemon: os.Getpid(), Started: time.Now().UTC(), RestoreTimeoutMs: opts.RestoreTimeout.Milliseconds()}
 	// Before the holders are started: they stay in the daemon's cgroup.
 	if cg, err := leaveUnitCgroup(); err != nil {
 		fmt.Fprintf(opts.Log, "%v\n", err)
@@ -83,7 +95,7 @@ func Run(opts Options) error {
 		opts.Ready.Close()
 	}
 	if err != nil {
-		d.state.Error = err.Error()
+		d.state.Error = Bound(err.Error())
 		d.close() // writes the state, with the error
 		return err
 	}
@@ -115,6 +127,12 @@ func (d *daemon) start() error {
 	if err := mkdirs(); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
+	if strings.HasPrefix(d.opts.Image, DiskPrefix) {
+		if d.disk, err = openDiskImage(d.opts.Root, d.opts.Image); err != nil {
+			return err
+		}
+		d.dir = fdPath(d.disk.img)
+	}
 	if err := d.load(); err != nil {
 		return err
 	}
@@ -132,9 +150,9 @@ func (d *daemon) start() error {
 }
 
 // load verifies every tree of every unit and keeps its files open. A unit
-// whose image is damaged starts cold; the others go on.
+// whose image is damaged or malformed starts cold; the others go on.
 func (d *daemon) load() error {
-	ents, err := os.ReadDir(d.opts.Image)
+	ents, err := os.ReadDir(d.dir)
 	if err != nil {
 		return fmt.Errorf("image: %w", err)
 	}
@@ -143,16 +161,35 @@ func (d *daemon) load() error {
 			continue
 		}
 		u := UnitState{Unit: e.Name(), State: Pending}
-		if err := d.loadUnit(&u, filepath.Join(d.opts.Image, e.Name())); err != nil {
-			u.State, u.Reason = Cold, err.Error()
-			fmt.Fprintf(d.opts.Log, "%s: image refused, it starts cold: %v\n", u.Unit, err)
+		err := guard(d.opts.Log, "read "+u.Unit+"'s image", func() error {
+			return d.loadUnit(&u, filepath.Join(d.dir, e.Name()))
+		})
+		if err != nil {
+			u.State, u.Reason = Cold, Bound(err.Error())
+			fmt.Fprintf(d.opts.Log, "%s: image refused, it starts cold: %s\n", u.Unit, u.Reason)
 		}
 		d.state.Units = append(d.state.Units, u)
 	}
 	return nil
 }
 
+// guard runs fn and turns a panic into an error (with the stack in the
+// log): one unit's bad image or a bug met on it must not take the daemon,
+// and with it every other unit, down.
+func guard(log io.Writer, what string, fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(log, "internal error while %s: %v\n%s", what, r, debug.Stack())
+			err = fmt.Errorf("internal error while %s: %v", what, r)
+		}
+	}()
+	return fn()
+}
+
 func (d *daemon) loadUnit(u *UnitState, dir string) error {
+	if !validUnitName(u.Unit) {
+		return fmt.Errorf("%q is not the name of a service unit", u.Unit)
+	}
 	b, err := os.ReadFile(filepath.Join(dir, units.StartFile))
 	if err != nil {
 		return err
@@ -272,14 +309,30 @@ func (d *daemon) reserve() {
 // giveUp leaves u to start cold: its PIDs are released, its network lock
 // removed. The caller holds d.mu or runs before the daemon serves.
 func (d *daemon) giveUp(u *UnitState, reason string) {
-	u.State, u.Reason = Cold, reason
+	u.State, u.Reason = Cold, Bound(reason)
 	for _, t := range u.Trees {
 		d.pids.Release(t.IDs)
-		if err := unlock(d.trees[t.Dir]); err != nil {
+		tree := d.trees[t.Dir]
+		if err := guard(d.opts.Log, "unlock "+u.Unit, func() error { return unlock(tree) }); err != nil {
 			fmt.Fprintf(d.opts.Log, "%s: %v\n", u.Unit, err)
 		}
 	}
-	fmt.Fprintf(d.opts.Log, "%s: starts cold: %s\n", u.Unit, reason)
+	fmt.Fprintf(d.opts.Log, "%s: starts cold: %s\n", u.Unit, u.Reason)
+}
+
+// validUnitName accepts the name of a service unit (systemd.unit(5)): an
+// image directory name becomes a drop-in directory and a unit to start.
+func validUnitName(n string) bool {
+	base, ok := strings.CutSuffix(n, ".service")
+	if !ok || base == "" || len(n) > 255 {
+		return false
+	}
+	for _, r := range base {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(":-_.\\@", r)) {
+			return false
+		}
+	}
+	return true
 }
 
 func (d *daemon) pending() int {
@@ -302,13 +355,18 @@ func (d *daemon) summary() string {
 		parts = append(parts, s)
 	}
 	if len(parts) == 0 {
+		if d.state.Error != "" {
+			return "image refused"
+		}
 		return "no unit in the image"
 	}
 	return strings.Join(parts, "; ")
 }
 
-// listen opens the socket the anchors connect to. Anyone may connect: the
-// daemon restores a unit only for a process inside that unit's cgroup.
+// listen opens the socket the anchors connect to. Anyone may connect (an
+// anchor runs as its unit's user): the daemon restores a unit only for a
+// process of that unit's own cgroup, running as the unit's user (see
+// authorize).
 func (d *daemon) listen() error {
 	os.Remove(SocketPath)
 	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: SocketPath, Net: "unixpacket"})
@@ -350,20 +408,41 @@ func (d *daemon) close() {
 	if d.proc != nil {
 		if err := d.awaitRoot(time.Now().Add(d.opts.Timeout)); err != nil {
 			fmt.Fprintf(d.opts.Log, "%v: the outcome is only in %s\n", err, StatePath)
+			if d.disk != nil {
+				fmt.Fprintf(d.opts.Log, "the image %s stays on disk: remove it by hand\n", d.disk.path)
+			}
 			fmt.Fprintf(d.opts.Log, "done: %s\n", d.summary())
 			return
 		}
 	}
-	if d.opts.Remove != "" {
-		if err := os.RemoveAll(d.opts.Remove); err != nil {
-			fmt.Fprintf(d.opts.Log, "remove the image %s: %v\n", d.opts.Remove, err)
-		}
+	if d.disk != nil {
+		d.removeDisk()
 	}
 	recordOutcomes(&d.state, true, d.opts.Log)
 	fmt.Fprintf(d.opts.Log, "done: %s\n", d.summary())
 }
 
-// serve answers one anchor.
+// removeDisk deletes the image on disk once nothing needs it. Right after
+// the switch to the real root, its file system may still be read-only.
+func (d *daemon) removeDisk() {
+	defer d.disk.close()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		err := d.disk.remove(d.opts.Log)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, syscall.EROFS) || time.Now().After(deadline) {
+			fmt.Fprintf(d.opts.Log, "remove the image: %s\n", Bound(err.Error()))
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// serve answers one anchor. Whatever goes wrong, the anchor gets an answer
+// and the unit a final state: a panic on one unit's request does not end
+// the daemon.
 func (d *daemon) serve(c *net.UnixConn) {
 	defer c.Close()
 	buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(4*4))
@@ -379,18 +458,31 @@ func (d *daemon) serve(c *net.UnixConn) {
 	}()
 	reply := Reply{}
 	var req Request
-	pid, err := peerPID(c)
-	if err == nil {
-		err = json.Unmarshal(buf[:n], &req)
-	}
-	if err == nil {
-		reply.MainPID, err = d.restoreUnit(req.Unit, pid, fds)
+	var p *peer
+	var cg string
+	err = guard(d.opts.Log, "serve an anchor", func() error {
+		var err error
+		if p, err = peerOf(c, d.proc); err != nil {
+			return err
+		}
+		if err := json.Unmarshal(buf[:n], &req); err != nil {
+			return fmt.Errorf("request: %w", err)
+		}
+		reply.MainPID, cg, err = d.restoreUnit(req.Unit, p, fds)
+		return err
+	})
+	if p != nil {
+		defer p.close()
 	}
 	if err != nil {
-		reply.Error = err.Error()
+		reply.Error = Bound(err.Error())
 	}
 	b, _ := json.Marshal(reply)
-	c.Write(b)
+	if _, err := c.Write(b); err != nil && reply.MainPID > 0 {
+		// The anchor cannot tell systemd of the restored process: it must
+		// not stay next to the cold start that follows.
+		d.abandon(req.Unit, cg, p, fmt.Sprintf("its anchor went away before it heard the main pid (%v)", err))
+	}
 }
 
 // rights returns the descriptors of an SCM_RIGHTS message.
@@ -411,22 +503,6 @@ func rights(oob []byte) []*os.File {
 		}
 	}
 	return files
-}
-
-func peerPID(c *net.UnixConn) (int, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var cred *unix.Ucred
-	var cerr error
-	raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	})
-	if cerr != nil {
-		return 0, fmt.Errorf("peer credentials: %w", cerr)
-	}
-	return int(cred.Pid), nil
 }
 
 // errNotPending is returned to an anchor whose unit has nothing to restore.

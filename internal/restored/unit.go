@@ -2,10 +2,12 @@ package restored
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"path"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,33 +26,19 @@ import (
 const JournalStream = "/run/systemd/journal/stdout"
 
 // restoreUnit rebuilds every process tree of unit inside the cgroup and
-// mount namespace of the anchor pid, and returns the main PID.
-func (d *daemon) restoreUnit(unit string, anchor int, fds []*os.File) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	u := d.state.Unit(unit)
-	if u == nil {
-		return 0, fmt.Errorf("%s: %w: it was not carried", unit, errNotPending)
-	}
-	if u.State != Pending {
-		return 0, fmt.Errorf("%s: %w: it is %s", unit, errNotPending, u.State)
-	}
-	cg, err := d.cgroupOf(anchor)
+// namespaces of the anchor p, and returns the main PID and the unit's
+// cgroup. A caller that may not restore the unit is refused and the unit
+// stays pending for its own anchor; any other failure leaves nothing of
+// the restore behind and the unit to start cold.
+func (d *daemon) restoreUnit(unit string, p *peer, fds []*os.File) (int, string, error) {
+	u, cg, err := d.claim(unit, p)
 	if err != nil {
-		return 0, err
-	}
-	if path.Base(cg) != unit {
-		return 0, fmt.Errorf("process %d is in cgroup %s, not in %s's: it may not restore it", anchor, cg, unit)
-	}
-	if err := d.enterRoot(); err != nil {
-		d.giveUp(u, err.Error())
-		d.finished()
-		return 0, err
+		return 0, "", err
 	}
 	start := time.Now()
-	u.State = Restoring
-	d.state.write()
-	main, err := d.restoreTrees(u, anchor, cg, fds)
+	main, err := d.restoreTrees(u, p, cg, fds)
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	u.RestoreMs = time.Since(start).Milliseconds()
 	if err != nil {
 		d.giveUp(u, err.Error())
@@ -60,7 +48,8 @@ func (d *daemon) restoreUnit(unit string, anchor int, fds []*os.File) (int, erro
 		// the boot-time lock is in the daemon's, which differs for a unit
 		// with PrivateNetwork=.
 		for _, t := range u.Trees {
-			if err := unlock(d.trees[t.Dir]); err != nil {
+			tree := d.trees[t.Dir]
+			if err := guard(d.opts.Log, "unlock "+unit, func() error { return unlock(tree) }); err != nil {
 				fmt.Fprintf(d.opts.Log, "%s: %v\n", unit, err)
 			}
 		}
@@ -69,7 +58,65 @@ func (d *daemon) restoreUnit(unit string, anchor int, fds []*os.File) (int, erro
 	d.state.write()
 	recordOutcomes(&d.state, false, d.opts.Log)
 	d.finished()
-	return main, err
+	return main, cg, err
+}
+
+// claim checks that unit waits for a restore and that p may ask for it,
+// and marks it restoring.
+func (d *daemon) claim(unit string, p *peer) (*UnitState, string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	u := d.state.Unit(unit)
+	if u == nil {
+		return nil, "", fmt.Errorf("%s: %w: it was not carried", unit, errNotPending)
+	}
+	if u.State != Pending {
+		return nil, "", fmt.Errorf("%s: %w: it is %s", unit, errNotPending, u.State)
+	}
+	if err := d.enterRoot(); err != nil {
+		d.giveUp(u, err.Error())
+		d.state.write()
+		d.finished()
+		return nil, "", err
+	}
+	cg, inUnit, err := d.authorize(u, p)
+	if err != nil {
+		fmt.Fprintf(d.opts.Log, "%s: refused process %d (uid %d): %s\n", unit, p.pid, p.uid, Bound(err.Error()))
+		if inUnit {
+			// The unit's own process was refused: its anchor starts the
+			// service cold, which must not wait for the lock and PIDs to
+			// be released at the daemon's timeout.
+			d.giveUp(u, err.Error())
+			d.state.write()
+			d.finished()
+		}
+		return nil, "", err
+	}
+	u.State = Restoring
+	d.state.write()
+	return u, cg, nil
+}
+
+// abandon ends a unit restored for an anchor that went away before it
+// could name the restored process to systemd: the unit's processes other
+// than the anchor (if it still runs) are killed and the unit starts cold.
+func (d *daemon) abandon(unit, cg string, p *peer, reason string) {
+	spare := 0
+	if p != nil && p.alive() {
+		spare = p.pid
+	}
+	killed, err := KillOthers(cg, spare, 30*time.Second)
+	fmt.Fprintf(d.opts.Log, "%s: %s: killed %v\n", unit, reason, killed)
+	if err != nil {
+		fmt.Fprintf(d.opts.Log, "%s: %v\n", unit, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if u := d.state.Unit(unit); u != nil {
+		u.State, u.Reason, u.MainPID = Cold, Bound(reason), 0
+		d.state.write()
+		recordOutcomes(&d.state, false, d.opts.Log)
+	}
 }
 
 // finished closes done once no unit waits any more.
@@ -83,34 +130,51 @@ func (d *daemon) finished() {
 	}
 }
 
-func (d *daemon) restoreTrees(u *UnitState, anchor int, cg string, fds []*os.File) (int, error) {
-	var restored []int
-	fail := func(err error) (int, error) {
-		// Trees restored already go too: the unit starts cold as a whole.
-		for _, pid := range restored {
-			unix.Kill(pid, unix.SIGKILL)
-		}
-		return 0, err
-	}
+// restoreTrees restores the unit's trees, within the restore timeout. On
+// failure (an error, the timeout, a panic), everything the restore put in
+// the unit's cgroup is killed, the anchor spared, before the unit is
+// given up: the cold start must be the only copy.
+func (d *daemon) restoreTrees(u *UnitState, p *peer, cg string, fds []*os.File) (int, error) {
 	main := 0
-	for _, t := range u.Trees {
-		d.pids.Release(t.IDs)
-		root, err := d.runRestorer(t, anchor, cg, fds)
-		if err != nil {
-			return fail(fmt.Errorf("restore of pid %d: %w", t.Root, err))
+	err := guard(d.opts.Log, "restore "+u.Unit, func() error {
+		deadline := time.Now().Add(d.opts.RestoreTimeout)
+		for _, t := range u.Trees {
+			d.pids.Release(t.IDs)
+			root, err := d.runRestorer(t, p.pid, cg, fds, deadline)
+			if err != nil {
+				return fmt.Errorf("restore of pid %d: %w", t.Root, err)
+			}
+			if main == 0 || root == u.Start.MainPID {
+				main = root
+			}
 		}
-		restored = append(restored, root)
-		if main == 0 || root == u.Start.MainPID {
-			main = root
-		}
+		return nil
+	})
+	if err == nil {
+		return main, nil
 	}
-	return main, nil
+	spare := 0
+	if p.alive() {
+		spare = p.pid
+	}
+	killed, kerr := KillOthers(cg, spare, 30*time.Second)
+	if len(killed) > 0 {
+		fmt.Fprintf(d.opts.Log, "%s: killed what the failed restore left in %s: %v\n", u.Unit, cg, killed)
+	}
+	if kerr != nil {
+		return 0, fmt.Errorf("%w; and %v", err, kerr)
+	}
+	return 0, err
 }
 
 // runRestorer runs `seamless restore` for one tree, in the unit's cgroup
 // (clone3 into it) and mount namespace (nsenter), so that the tree is
-// created there and sees the files the unit sees.
-func (d *daemon) runRestorer(t TreeState, anchor int, cg string, fds []*os.File) (int, error) {
+// created there and sees the files the unit sees. The restorer is killed
+// at the deadline, and if the daemon dies (PR_SET_PDEATHSIG): then its
+// half-restored processes die with it (they are its tracees, with
+// PTRACE_O_EXITKILL), and an anchor that lost the daemon finds its cgroup
+// empty.
+func (d *daemon) runRestorer(t TreeState, anchor int, cg string, fds []*os.File, deadline time.Time) (int, error) {
 	exe := fmt.Sprintf("/proc/%d/exe", os.Getpid())
 	// The daemon verified every checksum at boot and holds the files since.
 	args := []string{"restore", "--dir", t.Dir, "--pid-wait", "5s", "--verified"}
@@ -142,32 +206,41 @@ func (d *daemon) runRestorer(t TreeState, anchor int, cg string, fds []*os.File)
 		return 0, fmt.Errorf("cgroup of the unit: %w", err)
 	}
 	defer cgf.Close()
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
 	var stdout, stderr bytes.Buffer
-	cmd := &exec.Cmd{
-		Path:        name,
-		Args:        argv,
-		Env:         []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
-		Dir:         "/",
-		Stdout:      &stdout,
-		Stderr:      &stderr,
-		ExtraFiles:  extra,
-		SysProcAttr: &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgf.Fd())},
+	cmd := exec.CommandContext(ctx, name)
+	cmd.Args, cmd.Env, cmd.Dir = argv, []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, "/"
+	cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = &stdout, &stderr, extra
+	cmd.WaitDelay = 5 * time.Second
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgf.Fd()), Pdeathsig: syscall.SIGKILL}
+	// PR_SET_PDEATHSIG fires when the thread that forked exits: this one
+	// stays until the restorer is reaped.
+	runtime.LockOSThread()
+	err = cmd.Run()
+	runtime.UnlockOSThread()
+	if ctx.Err() != nil {
+		return 0, fmt.Errorf("the restore did not finish within %s: killed", d.opts.RestoreTimeout)
 	}
-	if err := cmd.Run(); err != nil {
+	if err != nil {
 		msg := strings.TrimSpace(stderr.String())
 		if msg == "" {
 			msg = err.Error()
 		}
-		return 0, fmt.Errorf("%s", msg)
+		return 0, errors.New(Bound(msg))
 	}
-	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+	for i, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		if i == 20 {
+			fmt.Fprintf(d.opts.Log, "restore of pid %d: (more lines left out)\n", t.Root)
+			break
+		}
 		if line != "" {
-			fmt.Fprintf(d.opts.Log, "restore of pid %d: %s\n", t.Root, line)
+			fmt.Fprintf(d.opts.Log, "restore of pid %d: %s\n", t.Root, Bound(line))
 		}
 	}
 	root, err := strconv.Atoi(strings.TrimSpace(stdout.String()))
 	if err != nil {
-		return 0, fmt.Errorf("restore printed %q, not a pid", stdout.String())
+		return 0, fmt.Errorf("restore printed %s, not a pid", Bound(stdout.String()))
 	}
 	return root, nil
 }
