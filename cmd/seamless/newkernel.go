@@ -67,17 +67,19 @@ run by hand.`, stdout)
 }
 
 func runAnchor(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("anchor", "--unit UNIT [--type TYPE] [--pid-file FILE] [--path PATH -- ARGV...] | --reap --unit UNIT",
+	fs := newFlags("anchor", "--unit UNIT [--type TYPE] [--pid-file FILE] [--path PATH -- ARGV...] | --prepare --unit UNIT",
 		`The ExecStart of a unit restored after a seamless update (written by
 seamless-generator). It asks the restore daemon to rebuild the unit's
 processes inside this unit, then tells systemd their main PID. If the
 restore fails it starts the service cold: PATH with ARGV, as TYPE says.
-When it cannot tell whether a restore runs beside it, it exits with status
-171, which the drop-in's RestartForceExitStatus= turns into a restart of the
-unit. With --reap (the drop-in's ExecStopPost, as root) it kills what such a
-restore left in the unit, after an anchor that exited with 171.`, stdout)
+When a restore may run beside it, or the daemon ended without settling the
+unit, it exits with status 171, which the drop-in's RestartForceExitStatus=
+turns into a restart of the unit. With --prepare (the drop-in's
+ExecStartPre, as root) it settles a unit that the daemon left unsettled:
+what is left in the unit is killed, its network lock removed, and it is
+recorded as started cold. --prepare always exits 0.`, stdout)
 	unit := fs.String("unit", "", "the unit being restored")
-	reap := fs.Bool("reap", false, "after an anchor that exited with 171, kill what is left in the unit")
+	prepare := fs.Bool("prepare", false, "settle the unit if the restore daemon ended without doing so")
 	var st units.Start
 	fs.StringVar(&st.Type, "type", "simple", "the unit's own Type=, for a cold start")
 	fs.StringVar(&st.PIDFile, "pid-file", "", "the unit's own PIDFile=, for a cold start")
@@ -93,12 +95,16 @@ restore left in the unit, after an anchor that exited with 171.`, stdout)
 	if *unit == "" {
 		return fmt.Errorf("%w: need --unit UNIT", errUsage)
 	}
-	if *reap {
-		return anchor.Reap(*unit, stderr)
+	if *prepare {
+		// A failed ExecStartPre would fail the unit: the anchor decides.
+		if err := anchor.Prepare(*unit, stderr); err != nil {
+			fmt.Fprintf(stderr, "seamless: %s: %v\n", *unit, err)
+		}
+		return nil
 	}
 	err := anchor.Run(anchor.Options{Unit: *unit, Start: st, Timeout: *timeout, Log: stderr})
 	if errors.Is(err, anchor.ErrUncertain) {
-		fmt.Fprintf(stderr, "seamless: %s: %v: exiting with %d for systemd to stop and restart the unit\n", *unit, err, anchor.ExitUncertain)
+		fmt.Fprintf(stderr, "seamless: %s: %v: exiting with %d for systemd to restart the unit\n", *unit, err, anchor.ExitUncertain)
 		os.Exit(anchor.ExitUncertain)
 	}
 	return err

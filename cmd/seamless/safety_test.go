@@ -179,12 +179,33 @@ func (u *unitEnv) coldStarted(t *testing.T, a *exec.Cmd) {
 	}
 }
 
+// prepare runs the drop-in's ExecStartPre (the anchor's --prepare, as
+// root, in the unit's cgroup), as systemd does before each start.
+func (u *unitEnv) prepare(t *testing.T) {
+	t.Helper()
+	r := u.start(t, binary, "anchor", "--prepare", "--unit", u.name)
+	if code := exitOf(t, r, 60*time.Second); code != 0 {
+		t.Fatalf("anchor --prepare exited with %d", code)
+	}
+}
+
+// restart is what systemd does after an anchor exited with ExitUncertain
+// (RestartForceExitStatus=): the ExecStartPre, then a new anchor.
+func (u *unitEnv) restart(t *testing.T) *exec.Cmd {
+	t.Helper()
+	u.prepare(t)
+	a := u.start(t, binary, u.anchorArgs()...)
+	t.Cleanup(func() { a.Process.Kill(); a.Wait() })
+	return a
+}
+
 // TestDaemonKilledDuringRestore: the restore daemon dies while a unit's
 // restore is in flight. Exactly one copy of the service runs afterwards:
-// if the tree had not run yet, it dies with the restorer and the anchor
-// starts the service cold; if it runs already, the anchor starts nothing
-// beside it and exits with ExitUncertain, for systemd to stop the unit
-// (here, the drop-in's ExecStopPost: the reaper) and start it again, cold.
+// the anchor, which cannot know whether the restore passed its point of no
+// return, starts nothing and exits with ExitUncertain; at the restart
+// systemd gives it, the ExecStartPre kills what is left in the unit (the
+// restored tree if it ran already) and settles the unit, and the next
+// anchor starts the service cold.
 func TestDaemonKilledDuringRestore(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -204,6 +225,7 @@ func TestDaemonKilledDuringRestore(t *testing.T) {
 			}
 			a, restorer := u.restoreInFlight(t, dcg)
 			t.Logf("anchor %d, restorer %d", a.Process.Pid, restorer)
+			t.Cleanup(func() { unix.Kill(pid, unix.SIGKILL) })
 			if tc.treeRuns {
 				// The daemon says nothing more; the restorer finishes.
 				freeze(t, dcg, true)
@@ -211,44 +233,55 @@ func TestDaemonKilledDuringRestore(t *testing.T) {
 				waitFor(t, 60*time.Second, "the restored tree", func() bool {
 					return comm(pid) == "sleep" && cgroupOf(pid) == "/"+u.name && !alive(restorer)
 				})
+				// While the daemon lives, the ExecStartPre leaves the unit
+				// to it.
+				u.prepare(t)
+				if !slices.Contains(procs(u.cgroup), pid) {
+					t.Fatal("the ExecStartPre killed the restored tree while the daemon ran")
+				}
 			}
 			daemon.Process.Kill()
 			waitFor(t, 10*time.Second, "the daemon's end", func() bool { return !alive(daemon.Process.Pid) })
-			t.Cleanup(func() { unix.Kill(pid, unix.SIGKILL) })
 			if !tc.treeRuns {
 				freeze(t, u.cgroup, false)
-				u.coldStarted(t, a)
-				if slices.Contains(procs(u.cgroup), pid) {
-					t.Fatalf("pid %d, half restored, is still in the unit", pid)
-				}
-				return
 			}
 			if code := exitOf(t, a, 60*time.Second); code != anchor.ExitUncertain {
 				t.Fatalf("anchor exited with %d, want %d (uncertain)", code, anchor.ExitUncertain)
 			}
-			if got := procs(u.cgroup); !slices.Equal(got, []int{pid}) {
-				t.Fatalf("processes of the unit %v, want only the restored tree [%d]: no cold copy beside it", got, pid)
+			if got := procs(u.cgroup); slices.ContainsFunc(got, func(p int) bool { return p != pid }) {
+				t.Fatalf("processes of the unit %v: more than the restored tree (%d), a cold copy beside it?", got, pid)
 			}
-			// systemd's part: the ExecStopPost after an uncertain exit, as
-			// root, then a new start of the unit.
-			reap := func(env ...string) {
-				r := startIn(t, u.cgroup, append(u.env, env...), nil, binary, "anchor", "--reap", "--unit", u.name)
-				if code := exitOf(t, r, 60*time.Second); code != 0 {
-					t.Fatalf("reap exited with %d", code)
-				}
-			}
-			reap("EXIT_CODE=exited", "EXIT_STATUS=0")
-			if !slices.Contains(procs(u.cgroup), pid) {
-				t.Fatal("the reaper killed the unit's processes after an anchor that did not exit uncertain")
-			}
-			reap("EXIT_CODE=exited", "EXIT_STATUS="+strconv.Itoa(anchor.ExitUncertain))
-			if got := procs(u.cgroup); len(got) != 0 {
-				t.Fatalf("after the reaper, processes %v are left in the unit", got)
-			}
-			again := u.start(t, binary, u.anchorArgs()...)
-			t.Cleanup(func() { again.Process.Kill(); again.Wait() })
+			again := u.restart(t)
 			u.coldStarted(t, again)
+			if st := u.readState(t).Unit(u.name); st.State != restored.Cold || !strings.Contains(st.Reason, "daemon ended") {
+				t.Fatalf("state %s (%s), want started cold because the daemon ended", st.State, st.Reason)
+			}
 		})
+	}
+}
+
+// TestDaemonGoneBeforeAnchor: the daemon died before the unit's anchor
+// asked. The anchor does not start the service cold while the unit is
+// unsettled (its network lock would hold its ports): the restart settles
+// it, then the service starts cold.
+func TestDaemonGoneBeforeAnchor(t *testing.T) {
+	u := newUnitEnv(t)
+	img := t.TempDir()
+	pid := u.checkpoint(t, img)
+	daemon, ready := u.daemon(t, img)
+	if !strings.Contains(ready, u.name+" pending") {
+		t.Fatalf("daemon readiness %q", ready)
+	}
+	daemon.Process.Kill()
+	waitFor(t, 10*time.Second, "the daemon's end", func() bool { return !alive(daemon.Process.Pid) })
+	a := u.start(t, binary, u.anchorArgs()...)
+	if code := exitOf(t, a, 60*time.Second); code != anchor.ExitUncertain {
+		t.Fatalf("anchor exited with %d, want %d", code, anchor.ExitUncertain)
+	}
+	again := u.restart(t)
+	u.coldStarted(t, again)
+	if alive(pid) && comm(pid) == "sleep" {
+		t.Fatalf("pid %d restored with no daemon", pid)
 	}
 }
 

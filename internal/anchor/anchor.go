@@ -4,7 +4,7 @@
 // restore daemon to rebuild the unit's processes there with their PIDs,
 // hands over the unit's new journal stream, and tells systemd the restored
 // main PID. If the restore fails, it starts the unit cold, as its unit file
-// says, so that a service is never left dead.
+// says, so that a service is never left dead, and never runs twice.
 package anchor
 
 import (
@@ -14,11 +14,7 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -28,28 +24,36 @@ import (
 	"github.com/seamless-linux/seamless/internal/update"
 )
 
-// ExitUncertain is the anchor's exit status when it cannot tell whether a
-// restore of its unit ran, or still runs, beside it, and cannot end it (the
-// restored processes may be root's, the anchor runs as the unit's user).
-// The generated drop-in lists it in RestartForceExitStatus=: systemd stops
-// the unit, killing what its KillMode= kills, runs the drop-in's
-// ExecStopPost (Reap, as root) for what KillMode= spares, and starts the
-// unit again, whatever its Restart= says; the next anchor finds the unit
-// empty and the daemon gone, and starts the service cold. 150-199 are the
-// exit statuses the LSB leaves to applications.
+// ExitUncertain is the anchor's exit status when it must not start the
+// service cold: a restore of its unit may have run, or may still run,
+// beside it (the daemon took the request and went away), or the daemon
+// ended before it settled the unit (its network lock is still in place).
+// The anchor cannot end either (a restored tree may be root's, the lock is
+// root's; the anchor runs as the unit's user). The generated drop-in lists
+// the status in RestartForceExitStatus=: systemd stops the unit (its
+// KillMode= kills what it kills) and starts it again, whatever its
+// Restart= says; the drop-in's ExecStartPre (Prepare, as root) then kills
+// what is left in the unit and settles it as started cold, and the next
+// anchor starts the service cold. 150-199 are the exit statuses the LSB
+// leaves to applications.
 const ExitUncertain = 171
 
 // ErrUncertain is wrapped by Run's error when the anchor must exit with
 // ExitUncertain.
-var ErrUncertain = errors.New("cannot tell whether a restore runs beside this anchor")
+var ErrUncertain = errors.New("the unit must be settled before a cold start")
 
-// errRefused is the daemon's answer that it did not restore the unit: it
-// leaves nothing of a restore behind such an answer, and records it.
-var errRefused = errors.New("the restore daemon did not restore it")
-
-// errLost is a daemon that took the request and then went away or fell
-// silent: it may have restored the unit, or be restoring it.
-var errLost = errors.New("lost the restore daemon")
+// What can come of asking the daemon, besides a restored main PID.
+var (
+	// errRefused: the daemon answered that it did not restore the unit;
+	// it leaves nothing of a restore behind such an answer, removes the
+	// unit's lock, and records why.
+	errRefused = errors.New("the restore daemon did not restore it")
+	// errLost: the daemon took the request and went away or fell silent:
+	// it may have restored the unit, or be restoring it.
+	errLost = errors.New("lost the restore daemon")
+	// errNoDaemon: no daemon listens (it ended, or never started).
+	errNoDaemon = errors.New("no restore daemon")
+)
 
 // Options describe the unit.
 type Options struct {
@@ -65,8 +69,8 @@ type Options struct {
 
 // Run restores the unit or starts it cold. On a cold start of a simple or
 // notify service it does not return: it becomes the service. It starts the
-// service cold only when nothing of a restore can be running beside it;
-// otherwise it returns an error wrapping ErrUncertain.
+// service cold only when nothing of a restore can run beside it and the
+// unit is settled; otherwise it returns an error wrapping ErrUncertain.
 func Run(o Options) error {
 	if o.Log == nil {
 		o.Log = io.Discard
@@ -77,28 +81,23 @@ func Run(o Options) error {
 			fmt.Fprintf(o.Log, "seamless: %s restored, main pid %d\n", o.Unit, main)
 			return nil
 		}
-		// systemd did not hear of the restored process: it would think the
-		// unit dead and start it again next to it.
-		if kerr := syscall.Kill(main, syscall.SIGKILL); kerr != nil {
-			return fmt.Errorf("%w: systemd was not told of the restored main pid %d (%v), and it could not be killed (%v)", ErrUncertain, main, err, kerr)
-		}
-		err = fmt.Errorf("tell systemd: %w", err)
+		// systemd did not hear of the restored process: it would think
+		// the unit dead and start it again next to it.
+		return fmt.Errorf("%w: systemd was not told of the restored main pid %d: %v", ErrUncertain, main, err)
 	}
-	wait := time.Duration(0)
-	if errors.Is(err, errLost) {
-		// The restorer dies with the daemon, and a tree it had not let run
-		// yet dies with the restorer: give them a moment to go.
-		wait = 10 * time.Second
-	}
-	others, cerr := othersInUnit(wait)
 	switch {
-	case cerr != nil && errors.Is(err, errLost):
-		return fmt.Errorf("%w: %v, and the unit's cgroup cannot be read: %v", ErrUncertain, err, cerr)
-	case cerr != nil:
-		// The daemon answered (or was never there): it leaves nothing
-		// behind a refusal.
+	case errors.Is(err, errLost):
+		return fmt.Errorf("%w: %v", ErrUncertain, err)
+	case errors.Is(err, errNoDaemon):
+		// The daemon ended. If it had not settled the unit, its lock (and
+		// perhaps a half-done restore) is still there.
+		if st := settled(o.Unit); st != "" {
+			return fmt.Errorf("%w: %v, and it left %s %s", ErrUncertain, err, o.Unit, st)
+		}
+	}
+	if others, cerr := othersInUnit(); cerr != nil {
 		fmt.Fprintf(o.Log, "seamless: %s: cannot read the unit's cgroup (%v)\n", o.Unit, cerr)
-	case len(others) > 0:
+	} else if len(others) > 0 {
 		return fmt.Errorf("%w: %v, and processes %v are in the unit", ErrUncertain, err, others)
 	}
 	fmt.Fprintf(o.Log, "seamless: %s could not be restored (%v): starting it cold\n", o.Unit, err)
@@ -110,9 +109,23 @@ func Run(o Options) error {
 	return ColdStart(o.Start, o.Log)
 }
 
+// settled returns "" if this boot's restore (its public state) leaves
+// nothing to settle for unit: not carried, restored or started cold, or
+// no restore at all; else the unit's state.
+func settled(unit string) string {
+	st, err := restored.ReadState()
+	if err != nil {
+		return "" // no restore in this boot, or a sandbox hides it
+	}
+	if u := st.Unit(unit); u != nil && (u.State == restored.Pending || u.State == restored.Restoring) {
+		return u.State
+	}
+	return ""
+}
+
 // othersInUnit lists the processes of the anchor's cgroup other than the
-// anchor, waiting up to wait for them to go.
-func othersInUnit(wait time.Duration) ([]int, error) {
+// anchor.
+func othersInUnit() ([]int, error) {
 	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		return nil, err
@@ -121,24 +134,19 @@ func othersInUnit(wait time.Duration) ([]int, error) {
 	if cg == "" {
 		return nil, fmt.Errorf("in no cgroup v2")
 	}
-	deadline := time.Now().Add(wait)
-	for {
-		others, err := restored.Others(cg, os.Getpid())
-		if err != nil || len(others) == 0 || time.Now().After(deadline) {
-			return others, err
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return restored.Others(cg, os.Getpid())
 }
 
 // ask has the daemon restore unit and returns the main PID. While it waits
 // it extends systemd's start timeout of the unit (EXTEND_TIMEOUT_USEC), up
-// to timeout. An error wraps errLost if the daemon took the request and
-// then gave no answer.
+// to timeout. Its error wraps errRefused, errLost or errNoDaemon.
 func ask(unit string, timeout time.Duration) (int, error) {
 	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: restored.SocketPath, Net: "unixpacket"})
+	if errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.ENOENT) {
+		return 0, fmt.Errorf("%w: %v", errNoDaemon, err)
+	}
 	if err != nil {
-		return 0, fmt.Errorf("reach the restore daemon: %w", err)
+		return 0, fmt.Errorf("%w: reach it: %v", errNoDaemon, err)
 	}
 	defer c.Close()
 	if timeout > 0 {
@@ -146,7 +154,7 @@ func ask(unit string, timeout time.Duration) (int, error) {
 	}
 	req, _ := json.Marshal(restored.Request{Unit: unit})
 	if _, _, err := c.WriteMsgUnix(req, unix.UnixRights(0, 1, 2), nil); err != nil {
-		return 0, fmt.Errorf("ask the restore daemon: %w", err)
+		return 0, fmt.Errorf("%w: ask it: %v", errLost, err)
 	}
 	stop := make(chan struct{})
 	defer close(stop)
@@ -191,15 +199,13 @@ func extendStart(stop chan struct{}) {
 	}
 }
 
-// Reap runs as the unit's ExecStopPost, as root ("+"). After an anchor
-// that exited with ExitUncertain (systemd says so in $EXIT_CODE and
-// $EXIT_STATUS), it kills whatever is left in the unit's cgroup, which a
-// KillMode= of process or none spares, so that the restart finds the unit
-// empty. After anything else it does nothing.
-func Reap(unit string, log io.Writer) error {
-	if os.Getenv("EXIT_CODE") != "exited" || os.Getenv("EXIT_STATUS") != strconv.Itoa(ExitUncertain) {
-		return nil
-	}
+// Prepare runs before the anchor, as root (the drop-in's ExecStartPre=+).
+// If the daemon ended without settling the unit (it died), Prepare settles
+// it: it kills what is left in the unit's cgroup (a restored tree that the
+// unit's KillMode= spared, a restore cut short), removes the unit's
+// network lock and records the unit as started cold, for the anchor to
+// start it cold. Otherwise it does nothing.
+func Prepare(unit string, log io.Writer) error {
 	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		return err
@@ -212,57 +218,5 @@ func Reap(unit string, log io.Writer) error {
 	if base := path.Base(cg); base != unit && base != "_"+unit {
 		return fmt.Errorf("in cgroup %q, not in %s's", cg, unit)
 	}
-	killed, err := restored.KillOthers(cg, os.Getpid(), 30*time.Second)
-	if len(killed) > 0 {
-		fmt.Fprintf(log, "seamless: %s: killed %v, left by a restore whose outcome its anchor could not know\n", unit, killed)
-	}
-	return err
-}
-
-// ColdStart starts the service as its unit would have. The anchor's unit is
-// Type=notify: for a simple service it announces readiness and becomes the
-// service; a notify service is exec'd and announces itself; a forking one
-// runs to its fork and its PID file names the main process.
-func ColdStart(st units.Start, log io.Writer) error {
-	if st.Path == "" || len(st.Argv) == 0 {
-		return fmt.Errorf("no ExecStart= recorded for a cold start")
-	}
-	switch st.Type {
-	case "notify", "notify-reload":
-		return syscall.Exec(st.Path, st.Argv, os.Environ())
-	case "forking":
-		return forking(st)
-	case "oneshot":
-		return fmt.Errorf("services of Type=oneshot are not carried")
-	}
-	if err := notify("READY=1\nSTATUS=started cold"); err != nil {
-		return err
-	}
-	env := os.Environ()
-	for i := 0; i < len(env); i++ {
-		if strings.HasPrefix(env[i], "NOTIFY_SOCKET=") {
-			env = append(env[:i], env[i+1:]...)
-			i--
-		}
-	}
-	return syscall.Exec(st.Path, st.Argv, env)
-}
-
-func forking(st units.Start) error {
-	if st.PIDFile == "" {
-		return fmt.Errorf("a Type=forking service without PIDFile= cannot be started cold by seamless")
-	}
-	cmd := &exec.Cmd{Path: st.Path, Args: st.Argv, Stdout: os.Stdout, Stderr: os.Stderr}
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s: %w", st.Path, err)
-	}
-	b, err := os.ReadFile(st.PIDFile)
-	if err != nil {
-		return err
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		return fmt.Errorf("%s: %w", st.PIDFile, err)
-	}
-	return notify(fmt.Sprintf("MAINPID=%d\nREADY=1\nSTATUS=started cold", pid))
+	return restored.Settle(unit, cg, log)
 }

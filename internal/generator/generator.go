@@ -85,13 +85,14 @@ const AnchorMargin = 2 * time.Minute
 // comes from the anchor. The cold start's command is given to the anchor,
 // with how long it waits for the daemon.
 //
-// An anchor that cannot know whether a restore runs beside it exits with
+// An anchor that must not start the service cold (a restore may run beside
+// it, or the daemon died before it settled the unit) exits with
 // anchor.ExitUncertain: RestartForceExitStatus= has systemd stop the unit
-// (its KillMode= kills the restored processes), run ExecStopPost= (the
-// anchor's reap, with full privileges, "+", for what KillMode=process or
-// none spares) and start the unit again, whatever its Restart= says. The
-// next anchor finds the daemon gone and the unit empty, and starts the
-// service cold.
+// (its KillMode= kills what it kills) and start it again, whatever its
+// Restart= says. The ExecStartPre, with full privileges ("+"; "-": it never
+// fails the unit), settles the unit first if the daemon is gone: what is
+// left in it (which KillMode=process or none spares) is killed and its
+// network lock removed. The next anchor starts the service cold.
 func DropInText(unit, exe string, st units.Start, wait time.Duration) string {
 	args := []string{exe, "anchor", "--unit", unit, "--timeout", wait.String()}
 	if st.Type != "" {
@@ -111,11 +112,11 @@ func DropInText(unit, exe string, st units.Start, wait time.Duration) string {
 Type=notify
 NotifyAccess=all
 PIDFile=
+ExecStartPre=-+%s
 ExecStart=
 ExecStart=%s
 RestartForceExitStatus=%d
-ExecStopPost=+%s
-`, unit, quoteAll(args), anchor.ExitUncertain, quoteAll([]string{exe, "anchor", "--reap", "--unit", unit}))
+`, unit, quoteAll([]string{exe, "anchor", "--prepare", "--unit", unit}), quoteAll(args), anchor.ExitUncertain)
 }
 
 func quoteAll(args []string) string {

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/inet"
 	"github.com/seamless-linux/seamless/internal/reserve"
 	"github.com/seamless-linux/seamless/internal/units"
 )
@@ -56,7 +59,8 @@ type daemon struct {
 	dir   string     // where the image is read: a path, or the disk image's descriptor
 	disk  *diskImage // the image on disk, removed at the end
 	state State
-	mu    sync.Mutex // serializes restores and state changes
+	mu    sync.Mutex // guards the state
+	cond  *sync.Cond // a unit left the restoring state
 	held  []*os.File
 	trees map[string]*image.Tree // by TreeState.Dir
 	pids  *reserve.Set
@@ -78,6 +82,7 @@ func Run(opts Options) error {
 		opts.RestoreTimeout = DefaultRestoreTimeout
 	}
 	d := &daemon{opts: opts, dir: opts.Image, trees: map[string]*image.Tree{}, done: make(chan struct{})}
+	d.cond = sync.NewCond(&d.mu)
 	d.state = State{Image: opts.Image, Daemon: os.Getpid(), Started: time.Now().UTC(), RestoreTimeoutMs: opts.RestoreTimeout.Milliseconds()}
 	// Before the holders are started: they stay in the daemon's cgroup.
 	if cg, err := leaveUnitCgroup(); err != nil {
@@ -213,8 +218,13 @@ func (d *daemon) loadUnit(u *UnitState, dir string) error {
 		if err := d.hold(im, links); err != nil {
 			return fmt.Errorf("keep image %s: %w", im.Dir, err)
 		}
+		byLock, err := inet.ImageFlows(im.Tree)
+		if err != nil {
+			return fmt.Errorf("network lock of %s: %w", im.Dir, err)
+		}
+		locks := slices.Sorted(maps.Keys(byLock))
 		d.trees[links] = im.Tree
-		u.Trees = append(u.Trees, TreeState{Root: im.Tree.Root, Dir: links, IDs: treeIDs(im.Tree)})
+		u.Trees = append(u.Trees, TreeState{Root: im.Tree.Root, Dir: links, IDs: treeIDs(im.Tree), Locks: locks})
 	}
 	if len(u.Trees) == 0 {
 		return fmt.Errorf("no process tree in %s", dir)
@@ -478,10 +488,9 @@ func (d *daemon) serve(c *net.UnixConn) {
 		reply.Error = Bound(err.Error())
 	}
 	b, _ := json.Marshal(reply)
-	if _, err := c.Write(b); err != nil && reply.MainPID > 0 {
-		// The anchor cannot tell systemd of the restored process: it must
-		// not stay next to the cold start that follows.
-		d.abandon(req.Unit, cg, p, fmt.Sprintf("its anchor went away before it heard the main pid (%v)", err))
+	_, err = c.Write(b)
+	if reply.MainPID > 0 {
+		d.handedOver(req.Unit, cg, p, reply.MainPID, err)
 	}
 }
 

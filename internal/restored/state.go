@@ -98,6 +98,9 @@ type TreeState struct {
 	Dir string `json:"dir"`
 	// IDs are the PIDs and TIDs (and group and session IDs) it needs.
 	IDs []int `json:"ids"`
+	// Locks name its network locks (nftables chains), for Settle, which
+	// cannot read the image once the daemon is gone.
+	Locks []string `json:"locks,omitempty"`
 }
 
 // ReadState reads the state of this boot's restore; os.ErrNotExist if this

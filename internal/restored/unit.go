@@ -27,9 +27,10 @@ const JournalStream = "/run/systemd/journal/stdout"
 
 // restoreUnit rebuilds every process tree of unit inside the cgroup and
 // namespaces of the anchor p, and returns the main PID and the unit's
-// cgroup. A caller that may not restore the unit is refused and the unit
-// stays pending for its own anchor; any other failure leaves nothing of
-// the restore behind and the unit to start cold.
+// cgroup; the unit stays restoring until the anchor has the answer (see
+// handedOver). A caller that may not restore the unit is refused, and the
+// unit stays pending for its own anchor; any other failure leaves nothing
+// of the restore behind and the unit to start cold.
 func (d *daemon) restoreUnit(unit string, p *peer, fds []*os.File) (int, string, error) {
 	u, cg, err := d.claim(unit, p)
 	if err != nil {
@@ -42,27 +43,50 @@ func (d *daemon) restoreUnit(unit string, p *peer, fds []*os.File) (int, string,
 	u.RestoreMs = time.Since(start).Milliseconds()
 	if err != nil {
 		d.giveUp(u, err.Error())
-	} else {
-		u.State, u.MainPID = Restored, main
-		// The restore removed the lock in the unit's network namespace;
-		// the boot-time lock is in the daemon's, which differs for a unit
-		// with PrivateNetwork=.
-		for _, t := range u.Trees {
-			tree := d.trees[t.Dir]
-			if err := guard(d.opts.Log, "unlock "+unit, func() error { return unlock(tree) }); err != nil {
-				fmt.Fprintf(d.opts.Log, "%s: %v\n", unit, err)
-			}
-		}
-		fmt.Fprintf(d.opts.Log, "%s: restored in %d ms, main pid %d\n", unit, u.RestoreMs, main)
+		d.settled()
+		return 0, "", err
 	}
+	return main, cg, nil
+}
+
+// handedOver ends a restore whose answer was sent to the anchor: restored
+// if the anchor took it, else killed (the anchor cannot tell systemd of
+// the restored process, which must not stay next to the cold start that
+// follows) and started cold.
+func (d *daemon) handedOver(unit, cg string, p *peer, main int, sent error) {
+	if sent != nil {
+		d.abandon(unit, cg, p, fmt.Sprintf("its anchor went away before it heard the main pid (%v)", sent))
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	u := d.state.Unit(unit)
+	u.State, u.MainPID = Restored, main
+	// The restore removed the lock in the unit's network namespace; the
+	// boot-time lock is in the daemon's, which differs for a unit with
+	// PrivateNetwork=.
+	for _, t := range u.Trees {
+		tree := d.trees[t.Dir]
+		if err := guard(d.opts.Log, "unlock "+unit, func() error { return unlock(tree) }); err != nil {
+			fmt.Fprintf(d.opts.Log, "%s: %v\n", unit, err)
+		}
+	}
+	fmt.Fprintf(d.opts.Log, "%s: restored in %d ms, main pid %d\n", unit, u.RestoreMs, main)
+	d.settled()
+}
+
+// settled writes the state and the outcomes once a unit has its final
+// state, and tells whoever waits for it. The caller holds d.mu.
+func (d *daemon) settled() {
 	d.state.write()
 	recordOutcomes(&d.state, false, d.opts.Log)
+	d.cond.Broadcast()
 	d.finished()
-	return main, cg, err
 }
 
 // claim checks that unit waits for a restore and that p may ask for it,
-// and marks it restoring.
+// and marks it restoring. A unit being restored for another anchor (one
+// that went away) is waited for: its outcome is the answer.
 func (d *daemon) claim(unit string, p *peer) (*UnitState, string, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -70,13 +94,15 @@ func (d *daemon) claim(unit string, p *peer) (*UnitState, string, error) {
 	if u == nil {
 		return nil, "", fmt.Errorf("%s: %w: it was not carried", unit, errNotPending)
 	}
+	for u.State == Restoring {
+		d.cond.Wait()
+	}
 	if u.State != Pending {
 		return nil, "", fmt.Errorf("%s: %w: it is %s", unit, errNotPending, u.State)
 	}
 	if err := d.enterRoot(); err != nil {
 		d.giveUp(u, err.Error())
-		d.state.write()
-		d.finished()
+		d.settled()
 		return nil, "", err
 	}
 	cg, inUnit, err := d.authorize(u, p)
@@ -87,8 +113,7 @@ func (d *daemon) claim(unit string, p *peer) (*UnitState, string, error) {
 			// service cold, which must not wait for the lock and PIDs to
 			// be released at the daemon's timeout.
 			d.giveUp(u, err.Error())
-			d.state.write()
-			d.finished()
+			d.settled()
 		}
 		return nil, "", err
 	}
@@ -113,9 +138,8 @@ func (d *daemon) abandon(unit, cg string, p *peer, reason string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if u := d.state.Unit(unit); u != nil {
-		u.State, u.Reason, u.MainPID = Cold, Bound(reason), 0
-		d.state.write()
-		recordOutcomes(&d.state, false, d.opts.Log)
+		d.giveUp(u, reason)
+		d.settled()
 	}
 }
 
