@@ -285,6 +285,35 @@ func TestDaemonGoneBeforeAnchor(t *testing.T) {
 	}
 }
 
+// TestAnchorGoneBeforeAnswer: the anchor dies while its unit is being
+// restored. Nobody can tell systemd of the restored tree: the daemon kills
+// it and records the unit started cold (the next start of the unit starts
+// it cold), instead of leaving a tree no unit accounts for.
+func TestAnchorGoneBeforeAnswer(t *testing.T) {
+	u := newUnitEnv(t)
+	img := t.TempDir()
+	pid := u.checkpoint(t, img)
+	dcg, _ := newCgroup(t, "")
+	_, ready := u.daemonIn(t, dcg, img)
+	if !strings.Contains(ready, u.name+" pending") {
+		t.Fatalf("daemon readiness %q", ready)
+	}
+	a, restorer := u.restoreInFlight(t, dcg)
+	a.Process.Kill() // a fatal signal ends a frozen process
+	waitFor(t, 10*time.Second, "the anchor's end", func() bool { return !alive(a.Process.Pid) })
+	freeze(t, u.cgroup, false)
+	waitFor(t, 60*time.Second, "the daemon to settle the unit", func() bool { return u.unitState(t) == restored.Cold })
+	t.Cleanup(func() { unix.Kill(pid, unix.SIGKILL) })
+	if alive(restorer) || slices.Contains(procs(u.cgroup), pid) {
+		t.Fatalf("processes %v left in the unit", procs(u.cgroup))
+	}
+	if r := u.readState(t).Unit(u.name).Reason; !strings.Contains(r, "anchor went away") {
+		t.Fatalf("reason %q", r)
+	}
+	again := u.restart(t)
+	u.coldStarted(t, again)
+}
+
 // TestRestoreHangs: a restore that does not finish is bounded: the daemon
 // kills it with whatever it created, the unit starts cold, one copy.
 func TestRestoreHangs(t *testing.T) {

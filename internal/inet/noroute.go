@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -87,60 +88,123 @@ func loopbackIndex() (int, error) {
 	return lo.Index, nil
 }
 
-// fallbackProto marks the fallback route as seamless's (rtm_protocol; the
-// values below 245 are the kernel's and routing daemons'), so that its
-// removal takes that route and no other.
-const fallbackProto = 245
-
-// fallbackRoute serializes the fallback route's short life.
-var fallbackRoute sync.Mutex
-
 // connectWithFallbackRoute is connectAnyway for IPv6.
 func connectWithFallbackRoute(fd int, sa unix.Sockaddr) error {
-	fallbackRoute.Lock()
-	defer fallbackRoute.Unlock()
+	return withRoute(route{family: unix.AF_INET6, table: unix.RT_TABLE_MAIN, metric: 0xffffffff}, func() error {
+		return unix.Connect(fd, sa)
+	})
+}
+
+// withLocalAddress runs fn, which sends a packet to addr for a restored
+// socket bound to it (the peer's FIN of a half-closed connection, a queued
+// datagram), with addr local: if no interface has it yet, a local host
+// route for it is added to the local table for fn alone, so that the
+// packet is delivered to the socket instead of routed away (or refused:
+// ENETUNREACH).
+func withLocalAddress(addr netip.Addr, fn func() error) error {
+	addr = addr.Unmap()
+	if addr.IsLoopback() {
+		return fn()
+	}
+	if local, err := isLocal(addr); err != nil || local {
+		return fn()
+	}
+	family := unix.AF_INET
+	if addr.Is6() {
+		family = unix.AF_INET6
+	}
+	return withRoute(route{family: family, dst: addr, table: unix.RT_TABLE_LOCAL}, fn)
+}
+
+// isLocal reports whether an interface of this network namespace has addr.
+func isLocal(addr netip.Addr) (bool, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false, err
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == addr {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// route is a temporary route of seamless: type local, through the loopback
+// device, to dst (a host route; the default route if dst is not valid).
+type route struct {
+	family int
+	dst    netip.Addr
+	table  uint8
+	metric uint32
+}
+
+// fallbackProto marks seamless's temporary routes (rtm_protocol; the
+// values below 245 are the kernel's and routing daemons'), so that their
+// removal takes them and no other.
+const fallbackProto = 245
+
+// routes serializes the short life of the temporary routes.
+var routes sync.Mutex
+
+// withRoute runs fn with r in place in this thread's network namespace,
+// and removes r afterwards (unless it was there already).
+func withRoute(r route, fn func() error) error {
+	routes.Lock()
+	defer routes.Unlock()
 	lo, err := loopbackIndex()
 	if err != nil {
 		return err
 	}
-	err = routeRequest(unix.RTM_NEWROUTE, unix.NLM_F_CREATE|unix.NLM_F_EXCL, lo)
+	err = r.request(unix.RTM_NEWROUTE, unix.NLM_F_CREATE|unix.NLM_F_EXCL, lo)
 	added := err == nil
 	if err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("add a fallback route: %w", err)
+		return fmt.Errorf("add a temporary route: %w", err)
 	}
-	cerr := unix.Connect(fd, sa)
+	ferr := fn()
 	if added {
-		if err := routeRequest(unix.RTM_DELROUTE, 0, lo); err != nil && cerr == nil {
-			cerr = fmt.Errorf("remove the fallback route: %w", err)
+		if err := r.request(unix.RTM_DELROUTE, 0, lo); err != nil && ferr == nil {
+			ferr = fmt.Errorf("remove the temporary route: %w", err)
 		}
 	}
-	return cerr
+	return ferr
 }
 
-// routeRequest adds or deletes the IPv6 fallback route (local default
-// through device dev, metric 2^32-1, main table, seamless's protocol) in
-// this thread's network namespace.
-func routeRequest(op uint16, flags uint16, dev int) error {
+// request adds or deletes r (through device dev) over rtnetlink.
+func (r route) request(op uint16, flags uint16, dev int) error {
 	s, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(s)
-	attr := func(typ uint16, v uint32) []byte {
-		b := make([]byte, 8)
-		binary.NativeEndian.PutUint16(b[0:], 8)
+	attr := func(typ uint16, v []byte) []byte {
+		b := make([]byte, 4, 4+len(v)+3)
+		binary.NativeEndian.PutUint16(b[0:], uint16(4+len(v)))
 		binary.NativeEndian.PutUint16(b[2:], typ)
-		binary.NativeEndian.PutUint32(b[4:], v)
+		b = append(b, v...)
+		for len(b)%4 != 0 {
+			b = append(b, 0)
+		}
 		return b
 	}
+	u32 := func(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
 	rt := make([]byte, unix.SizeofRtMsg)
-	rt[0] = unix.AF_INET6
-	rt[4] = unix.RT_TABLE_MAIN
+	rt[0] = byte(r.family)
+	rt[4] = r.table
 	rt[5] = fallbackProto
 	rt[6] = unix.RT_SCOPE_HOST
 	rt[7] = unix.RTN_LOCAL
-	body := append(rt, attr(unix.RTA_OIF, uint32(dev))...)
-	body = append(body, attr(unix.RTA_PRIORITY, 0xffffffff)...)
+	body := rt
+	if r.dst.IsValid() {
+		rt[1] = byte(r.dst.BitLen()) // rtm_dst_len
+		body = append(body, attr(unix.RTA_DST, r.dst.AsSlice())...)
+	}
+	body = append(body, attr(unix.RTA_OIF, u32(uint32(dev)))...)
+	if r.metric != 0 {
+		body = append(body, attr(unix.RTA_PRIORITY, u32(r.metric))...)
+	}
 	msg := make([]byte, unix.NLMSG_HDRLEN, unix.NLMSG_HDRLEN+len(body))
 	binary.NativeEndian.PutUint32(msg[0:], uint32(unix.NLMSG_HDRLEN+len(body)))
 	binary.NativeEndian.PutUint16(msg[4:], op)

@@ -1,8 +1,12 @@
 package inet
 
 import (
+	"io"
+	"net"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -103,13 +107,14 @@ func TestConnectAnyway(t *testing.T) {
 	<-done
 }
 
-// TestRestoreBeforeNetwork: a TCP connection is restored while its
-// namespace has neither its address nor a route to the peer (a new kernel
-// whose network comes up after the unit): the restore succeeds, and once
-// the address is back the stream goes on, every byte once and in order.
+// TestRestoreBeforeNetwork: connections are restored while their namespace
+// has neither its address nor a route to the peer (a new kernel whose
+// network comes up after the unit): the restore succeeds (the connect, and
+// the peer's FIN put back into a half-closed connection), and once the
+// address is back the connections go on.
 func TestRestoreBeforeNetwork(t *testing.T) {
 	for _, family := range []int{4, 6} {
-		t.Run("ipv"+strconv.Itoa(family), func(t *testing.T) {
+		t.Run("established-ipv"+strconv.Itoa(family), func(t *testing.T) {
 			l := newLab(t)
 			srv := l.start(t, "tcpecho", strconv.Itoa(family), "7005", "echo", l.dir)
 			c, err := l.dial(t, "tcp", l.addr(family, 7005), 5*time.Second)
@@ -121,18 +126,7 @@ func TestRestoreBeforeNetwork(t *testing.T) {
 			time.Sleep(time.Second)
 			img := l.checkpoint(t, srv.Process.Pid)
 			srv.Wait()
-			ip := func(args ...string) {
-				t.Helper()
-				if out, err := exec.Command("ip", append([]string{"-n", l.a}, args...)...).CombinedOutput(); err != nil {
-					t.Fatalf("ip %v: %v\n%s", args, err, out)
-				}
-			}
-			ip("addr", "flush", "dev", "va")
-			out, _ := exec.Command("ip", "-n", l.a, "route", "show", "table", "all").CombinedOutput()
-			t.Logf("routes of the namespace before the restore:\n%s", out)
-			l.restore(t, img)
-			ip("addr", "add", "10.77.0.1/24", "dev", "va")
-			ip("addr", "add", "fd77::1/64", "dev", "va", "nodad")
+			l.restoreWithoutNetwork(t, img)
 			w, r, err := s.finish(60 * time.Second)
 			t.Logf("written %d bytes, read back %d", w, r)
 			if err != nil {
@@ -142,5 +136,56 @@ func TestRestoreBeforeNetwork(t *testing.T) {
 				t.Fatalf("wrote %d bytes, read back %d", w, r)
 			}
 		})
+		t.Run("close-wait-ipv"+strconv.Itoa(family), func(t *testing.T) {
+			l := newLab(t)
+			srv := l.start(t, "tcpecho", strconv.Itoa(family), "7006", "closewait", l.dir)
+			c, err := l.dial(t, "tcp", l.addr(family, 7006), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write([]byte("ping"))
+			c.(*net.TCPConn).CloseWrite()
+			buf := make([]byte, 4)
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+				t.Fatalf("echo: %q %v", buf, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+			img := l.checkpoint(t, srv.Process.Pid)
+			srv.Wait()
+			expectState(t, img, "close-wait")
+			l.restoreWithoutNetwork(t, img)
+			os.WriteFile(filepath.Join(l.dir, "go"), nil, 0o600)
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			rest, err := io.ReadAll(c)
+			if err != nil || string(rest) != "bye\n" {
+				t.Fatalf("after restore: %q, %v", rest, err)
+			}
+		})
 	}
+}
+
+// restoreWithoutNetwork restores img in namespace A with its interface's
+// addresses (and the routes that come with them) gone, then puts them
+// back; no temporary route of the restore is left.
+func (l *lab) restoreWithoutNetwork(t *testing.T, img string) {
+	t.Helper()
+	ip := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("ip", append([]string{"-n", l.a}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	ip("addr", "flush", "dev", "va")
+	l.restore(t, img)
+	for _, fam := range []string{"-4", "-6"} {
+		if out := ip(fam, "route", "show", "table", "all", "proto", strconv.Itoa(fallbackProto)); strings.TrimSpace(out) != "" {
+			t.Errorf("temporary routes left: %s", out)
+		}
+	}
+	ip("addr", "add", "10.77.0.1/24", "dev", "va")
+	ip("addr", "add", "fd77::1/64", "dev", "va", "nodad")
 }
