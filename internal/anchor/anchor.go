@@ -82,8 +82,10 @@ func Run(o Options) error {
 			return nil
 		}
 		// systemd did not hear of the restored process: it would think
-		// the unit dead and start it again next to it.
-		return fmt.Errorf("%w: systemd was not told of the restored main pid %d: %v", ErrUncertain, main, err)
+		// the unit dead and start it again next to it. The anchor ends it
+		// if it may (same user); the restart settles the rest.
+		kerr := unix.Kill(main, unix.SIGKILL)
+		return fmt.Errorf("%w: systemd was not told of the restored main pid %d (%v; killed: %v)", ErrUncertain, main, err, kerr)
 	}
 	switch {
 	case errors.Is(err, errLost):

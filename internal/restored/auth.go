@@ -70,13 +70,16 @@ func facts(u *UnitState, pid int) (unitFacts, error) {
 // returns the unit's cgroup, and whether the peer is a process of the unit
 // (even if refused: then the unit's own anchor was refused).
 func (d *daemon) authorize(u *UnitState, p *peer) (cg string, inUnit bool, err error) {
-	f, err := facts(u, p.pid)
-	if err != nil {
-		return "", false, err
-	}
 	cg, err = d.cgroupOf(p.pid)
 	if err != nil {
 		return "", false, err
+	}
+	f, err := facts(u, p.pid)
+	if err != nil {
+		// Whoever is in the cgroup the image recorded is the unit's own
+		// process (only systemd puts processes there): it is refused, but
+		// the unit must not wait for the daemon's timeout.
+		return "", u.Start.ControlGroup != "" && cg == u.Start.ControlGroup && p.alive(), err
 	}
 	if cg != f.cgroup {
 		return "", false, fmt.Errorf("process %d is in cgroup %s, not in %s (%s's, says %s): it may not restore it", p.pid, cg, f.cgroup, u.Unit, f.source)

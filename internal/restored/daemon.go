@@ -410,9 +410,11 @@ func (d *daemon) close() {
 	for _, f := range d.held {
 		f.Close()
 	}
+	// The state first: once the socket is gone, a unit's ExecStartPre
+	// takes whatever the state leaves unsettled as its own to settle.
+	d.state.write()
 	os.RemoveAll(IncomingDir)
 	os.Remove(SocketPath)
-	d.state.write()
 	// Started in the initramfs, the daemon follows the boot into the real
 	// root to leave the outcome where `seamless status` reads it.
 	if d.proc != nil {
