@@ -243,7 +243,10 @@ func TestDaemonKilledDuringRestore(t *testing.T) {
 			daemon.Process.Kill()
 			waitFor(t, 10*time.Second, "the daemon's end", func() bool { return !alive(daemon.Process.Pid) })
 			if !tc.treeRuns {
+				// The restorer, frozen before it could run, kills itself
+				// (PR_SET_PDEATHSIG with its parent gone) once thawed.
 				freeze(t, u.cgroup, false)
+				waitFor(t, 10*time.Second, "the restorer's end", func() bool { return !alive(restorer) })
 			}
 			if code := exitOf(t, a, 60*time.Second); code != anchor.ExitUncertain {
 				t.Fatalf("anchor exited with %d, want %d (uncertain)", code, anchor.ExitUncertain)
@@ -368,7 +371,10 @@ func hangAfterExec(t *testing.T, pid int, thaw func()) {
 		t.Fatalf("trace the restorer: %v", err)
 	}
 	thaw()
-	waitFor(t, 20*time.Second, "the restorer's exec", func() bool { return comm(pid) == "seamless" })
+	waitFor(t, 20*time.Second, "the restorer's exec", func() bool {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		return bytes.Contains(b, []byte("\x00restore\x00--dir\x00"))
+	})
 }
 
 // TestRestoreOnlyForItsUnit: the daemon restores a unit only for a process
