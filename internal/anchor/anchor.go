@@ -87,15 +87,18 @@ func Run(o Options) error {
 		kerr := unix.Kill(main, unix.SIGKILL)
 		return fmt.Errorf("%w: systemd was not told of the restored main pid %d (%v; killed: %v)", ErrUncertain, main, err, kerr)
 	}
+	record := false // the daemon, or the settling, recorded the outcome
 	switch {
 	case errors.Is(err, errLost):
 		return fmt.Errorf("%w: %v", ErrUncertain, err)
 	case errors.Is(err, errNoDaemon):
 		// The daemon ended. If it had not settled the unit, its lock (and
 		// perhaps a half-done restore) is still there.
-		if st := settled(o.Unit); st != "" {
+		st, known := settled(o.Unit)
+		if st != "" {
 			return fmt.Errorf("%w: %v, and it left %s %s", ErrUncertain, err, o.Unit, st)
 		}
+		record = !known
 	}
 	if others, cerr := othersInUnit(); cerr != nil {
 		fmt.Fprintf(o.Log, "seamless: %s: cannot read the unit's cgroup (%v)\n", o.Unit, cerr)
@@ -103,26 +106,26 @@ func Run(o Options) error {
 		return fmt.Errorf("%w: %v, and processes %v are in the unit", ErrUncertain, err, others)
 	}
 	fmt.Fprintf(o.Log, "seamless: %s could not be restored (%v): starting it cold\n", o.Unit, err)
-	if !errors.Is(err, errRefused) {
-		// The daemon recorded its refusals; anything else, the anchor
-		// records, best effort (a sandbox may keep it from writing).
+	if record {
+		// Best effort: a sandbox may keep the anchor from writing.
 		update.RecordRestore(restored.Release(), []update.UnitOutcome{{Unit: o.Unit, Outcome: restored.Cold, Reason: restored.Bound(err.Error())}})
 	}
 	return ColdStart(o.Start, o.Log)
 }
 
 // settled returns "" if this boot's restore (its public state) leaves
-// nothing to settle for unit: not carried, restored or started cold, or
-// no restore at all; else the unit's state.
-func settled(unit string) string {
+// nothing to settle for unit (not carried, restored or started cold, no
+// restore at all), else the unit's state; and whether the state could be
+// read.
+func settled(unit string) (string, bool) {
 	st, err := restored.ReadState()
 	if err != nil {
-		return "" // no restore in this boot, or a sandbox hides it
+		return "", false // no restore in this boot, or a sandbox hides it
 	}
 	if u := st.Unit(unit); u != nil && (u.State == restored.Pending || u.State == restored.Restoring) {
-		return u.State
+		return u.State, true
 	}
-	return ""
+	return "", true
 }
 
 // othersInUnit lists the processes of the anchor's cgroup other than the
