@@ -173,7 +173,8 @@ image, and the time of each phase.`, stdout)
 	}
 	if live != nil {
 		run := "ended"
-		if unix.Kill(live.Daemon, 0) == nil {
+		// EPERM: the daemon is root's and runs (status run by a user).
+		if err := unix.Kill(live.Daemon, 0); err == nil || err == unix.EPERM {
 			run = "running"
 		}
 		fmt.Fprintf(stdout, "restore in this boot: daemon %d %s, image %s\n", live.Daemon, run, live.Image)
