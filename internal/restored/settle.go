@@ -49,6 +49,8 @@ func Settle(unit, cg string, log io.Writer) error {
 		return nil
 	}
 	var errs []error
+	// The links to the files the dead daemon held lead nowhere now.
+	os.RemoveAll(IncomingDir)
 	killed, err := KillOthers(cg, os.Getpid(), 30*time.Second)
 	if err != nil {
 		errs = append(errs, err)

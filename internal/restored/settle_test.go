@@ -51,6 +51,7 @@ func TestSettle(t *testing.T) {
 	defer func() { left.Process.Kill(); left.Wait() }()
 
 	SetRunDir(t.TempDir())
+	os.MkdirAll(filepath.Join(IncomingDir, "u.service", "1"), 0o700)
 	oldState := update.StateDir
 	update.StateDir = t.TempDir()
 	t.Cleanup(func() { update.StateDir = oldState })
@@ -101,6 +102,9 @@ func TestSettle(t *testing.T) {
 			t.Errorf("Settle: %v", err)
 		}
 		t.Logf("%s", log.String())
+		if _, err := os.Stat(IncomingDir); !os.IsNotExist(err) {
+			t.Errorf("the dead daemon's links are still there (%v)", err)
+		}
 		if chains, err := netlock.List(nil); err != nil || len(chains) != 0 {
 			t.Errorf("lock chains after Settle: %v (%v)", chains, err)
 		}
