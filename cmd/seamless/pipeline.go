@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,7 +18,7 @@ import (
 	"github.com/seamless-linux/seamless/internal/update"
 )
 
-const configPath = "/etc/seamless/seamless.conf"
+const configPath = config.Path
 
 func runPlan(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("plan", "[UNIT...] [--json]",
@@ -140,14 +141,24 @@ image, and the time of each phase.`, stdout)
 		return err
 	}
 	if viaBus() {
-		// The records are root's: others read the service's properties.
-		return statusViaBus(stdout, *asJSON)
+		// The update's records are root's: others read the service's
+		// properties, or, with no service to ask, the public part of this
+		// boot's restore.
+		err := statusViaBus(stdout, *asJSON)
+		if err == nil {
+			return nil
+		}
+		fmt.Fprintf(stderr, "seamless: status over D-Bus: %v; showing what this user may read\n", err)
 	}
 	in, err := update.ReadIntent()
-	if err != nil {
+	private := errors.Is(err, os.ErrPermission)
+	if err != nil && !private {
 		return err
 	}
 	st, err := update.ReadStatus()
+	if errors.Is(err, os.ErrPermission) {
+		private, err = true, nil
+	}
 	if err != nil {
 		return err
 	}
@@ -158,7 +169,9 @@ image, and the time of each phase.`, stdout)
 	if in != nil {
 		fmt.Fprintf(stdout, "pending: update %s -> %s carrying %s\n", in.From, in.Kernel.Release, strings.Join(in.Units, " "))
 	}
-	if st == nil {
+	if private {
+		fmt.Fprintln(stdout, "the update's records are readable by root only")
+	} else if st == nil {
 		fmt.Fprintln(stdout, "no update recorded")
 	} else {
 		fmt.Fprintf(stdout, "last update: %s -> %s: %s (%s)\n", st.From, st.To, st.State, st.Updated.Format(time.RFC3339))
@@ -188,7 +201,8 @@ image, and the time of each phase.`, stdout)
 	}
 	if live != nil {
 		run := "ended"
-		if unix.Kill(live.Daemon, 0) == nil {
+		// EPERM: the daemon is root's and runs (status run by a user).
+		if err := unix.Kill(live.Daemon, 0); err == nil || err == unix.EPERM {
 			run = "running"
 		}
 		fmt.Fprintf(stdout, "restore in this boot: daemon %d %s, image %s\n", live.Daemon, run, live.Image)

@@ -20,6 +20,9 @@ import (
 	"time"
 )
 
+// Path is the configuration file; its drop-ins are in Path + ".d".
+const Path = "/etc/seamless/seamless.conf"
+
 // Config is the merged configuration.
 type Config struct {
 	// Preserve lists units to carry across updates, in addition to those

@@ -52,6 +52,12 @@ type Start struct {
 	PIDFile string `json:"pid_file,omitempty"`
 	// MainPID is its main process at checkpoint.
 	MainPID int `json:"main_pid,omitempty"`
+	// ControlGroup is its cgroup (v2 path), as systemd placed it: the new
+	// kernel's restore daemon serves only a process of this very cgroup.
+	ControlGroup string `json:"control_group,omitempty"`
+	// User is its User= ("" for root): the anchor that asks for its
+	// restore must run as this user.
+	User string `json:"user,omitempty"`
 }
 
 // Query asks systemd, over D-Bus, for the state of the named units.
@@ -79,6 +85,7 @@ func Query(ctx context.Context, names map[string]string) ([]Unit, error) {
 			}
 			u.Start = startOf(props)
 			u.Start.MainPID = u.MainPID
+			u.Start.ControlGroup = u.ControlGroup
 		}
 		if p, err := conn.GetUnitPropertyContext(ctx, n, "ActiveState"); err == nil {
 			u.Active = strings.Trim(p.Value.String(), `"`)
@@ -159,6 +166,7 @@ func startOf(props map[string]any) Start {
 	var st Start
 	st.Type, _ = props["Type"].(string)
 	st.PIDFile, _ = props["PIDFile"].(string)
+	st.User, _ = props["User"].(string)
 	cmds, _ := props["ExecStart"].([][]any)
 	if len(cmds) > 0 && len(cmds[0]) >= 2 {
 		st.Path, _ = cmds[0][0].(string)

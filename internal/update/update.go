@@ -70,7 +70,10 @@ func Update(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	cl := kernel.Cmdline(string(cmdline), o.Append)
+	cl, err := kernel.Cmdline(string(cmdline), o.Append)
+	if err != nil {
+		return fmt.Errorf("--append: %w", err)
+	}
 	say("update %s -> %s", from, k.Release)
 	say("  kernel %s, initrd %s", k.Image, k.Initrd)
 	say("  command line: %s", cl)
