@@ -18,6 +18,7 @@ import (
 	"runtime"
 
 	"github.com/seamless-linux/seamless/internal/restored"
+	"github.com/seamless-linux/seamless/internal/trigger"
 	"github.com/seamless-linux/seamless/internal/update"
 )
 
@@ -47,6 +48,11 @@ var commands = []command{
 	{"plan", "tell which preserved units can be carried across an update, and why not", runPlan},
 	{"update", "switch to a newer kernel with kexec, carrying the preserved units", runUpdate},
 	{"status", "show the pending or last update", runStatus},
+	{"apply", "apply a pending kernel update once apt and dpkg are done (seamless-apply.service)", runApply},
+	{"cancel", "withdraw an armed or scheduled update", runCancel},
+	{"kernel-installed", "(run by /etc/kernel/postinst.d/seamless) note a newly installed kernel", runKernelInstalled},
+	{"kernel-removed", "(run by /etc/kernel/postrm.d/seamless) withdraw an update to a removed kernel", runKernelRemoved},
+	{"apt-hook", "(run by APT after dpkg) act on a newly installed kernel as apply= says", runAptHook},
 	{"shutdown-checkpoint", "(run by seamless-checkpoint.service) checkpoint at shutdown", runShutdownCheckpoint},
 	{"stage1", "(run by the initramfs) reserve the PIDs and start the restore daemon", runStage1},
 	{"restored", "(started by stage1) the restore daemon", runRestored},
@@ -64,6 +70,7 @@ func main() {
 	if d := os.Getenv("SEAMLESS_RUN_DIR"); d != "" {
 		restored.SetRunDir(d)
 		update.RunDir = d
+		trigger.RunDir = d
 	}
 	if d := os.Getenv("SEAMLESS_STATE_DIR"); d != "" {
 		update.StateDir = d
@@ -122,7 +129,8 @@ Commands:
 	fmt.Fprint(w, `
 Run 'seamless COMMAND --help' for the options of a command.
 Exit status: 0 success, 1 failure (nothing was changed), 2 usage error.
-Documentation: docs/operations.md, docs/image-format.md, docs/limitations.md.
+Documentation: seamless(8); docs/operations.md, docs/image-format.md, docs/limitations.md
+(in /usr/share/doc/seamless when installed from the package).
 `)
 }
 
