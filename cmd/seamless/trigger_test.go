@@ -95,3 +95,16 @@ func TestTriggerCommands(t *testing.T) {
 		t.Errorf("apt-hook without notes: exit %d, output %q; want silence", code, out+errs)
 	}
 }
+
+// The man page names every command (a dash is "\-" in roff).
+func TestManPageCoversCommands(t *testing.T) {
+	b, err := os.ReadFile("../../packaging/seamless.8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range commands {
+		if name := strings.ReplaceAll(c.name, "-", `\-`); !strings.Contains(string(b), ".B "+name) {
+			t.Errorf("packaging/seamless.8 does not describe %q", c.name)
+		}
+	}
+}
