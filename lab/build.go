@@ -97,6 +97,12 @@ func Build(ctx context.Context, cfg Config, force bool, out io.Writer) (*Image, 
 	if err := ensureCacheDir(cfg.CacheDir); err != nil {
 		return nil, err
 	}
+	// A complete image is published by a rename: finding one needs no lock,
+	// and a run on one guest's image need not wait for another guest's build.
+	if img, err := LoadImage(cfg); err == nil && !force {
+		logf(out, "image %s is cached (built %s in %.0f s): %s", img.Hash, img.Meta.BuiltAt.Format(time.RFC3339), img.Meta.TotalSeconds, img.Disk)
+		return img, nil
+	}
 	unlock, err := lockCache(cfg.CacheDir)
 	if err != nil {
 		return nil, err

@@ -146,8 +146,12 @@ while IFS='|' read -r name origin label suite notauto specs; do
 	repo="$ROOT/srv/lab-repo/$name"
 	mkdir -p "$repo"
 	log "local repository $name ($suite): $specs"
+	# A backports archive is taken as users take it: -t SUITE, which also
+	# brings what the packages need from there (linux-base for 7.3).
+	target=()
+	[ "$notauto" = 1 ] && target=(-t "$suite")
 	# shellcheck disable=SC2086
-	closure=$(in_root apt-get -s -q -o Debug::NoLocking=1 install $specs \
+	closure=$(in_root apt-get -s -q -o Debug::NoLocking=1 "${target[@]}" install $specs \
 		| awk '$1 == "Inst" { v = ($3 ~ /^\[/) ? $4 : $3; sub(/^\(/, "", v); print $2 "=" v }') \
 		|| die "repository $name: apt cannot install $specs on this guest"
 	[ -n "$closure" ] || die "repository $name: apt would install nothing for $specs"
