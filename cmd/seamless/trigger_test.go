@@ -42,10 +42,16 @@ func TestWritePending(t *testing.T) {
 		{"nothing preserved", with(func(n *pendingNote) { n.Plans = nil }), []string{
 			"no service is preserved", "every service restarts, as in a reboot",
 		}, []string{"carried:"}},
-		{"cannot arm", with(func(n *pendingNote) { n.Apply = "now"; n.ArmErr = errors.New("kexec is disabled (kernel.kexec_load_disabled=1)") }), []string{
+		{"cannot arm", with(func(n *pendingNote) {
+			n.Apply = "now"
+			n.ArmErr = errors.New("kexec is disabled (kernel.kexec_load_disabled=1)")
+		}), []string{
 			"a seamless update is not possible now: kexec is disabled", "a reboot applies the new kernel",
 		}, []string{"apply = now", "shutdown -r"}},
-		{"timer failed", with(func(n *pendingNote) { n.Apply = "03:30"; n.ScheduleErr = errors.New("start seamless-apply.timer: failed") }), []string{
+		{"timer failed", with(func(n *pendingNote) {
+			n.Apply = "03:30"
+			n.ScheduleErr = errors.New("start seamless-apply.timer: failed")
+		}), []string{
 			"apply = 03:30 failed: start seamless-apply.timer: failed", "apply it with: seamless update",
 		}, nil},
 	}
