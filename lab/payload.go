@@ -138,7 +138,7 @@ if [ -n "$deb" ] && [ -z "$install_pkg" ]; then
 	echo "the scenario installs $deb itself"
 elif [ -n "$deb" ]; then
 	t0=$(date +%s)
-	apt-get install -y -q -o Dpkg::Use-Pty=0 "$deb" > /var/log/lab-install-seamless.log 2>&1 		|| { tail -20 /var/log/lab-install-seamless.log; exit 1; }
+	apt-get install -y -q -o Dpkg::Use-Pty=0 "$deb" > /var/log/lab-install-seamless.log 2>&1 || { tail -20 /var/log/lab-install-seamless.log; exit 1; }
 	echo "installed $(dpkg-query -W -f '${Package} ${Version}' seamless) with apt-get in $(( $(date +%s) - t0 )) s"
 elif [ -x /mnt/lab/packaging/install.sh ] && [ -x /usr/local/bin/seamless ]; then
 	sh /mnt/lab/packaging/install.sh /usr/local/bin/seamless
