@@ -15,6 +15,7 @@ import (
 	"github.com/seamless-linux/seamless/internal/config"
 	"github.com/seamless-linux/seamless/internal/dbusapi"
 	"github.com/seamless-linux/seamless/internal/restored"
+	"github.com/seamless-linux/seamless/internal/trigger"
 	"github.com/seamless-linux/seamless/internal/update"
 )
 
@@ -123,6 +124,15 @@ io.github.seamless_linux.seamless1.update).`, stdout)
 		return err
 	}
 	o := update.Options{Kernel: *kern, Initrd: *initrd, Append: *appendArgs, Boot: *boot, Config: cfg, Out: stdout, DryRun: *dry, IgnoreInhibitors: *ignoreInhibitors}
+	if !*dry {
+		// A kexec in the middle of a package run would leave dpkg's work
+		// half done: wait for apt and dpkg, and keep them out.
+		release, err := holdPackageLocks(context.Background(), stdout)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	if !*yes {
 		o.Confirm = func(q string) bool {
 			fmt.Fprintf(stdout, "%s [y/N] ", q)
@@ -166,8 +176,15 @@ image, and the time of each phase.`, stdout)
 	if *asJSON {
 		return writeJSON(stdout, map[string]any{"pending": in, "last": st, "restore": live})
 	}
-	if in != nil {
+	switch {
+	case in != nil && in.Armed:
+		fmt.Fprintf(stdout, "armed: update %s -> %s carrying %s (on the next kexec: seamless update, shutdown -r)\n", in.From, in.Kernel.Release, strings.Join(in.Units, " "))
+	case in != nil:
 		fmt.Fprintf(stdout, "pending: update %s -> %s carrying %s\n", in.From, in.Kernel.Release, strings.Join(in.Units, " "))
+	default:
+		if k, err := trigger.Pending("/boot"); err == nil {
+			fmt.Fprintf(stdout, "newer kernel installed: %s (apply it with: seamless update)\n", k.Release)
+		}
 	}
 	if private {
 		fmt.Fprintln(stdout, "the update's records are readable by root only")
