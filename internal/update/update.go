@@ -82,12 +82,11 @@ func Update(ctx context.Context, o Options) error {
 	say("  kernel %s, initrd %s", k.Image, k.Initrd)
 	say("  command line: %s", cl)
 	step(PhaseKernel, 0.1, "update %s -> %s", from, k.Release)
-	if o.IgnoreInhibitors {
-		step(PhaseInhibit, 0.2, "shutdown inhibitors ignored")
+	if why := inhibitorsSkipped(o); why != "" {
+		step(PhaseInhibit, 0.2, "%s", why)
+	} else if err := checkInhibitors(ctx); err != nil {
+		return err
 	} else {
-		if err := checkInhibitors(ctx); err != nil {
-			return err
-		}
 		step(PhaseInhibit, 0.2, "no shutdown inhibitor blocks the update")
 	}
 
@@ -192,6 +191,21 @@ const systemBusSocket = "/run/dbus/system_bus_socket"
 
 // checkInhibitors refuses an update that a blocking shutdown inhibitor
 // holds off.
+// inhibitorsSkipped says why logind's shutdown inhibitors are not checked
+// for o, or "" when they are.
+func inhibitorsSkipped(o Options) string {
+	switch {
+	case o.IgnoreInhibitors:
+		return "shutdown inhibitors ignored"
+	case o.Arm:
+		// Arming shuts nothing down: the reboot that later applies it is
+		// logind's to refuse while an inhibitor blocks. Armed from APT's
+		// hook, APT's own inhibitor is still held.
+		return "shutdown inhibitors are checked by the reboot that applies it"
+	}
+	return ""
+}
+
 func checkInhibitors(ctx context.Context) error {
 	if _, err := os.Stat(systemBusSocket); os.IsNotExist(err) && os.Getenv("DBUS_SYSTEM_BUS_ADDRESS") == "" {
 		return nil // no system bus: no logind, nobody can hold an inhibitor
