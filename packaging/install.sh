@@ -35,7 +35,7 @@ install -D -m 0755 "$it/scripts/init-top/seamless" "$dest/usr/share/initramfs-to
 install -D -m 0755 "$it/scripts/init-bottom/seamless" "$dest/usr/share/initramfs-tools/scripts/init-bottom/seamless"
 dm="$dest/usr/lib/dracut/modules.d/90seamless"
 for f in module-setup.sh seamless-stage1.sh seamless-stage1-root.sh; do
-	install -D -m 0755 "$src/initramfs/dracut/90seamless/$f" "$dm/$f"
+	install -D -m 0755 "$src/dracut/90seamless/$f" "$dm/$f"
 done
 # The system-bus API: bus policy, activation, introspection, polkit actions.
 name=io.github.seamless_linux.Seamless1
