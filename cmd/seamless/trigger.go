@@ -199,10 +199,11 @@ pending it does nothing.`, stdout)
 	return update.Update(ctx, update.Options{Boot: *boot, Config: cfg, Out: stdout})
 }
 
-// holdPackageLocks waits for apt and dpkg to be done and holds their locks.
+// holdPackageLocks waits for apt, dpkg, dnf and rpm to be done and holds
+// their locks.
 func holdPackageLocks(ctx context.Context, stdout io.Writer) (func(), error) {
 	return trigger.HoldPackageLocks(ctx, func(holder string) {
-		fmt.Fprintf(stdout, "waiting for %s to finish (apt/dpkg lock)\n", holder)
+		fmt.Fprintf(stdout, "waiting for %s to finish (package manager lock)\n", holder)
 	})
 }
 
