@@ -39,6 +39,12 @@ func TestWritePending(t *testing.T) {
 		{"window", with(func(n *pendingNote) { n.Apply = "03:30"; n.Next = at }), []string{
 			"apply = 03:30: seamless-apply.timer applies it at Sat 2026-12-05 03:30 UTC; to apply it now: seamless update",
 		}, nil},
+		{"dnf, now", with(func(n *pendingNote) { n.Apply = "now"; n.Manager = "dnf and rpm" }), []string{
+			"apply = now: the update starts once dnf and rpm are done",
+		}, []string{"apt"}},
+		{"dry run", with(func(n *pendingNote) { n.Apply = "now"; n.DryRun = true }), []string{
+			"carried:       memcached.service", "dry run: the update is not armed; apply = now is not acted on",
+		}, []string{"the update starts", "shutdown -r"}},
 		{"nothing preserved", with(func(n *pendingNote) { n.Plans = nil }), []string{
 			"no service is preserved", "every service restarts, as in a reboot",
 		}, []string{"carried:"}},
