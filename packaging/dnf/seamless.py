@@ -9,6 +9,7 @@
 # binary (default /usr/bin/seamless).
 
 import fnmatch
+import logging
 import os
 import subprocess
 
@@ -41,4 +42,4 @@ class Seamless(dnf.Plugin):
         try:
             subprocess.call(cmd, stdin=subprocess.DEVNULL, stdout=2)
         except OSError as e:
-            dnf.logger.warning("seamless: %s: %s", self.command, e)
+            logging.getLogger("dnf").warning("seamless: %s: %s", self.command, e)
