@@ -41,6 +41,7 @@ vet: deps fmt-check
 
 test: vet
 	$(GO) test -count=1 $(PKGS)
+	$(MAKE) rpm-check
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3x -count 1 ./test/bench/
