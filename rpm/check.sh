@@ -79,13 +79,23 @@ rpm --root $r5 -q seamless
 # /usr/bin/seamless, is the package's binary.
 cp $r5/etc/dnf/libdnf5-plugins/actions.d/seamless.actions /etc/dnf/libdnf5-plugins/actions.d/
 install -m 0755 $r5/usr/bin/seamless /usr/bin/seamless
+# kernel-install's plugin, as the package installed it, for the kernel
+# dnf5 is about to install (Fedora's kernel-core runs kernel-install from
+# its scriptlets; an installroot runs none): it notes the kernel.
+mkdir -p /run
+$r5/usr/lib/kernel/install.d/95-seamless.install add $kver /tmp/entry $r5/boot/vmlinuz-$kver
 SEAMLESS_HOOK_DRY_RUN=1 dnf5 install kernel-core
 EOS
-unshare -m --propagation private sh -c "mount -t proc proc '$sid/proc' && chroot '$sid' bash /check/run.sh" > "$work/dnf5.out" 2>&1 ||
+# The chroot's shell is PID 1 of a PID namespace of its own: to seamless the
+# root is init's (not a chroot), so that the kernel-install plugin's note is
+# taken.
+unshare -m -p -f --propagation private sh -c "mount -t proc proc '$sid/proc' && exec chroot '$sid' bash /check/run.sh" > "$work/dnf5.out" 2>&1 ||
 	{ cat "$work/dnf5.out"; fail "dnf5 in $sid"; }
 echo "== dnf5 (dry run)"; grep '^seamless' "$work/dnf5.out" || true
-expect "$work/dnf5.out" "seamless: dry run (installroot $r5): nothing is armed, loaded or started" \
+expect "$work/dnf5.out" "seamless: kernel $kver noted; seamless acts once the package manager is done" \
+	"seamless: dnf installed $kver" \
+	"seamless: dry run (installroot $r5): nothing is armed, loaded or started" \
 	"seamless: kernel $kver is installed; this system runs $(uname -r)" \
 	"seamless: dry run: the update is not armed"
-rm -rf "$sid/check" "$sid/usr/bin/seamless" "$sid/etc/dnf/libdnf5-plugins/actions.d/seamless.actions"
+rm -rf "$sid/check" "$sid/usr/bin/seamless" "$sid/etc/dnf/libdnf5-plugins/actions.d/seamless.actions" "$sid/run/seamless" "$sid"/run/reboot-required*
 echo "rpm-check: ok (dnf4 $(dnf --version | head -1), dnf5 $(chroot "$sid" dnf5 --version | head -1 | awk '{print $3}'))"

@@ -40,7 +40,11 @@ kernel's installation.`, stdout)
 		return err
 	}
 	if kernel.CompareVersions(pos[0], running) > 0 {
-		fmt.Fprintf(stdout, "seamless: kernel %s noted; seamless acts once apt and dpkg are done\n", pos[0])
+		after := "the package manager is done" // kernel-install, from rpm's transaction
+		if os.Getenv("DPKG_MAINTSCRIPT_PACKAGE") != "" {
+			after = "apt and dpkg are done"
+		}
+		fmt.Fprintf(stdout, "seamless: kernel %s noted; seamless acts once %s\n", pos[0], after)
 	}
 	return nil
 }
