@@ -67,7 +67,7 @@ if [ ! -x "$sid/usr/bin/dnf5" ]; then
 		{ tail -5 "$cache/debootstrap.log"; fail "debootstrap of sid with dnf5"; }
 	mv "$sid.tmp" "$sid"
 fi
-rm -rf "$sid/check" && mkdir -p "$sid/check" && cp -a "$work/repo" "$sid/check/repo"
+rm -rf "$sid/check" "$sid/run/seamless" "$sid"/run/reboot-required* && mkdir -p "$sid/check" && cp -a "$work/repo" "$sid/check/repo"
 r5=/check/root5
 cat > "$sid/check/run.sh" <<EOS
 set -e
