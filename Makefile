@@ -5,6 +5,8 @@
 #   make bench   checkpoint/restore throughput benchmarks (root)
 #   make demo    build the QEMU lab and show a kernel update (root)
 #   make deb     build the Debian package into build/deb/ (docs/packaging.md)
+#   make rpm     build the RPM package into build/rpm/ and check it with rpmlint
+#   make rpm-check  dnf4 and dnf5 install a kernel in an installroot: the hooks run (root)
 #   make lab-all run every lab scenario, on every lab guest (root; hours)
 
 GO      ?= go
@@ -12,9 +14,10 @@ BIN     := bin
 PKGS    := ./cmd/... ./internal/... ./test/... ./initramfs/...
 DEBS    := gcc make libc6-dev iproute2 util-linux e2fsprogs
 DEBDIR  ?= build/deb
+RPMDIR  ?= build/rpm
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build test unit roundtrip bench demo deb lab-all deps vet fmt-check clean
+.PHONY: all build test unit roundtrip bench demo deb rpm rpm-check lab-all deps vet fmt-check clean
 
 all: build
 
@@ -38,6 +41,7 @@ vet: deps fmt-check
 
 test: vet
 	$(GO) test -count=1 $(PKGS)
+	$(MAKE) rpm-check
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3x -count 1 ./test/bench/
@@ -50,6 +54,18 @@ demo:
 deb: DEBS += debhelper dpkg-dev
 deb: deps
 	bash packaging/build-deb.sh $(DEBDIR)
+
+# rpmbuild on this machine (Debian's rpm package), then rpmlint.
+rpm: DEBS += rpm rpmlint
+rpm: deps
+	bash rpm/build-rpm.sh $(RPMDIR)
+	rpmlint -r rpm/seamless.rpmlintrc rpm/seamless.spec $(RPMDIR)/seamless-*.rpm
+
+# Real dnf4 (this Debian's) and dnf5 (in a Debian sid root it builds once)
+# install the package and a test kernel-core into installroots.
+rpm-check: DEBS += rpm dnf python3-dnf createrepo-c debootstrap
+rpm-check: rpm
+	bash rpm/check.sh $(RPMDIR)
 
 lab-all:
 	LAB_SCENARIOS=all bash lab/ci.sh

@@ -118,6 +118,12 @@ var guests = map[string]func() Config{
 			}, {
 				Name: "backports", Origin: "Debian Backports", Label: "Debian Backports", Suite: "trixie-backports",
 				NotAutomatic: true, Packages: []string{"linux-image-amd64=7.3.4-1~bpo13+1"},
+			}, {
+				// trixie's own dracut: installing it replaces initramfs-tools
+				// (it conflicts), as on a Debian system switched to dracut;
+				// seamless-update-dracut restores through its module.
+				Name: "dracut", Origin: "Debian", Label: "Debian", Suite: "trixie",
+				Packages: []string{"dracut=106-6"},
 			}},
 		}
 	},

@@ -81,7 +81,7 @@ func BuildPayload(ctx context.Context, repo, runDir, urootKernel string, out io.
 	}
 	// The system integration (units, initramfs scripts, configuration and
 	// the script that installs them) travels with the binaries.
-	for _, d := range []string{"units", "initramfs", "packaging"} {
+	for _, d := range []string{"units", "initramfs", "dracut", "packaging"} {
 		if _, err := os.Stat(filepath.Join(repo, d)); err != nil {
 			continue // not written yet: the lab works without it
 		}

@@ -12,7 +12,8 @@
 #
 # UNITDIR (default /lib/systemd/system) and GENERATORDIR (default
 # /lib/systemd/system-generators) move the systemd files; on a merged-/usr
-# system both paths reach /usr/lib.
+# system both paths reach /usr/lib. PYTHON_SITELIB (default Debian's
+# /usr/lib/python3/dist-packages) is where dnf4's plugin goes.
 # /var/lib/seamless is not created: seamless makes it, root-only, when it
 # first writes there.
 set -eu
@@ -20,6 +21,7 @@ bin=$1
 dest=${2:-}
 unitdir=${UNITDIR:-/lib/systemd/system}
 gendir=${GENERATORDIR:-/lib/systemd/system-generators}
+pysitelib=${PYTHON_SITELIB:-/usr/lib/python3/dist-packages}
 src=$(cd "$(dirname "$0")/.." && pwd)
 install -D -m 0755 "$bin" "$dest/usr/bin/seamless"
 for u in seamless-checkpoint.service seamless-netlock.service seamless-dbus.service \
@@ -35,7 +37,7 @@ install -D -m 0755 "$it/scripts/init-top/seamless" "$dest/usr/share/initramfs-to
 install -D -m 0755 "$it/scripts/init-bottom/seamless" "$dest/usr/share/initramfs-tools/scripts/init-bottom/seamless"
 dm="$dest/usr/lib/dracut/modules.d/90seamless"
 for f in module-setup.sh seamless-stage1.sh seamless-stage1-root.sh; do
-	install -D -m 0755 "$src/initramfs/dracut/90seamless/$f" "$dm/$f"
+	install -D -m 0755 "$src/dracut/90seamless/$f" "$dm/$f"
 done
 # The system-bus API: bus policy, activation, introspection, polkit actions.
 name=io.github.seamless_linux.Seamless1
@@ -51,6 +53,14 @@ install -D -m 0755 "$src/packaging/hooks/kernel-postrm" "$dest/etc/kernel/postrm
 if [ -n "$dest" ] || [ -d /etc/apt/apt.conf.d ]; then # APT systems, and packages
 	install -D -m 0644 "$src/packaging/hooks/apt.conf" "$dest/etc/apt/apt.conf.d/70seamless"
 fi
+# kernel-install's (Fedora, RHEL: it only takes notes) and dnf's (after the
+# transaction: it acts): dnf5's actions file, dnf4's plugin and its
+# configuration. Both packages carry every hook; each is inert where its
+# package manager is missing.
+install -D -m 0755 "$src/packaging/hooks/95-seamless.install" "$dest/usr/lib/kernel/install.d/95-seamless.install"
+install -D -m 0644 "$src/packaging/dnf/seamless.actions" "$dest/etc/dnf/libdnf5-plugins/actions.d/seamless.actions"
+install -D -m 0644 "$src/packaging/dnf/seamless.py" "$dest$pysitelib/dnf-plugins/seamless.py"
+install -D -m 0644 "$src/packaging/dnf/seamless.conf" "$dest/etc/dnf/plugins/seamless.conf"
 if [ ! -e "$dest/etc/seamless/seamless.conf" ]; then
 	install -D -m 0644 "$src/packaging/seamless.conf" "$dest/etc/seamless/seamless.conf"
 fi

@@ -55,6 +55,7 @@ var commands = []command{
 	{"kernel-installed", "(run by /etc/kernel/postinst.d/seamless) note a newly installed kernel", runKernelInstalled},
 	{"kernel-removed", "(run by /etc/kernel/postrm.d/seamless) withdraw an update to a removed kernel", runKernelRemoved},
 	{"apt-hook", "(run by APT after dpkg) act on a newly installed kernel as apply= says", runAptHook},
+	{"dnf-hook", "(run by dnf after a transaction) act on a newly installed kernel as apply= says", runDnfHook},
 	{"shutdown-checkpoint", "(run by seamless-checkpoint.service) checkpoint at shutdown", runShutdownCheckpoint},
 	{"stage1", "(run by the initramfs) reserve the PIDs and start the restore daemon", runStage1},
 	{"restored", "(started by stage1) the restore daemon", runRestored},

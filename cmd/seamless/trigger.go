@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -39,7 +40,11 @@ kernel's installation.`, stdout)
 		return err
 	}
 	if kernel.CompareVersions(pos[0], running) > 0 {
-		fmt.Fprintf(stdout, "seamless: kernel %s noted; seamless acts once apt and dpkg are done\n", pos[0])
+		after := "the package manager is done" // kernel-install, from rpm's transaction
+		if os.Getenv("DPKG_MAINTSCRIPT_PACKAGE") != "" {
+			after = "apt and dpkg are done"
+		}
+		fmt.Fprintf(stdout, "seamless: kernel %s noted; seamless acts once %s\n", pos[0], after)
 	}
 	return nil
 }
@@ -88,8 +93,20 @@ Otherwise it does nothing.`, stdout)
 		fmt.Fprintf(stdout, "seamless: kernel %s installed; nothing to do here: systemd does not run this system (a chroot or an image build)\n", strings.Join(notes, ", "))
 		return nil
 	}
-	k, err := trigger.Pending("/boot")
+	return actOnPending(stdout, "/boot", "", false)
+}
+
+// actOnPending is what the package managers' hooks do once their run is
+// over: when a kernel newer than the running one is installed in boot, show
+// what an update would carry, arm it and act as "apply =" says. With dry
+// set it only shows: nothing is armed, loaded or started. manager names
+// who the update waits for ("" for apt and dpkg).
+func actOnPending(w io.Writer, boot, manager string, dry bool) error {
+	k, err := trigger.Pending(boot)
 	if errors.Is(err, trigger.ErrNoPending) {
+		if dry {
+			fmt.Fprintf(w, "seamless: dry run: %v\n", err)
+		}
 		return nil // an older kernel, or the running one again
 	}
 	if err != nil {
@@ -101,17 +118,67 @@ Otherwise it does nothing.`, stdout)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	n := pendingNote{Running: kernel.Running(), Kernel: k.Release, Apply: cfg.Apply}
+	n := pendingNote{Running: kernel.Running(), Kernel: k.Release, Apply: cfg.Apply, Manager: manager, DryRun: dry}
 	n.Plans, n.PlanErr = update.Plan(ctx, cfg, nil)
-	n.ArmErr = update.Update(ctx, update.Options{Boot: "/boot", Config: cfg, Out: io.Discard, Arm: true})
-	if h, m, ok := config.ApplyAt(cfg.Apply); ok {
-		n.Next = trigger.NextAt(time.Now(), h, m)
-		n.ScheduleErr = trigger.Schedule(ctx, h, m)
-	} else if cfg.Apply == config.ApplyNow {
-		n.ScheduleErr = trigger.StartApply(ctx)
+	if !dry {
+		n.ArmErr = update.Update(ctx, update.Options{Boot: boot, Config: cfg, Out: io.Discard, Arm: true})
+		if h, m, ok := config.ApplyAt(cfg.Apply); ok {
+			n.Next = trigger.NextAt(time.Now(), h, m)
+			n.ScheduleErr = trigger.Schedule(ctx, h, m)
+		} else if cfg.Apply == config.ApplyNow {
+			n.ScheduleErr = trigger.StartApply(ctx)
+		}
 	}
-	writePending(stdout, n)
+	writePending(w, n)
 	return nil
+}
+
+// dryRunEnv, set to 1 in the environment of dnf (which passes it to its
+// hooks), makes dnf-hook show what it would do and do nothing: a test mode.
+const dryRunEnv = "SEAMLESS_HOOK_DRY_RUN"
+
+func runDnfHook(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("dnf-hook", "[--installroot DIR] [--dry-run] [PACKAGE...]",
+		`Run by dnf after a transaction that installed a kernel package: by dnf5's
+actions plugin (/etc/dnf/libdnf5-plugins/actions.d/seamless.actions) and by
+dnf4's plugin (dnf-plugins/seamless.py). When a kernel newer than the running
+one is installed in /boot (vmlinuz-VERSION with initramfs-VERSION.img, or a
+boot loader entry in /boot/loader/entries), it shows what a seamless update
+would carry and arms it, then acts as "apply =" in `+configPath+` says, as
+'seamless apt-hook' does for apt: manual (the message), now
+(seamless-apply.service, which waits until dnf and rpm have released their
+locks) or HH:MM (seamless-apply.timer). The PACKAGEs dnf names are only
+shown. It writes to standard error: dnf5 reads a hook's standard output as
+instructions to itself. A transaction in another --installroot installs a
+kernel that is not this system's: nothing is done. --dry-run (or
+`+dryRunEnv+`=1 in dnf's environment) shows what would be done, also for an
+installroot, and does nothing.`, stdout)
+	root := fs.String("installroot", "/", "dnf's installroot `DIR`")
+	dry := fs.Bool("dry-run", os.Getenv(dryRunEnv) == "1", "show what would be done, do nothing")
+	pkgs, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	// Notes of the kernel-install plugin: this run acts on what it noted.
+	notes, err := trigger.TakeNotes()
+	if err != nil {
+		return err
+	}
+	if len(pkgs) > 0 || len(notes) > 0 {
+		fmt.Fprintf(stderr, "seamless: dnf installed %s\n", strings.Join(append(pkgs, notes...), ", "))
+	}
+	if *dry {
+		fmt.Fprintf(stderr, "seamless: dry run (installroot %s): nothing is armed, loaded or started\n", *root)
+	}
+	if filepath.Clean(*root) != "/" && !*dry {
+		fmt.Fprintf(stderr, "seamless: the kernel was installed into %s, not into this system: nothing to do\n", *root)
+		return nil
+	}
+	if !*dry && (trigger.InChroot() || !trigger.Booted()) {
+		fmt.Fprintln(stderr, "seamless: nothing to do here: systemd does not run this system (a chroot or an image build)")
+		return nil
+	}
+	return actOnPending(stderr, filepath.Join(*root, "boot"), "dnf and rpm", *dry)
 }
 
 // pendingNote is what apt shows at the end of a run that installed a
@@ -124,6 +191,8 @@ type pendingNote struct {
 	Apply           string
 	Next            time.Time // when an "HH:MM" policy applies it
 	ScheduleErr     error     // starting seamless-apply.service or .timer
+	Manager         string    // who the update waits for: "" is apt and dpkg
+	DryRun          bool      // shown only: nothing armed or scheduled
 }
 
 func writePending(w io.Writer, n pendingNote) {
@@ -145,6 +214,10 @@ func writePending(w io.Writer, n pendingNote) {
 		}
 		say("  every other service restarts, as in a reboot")
 	}
+	if n.DryRun {
+		say("dry run: the update is not armed; apply = %s is not acted on", n.Apply)
+		return
+	}
 	if n.ArmErr != nil {
 		say("a seamless update is not possible now: %v", n.ArmErr)
 		say("a reboot applies the new kernel")
@@ -155,7 +228,11 @@ func writePending(w io.Writer, n pendingNote) {
 		say("apply = %s failed: %v", n.Apply, n.ScheduleErr)
 		say("apply it with: seamless update")
 	case n.Apply == config.ApplyNow:
-		say("apply = now: the update starts once apt and dpkg are done (journalctl -u %s)", trigger.ApplyService)
+		manager := n.Manager
+		if manager == "" {
+			manager = "apt and dpkg"
+		}
+		say("apply = now: the update starts once %s are done (journalctl -u %s)", manager, trigger.ApplyService)
 	case at:
 		say("apply = %s: %s applies it at %s; to apply it now: seamless update", n.Apply, trigger.ApplyTimer, n.Next.Format("Mon 2006-01-02 15:04 MST"))
 	default:
@@ -199,10 +276,11 @@ pending it does nothing.`, stdout)
 	return update.Update(ctx, update.Options{Boot: *boot, Config: cfg, Out: stdout})
 }
 
-// holdPackageLocks waits for apt and dpkg to be done and holds their locks.
+// holdPackageLocks waits for apt, dpkg, dnf and rpm to be done and holds
+// their locks.
 func holdPackageLocks(ctx context.Context, stdout io.Writer) (func(), error) {
 	return trigger.HoldPackageLocks(ctx, func(holder string) {
-		fmt.Fprintf(stdout, "waiting for %s to finish (apt/dpkg lock)\n", holder)
+		fmt.Fprintf(stdout, "waiting for %s to finish (package manager lock)\n", holder)
 	})
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +40,12 @@ func TestWritePending(t *testing.T) {
 		{"window", with(func(n *pendingNote) { n.Apply = "03:30"; n.Next = at }), []string{
 			"apply = 03:30: seamless-apply.timer applies it at Sat 2026-12-05 03:30 UTC; to apply it now: seamless update",
 		}, nil},
+		{"dnf, now", with(func(n *pendingNote) { n.Apply = "now"; n.Manager = "dnf and rpm" }), []string{
+			"apply = now: the update starts once dnf and rpm are done",
+		}, []string{"apt"}},
+		{"dry run", with(func(n *pendingNote) { n.Apply = "now"; n.DryRun = true }), []string{
+			"carried:       memcached.service", "dry run: the update is not armed; apply = now is not acted on",
+		}, []string{"the update starts", "shutdown -r"}},
 		{"nothing preserved", with(func(n *pendingNote) { n.Plans = nil }), []string{
 			"no service is preserved", "every service restarts, as in a reboot",
 		}, []string{"carried:"}},
@@ -99,6 +106,43 @@ func TestTriggerCommands(t *testing.T) {
 	// After every dpkg run without a new kernel the APT hook is silent.
 	if out, errs, code := seamlessEnv(t, env, "apt-hook"); code != 0 || out+errs != "" {
 		t.Errorf("apt-hook without notes: exit %d, output %q; want silence", code, out+errs)
+	}
+}
+
+// dnf-hook: silent without a kernel, nothing done for another installroot,
+// the kernel named in test mode, and never a word on stdout (dnf5 reads it).
+func TestDnfHook(t *testing.T) {
+	run := t.TempDir()
+	root := t.TempDir()
+	const rel = "999.1.0-1.fc99.x86_64"
+	for _, f := range []string{"boot/vmlinuz-" + rel, "boot/initramfs-" + rel + ".img"} {
+		os.MkdirAll(filepath.Join(root, filepath.Dir(f)), 0o755)
+		os.WriteFile(filepath.Join(root, f), []byte("x"), 0o644)
+	}
+	env := append(os.Environ(), "SEAMLESS_RUN_DIR="+run)
+	tests := []struct {
+		name string
+		env  []string
+		args []string
+		want []string
+	}{
+		{"another installroot", env, []string{"dnf-hook", "--installroot=" + root, "kernel-core-" + rel},
+			[]string{"seamless: dnf installed kernel-core-" + rel, "installed into " + root + ", not into this system: nothing to do"}},
+		{"test mode", env, []string{"dnf-hook", "--installroot=" + root, "--dry-run"},
+			[]string{"seamless: dry run (installroot " + root + ")", "seamless: kernel " + rel + " is installed; this system runs", "seamless: dry run: the update is not armed"}},
+		{"test mode from dnf's environment", append(env, "SEAMLESS_HOOK_DRY_RUN=1"), []string{"dnf-hook", "--installroot=" + root},
+			[]string{"seamless: kernel " + rel + " is installed"}},
+	}
+	for _, tt := range tests {
+		out, errs, code := seamlessEnv(t, tt.env, tt.args...)
+		if code != 0 || out != "" {
+			t.Errorf("%s: exit %d, stdout %q; want 0 and nothing on stdout", tt.name, code, out)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(errs, w) {
+				t.Errorf("%s: stderr lacks %q:\n%s", tt.name, w, errs)
+			}
+		}
 	}
 }
 

@@ -58,7 +58,7 @@ func (b System) Update(ctx context.Context, o UpdateOptions, progress func(strin
 		// would leave dpkg's work half done.
 		release, err := trigger.HoldPackageLocks(ctx, func(holder string) {
 			if progress != nil {
-				progress("packages", 0, "waiting for "+holder+" to finish (apt/dpkg lock)")
+				progress("packages", 0, "waiting for "+holder+" to finish (package manager lock)")
 			}
 		})
 		if err != nil {

@@ -23,14 +23,24 @@ type Kernel struct {
 // Installed lists the kernels in boot (normally /boot) that have an image,
 // sorted from the newest release to the oldest. Debian names them
 // vmlinuz-R with initrd.img-R; Fedora and RHEL vmlinuz-R with
-// initramfs-R.img.
+// initramfs-R.img, and describe them in Boot Loader Specification entries
+// (boot/loader/entries/*.conf), which are read too: where an entry names
+// a kernel's files, those are the ones its boot loader boots, and a
+// kernel only an entry names (systemd-boot's MACHINEID/R/linux) is listed.
 func Installed(boot string) ([]Kernel, error) {
 	imgs, err := filepath.Glob(filepath.Join(boot, "vmlinuz-*"))
 	if err != nil {
 		return nil, err
 	}
+	bls, err := fromBLS(boot)
+	if err != nil {
+		return nil, err
+	}
 	var out []Kernel
 	for _, img := range imgs {
+		if fi, err := os.Stat(img); err != nil || !fi.Mode().IsRegular() {
+			continue // a dangling or directory vmlinuz-*
+		}
 		rel := strings.TrimPrefix(filepath.Base(img), "vmlinuz-")
 		if strings.Contains(rel, "rescue") {
 			continue
@@ -42,6 +52,16 @@ func Installed(boot string) ([]Kernel, error) {
 				break
 			}
 		}
+		if b, ok := bls[rel]; ok {
+			if b.Initrd == "" {
+				b.Initrd = k.Initrd
+			}
+			k = b
+			delete(bls, rel)
+		}
+		out = append(out, k)
+	}
+	for _, k := range bls {
 		out = append(out, k)
 	}
 	sort.Slice(out, func(i, j int) bool { return CompareVersions(out[i].Release, out[j].Release) > 0 })

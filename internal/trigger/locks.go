@@ -12,19 +12,34 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// PackageLocks are the locks of apt and dpkg, in the order apt takes them.
-// Whoever holds them all is alone: no apt or dpkg run (install, upgrade,
+// PackageLocks are the fcntl locks of the package managers: apt's and
+// dpkg's, in the order apt takes them, then dnf5's transaction lock and
+// rpm's database lock (Fedora's and RHEL 9's /usr/lib/sysimage/rpm, older
+// systems' /var/lib/rpm). A lock whose directory is missing belongs to a
+// package manager this system does not have and is skipped. Whoever holds
+// them all (and DNFPIDLocks) is alone: no package run (install, upgrade,
 // list update) is under way or can start.
 var PackageLocks = []string{
 	"/var/lib/dpkg/lock-frontend",
 	"/var/lib/dpkg/lock",
 	"/var/cache/apt/archives/lock",
 	"/var/lib/apt/lists/lock",
+	"/run/dnf/rpmtransaction.lock",
+	"/usr/lib/sysimage/rpm/.rpm.lock",
+	"/var/lib/rpm/.rpm.lock",
+}
+
+// DNFPIDLocks are dnf4's locks: not fcntl locks but files that name their
+// holder, present while a dnf4 transaction runs (dnf takes them under
+// flock(2) and removes them when done; a file naming a dead process is
+// stale, to dnf and to seamless).
+var DNFPIDLocks = []string{
+	"/var/lib/dnf/rpmdb_lock.pid",
 }
 
 // ErrInsidePackageRun is returned by HoldPackageLocks when the lock is held
 // by one of the caller's own ancestors: waiting would never end.
-var ErrInsidePackageRun = errors.New("called from inside the apt or dpkg run that holds the package lock: run it once apt is done")
+var ErrInsidePackageRun = errors.New("called from inside the package manager run (apt, dpkg, dnf, rpm) that holds its lock: run it once that run is done")
 
 // HoldPackageLocks waits until apt and dpkg have released their locks and
 // takes them all; the returned function releases them. While they are
@@ -74,6 +89,17 @@ func HoldPackageLocks(ctx context.Context, wait func(holder string)) (func(), er
 				return nil, fmt.Errorf("wait for %s to release %s: %w", holder, path, ctx.Err())
 			case <-time.After(500 * time.Millisecond):
 			}
+		}
+	}
+	for _, path := range DNFPIDLocks {
+		rel, err := holdPIDLock(ctx, path, told, wait)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		if rel != nil {
+			prev := release
+			release = func() { rel(); prev() }
 		}
 	}
 	return release, nil

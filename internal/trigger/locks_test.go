@@ -33,6 +33,7 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	case "wait":
 		PackageLocks = strings.Split(os.Getenv("TRIGGER_TEST_LOCK"), ",")
+		DNFPIDLocks = strings.Split(os.Getenv("TRIGGER_TEST_PIDLOCK"), ",")
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_, err := HoldPackageLocks(ctx, nil)
@@ -68,7 +69,9 @@ func lockFiles(t *testing.T) []string {
 	dir := t.TempDir()
 	old := PackageLocks
 	PackageLocks = []string{filepath.Join(dir, "lock-frontend"), filepath.Join(dir, "lock"), filepath.Join(dir, "missing", "lock")}
-	t.Cleanup(func() { PackageLocks = old })
+	oldPID := DNFPIDLocks
+	DNFPIDLocks = []string{filepath.Join(dir, "dnf", "rpmdb_lock.pid")}
+	t.Cleanup(func() { PackageLocks, DNFPIDLocks = old, oldPID })
 	return PackageLocks
 }
 
@@ -151,7 +154,7 @@ func TestHoldPackageLocksInsideRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "TRIGGER_TEST_HELPER=wait", "TRIGGER_TEST_LOCK="+strings.Join(locks, ","))
+	cmd.Env = append(os.Environ(), "TRIGGER_TEST_HELPER=wait", "TRIGGER_TEST_LOCK="+strings.Join(locks, ","), "TRIGGER_TEST_PIDLOCK="+strings.Join(DNFPIDLocks, ","))
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatal(err)
@@ -165,5 +168,77 @@ func TestParentOf(t *testing.T) {
 	p, err := parentOf(os.Getpid())
 	if err != nil || p != os.Getppid() {
 		t.Fatalf("parentOf(self) = %d, %v; want %d", p, err, os.Getppid())
+	}
+}
+
+// dnf4's lock is a file naming its holder: a live holder is waited for, a
+// dead one's lock taken over, the caller's own ancestor refused.
+func TestHoldPackageLocksDNF4(t *testing.T) {
+	lockFiles(t)
+	path := DNFPIDLocks[0]
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sleeper := exec.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	os.WriteFile(path, []byte(strconv.Itoa(sleeper.Process.Pid)), 0o644)
+	waited := make(chan string, 2)
+	type result struct {
+		release func()
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := HoldPackageLocks(context.Background(), func(who string) { waited <- who })
+		done <- result{r, err}
+	}()
+	select {
+	case who := <-waited:
+		if want := fmt.Sprintf("sleep (pid %d)", sleeper.Process.Pid); who != want {
+			t.Errorf("waited for %q, want %q", who, want)
+		}
+	case r := <-done:
+		t.Fatalf("HoldPackageLocks returned (%v) while dnf's lock named a live process", r.err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("HoldPackageLocks neither waited nor returned")
+	}
+	sleeper.Process.Kill()
+	sleeper.Wait() // now the file names a dead process: stale
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("HoldPackageLocks still waits on a stale dnf lock")
+	}
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != strconv.Itoa(os.Getpid()) {
+		t.Errorf("while held the lock says %q, want our pid %d (dnf reads it)", b, os.Getpid())
+	}
+	r.release()
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("after release: %v, want the lock removed", err)
+	}
+
+	// Garbage: named, not overwritten.
+	os.WriteFile(path, []byte("x1"), 0o644)
+	if _, err := HoldPackageLocks(context.Background(), nil); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("malformed lock: err = %v, want one naming %s", err, path)
+	}
+
+	// Held by an ancestor (dnf running the hook): refused, not waited for.
+	os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())), 0o644)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "TRIGGER_TEST_HELPER=wait", "TRIGGER_TEST_LOCK="+strings.Join(PackageLocks, ","), "TRIGGER_TEST_PIDLOCK="+path)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), ErrInsidePackageRun.Error()) {
+		t.Fatalf("child said %q, want %q", out, ErrInsidePackageRun)
 	}
 }
