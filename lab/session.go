@@ -9,6 +9,12 @@ import (
 	"time"
 )
 
+// firstBootTimeout bounds a guest's first boot. Under TCG a boot takes
+// 20-40 s on a quiet host, but several minutes when the host's two CPUs
+// are busy with other work (a test suite, an image build): the bound is
+// for a guest that will never boot, not for a slow one.
+const firstBootTimeout = 6 * time.Minute
+
 // NewRunDir creates a fresh run directory for name under the cache.
 func NewRunDir(cfg Config, name string) (string, error) {
 	runs := filepath.Join(cfg.CacheDir, "runs")
@@ -56,7 +62,7 @@ func BootGuest(ctx context.Context, cfg Config, img *Image, runDir string, opt R
 		return nil, BootInfo{}, err
 	}
 	g := &Guest{VM: vm, Out: out, Payload: notes}
-	boot, err := g.WaitBoot(ctx, 3*time.Minute, "", time.Time{})
+	boot, err := g.WaitBoot(ctx, firstBootTimeout, "", time.Time{})
 	if err != nil {
 		return g, boot, err
 	}
