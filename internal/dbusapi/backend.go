@@ -96,6 +96,8 @@ func (b System) Snapshot(ctx context.Context) Snapshot {
 	switch {
 	case in != nil && b.unitState(ctx, "seamless-checkpoint.service") == "deactivating":
 		s.State = StateCheckpointing
+	case in != nil && in.Armed:
+		s.State = StateArmed // the next reboot is the update
 	case in != nil:
 		s.State = StateSwitching // kexec.target is starting
 	case st != nil && st.State == "handed-over" && st.From == s.RunningKernel:
