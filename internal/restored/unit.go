@@ -17,11 +17,12 @@ import (
 	"github.com/seamless-linux/seamless/internal/inet"
 	"github.com/seamless-linux/seamless/internal/netlock"
 	"github.com/seamless-linux/seamless/internal/units"
+	"github.com/seamless-linux/seamless/internal/unixsock"
 )
 
 // JournalStream is where journald accepts the stdout and stderr streams of
 // services: a restored service's old stream is replaced by its anchor's.
-const JournalStream = "/run/systemd/journal/stdout"
+const JournalStream = unixsock.JournalStream
 
 // restoreUnit rebuilds every process tree of unit inside the cgroup and
 // mount namespace of the anchor pid, and returns the main PID.
@@ -95,7 +96,8 @@ func (d *daemon) restoreTrees(u *UnitState, anchor int, cg string, fds []*os.Fil
 	main := 0
 	for _, t := range u.Trees {
 		d.pids.Release(t.IDs)
-		root, err := d.runRestorer(t, anchor, cg, fds)
+		root, warnings, err := d.runRestorer(t, anchor, cg, fds)
+		u.Warnings = append(u.Warnings, warnings...)
 		if err != nil {
 			return fail(fmt.Errorf("restore of pid %d: %w", t.Root, err))
 		}
@@ -109,8 +111,9 @@ func (d *daemon) restoreTrees(u *UnitState, anchor int, cg string, fds []*os.Fil
 
 // runRestorer runs `seamless restore` for one tree, in the unit's cgroup
 // (clone3 into it) and mount namespace (nsenter), so that the tree is
-// created there and sees the files the unit sees.
-func (d *daemon) runRestorer(t TreeState, anchor int, cg string, fds []*os.File) (int, error) {
+// created there and sees the files the unit sees. It returns the restored
+// root and the restore's warnings.
+func (d *daemon) runRestorer(t TreeState, anchor int, cg string, fds []*os.File) (int, []string, error) {
 	exe := fmt.Sprintf("/proc/%d/exe", os.Getpid())
 	// The daemon verified every checksum at boot and holds the files since.
 	args := []string{"restore", "--dir", t.Dir, "--pid-wait", "5s", "--verified"}
@@ -122,12 +125,12 @@ func (d *daemon) runRestorer(t TreeState, anchor int, cg string, fds []*os.File)
 	name, argv := exe, append([]string{"seamless"}, args...)
 	enter, err := namespaces(anchor)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if len(enter) > 0 {
 		nsenter, err := exec.LookPath("nsenter")
 		if err != nil {
-			return 0, fmt.Errorf("the unit has namespaces of its own and nsenter is missing: %w", err)
+			return 0, nil, fmt.Errorf("the unit has namespaces of its own and nsenter is missing: %w", err)
 		}
 		name = nsenter
 		argv = append(append([]string{"nsenter"}, enter...), "--", exe)
@@ -135,11 +138,11 @@ func (d *daemon) runRestorer(t TreeState, anchor int, cg string, fds []*os.File)
 	}
 	dir, err := units.CgroupDir(cg)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	cgf, err := os.Open(dir)
 	if err != nil {
-		return 0, fmt.Errorf("cgroup of the unit: %w", err)
+		return 0, nil, fmt.Errorf("cgroup of the unit: %w", err)
 	}
 	defer cgf.Close()
 	var stdout, stderr bytes.Buffer
@@ -158,18 +161,22 @@ func (d *daemon) runRestorer(t TreeState, anchor int, cg string, fds []*os.File)
 		if msg == "" {
 			msg = err.Error()
 		}
-		return 0, fmt.Errorf("%s", msg)
+		return 0, nil, fmt.Errorf("%s", msg)
 	}
+	var warnings []string
 	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
 		if line != "" {
 			fmt.Fprintf(d.opts.Log, "restore of pid %d: %s\n", t.Root, line)
 		}
+		if w, ok := strings.CutPrefix(line, "seamless restore: warning: "); ok {
+			warnings = append(warnings, w)
+		}
 	}
 	root, err := strconv.Atoi(strings.TrimSpace(stdout.String()))
 	if err != nil {
-		return 0, fmt.Errorf("restore printed %q, not a pid", stdout.String())
+		return 0, nil, fmt.Errorf("restore printed %q, not a pid", stdout.String())
 	}
-	return root, nil
+	return root, warnings, nil
 }
 
 // usesJournal reports whether a tree wrote to journald's stream socket.

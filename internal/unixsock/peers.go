@@ -7,6 +7,8 @@ type Peer struct {
 	// Name is the address the peer is bound to ("" when unbound; abstract
 	// names start with '@').
 	Name string
+	// Type is the socket's type (SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET).
+	Type int
 }
 
 // Peers lists, for every unix socket of the caller's network namespace, its
@@ -18,7 +20,7 @@ func Peers() (map[uint64]Peer, error) {
 	}
 	out := make(map[uint64]Peer, len(all))
 	for ino, d := range all {
-		p := Peer{Inode: d.peer}
+		p := Peer{Inode: d.peer, Type: d.typ}
 		if pd, ok := all[d.peer]; ok && len(pd.name) > 0 {
 			p.Name = string(pd.name)
 			if pd.name[0] == 0 {
