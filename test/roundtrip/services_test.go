@@ -1,0 +1,309 @@
+package roundtrip
+
+// Round trips of issue 13 on real programs: the services people run.
+//
+//   - TestPostgresUnixClient: PostgreSQL holding a connection it accepted
+//     from psql, outside the tree, on its unix socket;
+//   - TestRedisClientState: a redis client in the tree with state on its
+//     connection (SELECT, CLIENT SETNAME) to redis-server outside it.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	servicesOnce sync.Once
+	servicesBin  string
+	servicesErr  error
+)
+
+// buildServices builds test/workloads/services once.
+func buildServices(t *testing.T) string {
+	t.Helper()
+	needSeamless(t)
+	servicesOnce.Do(func() {
+		servicesBin = filepath.Join(binDir, "services")
+		cmd := exec.Command("go", "build", "-o", servicesBin, "github.com/seamless-linux/seamless/test/workloads/services")
+		cmd.Dir = moduleRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			servicesErr = fmt.Errorf("build services: %v\n%s", err, out)
+		}
+	})
+	if servicesErr != nil {
+		t.Fatal(servicesErr)
+	}
+	return servicesBin
+}
+
+// lineLog is the output of a started program, line by line.
+type lineLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *lineLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+// wait waits for a line starting with prefix and returns it; a FAIL line
+// fails t.
+func (l *lineLog) wait(t *testing.T, prefix string) string {
+	t.Helper()
+	var found string
+	waitFor(t, "a line "+prefix, deadline, func() (bool, string) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for _, s := range l.lines {
+			if strings.HasPrefix(s, "FAIL") {
+				t.Fatalf("the program failed: %s\noutput:\n%s", s, strings.Join(l.lines, "\n"))
+			}
+			if strings.HasPrefix(s, prefix) {
+				found = s
+				return true, ""
+			}
+		}
+		return false, strings.Join(l.lines, "\n")
+	})
+	return found
+}
+
+// startLogged starts cmd with its output (stdout and stderr) in a lineLog
+// read through a file: the program keeps writing to it after a restore.
+func startLogged(t *testing.T, cmd *exec.Cmd, dir string) *lineLog {
+	t.Helper()
+	path := filepath.Join(dir, "out.log")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd.Stdout, cmd.Stderr = f, f
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setsid = true
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	l := &lineLog{}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() {
+		// Follow the file as tail -f does.
+		r, err := os.Open(path)
+		if err != nil {
+			return
+		}
+		defer r.Close()
+		var pending string
+		buf := make([]byte, 4096)
+		for ctx.Err() == nil {
+			n, _ := r.Read(buf)
+			if n == 0 {
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			pending += string(buf[:n])
+			for {
+				i := strings.IndexByte(pending, '\n')
+				if i < 0 {
+					break
+				}
+				l.mu.Lock()
+				l.lines = append(l.lines, pending[:i])
+				l.mu.Unlock()
+				pending = pending[i+1:]
+			}
+		}
+	}()
+	return l
+}
+
+// checkpointRestore checkpoints the tree of root (killed) and restores it,
+// returning the restore's run (its warnings are on stderr).
+func checkpointRestore(t *testing.T, root int, img string) cliResult {
+	t.Helper()
+	tree := append([]int{root}, descendants(root)...)
+	cp := runSeamless("checkpoint", "--pid", strconv.Itoa(root), "--dir", img)
+	if cp.code != 0 {
+		t.Fatalf("%s", cp)
+	}
+	// Zombies of the tree are reparented to this test (the subreaper):
+	// their PIDs are free once it reaps them.
+	for _, pid := range tree {
+		if !waitGone(pid, deadline) {
+			t.Fatalf("process %d still exists after the checkpoint (%s)", pid, procState(pid))
+		}
+	}
+	rs := runSeamless("restore", "--dir", img)
+	if rs.code != 0 {
+		t.Fatalf("%s", rs)
+	}
+	if got, err := strconv.Atoi(strings.TrimSpace(rs.stdout)); err != nil || got != root {
+		t.Fatalf("seamless restore printed %q, want the root PID %d", rs.stdout, root)
+	}
+	return rs
+}
+
+// postgresBin finds Debian's PostgreSQL server binaries, installing them
+// if need be.
+func postgresBin(t *testing.T) string {
+	t.Helper()
+	needPackage(t, "psql", "postgresql")
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "postgres")); err == nil {
+			return d
+		}
+	}
+	t.Skip("no /usr/lib/postgresql/*/bin/postgres")
+	return ""
+}
+
+// TestPostgresUnixClient checkpoints a PostgreSQL server while psql, outside
+// the tree, holds a session with an open transaction on its unix socket.
+// The server's end of that connection comes back closed by its peer: the
+// backend reads end of file and ends as after a client disconnect (the
+// transaction rolls back), the restore says so, and new clients are served
+// with the committed data.
+func TestPostgresUnixClient(t *testing.T) {
+	needSeamless(t)
+	bin := postgresBin(t)
+	pg, err := user.Lookup("postgres")
+	if err != nil {
+		t.Skipf("no postgres user: %v", err)
+	}
+	uid, _ := strconv.Atoi(pg.Uid)
+	gid, _ := strconv.Atoi(pg.Gid)
+	p := newProgRun(t, "postgres")
+	if err := os.Chown(p.dir, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	asPostgres := &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	data := filepath.Join(p.dir, "data")
+	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-A", "trust", "-U", "postgres")
+	initdb.SysProcAttr = asPostgres
+	initdb.Dir = p.dir
+	if out, err := initdb.CombinedOutput(); err != nil {
+		t.Fatalf("initdb: %v\n%s", err, out)
+	}
+	server := exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-k", p.dir,
+		"-c", "listen_addresses=", "-c", "logging_collector=off", "-c", "shared_buffers=16MB")
+	server.SysProcAttr = &syscall.SysProcAttr{Credential: asPostgres.Credential}
+	server.Dir = p.dir
+	log := startLogged(t, server, p.dir)
+	p.root = server.Process.Pid
+	go server.Wait()
+	log.wait(t, "") // any line: started
+	sock := filepath.Join(p.dir, ".s.PGSQL.5432")
+	psql := func(sql string) string {
+		t.Helper()
+		var out string
+		waitFor(t, "psql "+sql, deadline, func() (bool, string) {
+			b, err := exec.Command("psql", "-h", p.dir, "-U", "postgres", "-X", "-A", "-t", "-c", sql).CombinedOutput()
+			out = strings.TrimSpace(string(b))
+			return err == nil, out
+		})
+		return out
+	}
+	psql("create table t (x int); insert into t values (1), (2), (3)")
+
+	// The outside client: a psql session reading from a pipe, with a
+	// transaction left open.
+	client := exec.Command("psql", "-h", p.dir, "-U", "postgres", "-X", "-A", "-t")
+	in, err := client.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientDir := t.TempDir()
+	clog := startLogged(t, client, clientDir)
+	t.Cleanup(func() { client.Process.Kill(); client.Wait() })
+	io.WriteString(in, "begin; insert into t values (99); select 'in-transaction', pg_backend_pid();\n")
+	line := clog.wait(t, "in-transaction|")
+	backend, err := strconv.Atoi(strings.TrimPrefix(line, "in-transaction|"))
+	if err != nil {
+		t.Fatalf("psql printed %q", line)
+	}
+	if psql("select count(*) from t where x = 99") != "0" {
+		t.Fatal("the open transaction's row is visible outside it")
+	}
+	for _, pid := range descendants(p.root) {
+		p.seen[pid] = true
+	}
+
+	rs := checkpointRestore(t, p.root, filepath.Join(t.TempDir(), "image"))
+	t.Logf("restore: %s", strings.TrimSpace(rs.stderr))
+	for _, want := range []string{"accepted by the listener " + sock, "closed by its peer", fmt.Sprintf("process %d ", backend)} {
+		if !strings.Contains(rs.stderr, want) {
+			t.Fatalf("the restore's warnings do not say %q:\n%s", want, rs.stderr)
+		}
+	}
+	// The backend of the outside session reads end of file and ends; the
+	// others, and the postmaster, run on.
+	if !waitGone(backend, deadline) {
+		t.Fatalf("the backend %d of the closed session still runs (%s)", backend, procState(backend))
+	}
+	if !alive(p.root) {
+		t.Fatalf("the postmaster %d is not running after the restore (%s)", p.root, procState(p.root))
+	}
+	if got := psql("select count(*), sum(x) from t"); got != "3|6" {
+		t.Fatalf("after the restore: count, sum = %q, want 3|6 (the open transaction rolled back)", got)
+	}
+	// The client outside finds its session gone, as after a server
+	// restart (psql reading a script gives up).
+	io.WriteString(in, "select 'after', count(*) from t;\n")
+	in.Close()
+	clog.wait(t, "connection to server was lost")
+	t.Logf("psql outside:\n%s", clog)
+	_ = log
+}
+
+// TestRedisClientState checkpoints a redis client with state on its unix
+// connection to a redis server outside the tree (database 5, a client
+// name). The connection comes back closed by its peer, and the client sets
+// its state up again on a new one; before, a new connection by name stood
+// in for it silently, in database 0 and without a name.
+func TestRedisClientState(t *testing.T) {
+	bin := buildServices(t)
+	needPackage(t, "redis-server", "redis-server")
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	sock := filepath.Join(dir, "redis.sock")
+	srv := exec.Command("redis-server", "--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no", "--dir", dir)
+	startLogged(t, srv, dir)
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	waitFor(t, "redis socket", deadline, func() (bool, string) {
+		_, err := os.Stat(sock)
+		return err == nil, fmt.Sprint(err)
+	})
+	p := newProgRun(t, "redis-client")
+	cmd := exec.Command(bin, "redis-client", sock, p.dir)
+	log := startLogged(t, cmd, p.dir)
+	p.root = cmd.Process.Pid
+	go cmd.Wait()
+	log.wait(t, "READY")
+	rs := checkpointRestore(t, p.root, filepath.Join(p.dir, "image"))
+	os.WriteFile(filepath.Join(p.dir, "go"), nil, 0o644)
+	log.wait(t, "DONE ok")
+	if got := log.wait(t, "RECONNECTED"); got != "RECONNECTED name=seamless-client" {
+		t.Fatalf("after reconnecting: %q", got)
+	}
+	if !strings.Contains(rs.stderr, sock) || !strings.Contains(rs.stderr, "closed by its peer") {
+		t.Fatalf("the restore does not warn that the connection to %s comes back closed:\n%s", sock, rs.stderr)
+	}
+	t.Logf("client:\n%s", log)
+}
