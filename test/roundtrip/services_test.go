@@ -307,3 +307,31 @@ func TestRedisClientState(t *testing.T) {
 	}
 	t.Logf("client:\n%s", log)
 }
+
+// TestSparseMemfd checkpoints a 1 GiB memfd of which 4 MiB is written (the
+// shape of ZGC's heap: mapped twice, partly committed with fallocate):
+// the image holds only the written pages, and after the restore the memfd
+// holds no more memory than before.
+func TestSparseMemfd(t *testing.T) {
+	buildExtra(t, "sparsememfd")
+	p := newProgRun(t, "sparsememfd")
+	cmd := exec.Command(filepath.Join(binDir, "sparsememfd"), p.dir)
+	log := startLogged(t, cmd, p.dir)
+	p.root = cmd.Process.Pid
+	go cmd.Wait()
+	log.wait(t, "READY")
+	img := filepath.Join(t.TempDir(), "image")
+	checkpointRestore(t, p.root, img)
+	size := dirSize(img)
+	t.Logf("image: %.1f MiB", float64(size)/(1<<20))
+	if size > 10<<20 {
+		t.Errorf("the image of a 1 GiB memfd with 4 MiB written is %d bytes, want at most 10 MiB", size)
+	}
+	os.WriteFile(filepath.Join(p.dir, "go"), nil, 0o644)
+	done := log.wait(t, "DONE ok")
+	blocks, _ := strconv.ParseInt(strings.TrimPrefix(done, "DONE ok blocks="), 10, 64)
+	t.Logf("memfd after the restore: %.1f MiB in use", float64(blocks*512)/(1<<20))
+	if blocks*512 > 10<<20 {
+		t.Errorf("after the restore the memfd holds %d bytes, want at most 10 MiB", blocks*512)
+	}
+}
