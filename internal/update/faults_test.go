@@ -17,9 +17,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/dump"
-	"github.com/seamless-linux/seamless/internal/netlock"
 	"github.com/seamless-linux/seamless/internal/freezer"
 	"github.com/seamless-linux/seamless/internal/kernel"
+	"github.com/seamless-linux/seamless/internal/netlock"
 	"github.com/seamless-linux/seamless/internal/units"
 )
 
