@@ -335,3 +335,33 @@ func TestSparseMemfd(t *testing.T) {
 		t.Errorf("after the restore the memfd holds %d bytes, want at most 10 MiB", blocks*512)
 	}
 }
+
+// TestGoExecChild checkpoints a Go program whose child, started with
+// os/exec, is held through a pidfd (Go 1.23 and later): the child lives
+// across the restore, the parent signals it through os.Process and its
+// Wait reports the child's exit status.
+func TestGoExecChild(t *testing.T) {
+	bin := buildServices(t)
+	p := newProgRun(t, "exec-child")
+	cmd := exec.Command(bin, "exec-child", p.dir)
+	log := startLogged(t, cmd, p.dir)
+	p.root = cmd.Process.Pid
+	go cmd.Wait()
+	ready := log.wait(t, "READY")
+	var pid, child int
+	if _, err := fmt.Sscanf(ready, "READY pid=%d child=%d", &pid, &child); err != nil {
+		t.Fatalf("%q: %v", ready, err)
+	}
+	checkpointRestore(t, p.root, filepath.Join(t.TempDir(), "image"))
+	if !alive(child) {
+		t.Fatalf("the child %d is not running after the restore (%s)", child, procState(child))
+	}
+	if ppid, _ := parentOf(child); ppid != pid {
+		t.Fatalf("the child's parent is %d, want %d", ppid, pid)
+	}
+	os.WriteFile(filepath.Join(p.dir, "go"), nil, 0o644)
+	log.wait(t, "DONE ok")
+	if got := log.wait(t, "WAITED"); got != "WAITED status=7" {
+		t.Fatalf("Wait after the restore: %q", got)
+	}
+}

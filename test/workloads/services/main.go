@@ -11,15 +11,27 @@
 // must come back closed by its peer: the client reads end of file and
 // reconnects, as redis clients do, instead of going on, unknowingly, on a
 // new connection without that state.
+//
+//	services exec-child DIR
+//
+// A Go program holding a child started with os/exec: Go (1.23 and later)
+// keeps a pidfd of the child and waits and signals through it. The child
+// (a shell) lives across the checkpoint and restore; after the restore
+// the parent signals it through os.Process (SIGUSR1, which the child
+// traps), lets it exit with status 7, and Wait must report that status.
 package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -42,9 +54,22 @@ func waitFile(dir, name string) {
 
 func main() {
 	if len(os.Args) < 2 {
-		fail("usage: services redis-client SOCKET DIR")
+		fail("usage: services redis-client SOCKET DIR | exec-child DIR")
 	}
 	switch os.Args[1] {
+	case "exec-child":
+		if len(os.Args) != 3 {
+			fail("usage: services exec-child DIR")
+		}
+		execChild(os.Args[2])
+	case "exec-child-helper":
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		os.WriteFile(filepath.Join(os.Args[2], "up"), nil, 0o644)
+		<-usr1
+		os.WriteFile(filepath.Join(os.Args[2], "usr1"), nil, 0o644)
+		waitFile(os.Args[2], "exit")
+		os.Exit(7)
 	case "redis-client":
 		if len(os.Args) != 4 {
 			fail("usage: services redis-client SOCKET DIR")
@@ -136,4 +161,45 @@ func redisClient(sock, dir string) {
 		fail("GET k in database 5 = %q", v)
 	}
 	say("DONE ok")
+}
+
+func execChild(dir string) {
+	// The child (this program again) says USR1 once it got the signal,
+	// then exits 7 when DIR/exit appears.
+	cmd := exec.Command("/proc/self/exe", "exec-child-helper", dir)
+	if err := cmd.Start(); err != nil {
+		fail("start the child: %v", err)
+	}
+	waitFile(dir, "up")
+	if !hasPidfd(os.Getpid()) {
+		fail("the Go runtime holds no pidfd for its child")
+	}
+	say("READY pid=%d child=%d", os.Getpid(), cmd.Process.Pid)
+	waitFile(dir, "go")
+	if !hasPidfd(os.Getpid()) {
+		fail("the pidfd is gone after the restore")
+	}
+	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		fail("signal the child: %v", err)
+	}
+	waitFile(dir, "usr1")
+	os.WriteFile(filepath.Join(dir, "exit"), nil, 0o644)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 7 {
+		fail("Wait = %v, want exit status 7", err)
+	}
+	say("WAITED status=%d", ee.ExitCode())
+	say("DONE ok")
+}
+
+// hasPidfd reports whether process pid holds a pidfd.
+func hasPidfd(pid int) bool {
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, e := range ents {
+		if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())); l == "anon_inode:[pidfd]" {
+			return true
+		}
+	}
+	return false
 }
