@@ -93,7 +93,7 @@ func Restore(opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &restorer{im: im, seed: seed, targets: map[int]*inject.Target{}, threads: map[int]*inject.Thread{}}
+	r := &restorer{im: im, seed: seed, targets: map[int]*inject.Target{}, threads: map[int]*inject.Thread{}, memDone: map[int]bool{}}
 	inTree := func(pid int) bool { _, ok := r.targets[pid]; return ok || pid == seed.PID }
 	r.opener = files.NewOpener(im, inTree)
 	if opts.UnixExternal != nil {
@@ -136,6 +136,8 @@ type restorer struct {
 	mem     *mem.Restorer
 	// seedGone is set once the seed has been ended.
 	seedGone bool
+	// memDone are the processes whose address space is rebuilt.
+	memDone map[int]bool
 }
 
 func (r *restorer) run() error {
@@ -153,7 +155,7 @@ func (r *restorer) run() error {
 		if p.Zombie {
 			continue
 		}
-		if err := r.mem.Restore(r.targets[p.PID], p); err != nil {
+		if err := r.restoreMemory(p); err != nil {
 			return err
 		}
 	}
@@ -253,8 +255,20 @@ func (r *restorer) run() error {
 	return nil
 }
 
+// restoreMemory rebuilds the address space of p, once.
+func (r *restorer) restoreMemory(p *image.Process) error {
+	if r.memDone[p.PID] {
+		return nil
+	}
+	r.memDone[p.PID] = true
+	return r.mem.Restore(r.targets[p.PID], p)
+}
+
 // createProcesses forks every process from its parent, parents first, so
-// that the tree has its shape before any address space is replaced.
+// that the tree has its shape before any address space is replaced, except
+// the address spaces of parents whose children inherit pages from them
+// (copy-on-write since a fork): those are rebuilt before the children are
+// forked.
 func (r *restorer) createProcesses() error {
 	tree := r.im.Tree
 	byPID := map[int]*image.Process{}
@@ -270,6 +284,13 @@ func (r *restorer) createProcesses() error {
 				from = r.threads[p.ParentTID]
 			}
 			parentImg = byPID[p.PPID]
+		}
+		// A child that shares pages with its parent since a fork is forked
+		// from the parent's rebuilt memory, and keeps those pages.
+		if parentImg != nil && mem.Inherits(p) {
+			if err := r.restoreMemory(parentImg); err != nil {
+				return err
+			}
 		}
 		// The image checked that a table shared is the parent's.
 		var flags uint64

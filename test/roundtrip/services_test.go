@@ -365,3 +365,56 @@ func TestGoExecChild(t *testing.T) {
 		t.Fatalf("Wait after the restore: %q", got)
 	}
 }
+
+// pss is the proportional set size of pid in bytes (smaps_rollup).
+func pss(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Pss:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return -1
+}
+
+// TestForkSharing checkpoints a 100 MiB parent and the child it forked,
+// which still share 95 MiB copy-on-write: the shared pages are stored once
+// (the image is not twice the parent's memory), and after the restore they
+// are shared again (the two processes' proportional set sizes add up to
+// about one copy). The child's own pages and the pages it never had (the
+// parent wrote them after the fork: zeros for the child) come back too.
+func TestForkSharing(t *testing.T) {
+	buildExtra(t, "cowfork")
+	p := newProgRun(t, "cowfork")
+	cmd := exec.Command(filepath.Join(binDir, "cowfork"), p.dir)
+	log := startLogged(t, cmd, p.dir)
+	p.root = cmd.Process.Pid
+	go cmd.Wait()
+	ready := log.wait(t, "READY")
+	var pid, child int
+	if _, err := fmt.Sscanf(ready, "READY pid=%d child=%d", &pid, &child); err != nil {
+		t.Fatalf("%q: %v", ready, err)
+	}
+	before := pss(pid) + pss(child)
+	img := filepath.Join(t.TempDir(), "image")
+	checkpointRestore(t, p.root, img)
+	size := dirSize(img)
+	after := pss(pid) + pss(child)
+	t.Logf("PSS of parent and child: %.1f MiB before, %.1f MiB after the restore; image %.1f MiB",
+		float64(before)/(1<<20), float64(after)/(1<<20), float64(size)/(1<<20))
+	os.WriteFile(filepath.Join(p.dir, "go"), nil, 0o644)
+	log.wait(t, "CHILD ok")
+	log.wait(t, "DONE ok")
+	// One copy of the parent's 100 MiB and the child's 1 MiB, with room
+	// for the programs themselves; two copies would be over 190 MiB.
+	if size > 130<<20 {
+		t.Errorf("the image is %.1f MiB, want at most 130 MiB: the shared pages were stored twice", float64(size)/(1<<20))
+	}
+	if after > 130<<20 {
+		t.Errorf("after the restore parent and child use %.1f MiB (PSS), want at most 130 MiB: the pages are no longer shared", float64(after)/(1<<20))
+	}
+}
