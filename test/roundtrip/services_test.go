@@ -5,7 +5,12 @@ package roundtrip
 //   - TestPostgresUnixClient: PostgreSQL holding a connection it accepted
 //     from psql, outside the tree, on its unix socket;
 //   - TestRedisClientState: a redis client in the tree with state on its
-//     connection (SELECT, CLIENT SETNAME) to redis-server outside it.
+//     connection (SELECT, CLIENT SETNAME) to redis-server outside it;
+//   - TestSparseMemfd: a 1 GiB memfd with 4 MiB written (ZGC's heap);
+//   - TestGoExecChild: a Go program's os/exec child, held through a pidfd;
+//   - TestForkSharing and TestRedisBGSAVE: memory shared copy-on-write
+//     between a parent and its forked child (a 100 MiB fork; redis-server
+//     with its BGSAVE child) is stored once and shared again.
 
 import (
 	"context"
@@ -416,5 +421,65 @@ func TestForkSharing(t *testing.T) {
 	}
 	if after > 130<<20 {
 		t.Errorf("after the restore parent and child use %.1f MiB (PSS), want at most 130 MiB: the pages are no longer shared", float64(after)/(1<<20))
+	}
+}
+
+// TestRedisBGSAVE checkpoints redis-server while its BGSAVE child writes
+// the snapshot (slowed down with rdb-key-save-delay): the two share the
+// dataset copy-on-write; the image holds it once and after the restore
+// they share it again, the child finishes the snapshot and the restored
+// server reports it saved, with every key.
+func TestRedisBGSAVE(t *testing.T) {
+	needSeamless(t)
+	needPackage(t, "redis-server", "redis-server")
+	p := newProgRun(t, "redis-bgsave")
+	sock := filepath.Join(p.dir, "redis.sock")
+	srv := exec.Command("redis-server", "--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no",
+		"--dir", p.dir, "--rdbcompression", "no", "--enable-debug-command", "yes")
+	startLogged(t, srv, p.dir)
+	p.root = srv.Process.Pid
+	go srv.Wait()
+	cli := func(args ...string) string {
+		t.Helper()
+		var out string
+		waitFor(t, "redis-cli "+strings.Join(args, " "), deadline, func() (bool, string) {
+			b, err := exec.Command("redis-cli", append([]string{"-s", sock}, args...)...).CombinedOutput()
+			out = strings.TrimSpace(string(b))
+			return err == nil && !strings.HasPrefix(out, "ERR") && !strings.Contains(out, "Connection refused"), out
+		})
+		return out
+	}
+	const keys = 200000
+	cli("DEBUG", "POPULATE", strconv.Itoa(keys), "key", "200")
+	cli("CONFIG", "SET", "rdb-key-save-delay", "40") // about 8 s for the snapshot
+	cli("BGSAVE")
+	var child int
+	waitFor(t, "the BGSAVE child", deadline, func() (bool, string) {
+		kids := children(p.root)
+		if len(kids) == 1 {
+			child = kids[0]
+		}
+		return child != 0, fmt.Sprint(kids)
+	})
+	before := pss(p.root) + pss(child)
+	img := filepath.Join(t.TempDir(), "image")
+	checkpointRestore(t, p.root, img)
+	size := dirSize(img)
+	after := pss(p.root) + pss(child)
+	t.Logf("redis-server and its BGSAVE child: PSS %.1f MiB before, %.1f MiB after the restore; image %.1f MiB",
+		float64(before)/(1<<20), float64(after)/(1<<20), float64(size)/(1<<20))
+	waitFor(t, "the snapshot to finish", deadline, func() (bool, string) {
+		info := cli("INFO", "persistence")
+		return strings.Contains(info, "rdb_bgsave_in_progress:0") && strings.Contains(info, "rdb_last_bgsave_status:ok"), info
+	})
+	if got := cli("DBSIZE"); got != strconv.Itoa(keys) {
+		t.Fatalf("DBSIZE after the restore = %s, want %d", got, keys)
+	}
+	if st, err := os.Stat(filepath.Join(p.dir, "dump.rdb")); err != nil || st.Size() < keys*200 {
+		t.Fatalf("the snapshot the restored child wrote: %v, %v", st, err)
+	}
+	if after > before*3/2 {
+		t.Errorf("after the restore the server and its child use %.1f MiB (PSS), before %.1f MiB: the dataset is no longer shared",
+			float64(after)/(1<<20), float64(before)/(1<<20))
 	}
 }
