@@ -204,20 +204,13 @@ func (d *Door) busy() (string, error) {
 		waiting := map[netip.AddrPort]int{}
 		halfOpen := map[uint16]int{}
 		for _, family := range []int{unix.AF_INET, unix.AF_INET6} {
-			req := make([]byte, inetDiagReqSize)
-			req[0], req[1] = byte(family), unix.IPPROTO_TCP
-			binary.NativeEndian.PutUint32(req[4:], 1<<tcpListen|1<<tcpSynRecv)
-			err := sockdiag.Dump(int(ports[0].nsfd.Fd()), req, func(b []byte) {
-				if len(b) < inetDiagMsgSize {
-					return
-				}
-				port := binary.BigEndian.Uint16(b[4:])
-				switch int(b[1]) {
+			err := diagTCP(int(ports[0].nsfd.Fd()), family, 1<<tcpListen|1<<tcpSynRecv, func(state int, local netip.AddrPort, rq, _ uint32) {
+				switch state {
 				case tcpSynRecv, tcpNewSynRecv:
-					halfOpen[port]++
+					halfOpen[local.Port()]++
 				case tcpListen:
-					if q := binary.NativeEndian.Uint32(b[56:]); q > 0 {
-						waiting[netip.AddrPortFrom(diagAddr(family, b[8:24]), port)] += int(q)
+					if rq > 0 {
+						waiting[local] += int(rq)
 					}
 				}
 			})
@@ -238,6 +231,23 @@ func (d *Door) busy() (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// diagTCP lists the TCP sockets of family in the states of the mask
+// states (1<<state) in the network namespace nsfd, with their local
+// address, receive and send queue fields (for a listener: the connections
+// waiting to be accepted, and the backlog).
+func diagTCP(nsfd, family int, states uint32, fn func(state int, local netip.AddrPort, rq, wq uint32)) error {
+	req := make([]byte, inetDiagReqSize)
+	req[0], req[1] = byte(family), unix.IPPROTO_TCP
+	binary.NativeEndian.PutUint32(req[4:], states)
+	return sockdiag.Dump(nsfd, req, func(b []byte) {
+		if len(b) < inetDiagMsgSize {
+			return
+		}
+		local := netip.AddrPortFrom(diagAddr(family, b[8:24]), binary.BigEndian.Uint16(b[4:]))
+		fn(int(b[1]), local, binary.NativeEndian.Uint32(b[56:]), binary.NativeEndian.Uint32(b[60:]))
+	})
 }
 
 // diagAddr is the address in an inet_diag_sockid's 16-byte field.
