@@ -296,13 +296,15 @@ func startLines(name string, args ...string) (*lineProc, error) {
 	return p, nil
 }
 
-// wait waits for a line starting with prefix (after the from-th line).
+// wait waits for a line holding prefix (after the from-th line) and
+// returns it from prefix on: a shell on a terminal may put escape
+// sequences (bracketed paste) before what it prints.
 func (p *lineProc) wait(ctx context.Context, prefix string, from int) (string, int, error) {
 	for {
 		p.mu.Lock()
 		for i := from; i < len(p.lines); i++ {
-			if strings.HasPrefix(p.lines[i], prefix) {
-				l := p.lines[i]
+			if k := strings.Index(p.lines[i], prefix); k >= 0 {
+				l := p.lines[i][k:]
 				p.mu.Unlock()
 				return l, i + 1, nil
 			}
