@@ -4,14 +4,17 @@
 #   make test    install what the tests need, then vet and run every test (root)
 #   make bench   checkpoint/restore throughput benchmarks (root)
 #   make demo    build the QEMU lab and show a kernel update (root)
+#   make deb     build the Debian package into build/deb/ (docs/packaging.md)
+#   make lab-all run every lab scenario, on every lab guest (root; hours)
 
 GO      ?= go
 BIN     := bin
 PKGS    := ./cmd/... ./internal/... ./test/... ./initramfs/...
 DEBS    := gcc make libc6-dev iproute2 util-linux e2fsprogs
+DEBDIR  ?= build/deb
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build test unit roundtrip bench demo deps vet fmt-check clean
+.PHONY: all build test unit roundtrip bench demo deb lab-all deps vet fmt-check clean
 
 all: build
 
@@ -42,5 +45,14 @@ bench: deps
 demo:
 	bash lab/demo.sh
 
+# dpkg-buildpackage -b -us -uc, out of the tree; the modules are fetched
+# first so that the package build itself is offline.
+deb: DEBS += debhelper dpkg-dev
+deb: deps
+	bash packaging/build-deb.sh $(DEBDIR)
+
+lab-all:
+	LAB_SCENARIOS=all bash lab/ci.sh
+
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) build

@@ -28,11 +28,14 @@ func FindRepo(dir string) (string, error) {
 	}
 }
 
-// BuildPayload builds the project's binaries for the guest into
-// runDir/payload/bin and writes them as a small ext4 image. A command that
-// does not build is skipped with a warning: the lab must keep working while
-// the project is under construction. It returns the image path and a note
-// per binary. With urootKernel (a kernel package), the u-root restorer
+// BuildPayload builds the project's Debian package (packaging/build-deb.sh)
+// into runDir/payload/debs and its binaries into runDir/payload/bin, and
+// writes them as a small ext4 image. The guest installs the package, as
+// users get it; the binaries are for the u-root initramfs and the test
+// programs. A command that does not build is skipped with a warning (the
+// lab must keep working while the project is under construction); a
+// package that does not build fails the run. It returns the image path and
+// a note per part. With urootKernel (a kernel package), the u-root restorer
 // initramfs for that kernel is built into the payload too.
 func BuildPayload(ctx context.Context, repo, runDir, urootKernel string, out io.Writer) (string, []string, error) {
 	dir := filepath.Join(runDir, "payload")
@@ -41,6 +44,11 @@ func BuildPayload(ctx context.Context, repo, runDir, urootKernel string, out io.
 		return "", nil, fmt.Errorf("create payload dir: %w", err)
 	}
 	var notes []string
+	if note, err := buildDeb(ctx, repo, runDir, filepath.Join(dir, "debs"), out); err != nil {
+		return "", notes, err
+	} else if note != "" {
+		notes = append(notes, note)
+	}
 	for _, c := range []string{"seamless", "seamlessd", "seamless-restore"} {
 		pkg := "./cmd/" + c
 		if _, err := os.Stat(filepath.Join(repo, "cmd", c)); err != nil {
@@ -115,12 +123,25 @@ func BuildPayload(ctx context.Context, repo, runDir, urootKernel string, out io.
 	return img, notes, nil
 }
 
-// installPayload is run in the guest after the first boot.
-const installPayload = `set -e
+// installPayload is run in the guest after the first boot. The seamless
+// package is installed with apt, as a user installs it (its postinst
+// rebuilds the initramfs of the installed kernels), unless noInstall: then
+// the scenario installs it from /mnt/lab/debs. A payload without a package
+// (a checkout from before debian/) falls back to packaging/install.sh.
+func installPayload(noInstall bool) string {
+	install := "1"
+	if noInstall {
+		install = ""
+	}
+	return `set -e
+install_pkg=` + install + `
 mkdir -p /mnt/lab
 mountpoint -q /mnt/lab || mount -o ro LABEL=` + payloadLabel + ` /mnt/lab
+deb=$(ls /mnt/lab/debs/seamless_*.deb 2>/dev/null | head -1 || true)
 for f in /mnt/lab/bin/*; do
 	[ -f "$f" ] || continue
+	# The package's /usr/bin/seamless is the one to use.
+	[ -n "$deb" ] && [ "$(basename "$f")" = seamless ] && continue
 	install -m 0755 "$f" /usr/local/bin/
 	echo "installed /usr/local/bin/$(basename "$f")"
 done
@@ -128,11 +149,52 @@ if [ -f /mnt/lab/uroot/seamless-restorer.img ]; then
 	install -m 0600 /mnt/lab/uroot/seamless-restorer.img /boot/seamless-restorer.img
 	echo "installed /boot/seamless-restorer.img (u-root restorer initramfs)"
 fi
-if [ -x /mnt/lab/packaging/install.sh ] && [ -x /usr/local/bin/seamless ]; then
+if [ -n "$deb" ] && [ -z "$install_pkg" ]; then
+	echo "the scenario installs $deb itself"
+elif [ -n "$deb" ]; then
+	t0=$(date +%s)
+	apt-get install -y -q -o Dpkg::Use-Pty=0 "$deb" > /var/log/lab-install-seamless.log 2>&1 || { tail -20 /var/log/lab-install-seamless.log; exit 1; }
+	echo "installed $(dpkg-query -W -f '${Package} ${Version}' seamless) with apt-get in $(( $(date +%s) - t0 )) s"
+elif [ -x /mnt/lab/packaging/install.sh ] && [ -x /usr/local/bin/seamless ]; then
 	sh /mnt/lab/packaging/install.sh /usr/local/bin/seamless
 	systemctl daemon-reload
 	echo "installed the seamless units, initramfs scripts and configuration"
 fi`
+}
+
+// buildDeb builds the repository's Debian package with
+// packaging/build-deb.sh into runDir/deb and copies the .deb into dst. A
+// repository without debian/ (from before the package) builds none.
+func buildDeb(ctx context.Context, repo, runDir, dst string, out io.Writer) (string, error) {
+	script := filepath.Join(repo, "packaging", "build-deb.sh")
+	if _, err := os.Stat(filepath.Join(repo, "debian", "rules")); err != nil {
+		return "", nil
+	}
+	for _, tool := range []string{"dpkg-buildpackage", "dh"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return "", fmt.Errorf("the lab installs the seamless package, and building it needs %s (apt-get install debhelper dpkg-dev): %w", tool, err)
+		}
+	}
+	t0 := time.Now()
+	outDir := filepath.Join(runDir, "deb")
+	cmd := exec.CommandContext(ctx, "bash", script, outDir)
+	cmd.Dir = repo
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build the seamless package (log: %s/build.log): %w: %s", outDir, err, lastLines(string(b), 15))
+	}
+	debs, _ := filepath.Glob(filepath.Join(outDir, "seamless_*.deb"))
+	if len(debs) != 1 {
+		return "", fmt.Errorf("build the seamless package: %d .deb files in %s, want 1", len(debs), outDir)
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return "", err
+	}
+	if err := copyFile(debs[0], filepath.Join(dst, filepath.Base(debs[0]))); err != nil {
+		return "", fmt.Errorf("copy the package into the payload: %w", err)
+	}
+	logf(out, "built %s (%.0f s)", filepath.Base(debs[0]), time.Since(t0).Seconds())
+	return "debian: built " + filepath.Base(debs[0]), nil
+}
 
 // buildUroot builds initramfs/uroot's restorer initramfs for the kernel in
 // package deb, with the payload's seamless, into dir/uroot.

@@ -27,6 +27,8 @@ type RunOptions struct {
 	// Forwards are guest TCP ports forwarded from 127.0.0.1 by name,
 	// besides memcached's.
 	Forwards map[string]int
+	// NoInstall leaves the seamless package uninstalled on the payload.
+	NoInstall bool
 }
 
 // runner holds the state of one scenario run.
@@ -92,6 +94,7 @@ func runScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt 
 		}
 		opt.Forwards[h.Name] = h.Port
 	}
+	opt.NoInstall = sc.NoInstall
 	g, boot, err := BootGuest(ctx, cfg, img, rep.RunDir, opt)
 	if g != nil {
 		defer g.VM.Kill()
@@ -175,9 +178,12 @@ func (r *runner) rebootStep(ctx context.Context, st Step) error {
 	if err != nil {
 		logf(r.out, "guest agent went away while starting the command (%v): waiting for the new boot", err)
 	} else {
-		// A command that fails at once (nothing loaded for kexec, …) is an error;
-		// the agent disappearing is the expected end.
-		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		// A command that fails (nothing loaded for kexec, a package that
+		// does not install, …) is an error, however long it ran first; the
+		// agent disappearing is the expected end, and so is a command that
+		// succeeds before the machine goes down.
+		deadline := time.Now().Add(st.Timeout.Duration)
+		for wait := 200 * time.Millisecond; time.Now().Before(deadline); time.Sleep(wait) {
 			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			done, res, err := r.g.VM.Agent.Status(sctx, pid)
 			cancel()
@@ -189,6 +195,9 @@ func (r *runner) rebootStep(ctx context.Context, st Step) error {
 					return fmt.Errorf("exit status %d: %s", res.ExitCode, lastLines(res.Stdout+res.Stderr, 20))
 				}
 				break
+			}
+			if time.Since(t0) > 15*time.Second {
+				wait = time.Second // a long command (a package install): ask less often
 			}
 		}
 	}

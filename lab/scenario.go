@@ -19,12 +19,17 @@ var builtinScenarios embed.FS
 // either a shell script in the guest or a built-in host action, then
 // expectations checked against what was measured. See docs/lab.md.
 type Scenario struct {
-	Name        string    `json:"name"`
-	Description string    `json:"description"`
-	Timeout     Duration  `json:"timeout"` // whole scenario, boot included (default 10m)
-	Memcached   Memcached `json:"memcached"`
-	Probe       ProbeOpts `json:"probe"`
-	Steps       []Step    `json:"steps"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	// Guest is the guest distribution (bookworm, trixie; default bookworm).
+	Guest string `json:"guest,omitempty"`
+	// NoInstall leaves the seamless package on the payload disk
+	// (/mnt/lab/debs) without installing it: the scenario does.
+	NoInstall bool      `json:"no_install,omitempty"`
+	Timeout   Duration  `json:"timeout"` // whole scenario, boot included (default 10m)
+	Memcached Memcached `json:"memcached"`
+	Probe     ProbeOpts `json:"probe"`
+	Steps     []Step    `json:"steps"`
 	// UrootInitrd names a kernel package in the lab's .deb cache (a file
 	// name pattern): the run builds the u-root restorer initramfs
 	// (initramfs/uroot) for that kernel and installs it in the guest as
@@ -125,6 +130,9 @@ func (s *Scenario) validate() error {
 	}
 	if len(s.Steps) == 0 {
 		return fmt.Errorf("scenario %s: no steps", s.Name)
+	}
+	if _, err := ConfigFor(s.Guest); err != nil {
+		return fmt.Errorf("scenario %s: %w", s.Name, err)
 	}
 	if s.Timeout.Duration == 0 {
 		s.Timeout.Duration = 10 * time.Minute

@@ -49,6 +49,7 @@ func TestParseScenarioErrors(t *testing.T) {
 		{`{"name":"x","steps":[{"phase":"a","guest":"true","timeout":"soon"}]}`, "bad duration"},
 		{`{"name":"x","stepz":[]}`, "unknown field"},
 		{`{"name":"x","steps":[{"phase":"a","host":"sleep","duration":"1s","reboots":true}]}`, "guest steps only"},
+		{`{"name":"x","guest":"sid","steps":[{"phase":"a","guest":"true"}]}`, `no lab guest "sid"`},
 	} {
 		_, err := ParseScenario([]byte(tc.json))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -65,7 +65,8 @@ func BootGuest(ctx context.Context, cfg Config, img *Image, runDir string, opt R
 		return g, boot, err
 	}
 	if payload != "" {
-		res, err := g.Output(ctx, installPayload, time.Minute)
+		// The package's postinst rebuilds an initramfs: a minute or two under TCG.
+		res, err := g.Output(ctx, installPayload(opt.NoInstall), 10*time.Minute)
 		if err != nil {
 			return g, boot, g.Fail("install the project's build in the guest", err)
 		}

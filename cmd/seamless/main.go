@@ -19,6 +19,7 @@ import (
 
 	"github.com/seamless-linux/seamless/internal/crash"
 	"github.com/seamless-linux/seamless/internal/restored"
+	"github.com/seamless-linux/seamless/internal/trigger"
 	"github.com/seamless-linux/seamless/internal/update"
 )
 
@@ -49,6 +50,11 @@ var commands = []command{
 	{"plan", "tell which preserved units can be carried across an update, and why not", runPlan},
 	{"update", "switch to a newer kernel with kexec, carrying the preserved units", runUpdate},
 	{"status", "show the pending or last update", runStatus},
+	{"apply", "apply a pending kernel update once apt and dpkg are done (seamless-apply.service)", runApply},
+	{"cancel", "withdraw an armed or scheduled update", runCancel},
+	{"kernel-installed", "(run by /etc/kernel/postinst.d/seamless) note a newly installed kernel", runKernelInstalled},
+	{"kernel-removed", "(run by /etc/kernel/postrm.d/seamless) withdraw an update to a removed kernel", runKernelRemoved},
+	{"apt-hook", "(run by APT after dpkg) act on a newly installed kernel as apply= says", runAptHook},
 	{"shutdown-checkpoint", "(run by seamless-checkpoint.service) checkpoint at shutdown", runShutdownCheckpoint},
 	{"stage1", "(run by the initramfs) reserve the PIDs and start the restore daemon", runStage1},
 	{"restored", "(started by stage1) the restore daemon", runRestored},
@@ -67,6 +73,7 @@ func main() {
 	if d := os.Getenv("SEAMLESS_RUN_DIR"); d != "" {
 		restored.SetRunDir(d)
 		update.RunDir = d
+		trigger.RunDir = d
 	}
 	if d := os.Getenv("SEAMLESS_STATE_DIR"); d != "" {
 		update.StateDir = d
@@ -132,7 +139,8 @@ Commands:
 Run 'seamless COMMAND --help' for the options of a command.
 Exit status: 0 success, 1 failure (what was started is undone), 2 usage
 error, 3 internal error (a bug in seamless: the stack is on stderr).
-Documentation: docs/operations.md, docs/image-format.md, docs/limitations.md.
+Documentation: seamless(8); docs/operations.md, docs/image-format.md, docs/limitations.md
+(in /usr/share/doc/seamless when installed from the package).
 `)
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,10 +15,11 @@ import (
 	"github.com/seamless-linux/seamless/internal/config"
 	"github.com/seamless-linux/seamless/internal/dbusapi"
 	"github.com/seamless-linux/seamless/internal/restored"
+	"github.com/seamless-linux/seamless/internal/trigger"
 	"github.com/seamless-linux/seamless/internal/update"
 )
 
-const configPath = "/etc/seamless/seamless.conf"
+const configPath = config.Path
 
 func runPlan(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("plan", "[UNIT...] [--json]",
@@ -125,6 +127,15 @@ io.github.seamless_linux.seamless1.update).`, stdout)
 		return err
 	}
 	o := update.Options{Kernel: *kern, Initrd: *initrd, Append: *appendArgs, Boot: *boot, Config: cfg, Out: stdout, DryRun: *dry, IgnoreInhibitors: *ignoreInhibitors}
+	if !*dry {
+		// A kexec in the middle of a package run would leave dpkg's work
+		// half done: wait for apt and dpkg, and keep them out.
+		release, err := holdPackageLocks(context.Background(), stdout)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	if !*yes {
 		o.Confirm = func(q string) bool {
 			fmt.Fprintf(stdout, "%s [y/N] ", q)
@@ -143,14 +154,24 @@ image, and the time of each phase.`, stdout)
 		return err
 	}
 	if viaBus() {
-		// The records are root's: others read the service's properties.
-		return statusViaBus(stdout, *asJSON)
+		// The update's records are root's: others read the service's
+		// properties, or, with no service to ask, the public part of this
+		// boot's restore.
+		err := statusViaBus(stdout, *asJSON)
+		if err == nil {
+			return nil
+		}
+		fmt.Fprintf(stderr, "seamless: status over D-Bus: %v; showing what this user may read\n", err)
 	}
 	in, err := update.ReadIntent()
-	if err != nil {
+	private := errors.Is(err, os.ErrPermission)
+	if err != nil && !private {
 		return err
 	}
 	st, err := update.ReadStatus()
+	if errors.Is(err, os.ErrPermission) {
+		private, err = true, nil
+	}
 	if err != nil {
 		return err
 	}
@@ -158,10 +179,19 @@ image, and the time of each phase.`, stdout)
 	if *asJSON {
 		return writeJSON(stdout, map[string]any{"pending": in, "last": st, "restore": live})
 	}
-	if in != nil {
+	switch {
+	case in != nil && in.Armed:
+		fmt.Fprintf(stdout, "armed: update %s -> %s carrying %s (on the next kexec: seamless update, shutdown -r)\n", in.From, in.Kernel.Release, strings.Join(in.Units, " "))
+	case in != nil:
 		fmt.Fprintf(stdout, "pending: update %s -> %s carrying %s\n", in.From, in.Kernel.Release, strings.Join(in.Units, " "))
+	default:
+		if k, err := trigger.Pending("/boot"); err == nil {
+			fmt.Fprintf(stdout, "newer kernel installed: %s (apply it with: seamless update)\n", k.Release)
+		}
 	}
-	if st == nil {
+	if private {
+		fmt.Fprintln(stdout, "the update's records are readable by root only")
+	} else if st == nil {
 		fmt.Fprintln(stdout, "no update recorded")
 	} else {
 		fmt.Fprintf(stdout, "last update: %s -> %s: %s (%s)\n", st.From, st.To, st.State, st.Updated.Format(time.RFC3339))
@@ -194,7 +224,8 @@ image, and the time of each phase.`, stdout)
 	}
 	if live != nil {
 		run := "ended"
-		if unix.Kill(live.Daemon, 0) == nil {
+		// EPERM: the daemon is root's and runs (status run by a user).
+		if err := unix.Kill(live.Daemon, 0); err == nil || err == unix.EPERM {
 			run = "running"
 		}
 		fmt.Fprintf(stdout, "restore in this boot: daemon %d %s, image %s\n", live.Daemon, run, live.Image)

@@ -8,6 +8,7 @@
 //	store = auto          # auto, ram or disk
 //	disk-dir = /var/lib/seamless/images
 //	timeout = 120s        # longest a checkpoint at shutdown may take
+//	apply = manual        # manual, now, or HH:MM: what follows a kernel install
 package config
 
 import (
@@ -16,9 +17,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
+
+// Path is the configuration file; its drop-ins are in Path + ".d".
+const Path = "/etc/seamless/seamless.conf"
 
 // Config is the merged configuration.
 type Config struct {
@@ -32,11 +37,37 @@ type Config struct {
 	DiskDir string `json:"disk_dir"`
 	// Timeout bounds the checkpoint at shutdown.
 	Timeout time.Duration `json:"timeout"`
+	// Apply says what follows the install of a newer kernel by apt:
+	// "manual" (a message; the operator runs the update), "now" (the
+	// update starts once apt and dpkg are done), or a time of day "HH:MM"
+	// (a timer applies it then).
+	Apply string `json:"apply"`
+}
+
+// Apply policies; any other valid value is a time of day, HH:MM.
+const (
+	ApplyManual = "manual"
+	ApplyNow    = "now"
+)
+
+// ApplyAt returns the hour and minute of an "HH:MM" apply policy, and false
+// for "manual", "now" or anything that is not a time of day.
+func ApplyAt(apply string) (hour, minute int, ok bool) {
+	h, m, found := strings.Cut(apply, ":")
+	if !found || len(h) != 2 || len(m) != 2 {
+		return 0, 0, false
+	}
+	hh, err1 := strconv.Atoi(h)
+	mm, err2 := strconv.Atoi(m)
+	if err1 != nil || err2 != nil || hh < 0 || hh > 23 || mm < 0 || mm > 59 {
+		return 0, 0, false
+	}
+	return hh, mm, true
 }
 
 // Default is the configuration without any file.
 func Default() Config {
-	return Config{Store: "auto", DiskDir: "/var/lib/seamless/images", Timeout: 120 * time.Second}
+	return Config{Store: "auto", DiskDir: "/var/lib/seamless/images", Timeout: 120 * time.Second, Apply: ApplyManual}
 }
 
 // Load reads path and path.d/*.conf. Missing files are not an error.
@@ -94,6 +125,11 @@ func (c *Config) read(path string) error {
 				return fmt.Errorf("%s:%d: timeout %q is not a duration such as 120s", path, n, v)
 			}
 			c.Timeout = d
+		case "apply":
+			if _, _, at := ApplyAt(v); v != ApplyManual && v != ApplyNow && !at {
+				return fmt.Errorf("%s:%d: apply must be manual, now or a time of day HH:MM (24-hour), not %q", path, n, v)
+			}
+			c.Apply = v
 		default:
 			return fmt.Errorf("%s:%d: unknown key %q", path, n, k)
 		}

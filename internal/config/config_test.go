@@ -27,11 +27,40 @@ func TestLoad(t *testing.T) {
 }
 
 func TestLoadErrors(t *testing.T) {
-	for _, in := range []string{"store = tape\n", "bogus = 1\n", "no equals sign\n", "timeout = soon\n", "disk-dir = relative\n"} {
+	for _, in := range []string{"store = tape\n", "bogus = 1\n", "no equals sign\n", "timeout = soon\n", "disk-dir = relative\n",
+		"apply = later\n", "apply = 3:00\n", "apply = 24:00\n", "apply = 03:60\n", "apply = 03:00:00\n"} {
 		p := filepath.Join(t.TempDir(), "seamless.conf")
 		os.WriteFile(p, []byte(in), 0o644)
 		if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "seamless.conf:1") {
 			t.Errorf("Load(%q) = %v, want an error naming the line", in, err)
+		}
+	}
+}
+
+func TestApply(t *testing.T) {
+	tests := []struct {
+		in         string
+		want       string
+		hour, mins int
+		at         bool
+	}{
+		{"", ApplyManual, 0, 0, false},
+		{"apply = manual\n", ApplyManual, 0, 0, false},
+		{"apply = now\n", ApplyNow, 0, 0, false},
+		{"apply = 03:30 # maintenance window\n", "03:30", 3, 30, true},
+		{"apply = 00:00\n", "00:00", 0, 0, true},
+		{"apply = 23:59\n", "23:59", 23, 59, true},
+	}
+	for _, tt := range tests {
+		p := filepath.Join(t.TempDir(), "seamless.conf")
+		os.WriteFile(p, []byte(tt.in), 0o644)
+		c, err := Load(p)
+		if err != nil {
+			t.Fatalf("Load(%q): %v", tt.in, err)
+		}
+		h, m, at := ApplyAt(c.Apply)
+		if c.Apply != tt.want || h != tt.hour || m != tt.mins || at != tt.at {
+			t.Errorf("Load(%q): apply %q, ApplyAt %d:%d %v; want %q %d:%d %v", tt.in, c.Apply, h, m, at, tt.want, tt.hour, tt.mins, tt.at)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/seamless-linux/seamless/internal/kernel"
 	"github.com/seamless-linux/seamless/internal/logind"
 	"github.com/seamless-linux/seamless/internal/restored"
+	"github.com/seamless-linux/seamless/internal/trigger"
 	"github.com/seamless-linux/seamless/internal/update"
 )
 
@@ -51,6 +52,19 @@ func (b System) Update(ctx context.Context, o UpdateOptions, progress func(strin
 	cfg, err := config.Load(b.ConfigPath)
 	if err != nil {
 		return err
+	}
+	if !o.DryRun {
+		// As for the command: a kexec in the middle of a package run
+		// would leave dpkg's work half done.
+		release, err := trigger.HoldPackageLocks(ctx, func(holder string) {
+			if progress != nil {
+				progress("packages", 0, "waiting for "+holder+" to finish (apt/dpkg lock)")
+			}
+		})
+		if err != nil {
+			return err
+		}
+		defer release()
 	}
 	err = update.Update(ctx, update.Options{Kernel: o.Kernel, Boot: b.Boot, Config: cfg, DryRun: o.DryRun,
 		IgnoreInhibitors: o.IgnoreInhibitors, Progress: progress})

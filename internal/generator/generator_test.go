@@ -3,6 +3,7 @@ package generator
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/seamless-linux/seamless/internal/units"
 )
@@ -30,14 +31,15 @@ func TestDropInText(t *testing.T) {
 		want  string
 	}{
 		{"simple", units.Start{Type: "simple", Path: "/usr/share/memcached/scripts/systemd-memcached-wrapper", Argv: []string{"/usr/share/memcached/scripts/systemd-memcached-wrapper", "/etc/memcached.conf"}},
-			`ExecStart="/usr/bin/seamless" "anchor" "--unit" "memcached.service" "--type" "simple" "--path" "/usr/share/memcached/scripts/systemd-memcached-wrapper" "--" "/usr/share/memcached/scripts/systemd-memcached-wrapper" "/etc/memcached.conf"`},
+			`ExecStart="/usr/bin/seamless" "anchor" "--unit" "memcached.service" "--timeout" "7m0s" "--type" "simple" "--path" "/usr/share/memcached/scripts/systemd-memcached-wrapper" "--" "/usr/share/memcached/scripts/systemd-memcached-wrapper" "/etc/memcached.conf"`},
 		{"forking", units.Start{Type: "forking", PIDFile: "/run/x.pid", Path: "/sbin/x", Argv: []string{"x", "-d"}},
 			`"--type" "forking" "--pid-file" "/run/x.pid" "--path" "/sbin/x" "--" "x" "-d"`},
-		{"no command", units.Start{}, `ExecStart="/usr/bin/seamless" "anchor" "--unit" "memcached.service"` + "\n"},
+		{"no command", units.Start{}, `ExecStart="/usr/bin/seamless" "anchor" "--unit" "memcached.service" "--timeout" "7m0s"` + "\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := DropInText("memcached.service", "/usr/bin/seamless", tc.start)
-			for _, want := range []string{"[Service]\n", "Type=notify\n", "NotifyAccess=all\n", "PIDFile=\n", "ExecStart=\n", tc.want} {
+			got := DropInText("memcached.service", "/usr/bin/seamless", tc.start, 7*time.Minute)
+			for _, want := range []string{"[Service]\n", "Type=notify\n", "NotifyAccess=all\n", "PIDFile=\n", "ExecStart=\n", tc.want,
+				"RestartForceExitStatus=171\n", `ExecStartPre=-+"/usr/bin/seamless" "anchor" "--prepare" "--unit" "memcached.service"` + "\n"} {
 				if !strings.Contains(got, want) {
 					t.Errorf("drop-in lacks %q:\n%s", want, got)
 				}

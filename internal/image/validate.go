@@ -155,7 +155,9 @@ func (p *Process) validate(c *checker, root bool) error {
 		}
 	}
 	c.procs[p.PID] = p
-	if !validPID(p.PGID) || !validPID(p.SID) {
+	// Zero: the group or session leader lies outside the PID namespace the
+	// process was seen from, as for a service started by a container's init.
+	if p.PGID < 0 || p.PGID > MaxPID || p.SID < 0 || p.SID > MaxPID {
 		return fmt.Errorf("bad process group %d or session %d", p.PGID, p.SID)
 	}
 	if p.ExitSignal < 0 || p.ExitSignal > maxSignal {

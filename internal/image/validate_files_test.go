@@ -18,6 +18,9 @@ func TestValidateFiles(t *testing.T) {
 		want   string // substring of the error; "" for valid
 	}{
 		{"plain", func(*Tree) {}, ""},
+		{"session outside the namespace", func(t *Tree) { t.Processes[0].SID = 0 }, ""},
+		{"negative session", func(t *Tree) { t.Processes[0].SID = -1 }, "bad process group"},
+		{"group beyond any pid", func(t *Tree) { t.Processes[1].PGID = MaxPID + 1 }, "bad process group"},
 		{"table of the parent", func(t *Tree) { t.Processes[1].FDTable = 10 }, ""},
 		{"table of the grandparent through the parent", func(t *Tree) {
 			t.Processes[1].FDTable, t.Processes[2].FDTable = 10, 10

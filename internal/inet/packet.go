@@ -102,7 +102,10 @@ func injectL4(src, dst netip.Addr, proto int, seg []byte, csumOff int) error {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, netlock.Mark); err != nil {
 		return fmt.Errorf("SO_MARK: %w", err)
 	}
-	if err := unix.Sendto(fd, pkt, 0, sa); err != nil {
+	// The socket it is for may be bound to an address the new kernel's
+	// network does not have yet.
+	err = withLocalAddress(dst, func() error { return unix.Sendto(fd, pkt, 0, sa) })
+	if err != nil {
 		return fmt.Errorf("inject packet %s -> %s: %w", src, dst, err)
 	}
 	return nil

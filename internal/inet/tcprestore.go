@@ -154,7 +154,7 @@ func restoreConn(fd int, s *image.Socket, state int) error {
 	if err != nil {
 		return err
 	}
-	if err := unix.Connect(fd, sa); err != nil {
+	if err := connectAnyway(fd, s.Family, sa); err != nil {
 		return fmt.Errorf("connect %s in repair mode: %w", peer, err)
 	}
 	opts := []unix.TCPRepairOpt{{Code: unix.TCPOPT_MAXSEG, Val: uint32(c.MSS)}}

@@ -115,17 +115,27 @@ func Pick(boot, want, initrd, running string) (Kernel, error) {
 
 // Cmdline builds the target's command line from the running one: the boot
 // loader's own parameters (BOOT_IMAGE=, initrd=) and any seamless.* of a
-// previous update are dropped, extra is appended.
-func Cmdline(running, extra string) string {
+// previous update are dropped, extra is appended. The seamless.*
+// parameters are seamless's alone to set: extra may not carry one.
+func Cmdline(running, extra string) (string, error) {
 	var keep []string
 	for _, f := range strings.Fields(running) {
-		if strings.HasPrefix(f, "BOOT_IMAGE=") || strings.HasPrefix(f, "initrd=") || strings.HasPrefix(f, "seamless.") {
+		if strings.HasPrefix(f, "BOOT_IMAGE=") || strings.HasPrefix(f, "initrd=") || isSeamless(f) {
 			continue
 		}
 		keep = append(keep, f)
 	}
-	if extra != "" {
-		keep = append(keep, strings.Fields(extra)...)
+	for _, f := range strings.Fields(extra) {
+		if isSeamless(f) {
+			return "", fmt.Errorf("%q: the seamless.* parameters are set by seamless alone, never appended", f)
+		}
+		keep = append(keep, f)
 	}
-	return strings.Join(keep, " ")
+	return strings.Join(keep, " "), nil
+}
+
+// isSeamless reports whether a command line word sets a seamless.*
+// parameter, quoted or not (the kernel takes "a=b c" as one word).
+func isSeamless(f string) bool {
+	return strings.HasPrefix(strings.TrimLeft(f, `"`), "seamless.")
 }

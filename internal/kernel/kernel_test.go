@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -29,8 +30,27 @@ func TestPick(t *testing.T) {
 }
 
 func TestCmdline(t *testing.T) {
-	got := Cmdline("BOOT_IMAGE=/boot/vmlinuz-6.1.0-47-amd64 root=UUID=abc ro quiet seamless.image=/x", "console=ttyS0")
-	if want := "root=UUID=abc ro quiet console=ttyS0"; got != want {
-		t.Fatalf("Cmdline = %q, want %q", got, want)
+	for _, tc := range []struct {
+		name, running, extra, want, err string
+	}{
+		{"drops the boot loader's and a previous update's", "BOOT_IMAGE=/boot/vmlinuz-6.1.0-47-amd64 root=UUID=abc ro quiet seamless.image=/x", "console=ttyS0",
+			"root=UUID=abc ro quiet console=ttyS0", ""},
+		{"append may not name an image", "root=/dev/vda1", "quiet seamless.image=disk:/home", "", "seamless.image=disk:/home"},
+		{"nor any seamless parameter", "root=/dev/vda1", "seamless.debug=1", "", "seamless.debug=1"},
+		{"quoted", "root=/dev/vda1", `"seamless.image=disk:/home x"`, "", "seamless.image"},
+		{"a name that only contains seamless is fine", "root=/dev/vda1", "myseamless.x=1", "root=/dev/vda1 myseamless.x=1", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Cmdline(tc.running, tc.extra)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("Cmdline = %q, %v; want an error naming %q", got, err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("Cmdline = %q, %v; want %q", got, err, tc.want)
+			}
+		})
 	}
 }

@@ -5,18 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/inet"
 	"github.com/seamless-linux/seamless/internal/reserve"
 	"github.com/seamless-linux/seamless/internal/units"
 )
@@ -28,15 +30,20 @@ const DaemonName = "@seamless-restored"
 
 // Options configure the daemon.
 type Options struct {
-	// Image is the image directory the old kernel handed over: one
-	// directory per unit, holding unit.json and one image per process tree.
+	// Image is the image the old kernel handed over, as seamless.image=
+	// gives it: a directory in the initramfs (RAM store), or "disk:PATH"
+	// for an image directory on the real root (disk store). It holds one
+	// directory per unit, with unit.json and one image per process tree.
 	Image string
-	// Remove is, for an image on disk, its path in the real root: it is
-	// deleted once used.
-	Remove string
+	// Root is where the real root is mounted, for an image on disk.
+	Root string
 	// Timeout bounds the wait for the anchors: a unit whose anchor has not
 	// asked by then is left to start cold.
 	Timeout time.Duration
+	// RestoreTimeout bounds one unit's restore: a restore that takes
+	// longer is killed with whatever it created, and the unit starts
+	// cold.
+	RestoreTimeout time.Duration
 	// Log receives one line per event.
 	Log io.Writer
 	// Ready, if set, receives one line once every PID is reserved (or the
@@ -46,8 +53,11 @@ type Options struct {
 
 type daemon struct {
 	opts  Options
+	dir   string     // where the image is read: a path, or the disk image's descriptor
+	disk  *diskImage // the image on disk, removed at the end
 	state State
-	mu    sync.Mutex // serializes restores and state changes
+	mu    sync.Mutex // guards the state
+	cond  *sync.Cond // a unit left the restoring state
 	held  []*os.File
 	trees map[string]*image.Tree // by TreeState.Dir
 	pids  *reserve.Set
@@ -65,8 +75,12 @@ func Run(opts Options) error {
 	if opts.Timeout == 0 {
 		opts.Timeout = 10 * time.Minute
 	}
-	d := &daemon{opts: opts, trees: map[string]*image.Tree{}, done: make(chan struct{})}
-	d.state = State{Image: opts.Image, Daemon: os.Getpid(), Started: time.Now().UTC()}
+	if opts.RestoreTimeout == 0 {
+		opts.RestoreTimeout = DefaultRestoreTimeout
+	}
+	d := &daemon{opts: opts, dir: opts.Image, trees: map[string]*image.Tree{}, done: make(chan struct{})}
+	d.cond = sync.NewCond(&d.mu)
+	d.state = State{Image: opts.Image, Daemon: os.Getpid(), Started: time.Now().UTC(), RestoreTimeoutMs: opts.RestoreTimeout.Milliseconds()}
 	// Before the holders are started: they stay in the daemon's cgroup.
 	if cg, err := leaveUnitCgroup(); err != nil {
 		fmt.Fprintf(opts.Log, "%v\n", err)
@@ -83,7 +97,7 @@ func Run(opts Options) error {
 		opts.Ready.Close()
 	}
 	if err != nil {
-		d.state.Error = err.Error()
+		d.state.Error = Bound(err.Error())
 		d.close() // writes the state, with the error
 		return err
 	}
@@ -115,6 +129,12 @@ func (d *daemon) start() error {
 	if err := mkdirs(); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
+	if strings.HasPrefix(d.opts.Image, DiskPrefix) {
+		if d.disk, err = openDiskImage(d.opts.Root, d.opts.Image); err != nil {
+			return err
+		}
+		d.dir = fdPath(d.disk.img)
+	}
 	if err := d.load(); err != nil {
 		return err
 	}
@@ -132,9 +152,9 @@ func (d *daemon) start() error {
 }
 
 // load verifies every tree of every unit and keeps its files open. A unit
-// whose image is damaged starts cold; the others go on.
+// whose image is damaged or malformed starts cold; the others go on.
 func (d *daemon) load() error {
-	ents, err := os.ReadDir(d.opts.Image)
+	ents, err := os.ReadDir(d.dir)
 	if err != nil {
 		return fmt.Errorf("image: %w", err)
 	}
@@ -143,9 +163,12 @@ func (d *daemon) load() error {
 			continue
 		}
 		u := UnitState{Unit: e.Name(), State: Pending}
-		if err := d.loadUnit(&u, filepath.Join(d.opts.Image, e.Name())); err != nil {
-			u.State, u.Reason = Cold, err.Error()
-			fmt.Fprintf(d.opts.Log, "%s: image refused, it starts cold: %v\n", u.Unit, err)
+		err := guard(d.opts.Log, "read "+u.Unit+"'s image", func() error {
+			return d.loadUnit(&u, filepath.Join(d.dir, e.Name()))
+		})
+		if err != nil {
+			u.State, u.Reason = Cold, Bound(err.Error())
+			fmt.Fprintf(d.opts.Log, "%s: image refused, it starts cold: %s\n", u.Unit, u.Reason)
 		}
 		d.state.Units = append(d.state.Units, u)
 	}
@@ -153,6 +176,9 @@ func (d *daemon) load() error {
 }
 
 func (d *daemon) loadUnit(u *UnitState, dir string) error {
+	if !validUnitName(u.Unit) {
+		return fmt.Errorf("%q is not the name of a service unit", u.Unit)
+	}
 	b, err := os.ReadFile(filepath.Join(dir, units.StartFile))
 	if err != nil {
 		return err
@@ -176,8 +202,13 @@ func (d *daemon) loadUnit(u *UnitState, dir string) error {
 		if err := d.hold(im, links); err != nil {
 			return fmt.Errorf("keep image %s: %w", im.Dir, err)
 		}
+		byLock, err := inet.ImageFlows(im.Tree)
+		if err != nil {
+			return fmt.Errorf("network lock of %s: %w", im.Dir, err)
+		}
+		locks := slices.Sorted(maps.Keys(byLock))
 		d.trees[links] = im.Tree
-		u.Trees = append(u.Trees, TreeState{Root: im.Tree.Root, Dir: links, IDs: treeIDs(im.Tree)})
+		u.Trees = append(u.Trees, TreeState{Root: im.Tree.Root, Dir: links, IDs: treeIDs(im.Tree), Locks: locks})
 	}
 	if len(u.Trees) == 0 {
 		return fmt.Errorf("no process tree in %s", dir)
@@ -272,14 +303,30 @@ func (d *daemon) reserve() {
 // giveUp leaves u to start cold: its PIDs are released, its network lock
 // removed. The caller holds d.mu or runs before the daemon serves.
 func (d *daemon) giveUp(u *UnitState, reason string) {
-	u.State, u.Reason = Cold, reason
+	u.State, u.Reason = Cold, Bound(reason)
 	for _, t := range u.Trees {
 		d.pids.Release(t.IDs)
-		if err := unlock(d.trees[t.Dir]); err != nil {
+		tree := d.trees[t.Dir]
+		if err := guard(d.opts.Log, "unlock "+u.Unit, func() error { return unlock(tree) }); err != nil {
 			fmt.Fprintf(d.opts.Log, "%s: %v\n", u.Unit, err)
 		}
 	}
-	fmt.Fprintf(d.opts.Log, "%s: starts cold: %s\n", u.Unit, reason)
+	fmt.Fprintf(d.opts.Log, "%s: starts cold: %s\n", u.Unit, u.Reason)
+}
+
+// validUnitName accepts the name of a service unit (systemd.unit(5)): an
+// image directory name becomes a drop-in directory and a unit to start.
+func validUnitName(n string) bool {
+	base, ok := strings.CutSuffix(n, ".service")
+	if !ok || base == "" || len(n) > 255 {
+		return false
+	}
+	for _, r := range base {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(":-_.\\@", r)) {
+			return false
+		}
+	}
+	return true
 }
 
 func (d *daemon) pending() int {
@@ -302,33 +349,12 @@ func (d *daemon) summary() string {
 		parts = append(parts, s)
 	}
 	if len(parts) == 0 {
+		if d.state.Error != "" {
+			return "image refused"
+		}
 		return "no unit in the image"
 	}
 	return strings.Join(parts, "; ")
-}
-
-// listen opens the socket the anchors connect to. Anyone may connect: the
-// daemon restores a unit only for a process inside that unit's cgroup.
-func (d *daemon) listen() error {
-	os.Remove(SocketPath)
-	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: SocketPath, Net: "unixpacket"})
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", SocketPath, err)
-	}
-	if err := os.Chmod(SocketPath, 0o666); err != nil {
-		l.Close()
-		return err
-	}
-	go func() {
-		for {
-			c, err := l.AcceptUnix()
-			if err != nil {
-				return
-			}
-			go d.serve(c)
-		}
-	}()
-	return nil
 }
 
 // close ends the daemon: holders killed, images released and, for a disk
@@ -342,106 +368,44 @@ func (d *daemon) close() {
 	for _, f := range d.held {
 		f.Close()
 	}
+	// The state first: once the socket is gone, a unit's ExecStartPre
+	// takes whatever the state leaves unsettled as its own to settle.
+	d.state.write()
 	os.RemoveAll(IncomingDir)
 	os.Remove(SocketPath)
-	d.state.write()
 	// Started in the initramfs, the daemon follows the boot into the real
 	// root to leave the outcome where `seamless status` reads it.
 	if d.proc != nil {
 		if err := d.awaitRoot(time.Now().Add(d.opts.Timeout)); err != nil {
 			fmt.Fprintf(d.opts.Log, "%v: the outcome is only in %s\n", err, StatePath)
+			if d.disk != nil {
+				fmt.Fprintf(d.opts.Log, "the image %s stays on disk: remove it by hand\n", d.disk.path)
+			}
 			fmt.Fprintf(d.opts.Log, "done: %s\n", d.summary())
 			return
 		}
 	}
-	if d.opts.Remove != "" {
-		if err := os.RemoveAll(d.opts.Remove); err != nil {
-			fmt.Fprintf(d.opts.Log, "remove the image %s: %v\n", d.opts.Remove, err)
-		}
+	if d.disk != nil {
+		d.removeDisk()
 	}
 	recordOutcomes(&d.state, true, d.opts.Log)
 	fmt.Fprintf(d.opts.Log, "done: %s\n", d.summary())
 }
 
-// serve answers one anchor.
-func (d *daemon) serve(c *net.UnixConn) {
-	defer c.Close()
-	buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(4*4))
-	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
-	if err != nil {
-		return
-	}
-	fds := rights(oob[:oobn])
-	defer func() {
-		for _, f := range fds {
-			f.Close()
+// removeDisk deletes the image on disk once nothing needs it. Right after
+// the switch to the real root, its file system may still be read-only.
+func (d *daemon) removeDisk() {
+	defer d.disk.close()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		err := d.disk.remove(d.opts.Log)
+		if err == nil {
+			return
 		}
-	}()
-	reply := Reply{}
-	var req Request
-	pid, err := peerPID(c)
-	if err == nil {
-		err = json.Unmarshal(buf[:n], &req)
-	}
-	if err == nil {
-		reply.MainPID, err = d.restoreUnit(req.Unit, pid, fds)
-	}
-	if err != nil {
-		reply.Error = err.Error()
-	}
-	b, _ := json.Marshal(reply)
-	c.Write(b)
-}
-
-// rights returns the descriptors of an SCM_RIGHTS message.
-func rights(oob []byte) []*os.File {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return nil
-	}
-	var files []*os.File
-	for _, m := range msgs {
-		fds, err := unix.ParseUnixRights(&m)
-		if err != nil {
-			continue
+		if !errors.Is(err, syscall.EROFS) || time.Now().After(deadline) {
+			fmt.Fprintf(d.opts.Log, "remove the image: %s\n", Bound(err.Error()))
+			return
 		}
-		for _, fd := range fds {
-			unix.CloseOnExec(fd)
-			files = append(files, os.NewFile(uintptr(fd), "anchor-fd"))
-		}
+		time.Sleep(500 * time.Millisecond)
 	}
-	return files
-}
-
-func peerPID(c *net.UnixConn) (int, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var cred *unix.Ucred
-	var cerr error
-	raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	})
-	if cerr != nil {
-		return 0, fmt.Errorf("peer credentials: %w", cerr)
-	}
-	return int(cred.Pid), nil
-}
-
-// errNotPending is returned to an anchor whose unit has nothing to restore.
-var errNotPending = errors.New("nothing to restore")
-
-// procRead reads a file below /proc through the descriptor opened in the
-// initramfs: until the daemon moves to the real root, its /proc is the
-// empty directory the initramfs's /proc was moved away from.
-func (d *daemon) procRead(pid int, name string) (string, error) {
-	fd, err := unix.Openat(int(d.proc.Fd()), strconv.Itoa(pid)+"/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return "", fmt.Errorf("read /proc/%d/%s: %w", pid, name, err)
-	}
-	f := os.NewFile(uintptr(fd), name)
-	defer f.Close()
-	b, err := io.ReadAll(f)
-	return string(b), err
 }

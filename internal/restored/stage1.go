@@ -6,15 +6,16 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/seamless-linux/seamless/internal/store"
 )
 
 // ImageArg is the kernel command line parameter that carries the image:
-// a directory inside the initramfs (RAM store) or "disk:PATH" on the real
-// root (disk store).
+// the directory where the RAM store puts it in the initramfs, or
+// "disk:PATH" for an image directory in the disk store on the real root.
 const ImageArg = "seamless.image"
 
 // ImageFromCmdline returns the value of seamless.image= in a kernel command
@@ -29,35 +30,50 @@ func ImageFromCmdline(cmdline string) string {
 	return v
 }
 
+// RAMImage is where an image in the RAM store lands in the new kernel's
+// initramfs: the only directory seamless.image= may name there.
+const RAMImage = "/" + store.Prefix
+
 // Stage1 runs in the initramfs. Called without root (from init-top, before
 // udev) it starts the daemon for an image in RAM; called with the real
 // root mounted at root (init-bottom, pre-pivot) it starts it for an image
 // on disk, or for a RAM image if nothing started it earlier. It never
-// fails the boot: whatever goes wrong, the services start cold.
+// fails the boot: whatever goes wrong, the services start cold. The
+// parameter only names an image: an image on disk is used, and removed,
+// only if the daemon finds it where seamless.conf puts images (see
+// openDiskImage).
 func Stage1(root string, log io.Writer) {
 	cmdline, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
 		return
 	}
-	arg := ImageFromCmdline(string(cmdline))
+	stage1(string(cmdline), root, log)
+}
+
+func stage1(cmdline, root string, log io.Writer) {
+	arg := ImageFromCmdline(cmdline)
 	if arg == "" {
 		return // a normal boot: nothing to do, nothing spent
 	}
 	if _, err := os.Stat(StatePath); err == nil {
 		return // started already
 	}
-	dir, remove := arg, ""
-	if p, ok := strings.CutPrefix(arg, "disk:"); ok {
+	if strings.HasPrefix(arg, DiskPrefix) {
 		if root == "" {
 			return // the disk is not mounted yet
 		}
-		dir, remove = filepath.Join(root, p), p
+	} else {
+		if arg != RAMImage {
+			fmt.Fprintf(log, "seamless: %s=%s is not where the RAM store puts an image (%s): ignored, the services start cold\n", ImageArg, Bound(arg), RAMImage)
+			return
+		}
+		if st, err := os.Stat(arg); err != nil || !st.IsDir() {
+			fmt.Fprintf(log, "seamless: image %s not found: the services start cold\n", arg)
+			return
+		}
+		root = ""
 	}
-	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		fmt.Fprintf(log, "seamless: image %s not found: the services start cold\n", dir)
-		return
-	}
-	msg, err := startDaemon(dir, remove)
+	msg, err := startDaemon(arg, root)
 	if err != nil {
 		fmt.Fprintf(log, "seamless: %v: the services start cold\n", err)
 		return
@@ -67,15 +83,15 @@ func Stage1(root string, log io.Writer) {
 
 // startDaemon starts the daemon, detached, and waits until it has reserved
 // the PIDs or refused the image.
-func startDaemon(dir, remove string) (string, error) {
+func startDaemon(arg, root string) (string, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return "", err
 	}
 	defer r.Close()
-	args := []string{DaemonName, "restored", "--image", dir}
-	if remove != "" {
-		args = append(args, "--remove", remove)
+	args := []string{DaemonName, "restored", "--image", arg}
+	if root != "" {
+		args = append(args, "--root", root)
 	}
 	out := kmsg()
 	cmd := &exec.Cmd{

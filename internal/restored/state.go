@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -29,8 +30,13 @@ import (
 // Where the daemon keeps its state. /run/seamless is created in the
 // initramfs's /run, which becomes the real root's /run.
 var (
-	RunDir     = "/run/seamless"
-	StatePath  = "/run/seamless/restore.json"
+	RunDir = "/run/seamless"
+	// StatePath is the daemon's state, root's alone (0600): reasons may
+	// quote the image, which holds process memory.
+	StatePath = "/run/seamless/restore.json"
+	// PublicPath is the part of the state anyone may read (0644), for an
+	// unprivileged `seamless status`: units, their states and main PIDs.
+	PublicPath = "/run/seamless/restore-public.json"
 	SocketPath = "/run/seamless/restore.sock"
 	// IncomingDir holds, for each tree of the image, a directory of
 	// symbolic links to the image files the daemon keeps open.
@@ -42,6 +48,7 @@ var (
 func SetRunDir(dir string) {
 	RunDir = dir
 	StatePath = filepath.Join(dir, "restore.json")
+	PublicPath = filepath.Join(dir, "restore-public.json")
 	SocketPath = filepath.Join(dir, "restore.sock")
 	IncomingDir = filepath.Join(dir, "incoming")
 }
@@ -63,7 +70,14 @@ type State struct {
 	Units   []UnitState `json:"units"`
 	// Error is why the whole image was refused, if it was.
 	Error string `json:"error,omitempty"`
+	// RestoreTimeoutMs bounds each unit's restore: the generator gives the
+	// anchors a longer wait.
+	RestoreTimeoutMs int64 `json:"restore_timeout_ms,omitempty"`
 }
+
+// DefaultRestoreTimeout bounds a unit's restore unless the daemon is told
+// otherwise.
+const DefaultRestoreTimeout = 5 * time.Minute
 
 // UnitState is one carried unit.
 type UnitState struct {
@@ -86,12 +100,19 @@ type TreeState struct {
 	Dir string `json:"dir"`
 	// IDs are the PIDs and TIDs (and group and session IDs) it needs.
 	IDs []int `json:"ids"`
+	// Locks name its network locks (nftables chains), for Settle, which
+	// cannot read the image once the daemon is gone.
+	Locks []string `json:"locks,omitempty"`
 }
 
 // ReadState reads the state of this boot's restore; os.ErrNotExist if this
-// boot restores nothing.
+// boot restores nothing. Without the privileges to read the full state, it
+// reads its public part: units, states and main PIDs, no reasons.
 func ReadState() (*State, error) {
 	b, err := os.ReadFile(StatePath)
+	if errors.Is(err, fs.ErrPermission) {
+		return readPublic()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -100,6 +121,40 @@ func ReadState() (*State, error) {
 		return nil, fmt.Errorf("%s: %w", StatePath, err)
 	}
 	return &s, nil
+}
+
+// public is the part of State anyone may read.
+type public struct {
+	Daemon  int          `json:"daemon_pid"`
+	Started time.Time    `json:"started"`
+	Units   []publicUnit `json:"units"`
+	Refused bool         `json:"image_refused,omitempty"`
+}
+
+type publicUnit struct {
+	Unit      string `json:"unit"`
+	State     string `json:"state"`
+	MainPID   int    `json:"main_pid,omitempty"`
+	RestoreMs int64  `json:"restore_ms,omitempty"`
+}
+
+func readPublic() (*State, error) {
+	b, err := os.ReadFile(PublicPath)
+	if err != nil {
+		return nil, err
+	}
+	var p public
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("%s: %w", PublicPath, err)
+	}
+	s := &State{Daemon: p.Daemon, Started: p.Started}
+	if p.Refused {
+		s.Error = "the image was refused (root can read why in " + StatePath + ")"
+	}
+	for _, u := range p.Units {
+		s.Units = append(s.Units, UnitState{Unit: u.Unit, State: u.State, MainPID: u.MainPID, RestoreMs: u.RestoreMs})
+	}
+	return s, nil
 }
 
 // Unit returns the state of unit, or nil.
@@ -112,17 +167,44 @@ func (s *State) Unit(unit string) *UnitState {
 	return nil
 }
 
-// write replaces the state file atomically.
+// write replaces the state file (root's alone) and its public part
+// atomically.
 func (s *State) write() error {
-	b, err := json.MarshalIndent(s, "", "  ")
+	if err := writeJSON(StatePath, s, 0o600); err != nil {
+		return err
+	}
+	pub := public{Daemon: s.Daemon, Started: s.Started, Refused: s.Error != ""}
+	for _, u := range s.Units {
+		pub.Units = append(pub.Units, publicUnit{Unit: u.Unit, State: u.State, MainPID: u.MainPID, RestoreMs: u.RestoreMs})
+	}
+	return writeJSON(PublicPath, &pub, 0o644)
+}
+
+// writeJSON replaces path with v, created with mode (a file left by an
+// earlier run keeps no other mode: the new one is renamed over it).
+func writeJSON(path string, v any, mode os.FileMode) error {
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp := StatePath + ".new"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+	tmp := path + ".new"
+	os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_TRUNC, mode)
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, StatePath)
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		err = f.Chmod(mode) // whatever the umask took away
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // Request is what an anchor asks the daemon, with its standard output and

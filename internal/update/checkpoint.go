@@ -36,6 +36,12 @@ func ShutdownCheckpoint(log io.Writer) error {
 		fmt.Fprintln(log, "no update pending: nothing to checkpoint")
 		return nil
 	}
+	if in.Armed && !kexecQueued(log) {
+		// A poweroff, a firmware reboot or a stop by hand: the services
+		// stop as they would without seamless.
+		fmt.Fprintln(log, "seamless: an update is armed, but the system is not going down for a kexec: nothing to checkpoint")
+		return nil
+	}
 	os.Remove(intentPath()) // consumed, whatever happens next
 	st := &Status{State: "failed", From: in.From, To: in.Kernel.Release, Store: in.Store}
 	for _, u := range sortedKeys(in.Stopped) {

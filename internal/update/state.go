@@ -39,6 +39,9 @@ type Intent struct {
 	Store     string            `json:"store"`
 	DiskDir   string            `json:"disk_dir,omitempty"`
 	Requested time.Time         `json:"requested"`
+	// Armed says that `seamless update` did not start the shutdown: the
+	// checkpoint runs only if the shutdown turns out to be a kexec.
+	Armed bool `json:"armed,omitempty"`
 }
 
 // UnitOutcome is what happened to one unit in an update.

@@ -34,6 +34,10 @@ type Options struct {
 	// Progress, if set, is told of each step: its name, the fraction of
 	// the preparation done, and a line for people.
 	Progress func(phase string, fraction float64, message string)
+	// Arm prepares everything and leaves the kernel loaded, but starts
+	// nothing: the next kexec of the system (kexec.target, which is what
+	// `shutdown -r` starts while a kernel is loaded) is the update.
+	Arm bool
 }
 
 // Phases of Update, as Progress names them.
@@ -70,7 +74,10 @@ func Update(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	cl := kernel.Cmdline(string(cmdline), o.Append)
+	cl, err := kernel.Cmdline(string(cmdline), o.Append)
+	if err != nil {
+		return fmt.Errorf("--append: %w", err)
+	}
 	say("update %s -> %s", from, k.Release)
 	say("  kernel %s, initrd %s", k.Image, k.Initrd)
 	say("  command line: %s", cl)
@@ -161,14 +168,16 @@ func Update(ctx context.Context, o Options) error {
 		kexec.Unload()
 		return fmt.Errorf("cancelled")
 	}
-	in := &Intent{From: from, Kernel: k, Cmdline: cl, Units: carry, Cgroups: cgroups, Start: start, Stopped: stopped, Store: store, DiskDir: o.Config.DiskDir, Requested: time.Now()}
+	in := &Intent{From: from, Kernel: k, Cmdline: cl, Units: carry, Cgroups: cgroups, Start: start, Stopped: stopped, Store: store, DiskDir: o.Config.DiskDir, Requested: time.Now(), Armed: o.Arm}
 	if err := writeJSON(intentPath(), in); err != nil {
 		return fmt.Errorf("record the update: %w", err)
 	}
-	if err := saveStatus(&Status{State: "pending", From: from, To: k.Release, Store: store}); err != nil {
-		return err
+	if !o.Arm {
+		if err := saveStatus(&Status{State: "pending", From: from, To: k.Release, Store: store}); err != nil {
+			return err
+		}
 	}
-	if err := startKexec(ctx, carry, say, func() {
+	if err := startKexec(ctx, carry, !o.Arm, say, func() {
 		step(PhaseSwitching, 1, "switching to %s: the system goes down now", k.Release)
 	}); err != nil {
 		os.Remove(intentPath())
@@ -197,14 +206,15 @@ func checkInhibitors(ctx context.Context) error {
 
 // startKexec orders seamless-checkpoint.service after the carried units
 // (so that at shutdown it stops, and checkpoints, before them), makes sure
-// it is active, and starts kexec.target with replace-irreversibly.
-func startKexec(ctx context.Context, carry []string, say func(string, ...any), switching func()) error {
+// it is active, and, with start, starts kexec.target with
+// replace-irreversibly (switching is called just before).
+func startKexec(ctx context.Context, carry []string, start bool, say func(string, ...any), switching func()) error {
 	conn, err := sd.NewSystemConnectionContext(ctx)
 	if err != nil {
 		return fmt.Errorf("connect to systemd: %w", err)
 	}
 	defer conn.Close()
-	dropin := "/run/systemd/system/seamless-checkpoint.service.d/50-order.conf"
+	dropin := orderDropIn
 	body := "# Written by seamless update: stop (and checkpoint) before the carried units.\n[Unit]\n"
 	for _, u := range carry {
 		body += "After=" + u + "\n"
@@ -220,6 +230,10 @@ func startKexec(ctx context.Context, carry []string, say func(string, ...any), s
 	}
 	if err := runJob(ctx, conn.StartUnitContext, "seamless-checkpoint.service", "replace"); err != nil {
 		return err
+	}
+	if !start {
+		say("armed: the next kexec of this system (shutdown -r, systemctl kexec) carries the services")
+		return nil
 	}
 	say("starting kexec.target: the system goes down now")
 	switching()

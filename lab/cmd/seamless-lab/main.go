@@ -1,11 +1,11 @@
 // Command seamless-lab builds the seamless QEMU lab and runs its scenarios.
 //
-//	seamless-lab build [--force]
+//	seamless-lab build [--force] [--guest NAME|all]
 //	seamless-lab run [--keep] [--json FILE] [--repo DIR | --no-payload] SCENARIO...
 //	seamless-lab list
 //	seamless-lab check SCENARIO...
 //	seamless-lab info
-//	seamless-lab vm [--keep] [--no-payload]
+//	seamless-lab vm [--keep] [--no-payload] [--guest NAME]
 //	seamless-lab exec RUNDIR -- COMMAND...
 //
 // SCENARIO is a built-in name (see list) or a path to a JSON file.
@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/seamless-linux/seamless/lab"
@@ -27,18 +28,19 @@ import (
 
 func usage() {
 	fmt.Fprint(os.Stderr, `usage:
-  seamless-lab build [--force]          build the guest image (or reuse the cached one)
+  seamless-lab build [--force] [--guest NAME|all]  build a guest's image (or reuse the cached one)
   seamless-lab run [flags] SCENARIO...  build if needed, then run scenarios
       --keep         keep the run's disk overlay
       --json FILE    also write the report(s) as JSON to FILE
       --repo DIR     repository whose ./cmd/... are built into the guest (default: found from cwd)
       --no-payload   do not build or install the project's commands
-  seamless-lab list                     list built-in scenarios
+  seamless-lab list                     list built-in scenarios, with their guests
   seamless-lab check SCENARIO...        parse and validate scenario files
-  seamless-lab info                     show the cache and the image of this configuration
-  seamless-lab vm [--keep] [--no-payload]  boot a guest and keep it running (Ctrl-C stops it)
+  seamless-lab info                     show the cache and the image of each guest
+  seamless-lab vm [--keep] [--no-payload] [--guest NAME]  boot a guest and keep it running (Ctrl-C stops it)
   seamless-lab exec RUNDIR -- CMD...    run a shell command in the guest of a running vm
-SCENARIO is a built-in name or a path to a .json file. Cache: $SEAMLESS_LAB_CACHE (default /var/cache/seamless-lab).
+SCENARIO is a built-in name or a path to a .json file; "all" runs every built-in scenario.
+Guests: bookworm (default), trixie. Cache: $SEAMLESS_LAB_CACHE (default /var/cache/seamless-lab).
 `)
 }
 
@@ -57,7 +59,12 @@ func main() {
 		err = cmdRun(ctx, os.Args[2:])
 	case "list":
 		for _, n := range lab.BuiltinScenarios() {
-			fmt.Println(n)
+			sc, err := lab.LoadScenario(n)
+			if err != nil {
+				fmt.Printf("%-32s (%v)\n", n, err)
+				continue
+			}
+			fmt.Printf("%-32s %s\n", n, guestOf(sc))
 		}
 	case "check":
 		err = cmdCheck(os.Args[2:])
@@ -82,9 +89,30 @@ func main() {
 func cmdBuild(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("build", flag.ExitOnError)
 	force := fs.Bool("force", false, "rebuild even if a cached image matches")
+	guest := fs.String("guest", lab.DefaultGuest, "guest distribution to build, or all")
 	_ = fs.Parse(args)
-	_, err := lab.Build(ctx, lab.DefaultConfig(), *force, os.Stderr)
-	return err
+	guests := []string{*guest}
+	if *guest == "all" {
+		guests = lab.Guests()
+	}
+	for _, g := range guests {
+		cfg, err := lab.ConfigFor(g)
+		if err != nil {
+			return err
+		}
+		if _, err := lab.Build(ctx, cfg, *force, os.Stderr); err != nil {
+			return fmt.Errorf("guest %s: %w", g, err)
+		}
+	}
+	return nil
+}
+
+// guestOf names a scenario's guest.
+func guestOf(sc *lab.Scenario) string {
+	if sc.Guest == "" {
+		return lab.DefaultGuest
+	}
+	return sc.Guest
 }
 
 func cmdRun(ctx context.Context, args []string) error {
@@ -98,8 +126,12 @@ func cmdRun(ctx context.Context, args []string) error {
 		usage()
 		os.Exit(2)
 	}
+	refs := fs.Args()
+	if len(refs) == 1 && refs[0] == "all" {
+		refs = lab.BuiltinScenarios()
+	}
 	var scs []*lab.Scenario
-	for _, ref := range fs.Args() {
+	for _, ref := range refs {
 		sc, err := lab.LoadScenario(ref)
 		if err != nil {
 			return err
@@ -117,14 +149,23 @@ func cmdRun(ctx context.Context, args []string) error {
 	if *noPayload {
 		*repo = ""
 	}
-	cfg := lab.DefaultConfig()
-	img, err := lab.Build(ctx, cfg, false, os.Stderr)
-	if err != nil {
-		return err
-	}
+	// Each guest's image is built (or found) before its first scenario runs.
+	images := map[string]*lab.Image{}
 	var reports []*lab.Report
 	var failed error
 	for _, sc := range scs {
+		cfg, err := lab.ConfigFor(sc.Guest)
+		if err != nil {
+			return err
+		}
+		img := images[cfg.Suite]
+		if img == nil {
+			if img, err = lab.Build(ctx, cfg, false, os.Stderr); err != nil {
+				failed = errors.Join(failed, fmt.Errorf("scenario %s: guest %s: %w", sc.Name, cfg.Suite, err))
+				continue
+			}
+			images[cfg.Suite] = img
+		}
 		rep, err := lab.RunScenario(ctx, cfg, img, sc, lab.RunOptions{Repo: *repo, Keep: *keep, Out: os.Stderr})
 		if rep != nil {
 			rep.Print(os.Stdout)
@@ -162,18 +203,27 @@ func cmdCheck(args []string) error {
 }
 
 func cmdInfo() error {
-	cfg := lab.DefaultConfig()
-	fmt.Printf("cache:       %s\n", cfg.CacheDir)
-	fmt.Printf("image hash:  %s\n", cfg.ImageHash())
-	fmt.Printf("boot kernel: %s\n", cfg.BootKernel)
-	for _, k := range cfg.ExtraKernels {
-		fmt.Printf("kept kernel: %s\n", k)
+	fmt.Printf("cache:       %s\n", lab.DefaultConfig().CacheDir)
+	for _, g := range lab.Guests() {
+		cfg, err := lab.ConfigFor(g)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("\nguest:       %s\n", g)
+		fmt.Printf("image hash:  %s\n", cfg.ImageHash())
+		fmt.Printf("boot kernel: %s (%s)\n", cfg.BootKernel, cfg.KernelMeta)
+		for _, k := range cfg.ExtraKernels {
+			fmt.Printf("kept kernel: %s\n", k)
+		}
+		for _, r := range cfg.Repos {
+			fmt.Printf("repository:  /srv/lab-repo/%s (%s): %s\n", r.Name, r.Suite, strings.Join(r.Packages, " "))
+		}
+		img, err := lab.LoadImage(cfg)
+		if err != nil {
+			fmt.Printf("image:       not built (%v)\n", err)
+			continue
+		}
+		fmt.Printf("image:       %s (built %s in %.0f s)\n", img.Disk, img.Meta.BuiltAt.Format("2006-01-02 15:04:05"), img.Meta.TotalSeconds)
 	}
-	img, err := lab.LoadImage(cfg)
-	if err != nil {
-		fmt.Printf("image:       not built (%v)\n", err)
-		return nil
-	}
-	fmt.Printf("image:       %s (built %s in %.0f s)\n", img.Disk, img.Meta.BuiltAt.Format("2006-01-02 15:04:05"), img.Meta.TotalSeconds)
 	return nil
 }
