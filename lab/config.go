@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -46,6 +47,11 @@ var DefaultPackages = []string{
 	"netcat-openbsd", "socat", "nftables", "iptables", "less", "strace",
 	"unattended-upgrades", "apt-utils", "polkitd",
 }
+
+// ServicePackages are the services of scenario seamless-update-services,
+// installed in the bookworm guest besides DefaultPackages: Debian's own
+// units, running from the first boot as on a server.
+var ServicePackages = []string{"postgresql", "redis-server", "nginx", "openssh-server"}
 
 // Repo is a local APT repository in the guest, /srv/lab-repo/NAME, listed
 // by no source until a scenario adds it ("deb [trusted=yes]
@@ -91,7 +97,7 @@ var guests = map[string]func() Config{
 	"bookworm": func() Config {
 		return Config{
 			Suite:        "bookworm",
-			Packages:     DefaultPackages,
+			Packages:     append(slices.Clone(DefaultPackages), ServicePackages...),
 			BootKernel:   BootKernel,
 			KernelMeta:   "linux-image-amd64=6.1.170-3",
 			ExtraKernels: DefaultExtraKernels,
