@@ -17,6 +17,7 @@ import (
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/proc"
+	"github.com/seamless-linux/seamless/internal/task"
 	"github.com/seamless-linux/seamless/internal/unixsock"
 )
 
@@ -112,6 +113,9 @@ func Check(pids []int) *Report {
 		}
 		checkSeccomp(pid, tids, bad)
 		if st.State != 'Z' {
+			if err := task.CheckUserNS(pid); err != nil && !os.IsNotExist(err) {
+				bad("process", err.Error())
+			}
 			if _, err := tables.Add(pid, st.PPID); err != nil {
 				bad("descriptor table", err.Error())
 			}

@@ -28,6 +28,9 @@ const allSignals = ^uint64(0)
 // Dump reads the state of process pid, whose threads tids are all stopped
 // under ptrace by the caller.
 func Dump(pid int, tids []int, contents *mem.Contents) (*image.Process, error) {
+	if err := CheckUserNS(pid); err != nil {
+		return nil, err
+	}
 	st, err := proc.ReadStat(pid)
 	if err != nil {
 		return nil, err

@@ -10,7 +10,9 @@ package roundtrip
 //   - TestGoExecChild: a Go program's os/exec child, held through a pidfd;
 //   - TestForkSharing and TestRedisBGSAVE: memory shared copy-on-write
 //     between a parent and its forked child (a 100 MiB fork; redis-server
-//     with its BGSAVE child) is stored once and shared again.
+//     with its BGSAVE child) is stored once and shared again;
+//   - TestRefusedUserNS: a process in a user namespace of its own
+//     (PrivateUsers=, as Debian's redis-server.service has) is refused.
 
 import (
 	"context"
@@ -26,6 +28,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/seamless-linux/seamless/internal/plan"
 )
 
 var (
@@ -481,5 +485,47 @@ func TestRedisBGSAVE(t *testing.T) {
 	if after > before*3/2 {
 		t.Errorf("after the restore the server and its child use %.1f MiB (PSS), before %.1f MiB: the dataset is no longer shared",
 			float64(after)/(1<<20), float64(before)/(1<<20))
+	}
+}
+
+// TestRefusedUserNS: a process in a user namespace of its own (what
+// systemd's PrivateUsers= makes, as in Debian's redis-server.service) is
+// refused at checkpoint, naming the user namespace and the way out, and
+// runs on; seamless plan refuses it for the same reason. Before, it was
+// checkpointed and restored in seamless's namespace, where its IDs and
+// capabilities mean more.
+func TestRefusedUserNS(t *testing.T) {
+	needSeamless(t)
+	cmd := exec.Command("sleep", "600")
+	// PrivateUsers= maps root and the service's user to themselves.
+	ids := []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}, {ContainerID: 65534, HostID: 65534, Size: 1}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER, UidMappings: ids, GidMappings: ids,
+		Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if err := cmd.Start(); err != nil {
+		t.Skipf("no user namespace here: %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	pid := cmd.Process.Pid
+	want := []string{fmt.Sprintf("process %d runs in a user namespace of its own", pid), "PrivateUsers=no"}
+	cp := runSeamless("checkpoint", "--pid", strconv.Itoa(pid), "--dir", filepath.Join(t.TempDir(), "image"))
+	if cp.code == 0 {
+		t.Fatalf("the checkpoint of a process in a user namespace of its own succeeded:\n%s", cp)
+	}
+	for _, w := range want {
+		if !strings.Contains(cp.stderr, w) {
+			t.Errorf("the checkpoint's refusal does not say %q:\n%s", w, cp)
+		}
+	}
+	if !alive(pid) {
+		t.Fatalf("process %d is gone after the refused checkpoint (%s)", pid, procState(pid))
+	}
+	var probs []string
+	for _, p := range plan.Check([]int{pid}).Problems {
+		probs = append(probs, p.String())
+	}
+	for _, w := range want {
+		if !strings.Contains(strings.Join(probs, "\n"), w) {
+			t.Errorf("the checkpoint refuses %q but seamless plan does not name it; plan found:\n%s", w, strings.Join(probs, "\n"))
+		}
 	}
 }
