@@ -136,13 +136,15 @@ func TestListenerUnderFlood(t *testing.T) {
 	addr := l.addr(4, 8080)
 	f := startFlood(t, l, addr, 32)
 	defer f.end()
-	time.Sleep(time.Second)
-	before := f.served.Load()
-	rate := before
-	t.Logf("flood: %d connections served in the first second", rate)
-	if rate < 500 {
-		t.Fatalf("the flood served %d connections a second, too few to fill an accept queue (errors: %s)", rate, f.errors())
+	// Under load (other tests, a lab guest on the same CPUs) the flood may
+	// take a while to get going: wait for it rather than for a time.
+	start := time.Now()
+	waitUntil(t, "the flood to serve 2000 connections", func() bool { return f.served.Load() >= 2000 || f.errors() != "" })
+	if e := f.errors(); e != "" {
+		t.Fatalf("clients saw errors before any checkpoint: %s", e)
 	}
+	before := f.served.Load()
+	t.Logf("flood: %d connections served in %v", before, time.Since(start).Round(time.Millisecond))
 	pid := strconv.Itoa(cmd.Process.Pid)
 	for i := 0; i < 5; i++ {
 		img := fmt.Sprintf("%s/img-leave-%d", l.dir, i)
