@@ -186,3 +186,20 @@ func TestDialJournal(t *testing.T) {
 		t.Fatalf("the journal read %q, want %q", got, want)
 	}
 }
+
+func TestDiagName(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want string
+	}{
+		{"", ""},
+		{"/run/x.sock", "/run/x.sock"},
+		// journald binds with the NUL counted in the address length.
+		{"/run/systemd/journal/stdout\x00", "/run/systemd/journal/stdout"},
+		{"\x00abstract", "@abstract"},
+	} {
+		if got := diagName([]byte(tc.in)); got != tc.want {
+			t.Errorf("diagName(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
