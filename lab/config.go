@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -47,6 +48,11 @@ var DefaultPackages = []string{
 	"unattended-upgrades", "apt-utils", "polkitd",
 }
 
+// ServicePackages are the services of scenario seamless-update-services,
+// installed in the bookworm-services guest besides DefaultPackages: Debian's own
+// units, running from the first boot as on a server.
+var ServicePackages = []string{"postgresql", "redis-server", "nginx", "openssh-server"}
+
 // Repo is a local APT repository in the guest, /srv/lab-repo/NAME, listed
 // by no source until a scenario adds it ("deb [trusted=yes]
 // file:/srv/lab-repo/NAME ./"). It holds real Debian packages: the
@@ -86,22 +92,33 @@ type Config struct {
 	CPUs         int      `json:"-"`
 }
 
+// bookworm is the default guest: Debian 12 with its 6.1 kernels.
+func bookworm() Config {
+	return Config{
+		Suite:        "bookworm",
+		Packages:     DefaultPackages,
+		BootKernel:   BootKernel,
+		KernelMeta:   "linux-image-amd64=6.1.170-3",
+		ExtraKernels: DefaultExtraKernels,
+		Repos: []Repo{{
+			// 6.1.176 is in bookworm and bookworm-security: the
+			// security archive is where a server takes it from.
+			Name: "security", Origin: "Debian", Label: "Debian-Security", Suite: "bookworm-security",
+			Packages: []string{"linux-image-amd64=6.1.176-1"},
+		}},
+	}
+}
+
 // guests are the lab's guest distributions.
 var guests = map[string]func() Config{
-	"bookworm": func() Config {
-		return Config{
-			Suite:        "bookworm",
-			Packages:     DefaultPackages,
-			BootKernel:   BootKernel,
-			KernelMeta:   "linux-image-amd64=6.1.170-3",
-			ExtraKernels: DefaultExtraKernels,
-			Repos: []Repo{{
-				// 6.1.176 is in bookworm and bookworm-security: the
-				// security archive is where a server takes it from.
-				Name: "security", Origin: "Debian", Label: "Debian-Security", Suite: "bookworm-security",
-				Packages: []string{"linux-image-amd64=6.1.176-1"},
-			}},
-		}
+	"bookworm": bookworm,
+	// bookworm with Debian's own server units running from the first
+	// boot, for seamless-update-services: a guest of its own, so that the
+	// other scenarios (and CI) boot the plain guest.
+	"bookworm-services": func() Config {
+		c := bookworm()
+		c.Packages = append(slices.Clone(DefaultPackages), ServicePackages...)
+		return c
 	},
 	"trixie": func() Config {
 		return Config{

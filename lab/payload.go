@@ -66,6 +66,21 @@ func BuildPayload(ctx context.Context, repo, runDir, urootKernel string, out io.
 		notes = append(notes, pkg+": built")
 		logf(out, "built %s for the guest", pkg)
 	}
+	// A Go net/http service built with the host's Go and its default
+	// settings (Go 1.24 and later listen with MPTCP where the kernel has it):
+	// the services scenario installs it as a unit.
+	{
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(bin, "lab-httpserver"), "./internal/inet/testdata/programs/httpserver")
+		cmd.Dir = repo
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			note := fmt.Sprintf("lab-httpserver: not built (%v): %s", err, lastLines(string(b), 5))
+			logf(out, "warning: %s", note)
+			notes = append(notes, note)
+		} else {
+			notes = append(notes, "lab-httpserver: built")
+		}
+	}
 	// Static test programs for the guest (the engine benchmark's workload).
 	for _, src := range []string{"test/bench/testdata/bigmem.c"} {
 		name := strings.TrimSuffix(filepath.Base(src), ".c")

@@ -24,6 +24,9 @@ type RunOptions struct {
 	UrootKernel string
 	Keep        bool      // keep the run's disk overlay
 	Out         io.Writer // progress
+	// Forwards are guest TCP ports forwarded from 127.0.0.1 by name,
+	// besides memcached's.
+	Forwards map[string]int
 	// NoInstall leaves the seamless package uninstalled on the payload.
 	NoInstall bool
 }
@@ -35,6 +38,7 @@ type runner struct {
 	rep   *Report
 	out   io.Writer
 	probe *Probe
+	holds []held
 }
 
 // RunScenario boots a fresh copy of img (a qcow2 overlay: the cached image is
@@ -84,6 +88,12 @@ func runScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt 
 		}
 		opt.UrootKernel = debs[0]
 	}
+	for _, h := range sc.Holds {
+		if opt.Forwards == nil {
+			opt.Forwards = map[string]int{}
+		}
+		opt.Forwards[h.Name] = h.Port
+	}
 	opt.NoInstall = sc.NoInstall
 	g, boot, err := BootGuest(ctx, cfg, img, rep.RunDir, opt)
 	if g != nil {
@@ -97,6 +107,9 @@ func runScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt 
 	}
 	r := &runner{sc: sc, g: g, rep: rep, out: out}
 	defer func() {
+		for _, h := range r.holds { // a failed run: close what the host holds
+			h.close()
+		}
 		if r.probe != nil { // a failed run: stop the client anyway
 			res := r.probe.Stop()
 			rep.Probe = &res
@@ -274,6 +287,10 @@ func (r *runner) hostStep(ctx context.Context, st Step) error {
 		r.probe = p
 		logf(r.out, "host client holds connection %s -> %s, get every %s", p.heldLocal, p.Addr, p.Interval)
 		return nil
+	case "holds-start":
+		return r.holdsStart(ctx)
+	case "holds-check":
+		return r.holdsCheck(ctx)
 	case "probe-stop":
 		answering := r.probe.WaitAnswering(time.Until(deadlineOf(ctx)))
 		res := r.probe.Stop()

@@ -35,7 +35,11 @@ type Scenario struct {
 	// (initramfs/uroot) for that kernel and installs it in the guest as
 	// /boot/seamless-restorer.img.
 	UrootInitrd string `json:"uroot_initrd,omitempty"`
-	Expect      Expect `json:"expect"`
+	// Holds are connections from the host to services of the guest, opened
+	// by holds-start and used again by holds-check (see holds.go); each
+	// one's port is forwarded under its name.
+	Holds  []Hold `json:"holds,omitempty"`
+	Expect Expect `json:"expect"`
 }
 
 // Memcached is the data set of the memcached-fill and memcached-count actions.
@@ -103,7 +107,7 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()
 
 var hostActions = map[string]bool{
 	"memcached-fill": true, "memcached-count": true, "probe-start": true,
-	"probe-stop": true, "wait-memcached": true, "sleep": true,
+	"probe-stop": true, "wait-memcached": true, "sleep": true, "holds-start": true, "holds-check": true,
 }
 
 // ParseScenario decodes and validates a scenario; unknown fields are errors.
@@ -138,6 +142,11 @@ func (s *Scenario) validate() error {
 	}
 	if s.Memcached.ValueSize == 0 {
 		s.Memcached.ValueSize = 64
+	}
+	for _, h := range s.Holds {
+		if h.Name == "" || h.Name == "memcached" || h.Port <= 0 || h.Port > 65535 || !holdKinds[h.Kind] {
+			return fmt.Errorf("scenario %s: hold %q: needs a name other than memcached, a port and a kind (http, redis-subscribe, postgres-transaction, ssh-shell)", s.Name, h.Name)
+		}
 	}
 	probing := false
 	for i := range s.Steps {

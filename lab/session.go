@@ -56,8 +56,12 @@ func BootGuest(ctx context.Context, cfg Config, img *Image, runDir string, opt R
 		}
 	}
 	logf(out, "booting the guest (TCG), serial console: %s", filepath.Join(runDir, "serial.log"))
+	forwards := map[string]int{"memcached": 11211}
+	for name, port := range opt.Forwards {
+		forwards[name] = port
+	}
 	vm, err := StartVM(VMConfig{Dir: runDir, Disk: overlay, Payload: payload, MemoryMB: cfg.MemoryMB, CPUs: cfg.CPUs,
-		Forwards: map[string]int{"memcached": 11211}})
+		Forwards: forwards})
 	if err != nil {
 		return nil, BootInfo{}, err
 	}

@@ -21,7 +21,11 @@ func runCheckpoint(args []string, stdout, stderr io.Writer) error {
 		`Stop the process tree rooted at PID (every descendant and every thread),
 write its state into the image directory DIR (created 0700; it holds process
 memory), verify the image, then kill the tree. With --leave-running the tree
-continues instead. On failure the tree keeps running and DIR is removed.`, stdout)
+continues instead. On failure the tree keeps running and DIR is removed.
+
+New connections to the tree's TCP listeners are dropped (their clients
+retry) from before the tree is stopped until it is restored, and the tree
+accepts those already waiting before it is stopped.`, stdout)
 	pid := fs.Int("pid", 0, "root `PID` of the tree to checkpoint")
 	dir := fs.String("dir", "", "image `DIR`ectory to create (must not exist or be empty)")
 	leave := fs.Bool("leave-running", false, "let the tree run on after the checkpoint")
@@ -39,7 +43,14 @@ continues instead. On failure the tree keeps running and DIR is removed.`, stdou
 		opts.Log = stderr
 	}
 	start := time.Now()
-	res, err := dump.Checkpoint(opts)
+	// A serving tree has connections waiting in its accept queues: close
+	// the door first and let it accept them.
+	door, err := dump.CloseDoor(dump.Tree(*pid), stderr)
+	if err != nil {
+		return err
+	}
+	defer door.Open()
+	res, err := dump.CheckpointRetrying(opts)
 	if err != nil {
 		return err
 	}

@@ -74,7 +74,10 @@ descriptor or mapping, which resource. Nothing is stopped.`, stdout)
 		sortStrings(kinds)
 		fmt.Fprintf(stdout, "  resources: %s; image about %s\n", strings.Join(kinds, " "), humanBytes(p.Report.ImageBytes))
 		for _, e := range p.Report.External {
-			fmt.Fprintf(stdout, "  external: %s (reconnected, not restored)\n", e)
+			fmt.Fprintf(stdout, "  external: %s\n", e)
+		}
+		for _, e := range p.Report.Closed {
+			fmt.Fprintf(stdout, "  comes back closed: %s\n", e)
 		}
 		for _, pr := range p.Report.Problems {
 			fmt.Fprintf(stdout, "  problem: %s\n", pr)
@@ -211,6 +214,9 @@ image, and the time of each phase.`, stdout)
 				line += ": " + u.Reason
 			}
 			fmt.Fprintln(stdout, line)
+			for _, w := range u.Warnings {
+				fmt.Fprintf(stdout, "    warning: %s\n", w)
+			}
 		}
 		for _, p := range st.Phases {
 			fmt.Fprintf(stdout, "  phase %s: %d ms\n", p.Name, p.Ms)
@@ -238,6 +244,9 @@ image, and the time of each phase.`, stdout)
 				line += ": " + u.Reason
 			}
 			fmt.Fprintln(stdout, line)
+			for _, w := range u.Warnings {
+				fmt.Fprintf(stdout, "    warning: %s\n", w)
+			}
 		}
 	}
 	return nil

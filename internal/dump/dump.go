@@ -346,7 +346,11 @@ func dumpTree(w *image.Writer, procs []*seized, fdp **files.Dumper) (*image.Tree
 			return nil, fmt.Errorf("process %d: %w", s.pid, err)
 		}
 		p.Pages = fmt.Sprintf("pages-%d.img", s.pid)
-		if p.Mappings, err = md.Dump(s.pid, p.Pages); err != nil {
+		parent := 0
+		if inTree[p.PPID] {
+			parent = p.PPID
+		}
+		if p.Mappings, err = md.Dump(s.pid, p.Pages, parent); err != nil {
 			return nil, err
 		}
 		tree.Processes = append(tree.Processes, p)

@@ -35,6 +35,9 @@ func TestDropInText(t *testing.T) {
 		{"forking", units.Start{Type: "forking", PIDFile: "/run/x.pid", Path: "/sbin/x", Argv: []string{"x", "-d"}},
 			`"--type" "forking" "--pid-file" "/run/x.pid" "--path" "/sbin/x" "--" "x" "-d"`},
 		{"no command", units.Start{}, `ExecStart="/usr/bin/seamless" "anchor" "--unit" "memcached.service" "--timeout" "7m0s"` + "\n"},
+		// Debian's redis-server.service executes nothing but redis-server.
+		{"noexec", units.Start{Type: "notify", NoExecPaths: []string{"/"}, Path: "/usr/bin/redis-server", Argv: []string{"/usr/bin/redis-server"}},
+			`ExecPaths="/usr/bin/seamless"` + "\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := DropInText("memcached.service", "/usr/bin/seamless", tc.start, 7*time.Minute)
@@ -43,6 +46,10 @@ func TestDropInText(t *testing.T) {
 				if !strings.Contains(got, want) {
 					t.Errorf("drop-in lacks %q:\n%s", want, got)
 				}
+			}
+			// ExecPaths= alone would give a unit a mount namespace.
+			if strings.Contains(got, "ExecPaths=") != (len(tc.start.NoExecPaths) > 0) {
+				t.Errorf("ExecPaths= only for a unit with NoExecPaths=:\n%s", got)
 			}
 		})
 	}

@@ -279,6 +279,18 @@ type Mapping struct {
 	// Guards are the guard pages of the mapping (MADV_GUARD_INSTALL):
 	// accessing them faults; they hold no data.
 	Guards []PageRange `json:"guards,omitempty"`
+	// Inherit marks a private anonymous mapping that the process's parent
+	// (in the tree) has too, at the same place, with the same protection,
+	// name and flags, and whose pages the two still shared at checkpoint
+	// (copy-on-write since a fork): those pages are stored with the
+	// parent's only. The restore forks the process from its restored
+	// parent, keeps the mapping, writes Runs (the pages that had become the
+	// process's own) and drops Zero.
+	Inherit bool `json:"inherit,omitempty"`
+	// Zero are, in an inherited mapping, the pages the process had none of
+	// (never touched, or dropped) where its parent had one: they read as
+	// zeros.
+	Zero []PageRange `json:"zero,omitempty"`
 }
 
 // PageRange is a range of Pages pages starting at Addr.

@@ -266,6 +266,59 @@ func (p *Process) validateMemory(c *checker) error {
 		if err := m.validateGuards(); err != nil {
 			return err
 		}
+		if err := p.validateInherit(c, m); err != nil {
+			return fmt.Errorf("mapping %#x-%#x: %w", m.Start, m.End, err)
+		}
+	}
+	return nil
+}
+
+// validateInherit checks a mapping inherited from the parent (copy-on-write
+// sharing since a fork): a private anonymous mapping, without guard pages,
+// that the parent (earlier in the tree, not a zombie, without System V
+// segments: its memory is rebuilt before its children are forked) has at
+// the same place with the same protection and name; its Zero pages lie in
+// it, in order, apart from its stored pages.
+func (p *Process) validateInherit(c *checker, m *Mapping) error {
+	if !m.Inherit {
+		if len(m.Zero) > 0 {
+			return errors.New("pages to drop in a mapping that is not inherited")
+		}
+		return nil
+	}
+	if m.Kind != MapAnon || m.Shared || len(m.Guards) > 0 {
+		return errors.New("inherited, but not a private anonymous mapping without guard pages")
+	}
+	parent := c.procs[p.PPID]
+	if parent == nil || parent.PID == p.PID || parent.Zombie {
+		return errors.New("inherited, but the process has no parent in the tree")
+	}
+	var pm *Mapping
+	for _, q := range parent.Mappings {
+		if q == nil {
+			continue
+		}
+		if q.Kind == MapSysV {
+			return fmt.Errorf("inherited from parent %d, whose memory holds System V segments", parent.PID)
+		}
+		if q.Start == m.Start {
+			pm = q
+		}
+	}
+	if pm == nil || pm.End != m.End || pm.Kind != MapAnon || pm.Shared || pm.Prot != m.Prot || pm.Name != m.Name {
+		return fmt.Errorf("inherited, but parent %d has no such mapping", parent.PID)
+	}
+	prev := m.Start
+	for _, z := range m.Zero {
+		if z.Pages == 0 || z.Addr%pageSize != 0 || z.Addr < prev || z.Addr >= m.End || z.Pages > (m.End-z.Addr)/pageSize {
+			return fmt.Errorf("pages to drop at %#x (%d pages) out of order or outside it", z.Addr, z.Pages)
+		}
+		prev = z.Addr + z.Pages*pageSize
+		for _, r := range m.Runs {
+			if r.Addr < prev && z.Addr < r.Addr+r.Pages*pageSize {
+				return fmt.Errorf("pages to drop at %#x overlap stored pages", z.Addr)
+			}
+		}
 	}
 	return nil
 }

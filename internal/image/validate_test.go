@@ -42,6 +42,13 @@ func tree(process, rest string) string {
 	return `{"root": 10, "processes": [` + procHead + process + `}]` + rest + `}`
 }
 
+// inheritTree is a valid process with a mapping and its child 11 with
+// another, which may be marked inherited.
+func inheritTree(parent, child string) string {
+	return `{"root": 10, "processes": [` + procHead + `, "mappings": [` + parent + `]}, {"pid": 11, "ppid": 10, "pgid": 10,
+	"sid": 10, "ctty": -1, "cwd": "/", "root": "/", "threads": [{"tid": 11}], "pages": "pages-10.img", "mappings": [` + child + `]}]}`
+}
+
 // TestOpenRefusesMalformed: a tree.json with valid checksums but records
 // that do not hold together is refused by Open, with an error naming
 // tree.json, before anything can dereference or allocate from it (issue 10
@@ -102,6 +109,19 @@ func TestOpenRefusesMalformed(t *testing.T) {
 		{"child of a zombie", `{"root": 10, "processes": [` + procHead + `}, {"pid": 11, "ppid": 10, "pgid": 10, "sid": 10, "zombie": true},
 			{"pid": 12, "ppid": 11, "pgid": 10, "sid": 10, "ctty": -1, "threads": [{"tid": 12}]}]}`, "parent 11 is a zombie"},
 		{"not JSON", `{"root": 10, "processes": [`, "unexpected end"},
+		{"inherited mapping", inheritTree(anon+`}`, anon+`, "inherit": true, "zero": [{"addr": 69632, "pages": 1}]}`), ""},
+		{"inherited mapping of the root", tree(`, "mappings": [`+anon+`, "inherit": true}]`, ""), "no parent in the tree"},
+		{"inherited mapping the parent lacks", inheritTree(`{"start": 65536, "end": 69632, "kind": "anon", "prot": 3}`, anon+`, "inherit": true}`),
+			"has no such mapping"},
+		{"inherited mapping of another protection", inheritTree(`{"start": 65536, "end": 73728, "kind": "anon", "prot": 1}`, anon+`, "inherit": true}`),
+			"has no such mapping"},
+		{"inherited file mapping", inheritTree(anon+`}`, `{"start": 65536, "end": 73728, "kind": "file", "file": {"path": "/x"}, "inherit": true}`),
+			"not a private anonymous mapping"},
+		{"pages to drop outside the mapping", inheritTree(anon+`}`, anon+`, "inherit": true, "zero": [{"addr": 73728, "pages": 1}]}`),
+			"outside it"},
+		{"pages to drop over stored pages", inheritTree(anon+`}`, anon+`, "inherit": true, "runs": [{"addr": 65536, "pages": 1, "off": 0}],
+			"zero": [{"addr": 65536, "pages": 1}]}`), "overlap stored pages"},
+		{"pages to drop in a mapping not inherited", tree(`, "mappings": [`+anon+`, "zero": [{"addr": 65536, "pages": 1}]}]`, ""), "not inherited"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -41,6 +41,7 @@ func run(m *testing.M) int {
 		{"gcc", "-O2", "-Wall", "-o", filepath.Join(dir, "sockstate"), "testdata/sockstate.c"},
 		{"gcc", "-O2", "-Wall", "-o", filepath.Join(dir, "ebpffilter"), "testdata/ebpffilter.c"},
 		{"gcc", "-O2", "-Wall", "-o", filepath.Join(dir, "binds"), "testdata/binds.c"},
+		{"gcc", "-O2", "-Wall", "-o", filepath.Join(dir, "acceptor"), "testdata/acceptor.c"},
 	}
 	if prebuilt := os.Getenv("SEAMLESS_BIN"); prebuilt != "" {
 		// A prebuilt seamless (an older one, to see a test fail without a fix).

@@ -93,7 +93,7 @@ func build(s *image.Socket) (int, error) {
 	if s.Family != unix.AF_INET && s.Family != unix.AF_INET6 {
 		return -1, fmt.Errorf("address family %d is not inet", s.Family)
 	}
-	isTCP := s.Type == unix.SOCK_STREAM && s.Protocol == unix.IPPROTO_TCP
+	isTCP := s.Type == unix.SOCK_STREAM && (s.Protocol == unix.IPPROTO_TCP || s.Protocol == unix.IPPROTO_MPTCP && s.Inet.State == "listen")
 	isUDP := s.Type == unix.SOCK_DGRAM && s.Protocol == unix.IPPROTO_UDP
 	if !isTCP && !isUDP {
 		return -1, fmt.Errorf("socket type %d protocol %d is not supported", s.Type, s.Protocol)
@@ -137,6 +137,12 @@ func socketOf(s *image.Socket) (int, error) {
 		}
 	}
 	fd, err := unix.Socket(s.Family, s.Type|unix.SOCK_CLOEXEC, s.Protocol)
+	if err != nil && s.Protocol == unix.IPPROTO_MPTCP {
+		// A kernel without MPTCP, or with net.mptcp.enabled=0: the
+		// listener comes back as TCP, as Go's net.Listen itself falls
+		// back when it cannot make an MPTCP socket.
+		fd, err = unix.Socket(s.Family, s.Type|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	}
 	if err != nil {
 		return -1, fmt.Errorf("socket: %w", err)
 	}
@@ -146,8 +152,11 @@ func socketOf(s *image.Socket) (int, error) {
 // describe names a socket in errors.
 func describe(s *image.Socket) string {
 	p := "udp"
-	if s.Protocol == unix.IPPROTO_TCP {
+	switch s.Protocol {
+	case unix.IPPROTO_TCP:
 		p = "tcp"
+	case unix.IPPROTO_MPTCP:
+		p = "mptcp"
 	}
 	d := p + " " + s.Inet.State
 	if a := s.Inet.Local; a != nil {

@@ -70,8 +70,12 @@ func bindTo(fd, family int, ap netip.AddrPort, zone string) error {
 	if err != nil {
 		return err
 	}
+	// An MPTCP socket of older kernels cannot report IP_FREEBIND (it can
+	// set it): it has the default then, the table of options did not read
+	// it either.
+	unsupported := func(err error) bool { return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOPROTOOPT) }
 	free, err := unix.GetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_FREEBIND)
-	if err != nil {
+	if err != nil && !unsupported(err) {
 		return fmt.Errorf("bind %s: read IP_FREEBIND: %w", ap, err)
 	}
 	if free == 0 {

@@ -131,6 +131,17 @@ func ReadMem(pid int, addr uintptr, b []byte) error {
 	return memFile(pid, addr, b, false)
 }
 
+// ReadMemFile copies tracee memory at addr into b through /proc/PID/mem
+// only. Unlike process_vm_readv, whose pins of a page shared copy-on-write
+// make the tracee take a private copy of it (Linux 5.19 and later unshare
+// anonymous pages pinned for reading), it leaves pages shared.
+func ReadMemFile(pid int, addr uintptr, b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	return memFile(pid, addr, b, false)
+}
+
 // WriteMem copies b into tracee memory at addr.
 func WriteMem(pid int, addr uintptr, b []byte) error {
 	if len(b) == 0 {

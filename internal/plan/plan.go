@@ -17,6 +17,7 @@ import (
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/proc"
+	"github.com/seamless-linux/seamless/internal/task"
 	"github.com/seamless-linux/seamless/internal/unixsock"
 )
 
@@ -39,7 +40,11 @@ type Report struct {
 	Resources map[string]int `json:"resources"`
 	// External lists connections to things outside the unit (journald,
 	// D-Bus) that restore reconnects rather than restores.
-	External []string  `json:"external,omitempty"`
+	External []string `json:"external,omitempty"`
+	// Closed lists the connections to peers outside the unit that come back
+	// closed by their peer (the program must reconnect): a database, redis,
+	// D-Bus, a client of the unit's server (unixsock.ExternalFate).
+	Closed   []string  `json:"closed,omitempty"`
 	Problems []Problem `json:"problems,omitempty"`
 	// ImageBytes estimates the image: the processes' private memory.
 	ImageBytes int64 `json:"image_bytes"`
@@ -70,15 +75,21 @@ func Check(pids []int) *Report {
 			}
 		}
 	}
-	external := func(ino uint64) string {
+	external := func(ino uint64) (string, bool) {
 		p, ok := peers[ino]
 		if !ok || p.Inode == 0 || held[p.Inode] {
-			return ""
+			return "", false
 		}
+		e := &image.UnixExternal{Name: []byte(p.Name), Key: p.Name}
 		if p.Name == "" {
-			return fmt.Sprintf("unix socket connected to socket:[%d] outside the unit", p.Inode)
+			e.Key = fmt.Sprintf("socket:[%d]", p.Inode)
 		}
-		return "unix socket connected to " + p.Name
+		// The restore daemon hands every unit its new journal stream.
+		fate := unixsock.ExternalFate(p.Type, e, e.Key == unixsock.JournalStream)
+		if fate == unixsock.Replaced {
+			return fmt.Sprintf("unix socket connected to %s: the unit's new journal stream stands in for it", e.Key), false
+		}
+		return "unix socket " + fate.Describe(e.Key), fate == unixsock.Closed
 	}
 	inUnit := map[int]bool{}
 	for _, pid := range pids {
@@ -102,6 +113,9 @@ func Check(pids []int) *Report {
 		}
 		checkSeccomp(pid, tids, bad)
 		if st.State != 'Z' {
+			if err := task.CheckUserNS(pid); err != nil && !os.IsNotExist(err) {
+				bad("process", err.Error())
+			}
 			if _, err := tables.Add(pid, st.PPID); err != nil {
 				bad("descriptor table", err.Error())
 			}
@@ -116,6 +130,7 @@ func Check(pids []int) *Report {
 		checkMaps(pid, r, bad)
 	}
 	sort.Strings(r.External)
+	sort.Strings(r.Closed)
 	return r
 }
 
@@ -161,7 +176,7 @@ func checkSeccomp(pid int, tids []int, bad func(string, string)) {
 
 // checkFDs decides every descriptor of pid with files.Check, the decision
 // the checkpoint makes, and counts them by kind.
-func checkFDs(pid int, sc *files.Scope, r *Report, bad func(string, string), externalSocket func(uint64) string) {
+func checkFDs(pid int, sc *files.Scope, r *Report, bad func(string, string), externalSocket func(uint64) (string, bool)) {
 	ents, err := os.ReadDir(proc.Path(pid, "fd"))
 	if err != nil {
 		bad("fds", err.Error())
@@ -187,7 +202,9 @@ func checkFDs(pid int, sc *files.Scope, r *Report, bad func(string, string), ext
 		if kind == image.FileSocket {
 			var st unix.Stat_t
 			if unix.Stat(proc.Path(pid, "fd", e.Name()), &st) == nil {
-				if ext := externalSocket(st.Ino); ext != "" {
+				if ext, closed := externalSocket(st.Ino); closed {
+					r.Closed = append(r.Closed, fmt.Sprintf("pid %d %s: %s", pid, what, ext))
+				} else if ext != "" {
 					r.External = append(r.External, fmt.Sprintf("pid %d %s: %s", pid, what, ext))
 				}
 			}

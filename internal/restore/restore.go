@@ -24,6 +24,7 @@ import (
 	"github.com/seamless-linux/seamless/internal/ptrace"
 	"github.com/seamless-linux/seamless/internal/sysvipc"
 	"github.com/seamless-linux/seamless/internal/task"
+	"github.com/seamless-linux/seamless/internal/unixsock"
 )
 
 // Options control a restore.
@@ -42,7 +43,8 @@ type Options struct {
 	// UnixExternal replaces peers outside the tree of unix socket
 	// connections: key (as tree.json lists it: a path, "@name" or
 	// "socket:[INODE]") to a socket already connected to the replacement.
-	// Without an entry a connection is made again to the same name.
+	// Without an entry, a datagram connection is made again to the same
+	// name and any other comes back closed by its peer (unixsock.ExternalFate).
 	UnixExternal map[string]*os.File
 	// VDSO says how the running kernel's vDSO replaces the image's: by
 	// taking its place when the two match (VDSOAuto), or always through a
@@ -91,11 +93,15 @@ func Restore(opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &restorer{im: im, seed: seed, targets: map[int]*inject.Target{}, threads: map[int]*inject.Thread{}}
+	r := &restorer{im: im, seed: seed, targets: map[int]*inject.Target{}, threads: map[int]*inject.Thread{}, memDone: map[int]bool{}}
 	inTree := func(pid int) bool { _, ok := r.targets[pid]; return ok || pid == seed.PID }
 	r.opener = files.NewOpener(im, inTree)
 	if opts.UnixExternal != nil {
 		r.opener.Sockets.Unix.External = opts.UnixExternal
+	}
+	journal, warning := newJournalStream(tree, r.opener.Sockets.Unix.External)
+	if journal != nil {
+		defer journal.Close()
 	}
 	r.mem = mem.NewRestorer(im, r.opener.OpenRef)
 	r.mem.VDSO = opts.VDSO
@@ -110,6 +116,10 @@ func Restore(opts Options) (*Result, error) {
 	}
 	res := &Result{Root: tree.Root, Processes: len(tree.Processes), Warnings: r.opener.Warnings,
 		VDSOProxies: r.mem.Proxies}
+	if warning != "" {
+		res.Warnings = append(res.Warnings, warning)
+	}
+	res.Warnings = append(res.Warnings, r.opener.Sockets.Unix.Warnings...)
 	res.Warnings = append(res.Warnings, describeProxies(r.mem.Proxies)...)
 	for _, p := range tree.Processes {
 		res.Threads += len(p.Threads)
@@ -126,6 +136,8 @@ type restorer struct {
 	mem     *mem.Restorer
 	// seedGone is set once the seed has been ended.
 	seedGone bool
+	// memDone are the processes whose address space is rebuilt.
+	memDone map[int]bool
 }
 
 func (r *restorer) run() error {
@@ -143,7 +155,7 @@ func (r *restorer) run() error {
 		if p.Zombie {
 			continue
 		}
-		if err := r.mem.Restore(r.targets[p.PID], p); err != nil {
+		if err := r.restoreMemory(p); err != nil {
 			return err
 		}
 	}
@@ -243,8 +255,20 @@ func (r *restorer) run() error {
 	return nil
 }
 
+// restoreMemory rebuilds the address space of p, once.
+func (r *restorer) restoreMemory(p *image.Process) error {
+	if r.memDone[p.PID] {
+		return nil
+	}
+	r.memDone[p.PID] = true
+	return r.mem.Restore(r.targets[p.PID], p)
+}
+
 // createProcesses forks every process from its parent, parents first, so
-// that the tree has its shape before any address space is replaced.
+// that the tree has its shape before any address space is replaced, except
+// the address spaces of parents whose children inherit pages from them
+// (copy-on-write since a fork): those are rebuilt before the children are
+// forked.
 func (r *restorer) createProcesses() error {
 	tree := r.im.Tree
 	byPID := map[int]*image.Process{}
@@ -260,6 +284,13 @@ func (r *restorer) createProcesses() error {
 				from = r.threads[p.ParentTID]
 			}
 			parentImg = byPID[p.PPID]
+		}
+		// A child that shares pages with its parent since a fork is forked
+		// from the parent's rebuilt memory, and keeps those pages.
+		if parentImg != nil && mem.Inherits(p) {
+			if err := r.restoreMemory(parentImg); err != nil {
+				return err
+			}
 		}
 		// The image checked that a table shared is the parent's.
 		var flags uint64
@@ -676,4 +707,40 @@ func (r *restorer) terminalIoctl(t *inject.Target, index int, req uint, arg uint
 	defer t.Call(unix.SYS_CLOSE, uintptr(fd))
 	_, err = t.Call(unix.SYS_IOCTL, uintptr(fd), uintptr(req), arg)
 	return err
+}
+
+// newJournalStream gives a tree whose output went to journald's stream
+// socket, when the caller hands over no stream of its own for it (the
+// restore daemon hands over the unit's), a new stream announced under the
+// name of the process that wrote to it, and says so. It is added to
+// external, and returned for the caller to close after the restore.
+func newJournalStream(tree *image.Tree, external map[string]*os.File) (*os.File, string) {
+	if external[unixsock.JournalStream] != nil {
+		return nil, ""
+	}
+	byFile := map[int]bool{}
+	for _, f := range tree.Files {
+		if s := f.Socket; s != nil && s.Unix != nil && s.Unix.External != nil && s.Unix.External.Key == unixsock.JournalStream {
+			byFile[f.ID] = true
+		}
+	}
+	if len(byFile) == 0 {
+		return nil, ""
+	}
+	comm := "seamless-restored"
+find:
+	for _, p := range tree.Processes {
+		for _, d := range p.FDs {
+			if byFile[d.File] && p.Comm != "" {
+				comm = p.Comm
+				break find
+			}
+		}
+	}
+	f, err := unixsock.DialJournal(comm)
+	if err != nil {
+		return nil, fmt.Sprintf("the tree wrote to %s, and no new stream could be opened (%v): its output comes back to a closed stream", unixsock.JournalStream, err)
+	}
+	external[unixsock.JournalStream] = f
+	return f, fmt.Sprintf("the tree's output to %s goes to a new journal stream, as %s", unixsock.JournalStream, comm)
 }

@@ -17,11 +17,12 @@ import (
 
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/units"
+	"github.com/seamless-linux/seamless/internal/unixsock"
 )
 
 // JournalStream is where journald accepts the stdout and stderr streams of
 // services: a restored service's old stream is replaced by its anchor's.
-const JournalStream = "/run/systemd/journal/stdout"
+const JournalStream = unixsock.JournalStream
 
 // runRestorer runs `seamless restore` for one tree, in the unit's cgroup
 // (clone3 into it) and mount namespace (nsenter), so that the tree is
@@ -29,8 +30,8 @@ const JournalStream = "/run/systemd/journal/stdout"
 // at the deadline, and if the daemon dies (PR_SET_PDEATHSIG): then its
 // half-restored processes die with it (they are its tracees, with
 // PTRACE_O_EXITKILL), and an anchor that lost the daemon finds its cgroup
-// empty.
-func (d *daemon) runRestorer(t TreeState, anchor int, cg string, fds []*os.File, deadline time.Time) (int, error) {
+// empty. It returns the restored root and the restore's warnings.
+func (d *daemon) runRestorer(t TreeState, anchor int, cg string, fds []*os.File, deadline time.Time) (int, []string, error) {
 	exe := fmt.Sprintf("/proc/%d/exe", os.Getpid())
 	// The daemon verified every checksum at boot and holds the files since.
 	args := []string{"restore", "--dir", t.Dir, "--pid-wait", "5s", "--verified"}
@@ -42,12 +43,12 @@ func (d *daemon) runRestorer(t TreeState, anchor int, cg string, fds []*os.File,
 	name, argv := exe, append([]string{"seamless"}, args...)
 	enter, err := namespaces(anchor)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if len(enter) > 0 {
 		nsenter, err := exec.LookPath("nsenter")
 		if err != nil {
-			return 0, fmt.Errorf("the unit has namespaces of its own and nsenter is missing: %w", err)
+			return 0, nil, fmt.Errorf("the unit has namespaces of its own and nsenter is missing: %w", err)
 		}
 		name = nsenter
 		argv = append(append([]string{"nsenter"}, enter...), "--", exe)
@@ -55,11 +56,11 @@ func (d *daemon) runRestorer(t TreeState, anchor int, cg string, fds []*os.File,
 	}
 	dir, err := units.CgroupDir(cg)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	cgf, err := os.Open(dir)
 	if err != nil {
-		return 0, fmt.Errorf("cgroup of the unit: %w", err)
+		return 0, nil, fmt.Errorf("cgroup of the unit: %w", err)
 	}
 	defer cgf.Close()
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -76,14 +77,20 @@ func (d *daemon) runRestorer(t TreeState, anchor int, cg string, fds []*os.File,
 	err = cmd.Run()
 	runtime.UnlockOSThread()
 	if ctx.Err() != nil {
-		return 0, fmt.Errorf("the restore did not finish within %s: killed", d.opts.RestoreTimeout)
+		return 0, nil, fmt.Errorf("the restore did not finish within %s: killed", d.opts.RestoreTimeout)
 	}
 	if err != nil {
 		msg := strings.TrimSpace(stderr.String())
 		if msg == "" {
 			msg = err.Error()
 		}
-		return 0, errors.New(Bound(msg))
+		return 0, nil, errors.New(Bound(msg))
+	}
+	var warnings []string
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		if w, ok := strings.CutPrefix(line, "seamless restore: warning: "); ok {
+			warnings = append(warnings, Bound(w))
+		}
 	}
 	for i, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
 		if i == 20 {
@@ -96,9 +103,9 @@ func (d *daemon) runRestorer(t TreeState, anchor int, cg string, fds []*os.File,
 	}
 	root, err := strconv.Atoi(strings.TrimSpace(stdout.String()))
 	if err != nil {
-		return 0, fmt.Errorf("restore printed %s, not a pid", Bound(stdout.String()))
+		return 0, nil, fmt.Errorf("restore printed %s, not a pid", Bound(stdout.String()))
 	}
-	return root, nil
+	return root, warnings, nil
 }
 
 // usesJournal reports whether a tree wrote to journald's stream socket.

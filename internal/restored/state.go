@@ -89,6 +89,8 @@ type UnitState struct {
 	// MainPID is the restored main process.
 	MainPID   int   `json:"main_pid,omitempty"`
 	RestoreMs int64 `json:"restore_ms,omitempty"`
+	// Warnings are the restore's warnings (what came back different).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // TreeState is one process tree of a unit's image.
@@ -237,7 +239,7 @@ func mkdirs() error {
 func recordOutcomes(s *State, final bool, log io.Writer) {
 	var out []update.UnitOutcome
 	for _, u := range s.Units {
-		o := update.UnitOutcome{Unit: u.Unit, Outcome: u.State, Reason: u.Reason, RestoreMs: u.RestoreMs, MainPID: u.MainPID}
+		o := update.UnitOutcome{Unit: u.Unit, Outcome: u.State, Reason: u.Reason, RestoreMs: u.RestoreMs, MainPID: u.MainPID, Warnings: u.Warnings}
 		if u.State == Pending || u.State == Restoring {
 			if !final {
 				continue

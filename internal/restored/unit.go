@@ -145,7 +145,8 @@ func (d *daemon) restoreTrees(u *UnitState, p *peer, cg string, fds []*os.File) 
 		deadline := time.Now().Add(d.opts.RestoreTimeout)
 		for _, t := range u.Trees {
 			d.pids.Release(t.IDs)
-			root, err := d.runRestorer(t, p.pid, cg, fds, deadline)
+			root, warnings, err := d.runRestorer(t, p.pid, cg, fds, deadline)
+			u.Warnings = append(u.Warnings, warnings...)
 			if err != nil {
 				return fmt.Errorf("restore of pid %d: %w", t.Root, err)
 			}

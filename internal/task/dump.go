@@ -28,6 +28,9 @@ const allSignals = ^uint64(0)
 // Dump reads the state of process pid, whose threads tids are all stopped
 // under ptrace by the caller.
 func Dump(pid int, tids []int, contents *mem.Contents) (*image.Process, error) {
+	if err := CheckUserNS(pid); err != nil {
+		return nil, err
+	}
 	st, err := proc.ReadStat(pid)
 	if err != nil {
 		return nil, err
@@ -125,7 +128,7 @@ func dumpThread(pid, tid int) (*image.Thread, error) {
 	if err != nil {
 		return nil, err
 	}
-	if rs.Size > 0 {
+	if rseqRegistered(rs) {
 		t.Rseq = &image.Rseq{Pointer: rs.Pointer, Size: rs.Size, Signature: rs.Signature}
 	}
 	var head uint64
@@ -278,4 +281,12 @@ func dumpRemote(p *image.Process) error {
 		}
 	}
 	return nil
+}
+
+// rseqRegistered reports whether a thread registered an rseq area. Kernels
+// before 6.3 report the size of struct rseq whether or not one is
+// registered: a thread without one (any Go program's) has pointer 0 and
+// size 32 there, and registering "it" again fails on 6.1.176 (EFAULT).
+func rseqRegistered(rs ptrace.Rseq) bool {
+	return rs.Pointer != 0 && rs.Size > 0
 }

@@ -21,6 +21,9 @@ const PreserveKey = "X-SeamlessPreserve"
 // applies them (the unit's own, its template's, prefix and type-wide
 // drop-ins, with a drop-in of /etc masking one of the same name in /usr).
 type Files struct {
+	// ID is the unit's own name when the name asked for is an alias of
+	// it (redis.service for redis-server.service), or "".
+	ID       string
 	Fragment string
 	DropIns  []string
 }
@@ -112,6 +115,11 @@ func OptedIn(ctx context.Context, sys UnitFiles, search []string) (map[string]st
 		if err != nil {
 			return nil, err
 		}
+		// An alias (a symlink in a unit directory, such as Debian's
+		// sshd.service) is the same unit under another name: one entry.
+		if f.ID != "" {
+			n = f.ID
+		}
 		if on {
 			out[n] = by
 		}
@@ -175,6 +183,9 @@ func (s Systemd) Files(ctx context.Context, unit string) (Files, error) {
 		return Files{}, nil
 	}
 	f := Files{}
+	if id, _ := props["Id"].(string); id != unit {
+		f.ID = id
+	}
 	f.Fragment, _ = props["FragmentPath"].(string)
 	f.DropIns, _ = props["DropInPaths"].([]string)
 	return f, nil

@@ -58,6 +58,9 @@ type Start struct {
 	// User is its User= ("" for root): the anchor that asks for its
 	// restore must run as this user.
 	User string `json:"user,omitempty"`
+	// NoExecPaths is its NoExecPaths= (Debian's redis-server.service:
+	// "/"): the anchor that replaces its ExecStart= must be let through.
+	NoExecPaths []string `json:"no_exec_paths,omitempty"`
 }
 
 // Query asks systemd, over D-Bus, for the state of the named units.
@@ -167,6 +170,7 @@ func startOf(props map[string]any) Start {
 	st.Type, _ = props["Type"].(string)
 	st.PIDFile, _ = props["PIDFile"].(string)
 	st.User, _ = props["User"].(string)
+	st.NoExecPaths, _ = props["NoExecPaths"].([]string)
 	cmds, _ := props["ExecStart"].([][]any)
 	if len(cmds) > 0 && len(cmds[0]) >= 2 {
 		st.Path, _ = cmds[0][0].(string)

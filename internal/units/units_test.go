@@ -87,8 +87,11 @@ func TestOptedIn(t *testing.T) {
 			"nginx.service":              {Fragment: nginx, DropIns: []string{nginxOff}},
 			"postgresql@15-main.service": {Fragment: filepath.Join(lib, "postgresql@.service"), DropIns: []string{tmpl}},
 			"redis.service":              {Fragment: redis}, // stopped, not loaded
+			// An alias of memcached.service, named by its symlink in etc.
+			"memcache.service": {ID: "memcached.service", Fragment: filepath.Join(lib, "memcached.service"), DropIns: []string{mc}},
 		},
 	}
+	os.Symlink(filepath.Join(lib, "memcached.service"), filepath.Join(etc, "memcache.service"))
 	got, err := OptedIn(context.Background(), sys, []string{etc, lib})
 	if err != nil {
 		t.Fatal(err)

@@ -14,7 +14,6 @@ import (
 
 	"github.com/seamless-linux/seamless/internal/dump"
 	"github.com/seamless-linux/seamless/internal/freezer"
-	"github.com/seamless-linux/seamless/internal/inet"
 	"github.com/seamless-linux/seamless/internal/proc"
 	"github.com/seamless-linux/seamless/internal/units"
 )
@@ -86,7 +85,23 @@ func handOver(in *Intent, st *Status, log io.Writer) error {
 	h := &handover{dirs: dirs, touched: map[string]bool{}, carried: map[string]bool{}, log: log}
 	defer h.undo()
 
+	// The units run until they have accepted the connections waiting in
+	// their listeners' queues, whose door is closed first; the checkpoints'
+	// own locks hold the ports from then on.
 	t := time.Now()
+	var pids []int
+	for _, u := range in.Units {
+		p, _ := units.CgroupPIDs(in.Cgroups[u])
+		pids = append(pids, p...)
+	}
+	door, err := dump.CloseDoor(pids, log)
+	if err != nil {
+		return err
+	}
+	defer door.Open()
+	phase("drain", t)
+
+	t = time.Now()
 	for _, u := range in.Units {
 		h.touched[u] = true
 		if err := freezer.Freeze(dirs[u]); err != nil {
@@ -260,30 +275,12 @@ func dumpUnit(cg, cgdir, dir string, out *UnitOutcome) ([]*dump.Result, error) {
 	return all, nil
 }
 
-// Retries of a checkpoint that found connections waiting to be accepted.
-var (
-	acceptRetries = 50
-	acceptWait    = 100 * time.Millisecond
-)
-
-// checkpointTree checkpoints one tree for a later kill. Connections waiting
-// in a listener's accept queue cannot be carried, but the service accepts
-// them within moments if it runs: the checkpoint is retried for a while.
-// Each failed attempt lets the tree go on, thawed (Checkpoint freezes the
-// cgroup again for the next one, so that it starts from one instant).
+// checkpointTree checkpoints one tree for a later kill, again for a while
+// when a listener has connections waiting to be accepted (see
+// dump.CheckpointRetrying; the door of the units' listeners closed before
+// the freeze). Each failed attempt lets the tree go on, thawed.
 func checkpointTree(pid int, dir, cgdir string) (*dump.Result, error) {
-	var err error
-	for attempt := 0; attempt < acceptRetries; attempt++ {
-		if attempt > 0 {
-			time.Sleep(acceptWait)
-		}
-		var res *dump.Result
-		res, err = dump.Checkpoint(dump.Options{PID: pid, Dir: dir, KillLater: true, Cgroup: cgdir})
-		if !errors.Is(err, inet.ErrPendingAccept) {
-			return res, err
-		}
-	}
-	return nil, err
+	return dump.CheckpointRetrying(dump.Options{PID: pid, Dir: dir, KillLater: true, Cgroup: cgdir})
 }
 
 func sortedKeys(m map[string]string) []string {

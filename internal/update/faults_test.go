@@ -19,6 +19,7 @@ import (
 	"github.com/seamless-linux/seamless/internal/dump"
 	"github.com/seamless-linux/seamless/internal/freezer"
 	"github.com/seamless-linux/seamless/internal/kernel"
+	"github.com/seamless-linux/seamless/internal/netlock"
 	"github.com/seamless-linux/seamless/internal/units"
 )
 
@@ -297,9 +298,9 @@ func TestCheckpointFaultStuckThread(t *testing.T) {
 
 func TestCheckpointFaultAcceptQueue(t *testing.T) {
 	needCheckpoint(t)
-	oldR, oldW := acceptRetries, acceptWait
-	acceptRetries, acceptWait = 3, 10*time.Millisecond
-	defer func() { acceptRetries, acceptWait = oldR, oldW }()
+	oldR, oldW, oldD := dump.AcceptRetries, dump.AcceptWait, dump.DrainTimeout
+	dump.AcceptRetries, dump.AcceptWait, dump.DrainTimeout = 3, 10*time.Millisecond, 200*time.Millisecond
+	defer func() { dump.AcceptRetries, dump.AcceptWait, dump.DrainTimeout = oldR, oldW, oldD }()
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Env = append(os.Environ(), "SEAMLESS_TEST_HELPER=pending-accept")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNET}
@@ -311,6 +312,15 @@ func TestCheckpointFaultAcceptQueue(t *testing.T) {
 	}
 	if o := outcome(st, svc); o.Outcome != "stopped" || !strings.Contains(o.Reason, "accept queue") {
 		t.Fatalf("unit outcome %+v, want stopped for its accept queue", o)
+	}
+	// Neither the door of its listener nor a checkpoint's lock is left.
+	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", svc.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	if chains, err := netlock.List(ns); err != nil || len(chains) != 0 {
+		t.Fatalf("network lock chains left: %v (%v)", chains, err)
 	}
 }
 

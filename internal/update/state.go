@@ -55,6 +55,9 @@ type UnitOutcome struct {
 	// RestoreMs and MainPID describe the restore under the new kernel.
 	RestoreMs int64 `json:"restore_ms,omitempty"`
 	MainPID   int   `json:"main_pid,omitempty"`
+	// Warnings are what the restore brought back different (connections
+	// to peers outside the unit that come back closed, ...).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Status is the record of the last update, kept in StateDir.
@@ -163,7 +166,7 @@ func RecordRestore(kernel string, results []UnitOutcome) error {
 		found := false
 		for i := range st.Units {
 			if u := &st.Units[i]; u.Unit == r.Unit {
-				u.Outcome, u.Reason, u.RestoreMs, u.MainPID = r.Outcome, r.Reason, r.RestoreMs, r.MainPID
+				u.Outcome, u.Reason, u.RestoreMs, u.MainPID, u.Warnings = r.Outcome, r.Reason, r.RestoreMs, r.MainPID, r.Warnings
 				found = true
 			}
 		}
