@@ -198,6 +198,18 @@ func needCheckpoint(t *testing.T) {
 }
 
 // outcome returns the status of the unit of s.
+// wantNoneCarried fails the test unless the shutdown's checkpoint carried
+// no unit (nothing is loaded then) and stopped s for a reason naming why.
+func wantNoneCarried(t *testing.T, st *Status, err error, s *service, why string) {
+	t.Helper()
+	if err == nil || !strings.Contains(err.Error(), "no unit could be carried") {
+		t.Fatalf("ShutdownCheckpoint = %v, want: no unit could be carried", err)
+	}
+	if o := outcome(st, s); o.Outcome != "stopped" || !strings.Contains(o.Reason, why) {
+		t.Fatalf("unit outcome %+v, want stopped for a reason naming %q", o, why)
+	}
+}
+
 func outcome(st *Status, s *service) UnitOutcome {
 	for _, u := range st.Units {
 		if u.Unit == s.cg+".service" {
@@ -265,12 +277,7 @@ func TestCheckpointFaultFreezeTimeout(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // the write is waiting for the file system
 	st, err := shutdown(t, "ram", "", svc)
 	svc.checkThawed(t)
-	if err == nil || !strings.Contains(err.Error(), "no unit could be carried") {
-		t.Fatalf("ShutdownCheckpoint = %v, want: no unit could be carried", err)
-	}
-	if o := outcome(st, svc); o.Outcome != "stopped" || !strings.Contains(o.Reason, "not done within") {
-		t.Fatalf("unit outcome %+v, want stopped after a freeze timeout", o)
-	}
+	wantNoneCarried(t, st, err, svc, "not done within")
 }
 
 // TestCheckpointFaultStuckThread: a thread that the freezer counts frozen
@@ -288,12 +295,7 @@ func TestCheckpointFaultStuckThread(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // stat is waiting for the file system
 	st, err := shutdown(t, "ram", "", svc)
 	svc.checkCgroupThawed(t)
-	if err == nil || !strings.Contains(err.Error(), "no unit could be carried") {
-		t.Fatalf("ShutdownCheckpoint = %v, want: no unit could be carried", err)
-	}
-	if o := outcome(st, svc); o.Outcome != "stopped" || !strings.Contains(o.Reason, "does not stop within") {
-		t.Fatalf("unit outcome %+v, want stopped for a thread that does not stop", o)
-	}
+	wantNoneCarried(t, st, err, svc, "does not stop within")
 }
 
 func TestCheckpointFaultAcceptQueue(t *testing.T) {
@@ -307,12 +309,7 @@ func TestCheckpointFaultAcceptQueue(t *testing.T) {
 	svc := startService(t, "accept", cmd, "READY")
 	st, err := shutdown(t, "ram", "", svc)
 	svc.checkThawed(t)
-	if err == nil || !strings.Contains(err.Error(), "no unit could be carried") {
-		t.Fatalf("ShutdownCheckpoint = %v, want: no unit could be carried", err)
-	}
-	if o := outcome(st, svc); o.Outcome != "stopped" || !strings.Contains(o.Reason, "accept queue") {
-		t.Fatalf("unit outcome %+v, want stopped for its accept queue", o)
-	}
+	wantNoneCarried(t, st, err, svc, "accept queue")
 	// Neither the door of its listener nor a checkpoint's lock is left.
 	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", svc.cmd.Process.Pid))
 	if err != nil {
@@ -340,12 +337,7 @@ func TestCheckpointFaultDump(t *testing.T) {
 	bad := startService(t, "dump", cmd, "READY")
 	st, err := shutdown(t, "ram", "", bad)
 	bad.checkThawed(t)
-	if err == nil || !strings.Contains(err.Error(), "no unit could be carried") {
-		t.Fatalf("ShutdownCheckpoint = %v, want: no unit could be carried (and no kexec load)", err)
-	}
-	if o := outcome(st, bad); o.Outcome != "stopped" || !strings.Contains(o.Reason, "netlink") {
-		t.Fatalf("unit outcome %+v, want stopped for its netlink socket", o)
-	}
+	wantNoneCarried(t, st, err, bad, "netlink")
 }
 
 // TestCheckpointFaultOneOfTwo: of two units, one cannot be checkpointed:
