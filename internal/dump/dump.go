@@ -21,6 +21,7 @@ import (
 	"github.com/seamless-linux/seamless/internal/ptrace"
 	"github.com/seamless-linux/seamless/internal/sysvipc"
 	"github.com/seamless-linux/seamless/internal/task"
+	"github.com/seamless-linux/seamless/internal/timens"
 )
 
 // Options control a checkpoint.
@@ -304,6 +305,12 @@ func dumpTree(w *image.Writer, procs []*seized, fdp **files.Dumper) (*image.Tree
 	*fdp = fd
 	tables, fsTables := files.NewTables(), files.NewFSTables()
 	tree := &image.Tree{Root: procs[0].pid}
+	// Read while the tree is stopped: the clocks it saw last.
+	clocks, err := timens.Capture(pids)
+	if err != nil {
+		return nil, err
+	}
+	tree.Clocks = clocks
 	// Stopped children whose parent has waited for the stop, by PID.
 	stopWaited := map[int]bool{}
 	for _, s := range procs {

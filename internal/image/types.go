@@ -17,6 +17,20 @@ type Tree struct {
 	Ptys []*Pty `json:"ptys,omitempty"`
 	// SysV are the System V IPC objects the tree used.
 	SysV *SysV `json:"sysv,omitempty"`
+	// Clocks are the clocks as the tree saw them at checkpoint (absent in
+	// older images: the tree then comes back on the restoring kernel's
+	// clocks).
+	Clocks *Clocks `json:"clocks,omitempty"`
+}
+
+// Clocks are three clocks read at one moment while the tree was stopped,
+// in nanoseconds: CLOCK_MONOTONIC and CLOCK_BOOTTIME as its processes saw
+// them (with the offsets of their time namespace), and CLOCK_REALTIME,
+// which measures the pause until the restore.
+type Clocks struct {
+	MonotonicNs int64 `json:"monotonic_ns"`
+	BoottimeNs  int64 `json:"boottime_ns"`
+	RealtimeNs  int64 `json:"realtime_ns"`
 }
 
 // Pty is a pseudo-terminal pair: its index (/dev/pts/N), the terminal

@@ -76,6 +76,9 @@ func (t *Tree) Validate(files map[string]int64) error {
 	if t.Processes[0] == nil || t.Processes[0].PID != t.Root {
 		return fmt.Errorf("the first process is not the root %d", t.Root)
 	}
+	if c := t.Clocks; c != nil && (c.MonotonicNs < 0 || c.BoottimeNs < 0 || c.RealtimeNs < 0) {
+		return fmt.Errorf("clocks: a negative reading (%+v)", *c)
+	}
 	// What processes refer to, first.
 	for i, p := range t.Ptys {
 		if err := p.validate(c); err != nil {

@@ -130,7 +130,48 @@ func Pick(boot, want, initrd, running string) (Kernel, error) {
 	if k.Initrd == "" {
 		return k, fmt.Errorf("kernel %s has no initrd; give one with --initrd", k.Release)
 	}
+	if err := checkConfig(boot, k.Release); err != nil {
+		return k, err
+	}
 	return k, nil
+}
+
+// modulesDir holds each kernel's modules, and on Fedora its configuration.
+var modulesDir = "/lib/modules"
+
+// required are the options of the new kernel without which a restore
+// would not be faithful, with what goes wrong without each.
+var required = []struct{ option, why string }{
+	{"CONFIG_TIME_NS", "no time namespaces: restored programs would see their clocks go back by the old kernel's uptime"},
+}
+
+// checkConfig refuses a kernel whose build configuration (boot/config-R,
+// or /lib/modules/R/config on Fedora) lacks an option seamless needs. A
+// kernel without a configuration file is let through: its restore then
+// fails before anything is created, and the units start cold.
+func checkConfig(boot, release string) error {
+	var conf []byte
+	for _, p := range []string{filepath.Join(boot, "config-"+release), filepath.Join(modulesDir, release, "config")} {
+		if b, err := os.ReadFile(p); err == nil {
+			conf = b
+			break
+		}
+	}
+	if conf == nil {
+		return nil
+	}
+	set := map[string]bool{}
+	for _, l := range strings.Split(string(conf), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok && (v == "y" || v == "m") {
+			set[k] = true
+		}
+	}
+	for _, r := range required {
+		if !set[r.option] {
+			return fmt.Errorf("kernel %s is built without %s (%s); boot it with a reboot", release, r.option, r.why)
+		}
+	}
+	return nil
 }
 
 // Cmdline builds the target's command line from the running one: the boot

@@ -54,3 +54,41 @@ func TestCmdline(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckConfig(t *testing.T) {
+	boot, mods := t.TempDir(), t.TempDir()
+	defer func(d string) { modulesDir = d }(modulesDir)
+	modulesDir = mods
+	write := func(p, s string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(boot, "config-6.1.0-50-amd64"), "CONFIG_X=y\nCONFIG_TIME_NS=y\n")
+	write(filepath.Join(boot, "config-6.1.0-51-amd64"), "CONFIG_X=y\n# CONFIG_TIME_NS is not set\n")
+	write(filepath.Join(mods, "7.9.1-100.fc99.x86_64", "config"), "CONFIG_TIME_NS=y\n")
+	write(filepath.Join(mods, "7.9.2-100.fc99.x86_64", "config"), "CONFIG_TIME_NS=n\n")
+	tests := []struct {
+		release string
+		wantErr bool
+	}{
+		{"6.1.0-50-amd64", false},
+		{"6.1.0-51-amd64", true},
+		{"7.9.1-100.fc99.x86_64", false},
+		{"7.9.2-100.fc99.x86_64", true},
+		{"6.1.0-99-amd64", false}, // no configuration: let through
+	}
+	for _, tt := range tests {
+		err := checkConfig(boot, tt.release)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("checkConfig(%s) = %v, want error %v", tt.release, err, tt.wantErr)
+		}
+		if err != nil && !strings.Contains(err.Error(), "CONFIG_TIME_NS") {
+			t.Errorf("checkConfig(%s) = %v, want it to name CONFIG_TIME_NS", tt.release, err)
+		}
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/proc"
 	"github.com/seamless-linux/seamless/internal/task"
+	"github.com/seamless-linux/seamless/internal/timens"
 	"github.com/seamless-linux/seamless/internal/unixsock"
 )
 
@@ -128,6 +129,10 @@ func Check(pids []int) *Report {
 		}
 		checkFDs(pid, sc, r, bad, external)
 		checkMaps(pid, r, bad)
+	}
+	if _, err := timens.Check(pids); err != nil && len(pids) > 0 {
+		comm, _ := proc.ReadString(pids[0], "comm")
+		r.Problems = append(r.Problems, Problem{PID: pids[0], Comm: comm, What: "clocks", Reason: err.Error()})
 	}
 	sort.Strings(r.External)
 	sort.Strings(r.Closed)

@@ -24,6 +24,7 @@ import (
 	"github.com/seamless-linux/seamless/internal/ptrace"
 	"github.com/seamless-linux/seamless/internal/sysvipc"
 	"github.com/seamless-linux/seamless/internal/task"
+	"github.com/seamless-linux/seamless/internal/timens"
 	"github.com/seamless-linux/seamless/internal/unixsock"
 )
 
@@ -127,6 +128,27 @@ func Restore(opts Options) (*Result, error) {
 	return res, nil
 }
 
+// keepClocks makes the seed's children, the whole tree, start in a time
+// namespace in which their clocks continue from c (see package timens).
+// An image without clocks comes back on this kernel's clocks.
+func keepClocks(seed *inject.Target, c *image.Clocks) error {
+	if c == nil {
+		return nil
+	}
+	if !timens.Supported() {
+		return errors.New("this kernel has no time namespaces (CONFIG_TIME_NS): the tree's clocks cannot continue " +
+			"from where they were, and its programs would see time go backwards")
+	}
+	if _, err := seed.Call(unix.SYS_UNSHARE, unix.CLONE_NEWTIME); err != nil {
+		return fmt.Errorf("time namespace for the tree: %w", err)
+	}
+	off, err := timens.For(c)
+	if err != nil {
+		return err
+	}
+	return off.Write(seed.PID)
+}
+
 type restorer struct {
 	im      *image.Image
 	seed    *inject.Target
@@ -142,6 +164,9 @@ type restorer struct {
 
 func (r *restorer) run() error {
 	tree := r.im.Tree
+	if err := keepClocks(r.seed, tree.Clocks); err != nil {
+		return err
+	}
 	if err := r.createProcesses(); err != nil {
 		return err
 	}
