@@ -13,8 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/config"
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/dbusapi"
-	"github.com/seamless-linux/seamless/internal/restored"
 	"github.com/seamless-linux/seamless/internal/trigger"
 	"github.com/seamless-linux/seamless/internal/update"
 )
@@ -163,19 +163,19 @@ image, and the time of each phase.`, stdout)
 		}
 		fmt.Fprintf(stderr, "seamless: status over D-Bus: %v; showing what this user may read\n", err)
 	}
-	in, err := update.ReadIntent()
+	in, err := contract.ReadIntent()
 	private := errors.Is(err, os.ErrPermission)
 	if err != nil && !private {
 		return err
 	}
-	st, err := update.ReadStatus()
+	st, err := contract.ReadStatus()
 	if errors.Is(err, os.ErrPermission) {
 		private, err = true, nil
 	}
 	if err != nil {
 		return err
 	}
-	live, _ := restored.ReadState() // this boot's restore, if any
+	live, _ := contract.ReadState() // this boot's restore, if any
 	if *asJSON {
 		return writeJSON(stdout, map[string]any{"pending": in, "last": st, "restore": live})
 	}
@@ -234,7 +234,7 @@ image, and the time of each phase.`, stdout)
 		}
 		for _, u := range live.Units {
 			line := fmt.Sprintf("  %s: %s", u.Unit, u.State)
-			if run == "ended" && (u.State == restored.Pending || u.State == restored.Restoring) {
+			if run == "ended" && u.Waiting() {
 				line += " when the restore daemon ended (the unit started cold)"
 			}
 			if u.MainPID > 0 {

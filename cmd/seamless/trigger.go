@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/seamless-linux/seamless/internal/config"
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/kernel"
 	"github.com/seamless-linux/seamless/internal/trigger"
 	"github.com/seamless-linux/seamless/internal/update"
@@ -60,7 +61,7 @@ update armed for that kernel is withdrawn (its files are going away).`, stdout)
 	if len(pos) < 1 || len(pos) > 2 {
 		return fmt.Errorf("%w: need the kernel VERSION (and optionally its IMAGE)", errUsage)
 	}
-	in, err := update.ReadIntent()
+	in, err := contract.ReadIntent()
 	if err != nil || in == nil || !in.Armed || in.Kernel.Release != pos[0] {
 		return err
 	}

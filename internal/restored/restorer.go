@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/units"
 	"github.com/seamless-linux/seamless/internal/unixsock"
@@ -31,7 +32,7 @@ const JournalStream = unixsock.JournalStream
 // half-restored processes die with it (they are its tracees, with
 // PTRACE_O_EXITKILL), and an anchor that lost the daemon finds its cgroup
 // empty. It returns the restored root and the restore's warnings.
-func (d *daemon) runRestorer(t TreeState, anchor int, cg string, fds []*os.File, deadline time.Time) (int, []string, error) {
+func (d *daemon) runRestorer(t contract.TreeState, anchor int, cg string, fds []*os.File, deadline time.Time) (int, []string, error) {
 	exe := fmt.Sprintf("/proc/%d/exe", os.Getpid())
 	// The daemon verified every checksum at boot and holds the files since.
 	args := []string{"restore", "--dir", t.Dir, "--pid-wait", "5s", "--verified"}

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/kernel"
 	"github.com/seamless-linux/seamless/internal/units"
 )
@@ -51,7 +52,7 @@ func TestShutdownCheckpointFailures(t *testing.T) {
 			// ptrace ties tracees to one OS thread.
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			RunDir, StateDir = t.TempDir(), t.TempDir()
+			t.Cleanup(contract.SetDirs(t.TempDir(), t.TempDir()))
 			cg := "seamless-update-test-" + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(i)
 			if err := os.Mkdir(filepath.Join(root, cg), 0o755); err != nil {
 				t.Skipf("cannot create a cgroup: %v", err)
@@ -79,10 +80,10 @@ func TestShutdownCheckpointFailures(t *testing.T) {
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
-			in := &Intent{From: "old", Kernel: kernel.Kernel{Release: "new", Image: notKernel, Initrd: notKernel},
+			in := &contract.Intent{From: "old", Kernel: kernel.Kernel{Release: "new", Image: notKernel, Initrd: notKernel},
 				Cmdline: "ro", Units: []string{"test.service"}, Cgroups: map[string]string{"test.service": "/" + cg},
 				Store: tt.store, DiskDir: tt.dir, Requested: time.Now()}
-			if err := writeJSON(intentPath(), in); err != nil {
+			if err := contract.WriteIntent(in); err != nil {
 				t.Fatal(err)
 			}
 			var log strings.Builder
@@ -90,11 +91,11 @@ func TestShutdownCheckpointFailures(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("ShutdownCheckpoint = %v, want an error mentioning %q", err, tt.want)
 			}
-			st, err := ReadStatus()
+			st, err := contract.ReadStatus()
 			if err != nil || st == nil || st.State != "failed" || !strings.Contains(st.Error, tt.want) {
 				t.Fatalf("status = %+v, %v", st, err)
 			}
-			if len(st.Units) != 1 || st.Units[0].Outcome != "stopped" {
+			if len(st.Units) != 1 || st.Units[0].Outcome != contract.Stopped {
 				t.Fatalf("unit outcome = %+v, want stopped", st.Units)
 			}
 			ev, _ := os.ReadFile(filepath.Join(root, cg, "cgroup.events"))
@@ -102,7 +103,7 @@ func TestShutdownCheckpointFailures(t *testing.T) {
 			if !strings.Contains(string(ev), "frozen 0") || !strings.Contains(string(state), ") S") {
 				t.Fatalf("after a failed hand-over the service is %q (cgroup %q): want running and thawed", state, ev)
 			}
-			if in, _ := ReadIntent(); in != nil {
+			if in, _ := contract.ReadIntent(); in != nil {
 				t.Fatal("the intent was not consumed")
 			}
 		})
@@ -110,12 +111,12 @@ func TestShutdownCheckpointFailures(t *testing.T) {
 }
 
 func TestShutdownCheckpointWithoutIntent(t *testing.T) {
-	RunDir, StateDir = t.TempDir(), t.TempDir()
+	t.Cleanup(contract.SetDirs(t.TempDir(), t.TempDir()))
 	var log strings.Builder
 	if err := ShutdownCheckpoint(&log); err != nil || !strings.Contains(log.String(), "nothing to checkpoint") {
 		t.Fatalf("ShutdownCheckpoint without intent = %v, %q", err, log.String())
 	}
-	if st, _ := ReadStatus(); st != nil {
+	if st, _ := contract.ReadStatus(); st != nil {
 		t.Fatal("a status was recorded without an update")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/seamless-linux/seamless/internal/config"
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/kernel"
 	"github.com/seamless-linux/seamless/internal/kexec"
 	"github.com/seamless-linux/seamless/internal/logind"
@@ -167,19 +168,19 @@ func Update(ctx context.Context, o Options) error {
 		kexec.Unload()
 		return fmt.Errorf("cancelled")
 	}
-	in := &Intent{From: from, Kernel: k, Cmdline: cl, Units: carry, Cgroups: cgroups, Start: start, Stopped: stopped, Store: store, DiskDir: o.Config.DiskDir, Requested: time.Now(), Armed: o.Arm}
-	if err := writeJSON(intentPath(), in); err != nil {
+	in := &contract.Intent{From: from, Kernel: k, Cmdline: cl, Units: carry, Cgroups: cgroups, Start: start, Stopped: stopped, Store: store, DiskDir: o.Config.DiskDir, Requested: time.Now(), Armed: o.Arm}
+	if err := contract.WriteIntent(in); err != nil {
 		return fmt.Errorf("record the update: %w", err)
 	}
 	if !o.Arm {
-		if err := saveStatus(&Status{State: "pending", From: from, To: k.Release, Store: store}); err != nil {
+		if err := contract.WriteStatus(&contract.Status{State: contract.UpdatePending, From: from, To: k.Release, Store: store}); err != nil {
 			return err
 		}
 	}
 	if err := startKexec(ctx, carry, !o.Arm, say, func() {
 		step(PhaseSwitching, 1, "switching to %s: the system goes down now", k.Release)
 	}); err != nil {
-		os.Remove(intentPath())
+		os.Remove(contract.IntentPath())
 		return err
 	}
 	return nil
