@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/dump"
 	"github.com/seamless-linux/seamless/internal/freezer"
@@ -169,7 +171,11 @@ func handOver(in *contract.Intent, st *contract.Status, log io.Writer) error {
 	// The point of no return: the stopped processes must never run again
 	// on this kernel, or they would change what the image describes.
 	t = time.Now()
-	h.commit()
+	if err := h.commit(); err != nil {
+		// Too late to go back: the report says what may still run.
+		st.Error = fmt.Sprintf("the image was handed over, but not every carried process was killed: %v", err)
+		fmt.Fprintf(log, "seamless: %s\n", st.Error)
+	}
 	phase("kill", t)
 	st.State = contract.UpdateHandedOver
 	fmt.Fprintf(log, "seamless: %d units carried in a %s image (%s) to %s\n", len(h.carried), human(st.Bytes), st.Store, in.Kernel.Release)
@@ -201,14 +207,19 @@ func (h *handover) failAll(st *contract.Status, reason string) {
 	}
 }
 
-// commit kills the carried units: the image is with the new kernel.
-func (h *handover) commit() {
+// commit kills the carried units: the image is with the new kernel. It
+// returns what it could not kill; the hand-over stands (the new kernel has
+// the image), but those processes must be named.
+func (h *handover) commit() error {
 	h.done = true
 	for _, r := range h.dumped {
 		r.Commit()
 	}
+	var errs []error
 	for u := range h.carried {
-		os.WriteFile(filepath.Join(h.dirs[u], "cgroup.kill"), []byte("1"), 0)
+		if err := killCgroup(h.dirs[u]); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", u, err))
+		}
 	}
 	// A unit frozen but not carried (none today) must not stay frozen.
 	for u := range h.touched {
@@ -216,6 +227,37 @@ func (h *handover) commit() {
 			h.thaw(u)
 		}
 	}
+	return errors.Join(errs...)
+}
+
+// killCgroup kills every process of the cgroup directory dir and below:
+// with cgroup.kill, or, if that cannot be written, one by one (SIGKILL
+// reaches a frozen process too).
+func killCgroup(dir string) error {
+	f, err := os.OpenFile(filepath.Join(dir, "cgroup.kill"), os.O_WRONLY, 0)
+	if err == nil {
+		_, err = f.Write([]byte("1"))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	pids, lerr := units.DirPIDs(dir)
+	if lerr != nil {
+		return fmt.Errorf("kill cgroup %s: %w; list its processes: %v", dir, err, lerr)
+	}
+	var left []int
+	for _, pid := range pids {
+		if kerr := unix.Kill(pid, unix.SIGKILL); kerr != nil && kerr != unix.ESRCH {
+			left = append(left, pid)
+		}
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("kill cgroup %s: %w; processes %v could not be killed", dir, err, left)
+	}
+	return nil
 }
 
 // undo lets every stopped tree go and thaws every cgroup touched, unless

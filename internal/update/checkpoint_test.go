@@ -120,3 +120,36 @@ func TestShutdownCheckpointWithoutIntent(t *testing.T) {
 		t.Fatal("a status was recorded without an update")
 	}
 }
+
+// TestKillCgroupWithoutCgroupKill: at the point of no return, a cgroup
+// whose cgroup.kill cannot be written has its processes killed one by one,
+// and what cannot be killed is an error, never dropped.
+func TestKillCgroupWithoutCgroupKill(t *testing.T) {
+	// A directory that is not a cgroup: it has no cgroup.kill, and lists
+	// a child of the test, and one below it a PID that does not exist.
+	dir := t.TempDir()
+	child := exec.Command("sleep", "100")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- child.Wait() }()
+	t.Cleanup(func() { child.Process.Kill() })
+	os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(child.Process.Pid)+"\n"), 0o600)
+	os.Mkdir(filepath.Join(dir, "sub"), 0o700)
+	os.WriteFile(filepath.Join(dir, "sub", "cgroup.procs"), []byte("4194304\n"), 0o600)
+	if err := killCgroup(dir); err != nil {
+		t.Fatalf("killCgroup: %v", err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the process of a cgroup without cgroup.kill was not killed")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cgroup.kill")); err == nil {
+		t.Error("killCgroup created cgroup.kill")
+	}
+	if err := killCgroup(filepath.Join(dir, "absent")); err == nil || !strings.Contains(err.Error(), "list its processes") {
+		t.Errorf("killCgroup of a missing cgroup = %v, want an error", err)
+	}
+}
