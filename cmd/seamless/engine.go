@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/seamless-linux/seamless/internal/bytesize"
 	"github.com/seamless-linux/seamless/internal/dump"
 	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/restore"
@@ -55,7 +56,7 @@ accepts those already waiting before it is stopped.`, stdout)
 		return err
 	}
 	fmt.Fprintf(stderr, "checkpointed %d processes, %d threads, %s in %v\n",
-		res.Processes, res.Threads, humanBytes(res.Bytes), time.Since(start).Round(time.Millisecond))
+		res.Processes, res.Threads, bytesize.Format(res.Bytes), time.Since(start).Round(time.Millisecond))
 	if *verbose {
 		for _, pid := range sortedPIDs(res.Zombies) {
 			fmt.Fprintf(stderr, "pid %d is a zombie until its parent %d reaps it\n", pid, res.Zombies[pid])
@@ -130,18 +131,6 @@ warning says how many entry points it redirects.`, stdout)
 	}
 	fmt.Fprintln(stdout, res.Root)
 	return nil
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 func writeJSON(w io.Writer, v any) error {

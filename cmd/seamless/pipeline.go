@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/bytesize"
 	"github.com/seamless-linux/seamless/internal/config"
 	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/dbusapi"
@@ -71,8 +73,8 @@ descriptor or mapping, which resource. Nothing is stopped.`, stdout)
 		for k, n := range p.Report.Resources {
 			kinds = append(kinds, fmt.Sprintf("%s=%d", k, n))
 		}
-		sortStrings(kinds)
-		fmt.Fprintf(stdout, "  resources: %s; image about %s\n", strings.Join(kinds, " "), humanBytes(p.Report.ImageBytes))
+		slices.Sort(kinds)
+		fmt.Fprintf(stdout, "  resources: %s; image about %s\n", strings.Join(kinds, " "), bytesize.Format(p.Report.ImageBytes))
 		for _, e := range p.Report.External {
 			fmt.Fprintf(stdout, "  external: %s\n", e)
 		}
@@ -199,12 +201,12 @@ image, and the time of each phase.`, stdout)
 			fmt.Fprintf(stdout, "  error: %s\n", st.Error)
 		}
 		if st.Image != "" {
-			fmt.Fprintf(stdout, "  image: %s in %s store, %s\n", st.Image, st.Store, humanBytes(st.Bytes))
+			fmt.Fprintf(stdout, "  image: %s in %s store, %s\n", st.Image, st.Store, bytesize.Format(st.Bytes))
 		}
 		for _, u := range st.Units {
 			line := fmt.Sprintf("  %s: %s", u.Unit, u.Outcome)
 			if u.Processes > 0 {
-				line += fmt.Sprintf(" (%d processes, %s, checkpoint %d ms", u.Processes, humanBytes(u.Bytes), u.DumpMs)
+				line += fmt.Sprintf(" (%d processes, %s, checkpoint %d ms", u.Processes, bytesize.Format(u.Bytes), u.DumpMs)
 				if u.MainPID > 0 {
 					line += fmt.Sprintf(", restore %d ms, main pid %d", u.RestoreMs, u.MainPID)
 				}
@@ -259,12 +261,4 @@ checkpoint the carried units and hand the image to the new kernel.`, stdout)
 		return err
 	}
 	return update.ShutdownCheckpoint(stderr)
-}
-
-func sortStrings(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
 }

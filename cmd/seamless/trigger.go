@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/seamless-linux/seamless/internal/bytesize"
 	"github.com/seamless-linux/seamless/internal/config"
 	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/kernel"
@@ -208,7 +209,7 @@ func writePending(w io.Writer, n pendingNote) {
 	default:
 		for _, p := range n.Plans {
 			if p.Carry {
-				say("  carried:       %s (%s, about %s)", p.Name, plural(len(p.Report.Processes), "process", "processes"), humanBytes(p.Report.ImageBytes))
+				say("  carried:       %s (%s, about %s)", p.Name, plural(len(p.Report.Processes), "process", "processes"), bytesize.Format(p.Report.ImageBytes))
 			} else {
 				say("  restarts cold: %s: %s", p.Name, p.Reason)
 			}

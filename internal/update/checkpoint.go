@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/bytesize"
 	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/dump"
 	"github.com/seamless-linux/seamless/internal/freezer"
@@ -178,7 +179,7 @@ func handOver(in *contract.Intent, st *contract.Status, log io.Writer) error {
 	}
 	phase("kill", t)
 	st.State = contract.UpdateHandedOver
-	fmt.Fprintf(log, "seamless: %d units carried in a %s image (%s) to %s\n", len(h.carried), human(st.Bytes), st.Store, in.Kernel.Release)
+	fmt.Fprintf(log, "seamless: %d units carried in a %s image (%s) to %s\n", len(h.carried), bytesize.Format(st.Bytes), st.Store, in.Kernel.Release)
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	sd "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
 
+	"github.com/seamless-linux/seamless/internal/bytesize"
 	"github.com/seamless-linux/seamless/internal/config"
 	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/kernel"
@@ -130,7 +131,7 @@ func Update(ctx context.Context, o Options) error {
 			cgroups[p.Name] = p.ControlGroup
 			start[p.Name] = p.Start
 			need += p.Report.ImageBytes
-			say("  carry %s (%d processes, about %s)", p.Name, len(p.Report.Processes), human(p.Report.ImageBytes))
+			say("  carry %s (%d processes, about %s)", p.Name, len(p.Report.Processes), bytesize.Format(p.Report.ImageBytes))
 		} else {
 			stopped[p.Name] = p.Reason
 			say("  stop  %s: %s", p.Name, p.Reason)
@@ -272,14 +273,4 @@ func runJob(ctx context.Context, start func(context.Context, string, string, cha
 		return fmt.Errorf("start %s: timed out", unit)
 	}
 	return nil
-}
-
-func human(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	}
-	return fmt.Sprintf("%d KiB", n>>10)
 }
