@@ -2,7 +2,9 @@ package contract
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -54,6 +56,18 @@ func readJSON(path string, v any) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
+}
+
+// readRecord reads path into a new T; nil when there is no such file.
+func readRecord[T any](path string) (*T, error) {
+	v := new(T)
+	if err := readJSON(path, v); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return v, nil
 }
 
 // lock takes an exclusive lock on directory dir (flock: released when the

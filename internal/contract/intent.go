@@ -44,16 +44,7 @@ func WriteIntent(in *Intent) error {
 }
 
 // ReadIntent returns the pending intent, or nil when there is none.
-func ReadIntent() (*Intent, error) {
-	var in Intent
-	if err := readJSON(IntentPath(), &in); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	return &in, nil
-}
+func ReadIntent() (*Intent, error) { return readRecord[Intent](IntentPath()) }
 
 // RemoveIntent withdraws the pending intent; no intent is no error.
 func RemoveIntent() error {

@@ -1,9 +1,7 @@
 package contract
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"time"
 )
@@ -69,16 +67,7 @@ type Phase struct {
 }
 
 // ReadStatus returns the record of the last update, or nil.
-func ReadStatus() (*Status, error) {
-	var s Status
-	if err := readJSON(StatusPath(), &s); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	return &s, nil
-}
+func ReadStatus() (*Status, error) { return readRecord[Status](StatusPath()) }
 
 // WriteStatus replaces the record of the last update with s (a new
 // update), under the record's lock.
