@@ -224,24 +224,6 @@ func checkOwner(s *Scope, d *desc) error {
 	return fmt.Errorf("SIGIO and SIGURG going to process %d (outside the tree)", own.PID)
 }
 
-// checkSocket refuses the kinds of socket that are not carried (the
-// family, type and protocol alone decide it).
-func checkSocket(_ *Scope, ds *desc) error {
-	if _, err := sockets.Check(ds.local); err != nil {
-		return fmt.Errorf("socket %s (%v)", ds.link, err)
-	}
-	return nil
-}
-
-func dumpSocket(d *Dumper, ds *desc, f *image.File) error {
-	ds.kept = true // the socket dumper owns the duplicate from here on
-	var err error
-	if f.Socket, err = d.Sockets.Dump(ds.local, ds.pid, ds.fd); err != nil {
-		return &Unsupported{PID: ds.pid, FD: ds.fd, What: fmt.Sprintf("socket %s (%v)", ds.link, err), Err: err}
-	}
-	return nil
-}
-
 func dumpPtyMaster(d *Dumper, ds *desc, f *image.File) error {
 	n, err := unix.IoctlGetInt(int(ds.local.Fd()), unix.TIOCGPTN)
 	if err != nil {

@@ -205,10 +205,3 @@ func openPtySlave(o *Opener, f *image.File) (*os.File, error) {
 }
 
 func openHungUp(o *Opener, f *image.File) (*os.File, error) { return o.HungUp(f) }
-
-func openSocket(o *Opener, f *image.File) (*os.File, error) {
-	if f.Socket == nil {
-		return nil, fmt.Errorf("socket without state")
-	}
-	return o.Sockets.Open(f.Socket)
-}
