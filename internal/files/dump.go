@@ -224,32 +224,6 @@ func checkOwner(s *Scope, d *desc) error {
 	return fmt.Errorf("SIGIO and SIGURG going to process %d (outside the tree)", own.PID)
 }
 
-func dumpPtyMaster(d *Dumper, ds *desc, f *image.File) error {
-	n, err := unix.IoctlGetInt(int(ds.local.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		return fmt.Errorf("pty number: %w", err)
-	}
-	f.PtyIndex = n
-	if d.masters[n] == nil {
-		d.masters[n], ds.kept = ds.local, true
-	}
-	return dumpDevice(d, ds, f)
-}
-
-func dumpPtySlave(d *Dumper, ds *desc, f *image.File) error {
-	f.PtyIndex = ptySlaveIndex(ds.st.Rdev)
-	return dumpDevice(d, ds, f)
-}
-
-// dumpHungUp records a terminal that was hung up: which pty it was, and its
-// path, so that the descriptions of one such terminal come back as one.
-func dumpHungUp(d *Dumper, ds *desc, f *image.File) error {
-	f.PtyIndex = ptySlaveIndex(ds.st.Rdev)
-	f.Rdev = ds.st.Rdev
-	f.Ref = &image.Ref{Path: ds.link, Mode: ds.st.Mode, Inode: ds.st.Ino}
-	return nil
-}
-
 // Finish completes the pipes once every process has been dumped: a pipe
 // that a process outside the tree also holds is marked external (restore
 // reconnects to it); otherwise its buffered bytes are saved.

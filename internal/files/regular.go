@@ -186,22 +186,3 @@ func openDevice(o *Opener, f *image.File) (*os.File, error) {
 	}
 	return h, nil
 }
-
-// openCtty: /dev/tty is opened by the restored process itself (Install).
-func openCtty(_ *Opener, f *image.File) (*os.File, error) {
-	return nil, fmt.Errorf("/dev/tty is opened inside the process")
-}
-
-func openPtyMaster(o *Opener, f *image.File) (*os.File, error) {
-	p, err := o.Pty(f.PtyIndex)
-	if err != nil {
-		return nil, err
-	}
-	return dupFile(p.master)
-}
-
-func openPtySlave(o *Opener, f *image.File) (*os.File, error) {
-	return o.PtySlave(f.PtyIndex, f.Flags)
-}
-
-func openHungUp(o *Opener, f *image.File) (*os.File, error) { return o.HungUp(f) }
