@@ -64,12 +64,6 @@ type holder struct {
 	file    *image.File
 }
 
-type pipeEnds struct {
-	link  string   // what /proc/PID/fd shows for it: pipe:[N] or the FIFO's path
-	read  *os.File // a read end held by the tree, to peek at buffered data
-	files []*image.File
-}
-
 // NewDumper returns a Dumper for the processes pids that stores deleted
 // files' contents with c.
 func NewDumper(c *mem.Contents, pids []int) *Dumper {
@@ -224,9 +218,8 @@ func checkOwner(s *Scope, d *desc) error {
 	return fmt.Errorf("SIGIO and SIGURG going to process %d (outside the tree)", own.PID)
 }
 
-// Finish completes the pipes once every process has been dumped: a pipe
-// that a process outside the tree also holds is marked external (restore
-// reconnects to it); otherwise its buffered bytes are saved.
+// Finish completes what needs the whole tree, once every process has been
+// dumped: the sockets, the epoll watches, the ptys and the pipes.
 func (d *Dumper) Finish() error {
 	if err := d.Sockets.Finish(); err != nil {
 		return err
@@ -234,37 +227,10 @@ func (d *Dumper) Finish() error {
 	if err := d.finishEpolls(); err != nil {
 		return err
 	}
-	for n, m := range d.masters {
-		p, err := capturePty(m, n)
-		if err != nil {
-			return err
-		}
-		d.Ptys = append(d.Ptys, p)
-	}
-	if len(d.pipes) == 0 {
-		return nil
-	}
-	outside, err := outsideHolders(d.InTree)
-	if err != nil {
+	if err := d.finishPtys(); err != nil {
 		return err
 	}
-	for ino, p := range d.pipes {
-		ext := outside[p.link]
-		var data []byte
-		if !ext && p.read != nil {
-			if data, err = peekPipe(p.read); err != nil {
-				return fmt.Errorf("pipe %d: %w", ino, err)
-			}
-		}
-		for _, f := range p.files {
-			f.Pipe.External = ext
-			f.Pipe.Data = nil
-		}
-		if len(data) > 0 {
-			p.files[0].Pipe.Data = data
-		}
-	}
-	return nil
+	return d.finishPipes()
 }
 
 func kcmpFile(pid1, pid2, fd1, fd2 int) (bool, error) {

@@ -30,6 +30,19 @@ func dumpPtyMaster(d *Dumper, ds *desc, f *image.File) error {
 	return dumpDevice(d, ds, f)
 }
 
+// finishPtys captures the state of every pty whose master the tree
+// holds, once every process has been dumped.
+func (d *Dumper) finishPtys() error {
+	for n, m := range d.masters {
+		p, err := capturePty(m, n)
+		if err != nil {
+			return err
+		}
+		d.Ptys = append(d.Ptys, p)
+	}
+	return nil
+}
+
 // dumpPtySlave records a slave of a pty whose master the tree holds.
 func dumpPtySlave(d *Dumper, ds *desc, f *image.File) error {
 	f.PtyIndex = ptySlaveIndex(ds.st.Rdev)
