@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/image"
-	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/proc"
 )
 
@@ -290,22 +289,4 @@ func decide(s *Scope, d *desc) (string, error) {
 		}
 	}
 	return k, nil
-}
-
-// checkPathFile refuses a deleted file, directory, FIFO or device node
-// that a recreated one could not stand in for.
-func checkPathFile(_ *Scope, d *desc) error {
-	name, deleted := d.name()
-	if !deleted && !(d.st.Mode&unix.S_IFMT == unix.S_IFREG && d.st.Nlink == 0) {
-		return nil
-	}
-	return mem.CheckUnreachable(d.local, name, &d.st)
-}
-
-// checkOPath accepts O_PATH descriptors of anything with a path.
-func checkOPath(s *Scope, d *desc) error {
-	if !strings.HasPrefix(d.link, "/") {
-		return fmt.Errorf("O_PATH descriptor of %s", d.link)
-	}
-	return checkPathFile(s, d)
 }
