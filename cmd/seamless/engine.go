@@ -15,6 +15,7 @@ import (
 	"github.com/seamless-linux/seamless/internal/dump"
 	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/restore"
+	"github.com/seamless-linux/seamless/internal/restored"
 )
 
 func runCheckpoint(args []string, stdout, stderr io.Writer) error {
@@ -65,7 +66,7 @@ accepts those already waiting before it is stopped.`, stdout)
 	return nil
 }
 
-func runRestore(args []string, stdout, stderr io.Writer) error {
+func runRestore(args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlags("restore", "--dir DIR [--vdso auto|proxy]",
 		`Verify the image in DIR, then rebuild its process tree with the original
 PIDs and TIDs and let it run, detached. Prints the restored root PID on
@@ -84,12 +85,20 @@ warning says how many entry points it redirects.`, stdout)
 	verified := fs.Bool("verified", false, "the caller verified the image's checksums and holds it unchanged (the restore daemon): check only sizes and tree.json")
 	vdso := fs.String("vdso", "auto", "`MODE` of reaching this kernel's vDSO: 'auto' moves it to the image's vDSO address if the two match, else proxies it; 'proxy' always proxies it (to test the proxy on one kernel)")
 	verbose := fs.Bool("v", false, "print progress on stderr")
+	asJSON := fs.Bool("json", false, `print the outcome on stdout as JSON: {"root": PID, "warnings": [...]}, or {"error": "..."} (the restore daemon reads it)`)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 || *dir == "" {
 		return fmt.Errorf("%w: need --dir DIR", errUsage)
+	}
+	if *asJSON {
+		defer func() {
+			if err != nil {
+				restored.WriteMessage(stdout, restored.RestorerReport{Error: err.Error()})
+			}
+		}()
 	}
 	mode, err := mem.ParseVDSOMode(*vdso)
 	if err != nil {
@@ -128,6 +137,9 @@ warning says how many entry points it redirects.`, stdout)
 	}
 	for _, w := range res.Warnings {
 		fmt.Fprintln(stderr, "seamless restore: warning:", w)
+	}
+	if *asJSON {
+		return restored.WriteMessage(stdout, restored.RestorerReport{Root: res.Root, Warnings: res.Warnings})
 	}
 	fmt.Fprintln(stdout, res.Root)
 	return nil

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/contract"
+	"github.com/seamless-linux/seamless/internal/restored"
 	"github.com/seamless-linux/seamless/internal/units"
 )
 
@@ -173,6 +174,11 @@ func (u *unitEnv) daemonIn(t *testing.T, cg, img string, more ...string) (*exec.
 		t.Logf("daemon log:\n%s", logs.String())
 	})
 	line, _ := bufio.NewReader(r).ReadString('\n')
+	ready, err := restored.ParseReadiness(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line = ready.String()
 	if strings.Contains(line, "is already used by") {
 		// Between the checkpoint and this restore, the PIDs went round
 		// (pid_max can be 32768) and another program took the tree's:

@@ -45,8 +45,8 @@ type Options struct {
 	RestoreTimeout time.Duration
 	// Log receives one line per event.
 	Log io.Writer
-	// Ready, if set, receives one line once every PID is reserved (or the
-	// image was refused) and is closed: stage 1 waits for it.
+	// Ready, if set, receives the Readiness once every PID is reserved (or
+	// the image was refused) and is closed: stage 1 waits for it.
 	Ready io.WriteCloser
 }
 
@@ -88,10 +88,12 @@ func Run(opts Options) error {
 	}
 	err := d.start()
 	if opts.Ready != nil {
+		r := Readiness{Summary: d.summary()}
 		if err != nil {
-			fmt.Fprintf(opts.Ready, "error: %v\n", err)
-		} else {
-			fmt.Fprintf(opts.Ready, "ok: %s\n", d.summary())
+			r = Readiness{Error: err.Error()}
+		}
+		if werr := WriteMessage(opts.Ready, r); werr != nil {
+			fmt.Fprintf(opts.Log, "tell stage 1: %v\n", werr)
 		}
 		opts.Ready.Close()
 	}

@@ -102,10 +102,14 @@ func startDaemon(arg, root string) (string, error) {
 		if s == "" {
 			return "", fmt.Errorf("the restore daemon (pid %d) ended without a word (see the kernel log)", pid)
 		}
-		if e, ok := strings.CutPrefix(s, "error: "); ok {
-			return "", fmt.Errorf("image refused: %s", e)
+		r, err := ParseReadiness(s)
+		if err != nil {
+			return "", fmt.Errorf("restore daemon %d: %w", pid, err)
 		}
-		return fmt.Sprintf("restore daemon %d: %s", pid, strings.TrimPrefix(s, "ok: ")), nil
+		if r.Error != "" {
+			return "", fmt.Errorf("image refused: %s", r.Error)
+		}
+		return fmt.Sprintf("restore daemon %d: %s", pid, r.Summary), nil
 	case <-time.After(2 * time.Minute):
 		return "", fmt.Errorf("the restore daemon (pid %d) did not get ready in 2 minutes", pid)
 	}

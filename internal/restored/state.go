@@ -27,19 +27,6 @@ import (
 // otherwise.
 const DefaultRestoreTimeout = 5 * time.Minute
 
-// Request is what an anchor asks the daemon, with its standard output and
-// error (the unit's journal stream) passed along as SCM_RIGHTS.
-type Request struct {
-	Unit string `json:"unit"`
-}
-
-// Reply is the daemon's answer: the main PID of the restored unit, or why
-// it could not be restored (the anchor then starts the unit cold).
-type Reply struct {
-	MainPID int    `json:"main_pid,omitempty"`
-	Error   string `json:"error,omitempty"`
-}
-
 // mkdirs creates the daemon's directories: the run directory can be
 // traversed by the anchors of units that run as other users (to reach the
 // socket), but not listed; the image links are root's alone.
