@@ -2,8 +2,10 @@ package files
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -85,8 +87,10 @@ func resolveMark(m inotifyMark) (*os.File, string, error) {
 
 // openInotify creates an inotify instance with the same watches under the
 // same watch descriptors. Descriptors are handed out in increasing order,
-// so gaps are filled with throw-away watches that are removed afterwards.
-// A watch on a deleted file goes on the recreated file.
+// so gaps are filled with throw-away watches that are removed afterwards,
+// with the IN_IGNORED event each removal queues: the instance is handed
+// over with an empty queue, as the checkpoint leaves it (queued events are
+// not carried). A watch on a deleted file goes on the recreated file.
 func openInotify(o *Opener, f *image.File) (*os.File, error) {
 	fd, err := unix.InotifyInit1(f.Flags&unix.O_NONBLOCK | unix.O_CLOEXEC)
 	if err != nil {
@@ -96,9 +100,6 @@ func openInotify(o *Opener, f *image.File) (*os.File, error) {
 	var filler []int
 	var tmp string
 	defer func() {
-		for _, wd := range filler {
-			unix.InotifyRmWatch(fd, uint32(wd))
-		}
 		if tmp != "" {
 			os.RemoveAll(tmp)
 		}
@@ -145,16 +146,34 @@ func openInotify(o *Opener, f *image.File) (*os.File, error) {
 		}
 		next = wd + 1
 	}
+	for _, wd := range filler {
+		if _, err := unix.InotifyRmWatch(fd, uint32(wd)); err != nil {
+			h.Close()
+			return nil, fmt.Errorf("remove filler inotify watch %d: %w", wd, err)
+		}
+	}
+	if err := discardQueued(fd); err != nil {
+		h.Close()
+		return nil, fmt.Errorf("inotify: %w", err)
+	}
 	return h, nil
 }
 
-func sortedWatches(ws []image.InotifyWatch) []image.InotifyWatch {
-	out := append([]image.InotifyWatch(nil), ws...)
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j].WD < out[j-1].WD; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
+// discardQueued reads and drops the events queued on inotify instance fd.
+func discardQueued(fd int) error {
+	n, err := unix.IoctlGetInt(fd, unix.TIOCINQ) // FIONREAD
+	if err != nil || n == 0 {
+		return err
 	}
+	// n bytes are queued: the read returns at once, blocking or not.
+	_, err = unix.Read(fd, make([]byte, n))
+	return err
+}
+
+// sortedWatches returns the watches in the order of their descriptors.
+func sortedWatches(ws []image.InotifyWatch) []image.InotifyWatch {
+	out := slices.Clone(ws)
+	slices.SortStableFunc(out, func(a, b image.InotifyWatch) int { return cmp.Compare(a.WD, b.WD) })
 	return out
 }
 
