@@ -26,7 +26,8 @@ const diskPrefix = "disk:"
 // disk directory, and checks who owns it.
 type Image struct {
 	// Disk says that Path is an image directory of the disk store on the
-	// real root; otherwise Path is RAMImage.
+	// real root; otherwise Path is a directory of the running system (on
+	// the kernel command line, RAMImage alone: ParseBootImage).
 	Disk bool
 	Path string
 }
