@@ -108,7 +108,9 @@ func Run(o Options) error {
 	fmt.Fprintf(o.Log, "seamless: %s could not be restored (%v): starting it cold\n", o.Unit, err)
 	if record {
 		// Best effort: a sandbox may keep the anchor from writing.
-		contract.RecordRestore(restored.Release(), []contract.UnitOutcome{{Unit: o.Unit, Outcome: contract.Cold, Reason: restored.Bound(err.Error())}})
+		if rerr := contract.RecordRestore(restored.Release(), []contract.UnitOutcome{{Unit: o.Unit, Outcome: contract.Cold, Reason: restored.Bound(err.Error())}}); rerr != nil {
+			fmt.Fprintf(o.Log, "seamless: %s: the cold start is not in the update's record: %v\n", o.Unit, rerr)
+		}
 	}
 	return ColdStart(o.Start, o.Log)
 }
