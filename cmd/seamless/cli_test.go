@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/restored"
 	"github.com/seamless-linux/seamless/internal/units"
 )
 
@@ -218,6 +219,28 @@ func TestCheckpointRestoreInspect(t *testing.T) {
 	comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
 	if strings.TrimSpace(string(comm)) != "sleep" {
 		t.Fatalf("restored process is %q", comm)
+	}
+}
+
+// TestRestoreJSON: the restore daemon reads `restore --json`: the root PID
+// and the warnings on success, the error on failure, one JSON object on
+// stdout either way.
+func TestRestoreJSON(t *testing.T) {
+	needRoot(t)
+	out, errs, code := seamless(t, "restore", "--json", "--dir", filepath.Join(t.TempDir(), "absent"))
+	var r restored.RestorerReport
+	if code != exitFailure || json.Unmarshal([]byte(out), &r) != nil || r.Error == "" || r.Root != 0 || !strings.Contains(errs, r.Error) {
+		t.Fatalf("restore --json of no image: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	dir, pid := checkpointed(t)
+	out, errs, code = seamless(t, "restore", "--json", "--dir", dir)
+	t.Cleanup(func() { unix.Kill(pid, unix.SIGKILL); var ws unix.WaitStatus; unix.Wait4(pid, &ws, 0, nil) })
+	r = restored.RestorerReport{}
+	if code != 0 || json.Unmarshal([]byte(out), &r) != nil || r.Root != pid || r.Error != "" {
+		t.Fatalf("restore --json: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if !alive(pid) {
+		t.Fatal("restored process is not running")
 	}
 }
 

@@ -17,10 +17,8 @@ import (
 	"path/filepath"
 	"runtime"
 
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/crash"
-	"github.com/seamless-linux/seamless/internal/restored"
-	"github.com/seamless-linux/seamless/internal/trigger"
-	"github.com/seamless-linux/seamless/internal/update"
 )
 
 // Exit codes, documented in docs/operations.md.
@@ -71,14 +69,7 @@ var errUsage = errors.New("usage")
 func main() {
 	// Where the restore daemon and the update keep their state: only tests
 	// move them.
-	if d := os.Getenv("SEAMLESS_RUN_DIR"); d != "" {
-		restored.SetRunDir(d)
-		update.RunDir = d
-		trigger.RunDir = d
-	}
-	if d := os.Getenv("SEAMLESS_STATE_DIR"); d != "" {
-		update.StateDir = d
-	}
+	contract.SetDirs(os.Getenv("SEAMLESS_RUN_DIR"), os.Getenv("SEAMLESS_STATE_DIR"))
 	if filepath.Base(os.Args[0]) == GeneratorName {
 		os.Args = append([]string{os.Args[0], "generator"}, os.Args[1:]...)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/seamless-linux/seamless/internal/anchor"
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/generator"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inet"
@@ -152,7 +153,7 @@ seamless lock (the table inet seamless).`, stdout)
 	if pos[0] == "unlock" {
 		return netlock.RemoveAll(nil)
 	}
-	st, err := restored.ReadState()
+	st, err := contract.ReadState()
 	if os.IsNotExist(err) {
 		return nil
 	}
@@ -160,7 +161,7 @@ seamless lock (the table inet seamless).`, stdout)
 		return err
 	}
 	for _, u := range st.Units {
-		if u.State != restored.Pending {
+		if u.State != contract.Pending {
 			continue
 		}
 		for _, t := range u.Trees {

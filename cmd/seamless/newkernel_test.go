@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/restored"
 	"github.com/seamless-linux/seamless/internal/units"
 )
@@ -124,7 +125,7 @@ func (u *unitEnv) checkpoint(t *testing.T, img string) int {
 	}
 	cmd.Wait()
 	st, _ := json.Marshal(units.Start{Type: "simple", Path: "/bin/sleep", Argv: []string{"sleep", "1001"}, MainPID: pid, ControlGroup: "/" + u.name})
-	if err := os.WriteFile(filepath.Join(dir, units.StartFile), st, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, contract.StartFile), st, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return pid
@@ -173,6 +174,11 @@ func (u *unitEnv) daemonIn(t *testing.T, cg, img string, more ...string) (*exec.
 		t.Logf("daemon log:\n%s", logs.String())
 	})
 	line, _ := bufio.NewReader(r).ReadString('\n')
+	ready, err := restored.ParseReadiness(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line = ready.String()
 	if strings.Contains(line, "is already used by") {
 		// Between the checkpoint and this restore, the PIDs went round
 		// (pid_max can be 32768) and another program took the tree's:
@@ -293,12 +299,12 @@ func TestRestoreIntoUnit(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the daemon did not exit once its only unit was restored")
 	}
-	restored.SetRunDir(u.run)
-	st, err := restored.ReadState()
+	t.Cleanup(contract.SetDirs(u.run, ""))
+	st, err := contract.ReadState()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := st.Unit(u.name); s == nil || s.State != restored.Restored || s.MainPID != pid {
+	if s := st.Unit(u.name); s == nil || s.State != contract.Restored || s.MainPID != pid {
 		t.Fatalf("state %+v, want %s restored with main pid %d", st.Units, u.name, pid)
 	}
 	if out, _, _ := seamlessEnv(t, u.env, "status"); !strings.Contains(out, u.name+": restored") {

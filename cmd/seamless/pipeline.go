@@ -7,14 +7,16 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/bytesize"
 	"github.com/seamless-linux/seamless/internal/config"
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/dbusapi"
-	"github.com/seamless-linux/seamless/internal/restored"
 	"github.com/seamless-linux/seamless/internal/trigger"
 	"github.com/seamless-linux/seamless/internal/update"
 )
@@ -71,8 +73,8 @@ descriptor or mapping, which resource. Nothing is stopped.`, stdout)
 		for k, n := range p.Report.Resources {
 			kinds = append(kinds, fmt.Sprintf("%s=%d", k, n))
 		}
-		sortStrings(kinds)
-		fmt.Fprintf(stdout, "  resources: %s; image about %s\n", strings.Join(kinds, " "), humanBytes(p.Report.ImageBytes))
+		slices.Sort(kinds)
+		fmt.Fprintf(stdout, "  resources: %s; image about %s\n", strings.Join(kinds, " "), bytesize.Format(p.Report.ImageBytes))
 		for _, e := range p.Report.External {
 			fmt.Fprintf(stdout, "  external: %s\n", e)
 		}
@@ -163,19 +165,19 @@ image, and the time of each phase.`, stdout)
 		}
 		fmt.Fprintf(stderr, "seamless: status over D-Bus: %v; showing what this user may read\n", err)
 	}
-	in, err := update.ReadIntent()
+	in, err := contract.ReadIntent()
 	private := errors.Is(err, os.ErrPermission)
 	if err != nil && !private {
 		return err
 	}
-	st, err := update.ReadStatus()
+	st, err := contract.ReadStatus()
 	if errors.Is(err, os.ErrPermission) {
 		private, err = true, nil
 	}
 	if err != nil {
 		return err
 	}
-	live, _ := restored.ReadState() // this boot's restore, if any
+	live, _ := contract.ReadState() // this boot's restore, if any
 	if *asJSON {
 		return writeJSON(stdout, map[string]any{"pending": in, "last": st, "restore": live})
 	}
@@ -199,12 +201,12 @@ image, and the time of each phase.`, stdout)
 			fmt.Fprintf(stdout, "  error: %s\n", st.Error)
 		}
 		if st.Image != "" {
-			fmt.Fprintf(stdout, "  image: %s in %s store, %s\n", st.Image, st.Store, humanBytes(st.Bytes))
+			fmt.Fprintf(stdout, "  image: %s in %s store, %s\n", st.Image, st.Store, bytesize.Format(st.Bytes))
 		}
 		for _, u := range st.Units {
 			line := fmt.Sprintf("  %s: %s", u.Unit, u.Outcome)
 			if u.Processes > 0 {
-				line += fmt.Sprintf(" (%d processes, %s, checkpoint %d ms", u.Processes, humanBytes(u.Bytes), u.DumpMs)
+				line += fmt.Sprintf(" (%d processes, %s, checkpoint %d ms", u.Processes, bytesize.Format(u.Bytes), u.DumpMs)
 				if u.MainPID > 0 {
 					line += fmt.Sprintf(", restore %d ms, main pid %d", u.RestoreMs, u.MainPID)
 				}
@@ -234,7 +236,7 @@ image, and the time of each phase.`, stdout)
 		}
 		for _, u := range live.Units {
 			line := fmt.Sprintf("  %s: %s", u.Unit, u.State)
-			if run == "ended" && (u.State == restored.Pending || u.State == restored.Restoring) {
+			if run == "ended" && u.Waiting() {
 				line += " when the restore daemon ended (the unit started cold)"
 			}
 			if u.MainPID > 0 {
@@ -259,12 +261,4 @@ checkpoint the carried units and hand the image to the new kernel.`, stdout)
 		return err
 	}
 	return update.ShutdownCheckpoint(stderr)
-}
-
-func sortStrings(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
 }

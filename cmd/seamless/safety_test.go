@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/anchor"
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/restored"
 )
@@ -34,10 +35,10 @@ func (u *unitEnv) anchorArgs(more ...string) []string {
 }
 
 // readState reads the state the daemon of u's boot wrote.
-func (u *unitEnv) readState(t *testing.T) *restored.State {
+func (u *unitEnv) readState(t *testing.T) *contract.State {
 	t.Helper()
-	restored.SetRunDir(u.run)
-	st, err := restored.ReadState()
+	t.Cleanup(contract.SetDirs(u.run, ""))
+	st, err := contract.ReadState()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +255,7 @@ func TestDaemonKilledDuringRestore(t *testing.T) {
 			}
 			again := u.restart(t)
 			u.coldStarted(t, again)
-			if st := u.readState(t).Unit(u.name); st.State != restored.Cold || !strings.Contains(st.Reason, "daemon ended") {
+			if st := u.readState(t).Unit(u.name); st.State != contract.Cold || !strings.Contains(st.Reason, "daemon ended") {
 				t.Fatalf("state %s (%s), want started cold because the daemon ended", st.State, st.Reason)
 			}
 		})
@@ -303,7 +304,7 @@ func TestAnchorGoneBeforeAnswer(t *testing.T) {
 	a.Process.Kill() // a fatal signal ends a frozen process
 	waitFor(t, 10*time.Second, "the anchor's end", func() bool { return !alive(a.Process.Pid) })
 	freeze(t, u.cgroup, false)
-	waitFor(t, 60*time.Second, "the daemon to settle the unit", func() bool { return u.unitState(t) == restored.Cold })
+	waitFor(t, 60*time.Second, "the daemon to settle the unit", func() bool { return u.unitState(t) == contract.Cold })
 	t.Cleanup(func() { unix.Kill(pid, unix.SIGKILL) })
 	if alive(restorer) || slices.Contains(procs(u.cgroup), pid) {
 		t.Fatalf("processes %v left in the unit", procs(u.cgroup))
@@ -328,7 +329,7 @@ func TestRestoreHangs(t *testing.T) {
 	}
 	a, restorer := u.restoreInFlight(t, dcg)
 	hangAfterExec(t, restorer, func() { freeze(t, u.cgroup, false) })
-	waitFor(t, 60*time.Second, "the daemon to give up", func() bool { return u.unitState(t) == restored.Cold })
+	waitFor(t, 60*time.Second, "the daemon to give up", func() bool { return u.unitState(t) == contract.Cold })
 	if alive(restorer) {
 		t.Fatalf("the hung restorer %d is still there", restorer)
 	}
@@ -401,7 +402,7 @@ func TestRestoreOnlyForItsUnit(t *testing.T) {
 		if comm(pid) == "sleep" {
 			t.Fatalf("pid %d was restored for a process of %s (in %s)", pid, evil, cgroupOf(pid))
 		}
-		if !strings.Contains(u.logs.String(), "refused process") || u.unitState(t) != restored.Pending {
+		if !strings.Contains(u.logs.String(), "refused process") || u.unitState(t) != contract.Pending {
 			t.Fatalf("the daemon did not refuse the impostor, or gave the unit up (state %q)", u.unitState(t))
 		}
 		// The unit's own anchor still gets it.
@@ -424,7 +425,7 @@ func TestRestoreOnlyForItsUnit(t *testing.T) {
 		letNobodyIn(u.run, binary)
 		a := startIn(t, u.cgroup, u.env, &syscall.Credential{Uid: 65534, Gid: 65534}, binary, u.anchorArgs()...)
 		t.Cleanup(func() { a.Process.Kill(); a.Wait() })
-		waitFor(t, 30*time.Second, "the daemon to refuse", func() bool { return u.unitState(t) == restored.Cold })
+		waitFor(t, 30*time.Second, "the daemon to refuse", func() bool { return u.unitState(t) == contract.Cold })
 		t.Cleanup(func() { unix.Kill(pid, unix.SIGKILL) })
 		if comm(pid) == "sleep" {
 			t.Fatalf("pid %d was restored for uid 65534", pid)
@@ -485,10 +486,10 @@ func TestOneBadUnitOfTwo(t *testing.T) {
 		t.Fatal("the daemon did not end")
 	}
 	st := good.readState(t)
-	if s := st.Unit(good.name); s == nil || s.State != restored.Restored {
+	if s := st.Unit(good.name); s == nil || s.State != contract.Restored {
 		t.Fatalf("state of %s: %+v", good.name, s)
 	}
-	if s := st.Unit(bad.name); s == nil || s.State != restored.Cold || strings.Contains(s.Reason, "checksum") {
+	if s := st.Unit(bad.name); s == nil || s.State != contract.Cold || strings.Contains(s.Reason, "checksum") {
 		t.Fatalf("state of %s: %+v; want it started cold for its content, not its checksums", bad.name, s)
 	}
 }

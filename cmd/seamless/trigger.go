@@ -10,7 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/seamless-linux/seamless/internal/bytesize"
 	"github.com/seamless-linux/seamless/internal/config"
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/kernel"
 	"github.com/seamless-linux/seamless/internal/trigger"
 	"github.com/seamless-linux/seamless/internal/update"
@@ -60,7 +62,7 @@ update armed for that kernel is withdrawn (its files are going away).`, stdout)
 	if len(pos) < 1 || len(pos) > 2 {
 		return fmt.Errorf("%w: need the kernel VERSION (and optionally its IMAGE)", errUsage)
 	}
-	in, err := update.ReadIntent()
+	in, err := contract.ReadIntent()
 	if err != nil || in == nil || !in.Armed || in.Kernel.Release != pos[0] {
 		return err
 	}
@@ -207,7 +209,7 @@ func writePending(w io.Writer, n pendingNote) {
 	default:
 		for _, p := range n.Plans {
 			if p.Carry {
-				say("  carried:       %s (%s, about %s)", p.Name, plural(len(p.Report.Processes), "process", "processes"), humanBytes(p.Report.ImageBytes))
+				say("  carried:       %s (%s, about %s)", p.Name, plural(len(p.Report.Processes), "process", "processes"), bytesize.Format(p.Report.ImageBytes))
 			} else {
 				say("  restarts cold: %s: %s", p.Name, p.Reason)
 			}

@@ -19,9 +19,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/restored"
 	"github.com/seamless-linux/seamless/internal/units"
-	"github.com/seamless-linux/seamless/internal/update"
 )
 
 // ExitUncertain is the anchor's exit status when it must not start the
@@ -108,7 +108,9 @@ func Run(o Options) error {
 	fmt.Fprintf(o.Log, "seamless: %s could not be restored (%v): starting it cold\n", o.Unit, err)
 	if record {
 		// Best effort: a sandbox may keep the anchor from writing.
-		update.RecordRestore(restored.Release(), []update.UnitOutcome{{Unit: o.Unit, Outcome: restored.Cold, Reason: restored.Bound(err.Error())}})
+		if rerr := contract.RecordRestore(restored.Release(), []contract.UnitOutcome{{Unit: o.Unit, Outcome: contract.Cold, Reason: restored.Bound(err.Error())}}); rerr != nil {
+			fmt.Fprintf(o.Log, "seamless: %s: the cold start is not in the update's record: %v\n", o.Unit, rerr)
+		}
 	}
 	return ColdStart(o.Start, o.Log)
 }
@@ -118,11 +120,11 @@ func Run(o Options) error {
 // restore at all), else the unit's state; and whether the state could be
 // read.
 func settled(unit string) (string, bool) {
-	st, err := restored.ReadState()
+	st, err := contract.ReadState()
 	if err != nil {
 		return "", false // no restore in this boot, or a sandbox hides it
 	}
-	if u := st.Unit(unit); u != nil && (u.State == restored.Pending || u.State == restored.Restoring) {
+	if u := st.Unit(unit); u != nil && u.Waiting() {
 		return u.State, true
 	}
 	return "", true
@@ -146,7 +148,7 @@ func othersInUnit() ([]int, error) {
 // it extends systemd's start timeout of the unit (EXTEND_TIMEOUT_USEC), up
 // to timeout. Its error wraps errRefused, errLost or errNoDaemon.
 func ask(unit string, timeout time.Duration) (int, error) {
-	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: restored.SocketPath, Net: "unixpacket"})
+	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: contract.SocketPath(), Net: "unixpacket"})
 	if errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.ENOENT) {
 		return 0, fmt.Errorf("%w: %v", errNoDaemon, err)
 	}

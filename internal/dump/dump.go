@@ -101,8 +101,12 @@ func Checkpoint(opts Options) (res *Result, err error) {
 	procs, tids, err := seizeTree(opts.PID)
 	if opts.Cgroup != "" {
 		// Seized threads stay in their ptrace stop once the cgroup thaws.
-		if ferr := freezer.Thaw(opts.Cgroup); ferr != nil && err == nil {
-			err = ferr
+		if ferr := freezer.Thaw(opts.Cgroup); ferr != nil {
+			if err == nil {
+				err = ferr
+			} else {
+				err = fmt.Errorf("%w (and the cgroup did not thaw: %v)", err, ferr)
+			}
 		}
 	}
 	release := func() { releaseAll(procs, tids) }

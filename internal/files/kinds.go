@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/image"
-	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/proc"
 )
 
@@ -20,11 +19,19 @@ import (
 // how it is rebuilt (open). `seamless plan` (Check), the checkpoint
 // (Dumper) and the restore (Opener) all go through this table, so that the
 // checkpoint never accepts a descriptor that the restore would refuse.
+//
+// Each kind keeps its check, dump and open (and what it does once the
+// whole tree is dumped) in a file of its own: regular.go (regular files,
+// directories, memfds, O_PATH), device.go, terminal.go, pipe.go (pipes and
+// FIFOs), socket.go, eventfd.go, epoll.go, signalfd.go, timerfd.go,
+// inotify.go, namespace.go, pidfd.go. A new kind is a file, a line in
+// classify and a line in this table.
 
 // kind is what the checkpoint and the restore do for one kind of descriptor.
 type kind struct {
 	// check says why a descriptor of this kind cannot be carried, from what
-	// can be seen while the process runs; nil if nothing stands in the way.
+	// can be seen while the process runs (checkNothing when nothing can
+	// stand in the way: every kind says so explicitly).
 	check func(s *Scope, d *desc) error
 	// dump fills in f, the image of d's open file description.
 	dump func(dd *Dumper, d *desc, f *image.File) error
@@ -45,22 +52,28 @@ func init() {
 		image.FilePath:      {check: checkOPath, dump: dumpPathFile, open: openOPath},
 		image.FileDevice:    {check: checkPathFile, dump: dumpDevice, open: openDevice, setfl: true},
 		image.FileTerminal:  {check: checkPathFile, dump: dumpDevice, open: openDevice},
-		image.FileCtty:      {dump: dumpDevice, open: openCtty},
-		image.FilePtyMaster: {dump: dumpPtyMaster, open: openPtyMaster},
-		image.FilePtySlave:  {dump: dumpPtySlave, open: openPtySlave},
-		image.FileHungUp:    {dump: dumpHungUp, open: openHungUp},
-		image.FilePipe:      {dump: dumpPipe, open: openPipe, setfl: true},
+		image.FileCtty:      {check: checkNothing, dump: dumpDevice, open: openCtty},
+		image.FilePtyMaster: {check: checkNothing, dump: dumpPtyMaster, open: openPtyMaster},
+		image.FilePtySlave:  {check: checkNothing, dump: dumpPtySlave, open: openPtySlave},
+		image.FileHungUp:    {check: checkNothing, dump: dumpHungUp, open: openHungUp},
+		image.FilePipe:      {check: checkNothing, dump: dumpPipe, open: openPipe, setfl: true},
 		image.FileFIFO:      {check: checkPathFile, dump: dumpPipe, open: openFIFO, setfl: true},
 		image.FileSocket:    {check: checkSocket, dump: dumpSocket, open: openSocket},
-		image.FileEventfd:   {dump: dumpEventfd, open: openEventfd},
+		image.FileEventfd:   {check: checkNothing, dump: dumpEventfd, open: openEventfd},
 		image.FileEpoll:     {check: checkEpoll, dump: dumpEpoll, open: openEpoll},
-		image.FileSignalfd:  {dump: dumpSignalfd, open: openSignalfd},
-		image.FileTimerfd:   {dump: dumpTimerfd, open: openTimerfd},
+		image.FileSignalfd:  {check: checkNothing, dump: dumpSignalfd, open: openSignalfd},
+		image.FileTimerfd:   {check: checkNothing, dump: dumpTimerfd, open: openTimerfd},
 		image.FileInotify:   {check: checkInotify, dump: dumpInotify, open: openInotify},
 		image.FileNamespace: {check: checkNamespace, dump: dumpNamespace, open: openNamespace},
 		image.FilePidfd:     {check: checkPidfd, dump: dumpPidfd, open: openPidfd},
 	}
 }
+
+// checkNothing is the check of the kinds that nothing seen while the
+// process runs can refuse: a pipe, a pty of the tree, a counter or timer
+// whose whole state fdinfo gives. What their dump may still refuse (a pty
+// whose queues cannot be read) is refused before the kill.
+func checkNothing(*Scope, *desc) error { return nil }
 
 // Kinds lists the kinds of descriptor that are carried, sorted.
 func Kinds() []string {
@@ -284,28 +297,8 @@ func decide(s *Scope, d *desc) (string, error) {
 	if err := checkOwner(s, d); err != nil {
 		return "", &Unsupported{PID: d.pid, FD: d.fd, What: "a description with " + err.Error()}
 	}
-	if c := kinds[k].check; c != nil {
-		if err := c(s, d); err != nil {
-			return "", &Unsupported{PID: d.pid, FD: d.fd, What: err.Error(), Err: err}
-		}
+	if err := kinds[k].check(s, d); err != nil {
+		return "", &Unsupported{PID: d.pid, FD: d.fd, What: err.Error(), Err: err}
 	}
 	return k, nil
-}
-
-// checkPathFile refuses a deleted file, directory, FIFO or device node
-// that a recreated one could not stand in for.
-func checkPathFile(_ *Scope, d *desc) error {
-	name, deleted := d.name()
-	if !deleted && !(d.st.Mode&unix.S_IFMT == unix.S_IFREG && d.st.Nlink == 0) {
-		return nil
-	}
-	return mem.CheckUnreachable(d.local, name, &d.st)
-}
-
-// checkOPath accepts O_PATH descriptors of anything with a path.
-func checkOPath(s *Scope, d *desc) error {
-	if !strings.HasPrefix(d.link, "/") {
-		return fmt.Errorf("O_PATH descriptor of %s", d.link)
-	}
-	return checkPathFile(s, d)
 }

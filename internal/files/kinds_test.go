@@ -9,9 +9,11 @@ import (
 	"github.com/seamless-linux/seamless/internal/image"
 )
 
-// TestKindsComplete checks that every kind the checkpoint can produce has
-// what the restore needs: a kind without an open would be checkpointed
-// and then refused.
+// TestKindsComplete checks that every kind the checkpoint can produce
+// answers plan, checkpoint and restore: a kind without an open would be
+// checkpointed and then refused, one without a check would be accepted by
+// plan unseen. (TestKindsAgree in test/roundtrip runs each through all
+// three on a real process.)
 func TestKindsComplete(t *testing.T) {
 	all := []string{image.FileRegular, image.FileDirectory, image.FileDevice, image.FileTerminal,
 		image.FileCtty, image.FilePtyMaster, image.FilePtySlave, image.FilePipe, image.FileFIFO,
@@ -22,8 +24,8 @@ func TestKindsComplete(t *testing.T) {
 	}
 	for _, k := range all {
 		ops, ok := kinds[k]
-		if !ok || ops.dump == nil || ops.open == nil {
-			t.Errorf("kind %q: in the table %v, dump and open set: %v", k, ok, ok && ops.dump != nil && ops.open != nil)
+		if !ok || ops.check == nil || ops.dump == nil || ops.open == nil {
+			t.Errorf("kind %q: in the table %v, check, dump and open set: %v", k, ok, ok && ops.check != nil && ops.dump != nil && ops.open != nil)
 		}
 	}
 }

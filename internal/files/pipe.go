@@ -16,6 +16,13 @@ import (
 // Finish, once it is known whether a process outside the tree holds the
 // pipe too.
 
+// pipeEnds is a pipe (or FIFO) of the tree, as the dump found it.
+type pipeEnds struct {
+	link  string   // what /proc/PID/fd shows for it: pipe:[N] or the FIFO's path
+	read  *os.File // a read end held by the tree, to peek at buffered data
+	files []*image.File
+}
+
 func dumpPipe(d *Dumper, ds *desc, f *image.File) error {
 	if f.Kind == image.FileFIFO {
 		name, deleted := ds.name()
@@ -36,6 +43,36 @@ func dumpPipe(d *Dumper, ds *desc, f *image.File) error {
 	p.files = append(p.files, f)
 	if f.Flags&unix.O_ACCMODE != unix.O_WRONLY && p.read == nil {
 		p.read, ds.kept = ds.local, true
+	}
+	return nil
+}
+
+// finishPipes completes the pipes once every process has been dumped: a
+// pipe that a process outside the tree also holds is marked external (the
+// restore reconnects to it); otherwise its buffered bytes are saved.
+func (d *Dumper) finishPipes() error {
+	if len(d.pipes) == 0 {
+		return nil
+	}
+	outside, err := outsideHolders(d.InTree)
+	if err != nil {
+		return err
+	}
+	for ino, p := range d.pipes {
+		ext := outside[p.link]
+		var data []byte
+		if !ext && p.read != nil {
+			if data, err = peekPipe(p.read); err != nil {
+				return fmt.Errorf("pipe %d: %w", ino, err)
+			}
+		}
+		for _, f := range p.files {
+			f.Pipe.External = ext
+			f.Pipe.Data = nil
+		}
+		if len(data) > 0 {
+			p.files[0].Pipe.Data = data
+		}
 	}
 	return nil
 }

@@ -6,16 +6,39 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/mem"
 )
 
-// Files that have a path: regular files, directories, memfds, O_PATH
-// descriptors, device nodes. A file that no path leads to any more is
-// recreated (objects.go); the others are opened again by path.
+// Files that have a path: regular files, directories, memfds and O_PATH
+// descriptors (device nodes: device.go, FIFOs: pipe.go). A file that no
+// path leads to any more is recreated (objects.go); the others are opened
+// again by path.
 
+// checkPathFile refuses a deleted file, directory, FIFO or device node
+// that a recreated one could not stand in for.
+func checkPathFile(_ *Scope, d *desc) error {
+	name, deleted := d.name()
+	if !deleted && !(d.st.Mode&unix.S_IFMT == unix.S_IFREG && d.st.Nlink == 0) {
+		return nil
+	}
+	return mem.CheckUnreachable(d.local, name, &d.st)
+}
+
+// checkOPath accepts O_PATH descriptors of anything with a path.
+func checkOPath(s *Scope, d *desc) error {
+	if !strings.HasPrefix(d.link, "/") {
+		return fmt.Errorf("O_PATH descriptor of %s", d.link)
+	}
+	return checkPathFile(s, d)
+}
+
+// dumpPathFile records the file by its path, or, when no path leads to it
+// any more (and for a memfd), as an object the restore recreates.
 func dumpPathFile(d *Dumper, ds *desc, f *image.File) error {
 	name, deleted := ds.name()
 	ref, err := d.Contents.RefFile(ds.local, name, deleted || f.Kind == image.FileMemfd)
@@ -155,60 +178,4 @@ func checkIdentity(h *os.File, ref *image.Ref) error {
 		return fmt.Errorf("%s is no longer the same kind of file", ref.Path)
 	}
 	return nil
-}
-
-// dumpDevice records a character device by its number and path; a device
-// node that was deleted is recreated with mknod.
-func dumpDevice(d *Dumper, ds *desc, f *image.File) error {
-	f.Rdev = ds.st.Rdev
-	name, deleted := ds.name()
-	if f.Kind == image.FileDevice || f.Kind == image.FileTerminal {
-		var err error
-		f.Ref, err = d.Contents.RefFile(ds.local, name, deleted)
-		return err
-	}
-	f.Ref = &image.Ref{Path: ds.link, Mode: ds.st.Mode, Inode: ds.st.Ino}
-	return nil
-}
-
-func openDevice(o *Opener, f *image.File) (*os.File, error) {
-	if f.Ref == nil {
-		return nil, fmt.Errorf("device without a path")
-	}
-	h, err := o.openFile(f, reopenFlags(f)|unix.O_NOCTTY)
-	if err != nil {
-		return nil, err
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(int(h.Fd()), &st); err != nil || st.Rdev != f.Rdev {
-		h.Close()
-		return nil, fmt.Errorf("%s is no longer device %d:%d", f.Ref.Path, unix.Major(f.Rdev), unix.Minor(f.Rdev))
-	}
-	return h, nil
-}
-
-// openCtty: /dev/tty is opened by the restored process itself (Install).
-func openCtty(_ *Opener, f *image.File) (*os.File, error) {
-	return nil, fmt.Errorf("/dev/tty is opened inside the process")
-}
-
-func openPtyMaster(o *Opener, f *image.File) (*os.File, error) {
-	p, err := o.Pty(f.PtyIndex)
-	if err != nil {
-		return nil, err
-	}
-	return dupFile(p.master)
-}
-
-func openPtySlave(o *Opener, f *image.File) (*os.File, error) {
-	return o.PtySlave(f.PtyIndex, f.Flags)
-}
-
-func openHungUp(o *Opener, f *image.File) (*os.File, error) { return o.HungUp(f) }
-
-func openSocket(o *Opener, f *image.File) (*os.File, error) {
-	if f.Socket == nil {
-		return nil, fmt.Errorf("socket without state")
-	}
-	return o.Sockets.Open(f.Socket)
 }

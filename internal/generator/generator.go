@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/seamless-linux/seamless/internal/anchor"
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/restored"
 	"github.com/seamless-linux/seamless/internal/units"
 )
@@ -35,7 +36,7 @@ const DropIn = "zz-seamless-restore.conf"
 // directory, for every unit the restore daemon waits for. exe is the
 // seamless binary the anchor runs.
 func Generate(dir, exe string) ([]string, error) {
-	st, err := restored.ReadState()
+	st, err := contract.ReadState()
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -44,7 +45,7 @@ func Generate(dir, exe string) ([]string, error) {
 	}
 	var done []string
 	for _, u := range st.Units {
-		if u.State != restored.Pending {
+		if u.State != contract.Pending {
 			continue
 		}
 		d := filepath.Join(dir, u.Unit+".d")

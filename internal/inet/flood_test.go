@@ -131,6 +131,7 @@ func (f *flood) errors() string {
 // connections went on from where it was, and no client sees its
 // connection refused or reset.
 func TestListenerUnderFlood(t *testing.T) {
+	needRoot(t)
 	l := newLab(t)
 	cmd := l.start(t, "acceptor", "8080")
 	addr := l.addr(4, 8080)

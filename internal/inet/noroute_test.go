@@ -22,6 +22,7 @@ import (
 // restored; nothing of the fallback is left on the socket or in the
 // routing table afterwards.
 func TestConnectAnyway(t *testing.T) {
+	needRoot(t)
 	cases := []struct {
 		name          string
 		family, typ   int
@@ -113,6 +114,7 @@ func TestConnectAnyway(t *testing.T) {
 // the peer's FIN put back into a half-closed connection), and once the
 // address is back the connections go on.
 func TestRestoreBeforeNetwork(t *testing.T) {
+	needRoot(t)
 	for _, family := range []int{4, 6} {
 		t.Run("established-ipv"+strconv.Itoa(family), func(t *testing.T) {
 			l := newLab(t)

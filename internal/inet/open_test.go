@@ -12,6 +12,7 @@ import (
 // TestOpenRefusesBadState: Open refuses inconsistent socket state from an
 // image, and leaves no half-built connection behind.
 func TestOpenRefusesBadState(t *testing.T) {
+	needRoot(t)
 	l := newLab(t)
 	good := func() *image.Socket {
 		return &image.Socket{Family: unix.AF_INET, Type: unix.SOCK_STREAM, Protocol: unix.IPPROTO_TCP,
@@ -68,6 +69,7 @@ func TestOpenRefusesBadState(t *testing.T) {
 // TCP_INFO (kernels whose MPTCP sockets do not answer it) reports what
 // TCP_INFO reports: listening, connections waiting, backlog.
 func TestMPTCPListenerInfo(t *testing.T) {
+	needRoot(t)
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_MPTCP)
 	if err != nil {
 		t.Skipf("no MPTCP here: %v", err)

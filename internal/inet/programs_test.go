@@ -501,6 +501,7 @@ func (m *mcConn) checkAll() error {
 // request after the checkpoint is sent while memcached is away (dropped by
 // the network lock, retransmitted, answered after the restore).
 func TestMemcachedHeldConnection(t *testing.T) {
+	needRoot(t)
 	memcached := needMemcached(t)
 	cases := []struct {
 		name  string
@@ -721,6 +722,7 @@ func (k *keepAlive) check(rep *httpReply) error {
 // kept-alive client's first request after the checkpoint is sent while the
 // server is away.
 func TestHTTPKeepAlive(t *testing.T) {
+	needRoot(t)
 	server := needHTTPServer(t)
 	// Since Go 1.24 net.Listen makes MPTCP listeners where the kernel
 	// has MPTCP; the connections they accept from clients that do not
@@ -910,6 +912,7 @@ func listenerProtocol(t *testing.T, pid int) int {
 // socket that no user-space interface can read or rebuild: the checkpoint
 // refuses it, naming MPTCP and the way out, and the server runs on.
 func TestMPTCPConnectionRefused(t *testing.T) {
+	needRoot(t)
 	server := needHTTPServer(t)
 	l := newLab(t)
 	addr := l.addr(4, 8080)

@@ -39,6 +39,7 @@ func imageSockets(t *testing.T, img string) []*image.Socket {
 // checkpoint, a pause and a restore: every byte must come back once, in
 // order.
 func TestTCPStream(t *testing.T) {
+	needRoot(t)
 	cases := []struct {
 		name      string
 		family    int
@@ -93,6 +94,7 @@ func TestTCPStream(t *testing.T) {
 // TestConnectDuringGap: a client connecting while the service is away sees
 // its SYNs dropped (not reset) and gets through after the restore.
 func TestConnectDuringGap(t *testing.T) {
+	needRoot(t)
 	for _, family := range []int{4, 6} {
 		t.Run("ipv"+strconv.Itoa(family), func(t *testing.T) {
 			l := newLab(t)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
+
+	"github.com/seamless-linux/seamless/internal/contract"
 )
 
 // systemdRunning reports whether systemd manages this system (as
@@ -29,7 +31,7 @@ type unitFacts struct {
 // systemd itself, on its private socket (no bus daemon needed, root only),
 // and also checks that systemd counts process pid as u's. Without systemd
 // (tests), the image's record of the unit is all there is.
-func facts(u *UnitState, pid int) (unitFacts, error) {
+func facts(u *contract.UnitState, pid int) (unitFacts, error) {
 	if !systemdRunning() {
 		if u.Start.ControlGroup == "" {
 			return unitFacts{}, fmt.Errorf("the image does not record %s's cgroup and systemd is not running to tell it", u.Unit)
@@ -69,7 +71,7 @@ func facts(u *UnitState, pid int) (unitFacts, error) {
 // running as the unit's user, and still alive once all is checked. It
 // returns the unit's cgroup, and whether the peer is a process of the unit
 // (even if refused: then the unit's own anchor was refused).
-func (d *daemon) authorize(u *UnitState, p *peer) (cg string, inUnit bool, err error) {
+func (d *daemon) authorize(u *contract.UnitState, p *peer) (cg string, inUnit bool, err error) {
 	cg, err = d.cgroupOf(p.pid)
 	if err != nil {
 		return "", false, err

@@ -1,7 +1,6 @@
 package restored
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,10 +16,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inet"
 	"github.com/seamless-linux/seamless/internal/reserve"
-	"github.com/seamless-linux/seamless/internal/units"
 )
 
 // DaemonName is argv[0] of the daemon: the '@' asks systemd (in an
@@ -46,8 +45,8 @@ type Options struct {
 	RestoreTimeout time.Duration
 	// Log receives one line per event.
 	Log io.Writer
-	// Ready, if set, receives one line once every PID is reserved (or the
-	// image was refused) and is closed: stage 1 waits for it.
+	// Ready, if set, receives the Readiness once every PID is reserved (or
+	// the image was refused) and is closed: stage 1 waits for it.
 	Ready io.WriteCloser
 }
 
@@ -55,11 +54,11 @@ type daemon struct {
 	opts  Options
 	dir   string     // where the image is read: a path, or the disk image's descriptor
 	disk  *diskImage // the image on disk, removed at the end
-	state State
+	state contract.State
 	mu    sync.Mutex // guards the state
 	cond  *sync.Cond // a unit left the restoring state
 	held  []*os.File
-	trees map[string]*image.Tree // by TreeState.Dir
+	trees map[string]*image.Tree // by contract.TreeState.Dir
 	pids  *reserve.Set
 	proc  *os.File // /proc, opened before the switch to the real root
 	root  bool     // chrooted into the real root
@@ -80,7 +79,7 @@ func Run(opts Options) error {
 	}
 	d := &daemon{opts: opts, dir: opts.Image, trees: map[string]*image.Tree{}, done: make(chan struct{})}
 	d.cond = sync.NewCond(&d.mu)
-	d.state = State{Image: opts.Image, Daemon: os.Getpid(), Started: time.Now().UTC(), RestoreTimeoutMs: opts.RestoreTimeout.Milliseconds()}
+	d.state = contract.State{Image: opts.Image, Daemon: os.Getpid(), Started: time.Now().UTC(), RestoreTimeoutMs: opts.RestoreTimeout.Milliseconds()}
 	// Before the holders are started: they stay in the daemon's cgroup.
 	if cg, err := leaveUnitCgroup(); err != nil {
 		fmt.Fprintf(opts.Log, "%v\n", err)
@@ -89,10 +88,12 @@ func Run(opts Options) error {
 	}
 	err := d.start()
 	if opts.Ready != nil {
+		r := Readiness{Summary: d.summary()}
 		if err != nil {
-			fmt.Fprintf(opts.Ready, "error: %v\n", err)
-		} else {
-			fmt.Fprintf(opts.Ready, "ok: %s\n", d.summary())
+			r = Readiness{Error: err.Error()}
+		}
+		if werr := WriteMessage(opts.Ready, r); werr != nil {
+			fmt.Fprintf(opts.Log, "tell stage 1: %v\n", werr)
 		}
 		opts.Ready.Close()
 	}
@@ -110,7 +111,7 @@ func Run(opts Options) error {
 	case <-time.After(opts.Timeout):
 		d.mu.Lock()
 		for i := range d.state.Units {
-			if u := &d.state.Units[i]; u.State == Pending {
+			if u := &d.state.Units[i]; u.State == contract.Pending {
 				d.giveUp(u, fmt.Sprintf("its anchor did not ask within %s", opts.Timeout))
 			}
 		}
@@ -129,7 +130,11 @@ func (d *daemon) start() error {
 	if err := mkdirs(); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
-	if strings.HasPrefix(d.opts.Image, DiskPrefix) {
+	img, err := contract.ParseImage(d.opts.Image)
+	if err != nil {
+		return err
+	}
+	if img.Disk {
 		if d.disk, err = openDiskImage(d.opts.Root, d.opts.Image); err != nil {
 			return err
 		}
@@ -142,8 +147,8 @@ func (d *daemon) start() error {
 		return err
 	}
 	d.reserve()
-	if err := d.state.write(); err != nil {
-		return fmt.Errorf("write %s: %w", StatePath, err)
+	if err := contract.WriteState(&d.state); err != nil {
+		return err
 	}
 	if d.pending() == 0 {
 		return nil
@@ -162,12 +167,12 @@ func (d *daemon) load() error {
 		if !e.IsDir() {
 			continue
 		}
-		u := UnitState{Unit: e.Name(), State: Pending}
+		u := contract.UnitState{Unit: e.Name(), State: contract.Pending}
 		err := guard(d.opts.Log, "read "+u.Unit+"'s image", func() error {
-			return d.loadUnit(&u, filepath.Join(d.dir, e.Name()))
+			return d.loadUnit(&u, contract.UnitDir(d.dir, e.Name()))
 		})
 		if err != nil {
-			u.State, u.Reason = Cold, Bound(err.Error())
+			u.State, u.Reason = contract.Cold, Bound(err.Error())
 			fmt.Fprintf(d.opts.Log, "%s: image refused, it starts cold: %s\n", u.Unit, u.Reason)
 		}
 		d.state.Units = append(d.state.Units, u)
@@ -175,30 +180,18 @@ func (d *daemon) load() error {
 	return nil
 }
 
-func (d *daemon) loadUnit(u *UnitState, dir string) error {
-	if !validUnitName(u.Unit) {
-		return fmt.Errorf("%q is not the name of a service unit", u.Unit)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, units.StartFile))
+func (d *daemon) loadUnit(u *contract.UnitState, dir string) error {
+	start, trees, err := contract.ReadUnit(dir)
 	if err != nil {
 		return err
 	}
-	if err := json.Unmarshal(b, &u.Start); err != nil {
-		return fmt.Errorf("%s: %w", units.StartFile, err)
-	}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		if !e.IsDir() {
-			continue
-		}
-		im, err := image.Open(filepath.Join(dir, e.Name()))
+	u.Start = start
+	for _, tree := range trees {
+		im, err := image.Open(tree)
 		if err != nil {
 			return err
 		}
-		links := filepath.Join(IncomingDir, u.Unit, e.Name())
+		links := filepath.Join(contract.IncomingDir(), u.Unit, filepath.Base(tree))
 		if err := d.hold(im, links); err != nil {
 			return fmt.Errorf("keep image %s: %w", im.Dir, err)
 		}
@@ -208,10 +201,7 @@ func (d *daemon) loadUnit(u *UnitState, dir string) error {
 		}
 		locks := slices.Sorted(maps.Keys(byLock))
 		d.trees[links] = im.Tree
-		u.Trees = append(u.Trees, TreeState{Root: im.Tree.Root, Dir: links, IDs: treeIDs(im.Tree), Locks: locks})
-	}
-	if len(u.Trees) == 0 {
-		return fmt.Errorf("no process tree in %s", dir)
+		u.Trees = append(u.Trees, contract.TreeState{Root: im.Tree.Root, Dir: links, IDs: treeIDs(im.Tree), Locks: locks})
 	}
 	return nil
 }
@@ -275,7 +265,7 @@ func treeIDs(t *image.Tree) []int {
 func (d *daemon) reserve() {
 	var all []int
 	for _, u := range d.state.Units {
-		if u.State == Pending {
+		if u.State == contract.Pending {
 			for _, t := range u.Trees {
 				all = append(all, t.IDs...)
 			}
@@ -287,12 +277,12 @@ func (d *daemon) reserve() {
 	}
 	for i := range d.state.Units {
 		u := &d.state.Units[i]
-		if u.State != Pending {
+		if u.State != contract.Pending {
 			continue
 		}
 		for _, t := range u.Trees {
 			for _, id := range t.IDs {
-				if why, ok := taken[id]; ok && u.State == Pending {
+				if why, ok := taken[id]; ok && u.State == contract.Pending {
 					d.giveUp(u, fmt.Sprintf("pid %d is %s", id, why))
 				}
 			}
@@ -302,8 +292,8 @@ func (d *daemon) reserve() {
 
 // giveUp leaves u to start cold: its PIDs are released, its network lock
 // removed. The caller holds d.mu or runs before the daemon serves.
-func (d *daemon) giveUp(u *UnitState, reason string) {
-	u.State, u.Reason = Cold, Bound(reason)
+func (d *daemon) giveUp(u *contract.UnitState, reason string) {
+	u.State, u.Reason = contract.Cold, Bound(reason)
 	for _, t := range u.Trees {
 		d.pids.Release(t.IDs)
 		tree := d.trees[t.Dir]
@@ -314,25 +304,10 @@ func (d *daemon) giveUp(u *UnitState, reason string) {
 	fmt.Fprintf(d.opts.Log, "%s: starts cold: %s\n", u.Unit, u.Reason)
 }
 
-// validUnitName accepts the name of a service unit (systemd.unit(5)): an
-// image directory name becomes a drop-in directory and a unit to start.
-func validUnitName(n string) bool {
-	base, ok := strings.CutSuffix(n, ".service")
-	if !ok || base == "" || len(n) > 255 {
-		return false
-	}
-	for _, r := range base {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(":-_.\\@", r)) {
-			return false
-		}
-	}
-	return true
-}
-
 func (d *daemon) pending() int {
 	n := 0
 	for _, u := range d.state.Units {
-		if u.State == Pending || u.State == Restoring {
+		if u.Waiting() {
 			n++
 		}
 	}
@@ -370,14 +345,14 @@ func (d *daemon) close() {
 	}
 	// The state first: once the socket is gone, a unit's ExecStartPre
 	// takes whatever the state leaves unsettled as its own to settle.
-	d.state.write()
-	os.RemoveAll(IncomingDir)
-	os.Remove(SocketPath)
+	d.writeState()
+	os.RemoveAll(contract.IncomingDir())
+	os.Remove(contract.SocketPath())
 	// Started in the initramfs, the daemon follows the boot into the real
 	// root to leave the outcome where `seamless status` reads it.
 	if d.proc != nil {
 		if err := d.awaitRoot(time.Now().Add(d.opts.Timeout)); err != nil {
-			fmt.Fprintf(d.opts.Log, "%v: the outcome is only in %s\n", err, StatePath)
+			fmt.Fprintf(d.opts.Log, "%v: the outcome is only in %s\n", err, contract.StatePath())
 			if d.disk != nil {
 				fmt.Fprintf(d.opts.Log, "the image %s stays on disk: remove it by hand\n", d.disk.path)
 			}
@@ -407,5 +382,16 @@ func (d *daemon) removeDisk() {
 			return
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// writeState writes the daemon's state once the daemon serves: a failure
+// is logged (the anchors and the generator read the state; the unit's
+// outcome is still recorded) and does not stop the daemon, which holds the
+// PIDs and the image. The caller holds d.mu or runs before the daemon
+// serves.
+func (d *daemon) writeState() {
+	if err := contract.WriteState(&d.state); err != nil {
+		fmt.Fprintf(d.opts.Log, "%s\n", Bound(err.Error()))
 	}
 }

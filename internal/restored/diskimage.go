@@ -11,13 +11,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/config"
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/image"
-	"github.com/seamless-linux/seamless/internal/units"
 )
-
-// DiskPrefix starts the value of seamless.image= for an image in the disk
-// store: "disk:" and the image directory's path on the real root.
-const DiskPrefix = "disk:"
 
 // diskImage is an image directory of the disk store. The boot parameter
 // only names it; it is used (and removed) only if it is a directory
@@ -32,13 +28,17 @@ type diskImage struct {
 	img  *os.File // the image directory
 }
 
-// openDiskImage opens the image that arg (seamless.image=disk:PATH) names,
-// on the real root mounted at root.
+// openDiskImage opens the image that arg (the value of
+// seamless.image=disk:PATH) names, on the real root mounted at root.
 func openDiskImage(root, arg string) (*diskImage, error) {
-	p, ok := strings.CutPrefix(arg, DiskPrefix)
-	if !ok {
-		return nil, fmt.Errorf("%q is not a disk image", arg)
+	parsed, err := contract.ParseImage(arg)
+	if err == nil && !parsed.Disk {
+		err = fmt.Errorf("%q is not a disk image", arg)
 	}
+	if err != nil {
+		return nil, err
+	}
+	p := parsed.Path
 	cfg, err := config.Load(filepath.Join(root, config.Path))
 	if err != nil {
 		return nil, fmt.Errorf("the real root's configuration: %w", err)
@@ -164,8 +164,8 @@ func removeUnitDir(img *os.File, name string) error {
 		}
 	}
 	if ours {
-		if err := unix.Unlinkat(int(ud.Fd()), units.StartFile, 0); err != nil && !errors.Is(err, unix.ENOENT) {
-			left = append(left, fmt.Sprintf("%s: %v", units.StartFile, err))
+		if err := unix.Unlinkat(int(ud.Fd()), contract.StartFile, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			left = append(left, fmt.Sprintf("%s: %v", contract.StartFile, err))
 		}
 	}
 	if err := unix.Unlinkat(int(img.Fd()), name, unix.AT_REMOVEDIR); err != nil {

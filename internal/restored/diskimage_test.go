@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/image"
-	"github.com/seamless-linux/seamless/internal/units"
 )
 
 const testImages = "/var/lib/seamless/images"
@@ -51,7 +51,7 @@ func writeImage(t *testing.T, dir string) {
 	if err := w.Commit("test"); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "a.service", units.StartFile), []byte("{}"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "a.service", contract.StartFile), []byte("{}"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -163,7 +163,7 @@ func TestDiskImageRemove(t *testing.T) {
 				t.Errorf("%s was removed: %v", f, err)
 			}
 		}
-		for _, f := range []string{"a.service/123/" + image.ManifestName, "a.service/123/pages-123.img", "a.service/123/" + image.TreeName, "a.service/" + units.StartFile} {
+		for _, f := range []string{"a.service/123/" + image.ManifestName, "a.service/123/pages-123.img", "a.service/123/" + image.TreeName, "a.service/" + contract.StartFile} {
 			if _, err := os.Stat(filepath.Join(img, f)); !os.IsNotExist(err) {
 				t.Errorf("%s, written by seamless, is still there (%v)", f, err)
 			}
@@ -173,7 +173,7 @@ func TestDiskImageRemove(t *testing.T) {
 		root := fakeRoot(t)
 		img := filepath.Join(root, testImages, "20260101T000000Z")
 		os.MkdirAll(filepath.Join(img, "c.service/9"), 0o700)
-		os.WriteFile(filepath.Join(img, "c.service", units.StartFile), []byte("{}"), 0o600)
+		os.WriteFile(filepath.Join(img, "c.service", contract.StartFile), []byte("{}"), 0o600)
 		os.WriteFile(filepath.Join(img, "c.service/9/data"), []byte("x"), 0o600)
 		di, err := openDiskImage(root, "disk:"+testImages+"/20260101T000000Z")
 		if err != nil {
@@ -183,7 +183,7 @@ func TestDiskImageRemove(t *testing.T) {
 		if err := di.remove(&strings.Builder{}); err == nil {
 			t.Fatal("remove removed a directory without a MANIFEST")
 		}
-		for _, f := range []string{"c.service/" + units.StartFile, "c.service/9/data"} {
+		for _, f := range []string{"c.service/" + contract.StartFile, "c.service/9/data"} {
 			if _, err := os.Stat(filepath.Join(img, f)); err != nil {
 				t.Errorf("%s was removed: %v", f, err)
 			}
@@ -192,7 +192,7 @@ func TestDiskImageRemove(t *testing.T) {
 }
 
 func TestStage1RAMImageOnlyWhereTheStorePutsIt(t *testing.T) {
-	SetRunDir(t.TempDir())
+	t.Cleanup(contract.SetDirs(t.TempDir(), ""))
 	for _, arg := range []string{"/etc", "/", "/seamless/image/..", "relative"} {
 		var log strings.Builder
 		stage1("seamless.image="+arg, "/root", &log)

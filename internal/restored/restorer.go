@@ -3,18 +3,19 @@ package restored
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/units"
 	"github.com/seamless-linux/seamless/internal/unixsock"
@@ -31,10 +32,10 @@ const JournalStream = unixsock.JournalStream
 // half-restored processes die with it (they are its tracees, with
 // PTRACE_O_EXITKILL), and an anchor that lost the daemon finds its cgroup
 // empty. It returns the restored root and the restore's warnings.
-func (d *daemon) runRestorer(t TreeState, anchor int, cg string, fds []*os.File, deadline time.Time) (int, []string, error) {
+func (d *daemon) runRestorer(t contract.TreeState, anchor int, cg string, fds []*os.File, deadline time.Time) (int, []string, error) {
 	exe := fmt.Sprintf("/proc/%d/exe", os.Getpid())
 	// The daemon verified every checksum at boot and holds the files since.
-	args := []string{"restore", "--dir", t.Dir, "--pid-wait", "5s", "--verified"}
+	args := []string{"restore", "--dir", t.Dir, "--pid-wait", "5s", "--verified", "--json"}
 	var extra []*os.File
 	if len(fds) > 1 && usesJournal(d.trees[t.Dir]) && isSocket(fds[1]) {
 		extra = append(extra, fds[1])
@@ -79,18 +80,19 @@ func (d *daemon) runRestorer(t TreeState, anchor int, cg string, fds []*os.File,
 	if ctx.Err() != nil {
 		return 0, nil, fmt.Errorf("the restore did not finish within %s: killed", d.opts.RestoreTimeout)
 	}
+	var report RestorerReport
+	jerr := json.Unmarshal(stdout.Bytes(), &report)
 	if err != nil {
-		msg := strings.TrimSpace(stderr.String())
+		// Without a report (a crash: the stack is on stderr), stderr says
+		// why.
+		msg := report.Error
+		if jerr != nil || msg == "" {
+			msg = strings.TrimSpace(stderr.String())
+		}
 		if msg == "" {
 			msg = err.Error()
 		}
 		return 0, nil, errors.New(Bound(msg))
-	}
-	var warnings []string
-	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
-		if w, ok := strings.CutPrefix(line, "seamless restore: warning: "); ok {
-			warnings = append(warnings, Bound(w))
-		}
 	}
 	for i, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
 		if i == 20 {
@@ -101,11 +103,14 @@ func (d *daemon) runRestorer(t TreeState, anchor int, cg string, fds []*os.File,
 			fmt.Fprintf(d.opts.Log, "restore of pid %d: %s\n", t.Root, Bound(line))
 		}
 	}
-	root, err := strconv.Atoi(strings.TrimSpace(stdout.String()))
-	if err != nil {
-		return 0, nil, fmt.Errorf("restore printed %s, not a pid", Bound(stdout.String()))
+	if jerr != nil || report.Root <= 0 {
+		return 0, nil, fmt.Errorf("restore printed %s, not a report with the root pid", Bound(stdout.String()))
 	}
-	return root, warnings, nil
+	var warnings []string
+	for _, w := range report.Warnings {
+		warnings = append(warnings, Bound(w))
+	}
+	return report.Root, warnings, nil
 }
 
 // usesJournal reports whether a tree wrote to journald's stream socket.

@@ -11,6 +11,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/contract"
 )
 
 // guard runs fn and turns a panic into an error (with the stack in the
@@ -31,12 +33,12 @@ func guard(log io.Writer, what string, fn func() error) (err error) {
 // process of that unit's own cgroup, running as the unit's user (see
 // authorize).
 func (d *daemon) listen() error {
-	os.Remove(SocketPath)
-	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: SocketPath, Net: "unixpacket"})
+	os.Remove(contract.SocketPath())
+	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: contract.SocketPath(), Net: "unixpacket"})
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", SocketPath, err)
+		return fmt.Errorf("listen on %s: %w", contract.SocketPath(), err)
 	}
-	if err := os.Chmod(SocketPath, 0o666); err != nil {
+	if err := os.Chmod(contract.SocketPath(), 0o666); err != nil {
 		l.Close()
 		return err
 	}

@@ -4,13 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/netlock"
 )
 
@@ -25,61 +25,42 @@ import (
 // cold. While the daemon runs, or once it has settled the unit, it does
 // nothing.
 func Settle(unit, cg string, log io.Writer) error {
-	dir, err := os.Open(RunDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil // no restore in this boot
-	}
-	if err != nil {
-		return err
-	}
-	defer dir.Close()
 	// Two units may settle at once: one read-modify-write at a time.
-	if err := unix.Flock(int(dir.Fd()), unix.LOCK_EX); err != nil {
-		return fmt.Errorf("lock %s: %w", RunDir, err)
-	}
-	st, err := ReadState()
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	u := st.Unit(unit)
-	if u == nil || (u.State != Pending && u.State != Restoring) || daemonListens() {
-		return nil
-	}
-	var errs []error
-	// The links to the files the dead daemon held lead nowhere now.
-	os.RemoveAll(IncomingDir)
-	killed, err := KillOthers(cg, os.Getpid(), 30*time.Second)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	if !netlock.Disabled() {
-		for _, t := range u.Trees {
-			for _, name := range t.Locks {
-				if err := removeLock(name); err != nil {
-					errs = append(errs, err)
+	return contract.EditState(func(st *contract.State) (bool, error) {
+		u := st.Unit(unit)
+		if u == nil || !u.Waiting() || daemonListens() {
+			return false, nil
+		}
+		var errs []error
+		// The links to the files the dead daemon held lead nowhere now.
+		os.RemoveAll(contract.IncomingDir())
+		killed, err := KillOthers(cg, os.Getpid(), 30*time.Second)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if !netlock.Disabled() {
+			for _, t := range u.Trees {
+				for _, name := range t.Locks {
+					if err := removeLock(name); err != nil {
+						errs = append(errs, err)
+					}
 				}
 			}
 		}
-	}
-	u.State, u.Reason = Cold, "the restore daemon ended before it restored the unit"
-	if len(killed) > 0 {
-		u.Reason += fmt.Sprintf(" (what it left in the unit was killed: %v)", killed)
-	}
-	fmt.Fprintf(log, "seamless: %s: %s: it starts cold\n", unit, u.Reason)
-	if err := st.write(); err != nil {
-		errs = append(errs, fmt.Errorf("write %s: %w", StatePath, err))
-	}
-	recordOutcomes(st, false, log)
-	return errors.Join(errs...)
+		u.State, u.Reason = contract.Cold, "the restore daemon ended before it restored the unit"
+		if len(killed) > 0 {
+			u.Reason += fmt.Sprintf(" (what it left in the unit was killed: %v)", killed)
+		}
+		fmt.Fprintf(log, "seamless: %s: %s: it starts cold\n", unit, u.Reason)
+		recordOutcomes(st, false, log)
+		return true, errors.Join(errs...)
+	})
 }
 
 // daemonListens reports whether a restore daemon listens on the socket
 // (when in doubt, that it does: Settle then leaves the unit to it).
 func daemonListens() bool {
-	c, err := net.Dial("unixpacket", SocketPath)
+	c, err := net.Dial("unixpacket", contract.SocketPath())
 	if err == nil {
 		c.Close()
 		return true

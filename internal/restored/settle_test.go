@@ -13,9 +13,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/netlock"
 	"github.com/seamless-linux/seamless/internal/units"
-	"github.com/seamless-linux/seamless/internal/update"
 )
 
 // TestSettle: a unit that a dead daemon left unsettled has what is left in
@@ -50,15 +50,12 @@ func TestSettle(t *testing.T) {
 	f.Close()
 	defer func() { left.Process.Kill(); left.Wait() }()
 
-	SetRunDir(t.TempDir())
-	os.MkdirAll(filepath.Join(IncomingDir, "u.service", "1"), 0o700)
-	oldState := update.StateDir
-	update.StateDir = t.TempDir()
-	t.Cleanup(func() { update.StateDir = oldState })
+	t.Cleanup(contract.SetDirs(t.TempDir(), t.TempDir()))
+	os.MkdirAll(filepath.Join(contract.IncomingDir(), "u.service", "1"), 0o700)
 	unit := "u.service"
-	st := State{Daemon: 1 << 22, Units: []UnitState{{Unit: unit, State: Restoring,
-		Trees: []TreeState{{Root: 1, Locks: []string{"seamless-test-lock"}}}}}}
-	if err := st.write(); err != nil {
+	st := contract.State{Daemon: 1 << 22, Units: []contract.UnitState{{Unit: unit, State: contract.Restoring,
+		Trees: []contract.TreeState{{Root: 1, Locks: []string{"seamless-test-lock"}}}}}}
+	if err := contract.WriteState(&st); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
@@ -80,7 +77,7 @@ func TestSettle(t *testing.T) {
 		// A daemon listens: nothing to do.
 		sock, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET, 0)
 		if err == nil {
-			err = unix.Bind(sock, &unix.SockaddrUnix{Name: SocketPath})
+			err = unix.Bind(sock, &unix.SockaddrUnix{Name: contract.SocketPath()})
 		}
 		if err == nil {
 			err = unix.Listen(sock, 1)
@@ -92,7 +89,7 @@ func TestSettle(t *testing.T) {
 		if err := Settle(unit, cg, &strings.Builder{}); err != nil {
 			t.Errorf("Settle with a daemon: %v", err)
 		}
-		if s, _ := ReadState(); s.Unit(unit).State != Restoring || !alive(left.Process.Pid) {
+		if s, _ := contract.ReadState(); s.Unit(unit).State != contract.Restoring || !alive(left.Process.Pid) {
 			t.Errorf("Settle acted while a daemon listened")
 		}
 		unix.Close(sock) // the daemon dies; its socket file stays
@@ -102,14 +99,14 @@ func TestSettle(t *testing.T) {
 			t.Errorf("Settle: %v", err)
 		}
 		t.Logf("%s", log.String())
-		if _, err := os.Stat(IncomingDir); !os.IsNotExist(err) {
+		if _, err := os.Stat(contract.IncomingDir()); !os.IsNotExist(err) {
 			t.Errorf("the dead daemon's links are still there (%v)", err)
 		}
 		if chains, err := netlock.List(nil); err != nil || len(chains) != 0 {
 			t.Errorf("lock chains after Settle: %v (%v)", chains, err)
 		}
-		s, err := ReadState()
-		if err != nil || s.Unit(unit).State != Cold || !strings.Contains(s.Unit(unit).Reason, "daemon ended") {
+		s, err := contract.ReadState()
+		if err != nil || s.Unit(unit).State != contract.Cold || !strings.Contains(s.Unit(unit).Reason, "daemon ended") {
 			t.Errorf("state after Settle: %+v, %v", s.Unit(unit), err)
 		}
 	}()

@@ -10,29 +10,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/seamless-linux/seamless/internal/store"
+	"github.com/seamless-linux/seamless/internal/contract"
 )
-
-// ImageArg is the kernel command line parameter that carries the image:
-// the directory where the RAM store puts it in the initramfs, or
-// "disk:PATH" for an image directory in the disk store on the real root.
-const ImageArg = "seamless.image"
-
-// ImageFromCmdline returns the value of seamless.image= in a kernel command
-// line, or "".
-func ImageFromCmdline(cmdline string) string {
-	v := ""
-	for _, f := range strings.Fields(cmdline) {
-		if s, ok := strings.CutPrefix(f, ImageArg+"="); ok {
-			v = s
-		}
-	}
-	return v
-}
-
-// RAMImage is where an image in the RAM store lands in the new kernel's
-// initramfs: the only directory seamless.image= may name there.
-const RAMImage = "/" + store.Prefix
 
 // Stage1 runs in the initramfs. Called without root (from init-top, before
 // udev) it starts the daemon for an image in RAM; called with the real
@@ -51,24 +30,23 @@ func Stage1(root string, log io.Writer) {
 }
 
 func stage1(cmdline, root string, log io.Writer) {
-	arg := ImageFromCmdline(cmdline)
+	arg := contract.ImageFromCmdline(cmdline)
 	if arg == "" {
 		return // a normal boot: nothing to do, nothing spent
 	}
-	if _, err := os.Stat(StatePath); err == nil {
+	if _, err := os.Stat(contract.StatePath()); err == nil {
 		return // started already
 	}
-	if strings.HasPrefix(arg, DiskPrefix) {
-		if root == "" {
-			return // the disk is not mounted yet
-		}
-	} else {
-		if arg != RAMImage {
-			fmt.Fprintf(log, "seamless: %s=%s is not where the RAM store puts an image (%s): ignored, the services start cold\n", ImageArg, Bound(arg), RAMImage)
-			return
-		}
-		if st, err := os.Stat(arg); err != nil || !st.IsDir() {
-			fmt.Fprintf(log, "seamless: image %s not found: the services start cold\n", arg)
+	img, err := contract.ParseBootImage(arg)
+	switch {
+	case err != nil:
+		fmt.Fprintf(log, "seamless: %s: ignored, the services start cold\n", Bound(err.Error()))
+		return
+	case img.Disk && root == "":
+		return // the disk is not mounted yet
+	case !img.Disk:
+		if st, err := os.Stat(img.Path); err != nil || !st.IsDir() {
+			fmt.Fprintf(log, "seamless: image %s not found: the services start cold\n", img.Path)
 			return
 		}
 		root = ""
@@ -124,10 +102,14 @@ func startDaemon(arg, root string) (string, error) {
 		if s == "" {
 			return "", fmt.Errorf("the restore daemon (pid %d) ended without a word (see the kernel log)", pid)
 		}
-		if e, ok := strings.CutPrefix(s, "error: "); ok {
-			return "", fmt.Errorf("image refused: %s", e)
+		r, err := ParseReadiness(s)
+		if err != nil {
+			return "", fmt.Errorf("restore daemon %d: %w", pid, err)
 		}
-		return fmt.Sprintf("restore daemon %d: %s", pid, strings.TrimPrefix(s, "ok: ")), nil
+		if r.Error != "" {
+			return "", fmt.Errorf("image refused: %s", r.Error)
+		}
+		return fmt.Sprintf("restore daemon %d: %s", pid, r.Summary), nil
 	case <-time.After(2 * time.Minute):
 		return "", fmt.Errorf("the restore daemon (pid %d) did not get ready in 2 minutes", pid)
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/seamless-linux/seamless/internal/contract"
 )
 
 // restoreUnit rebuilds every process tree of unit inside the cgroup and
@@ -42,7 +44,7 @@ func (d *daemon) handedOver(unit, cg string, p *peer, main int, sent error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	u := d.state.Unit(unit)
-	u.State, u.MainPID = Restored, main
+	u.State, u.MainPID = contract.Restored, main
 	// The restore removed the lock in the unit's network namespace; the
 	// boot-time lock is in the daemon's, which differs for a unit with
 	// PrivateNetwork=.
@@ -59,7 +61,7 @@ func (d *daemon) handedOver(unit, cg string, p *peer, main int, sent error) {
 // settled writes the state and the outcomes once a unit has its final
 // state, and tells whoever waits for it. The caller holds d.mu.
 func (d *daemon) settled() {
-	d.state.write()
+	d.writeState()
 	recordOutcomes(&d.state, false, d.opts.Log)
 	d.cond.Broadcast()
 	d.finished()
@@ -68,17 +70,17 @@ func (d *daemon) settled() {
 // claim checks that unit waits for a restore and that p may ask for it,
 // and marks it restoring. A unit being restored for another anchor (one
 // that went away) is waited for: its outcome is the answer.
-func (d *daemon) claim(unit string, p *peer) (*UnitState, string, error) {
+func (d *daemon) claim(unit string, p *peer) (*contract.UnitState, string, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	u := d.state.Unit(unit)
 	if u == nil {
 		return nil, "", fmt.Errorf("%s: %w: it was not carried", unit, errNotPending)
 	}
-	for u.State == Restoring {
+	for u.State == contract.Restoring {
 		d.cond.Wait()
 	}
-	if u.State != Pending {
+	if u.State != contract.Pending {
 		return nil, "", fmt.Errorf("%s: %w: it is %s", unit, errNotPending, u.State)
 	}
 	if err := d.enterRoot(); err != nil {
@@ -98,8 +100,8 @@ func (d *daemon) claim(unit string, p *peer) (*UnitState, string, error) {
 		}
 		return nil, "", err
 	}
-	u.State = Restoring
-	d.state.write()
+	u.State = contract.Restoring
+	d.writeState()
 	return u, cg, nil
 }
 
@@ -139,7 +141,7 @@ func (d *daemon) finished() {
 // failure (an error, the timeout, a panic), everything the restore put in
 // the unit's cgroup is killed, the anchor spared, before the unit is
 // given up: the cold start must be the only copy.
-func (d *daemon) restoreTrees(u *UnitState, p *peer, cg string, fds []*os.File) (int, error) {
+func (d *daemon) restoreTrees(u *contract.UnitState, p *peer, cg string, fds []*os.File) (int, error) {
 	main := 0
 	err := guard(d.opts.Log, "restore "+u.Unit, func() error {
 		deadline := time.Now().Add(d.opts.RestoreTimeout)

@@ -14,10 +14,9 @@ import (
 
 	"github.com/u-root/u-root/pkg/cpio"
 	"golang.org/x/sys/unix"
-)
 
-// Prefix is where an image lands in the new kernel's initramfs.
-const Prefix = "seamless/image"
+	"github.com/seamless-linux/seamless/internal/contract"
+)
 
 // WriteArchive writes the files below dir as a newc archive in which they
 // sit under prefix, directories 0700 and files 0600. With consume, each
@@ -102,7 +101,7 @@ func InitrdWithImage(initrd, dir string, consume bool) (*os.File, error) {
 		_, err = out.Write(make([]byte, 512-n%512))
 	}
 	if err == nil {
-		err = WriteArchive(out, dir, Prefix, consume)
+		err = WriteArchive(out, dir, contract.RAMImageDir, consume)
 	}
 	if err == nil {
 		_, err = out.Seek(0, io.SeekStart)

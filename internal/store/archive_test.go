@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/seamless-linux/seamless/internal/contract"
 )
 
 func TestWriteArchive(t *testing.T) {
@@ -15,7 +17,7 @@ func TestWriteArchive(t *testing.T) {
 	os.MkdirAll(filepath.Join(dir, "memcached.service", "1234"), 0o700)
 	os.WriteFile(filepath.Join(dir, "memcached.service", "1234", "MANIFEST"), []byte("seamless-image 1\n"), 0o600)
 	var buf bytes.Buffer
-	if err := WriteArchive(&buf, dir, Prefix, true); err != nil {
+	if err := WriteArchive(&buf, dir, contract.RAMImageDir, true); err != nil {
 		t.Fatal(err)
 	}
 	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(buf.Bytes())))

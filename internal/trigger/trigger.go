@@ -19,22 +19,19 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/kernel"
 )
 
-// Paths, variables so that tests can move them.
-var (
-	// RunDir holds the notes; it is lost at the next boot, as the notes
-	// should be.
-	RunDir = "/run/seamless"
-	// RebootRequired is Debian's flag that a reboot is needed; the
-	// packages that caused it are listed in RebootRequired + ".pkgs".
-	RebootRequired = "/run/reboot-required"
-)
+// RebootRequired is Debian's flag that a reboot is needed; the packages
+// that caused it are listed in RebootRequired + ".pkgs". A variable so
+// that tests can move it.
+var RebootRequired = "/run/reboot-required"
 
 // notesFile lists, one per line, the kernel releases installed since the
-// APT hook last looked.
-func notesFile() string { return filepath.Join(RunDir, "installed-kernels") }
+// APT hook last looked. It is in the run directory, lost at the next boot,
+// as the notes should be.
+func notesFile() string { return filepath.Join(contract.RunDir, "installed-kernels") }
 
 // Note records that package pkg installed kernel release, for the APT hook
 // to act on when dpkg is done. When release is newer than the running
@@ -45,7 +42,7 @@ func Note(release, pkg, running string) error {
 	if release == "" || strings.ContainsAny(release, "/\n") {
 		return fmt.Errorf("note kernel: bad release %q", release)
 	}
-	if err := os.MkdirAll(RunDir, 0o700); err != nil {
+	if err := os.MkdirAll(contract.RunDir, 0o700); err != nil {
 		return fmt.Errorf("note kernel %s: %w", release, err)
 	}
 	f, err := os.OpenFile(notesFile(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)

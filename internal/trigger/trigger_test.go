@@ -6,15 +6,18 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/seamless-linux/seamless/internal/contract"
 )
 
 // moveFiles points the package's files into a fresh directory.
 func moveFiles(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	oldRun, oldFlag := RunDir, RebootRequired
-	RunDir, RebootRequired = filepath.Join(dir, "seamless"), filepath.Join(dir, "reboot-required")
-	t.Cleanup(func() { RunDir, RebootRequired = oldRun, oldFlag })
+	oldFlag := RebootRequired
+	RebootRequired = filepath.Join(dir, "reboot-required")
+	t.Cleanup(func() { RebootRequired = oldFlag })
+	t.Cleanup(contract.SetDirs(filepath.Join(dir, "seamless"), ""))
 	return dir
 }
 
@@ -35,7 +38,7 @@ func TestNotes(t *testing.T) {
 	if got, err := TakeNotes(); err != nil || got != nil {
 		t.Fatalf("second TakeNotes = %v, %v; want nothing", got, err)
 	}
-	if fi, err := os.Stat(RunDir); err != nil || fi.Mode().Perm() != 0o700 {
+	if fi, err := os.Stat(contract.RunDir); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("run dir: %v, %v; want 0700", fi, err)
 	}
 	for _, bad := range []string{"", "../x", "a\nb"} {

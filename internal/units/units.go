@@ -142,8 +142,14 @@ func CgroupPIDs(cg string) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
+	return DirPIDs(dir)
+}
+
+// DirPIDs lists the processes of the cgroup directory dir and the cgroups
+// below it.
+func DirPIDs(dir string) ([]int, error) {
 	var pids []int
-	err = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
 			return err
 		}

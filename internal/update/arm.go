@@ -10,6 +10,7 @@ import (
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
 
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/kexec"
 )
 
@@ -49,15 +50,15 @@ var ErrUnderWay = errors.New("the update is under way (the system is going down 
 // Cancel withdraws an armed update: its intent, the shutdown ordering and
 // the loaded kernel. It returns the intent it withdrew, or nil when no
 // update was armed.
-func Cancel(ctx context.Context) (*Intent, error) {
-	in, err := ReadIntent()
+func Cancel(ctx context.Context) (*contract.Intent, error) {
+	in, err := contract.ReadIntent()
 	if err != nil || in == nil {
 		return nil, err
 	}
 	if !in.Armed {
 		return nil, ErrUnderWay
 	}
-	if err := os.Remove(intentPath()); err != nil && !os.IsNotExist(err) {
+	if err := os.Remove(contract.IntentPath()); err != nil && !os.IsNotExist(err) {
 		return nil, fmt.Errorf("withdraw the update: %w", err)
 	}
 	if err := os.Remove(orderDropIn); err == nil {

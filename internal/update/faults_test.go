@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/dump"
 	"github.com/seamless-linux/seamless/internal/freezer"
 	"github.com/seamless-linux/seamless/internal/kernel"
@@ -163,25 +164,25 @@ func (s *service) checkCgroupThawed(t *testing.T) {
 
 // shutdown runs the checkpoint at shutdown for the services, the kernel
 // being no kernel (its load fails), and returns its error and the status.
-func shutdown(t *testing.T, store, diskDir string, svcs ...*service) (*Status, error) {
+func shutdown(t *testing.T, store, diskDir string, svcs ...*service) (*contract.Status, error) {
 	t.Helper()
 	runtime.LockOSThread() // ptrace ties tracees to one OS thread
 	defer runtime.UnlockOSThread()
 	notKernel := filepath.Join(t.TempDir(), "vmlinuz")
 	os.WriteFile(notKernel, []byte("not a kernel"), 0o644)
-	in := &Intent{From: "old", Kernel: kernel.Kernel{Release: "new", Image: notKernel, Initrd: notKernel},
+	in := &contract.Intent{From: "old", Kernel: kernel.Kernel{Release: "new", Image: notKernel, Initrd: notKernel},
 		Cmdline: "ro", Cgroups: map[string]string{}, Store: store, DiskDir: diskDir, Requested: time.Now()}
 	for _, s := range svcs {
 		u := s.cg + ".service"
 		in.Units = append(in.Units, u)
 		in.Cgroups[u] = "/" + s.cg
 	}
-	if err := writeJSON(intentPath(), in); err != nil {
+	if err := contract.WriteIntent(in); err != nil {
 		t.Fatal(err)
 	}
 	var log strings.Builder
 	err := ShutdownCheckpoint(&log)
-	st, serr := ReadStatus()
+	st, serr := contract.ReadStatus()
 	if serr != nil || st == nil {
 		t.Fatalf("no status after the checkpoint: %v", serr)
 	}
@@ -194,29 +195,29 @@ func needCheckpoint(t *testing.T) {
 		t.Skip("needs root")
 	}
 	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-	RunDir, StateDir = t.TempDir(), t.TempDir()
+	t.Cleanup(contract.SetDirs(t.TempDir(), t.TempDir()))
 }
 
 // outcome returns the status of the unit of s.
 // wantNoneCarried fails the test unless the shutdown's checkpoint carried
 // no unit (nothing is loaded then) and stopped s for a reason naming why.
-func wantNoneCarried(t *testing.T, st *Status, err error, s *service, why string) {
+func wantNoneCarried(t *testing.T, st *contract.Status, err error, s *service, why string) {
 	t.Helper()
 	if err == nil || !strings.Contains(err.Error(), "no unit could be carried") {
 		t.Fatalf("ShutdownCheckpoint = %v, want: no unit could be carried", err)
 	}
-	if o := outcome(st, s); o.Outcome != "stopped" || !strings.Contains(o.Reason, why) {
+	if o := outcome(st, s); o.Outcome != contract.Stopped || !strings.Contains(o.Reason, why) {
 		t.Fatalf("unit outcome %+v, want stopped for a reason naming %q", o, why)
 	}
 }
 
-func outcome(st *Status, s *service) UnitOutcome {
+func outcome(st *contract.Status, s *service) contract.UnitOutcome {
 	for _, u := range st.Units {
 		if u.Unit == s.cg+".service" {
 			return u
 		}
 	}
-	return UnitOutcome{}
+	return contract.UnitOutcome{}
 }
 
 // fuseMount mounts a FUSE file system that never answers: a process that
@@ -359,10 +360,10 @@ func TestCheckpointFaultOneOfTwo(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "kexec_file_load") {
 		t.Fatalf("ShutdownCheckpoint = %v, want the load to fail", err)
 	}
-	if o := outcome(st, bad); o.Outcome != "stopped" || !strings.Contains(o.Reason, "netlink") {
+	if o := outcome(st, bad); o.Outcome != contract.Stopped || !strings.Contains(o.Reason, "netlink") {
 		t.Fatalf("failing unit: %+v", o)
 	}
-	if o := outcome(st, good); o.Outcome != "stopped" || !strings.Contains(o.Reason, "could not be handed") || o.Processes != 1 {
+	if o := outcome(st, good); o.Outcome != contract.Stopped || !strings.Contains(o.Reason, "could not be handed") || o.Processes != 1 {
 		t.Fatalf("healthy unit: %+v", o)
 	}
 	bad.checkThawed(t)
@@ -377,7 +378,7 @@ func TestCheckpointNothingToCarry(t *testing.T) {
 	if err != nil || st.State != "plain kexec" || st.Image != "" {
 		t.Fatalf("ShutdownCheckpoint without units = %v, status %+v; want a plain kexec, no image loaded", err, st)
 	}
-	if ents, _ := os.ReadDir(RunDir); len(ents) != 0 {
+	if ents, _ := os.ReadDir(contract.RunDir); len(ents) != 0 {
 		t.Fatalf("left in the run directory: %v", ents)
 	}
 }
@@ -389,10 +390,10 @@ func TestCheckpointNothingToCarry(t *testing.T) {
 // the disk image is then removed (finding 11) and nothing stays in /run.
 func TestCheckpointStagesOutsideRun(t *testing.T) {
 	needCheckpoint(t)
-	if err := unix.Mount("tmpfs", RunDir, "tmpfs", 0, "size=64k"); err != nil {
+	if err := unix.Mount("tmpfs", contract.RunDir, "tmpfs", 0, "size=64k"); err != nil {
 		t.Skipf("cannot mount a small tmpfs: %v", err)
 	}
-	t.Cleanup(func() { unix.Unmount(RunDir, unix.MNT_DETACH) })
+	t.Cleanup(func() { unix.Unmount(contract.RunDir, unix.MNT_DETACH) })
 	for _, store := range []string{"disk", "ram"} {
 		t.Run(store, func(t *testing.T) {
 			disk := filepath.Join(t.TempDir(), "images")
@@ -409,7 +410,7 @@ func TestCheckpointStagesOutsideRun(t *testing.T) {
 			if ents, _ := os.ReadDir(disk); len(ents) != 0 {
 				t.Fatalf("the disk store keeps %v after a failed load", ents)
 			}
-			if ents, _ := os.ReadDir(RunDir); len(ents) != 0 {
+			if ents, _ := os.ReadDir(contract.RunDir); len(ents) != 0 {
 				t.Fatalf("left in the run directory: %v", ents)
 			}
 		})

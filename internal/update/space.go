@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/bytesize"
 	"github.com/seamless-linux/seamless/internal/config"
 )
 
@@ -53,12 +54,12 @@ func measure(cfg config.Config) space {
 func chooseStore(cfg config.Config, need, initrd int64, sp space) (string, string, error) {
 	ram := ramNeed(need, initrd)
 	ramWhy := fmt.Sprintf("image about %s and initrd %s, held twice while the kernel is loaded: %s of memory, %s available",
-		human(need), human(initrd), human(ram), human(sp.mem))
+		bytesize.Format(need), bytesize.Format(initrd), bytesize.Format(ram), bytesize.Format(sp.mem))
 	ramFits := sp.mem == 0 || ram <= sp.mem
 	disk := diskNeed(need)
-	diskWhy := fmt.Sprintf("%s: image about %s, %s needed, %s free", sp.diskPath, human(need), human(disk), human(sp.disk))
+	diskWhy := fmt.Sprintf("%s: image about %s, %s needed, %s free", sp.diskPath, bytesize.Format(need), bytesize.Format(disk), bytesize.Format(sp.disk))
 	if sp.disk < 0 {
-		diskWhy = fmt.Sprintf("%s: image about %s, free space unknown", sp.diskPath, human(need))
+		diskWhy = fmt.Sprintf("%s: image about %s, free space unknown", sp.diskPath, bytesize.Format(need))
 	}
 	diskFits := sp.disk < 0 || disk <= sp.disk
 	switch cfg.Store {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/kexec"
 	"github.com/seamless-linux/seamless/internal/store"
@@ -23,7 +24,7 @@ type staging struct {
 	kept  bool     // the disk image was handed over: it stays
 }
 
-func newStaging(in *Intent) (*staging, error) {
+func newStaging(in *contract.Intent) (*staging, error) {
 	switch in.Store {
 	case "disk":
 		dir := filepath.Join(in.DiskDir, time.Now().UTC().Format("20060102T150405Z"))
@@ -33,7 +34,7 @@ func newStaging(in *Intent) (*staging, error) {
 		}
 		return &staging{store: "disk", dir: dir, made: made}, nil
 	}
-	sg, err := store.NewStage(filepath.Join(RunDir, "stage"), stageSize(fileSize(in.Kernel.Initrd)))
+	sg, err := store.NewStage(contract.StageDir(), stageSize(fileSize(in.Kernel.Initrd)))
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +49,7 @@ func newStaging(in *Intent) (*staging, error) {
 // load hands the image to the next kernel, with kexec_file_load and
 // seamless.image=: appended to its initrd (RAM), or named on the command
 // line (disk).
-func (sg *staging) load(in *Intent, st *Status) error {
+func (sg *staging) load(in *contract.Intent, st *contract.Status) error {
 	cmdline := in.Cmdline
 	var initrd *os.File
 	var err error
@@ -60,7 +61,7 @@ func (sg *staging) load(in *Intent, st *Status) error {
 			return fmt.Errorf("disk store: %w", err)
 		}
 		st.Image = sg.dir
-		cmdline += " seamless.image=disk:" + sg.dir
+		cmdline += " " + contract.Disk(sg.dir).Param()
 		if initrd, err = os.Open(in.Kernel.Initrd); err != nil {
 			return err
 		}
@@ -70,8 +71,8 @@ func (sg *staging) load(in *Intent, st *Status) error {
 		if initrd, err = store.InitrdWithImage(in.Kernel.Initrd, sg.dir, true); err != nil {
 			return err
 		}
-		st.Image = "/" + store.Prefix
-		cmdline += " seamless.image=/" + store.Prefix
+		st.Image = contract.RAMImage
+		cmdline += " " + contract.RAM().Param()
 	}
 	defer initrd.Close()
 	if err := kexec.Load(in.Kernel.Image, initrd, cmdline); err != nil {

@@ -11,7 +11,9 @@ import (
 	sd "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
 
+	"github.com/seamless-linux/seamless/internal/bytesize"
 	"github.com/seamless-linux/seamless/internal/config"
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/kernel"
 	"github.com/seamless-linux/seamless/internal/kexec"
 	"github.com/seamless-linux/seamless/internal/logind"
@@ -129,7 +131,7 @@ func Update(ctx context.Context, o Options) error {
 			cgroups[p.Name] = p.ControlGroup
 			start[p.Name] = p.Start
 			need += p.Report.ImageBytes
-			say("  carry %s (%d processes, about %s)", p.Name, len(p.Report.Processes), human(p.Report.ImageBytes))
+			say("  carry %s (%d processes, about %s)", p.Name, len(p.Report.Processes), bytesize.Format(p.Report.ImageBytes))
 		} else {
 			stopped[p.Name] = p.Reason
 			say("  stop  %s: %s", p.Name, p.Reason)
@@ -167,19 +169,19 @@ func Update(ctx context.Context, o Options) error {
 		kexec.Unload()
 		return fmt.Errorf("cancelled")
 	}
-	in := &Intent{From: from, Kernel: k, Cmdline: cl, Units: carry, Cgroups: cgroups, Start: start, Stopped: stopped, Store: store, DiskDir: o.Config.DiskDir, Requested: time.Now(), Armed: o.Arm}
-	if err := writeJSON(intentPath(), in); err != nil {
+	in := &contract.Intent{From: from, Kernel: k, Cmdline: cl, Units: carry, Cgroups: cgroups, Start: start, Stopped: stopped, Store: store, DiskDir: o.Config.DiskDir, Requested: time.Now(), Armed: o.Arm}
+	if err := contract.WriteIntent(in); err != nil {
 		return fmt.Errorf("record the update: %w", err)
 	}
 	if !o.Arm {
-		if err := saveStatus(&Status{State: "pending", From: from, To: k.Release, Store: store}); err != nil {
+		if err := contract.WriteStatus(&contract.Status{State: contract.UpdatePending, From: from, To: k.Release, Store: store}); err != nil {
 			return err
 		}
 	}
 	if err := startKexec(ctx, carry, !o.Arm, say, func() {
 		step(PhaseSwitching, 1, "switching to %s: the system goes down now", k.Release)
 	}); err != nil {
-		os.Remove(intentPath())
+		os.Remove(contract.IntentPath())
 		return err
 	}
 	return nil
@@ -271,14 +273,4 @@ func runJob(ctx context.Context, start func(context.Context, string, string, cha
 		return fmt.Errorf("start %s: timed out", unit)
 	}
 	return nil
-}
-
-func human(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	}
-	return fmt.Sprintf("%d KiB", n>>10)
 }

@@ -5,18 +5,16 @@ import (
 	"os"
 	"sort"
 	"strconv"
-	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inject"
-	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/proc"
 )
 
-// epoll and inotify: instances that watch other files.
+// epoll instances, which watch other files.
 //
 // The kernel keys an epoll watch by the watched open file description and
 // the descriptor number it was added under, and keeps it until that
@@ -222,70 +220,4 @@ func addWatch(t *inject.Target, o *Opener, efd int, w image.EpollWatch, at map[i
 		t.Call(unix.SYS_CLOSE, uintptr(w.FD))
 	}
 	return err
-}
-
-// resolveMark opens (O_PATH) the file an inotify watch is on, from its file
-// handle, and returns its path as the kernel names it.
-func resolveMark(m inotifyMark) (*os.File, string, error) {
-	mnt, err := mountOf(m.sdev)
-	if err != nil {
-		return nil, "", fmt.Errorf("inotify watch %d: %w", m.wd, err)
-	}
-	dir, err := os.Open(mnt)
-	if err != nil {
-		return nil, "", fmt.Errorf("inotify watch %d: %w", m.wd, err)
-	}
-	fd, err := unix.OpenByHandleAt(int(dir.Fd()), unix.NewFileHandle(int32(m.htype), m.handle), unix.O_PATH|unix.O_CLOEXEC)
-	dir.Close()
-	if err != nil {
-		return nil, "", fmt.Errorf("inotify watch %d: the watched file is gone: %w", m.wd, err)
-	}
-	h := os.NewFile(uintptr(fd), "inotify watch")
-	path, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
-	if err != nil {
-		h.Close()
-		return nil, "", fmt.Errorf("inotify watch %d: %w", m.wd, err)
-	}
-	return h, path, nil
-}
-
-// checkInotify refuses watches on files that cannot be found again, or
-// that were deleted and cannot be recreated.
-func checkInotify(_ *Scope, d *desc) error {
-	for _, m := range d.info.inotify {
-		h, path, err := resolveMark(m)
-		if err != nil {
-			return err
-		}
-		var st unix.Stat_t
-		err = unix.Fstat(int(h.Fd()), &st)
-		if name, deleted := strings.CutSuffix(path, " (deleted)"); err == nil && deleted {
-			err = mem.CheckUnreachable(h, name, &st)
-		}
-		h.Close()
-		if err != nil {
-			return fmt.Errorf("inotify watch %d: %w", m.wd, err)
-		}
-	}
-	return nil
-}
-
-func dumpInotify(d *Dumper, ds *desc, f *image.File) error {
-	for _, m := range ds.info.inotify {
-		h, path, err := resolveMark(m)
-		if err != nil {
-			return err
-		}
-		w := image.InotifyWatch{WD: m.wd, Path: path, Mask: m.mask}
-		if name, deleted := strings.CutSuffix(path, " (deleted)"); deleted {
-			w.Path = name
-			w.File, err = d.Contents.RefFile(h, name, true)
-		}
-		h.Close()
-		if err != nil {
-			return fmt.Errorf("inotify watch %d: %w", m.wd, err)
-		}
-		f.Inotify = append(f.Inotify, w)
-	}
-	return nil
 }
