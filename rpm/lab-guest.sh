@@ -52,7 +52,7 @@ dnf4)
 	}
 	echo "-- dnf $(dnf --version | head -1): dnf install test-base seamless (the RPM) into $r4"
 	dnf4 install test-base seamless > /tmp/dnf4-seamless.out 2>&1 || { cat /tmp/dnf4-seamless.out; fail "dnf could not install seamless"; }
-	rpm --root "$r4" -q seamless
+	dnf4 list --installed seamless | grep '^seamless'
 	# dnf's plugin as the RPM installed it; its configuration names the
 	# RPM's binary.
 	plugin=$(cd "$r4" && ls -d usr/lib/python3*/*-packages/dnf-plugins)
@@ -62,7 +62,7 @@ dnf4)
 	echo "-- SEAMLESS_HOOK_DRY_RUN=1 dnf install kernel-core, with the RPM's plugin ($r4/$plugin/seamless.py)"
 	SEAMLESS_HOOK_DRY_RUN=1 dnf4 --setopt=pluginpath="$r4/$plugin" --setopt=pluginconfpath=/var/tmp/dnf4-pluginconf \
 		install kernel-core > /tmp/dnf4.out 2>&1 || { cat /tmp/dnf4.out; fail "dnf could not install kernel-core"; }
-	rpm --root "$r4" -q kernel-core
+	dnf4 list --installed kernel-core | grep '^kernel-core'
 	check_hook /tmp/dnf4.out "$r4"
 	expect /tmp/dnf4.out "seamless: dnf installed kernel-core-$kver"
 	;;
