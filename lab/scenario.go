@@ -140,7 +140,7 @@ func (s *Scenario) validate() error {
 	if _, err := ConfigFor(s.Guest); err != nil {
 		return fmt.Errorf("scenario %s: %w", s.Name, err)
 	}
-	if p := s.PayloadScript; p != "" && (path.IsAbs(p) || path.Clean(p) != p || strings.HasPrefix(p, "../")) {
+	if p := s.PayloadScript; p != "" && (path.IsAbs(p) || path.Clean(p) != p || p == ".." || strings.HasPrefix(p, "../")) {
 		return fmt.Errorf("scenario %s: payload_script %q: want a clean path inside the repository (rpm/lab-payload.sh)", s.Name, p)
 	}
 	if s.Timeout.Duration == 0 {

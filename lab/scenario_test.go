@@ -59,6 +59,7 @@ func TestParseScenarioErrors(t *testing.T) {
 		{`{"name":"x","guest":"sid","steps":[{"phase":"a","guest":"true"}]}`, `no lab guest "sid"`},
 		{`{"name":"x","payload_script":"/etc/x.sh","steps":[{"phase":"a","guest":"true"}]}`, "inside the repository"},
 		{`{"name":"x","payload_script":"../x.sh","steps":[{"phase":"a","guest":"true"}]}`, "inside the repository"},
+		{`{"name":"x","payload_script":"..","steps":[{"phase":"a","guest":"true"}]}`, "inside the repository"},
 		{`{"name":"x","payload_script":"rpm/../../x.sh","steps":[{"phase":"a","guest":"true"}]}`, "inside the repository"},
 	} {
 		_, err := ParseScenario([]byte(tc.json))
