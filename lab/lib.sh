@@ -19,6 +19,7 @@ lab_install_deps() {
 		[debootstrap]=debootstrap [mkfs.ext4]=e2fsprogs [sfdisk]=fdisk
 		[unshare]=util-linux [chroot]=coreutils
 		[dpkg-buildpackage]=dpkg-dev [dh]=debhelper
+		[rpmbuild]=rpm [createrepo_c]=createrepo-c [apt-ftparchive]=apt-utils [zstd]=zstd
 	)
 	local missing=() cmd
 	for cmd in "${!pkg_of[@]}"; do

@@ -36,8 +36,10 @@ func FindRepo(dir string) (string, error) {
 // lab must keep working while the project is under construction); a
 // package that does not build fails the run. It returns the image path and
 // a note per part. With urootKernel (a kernel package), the u-root restorer
-// initramfs for that kernel is built into the payload too.
-func BuildPayload(ctx context.Context, repo, runDir, urootKernel string, out io.Writer) (string, []string, error) {
+// initramfs for that kernel is built into the payload too. With script (a
+// bash script of repo), the script is run with the payload's directory and
+// what it writes there travels along; its failure fails the run.
+func BuildPayload(ctx context.Context, repo, runDir, urootKernel, script string, out io.Writer) (string, []string, error) {
 	dir := filepath.Join(runDir, "payload")
 	bin := filepath.Join(dir, "bin")
 	if err := os.MkdirAll(bin, 0o755); err != nil {
@@ -112,8 +114,22 @@ func BuildPayload(ctx context.Context, repo, runDir, urootKernel string, out io.
 		}
 		notes = append(notes, note)
 	}
+	if script != "" {
+		t0 := time.Now()
+		cmd := exec.CommandContext(ctx, "bash", filepath.Join(repo, script), dir)
+		cmd.Dir = repo
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return "", notes, fmt.Errorf("payload script %s: %w: %s", script, err, lastLines(string(b), 15))
+		}
+		logf(out, "ran the payload script %s (%.0f s)", script, time.Since(t0).Seconds())
+		notes = append(notes, script+": ran")
+	}
+	size, err := payloadSize(dir)
+	if err != nil {
+		return "", notes, err
+	}
 	img := filepath.Join(runDir, "payload.img")
-	mk := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-L", payloadLabel, "-d", dir, img, "256M")
+	mk := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-L", payloadLabel, "-d", dir, img, fmt.Sprintf("%dM", size))
 	if b, err := mk.CombinedOutput(); err != nil {
 		return "", notes, fmt.Errorf("make payload image: %w: %s", err, b)
 	}
@@ -121,6 +137,30 @@ func BuildPayload(ctx context.Context, repo, runDir, urootKernel string, out io.
 		return "", notes, fmt.Errorf("remove payload dir: %w", err)
 	}
 	return img, notes, nil
+}
+
+// payloadSize is the size in MiB of an ext4 file system that holds dir: at
+// least 256 MiB, else the files' size with a quarter and 64 MiB to spare
+// (inodes, block rounding, the journal-less metadata).
+func payloadSize(dir string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			total += fi.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("size of the payload: %w", err)
+	}
+	return max(256, total/(1<<20)*5/4+64), nil
 }
 
 // installPayload is run in the guest after the first boot. The seamless

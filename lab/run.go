@@ -29,6 +29,9 @@ type RunOptions struct {
 	Forwards map[string]int
 	// NoInstall leaves the seamless package uninstalled on the payload.
 	NoInstall bool
+	// PayloadScript is the scenario's payload_script: run with the
+	// payload's directory while the payload is built ("" for none).
+	PayloadScript string
 }
 
 // runner holds the state of one scenario run.
@@ -95,6 +98,7 @@ func runScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt 
 		opt.Forwards[h.Name] = h.Port
 	}
 	opt.NoInstall = sc.NoInstall
+	opt.PayloadScript = sc.PayloadScript
 	g, boot, err := BootGuest(ctx, cfg, img, rep.RunDir, opt)
 	if g != nil {
 		defer g.VM.Kill()

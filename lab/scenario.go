@@ -35,6 +35,12 @@ type Scenario struct {
 	// (initramfs/uroot) for that kernel and installs it in the guest as
 	// /boot/seamless-restorer.img.
 	UrootInitrd string `json:"uroot_initrd,omitempty"`
+	// PayloadScript is a bash script of the repository (a path relative
+	// to its root) that the host runs while it builds the payload, with
+	// the payload's directory as its argument: what it writes there is in
+	// the guest's /mnt/lab. For what a scenario needs beyond the image:
+	// packages it installs, files it unpacks.
+	PayloadScript string `json:"payload_script,omitempty"`
 	// Holds are connections from the host to services of the guest, opened
 	// by holds-start and used again by holds-check (see holds.go); each
 	// one's port is forwarded under its name.
@@ -133,6 +139,9 @@ func (s *Scenario) validate() error {
 	}
 	if _, err := ConfigFor(s.Guest); err != nil {
 		return fmt.Errorf("scenario %s: %w", s.Name, err)
+	}
+	if p := s.PayloadScript; p != "" && (path.IsAbs(p) || path.Clean(p) != p || p == ".." || strings.HasPrefix(p, "../")) {
+		return fmt.Errorf("scenario %s: payload_script %q: want a clean path inside the repository (rpm/lab-payload.sh)", s.Name, p)
 	}
 	if s.Timeout.Duration == 0 {
 		s.Timeout.Duration = 10 * time.Minute

@@ -11,6 +11,8 @@
 set -euo pipefail
 rpmdir=$(cd "${1:?usage: rpm/check.sh RPMDIR}" && pwd)
 src=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=rpm/lib.sh
+source "$src/rpm/lib.sh"
 cache=${SEAMLESS_RPM_CHECK_CACHE:-/var/cache/seamless-rpm-check}
 kver=7.9.1-100.fc99.x86_64
 work=$(mktemp -d /tmp/seamless-rpm-check.XXXXXX)
@@ -22,12 +24,7 @@ expect() { # FILE PATTERN...: each pattern is a line of FILE
 }
 
 # The repository: the package and the test kernel.
-mkdir -p "$work/repo" "$work/top"
-for spec in kernel-core test-base; do
-	rpmbuild -bb --quiet --define "_topdir $work/top" "$src/rpm/test/$spec.spec" >/dev/null
-done
-cp "$work"/top/RPMS/*/*.rpm "$rpmdir"/seamless-*.rpm "$work/repo/"
-createrepo_c -q "$work/repo"
+rpm_test_repo "$rpmdir" "$work"
 
 # dnf4 on this host.
 r4=$work/root4
@@ -59,14 +56,7 @@ dnf4 --setopt=pluginpath="$r4/$plugin" --setopt=pluginconfpath="$work/pluginconf
 expect "$work/dnf4b.out" "seamless: the kernel was installed into $r4, not into this system: nothing to do"
 
 # dnf5 in Debian sid's root (built once; dnf5 5.4 and its actions plugin).
-sid=$cache/sid-root
-if [ ! -x "$sid/usr/bin/dnf5" ]; then
-	mkdir -p "$cache"
-	rm -rf "$sid.tmp"
-	debootstrap --variant=minbase --include=dnf5,libdnf5-2,createrepo-c,rpm sid "$sid.tmp" http://deb.debian.org/debian > "$cache/debootstrap.log" 2>&1 ||
-		{ tail -5 "$cache/debootstrap.log"; fail "debootstrap of sid with dnf5"; }
-	mv "$sid.tmp" "$sid"
-fi
+sid=$(rpm_sid_root "$cache") || fail "no sid root with dnf5"
 rm -rf "$sid/check" "$sid/run/seamless" "$sid"/run/reboot-required* && mkdir -p "$sid/check" && cp -a "$work/repo" "$sid/check/repo"
 r5=/check/root5
 cat > "$sid/check/run.sh" <<EOS
