@@ -397,8 +397,13 @@ func TestCheckpointStagesOutsideRun(t *testing.T) {
 	for _, store := range []string{"disk", "ram"} {
 		t.Run(store, func(t *testing.T) {
 			disk := filepath.Join(t.TempDir(), "images")
-			// About 1 MiB of private memory, 16 times /run.
-			svc := startService(t, "big-"+store, exec.Command("sh", "-c", `x=$(head -c 1048576 /dev/zero | tr '\0' a); echo READY; while :; do sleep 300; done`), "READY")
+			// About 1 MiB of private memory, 16 times /run. After READY
+			// the shell forks no more (a fork caught by the freeze could
+			// not be stopped in time under load): it waits reading a
+			// FIFO that it holds open for writing too.
+			fifo := filepath.Join(t.TempDir(), "wait")
+			svc := startService(t, "big-"+store, exec.Command("sh", "-c", `x=$(head -c 1048576 /dev/zero | tr '\0' a); `+
+				`mkfifo "$1" && exec 3<>"$1" && echo READY && read y <&3`, "sh", fifo), "READY")
 			st, err := shutdown(t, store, disk, svc)
 			if err == nil || !strings.Contains(err.Error(), "kexec_file_load") {
 				t.Fatalf("ShutdownCheckpoint = %v, want only the load to fail", err)
