@@ -41,6 +41,7 @@ func checkInotify(_ *Scope, d *desc) error {
 }
 
 func dumpInotify(d *Dumper, ds *desc, f *image.File) error {
+	f.Inotify = &image.Inotify{}
 	for _, m := range ds.info.inotify {
 		h, path, err := resolveMark(m)
 		if err != nil {
@@ -55,7 +56,7 @@ func dumpInotify(d *Dumper, ds *desc, f *image.File) error {
 		if err != nil {
 			return fmt.Errorf("inotify watch %d: %w", m.wd, err)
 		}
-		f.Inotify = append(f.Inotify, w)
+		f.Inotify.Watches = append(f.Inotify.Watches, w)
 	}
 	return nil
 }
@@ -105,7 +106,7 @@ func openInotify(o *Opener, f *image.File) (*os.File, error) {
 		}
 	}()
 	next := 1
-	for _, w := range sortedWatches(f.Inotify) {
+	for _, w := range sortedWatches(f.Inotify.Watches) {
 		for next < w.WD {
 			if tmp == "" {
 				if tmp, err = os.MkdirTemp("", "seamless-inotify-"); err != nil {

@@ -123,9 +123,11 @@ func openMemfd(o *Opener, f *image.File) (*os.File, error) {
 		return nil, fmt.Errorf("memfd without a file")
 	}
 	if !f.Ref.Memfd {
-		// Images older than Ref.Memfd kept the seals in Count.
+		// A memfd the checkpoint did not record as one (a hugetlbfs memfd
+		// is not shmem) is still recreated as a memfd. (Images older than
+		// Ref.Memfd have it set, with their seals, by the decoder.)
 		r := *f.Ref
-		r.Memfd, r.Deleted, r.Seals = true, true, int(f.Count)
+		r.Memfd, r.Deleted = true, true
 		f.Ref = &r
 	}
 	h, err := o.reopen(f.Ref, reopenFlags(f))
