@@ -11,8 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/fileref"
 	"github.com/seamless-linux/seamless/internal/image"
-	"github.com/seamless-linux/seamless/internal/mem"
 )
 
 // inotify instances. A watch is found again by the file handle fdinfo
@@ -30,7 +30,7 @@ func checkInotify(_ *Scope, d *desc) error {
 		var st unix.Stat_t
 		err = unix.Fstat(int(h.Fd()), &st)
 		if name, deleted := strings.CutSuffix(path, " (deleted)"); err == nil && deleted {
-			err = mem.CheckUnreachable(h, name, &st)
+			err = fileref.CheckUnreachable(h, name, &st)
 		}
 		h.Close()
 		if err != nil {
@@ -50,7 +50,7 @@ func dumpInotify(d *Dumper, ds *desc, f *image.File) error {
 		w := image.InotifyWatch{WD: m.wd, Path: path, Mask: m.mask}
 		if name, deleted := strings.CutSuffix(path, " (deleted)"); deleted {
 			w.Path = name
-			w.File, err = d.Contents.RefFile(h, name, true)
+			w.File, err = d.Refs.RefFile(h, name, true)
 		}
 		h.Close()
 		if err != nil {
@@ -129,7 +129,7 @@ func openInotify(o *Opener, f *image.File) (*os.File, error) {
 		}
 		path, mask := w.Path, w.Mask
 		if w.File != nil {
-			g, err := o.object(w.File)
+			g, err := o.Refs.Object(w.File)
 			if err != nil {
 				h.Close()
 				return nil, err

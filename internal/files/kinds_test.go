@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/fileref"
 	"github.com/seamless-linux/seamless/internal/image"
 )
 
@@ -86,7 +87,7 @@ func TestReopenFlags(t *testing.T) {
 		flags, want int
 	}{
 		// O_TMPFILE shows as __O_TMPFILE|O_DIRECTORY on a regular file.
-		{image.FileRegular, unix.O_RDWR | tmpfileFlag | unix.O_DIRECTORY | unix.O_LARGEFILE, unix.O_RDWR | unix.O_LARGEFILE},
+		{image.FileRegular, unix.O_RDWR | fileref.OTmpfile | unix.O_DIRECTORY | unix.O_LARGEFILE, unix.O_RDWR | unix.O_LARGEFILE},
 		{image.FileRegular, unix.O_WRONLY | unix.O_APPEND | unix.O_ASYNC | unix.O_CLOEXEC, unix.O_WRONLY | unix.O_APPEND},
 		{image.FileDirectory, unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW, unix.O_DIRECTORY | unix.O_NOFOLLOW},
 		{image.FileMemfd, unix.O_RDONLY | unix.O_NOATIME, unix.O_NOATIME},
@@ -106,21 +107,5 @@ func TestWatchOffsets(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("watchOffsets = %v, want %v", got, want)
 		}
-	}
-}
-
-func TestRefKey(t *testing.T) {
-	a := &image.Ref{Path: "/x", ID: 3, Contents: "file-3.img"}
-	b := &image.Ref{Path: "/x", ID: 3, Contents: "file-3.img"} // the same object, decoded again
-	old := &image.Ref{Path: "/x", Contents: "file-1.img"}      // an image older than Ref.ID
-	if refKey(a) != refKey(b) {
-		t.Errorf("two Refs of one object have keys %q and %q", refKey(a), refKey(b))
-	}
-	if refKey(old) != "contents:file-1.img" {
-		t.Errorf("refKey of an old Ref = %q", refKey(old))
-	}
-	y1, y2 := &image.Ref{Path: "/y"}, &image.Ref{Path: "/y"}
-	if refKey(y1) == refKey(y2) {
-		t.Errorf("Refs without identity share a key")
 	}
 }
