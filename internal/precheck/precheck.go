@@ -1,7 +1,7 @@
-// Package plan tells, without stopping anything, whether the processes of a
+// Package precheck tells, without stopping anything, whether the processes of a
 // unit can be checkpointed now, and if not exactly why: which process,
 // which descriptor or mapping, which resource.
-package plan
+package precheck
 
 import (
 	"errors"
