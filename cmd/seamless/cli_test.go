@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/restored"
 	"github.com/seamless-linux/seamless/internal/units"
 )
@@ -138,8 +140,8 @@ func TestRestoreRefusesDamagedImage(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			return os.WriteFile(p, []byte(strings.Replace(string(b), "seamless-image 1\n", "seamless-image 2\n", 1)), 0o600)
-		}, []string{"MANIFEST", "version 2 is newer"}},
+			return os.WriteFile(p, []byte(strings.Replace(string(b), fmt.Sprintf("seamless-image %d\n", image.Version), fmt.Sprintf("seamless-image %d\n", image.Version+1), 1)), 0o600)
+		}, []string{"MANIFEST", fmt.Sprintf("version %d is newer", image.Version+1)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

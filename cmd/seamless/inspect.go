@@ -67,7 +67,7 @@ type processSummary struct {
 }
 
 func summarize(im *image.Image) *summary {
-	s := &summary{Dir: im.Dir, Format: image.Version, Kernel: im.Kernel, Verified: true,
+	s := &summary{Dir: im.Dir, Format: im.Format, Kernel: im.Kernel, Verified: true,
 		Bytes: im.Size(), Files: len(im.Entries), Root: im.Tree.Root, Shared: len(im.Tree.SharedMemory),
 		Tree: im.Tree, Kinds: map[string]int{}}
 	for _, p := range im.Tree.Processes {

@@ -8,14 +8,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/seamless-linux/seamless/internal/plan"
+	"github.com/seamless-linux/seamless/internal/precheck"
 	"github.com/seamless-linux/seamless/internal/units"
 	"github.com/seamless-linux/seamless/internal/update"
 )
 
 func TestWritePending(t *testing.T) {
 	memcached := update.UnitPlan{Unit: units.Unit{Name: "memcached.service"}, Carry: true,
-		Report: &plan.Report{Processes: []plan.Process{{PID: 312, Comm: "memcached"}}, ImageBytes: 21 << 20}}
+		Report: &precheck.Report{Processes: []precheck.Process{{PID: 312, Comm: "memcached"}}, ImageBytes: 21 << 20}}
 	redis := update.UnitPlan{Unit: units.Unit{Name: "redis-server.service"}, Reason: "pid 400 (redis-server) fd 9: an io_uring instance"}
 	at := time.Date(2026, 12, 5, 3, 30, 0, 0, time.UTC)
 	base := pendingNote{Running: "6.1.0-47-amd64", Kernel: "6.1.0-50-amd64", Plans: []update.UnitPlan{memcached, redis}, Apply: "manual"}

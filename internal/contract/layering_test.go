@@ -14,7 +14,7 @@ const module = "github.com/seamless-linux/seamless/internal/"
 // knows the new kernel only through the contract.
 var (
 	newKernel = []string{"restored", "anchor", "generator", "reserve"}
-	oldKernel = []string{"update", "plan", "kexec", "store", "trigger", "dbusapi", "logind"}
+	oldKernel = []string{"update", "precheck", "kexec", "store", "trigger", "dbusapi", "logind"}
 )
 
 // TestSidesDoNotImportEachOther fails when a package of one side imports,

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/crash"
+	"github.com/seamless-linux/seamless/internal/fileref"
 	"github.com/seamless-linux/seamless/internal/files"
 	"github.com/seamless-linux/seamless/internal/freezer"
 	"github.com/seamless-linux/seamless/internal/image"
@@ -303,9 +304,9 @@ func dumpTree(w *image.Writer, procs []*seized, fdp **files.Dumper) (*image.Tree
 		inTree[p.pid] = true
 		pids = append(pids, p.pid)
 	}
-	contents := mem.NewContents(w)
-	md := mem.NewDumper(w, contents)
-	fd := files.NewDumper(contents, pids)
+	refs := fileref.NewDumper(w)
+	md := mem.NewDumper(w, refs)
+	fd := files.NewDumper(refs, pids)
 	*fdp = fd
 	tables, fsTables := files.NewTables(), files.NewFSTables()
 	tree := &image.Tree{Root: procs[0].pid}
@@ -324,7 +325,7 @@ func dumpTree(w *image.Writer, procs []*seized, fdp **files.Dumper) (*image.Tree
 				Zombie: true, WaitStatus: s.zombie.ExitCode, Comm: zombieComm(s.pid)})
 			continue
 		}
-		p, err := task.Dump(s.pid, s.tids, contents)
+		p, err := task.Dump(s.pid, s.tids, refs)
 		if err != nil {
 			return nil, err
 		}

@@ -22,7 +22,7 @@ func dumpDevice(d *Dumper, ds *desc, f *image.File) error {
 	name, deleted := ds.name()
 	if f.Kind == image.FileDevice || f.Kind == image.FileTerminal {
 		var err error
-		f.Ref, err = d.Contents.RefFile(ds.local, name, deleted)
+		f.Ref, err = d.Refs.RefFile(ds.local, name, deleted)
 		return err
 	}
 	f.Ref = &image.Ref{Path: ds.link, Mode: ds.st.Mode, Inode: ds.st.Ino}

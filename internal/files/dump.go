@@ -13,8 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/fileref"
 	"github.com/seamless-linux/seamless/internal/image"
-	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/proc"
 	"github.com/seamless-linux/seamless/internal/sockets"
 )
@@ -36,7 +36,7 @@ func (e *Unsupported) Error() string {
 
 // Dumper collects the open files of a process tree.
 type Dumper struct {
-	Contents *mem.Contents
+	Refs *fileref.Dumper
 	// Files are the open file descriptions found so far.
 	Files []*image.File
 	// InTree reports whether a PID belongs to the tree being dumped.
@@ -66,9 +66,9 @@ type holder struct {
 
 // NewDumper returns a Dumper for the processes pids that stores deleted
 // files' contents with c.
-func NewDumper(c *mem.Contents, pids []int) *Dumper {
+func NewDumper(refs *fileref.Dumper, pids []int) *Dumper {
 	s := NewScope(pids)
-	return &Dumper{Contents: c, InTree: s.Has, Scope: s, Sockets: sockets.NewDumper(s.Has),
+	return &Dumper{Refs: refs, InTree: s.Has, Scope: s, Sockets: sockets.NewDumper(s.Has),
 		holders: map[[2]uint64][]holder{}, byFD: map[[2]int]*image.File{}, pipes: map[uint64]*pipeEnds{},
 		masters: map[int]*os.File{}}
 }

@@ -101,7 +101,7 @@ type epollDump struct {
 }
 
 func dumpEpoll(d *Dumper, ds *desc, f *image.File) error {
-	f.Watches = ds.info.watches
+	f.Epoll = &image.Epoll{Watches: ds.info.watches}
 	d.epolls = append(d.epolls, epollDump{pid: ds.pid, fd: ds.fd, file: f})
 	return nil
 }
@@ -115,9 +115,9 @@ func (d *Dumper) finishEpolls() error {
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i][0] < all[j][0] || all[i][0] == all[j][0] && all[i][1] < all[j][1] })
 	for _, e := range d.epolls {
-		offs := watchOffsets(e.file.Watches)
-		for i := range e.file.Watches {
-			w := &e.file.Watches[i]
+		offs := watchOffsets(e.file.Epoll.Watches)
+		for i := range e.file.Epoll.Watches {
+			w := &e.file.Epoll.Watches[i]
 			// Nearly always the number still names the watched file.
 			if f := d.byFD[[2]int{e.pid, w.FD}]; f != nil && sameAsWatched(e.pid, w.FD, e.pid, e.fd, w.FD, offs[i]) {
 				w.File = f.ID
@@ -159,7 +159,7 @@ func Watch(t *inject.Target, p *image.Process, o *Opener, done map[int]bool) err
 			continue
 		}
 		done[f.ID] = true
-		for _, w := range f.Watches {
+		for _, w := range f.Epoll.Watches {
 			if err := addWatch(t, o, d.FD, w, at); err != nil {
 				return fmt.Errorf("process %d epoll fd %d: watch fd %d: %w", p.PID, d.FD, w.FD, err)
 			}

@@ -13,7 +13,7 @@ import (
 
 // dumpEventfd records the counter and the semaphore mode.
 func dumpEventfd(_ *Dumper, ds *desc, f *image.File) error {
-	f.Count = ds.info.eventfdCount
+	f.Eventfd = &image.Eventfd{Counter: ds.info.eventfdCount}
 	if ds.info.semaphore {
 		f.Flags |= unix.EFD_SEMAPHORE
 	}
@@ -22,7 +22,7 @@ func dumpEventfd(_ *Dumper, ds *desc, f *image.File) error {
 
 // openEventfd creates an eventfd with the counter it had.
 func openEventfd(_ *Opener, f *image.File) (*os.File, error) {
-	fd, err := unix.Eventfd(uint(f.Count), f.Flags&(unix.EFD_NONBLOCK|unix.EFD_SEMAPHORE)|unix.EFD_CLOEXEC)
+	fd, err := unix.Eventfd(uint(f.Eventfd.Counter), f.Flags&(unix.EFD_NONBLOCK|unix.EFD_SEMAPHORE)|unix.EFD_CLOEXEC)
 	if err != nil {
 		return nil, err
 	}

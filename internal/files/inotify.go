@@ -11,8 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/fileref"
 	"github.com/seamless-linux/seamless/internal/image"
-	"github.com/seamless-linux/seamless/internal/mem"
 )
 
 // inotify instances. A watch is found again by the file handle fdinfo
@@ -30,7 +30,7 @@ func checkInotify(_ *Scope, d *desc) error {
 		var st unix.Stat_t
 		err = unix.Fstat(int(h.Fd()), &st)
 		if name, deleted := strings.CutSuffix(path, " (deleted)"); err == nil && deleted {
-			err = mem.CheckUnreachable(h, name, &st)
+			err = fileref.CheckUnreachable(h, name, &st)
 		}
 		h.Close()
 		if err != nil {
@@ -41,6 +41,7 @@ func checkInotify(_ *Scope, d *desc) error {
 }
 
 func dumpInotify(d *Dumper, ds *desc, f *image.File) error {
+	f.Inotify = &image.Inotify{}
 	for _, m := range ds.info.inotify {
 		h, path, err := resolveMark(m)
 		if err != nil {
@@ -49,13 +50,13 @@ func dumpInotify(d *Dumper, ds *desc, f *image.File) error {
 		w := image.InotifyWatch{WD: m.wd, Path: path, Mask: m.mask}
 		if name, deleted := strings.CutSuffix(path, " (deleted)"); deleted {
 			w.Path = name
-			w.File, err = d.Contents.RefFile(h, name, true)
+			w.File, err = d.Refs.RefFile(h, name, true)
 		}
 		h.Close()
 		if err != nil {
 			return fmt.Errorf("inotify watch %d: %w", m.wd, err)
 		}
-		f.Inotify = append(f.Inotify, w)
+		f.Inotify.Watches = append(f.Inotify.Watches, w)
 	}
 	return nil
 }
@@ -105,7 +106,7 @@ func openInotify(o *Opener, f *image.File) (*os.File, error) {
 		}
 	}()
 	next := 1
-	for _, w := range sortedWatches(f.Inotify) {
+	for _, w := range sortedWatches(f.Inotify.Watches) {
 		for next < w.WD {
 			if tmp == "" {
 				if tmp, err = os.MkdirTemp("", "seamless-inotify-"); err != nil {
@@ -128,7 +129,7 @@ func openInotify(o *Opener, f *image.File) (*os.File, error) {
 		}
 		path, mask := w.Path, w.Mask
 		if w.File != nil {
-			g, err := o.object(w.File)
+			g, err := o.Refs.Object(w.File)
 			if err != nil {
 				h.Close()
 				return nil, err

@@ -47,12 +47,12 @@ func dumpNamespace(d *Dumper, ds *desc, f *image.File) error {
 	if !ok {
 		return checkNamespace(d.Scope, ds)
 	}
-	f.NSPID, f.NS = pid, e
+	f.Namespace = &image.Namespace{Type: e, PID: pid}
 	return nil
 }
 
-// openNamespace opens the namespace that the restored process NSPID is in:
+// openNamespace opens the namespace that the restored process Namespace.PID is in:
 // the tree is restored into the restorer's (the unit's) namespaces.
 func openNamespace(_ *Opener, f *image.File) (*os.File, error) {
-	return os.OpenFile(proc.Path(f.NSPID, "ns", f.NS), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	return os.OpenFile(proc.Path(f.Namespace.PID, "ns", f.Namespace.Type), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 }

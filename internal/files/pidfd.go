@@ -41,7 +41,7 @@ func checkPidfd(s *Scope, d *desc) error {
 
 // dumpPidfd records the PID (or TID) the pidfd refers to.
 func dumpPidfd(_ *Dumper, ds *desc, f *image.File) error {
-	f.PidfdPID = ds.info.pidfdPID
+	f.Pidfd = &image.Pidfd{PID: ds.info.pidfdPID}
 	return nil
 }
 
@@ -54,9 +54,9 @@ func openPidfd(_ *Opener, f *image.File) (*os.File, error) {
 	if f.Flags&pidfdThread != 0 {
 		flags |= pidfdThread
 	}
-	fd, err := unix.PidfdOpen(f.PidfdPID, flags)
+	fd, err := unix.PidfdOpen(f.Pidfd.PID, flags)
 	if err != nil {
-		return nil, fmt.Errorf("pidfd_open %d: %w", f.PidfdPID, err)
+		return nil, fmt.Errorf("pidfd_open %d: %w", f.Pidfd.PID, err)
 	}
-	return os.NewFile(uintptr(fd), "pidfd:"+strconv.Itoa(f.PidfdPID)), nil
+	return os.NewFile(uintptr(fd), "pidfd:"+strconv.Itoa(f.Pidfd.PID)), nil
 }

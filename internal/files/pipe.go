@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/fileref"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/proc"
 )
@@ -27,7 +28,7 @@ func dumpPipe(d *Dumper, ds *desc, f *image.File) error {
 	if f.Kind == image.FileFIFO {
 		name, deleted := ds.name()
 		var err error
-		if f.Ref, err = d.Contents.RefFile(ds.local, name, deleted); err != nil {
+		if f.Ref, err = d.Refs.RefFile(ds.local, name, deleted); err != nil {
 			return err
 		}
 	}
@@ -179,7 +180,7 @@ func openPipe(o *Opener, f *image.File) (*os.File, error) {
 		return dupFile(p.ends[end])
 	}
 	// The restorer holds both ends, so neither open can block or fail.
-	return reopenFD(p.ends[end], acc|unix.O_NONBLOCK)
+	return fileref.ReopenFD(p.ends[end], acc|unix.O_NONBLOCK)
 }
 
 // pipePair is a pipe the restorer made: its ends, and whether the
@@ -201,7 +202,7 @@ func openFIFO(o *Opener, f *image.File) (*os.File, error) {
 		var anchor *os.File
 		var err error
 		if f.Ref.Deleted {
-			if anchor, err = o.reopen(f.Ref, unix.O_RDWR|unix.O_NONBLOCK); err != nil {
+			if anchor, err = o.Refs.Reopen(f.Ref, unix.O_RDWR|unix.O_NONBLOCK); err != nil {
 				return nil, err
 			}
 		} else if anchor, err = os.OpenFile(f.Ref.Path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err != nil {
@@ -218,7 +219,7 @@ func openFIFO(o *Opener, f *image.File) (*os.File, error) {
 	if err := o.refill(f, p.ends[0]); err != nil {
 		return nil, err
 	}
-	return reopenFD(p.ends[0], f.Flags&unix.O_ACCMODE|unix.O_NONBLOCK)
+	return fileref.ReopenFD(p.ends[0], f.Flags&unix.O_ACCMODE|unix.O_NONBLOCK)
 }
 
 func (o *Opener) refill(f *image.File, w *os.File) error {

@@ -10,8 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/fileref"
 	"github.com/seamless-linux/seamless/internal/image"
-	"github.com/seamless-linux/seamless/internal/mem"
 )
 
 // Files that have a path: regular files, directories, memfds and O_PATH
@@ -26,7 +26,7 @@ func checkPathFile(_ *Scope, d *desc) error {
 	if !deleted && !(d.st.Mode&unix.S_IFMT == unix.S_IFREG && d.st.Nlink == 0) {
 		return nil
 	}
-	return mem.CheckUnreachable(d.local, name, &d.st)
+	return fileref.CheckUnreachable(d.local, name, &d.st)
 }
 
 // checkOPath accepts O_PATH descriptors of anything with a path.
@@ -41,13 +41,13 @@ func checkOPath(s *Scope, d *desc) error {
 // any more (and for a memfd), as an object the restore recreates.
 func dumpPathFile(d *Dumper, ds *desc, f *image.File) error {
 	name, deleted := ds.name()
-	ref, err := d.Contents.RefFile(ds.local, name, deleted || f.Kind == image.FileMemfd)
+	ref, err := d.Refs.RefFile(ds.local, name, deleted || f.Kind == image.FileMemfd)
 	if err != nil {
 		return err
 	}
 	// A file made with O_TMPFILE is named "#INODE" by the kernel; its
 	// description says so too when it is the one O_TMPFILE opened.
-	if ref.Deleted && !ref.Memfd && (f.Flags&tmpfileFlag != 0 || filepath.Base(name) == "#"+strconv.FormatUint(ds.st.Ino, 10)) {
+	if ref.Deleted && !ref.Memfd && (f.Flags&fileref.OTmpfile != 0 || filepath.Base(name) == "#"+strconv.FormatUint(ds.st.Ino, 10)) {
 		ref.Tmpfile = true
 	}
 	f.Ref = ref
@@ -57,7 +57,7 @@ func dumpPathFile(d *Dumper, ds *desc, f *image.File) error {
 // reopenFlags keeps the flags of a description that open(2) reproduces;
 // F_SETFL and O_ASYNC are put back afterwards (setFlags, Finish).
 func reopenFlags(f *image.File) int {
-	fl := f.Flags &^ (unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOCTTY | unix.O_CLOEXEC | tmpfileFlag | unix.O_ASYNC)
+	fl := f.Flags &^ (unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOCTTY | unix.O_CLOEXEC | fileref.OTmpfile | unix.O_ASYNC)
 	if f.Kind != image.FileDirectory {
 		fl &^= unix.O_DIRECTORY
 	}
@@ -88,32 +88,15 @@ func openPathFile(o *Opener, f *image.File) (*os.File, error) {
 // lived in RAM and is gone, as after a reboot).
 func (o *Opener) openFile(f *image.File, flags int) (*os.File, error) {
 	switch r := f.Ref; {
-	case r.Deleted && r.Tmpfile && f.Flags&tmpfileFlag != 0:
-		return o.tmpfileDescription(f)
+	case r.Deleted && r.Tmpfile && f.Flags&fileref.OTmpfile != 0:
+		return o.Refs.Tmpfile(r, reopenFlags(f))
 	case r.Deleted:
-		return o.reopen(r, flags)
+		return o.Refs.Reopen(r, flags)
 	}
-	if err := o.ensure(f.Ref); err != nil {
+	if err := o.Refs.Ensure(f.Ref); err != nil {
 		return nil, err
 	}
 	return os.OpenFile(f.Ref.Path, flags|unix.O_CLOEXEC, 0)
-}
-
-// tmpfileDescription returns the description that O_TMPFILE opened when
-// the object was recreated, for the one description of the image that
-// O_TMPFILE had opened (its flags say so); a reopened one for any other.
-func (o *Opener) tmpfileDescription(f *image.File) (*os.File, error) {
-	g, err := o.object(f.Ref)
-	if err != nil {
-		return nil, err
-	}
-	fl, err := unix.FcntlInt(g.Fd(), unix.F_GETFL, 0)
-	k := refKey(f.Ref)
-	if err != nil || fl&tmpfileFlag == 0 || fl&unix.O_ACCMODE != f.Flags&unix.O_ACCMODE || o.tmpGiven[k] {
-		return reopenFD(g, reopenFlags(f))
-	}
-	o.tmpGiven[k] = true
-	return dupFile(g)
 }
 
 // openMemfd reopens the one memfd that every descriptor and mapping of it
@@ -123,12 +106,14 @@ func openMemfd(o *Opener, f *image.File) (*os.File, error) {
 		return nil, fmt.Errorf("memfd without a file")
 	}
 	if !f.Ref.Memfd {
-		// Images older than Ref.Memfd kept the seals in Count.
+		// A memfd the checkpoint did not record as one (a hugetlbfs memfd
+		// is not shmem) is still recreated as a memfd. (Images older than
+		// Ref.Memfd have it set, with their seals, by the decoder.)
 		r := *f.Ref
-		r.Memfd, r.Deleted, r.Seals = true, true, int(f.Count)
+		r.Memfd, r.Deleted = true, true
 		f.Ref = &r
 	}
-	h, err := o.reopen(f.Ref, reopenFlags(f))
+	h, err := o.Refs.Reopen(f.Ref, reopenFlags(f))
 	if err != nil {
 		return nil, err
 	}
@@ -144,14 +129,14 @@ func openOPath(o *Opener, f *image.File) (*os.File, error) {
 	if f.Ref.Deleted && f.Ref.Mode&unix.S_IFMT == unix.S_IFLNK {
 		// A reopen through /proc would follow it: the recreated symlink's
 		// own O_PATH|O_NOFOLLOW description (which holds nothing else).
-		g, err := o.object(f.Ref)
+		g, err := o.Refs.Object(f.Ref)
 		if err != nil {
 			return nil, err
 		}
 		return dupFile(g)
 	}
 	if f.Ref.Deleted {
-		return o.reopen(f.Ref, unix.O_PATH)
+		return o.Refs.Reopen(f.Ref, unix.O_PATH)
 	}
 	flags := unix.O_PATH | unix.O_CLOEXEC | f.Flags&(unix.O_DIRECTORY|unix.O_NOFOLLOW)
 	if f.Ref.Mode&unix.S_IFMT == unix.S_IFLNK {

@@ -16,7 +16,7 @@ import (
 
 // dumpSignalfd records the signal mask.
 func dumpSignalfd(_ *Dumper, ds *desc, f *image.File) error {
-	f.Sigmask = ds.info.sigmask
+	f.Signalfd = &image.Signalfd{Sigmask: ds.info.sigmask}
 	return nil
 }
 
@@ -24,7 +24,7 @@ func dumpSignalfd(_ *Dumper, ds *desc, f *image.File) error {
 // reads the signals of whichever process reads it, so the restorer can
 // create it and hand it over.
 func openSignalfd(_ *Opener, f *image.File) (*os.File, error) {
-	mask := f.Sigmask
+	mask := f.Signalfd.Sigmask
 	fd, _, e := unix.Syscall6(unix.SYS_SIGNALFD4, ^uintptr(0), uintptr(unsafe.Pointer(&mask)), 8,
 		uintptr(f.Flags&unix.O_NONBLOCK|unix.O_CLOEXEC), 0, 0)
 	if e != 0 {

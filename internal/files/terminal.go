@@ -23,7 +23,7 @@ func dumpPtyMaster(d *Dumper, ds *desc, f *image.File) error {
 	if err != nil {
 		return fmt.Errorf("pty number: %w", err)
 	}
-	f.PtyIndex = n
+	f.Pty = &image.PtyEnd{Index: n}
 	if d.masters[n] == nil {
 		d.masters[n], ds.kept = ds.local, true
 	}
@@ -45,14 +45,14 @@ func (d *Dumper) finishPtys() error {
 
 // dumpPtySlave records a slave of a pty whose master the tree holds.
 func dumpPtySlave(d *Dumper, ds *desc, f *image.File) error {
-	f.PtyIndex = ptySlaveIndex(ds.st.Rdev)
+	f.Pty = &image.PtyEnd{Index: ptySlaveIndex(ds.st.Rdev)}
 	return dumpDevice(d, ds, f)
 }
 
 // dumpHungUp records a terminal that was hung up: which pty it was, and its
 // path, so that the descriptions of one such terminal come back as one.
 func dumpHungUp(d *Dumper, ds *desc, f *image.File) error {
-	f.PtyIndex = ptySlaveIndex(ds.st.Rdev)
+	f.Pty = &image.PtyEnd{Index: ptySlaveIndex(ds.st.Rdev)}
 	f.Rdev = ds.st.Rdev
 	f.Ref = &image.Ref{Path: ds.link, Mode: ds.st.Mode, Inode: ds.st.Ino}
 	return nil
@@ -65,7 +65,7 @@ func openCtty(_ *Opener, f *image.File) (*os.File, error) {
 
 // openPtyMaster gives a new description of the rebuilt pty's master.
 func openPtyMaster(o *Opener, f *image.File) (*os.File, error) {
-	p, err := o.Pty(f.PtyIndex)
+	p, err := o.Pty(f.Pty.Index)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +74,7 @@ func openPtyMaster(o *Opener, f *image.File) (*os.File, error) {
 
 // openPtySlave opens the rebuilt pty's slave with the description's flags.
 func openPtySlave(o *Opener, f *image.File) (*os.File, error) {
-	return o.PtySlave(f.PtyIndex, f.Flags)
+	return o.PtySlave(f.Pty.Index, f.Flags)
 }
 
 // openHungUp gives a description of a hung-up terminal.

@@ -31,29 +31,32 @@ func FuzzParseManifest(f *testing.F) {
 	})
 }
 
-// FuzzTree decodes and validates tree.json against the files of a MANIFEST.
-// A tree that passes is encoded and decoded again: it must still pass.
+// FuzzTree decodes and validates tree.json against the files of a MANIFEST,
+// as every format version this build reads. A tree that passes is encoded
+// (as this version) and decoded again: it must still pass.
 func FuzzTree(f *testing.F) {
 	f.Add([]byte("file 0 8192 pages-10.img\n"), []byte(`{"root":10,"processes":[{"pid":10,"pgid":10,"sid":10,"ctty":-1,"threads":[{"tid":10}],"pages":"pages-10.img","mappings":[{"start":65536,"end":73728,"kind":"anon","runs":[{"addr":65536,"pages":2,"off":0}]}]}]}`))
 	f.Fuzz(func(t *testing.T, manifest, tree []byte) {
 		sizes := imagetest.Sizes(manifest)
-		tr, err := DecodeTree(tree)
-		if err != nil {
-			return
-		}
-		if err := tr.Validate(sizes); err != nil {
-			return
-		}
-		b, err := json.Marshal(tr)
-		if err != nil {
-			t.Fatalf("a valid tree does not encode: %v", err)
-		}
-		again, err := DecodeTree(b)
-		if err != nil {
-			t.Fatalf("a valid tree does not decode again: %v", err)
-		}
-		if err := again.Validate(sizes); err != nil {
-			t.Fatalf("a valid tree is invalid once encoded again: %v", err)
+		for format := 1; format <= Version; format++ {
+			tr, err := DecodeTree(tree, format)
+			if err != nil {
+				continue
+			}
+			if err := tr.Validate(sizes); err != nil {
+				continue
+			}
+			b, err := json.Marshal(tr)
+			if err != nil {
+				t.Fatalf("a valid tree (format %d) does not encode: %v", format, err)
+			}
+			again, err := DecodeTree(b, Version)
+			if err != nil {
+				t.Fatalf("a valid tree (format %d) does not decode again: %v", format, err)
+			}
+			if err := again.Validate(sizes); err != nil {
+				t.Fatalf("a valid tree (format %d) is invalid once encoded again: %v", format, err)
+			}
 		}
 	})
 }
@@ -71,7 +74,7 @@ func TestSeedsAreValid(t *testing.T) {
 			t.Errorf("%s: %v", s.Name, err)
 			continue
 		}
-		tr, err := DecodeTree(s.Tree)
+		tr, err := DecodeTree(s.Tree, im.Format)
 		if err == nil {
 			err = tr.Validate(im.sizes())
 		}

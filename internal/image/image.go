@@ -22,8 +22,9 @@ import (
 	"strings"
 )
 
-// Version is the image format version this build writes and reads.
-const Version = 1
+// Version is the image format version this build writes; it reads every
+// version from 1 (file_v1.go) up to it.
+const Version = 2
 
 // Magic starts the first line of every MANIFEST.
 const Magic = "seamless-image"
@@ -57,8 +58,10 @@ const (
 // the restore reads what was verified, whatever happens to the directory
 // meanwhile. Close releases them.
 type Image struct {
-	Dir     string
-	Kernel  string
+	Dir    string
+	Kernel string
+	// Format is the format version the MANIFEST names (Version or older).
+	Format  int
 	Entries []Entry
 	Tree    *Tree
 	files   map[string]*os.File
@@ -115,7 +118,7 @@ func (im *Image) load(d *os.File, contents, held bool) error {
 			}
 		}
 	}
-	tree, err := decodeTree(im.files[TreeName], im.entry(TreeName).Size)
+	tree, err := decodeTree(im.files[TreeName], im.entry(TreeName).Size, im.Format)
 	if err != nil {
 		return fmt.Errorf("%s: %w", im.Path(TreeName), err)
 	}
@@ -136,7 +139,7 @@ func (im *Image) sizes() map[string]int64 {
 }
 
 // decodeTree reads and decodes tree.json (size bytes, checked already).
-func decodeTree(f *os.File, size int64) (*Tree, error) {
+func decodeTree(f *os.File, size int64, format int) (*Tree, error) {
 	if size > MaxTreeSize {
 		return nil, fmt.Errorf("%w: %d bytes, more than the %d a tree may have", ErrCorrupt, size, MaxTreeSize)
 	}
@@ -144,11 +147,15 @@ func decodeTree(f *os.File, size int64) (*Tree, error) {
 	if _, err := f.ReadAt(b, 0); err != nil {
 		return nil, fmt.Errorf("read: %w", err)
 	}
-	return DecodeTree(b)
+	return DecodeTree(b, format)
 }
 
-// DecodeTree decodes tree.json. The tree must still be validated.
-func DecodeTree(b []byte) (*Tree, error) {
+// DecodeTree decodes tree.json of format version format (the MANIFEST's)
+// into this version's records. The tree must still be validated.
+func DecodeTree(b []byte, format int) (*Tree, error) {
+	if format == 1 {
+		return decodeTreeV1(b)
+	}
 	var t Tree
 	if err := json.Unmarshal(b, &t); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
@@ -244,7 +251,7 @@ func ParseManifest(b []byte) (*Image, error) {
 	if got := crc32.Checksum(body, castagnoli); got != uint32(want) {
 		return nil, bad("checksum mismatch (stored %08x, computed %08x)", want, got)
 	}
-	im := &Image{}
+	im := &Image{Format: v}
 	seen := map[string]bool{}
 	for _, line := range strings.Split(strings.TrimSuffix(string(body), "\n"), "\n")[1:] {
 		key, rest, _ := strings.Cut(line, " ")

@@ -2,6 +2,7 @@ package image
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,8 +65,10 @@ func TestOpenRefusesDamage(t *testing.T) {
 			[]string{"pages-10.img", "missing"}},
 		{"missing manifest", func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, ManifestName)) },
 			[]string{"not an image", ManifestName}},
-		{"future version", func(t *testing.T, dir string) { rewriteManifest(t, dir, "seamless-image 1", "seamless-image 99") },
-			[]string{"version 99 is newer", "supports (1)"}},
+		{"future version", func(t *testing.T, dir string) {
+			rewriteManifest(t, dir, fmt.Sprintf("seamless-image %d", Version), "seamless-image 99")
+		},
+			[]string{"version 99 is newer", fmt.Sprintf("supports (%d)", Version)}},
 		{"foreign file", func(t *testing.T, dir string) {
 			os.WriteFile(filepath.Join(dir, ManifestName), []byte("hello\n"), 0o600)
 		},

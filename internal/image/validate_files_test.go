@@ -28,22 +28,22 @@ func TestValidateFiles(t *testing.T) {
 		{"table not the parent's", func(t *Tree) { t.Processes[2].FDTable = 10 }, "not its parent's"},
 		{"table of the root for the root", func(t *Tree) { t.Processes[0].FDTable = 10 }, "not its parent's"},
 		{"epoll watch of a known file", func(t *Tree) {
-			t.Files = append(t.Files, &File{ID: 2, Kind: FileEpoll, Watches: []EpollWatch{{FD: 5, File: 1}}})
+			t.Files = append(t.Files, &File{ID: 2, Kind: FileEpoll, Epoll: &Epoll{Watches: []EpollWatch{{FD: 5, File: 1}}}})
 		}, ""},
 		{"epoll watch of an unknown file", func(t *Tree) {
-			t.Files = append(t.Files, &File{ID: 2, Kind: FileEpoll, Watches: []EpollWatch{{FD: 5, File: 9}}})
+			t.Files = append(t.Files, &File{ID: 2, Kind: FileEpoll, Epoll: &Epoll{Watches: []EpollWatch{{FD: 5, File: 9}}}})
 		}, "unknown file 9"},
 		{"namespace of the tree", func(t *Tree) {
-			t.Files = append(t.Files, &File{ID: 2, Kind: FileNamespace, NS: "net", NSPID: 11})
+			t.Files = append(t.Files, &File{ID: 2, Kind: FileNamespace, Namespace: &Namespace{Type: "net", PID: 11}})
 		}, ""},
 		{"namespace of a stranger", func(t *Tree) {
-			t.Files = append(t.Files, &File{ID: 2, Kind: FileNamespace, NS: "net", NSPID: 99})
+			t.Files = append(t.Files, &File{ID: 2, Kind: FileNamespace, Namespace: &Namespace{Type: "net", PID: 99}})
 		}, "not in the tree"},
 		{"namespace of no kind", func(t *Tree) {
-			t.Files = append(t.Files, &File{ID: 2, Kind: FileNamespace, NS: "../x", NSPID: 10})
+			t.Files = append(t.Files, &File{ID: 2, Kind: FileNamespace, Namespace: &Namespace{Type: "../x", PID: 10}})
 		}, "not in the tree"},
 		{"pidfd of a stranger", func(t *Tree) {
-			t.Files = append(t.Files, &File{ID: 2, Kind: FilePidfd, PidfdPID: 99})
+			t.Files = append(t.Files, &File{ID: 2, Kind: FilePidfd, Pidfd: &Pidfd{PID: 99}})
 		}, "pidfd of 99"},
 		{"deleted file", func(t *Tree) { t.Files[0].Ref = deleted(1, 0o100600) }, ""},
 		{"deleted working directory", func(t *Tree) { t.Processes[0].CwdFile = deleted(2, 0o040700) }, ""},

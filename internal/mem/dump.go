@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/fileref"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inject"
 	"github.com/seamless-linux/seamless/internal/parallel"
@@ -40,7 +41,7 @@ type Dumper struct {
 	// Shared collects shared memory objects by identity (device and inode).
 	Shared map[[2]uint64]*image.SharedMemory
 	// Files stores the contents of deleted files once per identity.
-	Files *Contents
+	Files *fileref.Dumper
 	// Order keeps SharedMemory in creation order.
 	Order []*image.SharedMemory
 	// SysV are the IDs of the System V segments the processes attached.
@@ -52,7 +53,7 @@ type Dumper struct {
 }
 
 // NewDumper returns a Dumper writing into w.
-func NewDumper(w *image.Writer, files *Contents) *Dumper {
+func NewDumper(w *image.Writer, files *fileref.Dumper) *Dumper {
 	return &Dumper{W: w, Shared: map[[2]uint64]*image.SharedMemory{}, Files: files, SysV: map[int]bool{}, buf: make([]byte, 4<<20),
 		dumped: map[int][]*image.Mapping{}}
 }
@@ -343,7 +344,7 @@ func (d *Dumper) sharedObject(pid int, m *proc.Mapping) (*image.SharedMemory, er
 	if err != nil {
 		return nil, err
 	}
-	if s.Runs, err = copySparse(f, int64(s.Size), out, d.buf); err != nil {
+	if s.Runs, err = fileref.CopySparse(f, int64(s.Size), out, d.buf); err != nil {
 		out.Close()
 		return nil, fmt.Errorf("copy shared memory object: %w", err)
 	}
@@ -353,43 +354,4 @@ func (d *Dumper) sharedObject(pid int, m *proc.Mapping) (*image.SharedMemory, er
 	d.Shared[key] = s
 	d.Order = append(d.Order, s)
 	return s, nil
-}
-
-// copySparse copies the data regions of f (found with SEEK_DATA/SEEK_HOLE)
-// into out and returns them as runs; Run.Addr is the offset in f.
-func copySparse(f *os.File, size int64, out *image.FileWriter, buf []byte) ([]image.Run, error) {
-	var runs []image.Run
-	fd := int(f.Fd())
-	for off := int64(0); off < size; {
-		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
-		if err == unix.ENXIO {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
-		if err != nil {
-			return nil, err
-		}
-		data &^= PageSize - 1
-		hole = min((hole+PageSize-1)&^(PageSize-1), (size+PageSize-1)&^(PageSize-1))
-		run := image.Run{Addr: uint64(data), Pages: uint64(hole-data) / PageSize, Off: uint64(out.Offset())}
-		for p := data; p < hole; {
-			n := min(int64(len(buf)), hole-p)
-			clear(buf[:n])
-			if _, err := f.ReadAt(buf[:n], p); err != nil && err != io.EOF {
-				return nil, err
-			}
-			if _, err := out.Write(buf[:n]); err != nil {
-				return nil, err
-			}
-			p += n
-		}
-		if run.Pages > 0 {
-			runs = append(runs, run)
-		}
-		off = hole
-	}
-	return runs, nil
 }

@@ -25,7 +25,7 @@ func FuzzVDSOPlan(f *testing.F) {
 		f.Skip(err)
 	}
 	f.Fuzz(func(t *testing.T, manifest, tree []byte) {
-		tr, err := image.DecodeTree(tree)
+		tr, err := image.DecodeTree(tree, imagetest.Format(manifest))
 		if err != nil || tr.Validate(imagetest.Sizes(manifest)) != nil {
 			return
 		}

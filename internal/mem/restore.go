@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/fileref"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inject"
 	"github.com/seamless-linux/seamless/internal/parallel"
@@ -18,8 +19,9 @@ import (
 // maps them.
 type Restorer struct {
 	Image *image.Image
-	// Open opens the file a mapping refers to (recreating deleted files).
-	Open func(ref *image.Ref, write bool) (*os.File, error)
+	// Files opens the file a mapping refers to (recreating deleted files
+	// once for every mapping and descriptor of them).
+	Files *fileref.Opener
 	// VDSO says whether the kernel's vDSO may take the place of the
 	// image's when they match, or is always reached through a proxy.
 	VDSO VDSOMode
@@ -29,9 +31,10 @@ type Restorer struct {
 	pages   map[string][]byte
 }
 
-// NewRestorer returns a Restorer for im.
-func NewRestorer(im *image.Image, open func(*image.Ref, bool) (*os.File, error)) *Restorer {
-	return &Restorer{Image: im, Open: open, shared: map[int]*os.File{}, pages: map[string][]byte{}}
+// NewRestorer returns a Restorer for im, which opens mapped files with
+// files.
+func NewRestorer(im *image.Image, files *fileref.Opener) *Restorer {
+	return &Restorer{Image: im, Files: files, shared: map[int]*os.File{}, pages: map[string][]byte{}}
 }
 
 // Close releases the restorer's copies of files and page data.
@@ -234,7 +237,7 @@ func (r *Restorer) mapOne(t *inject.Target, m *image.Mapping, fds map[*image.Ref
 	case image.MapFile:
 		fd, ok := fds[m.File]
 		if !ok {
-			f, err := r.Open(m.File, m.Shared && has("mw"))
+			f, err := r.Files.Open(m.File, m.Shared && has("mw"))
 			if err != nil {
 				return err
 			}
@@ -349,7 +352,7 @@ func (r *Restorer) sharedObject(id int) (*os.File, error) {
 			err = f.Truncate(int64(s.Size))
 		}
 	default:
-		f, err = r.Open(&image.Ref{Path: s.Name, Deleted: true, Size: int64(s.Size), Mode: 0o600}, true)
+		f, err = r.Files.Open(&image.Ref{Path: s.Name, Deleted: true, Size: int64(s.Size), Mode: 0o600}, true)
 		if err == nil {
 			err = f.Truncate(int64(s.Size))
 		}

@@ -104,7 +104,7 @@ func Restore(opts Options) (*Result, error) {
 	if journal != nil {
 		defer journal.Close()
 	}
-	r.mem = mem.NewRestorer(im, r.opener.OpenRef)
+	r.mem = mem.NewRestorer(im, r.opener.Refs)
 	r.mem.VDSO = opts.VDSO
 	defer r.opener.Close()
 	defer r.mem.Close()
@@ -112,7 +112,7 @@ func Restore(opts Options) (*Result, error) {
 	// A bug met halfway must still kill what was created.
 	if err := crash.Call(r.run); err != nil {
 		r.abandon()
-		r.opener.Discard()
+		r.opener.Refs.Discard()
 		return nil, err
 	}
 	res := &Result{Root: tree.Root, Processes: len(tree.Processes), Warnings: r.opener.Warnings,
@@ -214,7 +214,7 @@ func (r *restorer) run() error {
 		var exe *os.File
 		if p.Exe != nil {
 			var err error
-			if exe, err = r.opener.OpenRef(p.Exe, false); err != nil {
+			if exe, err = r.opener.Refs.Open(p.Exe, false); err != nil {
 				return fmt.Errorf("process %d executable: %w", p.PID, err)
 			}
 		}

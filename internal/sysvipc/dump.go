@@ -11,6 +11,7 @@ package sysvipc
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -91,13 +92,25 @@ func (r row) mode() uint32 {
 	return uint32(v)
 }
 
+// readTable reads a /proc/sysvipc table.
 func readTable(path string) ([]row, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	rows, err := parseTable(f)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return rows, nil
+}
+
+// parseTable parses a /proc/sysvipc table: a header line naming the
+// columns, then one line per object (a column missing from a short line
+// reads as absent).
+func parseTable(rd io.Reader) ([]row, error) {
+	sc := bufio.NewScanner(rd)
 	var cols []string
 	var rows []row
 	for sc.Scan() {

@@ -15,9 +15,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/fileref"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inject"
-	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/proc"
 	"github.com/seamless-linux/seamless/internal/ptrace"
 )
@@ -27,7 +27,7 @@ const allSignals = ^uint64(0)
 
 // Dump reads the state of process pid, whose threads tids are all stopped
 // under ptrace by the caller.
-func Dump(pid int, tids []int, contents *mem.Contents) (*image.Process, error) {
+func Dump(pid int, tids []int, refs *fileref.Dumper) (*image.Process, error) {
 	if err := CheckUserNS(pid); err != nil {
 		return nil, err
 	}
@@ -59,7 +59,7 @@ func Dump(pid int, tids []int, contents *mem.Contents) (*image.Process, error) {
 	}
 	if exe, err := os.Readlink(proc.Path(pid, "exe")); err == nil {
 		name, deleted := strings.CutSuffix(exe, " (deleted)")
-		if p.Exe, err = contents.Ref(proc.Path(pid, "exe"), name, deleted); err != nil {
+		if p.Exe, err = refs.Ref(proc.Path(pid, "exe"), name, deleted); err != nil {
 			return nil, fmt.Errorf("process %d executable: %w", pid, err)
 		}
 	}

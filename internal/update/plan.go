@@ -9,14 +9,14 @@ import (
 	sd "github.com/coreos/go-systemd/v22/dbus"
 
 	"github.com/seamless-linux/seamless/internal/config"
-	"github.com/seamless-linux/seamless/internal/plan"
+	"github.com/seamless-linux/seamless/internal/precheck"
 	"github.com/seamless-linux/seamless/internal/units"
 )
 
 // UnitPlan is the verdict for one preserved unit.
 type UnitPlan struct {
 	units.Unit
-	Report *plan.Report `json:"report,omitempty"`
+	Report *precheck.Report `json:"report,omitempty"`
 	// Carry says whether the unit would be carried now.
 	Carry  bool   `json:"carry"`
 	Reason string `json:"reason,omitempty"`
@@ -77,7 +77,7 @@ func Plan(ctx context.Context, cfg config.Config, only []string) ([]UnitPlan, er
 		case coldStartProblem(u.Start) != "":
 			p.Reason = coldStartProblem(u.Start)
 		default:
-			p.Report = plan.Check(u.PIDs)
+			p.Report = precheck.Check(u.PIDs)
 			p.Carry = p.Report.OK()
 			if !p.Carry {
 				p.Reason = p.Report.Problems[0].String()

@@ -29,7 +29,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/seamless-linux/seamless/internal/plan"
+	"github.com/seamless-linux/seamless/internal/precheck"
 )
 
 var (
@@ -520,7 +520,7 @@ func TestRefusedUserNS(t *testing.T) {
 		t.Fatalf("process %d is gone after the refused checkpoint (%s)", pid, procState(pid))
 	}
 	var probs []string
-	for _, p := range plan.Check([]int{pid}).Problems {
+	for _, p := range precheck.Check([]int{pid}).Problems {
 		probs = append(probs, p.String())
 	}
 	for _, w := range want {

@@ -1,4 +1,4 @@
-package files
+package fileref
 
 import (
 	"os"
@@ -18,11 +18,11 @@ func TestEnsureVolatile(t *testing.T) {
 		t.Skip("needs root to give the recreated file another owner")
 	}
 	dir := t.TempDir()
-	o := NewOpener(contentsImage(t, "file-1.img", []byte("saved contents, page-padded")), func(int) bool { return false })
+	o := NewOpener(contentsImage(t, "file-1.img", []byte("saved contents, page-padded")))
 	defer o.Close()
 	gone := &image.Ref{Path: filepath.Join(dir, "gone"), Volatile: true, ID: 1, Contents: "file-1.img",
 		Size: 14, Mode: unix.S_IFREG | 0o640, UID: 1234, GID: 99, MtimeNs: 1600000000e9}
-	f, err := o.OpenRef(gone, false)
+	f, err := o.Open(gone, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestEnsureVolatile(t *testing.T) {
 	if err := os.WriteFile(there.Path, []byte("live"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if f, err = o.OpenRef(there, true); err != nil {
+	if f, err = o.Open(there, true); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
@@ -81,4 +81,20 @@ func contentsImage(t *testing.T, name string, data []byte) *image.Image {
 	}
 	t.Cleanup(im.Close)
 	return im
+}
+
+func TestKey(t *testing.T) {
+	a := &image.Ref{Path: "/x", ID: 3, Contents: "file-3.img"}
+	b := &image.Ref{Path: "/x", ID: 3, Contents: "file-3.img"} // the same object, decoded again
+	old := &image.Ref{Path: "/x", Contents: "file-1.img"}      // an image older than Ref.ID
+	if Key(a) != Key(b) {
+		t.Errorf("two Refs of one object have keys %q and %q", Key(a), Key(b))
+	}
+	if Key(old) != "contents:file-1.img" {
+		t.Errorf("Key of an old Ref = %q", Key(old))
+	}
+	y1, y2 := &image.Ref{Path: "/y"}, &image.Ref{Path: "/y"}
+	if Key(y1) == Key(y2) {
+		t.Errorf("Refs without identity share a key")
+	}
 }

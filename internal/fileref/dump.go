@@ -1,7 +1,8 @@
-package mem
+package fileref
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -11,26 +12,26 @@ import (
 	"github.com/seamless-linux/seamless/internal/image"
 )
 
-// Contents describes files by reference and records, once per object, the
+// Dumper describes files by reference and records, once per object, the
 // objects that restore must recreate because no path leads to them any
 // more: deleted files (with their contents, holes left out), directories,
 // FIFOs, device nodes and symlinks, and memfds.
-type Contents struct {
+type Dumper struct {
 	W    *image.Writer
 	seen map[[2]uint64]*image.Ref
 	ids  int
 	buf  []byte
 }
 
-// NewContents returns a Contents writing into w.
-func NewContents(w *image.Writer) *Contents {
-	return &Contents{W: w, seen: map[[2]uint64]*image.Ref{}}
+// NewDumper returns a Dumper writing into w.
+func NewDumper(w *image.Writer) *Dumper {
+	return &Dumper{W: w, seen: map[[2]uint64]*image.Ref{}}
 }
 
 // Ref describes the file that the open-able path handle refers to (a
 // /proc/PID/fd/N or map_files link). name is the path the kernel reports
 // for it; deleted says the kernel marked it deleted.
-func (c *Contents) Ref(handle, name string, deleted bool) (*image.Ref, error) {
+func (c *Dumper) Ref(handle, name string, deleted bool) (*image.Ref, error) {
 	f, err := os.OpenFile(handle, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", name, err)
@@ -41,11 +42,11 @@ func (c *Contents) Ref(handle, name string, deleted bool) (*image.Ref, error) {
 
 // Seen returns the object already recorded for the file with this device
 // and inode number, if any.
-func (c *Contents) Seen(dev, ino uint64) *image.Ref { return c.seen[[2]uint64{dev, ino}] }
+func (c *Dumper) Seen(dev, ino uint64) *image.Ref { return c.seen[[2]uint64{dev, ino}] }
 
 // RefFile is Ref for an already open file (of any access mode, O_PATH
 // included): every Ref of one file is the same *image.Ref.
-func (c *Contents) RefFile(f *os.File, name string, deleted bool) (*image.Ref, error) {
+func (c *Dumper) RefFile(f *os.File, name string, deleted bool) (*image.Ref, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, fmt.Errorf("stat %s: %w", name, err)
@@ -77,7 +78,7 @@ func (c *Contents) RefFile(f *os.File, name string, deleted bool) (*image.Ref, e
 
 // object records what restore needs to recreate the unreachable file f:
 // its owner, times, and by type its contents, device number or target.
-func (c *Contents) object(f *os.File, r *image.Ref, st *unix.Stat_t) error {
+func (c *Dumper) object(f *os.File, r *image.Ref, st *unix.Stat_t) error {
 	r.Deleted = true
 	c.ids++
 	r.ID = c.ids
@@ -162,7 +163,7 @@ func isShmem(f *os.File) bool {
 // a description of its own, opened read-only through /proc/self/fd: the
 // process's may be write-only (a rotated log), O_PATH, or at an offset
 // that must not move.
-func (c *Contents) save(f *os.File, r *image.Ref, size int64) error {
+func (c *Dumper) save(f *os.File, r *image.Ref, size int64) error {
 	rd, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(int(f.Fd())), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOATIME, 0)
 	if err != nil {
 		rd, err = os.OpenFile("/proc/self/fd/"+strconv.Itoa(int(f.Fd())), unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -179,7 +180,7 @@ func (c *Contents) save(f *os.File, r *image.Ref, size int64) error {
 	if c.buf == nil {
 		c.buf = make([]byte, 1<<20)
 	}
-	if r.Runs, err = copySparse(rd, size, out, c.buf); err != nil {
+	if r.Runs, err = CopySparse(rd, size, out, c.buf); err != nil {
 		out.Close()
 		return fmt.Errorf("save deleted file %s: %w", r.Path, err)
 	}
@@ -198,3 +199,45 @@ func readlinkFD(f *os.File) (string, error) {
 
 // configfsMagic is CONFIGFS_MAGIC from linux/magic.h.
 const configfsMagic = 0x62656570
+
+// CopySparse copies the data regions of f (found with SEEK_DATA/SEEK_HOLE)
+// into out and returns them as runs; Run.Addr is the offset in f.
+func CopySparse(f *os.File, size int64, out *image.FileWriter, buf []byte) ([]image.Run, error) {
+	var runs []image.Run
+	fd := int(f.Fd())
+	for off := int64(0); off < size; {
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if err == unix.ENXIO {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil {
+			return nil, err
+		}
+		data &^= pageSize - 1
+		hole = min((hole+pageSize-1)&^(pageSize-1), (size+pageSize-1)&^(pageSize-1))
+		run := image.Run{Addr: uint64(data), Pages: uint64(hole-data) / pageSize, Off: uint64(out.Offset())}
+		for p := data; p < hole; {
+			n := min(int64(len(buf)), hole-p)
+			clear(buf[:n])
+			if _, err := f.ReadAt(buf[:n], p); err != nil && err != io.EOF {
+				return nil, err
+			}
+			if _, err := out.Write(buf[:n]); err != nil {
+				return nil, err
+			}
+			p += n
+		}
+		if run.Pages > 0 {
+			runs = append(runs, run)
+		}
+		off = hole
+	}
+	return runs, nil
+}
+
+// pageSize is the unit of the image's runs.
+const pageSize = 4096

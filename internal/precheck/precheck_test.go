@@ -1,4 +1,4 @@
-package plan
+package precheck
 
 import (
 	"net"
@@ -7,15 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/seamless-linux/seamless/internal/proc"
 )
 
 func TestCheckSeccomp(t *testing.T) {
 	root := t.TempDir()
-	old := proc.Root
-	proc.Root = root
-	defer func() { proc.Root = old }()
 	status := map[string]string{"100": "0", "101": "2", "102": "1"}
 	for tid, mode := range status {
 		dir := filepath.Join(root, "100", "task", tid)
@@ -29,7 +24,7 @@ func TestCheckSeccomp(t *testing.T) {
 	}
 	var got []Problem
 	bad := func(what, reason string) { got = append(got, Problem{PID: 100, What: what, Reason: reason}) }
-	checkSeccomp(100, []int{100, 101, 102, 103}, bad) // 103 has exited meanwhile
+	checkSeccomp(root, 100, []int{100, 101, 102, 103}, bad) // 103 has exited meanwhile
 	if len(got) != 1 || got[0].What != "thread 102" || got[0].Reason != "seccomp strict mode cannot be restored" {
 		t.Errorf("problems %v, want thread 102 in strict mode only", got)
 	}

@@ -1,4 +1,4 @@
-package files
+package fileref
 
 import (
 	"errors"
@@ -9,120 +9,12 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/seamless-linux/seamless/internal/image"
+	"golang.org/x/sys/unix"
 )
 
-// Objects that no path leads to any more (deleted files, directories,
-// FIFOs, device nodes and symlinks, memfds) are recreated once per image
-// Ref ID, with their owner, mode, times and contents, and held open by the
-// restorer. Every descriptor, mapping, working directory and inotify watch
-// of the object then gets a description of its own on that one object,
-// reopened through /proc/self/fd: the processes share the object as they
-// did, each description keeps its own flags and offset.
-
-// refKey names the object a Ref stands for. Images older than Ref.ID name
-// deleted files by their contents file.
-func refKey(r *image.Ref) string {
-	switch {
-	case r.ID != 0:
-		return "id:" + strconv.Itoa(r.ID)
-	case r.Contents != "":
-		return "contents:" + r.Contents
-	}
-	return fmt.Sprintf("ref:%p", r)
-}
-
-// object returns the restorer's descriptor of the object r, recreating it
-// the first time.
-func (o *Opener) object(r *image.Ref) (*os.File, error) {
-	k := refKey(r)
-	if h, ok := o.ghosts[k]; ok {
-		return h, nil
-	}
-	h, err := o.recreate(r)
-	if err != nil {
-		return nil, fmt.Errorf("recreate %s: %w", describeRef(r), err)
-	}
-	o.ghosts[k] = h
-	if r.Memfd && r.Seals != 0 {
-		o.seals = append(o.seals, sealing{h, r})
-	}
-	return h, nil
-}
-
-func describeRef(r *image.Ref) string {
-	what := "deleted file"
-	switch {
-	case r.Memfd:
-		what = "memfd"
-	case r.Mode&unix.S_IFMT == unix.S_IFDIR:
-		what = "deleted directory"
-	case r.Mode&unix.S_IFMT == unix.S_IFIFO:
-		what = "deleted FIFO"
-	case r.Mode&unix.S_IFMT == unix.S_IFCHR || r.Mode&unix.S_IFMT == unix.S_IFBLK:
-		what = "deleted device node"
-	case r.Mode&unix.S_IFMT == unix.S_IFLNK:
-		what = "deleted symlink"
-	}
-	return what + " " + r.Path
-}
-
-// reopen returns a new open file description of the object r with flags.
-func (o *Opener) reopen(r *image.Ref, flags int) (*os.File, error) {
-	h, err := o.object(r)
-	if err != nil {
-		return nil, err
-	}
-	return reopenFD(h, flags)
-}
-
-// reopenFD opens a new description of the file h refers to, through
-// /proc/self/fd (which reaches deleted files too).
-func reopenFD(h *os.File, flags int) (*os.File, error) {
-	flags = flags&^(unix.O_NOFOLLOW|unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_NOCTTY|tmpfileFlag) | unix.O_CLOEXEC
-	return os.OpenFile("/proc/self/fd/"+strconv.Itoa(int(h.Fd())), flags, 0)
-}
-
-// ensure recreates, at its path, a file that lived in RAM (a tmpfs) when
-// it is not there: a reboot emptied its filesystem. When it is there, it
-// is the file itself (a restore on the same kernel) and is left alone.
-func (o *Opener) ensure(r *image.Ref) error {
-	if !r.Volatile || o.ensured[refKey(r)] {
-		return nil
-	}
-	o.ensured[refKey(r)] = true
-	if _, err := os.Lstat(r.Path); !errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	h, err := os.OpenFile(r.Path, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return fmt.Errorf("recreate %s (it was in RAM): %w", r.Path, err)
-	}
-	defer h.Close()
-	o.created = append(o.created, r.Path)
-	if err := o.fill(h, r); err != nil {
-		return fmt.Errorf("recreate %s: %w", r.Path, err)
-	}
-	if err := setAttributes(h, r); err != nil {
-		return fmt.Errorf("recreate %s: %w", r.Path, err)
-	}
-	return nil
-}
-
-// Discard removes the files that the restore recreated at their paths,
-// when it failed: the service then starts cold, as if they had never been.
-func (o *Opener) Discard() {
-	for _, p := range o.created {
-		os.Remove(p)
-	}
-	o.created = nil
-}
-
-// tmpfileFlag is __O_TMPFILE, which fdinfo shows for a file opened with
-// O_TMPFILE (with O_DIRECTORY).
-const tmpfileFlag = 0o20000000
+// Recreating an object no path leads to: next to where it was, with its
+// owner, mode, times and contents (see restore.go).
 
 // recreate makes the object r stands for and opens it: next to where it
 // was, under its old name when that is free, then unlinked again.
@@ -334,10 +226,4 @@ func (o *Opener) fill(dst *os.File, r *image.Ref) error {
 		return fmt.Errorf("truncate to %d: %w", r.Size, err)
 	}
 	return nil
-}
-
-// sealing is a memfd whose seals go on in Finish.
-type sealing struct {
-	h *os.File
-	r *image.Ref
 }

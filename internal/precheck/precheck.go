@@ -1,7 +1,7 @@
-// Package plan tells, without stopping anything, whether the processes of a
+// Package precheck tells, without stopping anything, whether the processes of a
 // unit can be checkpointed now, and if not exactly why: which process,
 // which descriptor or mapping, which resource.
-package plan
+package precheck
 
 import (
 	"errors"
@@ -112,7 +112,7 @@ func Check(pids []int) *Report {
 		if st.State == 'Z' && !inUnit[st.PPID] {
 			bad("process", "a zombie whose parent is outside the unit")
 		}
-		checkSeccomp(pid, tids, bad)
+		checkSeccomp(proc.Root, pid, tids, bad)
 		if st.State != 'Z' {
 			if err := task.CheckUserNS(pid); err != nil && !os.IsNotExist(err) {
 				bad("process", err.Error())
@@ -166,10 +166,10 @@ func byStart(pids []int) []int {
 // read, write, exit and sigreturn: no restore can put a thread back into
 // it and still rebuild it. Filters (mode 2) are carried; the checkpoint
 // itself refuses the few it cannot carry, since reading a filter needs the
-// thread stopped.
-func checkSeccomp(pid int, tids []int, bad func(string, string)) {
+// thread stopped. root is the mount point of procfs.
+func checkSeccomp(root string, pid int, tids []int, bad func(string, string)) {
 	for _, tid := range tids {
-		st, err := proc.ReadStatus(pid, tid)
+		st, err := proc.ReadStatusIn(root, pid, tid)
 		if err != nil {
 			continue // gone meanwhile
 		}
