@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -243,6 +244,12 @@ func killCgroup(dir string) error {
 		}
 	}
 	if err == nil {
+		return nil
+	}
+	// A cgroup is removed only once it is empty: gone, it has nothing left
+	// to kill (systemd removes a carried unit's as soon as its killed
+	// processes are reaped).
+	if _, serr := os.Lstat(dir); errors.Is(serr, fs.ErrNotExist) {
 		return nil
 	}
 	pids, lerr := units.DirPIDs(dir)
