@@ -66,6 +66,13 @@ func RunScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt 
 		rep.Error = err.Error()
 	}
 	rep.OK = err == nil
+	if len(rep.Boots) > 1 || rep.Probe != nil {
+		tl, terr := WriteTimeline(rep)
+		if terr != nil {
+			logf(opt.Out, "warning: timeline: %v", terr)
+		}
+		rep.Timeline = tl
+	}
 	if b, jerr := json.MarshalIndent(rep, "", "  "); jerr == nil {
 		_ = os.WriteFile(filepath.Join(runDir, "report.json"), b, 0o600)
 	}
@@ -134,8 +141,8 @@ func (r *runner) step(ctx context.Context, i int, st Step) error {
 		what = "guest: " + short(st.Guest)
 	}
 	logf(r.out, "step %d/%d [%s] %s", i+1, len(r.sc.Steps), st.Phase, what)
-	sr := StepResult{Phase: st.Phase, What: what}
 	t0 := time.Now()
+	sr := StepResult{Phase: st.Phase, What: what, Started: t0, Reboots: st.Reboots}
 	var err error
 	if st.Guest != "" {
 		err = r.guestStep(ctx, st, &sr)
@@ -173,6 +180,12 @@ func (r *runner) guestStep(ctx context.Context, st Step, sr *StepResult) error {
 // new boot (another boot_id) and records it.
 func (r *runner) rebootStep(ctx context.Context, st Step) error {
 	before := r.rep.After().BootID
+	// The old boot's clock, as close to its end as can be.
+	if c, err := r.g.SampleClock(ctx); err == nil {
+		r.rep.Boots[len(r.rep.Boots)-1].Clock = c
+	} else {
+		logf(r.out, "warning: no clock sample before the restart: %v", err)
+	}
 	t0 := time.Now()
 	pid, err := r.g.VM.Agent.Start(ctx, []string{"/bin/sh", "-c", st.Guest}, guestEnv)
 	if err != nil {
