@@ -105,6 +105,9 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintln(w)
 		fmt.Fprintf(w, "requests      : %d (%d failed), outages: %d\n", p.Requests, p.Failed, len(p.Outages))
 	}
+	if tl := r.Timeline; tl != nil {
+		fmt.Fprintf(w, "timeline      : %s (s since %s; timeline.svg)\n", tl.Summary(), tl.OriginIs)
+	}
 	if r.KeysStored >= 0 || r.KeysAfter >= 0 {
 		fmt.Fprintf(w, "keys          : %s stored, %s before, %s after", keys(r.KeysStored), keys(r.KeysBefore), keys(r.KeysAfter))
 		if r.KeysBefore >= 0 && r.KeysAfter >= 0 {

@@ -85,6 +85,23 @@ func (t *Timeline) Phases() map[string]int64 {
 	return ph
 }
 
+// Summary is the points on one line: "name 1.2, ..., missing: a, b".
+func (t *Timeline) Summary() string {
+	var known, missing []string
+	for _, p := range t.Points {
+		if p.MS == nil {
+			missing = append(missing, p.Name)
+		} else {
+			known = append(known, fmt.Sprintf("%s %s", p.Name, trimFloat(float64(*p.MS)/1000)))
+		}
+	}
+	s := strings.Join(known, ", ")
+	if len(missing) > 0 {
+		s += "; missing: " + strings.Join(missing, ", ")
+	}
+	return s
+}
+
 // kernelLine splits a console line "[   12.345678] text" into its
 // timestamp and text.
 func kernelLine(line string) (float64, string, bool) {
