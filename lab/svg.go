@@ -29,7 +29,7 @@ const (
 	svgRight  = 30
 	svgLaneH  = 150
 	svgTop    = 60
-	svgLegend = 40
+	svgLegend = 60
 )
 
 // niceStep picks an axis step of 1, 2 or 5 times a power of ten giving
@@ -99,7 +99,9 @@ func WriteTimelineSVG(w io.Writer, tls []*Timeline) error {
 			fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="%.1f" height="6" fill="#d62728" opacity="0.7"><title>host client's gap: %d ms</title></rect>`+"\n",
 				x(0), barY-9, x(tl.GapMS)-x(0), tl.GapMS)
 		}
-		var last *Point
+		// The phases as Timeline.Phases counts them: the two answers
+		// both from the restore, as half-height bars (either may be first).
+		var last, restored *Point
 		var missing []string
 		level := 0
 		for j := range tl.Points {
@@ -108,18 +110,32 @@ func WriteTimelineSVG(w io.Writer, tls []*Timeline) error {
 				missing = append(missing, p.Name)
 				continue
 			}
-			if last != nil {
-				x1, x2 := x(*last.MS), x(*p.MS)
-				fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="%.1f" height="16" fill="%s"><title>%s: %d ms</title></rect>`+"\n",
-					x1, barY, math.Max(x2-x1, 0.5), phaseColors[p.Name], esc(p.Name), *p.MS-*last.MS)
+			answer := p.Name == PointHeld || p.Name == PointFresh
+			from, y, h := last, barY, 16
+			if answer {
+				from, h = restored, 8
+				if p.Name == PointFresh {
+					y += 8
+				}
+			}
+			if from != nil {
+				x1, x2 := x(*from.MS), x(*p.MS)
+				fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s: %d ms</title></rect>`+"\n",
+					x1, y, math.Max(x2-x1, 0.5), h, phaseColors[p.Name], esc(p.Name), *p.MS-*from.MS)
 			}
 			xx := x(*p.MS)
 			ly := barY + 30 + 13*(level%6)
 			level++
+			anchor, tx := "start", xx+2
+			if xx > svgLeft+0.7*plotW {
+				anchor, tx = "end", xx-2
+			}
 			fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#333" stroke-width="0.8"/>`+"\n", xx, barY-2, xx, ly-9)
-			fmt.Fprintf(&b, `<text x="%.1f" y="%d"><title>%s (%s)</title>%s %s s</text>`+"\n",
-				xx+2, ly, esc(p.Detail), esc(p.Source), esc(p.Name), trimFloat(float64(*p.MS)/1000))
-			last = p
+			fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="%s"><title>%s (%s)</title>%s %s s</text>`+"\n",
+				tx, ly, anchor, esc(p.Detail), esc(p.Source), esc(p.Name), trimFloat(float64(*p.MS)/1000))
+			if !answer {
+				last, restored = p, p
+			}
 		}
 		if len(missing) > 0 {
 			fmt.Fprintf(&b, `<text x="10" y="%d" fill="#999">missing: %s</text>`+"\n", y0+svgLaneH-12, esc(strings.Join(missing, ", ")))
@@ -127,13 +143,21 @@ func WriteTimelineSVG(w io.Writer, tls []*Timeline) error {
 	}
 
 	// legend: one swatch per phase, named for the point it ends at
-	ly := axisY + 34
-	lx := 10.0
-	fmt.Fprintf(&b, `<text x="%.0f" y="%d" fill="#555">phase ending at:</text>`+"\n", lx, ly+9)
-	lx += 100
-	for _, n := range PointNames[1:] {
-		fmt.Fprintf(&b, `<rect x="%.0f" y="%d" width="10" height="10" fill="%s"/><text x="%.0f" y="%d">%s</text>`+"\n", lx, ly, phaseColors[n], lx+13, ly+9, esc(n))
-		lx += 13 + 6.5*float64(len(n)) + 14
+	ly := axisY + 30
+	fmt.Fprintf(&b, `<text x="10" y="%d" fill="#555">phase ending at:</text>`+"\n", ly+9)
+	lx := float64(svgLeft)
+	for i, n := range append([]string{"the host client's gap"}, PointNames[1:]...) {
+		w := 13 + 6.5*float64(len(n)) + 14
+		if lx+w > svgWidth-svgRight {
+			lx, ly = svgLeft, ly+18
+		}
+		if i == 0 {
+			fmt.Fprintf(&b, `<rect x="%.0f" y="%d" width="10" height="5" fill="#d62728" opacity="0.7"/>`, lx, ly+3)
+		} else {
+			fmt.Fprintf(&b, `<rect x="%.0f" y="%d" width="10" height="10" fill="%s"/>`, lx, ly, phaseColors[n])
+		}
+		fmt.Fprintf(&b, `<text x="%.0f" y="%d">%s</text>`+"\n", lx+13, ly+9, esc(n))
+		lx += w
 	}
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(w, b.String())
