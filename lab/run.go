@@ -86,8 +86,6 @@ func RunScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt 
 
 func runScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt RunOptions, rep *Report) error {
 	out := opt.Out
-	ctx, cancel := context.WithTimeout(ctx, sc.Timeout.Duration)
-	defer cancel()
 	if sc.UrootInitrd != "" {
 		debs, _ := filepath.Glob(filepath.Join(cfg.CacheDir, "debs", sc.UrootInitrd))
 		if len(debs) != 1 {
@@ -102,9 +100,14 @@ func runScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt 
 		opt.Forwards[h.Name] = h.Port
 	}
 	opt.NoInstall = sc.NoInstall
+	// The scenario's time counts from QEMU's start: waiting for another
+	// engineer's guest to end (the guest lock) must not eat into it.
 	g, boot, err := BootGuest(ctx, cfg, img, rep.RunDir, opt)
 	if g != nil {
 		defer g.VM.Kill()
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, g.VM.Started.Add(sc.Timeout.Duration))
+		defer cancel()
 	}
 	if g != nil && g.Payload != nil {
 		rep.Payload = g.Payload
