@@ -23,9 +23,30 @@ func cmdBench(ctx context.Context, args []string) error {
 	jsonOut := fs.String("json", "", "write the runs and their summary as JSON to this file")
 	svgOut := fs.String("svg", "", "draw the runs' timelines into this SVG file")
 	repo := fs.String("repo", "", "repository root whose commands are installed in the guest")
+	fromReports := fs.Bool("reports", false, "summarise finished runs (report.json files or run directories) instead of running")
 	_ = fs.Parse(args)
 	if *n < 1 {
 		return fmt.Errorf("bench: -n %d: at least one round", *n)
+	}
+	if *jsonOut == "" {
+		*jsonOut = filepath.Join(lab.DefaultConfig().CacheDir, "bench-"+time.Now().Format("20060102-150405")+".json")
+	}
+	if *svgOut == "" {
+		*svgOut = strings.TrimSuffix(*jsonOut, ".json") + ".svg"
+	}
+	if *fromReports {
+		if fs.NArg() == 0 {
+			return errors.New("bench --reports: name the runs' report.json files or directories")
+		}
+		var reports []*lab.Report
+		for _, p := range fs.Args() {
+			rep, err := loadReport(p)
+			if err != nil {
+				return err
+			}
+			reports = append(reports, rep)
+		}
+		return writeBench(reports, nil, *jsonOut, *svgOut)
 	}
 	names := fs.Args()
 	if len(names) == 0 {
@@ -47,51 +68,55 @@ func cmdBench(ctx context.Context, args []string) error {
 		}
 		*repo = r
 	}
-	if *jsonOut == "" {
-		*jsonOut = filepath.Join(lab.DefaultConfig().CacheDir, "bench-"+time.Now().Format("20060102-150405")+".json")
-	}
-	if *svgOut == "" {
-		*svgOut = strings.TrimSuffix(*jsonOut, ".json") + ".svg"
-	}
 	rr := runner{images: map[string]*lab.Image{}, repo: *repo}
-	var res lab.BenchResult
 	var reports []*lab.Report
-	var labels []string
-	count := map[string]int{}
+	var lost []lab.BenchRun
 	var failed error
 	for i, ref := range lab.BenchOrder(names, *n) {
 		fmt.Fprintf(os.Stderr, "[bench] run %d of %d: %s\n", i+1, *n*len(names), ref)
 		rep, err := rr.run(ctx, scs[ref])
 		failed = errors.Join(failed, err)
 		if rep == nil {
-			res.Runs = append(res.Runs, lab.BenchRun{Scenario: scs[ref].Name, Error: fmt.Sprint(err), Phases: map[string]int64{}, Points: map[string]int64{}})
+			lost = append(lost, lab.BenchRun{Scenario: scs[ref].Name, Error: fmt.Sprint(err), Phases: map[string]int64{}, Points: map[string]int64{}})
 			if ctx.Err() != nil {
 				break
 			}
 			continue
 		}
+		reports = append(reports, rep)
+	}
+	return errors.Join(failed, writeBench(reports, lost, *jsonOut, *svgOut))
+}
+
+// writeBench summarises the runs (and those that left no report), prints
+// the table and writes the JSON and the SVG of their timelines.
+func writeBench(reports []*lab.Report, lost []lab.BenchRun, jsonOut, svgOut string) error {
+	var res lab.BenchResult
+	var labels []string
+	count := map[string]int{}
+	for _, rep := range reports {
 		res.Runs = append(res.Runs, lab.BenchRunOf(rep))
 		count[rep.Scenario]++
-		reports = append(reports, rep)
 		labels = append(labels, fmt.Sprintf("%s #%d", rep.Scenario, count[rep.Scenario]))
 	}
+	res.Runs = append(res.Runs, lost...)
 	res.Summary = lab.Summarize(res.Runs)
 	res.Print(os.Stdout)
 	var buf bytes.Buffer
 	if err := res.WriteJSON(&buf); err != nil {
 		return err
 	}
-	if err := os.WriteFile(*jsonOut, buf.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(jsonOut, buf.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
-	fmt.Printf("bench: %s\n", *jsonOut)
+	fmt.Printf("bench: %s\n", jsonOut)
 	if len(reports) > 0 {
-		if err := writeTimelines(*svgOut, reports, labels); err != nil {
-			return errors.Join(failed, err)
+		if err := writeTimelines(svgOut, reports, labels); err != nil {
+			return err
 		}
-		fmt.Printf("bench: %s\n", *svgOut)
+		fmt.Printf("bench: %s\n", svgOut)
 	}
-	return failed
+	return nil
 }
 
 // cmdTimeline draws the timelines of finished runs from their report.json
@@ -106,30 +131,41 @@ func cmdTimeline(args []string) error {
 	}
 	var reps []*lab.Report
 	for _, p := range fs.Args() {
-		if st, err := os.Stat(p); err == nil && st.IsDir() {
-			p = filepath.Join(p, "report.json")
-		}
-		b, err := os.ReadFile(p)
+		rep, err := loadReport(p)
 		if err != nil {
 			return err
 		}
-		var rep lab.Report
-		if err := json.Unmarshal(b, &rep); err != nil {
-			return fmt.Errorf("%s: %w", p, err)
-		}
-		if serial, err := os.ReadFile(rep.SerialLog); err == nil {
-			rep.Timeline = lab.BuildTimeline(&rep, serial)
-		}
-		if rep.Timeline == nil {
-			return fmt.Errorf("%s: no timeline and no serial log to build one from", p)
-		}
-		reps = append(reps, &rep)
+		reps = append(reps, rep)
 	}
 	if err := writeTimelines(*out, reps, nil); err != nil {
 		return err
 	}
 	fmt.Println(*out)
 	return nil
+}
+
+// loadReport reads a finished run's report.json (p is the file or its run
+// directory) and rebuilds its timeline from the serial log when that is
+// still there.
+func loadReport(p string) (*lab.Report, error) {
+	if st, err := os.Stat(p); err == nil && st.IsDir() {
+		p = filepath.Join(p, "report.json")
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	var rep lab.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	if serial, err := os.ReadFile(rep.SerialLog); err == nil {
+		rep.Timeline = lab.BuildTimeline(&rep, serial)
+	}
+	if rep.Timeline == nil {
+		return nil, fmt.Errorf("%s: no timeline and no serial log to build one from", p)
+	}
+	return &rep, nil
 }
 
 // writeTimelines draws the reports' timelines, one lane each, labelled with

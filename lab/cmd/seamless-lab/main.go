@@ -3,6 +3,7 @@
 //	seamless-lab build [--force] [--guest NAME|all]
 //	seamless-lab run [--keep] [--json FILE] [--svg FILE] [--repo DIR | --no-payload] SCENARIO...
 //	seamless-lab bench [-n N] [--json FILE] [--svg FILE] [--repo DIR] [SCENARIO...]
+//	seamless-lab bench --reports [--json FILE] [--svg FILE] REPORT.json...
 //	seamless-lab timeline [-o FILE] REPORT.json...
 //	seamless-lab list
 //	seamless-lab check SCENARIO...
@@ -43,6 +44,7 @@ func usage() {
       --json FILE    write {"runs": [...], "summary": {...}} (default: bench-TIME.json in the cache)
       --svg FILE     the runs' timelines (default: the JSON file's name with .svg)
       --repo DIR     as for run
+      --reports      summarise finished runs (REPORT.json files or run directories) instead
   seamless-lab timeline [-o FILE] REPORT.json...  draw the timelines of finished runs side by side
   seamless-lab list                     list built-in scenarios, with their guests
   seamless-lab check SCENARIO...        parse and validate scenario files
