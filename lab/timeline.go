@@ -270,6 +270,9 @@ func BuildTimeline(rep *Report, serial []byte) *Timeline {
 	ts, text, ok = newL.find(true, "systemd[1]: systemd ", "running in system mode")
 	guest(PointSwitch, newB.Clock, "new", ts, ok, short(text))
 	ts, text, ok = journalFind(newB.UnitJournal, "Starting memcached")
+	if !ok { // a Type=simple unit is started at once: systemd logs only "Started"
+		ts, text, ok = journalFind(newB.UnitJournal, "Started memcached")
+	}
 	guestAt(PointUnit, newB.Clock, "journal (new boot)", ts, ok, text)
 	if ts, text, ok = newL.find(false, "seamless-restored: memcached.service: restored"); ok {
 		guest(PointRestored, newB.Clock, "new", ts, ok, text)

@@ -111,13 +111,16 @@ func TestBuildTimelineMissing(t *testing.T) {
 			missing[p.Name] = true
 		}
 	}
-	for _, n := range []string{PointShutdown, PointKexec, PointStage1, PointUnit, PointHeld} {
+	for _, n := range []string{PointShutdown, PointKexec, PointStage1, PointHeld} {
 		if !missing[n] {
 			t.Errorf("%s should be missing", n)
 		}
 	}
 	if v, ok := tl.At(PointRestored); !ok || v != 19000 { // journal 16 s = host 5048 s
 		t.Errorf("started = %d %v", v, ok)
+	}
+	if v, ok := tl.At(PointUnit); !ok || v != 19000 { // Type=simple: "Started" only
+		t.Errorf("unit started = %d %v", v, ok)
 	}
 	if v, ok := tl.At(PointKernel); !ok || v != 3000 {
 		t.Errorf("new kernel = %d %v", v, ok)
