@@ -8,6 +8,8 @@
 #   make rpm     build the RPM package into build/rpm/ and check it with rpmlint
 #   make rpm-check  dnf4 and dnf5 install a kernel in an installroot: the hooks run (root)
 #   make lab-all run every lab scenario, on every lab guest (root; hours)
+#   make bench-lab  BENCH_N interleaved lab runs of seamless-update and kexec-plain:
+#                median and spread of the gap and each phase, JSON + SVG (root; ~15 min a run)
 
 GO      ?= go
 BIN     := bin
@@ -17,7 +19,7 @@ DEBDIR  ?= build/deb
 RPMDIR  ?= build/rpm
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build test unit roundtrip bench demo deb rpm rpm-check lab-all deps vet fmt-check clean
+.PHONY: all build test unit roundtrip bench bench-lab demo deb rpm rpm-check lab-all deps vet fmt-check clean
 
 all: build
 
@@ -69,6 +71,12 @@ rpm-check: rpm
 
 lab-all:
 	LAB_SCENARIOS=all bash lab/ci.sh
+
+# BENCH_JSON=FILE to choose where the result goes (default: the lab cache's
+# bench-TIME.json, the SVG beside it).
+BENCH_N ?= 3
+bench-lab:
+	$(GO) run ./lab/cmd/seamless-lab bench -n $(BENCH_N) $(if $(BENCH_JSON),--json $(BENCH_JSON))
 
 clean:
 	rm -rf $(BIN) build

@@ -69,6 +69,13 @@ func RunScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt 
 		rep.Error = err.Error()
 	}
 	rep.OK = err == nil
+	if len(rep.Boots) > 1 || rep.Probe != nil {
+		tl, terr := WriteTimeline(rep)
+		if terr != nil {
+			logf(opt.Out, "warning: timeline: %v", terr)
+		}
+		rep.Timeline = tl
+	}
 	if b, jerr := json.MarshalIndent(rep, "", "  "); jerr == nil {
 		_ = os.WriteFile(filepath.Join(runDir, "report.json"), b, 0o600)
 	}
@@ -82,8 +89,6 @@ func RunScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt 
 
 func runScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt RunOptions, rep *Report) error {
 	out := opt.Out
-	ctx, cancel := context.WithTimeout(ctx, sc.Timeout.Duration)
-	defer cancel()
 	if sc.UrootInitrd != "" {
 		debs, _ := filepath.Glob(filepath.Join(cfg.CacheDir, "debs", sc.UrootInitrd))
 		if len(debs) != 1 {
@@ -99,9 +104,14 @@ func runScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt 
 	}
 	opt.NoInstall = sc.NoInstall
 	opt.PayloadScript = sc.PayloadScript
+	// The scenario's time counts from QEMU's start: waiting for another
+	// engineer's guest to end (the guest lock) must not eat into it.
 	g, boot, err := BootGuest(ctx, cfg, img, rep.RunDir, opt)
 	if g != nil {
 		defer g.VM.Kill()
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, g.VM.Started.Add(sc.Timeout.Duration))
+		defer cancel()
 	}
 	if g != nil && g.Payload != nil {
 		rep.Payload = g.Payload
@@ -138,8 +148,8 @@ func (r *runner) step(ctx context.Context, i int, st Step) error {
 		what = "guest: " + short(st.Guest)
 	}
 	logf(r.out, "step %d/%d [%s] %s", i+1, len(r.sc.Steps), st.Phase, what)
-	sr := StepResult{Phase: st.Phase, What: what}
 	t0 := time.Now()
+	sr := StepResult{Phase: st.Phase, What: what, Started: t0, Reboots: st.Reboots}
 	var err error
 	if st.Guest != "" {
 		err = r.guestStep(ctx, st, &sr)
@@ -177,6 +187,12 @@ func (r *runner) guestStep(ctx context.Context, st Step, sr *StepResult) error {
 // new boot (another boot_id) and records it.
 func (r *runner) rebootStep(ctx context.Context, st Step) error {
 	before := r.rep.After().BootID
+	// The old boot's clock, as close to its end as can be.
+	if c, err := r.g.SampleClock(ctx); err == nil {
+		r.rep.Boots[len(r.rep.Boots)-1].Clock = c
+	} else {
+		logf(r.out, "warning: no clock sample before the restart: %v", err)
+	}
 	t0 := time.Now()
 	pid, err := r.g.VM.Agent.Start(ctx, []string{"/bin/sh", "-c", st.Guest}, guestEnv)
 	if err != nil {

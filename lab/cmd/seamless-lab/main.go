@@ -1,7 +1,10 @@
 // Command seamless-lab builds the seamless QEMU lab and runs its scenarios.
 //
 //	seamless-lab build [--force] [--guest NAME|all]
-//	seamless-lab run [--keep] [--json FILE] [--repo DIR | --no-payload] SCENARIO...
+//	seamless-lab run [--keep] [--json FILE] [--svg FILE] [--repo DIR | --no-payload] SCENARIO...
+//	seamless-lab bench [-n N] [--json FILE] [--svg FILE] [--repo DIR] [SCENARIO...]
+//	seamless-lab bench --reports [--json FILE] [--svg FILE] REPORT.json...
+//	seamless-lab timeline [-o FILE] REPORT.json...
 //	seamless-lab list
 //	seamless-lab check SCENARIO...
 //	seamless-lab info
@@ -32,8 +35,17 @@ func usage() {
   seamless-lab run [flags] SCENARIO...  build if needed, then run scenarios
       --keep         keep the run's disk overlay
       --json FILE    also write the report(s) as JSON to FILE
+      --svg FILE     draw the runs' timelines side by side into FILE
       --repo DIR     repository whose ./cmd/... are built into the guest (default: found from cwd)
       --no-payload   do not build or install the project's commands
+  seamless-lab bench [flags] [SCENARIO...]  interleaved runs (default seamless-update and kexec-plain):
+                                        median and spread of the gap and of each phase
+      -n N           rounds (default 3)
+      --json FILE    write {"runs": [...], "summary": {...}} (default: bench-TIME.json in the cache)
+      --svg FILE     the runs' timelines (default: the JSON file's name with .svg)
+      --repo DIR     as for run
+      --reports      summarise finished runs (REPORT.json files or run directories) instead
+  seamless-lab timeline [-o FILE] REPORT.json...  draw the timelines of finished runs side by side
   seamless-lab list                     list built-in scenarios, with their guests
   seamless-lab check SCENARIO...        parse and validate scenario files
   seamless-lab info                     show the cache and the image of each guest
@@ -74,6 +86,10 @@ func main() {
 		err = cmdVM(ctx, os.Args[2:])
 	case "exec":
 		err = cmdExec(ctx, os.Args[2:])
+	case "bench":
+		err = cmdBench(ctx, os.Args[2:])
+	case "timeline":
+		err = cmdTimeline(os.Args[2:])
 	case "-h", "--help", "help":
 		usage()
 	default:
@@ -119,6 +135,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
 	keep := fs.Bool("keep", false, "keep the run's disk overlay")
 	jsonOut := fs.String("json", "", "write the reports as JSON to this file")
+	svgOut := fs.String("svg", "", "draw the runs' timelines side by side into this SVG file")
 	repo := fs.String("repo", "", "repository root whose commands are installed in the guest")
 	noPayload := fs.Bool("no-payload", false, "do not build or install the project's commands")
 	_ = fs.Parse(args)
@@ -149,33 +166,15 @@ func cmdRun(ctx context.Context, args []string) error {
 	if *noPayload {
 		*repo = ""
 	}
-	// Each guest's image is built (or found) before its first scenario runs.
-	images := map[string]*lab.Image{}
+	rr := runner{images: map[string]*lab.Image{}, repo: *repo, keep: *keep}
 	var reports []*lab.Report
 	var failed error
 	for _, sc := range scs {
-		cfg, err := lab.ConfigFor(sc.Guest)
-		if err != nil {
-			return err
-		}
-		img := images[cfg.Suite]
-		if img == nil {
-			if img, err = lab.Build(ctx, cfg, false, os.Stderr); err != nil {
-				failed = errors.Join(failed, fmt.Errorf("scenario %s: guest %s: %w", sc.Name, cfg.Suite, err))
-				continue
-			}
-			images[cfg.Suite] = img
-		}
-		rep, err := lab.RunScenario(ctx, cfg, img, sc, lab.RunOptions{Repo: *repo, Keep: *keep, Out: os.Stderr})
+		rep, err := rr.run(ctx, sc)
 		if rep != nil {
-			rep.Print(os.Stdout)
 			reports = append(reports, rep)
 		}
-		if err != nil && rep == nil {
-			failed = errors.Join(failed, fmt.Errorf("scenario %s: %w", sc.Name, err))
-		} else if err != nil { // the report above says why
-			failed = errors.Join(failed, fmt.Errorf("scenario %s failed (report: %s/report.json)", sc.Name, rep.RunDir))
-		}
+		failed = errors.Join(failed, err)
 	}
 	lab.PrintComparison(os.Stdout, reports)
 	if *jsonOut != "" {
@@ -184,7 +183,46 @@ func cmdRun(ctx context.Context, args []string) error {
 			return fmt.Errorf("write %s: %w", *jsonOut, err)
 		}
 	}
+	if *svgOut != "" {
+		if err := writeTimelines(*svgOut, reports, nil); err != nil {
+			return errors.Join(failed, err)
+		}
+	}
 	return failed
+}
+
+// runner runs scenarios, building (or finding) each guest's image before
+// its first scenario.
+type runner struct {
+	images map[string]*lab.Image
+	repo   string
+	keep   bool
+}
+
+// run runs one scenario and prints its report; the error says the run
+// failed (the report, when there is one, says why).
+func (r *runner) run(ctx context.Context, sc *lab.Scenario) (*lab.Report, error) {
+	cfg, err := lab.ConfigFor(sc.Guest)
+	if err != nil {
+		return nil, err
+	}
+	img := r.images[cfg.Suite]
+	if img == nil {
+		if img, err = lab.Build(ctx, cfg, false, os.Stderr); err != nil {
+			return nil, fmt.Errorf("scenario %s: guest %s: %w", sc.Name, cfg.Suite, err)
+		}
+		r.images[cfg.Suite] = img
+	}
+	rep, err := lab.RunScenario(ctx, cfg, img, sc, lab.RunOptions{Repo: r.repo, Keep: r.keep, Out: os.Stderr})
+	if rep != nil {
+		rep.Print(os.Stdout)
+	}
+	if err != nil && rep == nil {
+		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
+	} else if err != nil { // the report above says why
+		return rep, fmt.Errorf("scenario %s failed (report: %s/report.json)", sc.Name, rep.RunDir)
+	}
+	return rep, nil
 }
 
 func cmdCheck(args []string) error {
