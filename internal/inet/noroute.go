@@ -36,13 +36,23 @@ func connectAnyway(fd, family int, sa unix.Sockaddr) error {
 	if !errors.Is(err, unix.ENETUNREACH) {
 		return err
 	}
-	if family == unix.AF_INET {
+	if family == unix.AF_INET || v4Mapped(sa) {
 		return connectThroughLoopback(fd, sa)
 	}
 	return connectWithFallbackRoute(fd, sa)
 }
 
-// connectThroughLoopback is connectAnyway for IPv4.
+// v4Mapped reports whether sa is an IPv4 peer of an IPv6 socket
+// (::ffff:a.b.c.d, what a dual-stack listener such as Go's accepts from
+// IPv4 clients): the kernel routes its packets by IPv4, so the IPv4
+// fallback applies (IP_TRANSPARENT and the device binding are the
+// socket's whatever its family).
+func v4Mapped(sa unix.Sockaddr) bool {
+	s6, ok := sa.(*unix.SockaddrInet6)
+	return ok && netip.AddrFrom16(s6.Addr).Is4In6()
+}
+
+// connectThroughLoopback is connectAnyway for IPv4 peers.
 func connectThroughLoopback(fd int, sa unix.Sockaddr) error {
 	dev, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BINDTOIFINDEX)
 	if err != nil {
