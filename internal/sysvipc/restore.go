@@ -217,13 +217,12 @@ func setOwner(ctl uintptr, id int, o image.SysVOwner) error {
 	}
 	var buf [256]byte
 	call := func(cmd int) error {
-		var e unix.Errno
+		arg := uintptr(unsafe.Pointer(&buf[0]))
 		if ctl == unix.SYS_SEMCTL { // semctl(id, semnum, cmd, arg)
-			_, _, e = unix.Syscall6(ctl, uintptr(id), 0, uintptr(cmd), uintptr(unsafe.Pointer(&buf[0])), 0, 0)
-		} else {
-			_, _, e = unix.Syscall(ctl, uintptr(id), uintptr(cmd), uintptr(unsafe.Pointer(&buf[0])))
+			_, err := semctl(id, 0, cmd, arg)
+			return err
 		}
-		if e != 0 {
+		if _, _, e := unix.Syscall(ctl, uintptr(id), uintptr(cmd), arg); e != 0 {
 			return e
 		}
 		return nil

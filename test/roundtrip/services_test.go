@@ -90,6 +90,16 @@ func (l *lineLog) wait(t *testing.T, prefix string) string {
 	return found
 }
 
+// start starts cmd, logged in p's directory (startLogged), as the root of
+// the tree under test, and reaps it when it ends.
+func (p *progRun) start(cmd *exec.Cmd) *lineLog {
+	p.t.Helper()
+	log := startLogged(p.t, cmd, p.dir)
+	p.root = cmd.Process.Pid
+	go cmd.Wait()
+	return log
+}
+
 // startLogged starts cmd with its output (stdout and stderr) in a lineLog
 // read through a file: the program keeps writing to it after a restore.
 func startLogged(t *testing.T, cmd *exec.Cmd, dir string) *lineLog {
@@ -214,9 +224,7 @@ func TestPostgresUnixClient(t *testing.T) {
 		"-c", "listen_addresses=", "-c", "logging_collector=off", "-c", "shared_buffers=16MB")
 	server.SysProcAttr = &syscall.SysProcAttr{Credential: asPostgres.Credential}
 	server.Dir = p.dir
-	log := startLogged(t, server, p.dir)
-	p.root = server.Process.Pid
-	go server.Wait()
+	log := p.start(server)
 	log.wait(t, "") // any line: started
 	sock := filepath.Join(p.dir, ".s.PGSQL.5432")
 	psql := func(sql string) string {
@@ -301,9 +309,7 @@ func TestRedisClientState(t *testing.T) {
 	})
 	p := newProgRun(t, "redis-client")
 	cmd := exec.Command(bin, "redis-client", sock, p.dir)
-	log := startLogged(t, cmd, p.dir)
-	p.root = cmd.Process.Pid
-	go cmd.Wait()
+	log := p.start(cmd)
 	log.wait(t, "READY")
 	rs := checkpointRestore(t, p.root, filepath.Join(p.dir, "image"))
 	os.WriteFile(filepath.Join(p.dir, "go"), nil, 0o644)
@@ -325,9 +331,7 @@ func TestSparseMemfd(t *testing.T) {
 	buildExtra(t, "sparsememfd")
 	p := newProgRun(t, "sparsememfd")
 	cmd := exec.Command(filepath.Join(binDir, "sparsememfd"), p.dir)
-	log := startLogged(t, cmd, p.dir)
-	p.root = cmd.Process.Pid
-	go cmd.Wait()
+	log := p.start(cmd)
 	log.wait(t, "READY")
 	img := filepath.Join(t.TempDir(), "image")
 	checkpointRestore(t, p.root, img)
@@ -353,9 +357,7 @@ func TestGoExecChild(t *testing.T) {
 	bin := buildServices(t)
 	p := newProgRun(t, "exec-child")
 	cmd := exec.Command(bin, "exec-child", p.dir)
-	log := startLogged(t, cmd, p.dir)
-	p.root = cmd.Process.Pid
-	go cmd.Wait()
+	log := p.start(cmd)
 	ready := log.wait(t, "READY")
 	var pid, child int
 	if _, err := fmt.Sscanf(ready, "READY pid=%d child=%d", &pid, &child); err != nil {
@@ -400,9 +402,7 @@ func TestForkSharing(t *testing.T) {
 	buildExtra(t, "cowfork")
 	p := newProgRun(t, "cowfork")
 	cmd := exec.Command(filepath.Join(binDir, "cowfork"), p.dir)
-	log := startLogged(t, cmd, p.dir)
-	p.root = cmd.Process.Pid
-	go cmd.Wait()
+	log := p.start(cmd)
 	ready := log.wait(t, "READY")
 	var pid, child int
 	if _, err := fmt.Sscanf(ready, "READY pid=%d child=%d", &pid, &child); err != nil {
