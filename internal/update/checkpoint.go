@@ -88,6 +88,32 @@ func handOver(in *contract.Intent, st *contract.Status, log io.Writer) error {
 	h := &handover{dirs: dirs, touched: map[string]bool{}, carried: map[string]bool{}, log: log}
 	defer h.undo()
 
+	// Nothing is frozen yet: a failure here stops every unit, as a reboot
+	// would.
+	stopAll := func(reason string) {
+		for _, u := range in.Units {
+			st.Units = append(st.Units, contract.UnitOutcome{Unit: u, Outcome: contract.Stopped, Reason: reason})
+		}
+	}
+	sg, err := newStaging(in)
+	if err != nil {
+		stopAll("the image could not be written")
+		return err
+	}
+	defer sg.close(in, log)
+	// An image on disk is named on the command line before it exists: the
+	// kernel is loaded while the units still run, and the pause holds no
+	// kexec_file_load (under emulation, hashing the kernel's segments alone
+	// takes seconds).
+	if sg.store == "disk" {
+		t := time.Now()
+		if err := sg.preload(in); err != nil {
+			stopAll("the new kernel could not be loaded")
+			return err
+		}
+		phase("kexec load", t)
+	}
+
 	// The units run until they have accepted the connections waiting in
 	// their listeners' queues, whose door is closed first; the checkpoints'
 	// own locks hold the ports from then on.
@@ -118,12 +144,6 @@ func handOver(in *contract.Intent, st *contract.Status, log io.Writer) error {
 	phase("freeze", t)
 
 	t = time.Now()
-	sg, err := newStaging(in)
-	if err != nil {
-		h.failAll(st, "the image could not be written")
-		return err
-	}
-	defer sg.close()
 	for _, u := range in.Units {
 		if !h.carried[u] {
 			continue
@@ -164,12 +184,10 @@ func handOver(in *contract.Intent, st *contract.Status, log io.Writer) error {
 		return fmt.Errorf("%w (%s)", errNoUnit, strings.Join(why, "; "))
 	}
 
-	t = time.Now()
-	if err := sg.load(in, st); err != nil {
+	if err := sg.load(in, st, phase); err != nil {
 		h.failAll(st, "the image could not be handed to the new kernel")
 		return err
 	}
-	phase("store and kexec load", t)
 	// The point of no return: the stopped processes must never run again
 	// on this kernel, or they would change what the image describes.
 	t = time.Now()

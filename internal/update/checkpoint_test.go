@@ -43,9 +43,14 @@ func TestShutdownCheckpointFailures(t *testing.T) {
 		store string
 		dir   string
 		want  string
+		// loads: the command lines a fake kernel load must see (the
+		// preloaded one, then the plain one back); nil: the real
+		// kexec_file_load, which refuses the fake kernel.
+		loads []string
 	}{
-		{"disk store full", "disk", full, "no space left on device"},
-		{"kernel does not load", "ram", "", "kexec_file_load"},
+		{"disk store full", "disk", full, "no space left on device", []string{"ro seamless.image=disk:" + full + "/", "ro"}},
+		{"kernel does not load", "ram", "", "kexec_file_load", nil},
+		{"kernel does not load before a disk image", "disk", filepath.Join(t.TempDir(), "images"), "kexec_file_load", nil},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -86,10 +91,25 @@ func TestShutdownCheckpointFailures(t *testing.T) {
 			if err := contract.WriteIntent(in); err != nil {
 				t.Fatal(err)
 			}
+			var loads *[]string
+			if tt.loads != nil {
+				loads = fakeLoads(t)
+			}
 			var log strings.Builder
 			err := ShutdownCheckpoint(&log)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("ShutdownCheckpoint = %v, want an error mentioning %q", err, tt.want)
+			}
+			if tt.loads != nil {
+				got := *loads
+				if len(got) != len(tt.loads) {
+					t.Fatalf("kernel loads %q, want %q", got, tt.loads)
+				}
+				for i := range got {
+					if !strings.HasPrefix(got[i], tt.loads[i]) || (i == len(got)-1 && got[i] != tt.loads[i]) {
+						t.Fatalf("kernel loads %q, want %q", got, tt.loads)
+					}
+				}
 			}
 			st, err := contract.ReadStatus()
 			if err != nil || st == nil || st.State != "failed" || !strings.Contains(st.Error, tt.want) {
@@ -105,6 +125,9 @@ func TestShutdownCheckpointFailures(t *testing.T) {
 			}
 			if in, _ := contract.ReadIntent(); in != nil {
 				t.Fatal("the intent was not consumed")
+			}
+			if ents, _ := os.ReadDir(tt.dir); tt.store == "disk" && len(ents) != 0 {
+				t.Fatalf("the disk store keeps %v after a failed hand-over", ents)
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package update
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -22,6 +23,10 @@ type staging struct {
 	stage *store.Stage
 	made  []string // directories of the disk store this checkpoint made
 	kept  bool     // the disk image was handed over: it stays
+	// preloaded: the kernel is loaded with a command line naming the disk
+	// image; until the image is handed over, the plain kernel must come
+	// back, or the next boot would look for an image that is not there.
+	preloaded bool
 }
 
 func newStaging(in *contract.Intent) (*staging, error) {
@@ -46,47 +51,80 @@ func newStaging(in *contract.Intent) (*staging, error) {
 	return &staging{store: "ram", dir: dir, stage: sg}, nil
 }
 
-// load hands the image to the next kernel, with kexec_file_load and
-// seamless.image=: appended to its initrd (RAM), or named on the command
-// line (disk).
-func (sg *staging) load(in *contract.Intent, st *contract.Status) error {
-	cmdline := in.Cmdline
-	var initrd *os.File
-	var err error
-	switch sg.store {
-	case "disk":
+// preload loads the next kernel with a command line that names the disk
+// image this staging will hold, and the plain initrd.
+func (sg *staging) preload(in *contract.Intent) error {
+	if err := loadKernel(in, in.Cmdline+" "+contract.Disk(sg.dir).Param(), nil); err != nil {
+		return err
+	}
+	sg.preloaded = true
+	return nil
+}
+
+// load hands the image to the next kernel: appended to its initrd (RAM),
+// loaded with kexec_file_load and seamless.image=; or, on disk, synced
+// where the command line the kernel was preloaded with names it. phase
+// times its steps.
+func (sg *staging) load(in *contract.Intent, st *contract.Status, phase func(string, time.Time)) error {
+	t := time.Now()
+	if sg.store == "disk" {
 		// The image's files were synced as they were written; the
 		// directories that hold them are synced now.
 		if err := syncDirs(sg.dir); err != nil {
 			return fmt.Errorf("disk store: %w", err)
 		}
+		phase("store", t)
 		st.Image = sg.dir
-		cmdline += " " + contract.Disk(sg.dir).Param()
-		if initrd, err = os.Open(in.Kernel.Initrd); err != nil {
-			return err
-		}
-	default:
-		// The stage's files leave it as they go into the archive: the image
-		// is never held twice before the kernel copies it.
-		if initrd, err = store.InitrdWithImage(in.Kernel.Initrd, sg.dir, true); err != nil {
-			return err
-		}
-		st.Image = contract.RAMImage
-		cmdline += " " + contract.RAM().Param()
+		sg.kept = true
+		return nil
 	}
-	defer initrd.Close()
-	if err := kexec.Load(in.Kernel.Image, initrd, cmdline); err != nil {
+	// The stage's files leave it as they go into the archive: the image is
+	// never held twice before the kernel copies it.
+	initrd, err := store.InitrdWithImage(in.Kernel.Initrd, sg.dir, true)
+	if err != nil {
 		return err
 	}
-	sg.kept = sg.store == "disk"
+	defer initrd.Close()
+	phase("store", t)
+	t = time.Now()
+	if err := loadKernel(in, in.Cmdline+" "+contract.RAM().Param(), initrd); err != nil {
+		return err
+	}
+	phase("kexec load", t)
+	st.Image = contract.RAMImage
 	return nil
 }
 
+// loadKernel loads the intent's kernel with cmdline and initrd (its own
+// initrd when nil).
+func loadKernel(in *contract.Intent, cmdline string, initrd *os.File) error {
+	if initrd == nil {
+		f, err := os.Open(in.Kernel.Initrd)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		initrd = f
+	}
+	return kexecLoad(in.Kernel.Image, initrd, cmdline)
+}
+
+// kexecLoad is kexec.Load; tests that cannot load a kernel replace it.
+var kexecLoad = kexec.Load
+
 // close frees the stage, and removes a disk image that was not handed over
-// (with the directories this checkpoint made for it, and only those).
-func (sg *staging) close() {
+// (with the directories this checkpoint made for it, and only those). A
+// kernel preloaded for that image gives way to the plain one again.
+func (sg *staging) close(in *contract.Intent, log io.Writer) {
 	if sg.stage != nil {
 		sg.stage.Close()
+	}
+	if sg.preloaded && !sg.kept {
+		if err := loadKernel(in, in.Cmdline, nil); err != nil {
+			// The next boot names an image that is not there: its restore
+			// daemon says so and every unit starts as in a reboot.
+			fmt.Fprintf(log, "seamless: load the kernel without the image again: %v\n", err)
+		}
 	}
 	if sg.store == "disk" && !sg.kept {
 		os.RemoveAll(sg.dir)
