@@ -117,7 +117,10 @@ func runGenerator(args []string, stdout, stderr io.Writer) error {
 
 The systemd generator (systemd.generator(7)): when this boot restores units
 carried by a seamless update, write a drop-in for each into NORMAL_DIR that
-makes 'seamless anchor' its ExecStart. Otherwise it writes nothing.
+makes 'seamless anchor' its ExecStart, and into EARLY_DIR a copy of its unit
+file that no longer waits for network.target, network-online.target or
+nss-lookup.target (the network lock holds its packets until it is
+restored). Otherwise it writes nothing.
 `, GeneratorName)
 		if len(args) == 0 {
 			return errUsage
@@ -128,7 +131,11 @@ makes 'seamless anchor' its ExecStart. Otherwise it writes nothing.
 	if err != nil || filepath.Base(exe) == GeneratorName {
 		exe = "/usr/bin/seamless"
 	}
-	done, err := generator.Generate(args[0], exe)
+	early := ""
+	if len(args) > 1 {
+		early = args[1]
+	}
+	done, err := generator.Generate(args[0], early, exe)
 	for _, u := range done {
 		fmt.Fprintf(stderr, "seamless-generator: %s will be restored\n", u)
 	}

@@ -41,7 +41,7 @@ func TestDropInText(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := DropInText("memcached.service", "/usr/bin/seamless", tc.start, 7*time.Minute)
-			for _, want := range []string{"[Service]\n", "Type=notify\n", "NotifyAccess=all\n", "PIDFile=\n", "ExecStart=\n", tc.want,
+			for _, want := range []string{"[Unit]\nAfter=seamless-netlock.service\n[Service]\n", "Type=notify\n", "NotifyAccess=all\n", "PIDFile=\n", "ExecStart=\n", tc.want,
 				"RestartForceExitStatus=171\n", `ExecStartPre=-+"/usr/bin/seamless" "anchor" "--prepare" "--unit" "memcached.service"` + "\n"} {
 				if !strings.Contains(got, want) {
 					t.Errorf("drop-in lacks %q:\n%s", want, got)
