@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/seamless-linux/seamless/internal/anchor"
@@ -72,7 +73,8 @@ func runAnchor(args []string, stdout, stderr io.Writer) error {
 		`The ExecStart of a unit restored after a seamless update (written by
 seamless-generator). It asks the restore daemon to rebuild the unit's
 processes inside this unit, then tells systemd their main PID. If the
-restore fails it starts the service cold: PATH with ARGV, as TYPE says.
+restore fails it starts the service cold: PATH with ARGV, as TYPE says,
+once the targets of --cold-after are reached.
 When a restore may run beside it, or the daemon ended without settling the
 unit, it exits with status 171, which the drop-in's RestartForceExitStatus=
 turns into a restart of the unit. With --prepare (the drop-in's
@@ -86,6 +88,7 @@ recorded as started cold. --prepare always exits 0.`, stdout)
 	fs.StringVar(&st.PIDFile, "pid-file", "", "the unit's own PIDFile=, for a cold start")
 	fs.StringVar(&st.Path, "path", "", "the unit's own ExecStart= program, for a cold start")
 	timeout := fs.Duration("timeout", restored.DefaultRestoreTimeout+2*time.Minute, "how long to wait for the restore daemon's answer")
+	coldAfter := fs.String("cold-after", "", "targets (comma-separated) a cold start waits for: those this boot's copy of the unit no longer waits for")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -103,7 +106,11 @@ recorded as started cold. --prepare always exits 0.`, stdout)
 		}
 		return nil
 	}
-	err := anchor.Run(anchor.Options{Unit: *unit, Start: st, Timeout: *timeout, Log: stderr})
+	o := anchor.Options{Unit: *unit, Start: st, Timeout: *timeout, Log: stderr}
+	if *coldAfter != "" {
+		o.ColdAfter = strings.Split(*coldAfter, ",")
+	}
+	err := anchor.Run(o)
 	if errors.Is(err, anchor.ErrUncertain) {
 		fmt.Fprintf(stderr, "seamless: %s: %v: exiting with %d for systemd to restart the unit\n", *unit, err, anchor.ExitUncertain)
 		os.Exit(anchor.ExitUncertain)

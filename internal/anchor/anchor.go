@@ -65,6 +65,10 @@ type Options struct {
 	Timeout time.Duration
 	// Log is the unit's journal stream.
 	Log io.Writer
+	// ColdAfter are the targets the unit's own file orders it after but
+	// this boot's copy does not (see package generator): a cold start
+	// waits for them.
+	ColdAfter []string
 }
 
 // Run restores the unit or starts it cold. On a cold start of a simple or
@@ -112,6 +116,7 @@ func Run(o Options) error {
 			fmt.Fprintf(o.Log, "seamless: %s: the cold start is not in the update's record: %v\n", o.Unit, rerr)
 		}
 	}
+	waitTargets(o.ColdAfter, o.Log)
 	return ColdStart(o.Start, o.Log)
 }
 

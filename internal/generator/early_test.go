@@ -12,23 +12,23 @@ func TestWithoutNetworkOrder(t *testing.T) {
 		name, in string
 		want     []string // lines the output must have
 		gone     []string // lines it must not have
-		changed  bool
+		removed  string   // the targets taken out, comma-separated
 	}{
 		{"memcached", "[Unit]\nDescription=memcached daemon\nAfter=network.target\n\n[Service]\nExecStart=/usr/bin/memcached\n",
-			[]string{"Description=memcached daemon", "ExecStart=/usr/bin/memcached", "[Service]"}, []string{"After="}, true},
+			[]string{"Description=memcached daemon", "ExecStart=/usr/bin/memcached", "[Service]"}, []string{"After="}, "network.target"},
 		{"others kept", "[Unit]\nAfter=network-online.target postgresql.service\nWants=network-online.target\n[Service]\nExecStart=/bin/x\n",
-			[]string{"After=postgresql.service", "Wants=network-online.target"}, []string{"network-online.target postgresql"}, true},
+			[]string{"After=postgresql.service", "Wants=network-online.target"}, []string{"network-online.target postgresql"}, "network-online.target"},
 		{"several lines", "[Unit]\nAfter=nss-lookup.target\nAfter=local-fs.target network.target\n[Service]\nExecStart=/bin/x\n",
-			[]string{"After=local-fs.target"}, []string{"nss-lookup", "After=local-fs.target network.target"}, true},
-		{"no network", "[Unit]\nAfter=local-fs.target\n[Service]\nExecStart=/bin/x\n", nil, nil, false},
-		{"not in [Unit]", "[Service]\nAfter=network.target\nExecStart=/bin/x\n", nil, nil, false},
+			[]string{"After=local-fs.target"}, []string{"nss-lookup", "After=local-fs.target network.target"}, "network.target,nss-lookup.target"},
+		{"no network", "[Unit]\nAfter=local-fs.target\n[Service]\nExecStart=/bin/x\n", nil, nil, ""},
+		{"not in [Unit]", "[Service]\nAfter=network.target\nExecStart=/bin/x\n", nil, nil, ""},
 		{"specifiers and quotes kept", "[Unit]\nAfter=network.target\n[Service]\nExecStart=/usr/bin/x \"%i\" --a=b\n",
-			[]string{`ExecStart=/usr/bin/x "%i" --a=b`}, []string{"After="}, true},
+			[]string{`ExecStart=/usr/bin/x "%i" --a=b`}, []string{"After="}, "network.target"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, changed, err := withoutNetworkOrder([]byte(tc.in))
-			if err != nil || changed != tc.changed {
-				t.Fatalf("changed %v, err %v; want changed %v", changed, err, tc.changed)
+			got, removed, err := withoutNetworkOrder([]byte(tc.in))
+			if err != nil || strings.Join(removed, ",") != tc.removed {
+				t.Fatalf("removed %q, err %v; want %q", removed, err, tc.removed)
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(got, w+"\n") {
@@ -78,7 +78,10 @@ func TestEarlyUnit(t *testing.T) {
 		{"masked.service", ""}, // masked: no file of its own
 		{"none.service", ""},
 	} {
-		got, err := EarlyUnit(tc.unit)
+		got, removed, err := EarlyUnit(tc.unit)
+		if (got == "") != (len(removed) == 0) {
+			t.Errorf("EarlyUnit(%s) took out %q, but its text is %q", tc.unit, removed, got)
+		}
 		if err != nil {
 			t.Fatalf("%s: %v", tc.unit, err)
 		}

@@ -57,19 +57,19 @@ func Generate(dir, early, exe string) ([]string, error) {
 		if st.RestoreTimeoutMs > 0 {
 			wait = time.Duration(st.RestoreTimeoutMs) * time.Millisecond
 		}
-		if err := os.WriteFile(filepath.Join(d, DropIn), []byte(DropInText(u.Unit, exe, u.Start, wait+AnchorMargin)), 0o644); err != nil {
+		// Without its early copy the unit waits for the network as it
+		// always did: slower, not wrong.
+		var text string
+		var coldAfter []string
+		if early != "" {
+			if text, coldAfter, err = EarlyUnit(u.Unit); err != nil {
+				fmt.Fprintf(os.Stderr, "seamless-generator: %s keeps its order: %v\n", u.Unit, err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(d, DropIn), []byte(DropInText(u.Unit, exe, u.Start, wait+AnchorMargin, coldAfter)), 0o644); err != nil {
 			return done, err
 		}
 		done = append(done, u.Unit)
-		if early == "" {
-			continue
-		}
-		// Without it the unit waits for the network as it always did:
-		// slower, not wrong.
-		text, err := EarlyUnit(u.Unit)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "seamless-generator: %s keeps its order: %v\n", u.Unit, err)
-		}
 		if text != "" {
 			if err := os.MkdirAll(early, 0o755); err != nil {
 				return done, err
@@ -128,8 +128,14 @@ const AnchorMargin = 2 * time.Minute
 // fails the unit), settles the unit first if the daemon is gone: what is
 // left in it (which KillMode=process or none spares) is killed and its
 // network lock removed. The next anchor starts the service cold.
-func DropInText(unit, exe string, st units.Start, wait time.Duration) string {
+//
+// coldAfter are the targets the unit no longer waits for in this boot (see
+// EarlyUnit): a cold start waits for them.
+func DropInText(unit, exe string, st units.Start, wait time.Duration, coldAfter []string) string {
 	args := []string{exe, "anchor", "--unit", unit, "--timeout", wait.String()}
+	if len(coldAfter) > 0 {
+		args = append(args, "--cold-after", strings.Join(coldAfter, ","))
+	}
 	if st.Type != "" {
 		args = append(args, "--type", st.Type)
 	}
