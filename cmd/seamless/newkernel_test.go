@@ -332,6 +332,8 @@ func TestAnchorStartsCold(t *testing.T) {
 
 // TestDaemonRefusesDamagedImage: a unit whose image fails its checksums is
 // left to start cold, named with the reason, and its PIDs are not held.
+// Stage 1 hears only that the unit is pending: the memory is verified
+// while the system boots, before any restore.
 func TestDaemonRefusesDamagedImage(t *testing.T) {
 	u := newUnitEnv(t)
 	img := t.TempDir()
@@ -349,11 +351,15 @@ func TestDaemonRefusesDamagedImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	daemon, ready := u.daemon(t, img)
-	if !strings.Contains(ready, u.name+" started cold") || !strings.Contains(ready, "checksum") {
-		t.Fatalf("daemon readiness %q, want the unit started cold for a checksum", ready)
+	if !strings.Contains(ready, u.name+" pending") {
+		t.Fatalf("daemon readiness %q, want the unit pending", ready)
 	}
+	// With no unit left to restore, the daemon ends by itself.
 	if err := daemon.Wait(); err != nil {
 		t.Fatalf("daemon: %v", err)
+	}
+	if s := u.readState(t).Unit(u.name); s == nil || s.State != contract.Cold || !strings.Contains(s.Reason, "checksum") {
+		t.Fatalf("unit state %+v, want started cold for a checksum", s)
 	}
 	if alive(pid) {
 		t.Fatalf("pid %d is held although its unit starts cold", pid)

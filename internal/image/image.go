@@ -77,6 +77,26 @@ func Open(dir string) (*Image, error) { return open(dir, true, false) }
 // the metadata are checked again, not every byte of memory.
 func OpenWritten(dir string) (*Image, error) { return open(dir, false, false) }
 
+// OpenDeferred is Open without the checksums of the files other than
+// tree.json, which Verify checks later: the restore daemon reserves a
+// tree's PIDs from it at once and verifies the memory while the system
+// boots, before any restore.
+func OpenDeferred(dir string) (*Image, error) { return open(dir, false, false) }
+
+// Verify checks the checksum of every file of the image, as Open does.
+func (im *Image) Verify() error {
+	for _, e := range im.Entries {
+		f, ok := im.files[e.Name]
+		if !ok {
+			return fmt.Errorf("%s: %w: not open", im.Path(e.Name), ErrCorrupt)
+		}
+		if err := verifyFile(f, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // OpenHeld is Open for an image that the restore daemon verified in full
 // and holds open since: dir holds, instead of the files, symbolic links of
 // the form /proc/DAEMON/fd/N to them. Those links (and only those) are

@@ -63,6 +63,10 @@ type daemon struct {
 	proc  *os.File // /proc, opened before the switch to the real root
 	root  bool     // chrooted into the real root
 	done  chan struct{}
+	// unverified are the images whose memory is still to be checked, by
+	// unit; verified says which units' images passed (see verify).
+	unverified map[string][]*image.Image
+	verified   map[string]bool
 }
 
 // Run is the daemon. It returns when every carried unit has been restored
@@ -77,7 +81,8 @@ func Run(opts Options) error {
 	if opts.RestoreTimeout == 0 {
 		opts.RestoreTimeout = DefaultRestoreTimeout
 	}
-	d := &daemon{opts: opts, dir: opts.Image, trees: map[string]*image.Tree{}, done: make(chan struct{})}
+	d := &daemon{opts: opts, dir: opts.Image, trees: map[string]*image.Tree{}, done: make(chan struct{}),
+		unverified: map[string][]*image.Image{}, verified: map[string]bool{}}
 	d.cond = sync.NewCond(&d.mu)
 	d.state = contract.State{Image: opts.Image, Daemon: os.Getpid(), Started: time.Now().UTC(), RestoreTimeoutMs: opts.RestoreTimeout.Milliseconds()}
 	// Before the holders are started: they stay in the daemon's cgroup.
@@ -106,6 +111,7 @@ func Run(opts Options) error {
 		d.close()
 		return nil
 	}
+	go d.verify()
 	select {
 	case <-d.done:
 	case <-time.After(opts.Timeout):
@@ -156,8 +162,9 @@ func (d *daemon) start() error {
 	return d.listen()
 }
 
-// load verifies every tree of every unit and keeps its files open. A unit
-// whose image is damaged or malformed starts cold; the others go on.
+// load reads every tree of every unit, checks all but the memory's
+// checksums (verify does, once stage 1 is told) and keeps its files open.
+// A unit whose image is damaged or malformed starts cold; the others go on.
 func (d *daemon) load() error {
 	ents, err := os.ReadDir(d.dir)
 	if err != nil {
@@ -187,10 +194,11 @@ func (d *daemon) loadUnit(u *contract.UnitState, dir string) error {
 	}
 	u.Start = start
 	for _, tree := range trees {
-		im, err := image.Open(tree)
+		im, err := image.OpenDeferred(tree)
 		if err != nil {
 			return err
 		}
+		d.unverified[u.Unit] = append(d.unverified[u.Unit], im)
 		links := filepath.Join(contract.IncomingDir(), u.Unit, filepath.Base(tree))
 		if err := d.hold(im, links); err != nil {
 			return fmt.Errorf("keep image %s: %w", im.Dir, err)
@@ -229,6 +237,35 @@ func (d *daemon) hold(im *image.Image, dir string) error {
 		}
 	}
 	return nil
+}
+
+// verify checks the memory of every pending unit's image while the system
+// boots: stage 1 waits only for the PIDs, a restore (claim) waits for this.
+// A unit whose image is damaged starts cold at once, its PIDs and lock
+// given back.
+func (d *daemon) verify() {
+	for unit, ims := range d.unverified {
+		var err error
+		for _, im := range ims {
+			if err == nil {
+				err = guard(d.opts.Log, "verify "+unit+"'s image", im.Verify)
+			}
+			im.Close()
+		}
+		d.mu.Lock()
+		u := d.state.Unit(unit)
+		switch {
+		case u == nil || u.State != contract.Pending:
+		case err != nil:
+			fmt.Fprintf(d.opts.Log, "%s: image refused, it starts cold: %s\n", unit, Bound(err.Error()))
+			d.giveUp(u, err.Error())
+			d.settled()
+		default:
+			d.verified[unit] = true
+		}
+		d.cond.Broadcast()
+		d.mu.Unlock()
+	}
 }
 
 // treeIDs lists every PID and TID a tree needs, with the process groups

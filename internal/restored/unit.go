@@ -77,7 +77,9 @@ func (d *daemon) claim(unit string, p *peer) (*contract.UnitState, string, error
 	if u == nil {
 		return nil, "", fmt.Errorf("%s: %w: it was not carried", unit, errNotPending)
 	}
-	for u.State == contract.Restoring {
+	// A unit's memory is verified while the system boots (see verify):
+	// nothing is restored before its image passed.
+	for u.State == contract.Restoring || (u.State == contract.Pending && !d.verified[unit]) {
 		d.cond.Wait()
 	}
 	if u.State != contract.Pending {
