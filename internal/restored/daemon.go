@@ -245,12 +245,16 @@ func (d *daemon) hold(im *image.Image, dir string) error {
 // given back.
 func (d *daemon) verify() {
 	for unit, ims := range d.unverified {
+		start := time.Now()
 		var err error
 		for _, im := range ims {
 			if err == nil {
 				err = guard(d.opts.Log, "verify "+unit+"'s image", im.Verify)
 			}
 			im.Close()
+		}
+		if err == nil {
+			fmt.Fprintf(d.opts.Log, "%s: image verified in %d ms\n", unit, time.Since(start).Milliseconds())
 		}
 		d.mu.Lock()
 		u := d.state.Unit(unit)
