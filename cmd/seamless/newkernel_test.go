@@ -333,7 +333,7 @@ func TestAnchorStartsCold(t *testing.T) {
 // TestDaemonRefusesDamagedImage: a unit whose image fails its checksums is
 // left to start cold, named with the reason, and its PIDs are not held.
 // Stage 1 hears only that the unit is pending: the memory is verified
-// while the system boots, before any restore.
+// while the system boots, and the anchor's request gets the refusal.
 func TestDaemonRefusesDamagedImage(t *testing.T) {
 	u := newUnitEnv(t)
 	img := t.TempDir()
@@ -354,6 +354,7 @@ func TestDaemonRefusesDamagedImage(t *testing.T) {
 	if !strings.Contains(ready, u.name+" pending") {
 		t.Fatalf("daemon readiness %q, want the unit pending", ready)
 	}
+	u.coldStarted(t, u.start(t, binary, u.anchorArgs()...))
 	// With no unit left to restore, the daemon ends by itself.
 	if err := daemon.Wait(); err != nil {
 		t.Fatalf("daemon: %v", err)

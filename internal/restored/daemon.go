@@ -64,9 +64,10 @@ type daemon struct {
 	root  bool     // chrooted into the real root
 	done  chan struct{}
 	// unverified are the images whose memory is still to be checked, by
-	// unit; verified says which units' images passed (see verify).
+	// unit; verdicts holds what the check found (nil: it passed), by unit,
+	// once it is done (see verify).
 	unverified map[string][]*image.Image
-	verified   map[string]bool
+	verdicts   map[string]error
 }
 
 // Run is the daemon. It returns when every carried unit has been restored
@@ -82,7 +83,7 @@ func Run(opts Options) error {
 		opts.RestoreTimeout = DefaultRestoreTimeout
 	}
 	d := &daemon{opts: opts, dir: opts.Image, trees: map[string]*image.Tree{}, done: make(chan struct{}),
-		unverified: map[string][]*image.Image{}, verified: map[string]bool{}}
+		unverified: map[string][]*image.Image{}, verdicts: map[string]error{}}
 	d.cond = sync.NewCond(&d.mu)
 	d.state = contract.State{Image: opts.Image, Daemon: os.Getpid(), Started: time.Now().UTC(), RestoreTimeoutMs: opts.RestoreTimeout.Milliseconds()}
 	// Before the holders are started: they stay in the daemon's cgroup.
@@ -240,9 +241,10 @@ func (d *daemon) hold(im *image.Image, dir string) error {
 }
 
 // verify checks the memory of every pending unit's image while the system
-// boots: stage 1 waits only for the PIDs, a restore (claim) waits for this.
-// A unit whose image is damaged starts cold at once, its PIDs and lock
-// given back.
+// boots: stage 1 waits only for the PIDs, a restore (claim) waits for the
+// verdict. A unit whose image is damaged is given up when its anchor asks
+// (or at the daemon's timeout), not here: its network lock may not be
+// installed yet, and must not be installed after its removal.
 func (d *daemon) verify() {
 	for unit, ims := range d.unverified {
 		start := time.Now()
@@ -256,17 +258,11 @@ func (d *daemon) verify() {
 		if err == nil {
 			fmt.Fprintf(d.opts.Log, "%s: image verified in %d ms\n", unit, time.Since(start).Milliseconds())
 		}
-		d.mu.Lock()
-		u := d.state.Unit(unit)
-		switch {
-		case u == nil || u.State != contract.Pending:
-		case err != nil:
+		if err != nil {
 			fmt.Fprintf(d.opts.Log, "%s: image refused, it starts cold: %s\n", unit, Bound(err.Error()))
-			d.giveUp(u, err.Error())
-			d.settled()
-		default:
-			d.verified[unit] = true
 		}
+		d.mu.Lock()
+		d.verdicts[unit] = err
 		d.cond.Broadcast()
 		d.mu.Unlock()
 	}

@@ -79,7 +79,7 @@ func (d *daemon) claim(unit string, p *peer) (*contract.UnitState, string, error
 	}
 	// A unit's memory is verified while the system boots (see verify):
 	// nothing is restored before its image passed.
-	for u.State == contract.Restoring || (u.State == contract.Pending && !d.verified[unit]) {
+	for u.State == contract.Restoring || (u.State == contract.Pending && !d.checked(unit)) {
 		d.cond.Wait()
 	}
 	if u.State != contract.Pending {
@@ -89,6 +89,11 @@ func (d *daemon) claim(unit string, p *peer) (*contract.UnitState, string, error
 		d.giveUp(u, err.Error())
 		d.settled()
 		return nil, "", err
+	}
+	if err := d.verdicts[unit]; err != nil {
+		d.giveUp(u, err.Error())
+		d.settled()
+		return nil, "", fmt.Errorf("%s: image refused: %w", unit, err)
 	}
 	cg, inUnit, err := d.authorize(u, p)
 	if err != nil {
@@ -105,6 +110,13 @@ func (d *daemon) claim(unit string, p *peer) (*contract.UnitState, string, error
 	u.State = contract.Restoring
 	d.writeState()
 	return u, cg, nil
+}
+
+// checked reports whether the verification of unit's image is done. The
+// caller holds d.mu.
+func (d *daemon) checked(unit string) bool {
+	_, ok := d.verdicts[unit]
+	return ok
 }
 
 // abandon ends a unit restored for an anchor that went away before it
