@@ -13,12 +13,6 @@ import (
 // (the kinds and records are named here as version 2 wrote them), which
 // the kind's registered record type then decodes.
 
-// treeV1 is a version 1 tree.json: a Tree whose files are fileV1.
-type treeV1 struct {
-	Tree
-	Files []*fileV1 `json:"files"`
-}
-
 // fileV1 is a version 1 File: the fields every kind has, and the fields
 // that became the records of the kinds.
 type fileV1 struct {
@@ -37,18 +31,25 @@ type fileV1 struct {
 	Socket json.RawMessage `json:"socket,omitempty"`
 }
 
-// decodeTreeV1 decodes a version 1 tree.json into today's records.
-func decodeTreeV1(b []byte) (*Tree, error) {
-	var v treeV1
+// oldFile is a File as an older version wrote it.
+type oldFile interface {
+	// upgrade returns it as this version's File (nil for a null one).
+	upgrade() (*File, error)
+}
+
+// decodeOldTree decodes a tree.json of an older version, whose files are
+// F, into this version's records.
+func decodeOldTree[F oldFile](b []byte) (*Tree, error) {
+	var v struct {
+		Tree
+		Files []F `json:"files"`
+	}
 	if err := json.Unmarshal(b, &v); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	t := v.Tree
 	t.Files = make([]*File, len(v.Files))
 	for i, f := range v.Files {
-		if f == nil {
-			continue
-		}
 		g, err := f.upgrade()
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
@@ -61,6 +62,9 @@ func decodeTreeV1(b []byte) (*Tree, error) {
 // upgrade gives f's kind its record from the fields version 1 kept it in.
 // The fields of other kinds were never read, and are dropped.
 func (f *fileV1) upgrade() (*File, error) {
+	if f == nil {
+		return nil, nil
+	}
 	g := File(f.plainFile)
 	var rec any
 	switch g.Kind {

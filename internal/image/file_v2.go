@@ -11,12 +11,6 @@ import (
 // a kind, its record and the record's rules are one file of
 // internal/files). The records themselves are the same.
 
-// treeV2 is a version 2 tree.json: a Tree whose files are fileV2.
-type treeV2 struct {
-	Tree
-	Files []*fileV2 `json:"files"`
-}
-
 // fileV2 is a version 2 File: the fields every kind has, and its record
 // under one of the keys version 2 had.
 type fileV2 struct {
@@ -33,29 +27,11 @@ type fileV2 struct {
 	Pidfd     json.RawMessage `json:"pidfd"`     // pidfd
 }
 
-// decodeTreeV2 decodes a version 2 tree.json into today's records.
-func decodeTreeV2(b []byte) (*Tree, error) {
-	var v treeV2
-	if err := json.Unmarshal(b, &v); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
-	}
-	t := v.Tree
-	t.Files = make([]*File, len(v.Files))
-	for i, f := range v.Files {
-		if f == nil {
-			continue
-		}
-		g, err := f.upgrade()
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
-		}
-		t.Files[i] = g
-	}
-	return &t, nil
-}
-
 // upgrade decodes the record f holds (a description holds at most one).
 func (f *fileV2) upgrade() (*File, error) {
+	if f == nil {
+		return nil, nil
+	}
 	g := File(f.plainFile)
 	var raw json.RawMessage
 	for _, r := range []json.RawMessage{f.Pipe, f.Pty, f.Socket, f.Eventfd, f.Epoll, f.Signalfd, f.Timer, f.Inotify, f.Namespace, f.Pidfd} {

@@ -155,9 +155,9 @@ func decodeTree(f *os.File, size int64, format int) (*Tree, error) {
 func DecodeTree(b []byte, format int) (*Tree, error) {
 	switch format {
 	case 1:
-		return decodeTreeV1(b)
+		return decodeOldTree[*fileV1](b)
 	case 2:
-		return decodeTreeV2(b)
+		return decodeOldTree[*fileV2](b)
 	}
 	var t Tree
 	if err := json.Unmarshal(b, &t); err != nil {
