@@ -61,6 +61,8 @@ var (
 	byName = map[string]*kind{}
 )
 
+// init fills the table and registers its kinds with the image, which
+// knows them only so, before anything decodes an image.
 func init() {
 	kinds = []*kind{
 		pathKind, // an O_PATH descriptor, of any file
