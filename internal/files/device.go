@@ -10,17 +10,33 @@ import (
 )
 
 // Character devices opened again by their path: the memory devices
-// (image.FileDevice: /dev/null, zero, full, random, urandom) and terminals
-// outside the tree (FileTerminal); the restore checks that the path still
-// names the same device. The terminal kinds of the tree (terminal.go)
-// record their device the same way.
+// (KindDevice: /dev/null, zero, full, random, urandom) and terminals
+// outside the tree (KindTerminal); the restore checks that the path still
+// names the same device (File.Rdev). The terminal kinds of the tree
+// (terminal.go) record their device the same way.
+
+// The kinds of character devices opened again by their path.
+const (
+	KindDevice   = "device"
+	KindTerminal = "terminal" // a terminal outside the tree
+)
+
+var (
+	deviceKind = &kind{name: KindDevice, ref: true, setfl: true,
+		is:    func(_ *Scope, d *desc) bool { return d.charDevice() && CharDeviceKind(d.st.Rdev) == "device" },
+		check: checkPathFile, dump: dumpDevice, open: openDevice}
+	// A terminal of the tree's own ptys is asked first (terminal.go).
+	terminalKind = &kind{name: KindTerminal, ref: true,
+		is:    func(_ *Scope, d *desc) bool { return d.charDevice() && CharDeviceKind(d.st.Rdev) == "terminal" },
+		check: checkPathFile, dump: dumpDevice, open: openDevice}
+)
 
 // dumpDevice records a character device by its number and path; a device
 // node that was deleted is recreated with mknod.
 func dumpDevice(d *Dumper, ds *desc, f *image.File) error {
 	f.Rdev = ds.st.Rdev
 	name, deleted := ds.name()
-	if f.Kind == image.FileDevice || f.Kind == image.FileTerminal {
+	if f.Kind == KindDevice || f.Kind == KindTerminal {
 		var err error
 		f.Ref, err = d.Refs.RefFile(ds.local, name, deleted)
 		return err

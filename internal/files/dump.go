@@ -137,8 +137,8 @@ func (d *Dumper) dumpFD(pid, pidfd, fd int) (*image.File, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	f := &image.File{ID: len(d.Files) + 1, Kind: k, Flags: ds.info.flags &^ unix.O_CLOEXEC, Pos: ds.info.pos, Locks: ds.info.locks}
-	if err := kinds[k].dump(d, ds, f); err != nil {
+	f := &image.File{ID: len(d.Files) + 1, Kind: k.name, Flags: ds.info.flags &^ unix.O_CLOEXEC, Pos: ds.info.pos, Locks: ds.info.locks}
+	if err := k.dump(d, ds, f); err != nil {
 		var u *Unsupported
 		if errors.As(err, &u) {
 			return nil, false, err

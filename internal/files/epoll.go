@@ -25,6 +25,51 @@ import (
 // watch under its old number, lending that number to the description for
 // the duration of the call if it is not already its own.
 
+// KindEpoll is an epoll instance.
+const KindEpoll = "epoll"
+
+var epollKind = &kind{name: KindEpoll, record: func() image.FileRecord { return new(Epoll) },
+	is:    anonIs("anon_inode:[eventpoll]"),
+	check: checkEpoll, dump: dumpEpoll, open: openEpoll}
+
+// Epoll is the record of an epoll instance: its registrations.
+type Epoll struct {
+	Watches []EpollWatch `json:"watches,omitempty"`
+}
+
+// EpollWatch is one epoll registration: the fd number in the owning
+// process, the event mask and the user data.
+type EpollWatch struct {
+	FD     int    `json:"fd"`
+	Events uint32 `json:"events"`
+	Data   uint64 `json:"data"`
+	// File is the open file description watched. The watch is registered
+	// under the number FD (which the process may have closed since, or
+	// given to another file), as the kernel keys watches by file and number.
+	// 0 in older images: the file open at FD.
+	File int `json:"file,omitempty"`
+}
+
+// Validate checks the numbers the watches are registered under.
+func (e *Epoll) Validate(*image.Checker) error {
+	for _, w := range e.Watches {
+		if w.FD < 0 || w.FD >= image.MaxFD {
+			return fmt.Errorf("epoll watch of bad fd %d", w.FD)
+		}
+	}
+	return nil
+}
+
+// Link checks that every watched description is the tree's.
+func (e *Epoll) Link(l *image.Links) error {
+	for _, w := range e.Watches {
+		if w.File != 0 && !l.File(w.File) {
+			return fmt.Errorf("epoll watch of fd %d refers to unknown file %d", w.FD, w.File)
+		}
+	}
+	return nil
+}
+
 // kcmpEpollTFD is KCMP_EPOLL_TFD from linux/kcmp.h.
 const kcmpEpollTFD = 7
 
@@ -44,7 +89,7 @@ func sameAsWatched(pid, fd, epid, efd, tfd, toff int) bool {
 
 // watchOffsets gives each watch its toff: how many watches before it were
 // added under the same number (fdinfo lists them in the kernel's order).
-func watchOffsets(ws []image.EpollWatch) []int {
+func watchOffsets(ws []EpollWatch) []int {
 	seen := map[int]int{}
 	out := make([]int, len(ws))
 	for i, w := range ws {
@@ -97,12 +142,13 @@ func watchedIn(s *Scope, epid, efd, tfd, toff int) bool {
 // epollDump is an epoll description whose watches Finish resolves.
 type epollDump struct {
 	pid, fd int
-	file    *image.File
+	rec     *Epoll
 }
 
 func dumpEpoll(d *Dumper, ds *desc, f *image.File) error {
-	f.Epoll = &image.Epoll{Watches: ds.info.watches}
-	d.epolls = append(d.epolls, epollDump{pid: ds.pid, fd: ds.fd, file: f})
+	rec := &Epoll{Watches: ds.info.watches}
+	f.Record = rec
+	d.epolls = append(d.epolls, epollDump{pid: ds.pid, fd: ds.fd, rec: rec})
 	return nil
 }
 
@@ -115,9 +161,9 @@ func (d *Dumper) finishEpolls() error {
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i][0] < all[j][0] || all[i][0] == all[j][0] && all[i][1] < all[j][1] })
 	for _, e := range d.epolls {
-		offs := watchOffsets(e.file.Epoll.Watches)
-		for i := range e.file.Epoll.Watches {
-			w := &e.file.Epoll.Watches[i]
+		offs := watchOffsets(e.rec.Watches)
+		for i := range e.rec.Watches {
+			w := &e.rec.Watches[i]
 			// Nearly always the number still names the watched file.
 			if f := d.byFD[[2]int{e.pid, w.FD}]; f != nil && sameAsWatched(e.pid, w.FD, e.pid, e.fd, w.FD, offs[i]) {
 				w.File = f.ID
@@ -155,11 +201,12 @@ func Watch(t *inject.Target, p *image.Process, o *Opener, done map[int]bool) err
 	}
 	for _, d := range p.FDs {
 		f := o.file(d.File)
-		if f.Kind != image.FileEpoll || done[f.ID] {
+		rec := recordOf[Epoll](f)
+		if rec == nil || done[f.ID] {
 			continue
 		}
 		done[f.ID] = true
-		for _, w := range f.Epoll.Watches {
+		for _, w := range rec.Watches {
 			if err := addWatch(t, o, d.FD, w, at); err != nil {
 				return fmt.Errorf("process %d epoll fd %d: watch fd %d: %w", p.PID, d.FD, w.FD, err)
 			}
@@ -170,7 +217,7 @@ func Watch(t *inject.Target, p *image.Process, o *Opener, done map[int]bool) err
 
 // addWatch adds one watch to epoll descriptor efd of t, whose descriptors
 // are at.
-func addWatch(t *inject.Target, o *Opener, efd int, w image.EpollWatch, at map[int]image.FD) error {
+func addWatch(t *inject.Target, o *Opener, efd int, w EpollWatch, at map[int]image.FD) error {
 	ev := make([]byte, 12)
 	*(*uint32)(ptr(ev)) = w.Events
 	*(*uint64)(ptr(ev[4:])) = w.Data

@@ -19,9 +19,9 @@ type fdinfo struct {
 	flags        int
 	eventfdCount uint64
 	semaphore    bool
-	watches      []image.EpollWatch
+	watches      []EpollWatch
 	sigmask      uint64
-	timer        image.Timer
+	timer        Timer
 	inotify      []inotifyMark
 	locks        []image.Lock
 	// lockErr is why a lock taken through the descriptor cannot be taken
@@ -116,8 +116,8 @@ func parseFdinfo(r io.Reader) (*fdinfo, error) {
 }
 
 // parseWatch reads "tfd: N events: HEX data: HEX ..." of an epoll fdinfo.
-func parseWatch(line string) (image.EpollWatch, error) {
-	var w image.EpollWatch
+func parseWatch(line string) (EpollWatch, error) {
+	var w EpollWatch
 	f := strings.Fields(line)
 	for i := 0; i+1 < len(f); i++ {
 		switch f[i] {

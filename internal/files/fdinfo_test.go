@@ -25,9 +25,9 @@ func TestParseFdinfo(t *testing.T) {
 			fdinfo{flags: 0o4002, eventfdCount: 0x1f}, ""},
 		{"epoll", head + "tfd:        3 events:       1d data:                3  pos:0 ino:40e sdev:10\n" +
 			"tfd:       12 events: 80000019 data: ffffffffffffffff  pos:0 ino:40f sdev:10\n",
-			fdinfo{flags: 0o4002, watches: []image.EpollWatch{{FD: 3, Events: 0x1d, Data: 3}, {FD: 12, Events: 0x80000019, Data: ^uint64(0)}}}, ""},
+			fdinfo{flags: 0o4002, watches: []EpollWatch{{FD: 3, Events: 0x1d, Data: 3}, {FD: 12, Events: 0x80000019, Data: ^uint64(0)}}}, ""},
 		{"timerfd", head + "clockid: 1\nticks: 3\nsettime flags: 01\nit_value: (29, 999961476)\nit_interval: (2, 500000000)\n",
-			fdinfo{flags: 0o4002, timer: image.Timer{Clock: 1, Ticks: 3, SettimeFlag: 1, ValueNs: 29_999_961_476, IntervalNs: 2_500_000_000}}, ""},
+			fdinfo{flags: 0o4002, timer: Timer{Clock: 1, Ticks: 3, SettimeFlag: 1, ValueNs: 29_999_961_476, IntervalNs: 2_500_000_000}}, ""},
 		{"signalfd", head + "sigmask:\t0000000000004200\n",
 			fdinfo{flags: 0o4002, sigmask: 0x4200}, ""},
 		{"pidfd", "pos:\t0\nflags:\t02000002\nmnt_id:\t4\nino:\t1093389\nPid:\t3048\nNSpid:\t3048\n",

@@ -19,6 +19,49 @@ import (
 // gives for it (resolveMark), and put back under the same watch
 // descriptor; a watch on a deleted file goes on the recreated file.
 
+// KindInotify is an inotify instance.
+const KindInotify = "inotify"
+
+var inotifyKind = &kind{name: KindInotify, record: func() image.FileRecord { return new(Inotify) },
+	is:    anonIs("anon_inode:inotify"),
+	check: checkInotify, dump: dumpInotify, open: openInotify}
+
+// Inotify is the record of an inotify instance: its watches.
+type Inotify struct {
+	Watches []InotifyWatch `json:"watches,omitempty"`
+}
+
+// InotifyWatch is one inotify watch: the watched path, the event mask and
+// the watch descriptor the process knows it by.
+type InotifyWatch struct {
+	WD   int    `json:"wd"`
+	Path string `json:"path"`
+	Mask uint32 `json:"mask"`
+	// File is the watched file when it was deleted (and held open): the
+	// watch goes on the recreated file.
+	File *image.Ref `json:"file,omitempty"`
+}
+
+// Validate checks each watch's descriptor and path.
+func (in *Inotify) Validate(*image.Checker) error {
+	for _, w := range in.Watches {
+		if w.WD < 1 || w.Path == "" {
+			return fmt.Errorf("inotify watch %d: bad descriptor or no path", w.WD)
+		}
+	}
+	return nil
+}
+
+// Link checks the recreated files that watches are on.
+func (in *Inotify) Link(l *image.Links) error {
+	for _, w := range in.Watches {
+		if err := l.Ref("inotify watch", w.File); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // checkInotify refuses watches on files that cannot be found again, or
 // that were deleted and cannot be recreated.
 func checkInotify(_ *Scope, d *desc) error {
@@ -41,13 +84,14 @@ func checkInotify(_ *Scope, d *desc) error {
 }
 
 func dumpInotify(d *Dumper, ds *desc, f *image.File) error {
-	f.Inotify = &image.Inotify{}
+	rec := &Inotify{}
+	f.Record = rec
 	for _, m := range ds.info.inotify {
 		h, path, err := resolveMark(m)
 		if err != nil {
 			return err
 		}
-		w := image.InotifyWatch{WD: m.wd, Path: path, Mask: m.mask}
+		w := InotifyWatch{WD: m.wd, Path: path, Mask: m.mask}
 		if name, deleted := strings.CutSuffix(path, " (deleted)"); deleted {
 			w.Path = name
 			w.File, err = d.Refs.RefFile(h, name, true)
@@ -56,7 +100,7 @@ func dumpInotify(d *Dumper, ds *desc, f *image.File) error {
 		if err != nil {
 			return fmt.Errorf("inotify watch %d: %w", m.wd, err)
 		}
-		f.Inotify.Watches = append(f.Inotify.Watches, w)
+		rec.Watches = append(rec.Watches, w)
 	}
 	return nil
 }
@@ -106,7 +150,7 @@ func openInotify(o *Opener, f *image.File) (*os.File, error) {
 		}
 	}()
 	next := 1
-	for _, w := range sortedWatches(f.Inotify.Watches) {
+	for _, w := range sortedWatches(recordOf[Inotify](f).Watches) {
 		for next < w.WD {
 			if tmp == "" {
 				if tmp, err = os.MkdirTemp("", "seamless-inotify-"); err != nil {
@@ -172,9 +216,9 @@ func discardQueued(fd int) error {
 }
 
 // sortedWatches returns the watches in the order of their descriptors.
-func sortedWatches(ws []image.InotifyWatch) []image.InotifyWatch {
+func sortedWatches(ws []InotifyWatch) []InotifyWatch {
 	out := slices.Clone(ws)
-	slices.SortStableFunc(out, func(a, b image.InotifyWatch) int { return cmp.Compare(a.WD, b.WD) })
+	slices.SortStableFunc(out, func(a, b InotifyWatch) int { return cmp.Compare(a.WD, b.WD) })
 	return out
 }
 

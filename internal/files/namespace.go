@@ -3,6 +3,7 @@ package files
 import (
 	"fmt"
 	"os"
+	"slices"
 
 	"golang.org/x/sys/unix"
 
@@ -10,10 +11,36 @@ import (
 	"github.com/seamless-linux/seamless/internal/proc"
 )
 
-// Namespace files (image.FileNamespace): like pidfds (pidfd.go), they
-// describe kernel objects that belong to processes, and are carried when
-// those processes are the tree's own, which the restore recreates, and
-// refused otherwise.
+// Namespace files: like pidfds (pidfd.go), they describe kernel objects
+// that belong to processes, and are carried when those processes are the
+// tree's own, which the restore recreates, and refused otherwise.
+
+// KindNamespace is a namespace file (/proc/PID/ns/NAME) of a process of
+// the tree.
+const KindNamespace = "namespace"
+
+var namespaceKind = &kind{name: KindNamespace, record: func() image.FileRecord { return new(Namespace) },
+	is:    func(_ *Scope, d *desc) bool { return d.plainFile() && d.fsType() == unix.NSFS_MAGIC },
+	check: checkNamespace, dump: dumpNamespace, open: openNamespace}
+
+// Namespace is the record of a namespace file: the namespace's
+// /proc/PID/ns entry (net, pid_for_children, ...) and a process of the
+// tree in it.
+type Namespace struct {
+	Type string `json:"type"`
+	PID  int    `json:"pid"`
+}
+
+// Validate has nothing to check on its own (see Link).
+func (*Namespace) Validate(*image.Checker) error { return nil }
+
+// Link checks that the entry is one and its process is in the tree.
+func (n *Namespace) Link(l *image.Links) error {
+	if !slices.Contains(nsEntries, n.Type) || !l.Process(n.PID) {
+		return fmt.Errorf("namespace %q of process %d, which is not in the tree", n.Type, n.PID)
+	}
+	return nil
+}
 
 // nsEntries are the entries of /proc/PID/ns.
 var nsEntries = []string{"cgroup", "ipc", "mnt", "net", "pid", "pid_for_children", "time",
@@ -47,12 +74,13 @@ func dumpNamespace(d *Dumper, ds *desc, f *image.File) error {
 	if !ok {
 		return checkNamespace(d.Scope, ds)
 	}
-	f.Namespace = &image.Namespace{Type: e, PID: pid}
+	f.Record = &Namespace{Type: e, PID: pid}
 	return nil
 }
 
 // openNamespace opens the namespace that the restored process Namespace.PID is in:
 // the tree is restored into the restorer's (the unit's) namespaces.
 func openNamespace(_ *Opener, f *image.File) (*os.File, error) {
-	return os.OpenFile(proc.Path(f.Namespace.PID, "ns", f.Namespace.Type), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	n := recordOf[Namespace](f)
+	return os.OpenFile(proc.Path(n.PID, "ns", n.Type), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 }

@@ -16,8 +16,41 @@ import (
 
 // Files that have a path: regular files, directories, memfds and O_PATH
 // descriptors (device nodes: device.go, FIFOs: pipe.go). A file that no
-// path leads to any more is recreated (objects.go); the others are opened
-// again by path.
+// path leads to any more is recreated (internal/fileref); the others are
+// opened again by path. Their image is the file's Ref: they have no record.
+
+// The kinds of files that have a path.
+const (
+	KindRegular   = "regular"
+	KindDirectory = "directory"
+	KindMemfd     = "memfd"
+	KindPath      = "path" // an O_PATH descriptor: any file, symlinks included
+)
+
+var (
+	pathKind = &kind{name: KindPath, ref: true,
+		is:    func(_ *Scope, d *desc) bool { return d.info.flags&unix.O_PATH != 0 },
+		check: checkOPath, dump: dumpPathFile, open: openOPath}
+	memfdKind = &kind{name: KindMemfd, ref: true, setfl: true,
+		is:    isMemfd,
+		check: checkPathFile, dump: dumpPathFile, open: openMemfd}
+	regularKind = &kind{name: KindRegular, ref: true, setfl: true,
+		is:    func(_ *Scope, d *desc) bool { return d.plainFile() },
+		check: checkPathFile, dump: dumpPathFile, open: openPathFile}
+	directoryKind = &kind{name: KindDirectory, ref: true, setfl: true,
+		is:    func(_ *Scope, d *desc) bool { return d.fileType() == unix.S_IFDIR },
+		check: checkPathFile, dump: dumpPathFile, open: openPathFile}
+)
+
+// isMemfd: a memfd is a file of tmpfs (or hugetlbfs) that the kernel
+// names /memfd:NAME.
+func isMemfd(_ *Scope, d *desc) bool {
+	if !d.plainFile() || !strings.HasPrefix(d.link, "/memfd:") {
+		return false
+	}
+	fs := d.fsType()
+	return fs == unix.TMPFS_MAGIC || fs == unix.HUGETLBFS_MAGIC
+}
 
 // checkPathFile refuses a deleted file, directory, FIFO or device node
 // that a recreated one could not stand in for.
@@ -41,7 +74,7 @@ func checkOPath(s *Scope, d *desc) error {
 // any more (and for a memfd), as an object the restore recreates.
 func dumpPathFile(d *Dumper, ds *desc, f *image.File) error {
 	name, deleted := ds.name()
-	ref, err := d.Refs.RefFile(ds.local, name, deleted || f.Kind == image.FileMemfd)
+	ref, err := d.Refs.RefFile(ds.local, name, deleted || f.Kind == KindMemfd)
 	if err != nil {
 		return err
 	}
@@ -58,7 +91,7 @@ func dumpPathFile(d *Dumper, ds *desc, f *image.File) error {
 // F_SETFL and O_ASYNC are put back afterwards (setFlags, Finish).
 func reopenFlags(f *image.File) int {
 	fl := f.Flags &^ (unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOCTTY | unix.O_CLOEXEC | fileref.OTmpfile | unix.O_ASYNC)
-	if f.Kind != image.FileDirectory {
+	if f.Kind != KindDirectory {
 		fl &^= unix.O_DIRECTORY
 	}
 	return fl

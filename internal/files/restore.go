@@ -81,7 +81,7 @@ func (o *Opener) Open(f *image.File) (*os.File, error) {
 	if h, ok := o.files[f.ID]; ok {
 		return h, nil
 	}
-	k, ok := kinds[f.Kind]
+	k, ok := byName[f.Kind]
 	if !ok {
 		return nil, fmt.Errorf("file %d: unknown kind %q", f.ID, f.Kind)
 	}
@@ -238,7 +238,7 @@ func Install(t *inject.Target, p *image.Process, o *Opener) error {
 			return fmt.Errorf("fd %d collides with the restore channel", d.FD)
 		}
 		var got int
-		if f := o.file(d.File); f.Kind == image.FileCtty {
+		if f := o.file(d.File); f.Kind == KindCtty {
 			// /dev/tty only opens inside a process with a controlling terminal.
 			if got, err = openInside(t, "/dev/tty", openFlags(f.Flags)|unix.O_NOCTTY); err != nil {
 				return fmt.Errorf("process %d fd %d: open /dev/tty: %w", p.PID, d.FD, err)

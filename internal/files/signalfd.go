@@ -10,13 +10,27 @@ import (
 	"github.com/seamless-linux/seamless/internal/image"
 )
 
-// signalfds (image.FileSignalfd): the signal mask, read from fdinfo, is
-// the whole state; the signals it reads are the process's own, carried
-// with the process.
+// signalfds: the signal mask, read from fdinfo, is the whole state; the
+// signals it reads are the process's own, carried with the process.
+
+// KindSignalfd is a signalfd (signalfd(2)).
+const KindSignalfd = "signalfd"
+
+var signalfdKind = &kind{name: KindSignalfd, record: func() image.FileRecord { return new(Signalfd) },
+	is:    anonIs("anon_inode:[signalfd]"),
+	check: checkNothing, dump: dumpSignalfd, open: openSignalfd}
+
+// Signalfd is the record of a signalfd: the set of signals it reads.
+type Signalfd struct {
+	Sigmask uint64 `json:"sigmask"`
+}
+
+// Validate has nothing to check: any mask can be given again.
+func (*Signalfd) Validate(*image.Checker) error { return nil }
 
 // dumpSignalfd records the signal mask.
 func dumpSignalfd(_ *Dumper, ds *desc, f *image.File) error {
-	f.Signalfd = &image.Signalfd{Sigmask: ds.info.sigmask}
+	f.Record = &Signalfd{Sigmask: ds.info.sigmask}
 	return nil
 }
 
@@ -24,7 +38,7 @@ func dumpSignalfd(_ *Dumper, ds *desc, f *image.File) error {
 // reads the signals of whichever process reads it, so the restorer can
 // create it and hand it over.
 func openSignalfd(_ *Opener, f *image.File) (*os.File, error) {
-	mask := f.Signalfd.Sigmask
+	mask := recordOf[Signalfd](f).Sigmask
 	fd, _, e := unix.Syscall6(unix.SYS_SIGNALFD4, ^uintptr(0), uintptr(unsafe.Pointer(&mask)), 8,
 		uintptr(f.Flags&unix.O_NONBLOCK|unix.O_CLOEXEC), 0, 0)
 	if e != 0 {

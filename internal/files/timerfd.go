@@ -1,6 +1,7 @@
 package files
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"unsafe"
@@ -10,13 +11,39 @@ import (
 	"github.com/seamless-linux/seamless/internal/image"
 )
 
-// timerfds (image.FileTimerfd): the clock, the time left, the interval and
-// the expirations not read yet, from fdinfo.
+// timerfds: the clock, the time left, the interval and the expirations not
+// read yet, from fdinfo.
+
+// KindTimerfd is a timerfd (timerfd_create(2)).
+const KindTimerfd = "timerfd"
+
+var timerfdKind = &kind{name: KindTimerfd, record: func() image.FileRecord { return new(Timer) },
+	is:    anonIs("anon_inode:[timerfd]"),
+	check: checkNothing, dump: dumpTimerfd, open: openTimerfd}
+
+// Timer is the record of a timerfd: its clock, the time left until it
+// fires next (it is re-armed relative to the restore), the interval, and
+// the expirations that were not read yet.
+type Timer struct {
+	Clock       int    `json:"clock"`
+	ValueNs     int64  `json:"value_ns"`
+	IntervalNs  int64  `json:"interval_ns"`
+	Ticks       uint64 `json:"ticks"`
+	SettimeFlag int    `json:"settime_flags"`
+}
+
+// Validate refuses a negative time.
+func (t *Timer) Validate(*image.Checker) error {
+	if t.ValueNs < 0 || t.IntervalNs < 0 {
+		return errors.New("a timer with a negative time")
+	}
+	return nil
+}
 
 // dumpTimerfd records the timer as fdinfo shows it.
 func dumpTimerfd(_ *Dumper, ds *desc, f *image.File) error {
 	t := ds.info.timer
-	f.Timer = &t
+	f.Record = &t
 	return nil
 }
 
@@ -26,10 +53,10 @@ const tfdSetTicks = 0x40085400
 // openTimerfd re-arms a timerfd for the time it had left at checkpoint,
 // relative to now, with its interval and its unread expirations.
 func openTimerfd(_ *Opener, f *image.File) (*os.File, error) {
-	if f.Timer == nil {
+	t := recordOf[Timer](f)
+	if t == nil {
 		return nil, fmt.Errorf("timerfd without state")
 	}
-	t := f.Timer
 	fd, err := unix.TimerfdCreate(t.Clock, f.Flags&unix.O_NONBLOCK|unix.O_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("timerfd_create: %w", err)

@@ -1,16 +1,20 @@
 package image
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
+	"sync"
 )
 
 // File is an open file description: what every kind has (its kind, status
 // flags, offset, the file it names, its locks and the owner of its SIGIO),
-// and the record of its own kind, named for the kind (eventfd, epoll, ...).
-// Each kind's record, its validation and its constant are in a file of
-// their own (file_KIND.go); fileKinds lists them.
+// and the record of its own kind. The image knows the kinds only through
+// their registration (RegisterFileKind): the package that carries a kind
+// (internal/files, one file per kind) defines its record and the record's
+// rules.
 type File struct {
 	ID    int    `json:"id"`
 	Kind  string `json:"kind"`
@@ -26,18 +30,121 @@ type File struct {
 	Owner  *Owner `json:"owner,omitempty"`
 	Signal int    `json:"signal,omitempty"`
 
-	// The record of the description's kind: exactly the one its Kind names
-	// is set.
-	Pipe      *Pipe      `json:"pipe,omitempty"`      // pipe, fifo
-	Pty       *PtyEnd    `json:"pty,omitempty"`       // pty-master, pty-slave, hung-up-terminal
-	Socket    *Socket    `json:"socket,omitempty"`    // socket
-	Eventfd   *Eventfd   `json:"eventfd,omitempty"`   // eventfd
-	Epoll     *Epoll     `json:"epoll,omitempty"`     // epoll
-	Signalfd  *Signalfd  `json:"signalfd,omitempty"`  // signalfd
-	Timer     *Timer     `json:"timer,omitempty"`     // timerfd
-	Inotify   *Inotify   `json:"inotify,omitempty"`   // inotify
-	Namespace *Namespace `json:"namespace,omitempty"` // namespace
-	Pidfd     *Pidfd     `json:"pidfd,omitempty"`     // pidfd
+	// Record is the state only the description's kind has, of the type
+	// its kind registered (nil for the kinds without one). It is encoded
+	// as "record".
+	Record FileRecord `json:"-"`
+}
+
+// FileRecord is the record of one kind of open file description.
+type FileRecord interface {
+	// Validate checks the record on its own, against what c has seen of
+	// the tree so far (its ptys, the files of its MANIFEST).
+	Validate(c *Checker) error
+}
+
+// FileLinker is a FileRecord that refers to other parts of the tree:
+// Link checks those references once every process and description of
+// the tree is known.
+type FileLinker interface {
+	Link(l *Links) error
+}
+
+// FileKind is what the image knows of a kind of open file description.
+type FileKind struct {
+	// Name is the kind's name (File.Kind).
+	Name string
+	// Ref says that the kind names a file: its descriptions have a Ref.
+	Ref bool
+	// New returns an empty record of the kind, which decoding fills; nil
+	// for a kind without a record.
+	New func() FileRecord
+}
+
+var (
+	fileKindsMu sync.RWMutex
+	fileKinds   = map[string]FileKind{}
+)
+
+// RegisterFileKind makes a kind of open file description known to the
+// image: images may hold it, decoding fills its record, validation
+// applies its rules. It is called while the program initializes, by the
+// package that carries the kind (as database/sql drivers register); a
+// kind registered twice, or without a name, is a programming error and
+// panics.
+func RegisterFileKind(k FileKind) {
+	fileKindsMu.Lock()
+	defer fileKindsMu.Unlock()
+	if _, dup := fileKinds[k.Name]; dup || k.Name == "" {
+		panic(fmt.Sprintf("image: file kind %q registered twice or without a name", k.Name))
+	}
+	fileKinds[k.Name] = k
+}
+
+func fileKind(name string) (FileKind, bool) {
+	fileKindsMu.RLock()
+	defer fileKindsMu.RUnlock()
+	k, ok := fileKinds[name]
+	return k, ok
+}
+
+// FileKinds lists the kinds of open file description an image may hold
+// (the registered ones), sorted.
+func FileKinds() []string {
+	fileKindsMu.RLock()
+	defer fileKindsMu.RUnlock()
+	out := make([]string, 0, len(fileKinds))
+	for k := range fileKinds {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// plainFile is File without its JSON methods, for them to use.
+type plainFile File
+
+// MarshalJSON encodes f with its record under "record".
+func (f *File) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		*plainFile
+		Record FileRecord `json:"record,omitempty"`
+	}{(*plainFile)(f), f.Record})
+}
+
+// UnmarshalJSON decodes f and its record, as the record type its kind
+// registered. The record of a kind that is not registered is dropped:
+// validation refuses the kind.
+func (f *File) UnmarshalJSON(b []byte) error {
+	v := struct {
+		*plainFile
+		Record json.RawMessage `json:"record"`
+	}{plainFile: (*plainFile)(f)}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	return f.decodeRecord(v.Record)
+}
+
+// decodeRecord decodes raw as the record of f's kind.
+func (f *File) decodeRecord(raw json.RawMessage) error {
+	f.Record = nil
+	k, ok := fileKind(f.Kind)
+	if !ok || k.New == nil || len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	r := k.New()
+	if err := json.Unmarshal(raw, r); err != nil {
+		return fmt.Errorf("file %d (%s): %w", f.ID, f.Kind, err)
+	}
+	f.Record = r
+	return nil
+}
+
+// Socket returns the record of a socket description (nil for any other).
+func (f *File) Socket() *Socket {
+	s, _ := f.Record.(*Socket)
+	return s
 }
 
 // Owner is an F_SETOWN_EX owner: Type is F_OWNER_TID (0), F_OWNER_PID (1) or
@@ -66,68 +173,12 @@ type FD struct {
 	Cloexec bool `json:"cloexec,omitempty"`
 }
 
-// fileKind is what the image knows of one kind of open file description.
-type fileKind struct {
-	// ref is set for the kinds that name a file (Ref).
-	ref bool
-	// validate checks the kind's record on its own (nil: nothing to check).
-	validate func(f *File, c *checker) error
-	// link checks, once every process and description of the tree is
-	// known, what the kind's record refers to (nil: nothing).
-	link func(f *File, l *links) error
-}
-
-// fileKinds lists every kind of open file description an image may hold.
-// A new kind is a file_KIND.go with its record, its constant and its
-// checks, a field in File and a line here.
-var fileKinds = map[string]fileKind{
-	FileRegular:   {ref: true},
-	FileDirectory: {ref: true},
-	FileMemfd:     {ref: true},
-	FilePath:      {ref: true},
-	FileDevice:    {ref: true},
-	FileTerminal:  {ref: true},
-	FileCtty:      {},
-	FileFIFO:      {ref: true, validate: validatePipe},
-	FilePipe:      {validate: validatePipe},
-	FilePtyMaster: {validate: validatePtyEnd},
-	FilePtySlave:  {validate: validatePtyEnd},
-	FileHungUp:    {validate: validateHungUp},
-	FileSocket:    {validate: validateSocket},
-	FileEventfd:   {validate: validateEventfd},
-	FileEpoll:     {validate: validateEpoll, link: linkEpoll},
-	FileSignalfd:  {validate: validateSignalfd},
-	FileTimerfd:   {validate: validateTimerfd},
-	FileInotify:   {validate: validateInotify, link: linkInotify},
-	FileNamespace: {validate: validateNamespace, link: linkNamespace},
-	FilePidfd:     {validate: validatePidfd, link: linkPidfd},
-}
-
-// FileKinds lists the kinds of open file description an image may hold,
-// sorted.
-func FileKinds() []string {
-	out := make([]string, 0, len(fileKinds))
-	for k := range fileKinds {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
-}
-
-// need says that a kind's record (json: its key) is missing.
-func need[T any](record *T, key string) error {
-	if record == nil {
-		return fmt.Errorf("no %s state (%s)", key, key)
-	}
-	return nil
-}
-
-func (f *File) validate(c *checker) error {
-	k, ok := fileKinds[f.Kind]
+func (f *File) validate(c *Checker) error {
+	k, ok := fileKind(f.Kind)
 	if !ok {
 		return fmt.Errorf("unknown kind %q", f.Kind)
 	}
-	if k.ref && f.Ref == nil {
+	if k.Ref && f.Ref == nil {
 		return errors.New("no file reference (ref)")
 	}
 	if f.Ref != nil {
@@ -135,8 +186,15 @@ func (f *File) validate(c *checker) error {
 			return err
 		}
 	}
-	if k.validate != nil {
-		if err := k.validate(f, c); err != nil {
+	if k.New != nil {
+		want := k.New()
+		if f.Record == nil || reflect.ValueOf(f.Record).IsNil() {
+			return fmt.Errorf("no %s state (record)", f.Kind)
+		}
+		if reflect.TypeOf(f.Record) != reflect.TypeOf(want) {
+			return fmt.Errorf("a record of type %T, not %T", f.Record, want)
+		}
+		if err := f.Record.Validate(c); err != nil {
 			return err
 		}
 	}
@@ -160,13 +218,30 @@ func (l *Lock) validate() error {
 	return nil
 }
 
-// links is what the records of a tree's descriptions may refer to, for
-// the kinds' link checks: its processes, threads, descriptions, and the
+// HasPty reports whether the tree has the pseudo-terminal index.
+func (c *Checker) HasPty(index int) bool { return c.ptys[index] }
+
+// Links is what the records of a tree's descriptions may refer to, for
+// their Link checks: its processes, threads, descriptions, and the
 // objects its Refs recreate.
-type links struct {
+type Links struct {
 	procs map[int]*Process
 	tids  map[int]bool
 	files map[int]bool
 	// ref checks a Ref and that every Ref of its object agrees on it.
 	ref func(what string, r *Ref) error
 }
+
+// Process reports whether pid is a process of the tree.
+func (l *Links) Process(pid int) bool { return l.procs[pid] != nil }
+
+// Thread reports whether tid is a thread of the tree (or a zombie).
+func (l *Links) Thread(tid int) bool { return l.tids[tid] }
+
+// File reports whether id is an open file description of the tree.
+func (l *Links) File(id int) bool { return l.files[id] }
+
+// Ref checks r (nil: nothing to check), which what refers to: a file
+// that the restore opens, or recreates as every other Ref of its object
+// says.
+func (l *Links) Ref(what string, r *Ref) error { return l.ref(what, r) }

@@ -23,8 +23,8 @@ import (
 )
 
 // Version is the image format version this build writes; it reads every
-// version from 1 (file_v1.go) up to it.
-const Version = 2
+// version from 1 (file_v1.go, file_v2.go) up to it.
+const Version = 3
 
 // Magic starts the first line of every MANIFEST.
 const Magic = "seamless-image"
@@ -173,8 +173,11 @@ func decodeTree(f *os.File, size int64, format int) (*Tree, error) {
 // DecodeTree decodes tree.json of format version format (the MANIFEST's)
 // into this version's records. The tree must still be validated.
 func DecodeTree(b []byte, format int) (*Tree, error) {
-	if format == 1 {
-		return decodeTreeV1(b)
+	switch format {
+	case 1:
+		return decodeOldTree[*fileV1](b)
+	case 2:
+		return decodeOldTree[*fileV2](b)
 	}
 	var t Tree
 	if err := json.Unmarshal(b, &t); err != nil {

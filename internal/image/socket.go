@@ -5,7 +5,9 @@ import (
 	"fmt"
 )
 
-// FileSocket is a socket, of a family socket.go's records describe.
+// FileSocket is the kind of a socket's description (internal/files
+// carries it). Its record, Socket, is here rather than with the kind: the
+// socket packages below internal/files read and write it.
 const FileSocket = "socket"
 
 // Socket is a socket's state: its family, type and protocol, and the
@@ -37,7 +39,8 @@ const (
 	afInet6 = 10
 )
 
-func (s *Socket) validate(c *checker) error {
+// Validate checks the socket's family and its family's record.
+func (s *Socket) Validate(c *Checker) error {
 	switch s.Family {
 	case afUnix:
 		if s.Unix == nil || s.Inet != nil {
@@ -51,11 +54,4 @@ func (s *Socket) validate(c *checker) error {
 		return s.Inet.validate()
 	}
 	return fmt.Errorf("address family %d is not supported", s.Family)
-}
-
-func validateSocket(f *File, c *checker) error {
-	if err := need(f.Socket, "socket"); err != nil {
-		return err
-	}
-	return f.Socket.validate(c)
 }

@@ -134,7 +134,7 @@ func UnixName(b []byte) string {
 // maxUnixName is the size of sun_path.
 const maxUnixName = 108
 
-func (u *UnixSocket) validate(c *checker) error {
+func (u *UnixSocket) validate(c *Checker) error {
 	switch u.State {
 	case UnixListening, UnixConnected, UnixPending, UnixUnconnected:
 	default:
@@ -160,7 +160,7 @@ func (u *UnixSocket) validate(c *checker) error {
 
 // validatePeers checks, once every unix socket is known, that the sockets
 // u names (peer, listener, accept queue) are unix sockets of the image.
-func (u *UnixSocket) validatePeers(c *checker) error {
+func (u *UnixSocket) validatePeers(c *Checker) error {
 	if u.Peer != 0 && c.unix[u.Peer] == nil {
 		return fmt.Errorf("its peer socket:[%d] is not in the image", u.Peer)
 	}

@@ -37,8 +37,8 @@ const (
 	nRlimits  = 16
 )
 
-// checker holds what the records of one tree refer to.
-type checker struct {
+// Checker holds what the records of one tree refer to.
+type Checker struct {
 	files    map[string]int64 // the MANIFEST: file name -> size
 	fileByID map[int]*File
 	shm      map[int]*SharedMemory
@@ -52,7 +52,7 @@ type checker struct {
 // imageFile checks that name, which a record names as where its data is,
 // is a plain file name that the MANIFEST lists (so it is checksummed), and
 // returns its size.
-func (c *checker) imageFile(name, what string) (int64, error) {
+func (c *Checker) imageFile(name, what string) (int64, error) {
 	if !validName(name) {
 		return 0, fmt.Errorf("%s %q is not a plain file name", what, name)
 	}
@@ -68,7 +68,7 @@ func (c *checker) imageFile(name, what string) (int64, error) {
 // kind needs is there, every number lies in its range, every file named is
 // listed.
 func (t *Tree) Validate(files map[string]int64) error {
-	c := &checker{files: files, fileByID: map[int]*File{}, shm: map[int]*SharedMemory{}, ptys: map[int]bool{},
+	c := &Checker{files: files, fileByID: map[int]*File{}, shm: map[int]*SharedMemory{}, ptys: map[int]bool{},
 		sysvShm: map[int]bool{}, unix: map[uint64]*UnixSocket{}, procs: map[int]*Process{}, tids: map[int]bool{}}
 	if len(t.Processes) == 0 {
 		return errors.New("no processes")
@@ -116,9 +116,9 @@ func (t *Tree) Validate(files map[string]int64) error {
 		return err
 	}
 	for _, f := range t.Files {
-		if f.Kind == FileSocket && f.Socket.Unix != nil {
-			if err := f.Socket.Unix.validatePeers(c); err != nil {
-				return fmt.Errorf("file %d: unix socket socket:[%d]: %w", f.ID, f.Socket.Unix.Inode, err)
+		if s := f.Socket(); s != nil && s.Unix != nil {
+			if err := s.Unix.validatePeers(c); err != nil {
+				return fmt.Errorf("file %d: unix socket socket:[%d]: %w", f.ID, s.Unix.Inode, err)
 			}
 		}
 	}
@@ -144,7 +144,7 @@ func (t *Tree) Validate(files map[string]int64) error {
 
 func validPID(pid int) bool { return pid > 0 && pid <= MaxPID }
 
-func (p *Process) validate(c *checker, root bool) error {
+func (p *Process) validate(c *Checker, root bool) error {
 	if !validPID(p.PID) || c.procs[p.PID] != nil || c.tids[p.PID] {
 		return errors.New("bad or duplicate pid")
 	}
@@ -238,7 +238,7 @@ func (p *Process) validate(c *checker, root bool) error {
 
 // validateMemory checks the mappings and that every stored page lies in
 // the pages file.
-func (p *Process) validateMemory(c *checker) error {
+func (p *Process) validateMemory(c *Checker) error {
 	var pages int64 = -1
 	if p.Pages != "" {
 		var err error
@@ -282,7 +282,7 @@ func (p *Process) validateMemory(c *checker) error {
 // segments: its memory is rebuilt before its children are forked) has at
 // the same place with the same protection and name; its Zero pages lie in
 // it, in order, apart from its stored pages.
-func (p *Process) validateInherit(c *checker, m *Mapping) error {
+func (p *Process) validateInherit(c *Checker, m *Mapping) error {
 	if !m.Inherit {
 		if len(m.Zero) > 0 {
 			return errors.New("pages to drop in a mapping that is not inherited")
@@ -326,7 +326,7 @@ func (p *Process) validateInherit(c *checker, m *Mapping) error {
 	return nil
 }
 
-func (m *Mapping) validate(c *checker) error {
+func (m *Mapping) validate(c *Checker) error {
 	if m.Kind != MapSkip && m.End > MaxAddress {
 		return errors.New("lies beyond the user address space")
 	}
@@ -372,7 +372,7 @@ func (r *Run) validate(lo, hi uint64, size int64) error {
 	return nil
 }
 
-func (t *Thread) validate(c *checker) error {
+func (t *Thread) validate(c *Checker) error {
 	if !validPID(t.TID) || c.tids[t.TID] {
 		return errors.New("bad or duplicate tid")
 	}
@@ -403,7 +403,7 @@ func validSiginfos(s []Siginfo) error {
 	return nil
 }
 
-func (r *Ref) validate(c *checker) error {
+func (r *Ref) validate(c *Checker) error {
 	if r.Path == "" {
 		return errors.New("a file without a path")
 	}
@@ -431,7 +431,7 @@ func (r *Ref) validate(c *checker) error {
 	return r.validateObject()
 }
 
-func (s *SharedMemory) validate(c *checker) error {
+func (s *SharedMemory) validate(c *Checker) error {
 	if s == nil {
 		return errors.New("null")
 	}

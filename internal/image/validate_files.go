@@ -7,10 +7,11 @@ import (
 )
 
 // Validation of ptys, System V objects and what the records of a tree
-// refer to (see validate.go; each kind of open file description is
-// checked in its own file_KIND.go, sockets in socket.go).
+// refer to (see validate.go; the record of each kind of open file
+// description brings its own checks, see file.go; sockets' are in
+// socket.go).
 
-func (p *Pty) validate(c *checker) error {
+func (p *Pty) validate(c *Checker) error {
 	if p == nil {
 		return errors.New("null")
 	}
@@ -21,7 +22,7 @@ func (p *Pty) validate(c *checker) error {
 	return nil
 }
 
-func (s *SysV) validate(c *checker) error {
+func (s *SysV) validate(c *Checker) error {
 	for _, m := range s.Shm {
 		if m.ID < 0 || c.sysvShm[m.ID] {
 			return fmt.Errorf("bad or duplicate segment id %d", m.ID)
@@ -56,7 +57,7 @@ func (s *SysV) validate(c *checker) error {
 // and file objects: descriptor tables shared with a parent, epoll watches,
 // namespace files and pidfds of processes of the tree, recreated objects
 // that agree on what they are.
-func (t *Tree) validateFiles(c *checker) error {
+func (t *Tree) validateFiles(c *Checker) error {
 	procs := map[int]*Process{}
 	tids := map[int]bool{}
 	// process -> the first process of its descriptor table, of its fs
@@ -123,14 +124,14 @@ func (t *Tree) validateFiles(c *checker) error {
 			}
 		}
 	}
-	l := &links{procs: procs, tids: tids, files: files, ref: checkRef}
+	l := &Links{procs: procs, tids: tids, files: files, ref: checkRef}
 	for _, f := range t.Files {
 		what := fmt.Sprintf("file %d (%s)", f.ID, f.Kind)
 		if err := checkRef(what, f.Ref); err != nil {
 			return err
 		}
-		if k := fileKinds[f.Kind]; k.link != nil {
-			if err := k.link(f, l); err != nil {
+		if r, ok := f.Record.(FileLinker); ok {
+			if err := r.Link(l); err != nil {
 				return fmt.Errorf("%s: %w", what, err)
 			}
 		}

@@ -175,7 +175,7 @@ func (o *Opener) listeners() []*image.Socket {
 		return nil
 	}
 	for _, f := range o.tree.Files {
-		if s := f.Socket; s != nil && s.Inet != nil && s.Inet.State == "listen" {
+		if s := f.Socket(); s != nil && s.Inet != nil && s.Inet.State == "listen" {
 			ls = append(ls, s)
 		}
 	}
@@ -188,7 +188,7 @@ func (o *Opener) flags(s *image.Socket) int {
 		return 0
 	}
 	for _, f := range o.tree.Files {
-		if f.Socket == s {
+		if f.Socket() == s {
 			return f.Flags
 		}
 	}

@@ -4,6 +4,9 @@ import (
 	"os"
 	"testing"
 
+	// The kinds of open file description an image may hold: without them
+	// no tree of the corpus validates.
+	_ "github.com/seamless-linux/seamless/internal/files"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/image/imagetest"
 )

@@ -745,7 +745,7 @@ func newJournalStream(tree *image.Tree, external map[string]*os.File) (*os.File,
 	}
 	byFile := map[int]bool{}
 	for _, f := range tree.Files {
-		if s := f.Socket; s != nil && s.Unix != nil && s.Unix.External != nil && s.Unix.External.Key == unixsock.JournalStream {
+		if s := f.Socket(); s != nil && s.Unix != nil && s.Unix.External != nil && s.Unix.External.Key == unixsock.JournalStream {
 			byFile[f.ID] = true
 		}
 	}

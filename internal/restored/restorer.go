@@ -119,7 +119,7 @@ func usesJournal(t *image.Tree) bool {
 		return false
 	}
 	for _, f := range t.Files {
-		if s := f.Socket; s != nil && s.Unix != nil && s.Unix.External != nil && s.Unix.External.Key == JournalStream {
+		if s := f.Socket(); s != nil && s.Unix != nil && s.Unix.External != nil && s.Unix.External.Key == JournalStream {
 			return true
 		}
 	}

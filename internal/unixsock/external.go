@@ -90,8 +90,8 @@ func closeDgram(fd int) error {
 func holders(tree *image.Tree) map[uint64]string {
 	byFile := map[int]uint64{}
 	for _, f := range tree.Files {
-		if f.Socket != nil && f.Socket.Unix != nil {
-			byFile[f.ID] = f.Socket.Unix.Inode
+		if f.Socket() != nil && f.Socket().Unix != nil {
+			byFile[f.ID] = f.Socket().Unix.Inode
 		}
 	}
 	out := map[uint64]string{}

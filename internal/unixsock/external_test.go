@@ -20,7 +20,7 @@ func externalTree(key string) (*image.Tree, *image.Socket) {
 		Inode: 42, State: image.UnixConnected, Options: image.UnixOptions{PeekOff: -1},
 		External: &image.UnixExternal{Name: []byte(key), Key: key},
 	}}
-	return &image.Tree{Files: []*image.File{{ID: 1, Kind: image.FileSocket, Socket: s}}}, s
+	return &image.Tree{Files: []*image.File{{ID: 1, Kind: image.FileSocket, Record: s}}}, s
 }
 
 // TestExternalReplacement checks the restore hook for peers outside the

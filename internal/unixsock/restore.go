@@ -129,13 +129,13 @@ func (o *Opener) build() error {
 	o.byIno, o.bySock = map[uint64]*rsock{}, map[*image.Socket]*rsock{}
 	o.holder = holders(o.tree)
 	for _, f := range o.tree.Files {
-		if f.Socket == nil || f.Socket.Unix == nil {
+		if f.Socket() == nil || f.Socket().Unix == nil {
 			continue
 		}
-		r := &rsock{img: f.Socket, u: f.Socket.Unix, flags: f.Flags}
+		r := &rsock{img: f.Socket(), u: f.Socket().Unix, flags: f.Flags}
 		o.order = append(o.order, r)
 		o.byIno[r.u.Inode] = r
-		o.bySock[f.Socket] = r
+		o.bySock[f.Socket()] = r
 	}
 	for _, r := range o.order {
 		r.what = o.describe(r)

@@ -25,6 +25,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	// The kinds of open file description an image may hold.
+	_ "github.com/seamless-linux/seamless/internal/files"
 	"github.com/seamless-linux/seamless/internal/image"
 )
 
@@ -368,7 +370,7 @@ func TestUnixExternalPeer(t *testing.T) {
 	}
 	found := false
 	for _, f := range im.Tree.Files {
-		if s := f.Socket; s != nil && s.Unix != nil && s.Unix.External != nil {
+		if s := f.Socket(); s != nil && s.Unix != nil && s.Unix.External != nil {
 			found = true
 			if s.Unix.External.Key != path {
 				t.Fatalf("external peer recorded as %q, want %q", s.Unix.External.Key, path)

@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/files"
-	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/precheck"
 )
 
@@ -61,7 +60,7 @@ func TestKindsAgree(t *testing.T) {
 	for _, kind := range files.Kinds() {
 		t.Run(kind, func(t *testing.T) {
 			t.Setenv("WL_KIND", kind)
-			if kind == image.FileTerminal {
+			if kind == files.KindTerminal {
 				// A terminal of somebody else: a pty whose master the test holds.
 				master, path := openPty(t)
 				defer master.Close()
