@@ -194,7 +194,7 @@ func cmdRun(ctx context.Context, args []string) error {
 // runner runs scenarios, building (or finding) each guest's image before
 // its first scenario.
 type runner struct {
-	images map[string]*lab.Image
+	images map[string]*lab.Image // by lab.Config.ImageHash
 	repo   string
 	keep   bool
 }
@@ -206,12 +206,15 @@ func (r *runner) run(ctx context.Context, sc *lab.Scenario) (*lab.Report, error)
 	if err != nil {
 		return nil, err
 	}
-	img := r.images[cfg.Suite]
+	// By the image's hash: two guests may share a suite (bookworm and
+	// bookworm-services), never an image.
+	key := cfg.ImageHash()
+	img := r.images[key]
 	if img == nil {
 		if img, err = lab.Build(ctx, cfg, false, os.Stderr); err != nil {
 			return nil, fmt.Errorf("scenario %s: guest %s: %w", sc.Name, cfg.Suite, err)
 		}
-		r.images[cfg.Suite] = img
+		r.images[key] = img
 	}
 	rep, err := lab.RunScenario(ctx, cfg, img, sc, lab.RunOptions{Repo: r.repo, Keep: r.keep, Out: os.Stderr})
 	if rep != nil {
