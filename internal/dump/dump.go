@@ -145,7 +145,7 @@ func Checkpoint(opts Options) (res *Result, err error) {
 		return nil, err
 	}
 	// Verify what was written before anything irreversible happens.
-	im, err := image.OpenWritten(opts.Dir)
+	im, err := image.OpenUnverified(opts.Dir)
 	if err != nil {
 		abort()
 		return nil, fmt.Errorf("verify image: %w", err)

@@ -72,20 +72,21 @@ type Image struct {
 // record of it. Nothing is trusted before all checks pass.
 func Open(dir string) (*Image, error) { return open(dir, true, false) }
 
-// OpenWritten is Open for an image this process has just written: the
-// checksums were computed from the very bytes written, so only the sizes and
-// the metadata are checked again, not every byte of memory.
-func OpenWritten(dir string) (*Image, error) { return open(dir, false, false) }
+// OpenUnverified is Open without the checksums of the files other than
+// tree.json: the owners, types and sizes, tree.json and its records are
+// checked, not every byte of memory. It serves an image this process has
+// just written (the checksums were computed from the very bytes written),
+// and the restore daemon, which reserves a tree's PIDs from it at once and
+// has Verify check the memory while the system boots, before any restore.
+func OpenUnverified(dir string) (*Image, error) { return open(dir, false, false) }
 
-// OpenDeferred is Open without the checksums of the files other than
-// tree.json, which Verify checks later: the restore daemon reserves a
-// tree's PIDs from it at once and verifies the memory while the system
-// boots, before any restore.
-func OpenDeferred(dir string) (*Image, error) { return open(dir, false, false) }
-
-// Verify checks the checksum of every file of the image, as Open does.
+// Verify checks the checksum of every file of the image but tree.json,
+// which opening it checked: with OpenUnverified, what Open checks.
 func (im *Image) Verify() error {
 	for _, e := range im.Entries {
+		if e.Name == TreeName {
+			continue
+		}
 		f, ok := im.files[e.Name]
 		if !ok {
 			return fmt.Errorf("%s: %w: not open", im.Path(e.Name), ErrCorrupt)

@@ -195,7 +195,7 @@ func (d *daemon) loadUnit(u *contract.UnitState, dir string) error {
 	}
 	u.Start = start
 	for _, tree := range trees {
-		im, err := image.OpenDeferred(tree)
+		im, err := image.OpenUnverified(tree)
 		if err != nil {
 			return err
 		}
