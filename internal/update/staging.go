@@ -9,6 +9,7 @@ import (
 
 	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/kernel"
 	"github.com/seamless-linux/seamless/internal/kexec"
 	"github.com/seamless-linux/seamless/internal/store"
 )
@@ -54,7 +55,7 @@ func newStaging(in *contract.Intent) (*staging, error) {
 // preload loads the next kernel with a command line that names the disk
 // image this staging will hold, and the plain initrd.
 func (sg *staging) preload(in *contract.Intent) error {
-	if err := loadKernel(in, in.Cmdline+" "+contract.Disk(sg.dir).Param(), nil); err != nil {
+	if err := loadKernel(in.Kernel, in.Cmdline+" "+contract.Disk(sg.dir).Param(), nil); err != nil {
 		return err
 	}
 	sg.preloaded = true
@@ -87,7 +88,7 @@ func (sg *staging) load(in *contract.Intent, st *contract.Status, phase func(str
 	defer initrd.Close()
 	phase("store", t)
 	t = time.Now()
-	if err := loadKernel(in, in.Cmdline+" "+contract.RAM().Param(), initrd); err != nil {
+	if err := loadKernel(in.Kernel, in.Cmdline+" "+contract.RAM().Param(), initrd); err != nil {
 		return err
 	}
 	phase("kexec load", t)
@@ -95,18 +96,17 @@ func (sg *staging) load(in *contract.Intent, st *contract.Status, phase func(str
 	return nil
 }
 
-// loadKernel loads the intent's kernel with cmdline and initrd (its own
-// initrd when nil).
-func loadKernel(in *contract.Intent, cmdline string, initrd *os.File) error {
+// loadKernel loads k with cmdline and initrd (k's own initrd when nil).
+func loadKernel(k kernel.Kernel, cmdline string, initrd *os.File) error {
 	if initrd == nil {
-		f, err := os.Open(in.Kernel.Initrd)
+		f, err := os.Open(k.Initrd)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
 		initrd = f
 	}
-	return kexecLoad(in.Kernel.Image, initrd, cmdline)
+	return kexecLoad(k.Image, initrd, cmdline)
 }
 
 // kexecLoad is kexec.Load; tests that cannot load a kernel replace it.
@@ -120,7 +120,7 @@ func (sg *staging) close(in *contract.Intent, log io.Writer) {
 		sg.stage.Close()
 	}
 	if sg.preloaded && !sg.kept {
-		if err := loadKernel(in, in.Cmdline, nil); err != nil {
+		if err := loadKernel(in.Kernel, in.Cmdline, nil); err != nil {
 			// The next boot names an image that is not there: its restore
 			// daemon says so and every unit starts as in a reboot.
 			fmt.Fprintf(log, "seamless: load the kernel without the image again: %v\n", err)

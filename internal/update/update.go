@@ -101,13 +101,7 @@ func Update(ctx context.Context, o Options) error {
 	}
 
 	// Test-load the kernel: it must load, and stays loaded as the fallback.
-	initrd, err := os.Open(k.Initrd)
-	if err != nil {
-		return err
-	}
-	err = kexec.Load(k.Image, initrd, cl)
-	initrd.Close()
-	if err != nil {
+	if err := loadKernel(k, cl, nil); err != nil {
 		return fmt.Errorf("preflight: %w", err)
 	}
 	say("  kexec test load: ok")
