@@ -244,6 +244,13 @@ func TestRestoreJSON(t *testing.T) {
 	if !alive(pid) {
 		t.Fatal("restored process is not running")
 	}
+	var names []string
+	for _, p := range r.Phases {
+		names = append(names, p.Name)
+	}
+	if got := strings.Join(names, " "); got != "open seed processes memory files finish" {
+		t.Errorf("restore --json phases %q", got)
+	}
 }
 
 func TestCheckpointFreezesCgroup(t *testing.T) {

@@ -139,7 +139,7 @@ warning says how many entry points it redirects.`, stdout)
 		fmt.Fprintln(stderr, "seamless restore: warning:", w)
 	}
 	if *asJSON {
-		return restored.WriteMessage(stdout, restored.RestorerReport{Root: res.Root, Warnings: res.Warnings})
+		return restored.WriteMessage(stdout, restored.RestorerReport{Root: res.Root, Warnings: res.Warnings, Phases: res.Phases})
 	}
 	fmt.Fprintln(stdout, res.Root)
 	return nil

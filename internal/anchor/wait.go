@@ -2,11 +2,13 @@ package anchor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
+	"golang.org/x/sys/unix"
 )
 
 // TargetWait bounds how long a cold start waits for the targets its unit
@@ -30,7 +32,7 @@ func waitTargets(targets []string, log io.Writer) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), TargetWait)
 	defer cancel()
-	conn, err := sd.NewSystemConnectionContext(ctx)
+	conn, err := systemBus(ctx)
 	if err != nil {
 		fmt.Fprintf(log, "seamless: cannot ask systemd whether %v are reached (%v): starting now\n", targets, err)
 		return
@@ -52,6 +54,24 @@ func waitTargets(targets []string, log io.Writer) {
 				return
 			case <-time.After(targetPoll):
 			}
+		}
+	}
+}
+
+// systemBus connects to the system bus, waiting for it while its socket is
+// not there yet: a unit that no longer waits for basic.target can start
+// before dbus.socket listens (sockets.target comes before basic.target).
+// Any other error (a sandbox that denies the bus) is returned at once.
+func systemBus(ctx context.Context) (*sd.Conn, error) {
+	for {
+		conn, err := sd.NewSystemConnectionContext(ctx)
+		if err == nil || !(errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ECONNREFUSED)) {
+			return conn, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("the system bus is not up after %v: %w", TargetWait, err)
+		case <-time.After(targetPoll):
 		}
 	}
 }

@@ -31,7 +31,8 @@ type Config struct {
 	// with X-SeamlessPreserve=yes.
 	Preserve []string `json:"preserve"`
 	// Store is where the image waits for the new kernel: "ram", "disk", or
-	// "auto" (RAM when it fits with room to spare, else disk).
+	// "auto" (the disk directory when it is on the root file system and
+	// has room, else RAM when it fits with room to spare).
 	Store string `json:"store"`
 	// DiskDir is the root-only directory of the disk store.
 	DiskDir string `json:"disk_dir"`

@@ -3,6 +3,7 @@ package contract
 import (
 	"fmt"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -60,7 +61,7 @@ type Status struct {
 	Updated time.Time     `json:"updated"`
 }
 
-// Phase is a timed step of the checkpoint at shutdown.
+// Phase is a timed step of the checkpoint at shutdown, or of a restore.
 type Phase struct {
 	Name string `json:"name"`
 	Ms   int64  `json:"ms"`
@@ -144,4 +145,13 @@ func restoreState(units []UnitOutcome) string {
 		return UpdateCold
 	}
 	return UpdatePartly
+}
+
+// FormatPhases writes phases in one line: "open 12 ms, memory 40 ms".
+func FormatPhases(phases []Phase) string {
+	parts := make([]string, len(phases))
+	for i, p := range phases {
+		parts[i] = fmt.Sprintf("%s %d ms", p.Name, p.Ms)
+	}
+	return strings.Join(parts, ", ")
 }

@@ -7,33 +7,46 @@ import (
 	"testing"
 )
 
-func TestWithoutNetworkOrder(t *testing.T) {
+func TestEarlyCopy(t *testing.T) {
+	const order = "After=local-fs.target systemd-tmpfiles-setup.service systemd-sysctl.service systemd-sysusers.service systemd-journald.socket nss-user-lookup.target"
+	early := []string{"DefaultDependencies=no", "Conflicts=shutdown.target", "Before=shutdown.target", order}
 	for _, tc := range []struct {
 		name, in string
-		want     []string // lines the output must have
+		want     []string // lines the output must have, in this order
 		gone     []string // lines it must not have
 		removed  string   // the targets taken out, comma-separated
 	}{
 		{"memcached", "[Unit]\nDescription=memcached daemon\nAfter=network.target\n\n[Service]\nExecStart=/usr/bin/memcached\n",
-			[]string{"Description=memcached daemon", "ExecStart=/usr/bin/memcached", "[Service]"}, []string{"After="}, "network.target"},
+			append(append([]string{"[Unit]", "Description=memcached daemon"}, early...), "[Service]", "ExecStart=/usr/bin/memcached"),
+			[]string{"After=network"}, "basic.target,network.target"},
 		{"others kept", "[Unit]\nAfter=network-online.target postgresql.service\nWants=network-online.target\n[Service]\nExecStart=/bin/x\n",
-			[]string{"After=postgresql.service", "Wants=network-online.target"}, []string{"network-online.target postgresql"}, "network-online.target"},
+			[]string{"After=postgresql.service", "Wants=network-online.target", order}, []string{"network-online.target postgresql"}, "basic.target,network-online.target"},
 		{"several lines", "[Unit]\nAfter=nss-lookup.target\nAfter=local-fs.target network.target\n[Service]\nExecStart=/bin/x\n",
-			[]string{"After=local-fs.target"}, []string{"nss-lookup", "After=local-fs.target network.target"}, "network.target,nss-lookup.target"},
-		{"no network", "[Unit]\nAfter=local-fs.target\n[Service]\nExecStart=/bin/x\n", nil, nil, ""},
-		{"not in [Unit]", "[Service]\nAfter=network.target\nExecStart=/bin/x\n", nil, nil, ""},
+			[]string{"After=local-fs.target\n", order}, []string{"nss-lookup.target\n", "After=local-fs.target network.target"}, "basic.target,network.target,nss-lookup.target"},
+		{"no network", "[Unit]\nAfter=local-fs.target\n[Service]\nExecStart=/bin/x\n", early, nil, "basic.target"},
+		{"no [Unit]", "[Service]\nExecStart=/bin/x\n", append(append([]string{"[Unit]"}, early...), "[Service]"), nil, "basic.target"},
+		{"own early order", "[Unit]\nDefaultDependencies=no\nAfter=network.target local-fs.target\n[Service]\nExecStart=/bin/x\n",
+			[]string{"After=local-fs.target", "DefaultDependencies=no"}, []string{"shutdown.target", "tmpfiles", "network.target"}, "network.target"},
+		{"own early order, no network", "[Unit]\nDefaultDependencies=false\n[Service]\nExecStart=/bin/x\n", nil, nil, ""},
+		{"defaults reset", "[Unit]\nDefaultDependencies=no\nDefaultDependencies=\n[Service]\nExecStart=/bin/x\n", early, nil, "basic.target"},
 		{"specifiers and quotes kept", "[Unit]\nAfter=network.target\n[Service]\nExecStart=/usr/bin/x \"%i\" --a=b\n",
-			[]string{`ExecStart=/usr/bin/x "%i" --a=b`}, []string{"After="}, "network.target"},
+			[]string{`ExecStart=/usr/bin/x "%i" --a=b`}, []string{"After=network"}, "basic.target,network.target"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, removed, err := withoutNetworkOrder([]byte(tc.in))
+			got, removed, err := earlyCopy([]byte(tc.in))
 			if err != nil || strings.Join(removed, ",") != tc.removed {
 				t.Fatalf("removed %q, err %v; want %q", removed, err, tc.removed)
 			}
+			if tc.removed == "" && got != "" {
+				t.Fatalf("nothing to take out, but a copy:\n%s", got)
+			}
+			rest := got
 			for _, w := range tc.want {
-				if !strings.Contains(got, w+"\n") {
-					t.Errorf("lacks %q:\n%s", w, got)
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("lacks %q (after the lines before it):\n%s", w, got)
 				}
+				rest = rest[i+len(w):]
 			}
 			for _, g := range tc.gone {
 				if strings.Contains(got, g) {
@@ -65,7 +78,7 @@ func TestEarlyUnit(t *testing.T) {
 	write(etc, "a.service", strings.Replace(net, "%s", "etc", 1), 0o644) // /etc wins
 	write(lib, "pg@.service", strings.Replace(net, "%s", "template", 1), 0o644)
 	write(lib, "open.service", net, 0o666)
-	write(lib, "local.service", "[Unit]\nAfter=local-fs.target\n[Service]\nExecStart=/bin/x\n", 0o644)
+	write(lib, "local.service", "[Unit]\nDefaultDependencies=no\nAfter=local-fs.target\n[Service]\nExecStart=/bin/x\n", 0o644)
 	if err := os.Symlink("/dev/null", filepath.Join(etc, "masked.service")); err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +87,7 @@ func TestEarlyUnit(t *testing.T) {
 		{"a.service", "ExecStart=/bin/etc"},
 		{"pg@15-main.service", "ExecStart=/bin/template"},
 		{"open.service", ""},   // writable by others: not trusted
-		{"local.service", ""},  // no network order to take out
+		{"local.service", ""},  // orders itself, not after the network
 		{"masked.service", ""}, // masked: no file of its own
 		{"none.service", ""},
 	} {

@@ -113,6 +113,11 @@ func Check(pids []int) *Report {
 			bad("process", "a zombie whose parent is outside the unit")
 		}
 		checkSeccomp(proc.Root, pid, tids, bad)
+		for _, tid := range tids {
+			if err := task.CheckLabel(pid, tid); err != nil && !os.IsNotExist(err) {
+				bad("thread "+strconv.Itoa(tid), err.Error())
+			}
+		}
 		if st.State != 'Z' {
 			if err := task.CheckUserNS(pid); err != nil && !os.IsNotExist(err) {
 				bad("process", err.Error())

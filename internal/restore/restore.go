@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/crash"
 	"github.com/seamless-linux/seamless/internal/files"
 	"github.com/seamless-linux/seamless/internal/image"
@@ -61,6 +62,20 @@ type Result struct {
 	// proxy at the image's vDSO address.
 	VDSOProxies []mem.ProxiedVDSO
 	Warnings    []string
+	// Phases are the restore's steps with their durations, in order.
+	Phases []contract.Phase
+}
+
+// phases times the steps of a restore: each mark ends the step it names.
+type phases struct {
+	last time.Time
+	done []contract.Phase
+}
+
+func (p *phases) mark(name string) {
+	now := time.Now()
+	p.done = append(p.done, contract.Phase{Name: name, Ms: now.Sub(p.last).Milliseconds()})
+	p.last = now
 }
 
 // Restore rebuilds the tree of the image in opts.Dir and lets it run. The
@@ -68,6 +83,7 @@ type Result struct {
 // before the whole image has been verified; on failure, whatever was
 // created is killed.
 func Restore(opts Options) (*Result, error) {
+	timing := &phases{last: time.Now()}
 	open := image.Open
 	if opts.Verified {
 		open = image.OpenHeld
@@ -85,6 +101,7 @@ func Restore(opts Options) (*Result, error) {
 	if err := checkIDsFree(plan.IDs, opts.PIDWait); err != nil {
 		return nil, err
 	}
+	timing.mark("open")
 	// Restored trees are reparented to the restorer when the seed goes away,
 	// so that it can reap them if it has to abandon the restore.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -94,7 +111,8 @@ func Restore(opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &restorer{im: im, seed: seed, targets: map[int]*inject.Target{}, threads: map[int]*inject.Thread{}, memDone: map[int]bool{}}
+	timing.mark("seed")
+	r := &restorer{im: im, seed: seed, timing: timing, targets: map[int]*inject.Target{}, threads: map[int]*inject.Thread{}, memDone: map[int]bool{}}
 	inTree := func(pid int) bool { _, ok := r.targets[pid]; return ok || pid == seed.PID }
 	r.opener = files.NewOpener(im, inTree)
 	if opts.UnixExternal != nil {
@@ -116,7 +134,7 @@ func Restore(opts Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Root: tree.Root, Processes: len(tree.Processes), Warnings: r.opener.Warnings,
-		VDSOProxies: r.mem.Proxies}
+		VDSOProxies: r.mem.Proxies, Phases: timing.done}
 	if warning != "" {
 		res.Warnings = append(res.Warnings, warning)
 	}
@@ -158,6 +176,7 @@ type restorer struct {
 	mem     *mem.Restorer
 	// seedGone is set once the seed has been ended.
 	seedGone bool
+	timing   *phases
 	// memDone are the processes whose address space is rebuilt.
 	memDone map[int]bool
 }
@@ -173,6 +192,7 @@ func (r *restorer) run() error {
 	if err := sysvipc.Restore(r.im, tree.SysV, r.targets[tree.Root]); err != nil {
 		return err
 	}
+	r.timing.mark("processes")
 	// Every thread exists before any file is opened: a process may hold
 	// /proc files of its own threads (pthread_setname_np opens
 	// /proc/self/task/TID/comm) or of others in the tree.
@@ -184,6 +204,7 @@ func (r *restorer) run() error {
 			return err
 		}
 	}
+	r.timing.mark("memory")
 	watched, locked := map[int]bool{}, map[int]bool{}
 	for _, p := range tree.Processes {
 		if p.Zombie {
@@ -251,6 +272,7 @@ func (r *restorer) run() error {
 		return err
 	}
 	sysvipc.Finish(tree.SysV)
+	r.timing.mark("files")
 	if err := r.reparentRoot(); err != nil {
 		return err
 	}
@@ -277,6 +299,7 @@ func (r *restorer) run() error {
 		}
 	}
 	r.releaseSeed()
+	r.timing.mark("finish")
 	return nil
 }
 

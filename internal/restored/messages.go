@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/seamless-linux/seamless/internal/contract"
 )
 
 // The messages the daemon exchanges with the processes around it, each a
@@ -65,7 +67,8 @@ func ParseReadiness(line string) (Readiness, error) {
 // output: the restored root PID and the restore's warnings, or why it
 // failed. Its standard error stays a log for people.
 type RestorerReport struct {
-	Root     int      `json:"root,omitempty"`
-	Warnings []string `json:"warnings,omitempty"`
-	Error    string   `json:"error,omitempty"`
+	Root     int              `json:"root,omitempty"`
+	Warnings []string         `json:"warnings,omitempty"`
+	Error    string           `json:"error,omitempty"`
+	Phases   []contract.Phase `json:"phases,omitempty"`
 }

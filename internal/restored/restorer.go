@@ -106,6 +106,9 @@ func (d *daemon) runRestorer(t contract.TreeState, anchor int, cg string, fds []
 	if jerr != nil || report.Root <= 0 {
 		return 0, nil, fmt.Errorf("restore printed %s, not a report with the root pid", Bound(stdout.String()))
 	}
+	if len(report.Phases) > 0 {
+		fmt.Fprintf(d.opts.Log, "restore of pid %d: %s\n", t.Root, contract.FormatPhases(report.Phases))
+	}
 	var warnings []string
 	for _, w := range report.Warnings {
 		warnings = append(warnings, Bound(w))

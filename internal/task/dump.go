@@ -142,6 +142,9 @@ func dumpThread(pid, tid int) (*image.Thread, error) {
 		return nil, err
 	}
 	t.Creds = credsFromStatus(status)
+	if err := CheckLabel(pid, tid); err != nil {
+		return nil, err
+	}
 	if t.Seccomp, err = dumpSeccomp(pid, tid, status); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package update
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -40,17 +41,23 @@ type space struct {
 	mem      int64 // MemAvailable; 0 when unknown
 	disk     int64 // free bytes in the disk store's file system; -1 when unknown
 	diskPath string
+	// offRoot says why the disk directory is not on the root file system
+	// ("" when it is): the initramfs mounts the root alone, so an image
+	// anywhere else would be out of the new boot's reach.
+	offRoot string
 }
 
 func measure(cfg config.Config) space {
-	return space{mem: memAvailable(), disk: freeBytes(cfg.DiskDir), diskPath: cfg.DiskDir}
+	return space{mem: memAvailable(), disk: freeBytes(cfg.DiskDir), diskPath: cfg.DiskDir, offRoot: offRoot(cfg.DiskDir)}
 }
 
 // chooseStore picks where the image waits for the new kernel, and says why
-// in a line for `seamless update`'s output: RAM when the image and the
-// initrd fit twice in available memory with room to spare (store = auto or
-// ram), else the disk directory when its file system has room (auto or
-// disk).
+// in a line for `seamless update`'s output. With store = auto, the disk
+// directory when its file system (the root's) has room: the new kernel is
+// then loaded before the services are frozen, and no copy of the image
+// passes through the kernel and the initramfs, so the pause is shorter
+// (docs/lab.md) and the memory peak lower; else RAM when the image and the
+// initrd fit twice in available memory with room to spare.
 func chooseStore(cfg config.Config, need, initrd int64, sp space) (string, string, error) {
 	ram := ramNeed(need, initrd)
 	ramWhy := fmt.Sprintf("image about %s and initrd %s, held twice while the kernel is loaded: %s of memory, %s available",
@@ -62,6 +69,10 @@ func chooseStore(cfg config.Config, need, initrd int64, sp space) (string, strin
 		diskWhy = fmt.Sprintf("%s: image about %s, free space unknown", sp.diskPath, bytesize.Format(need))
 	}
 	diskFits := sp.disk < 0 || disk <= sp.disk
+	if sp.offRoot != "" {
+		diskWhy = fmt.Sprintf("%s: %s", sp.diskPath, sp.offRoot)
+		diskFits = false
+	}
 	switch cfg.Store {
 	case "ram":
 		if !ramFits {
@@ -69,16 +80,19 @@ func chooseStore(cfg config.Config, need, initrd int64, sp space) (string, strin
 		}
 		return "ram", "ram (" + ramWhy + ")", nil
 	case "disk":
+		if sp.offRoot != "" {
+			return "", "", fmt.Errorf("store = disk, but %s", diskWhy)
+		}
 		if !diskFits {
 			return "", "", fmt.Errorf("store = disk, but the image does not fit in %s", diskWhy)
 		}
 		return "disk", "disk in " + diskWhy, nil
 	}
 	switch {
-	case ramFits:
-		return "ram", "ram (" + ramWhy + ")", nil
 	case diskFits:
-		return "disk", "disk in " + diskWhy + " (in RAM, " + ramWhy + ")", nil
+		return "disk", "disk in " + diskWhy, nil
+	case ramFits:
+		return "ram", "ram (" + ramWhy + "; not on disk: " + diskWhy + ")", nil
 	}
 	return "", "", fmt.Errorf("the image fits neither in memory (%s) nor on disk (%s)", ramWhy, diskWhy)
 }
@@ -119,6 +133,59 @@ func freeBytes(dir string) int64 {
 			return -1
 		}
 	}
+}
+
+// offRoot says why the image directory dir (or its nearest existing
+// parent, as it is created on the same file system) is not on the root
+// file system's mount, or "" when it is.
+func offRoot(dir string) string {
+	mountOf := func(path string) (uint64, error) {
+		var stx unix.Statx_t
+		if err := unix.Statx(unix.AT_FDCWD, path, 0, unix.STATX_MNT_ID, &stx); err != nil {
+			return 0, err
+		}
+		if stx.Mask&unix.STATX_MNT_ID == 0 {
+			return 0, fmt.Errorf("the kernel does not tell the mount of %s", path)
+		}
+		return stx.Mnt_id, nil
+	}
+	root, err := mountOf("/")
+	if err != nil {
+		return fmt.Sprintf("cannot tell whether it is on the root file system: %v", err)
+	}
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		id, err := mountOf(d)
+		if err == nil {
+			if id != root {
+				return fmt.Sprintf("not on the root file system (%s is a mount of its own), and the initramfs mounts only the root", mountPoint(d))
+			}
+			return ""
+		}
+		if !errors.Is(err, unix.ENOENT) || d == "/" || d == "." {
+			return fmt.Sprintf("cannot tell whether it is on the root file system: %v", err)
+		}
+	}
+}
+
+// mountPoint is the mount point of the file system holding path, as
+// /proc/self/mountinfo lists it (the longest one that is path's prefix).
+func mountPoint(path string) string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return path
+	}
+	best := "/"
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := f[4]
+		if (path == mp || strings.HasPrefix(path, strings.TrimSuffix(mp, "/")+"/")) && len(mp) > len(best) {
+			best = mp
+		}
+	}
+	return best
 }
 
 func fileSize(path string) int64 {
