@@ -18,6 +18,7 @@ var phaseColors = map[string]string{
 	PointStage1:    "#f28e2b",
 	PointSwitch:    "#edc948",
 	PointUnit:      "#59a14f",
+	PointAsked:     "#a0cbe8",
 	PointRestored:  "#76b7b2",
 	PointHeld:      "#4e79a7",
 	PointFresh:     "#17becf",

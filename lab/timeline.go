@@ -20,6 +20,7 @@ const (
 	PointStage1    = "stage 1 done"
 	PointSwitch    = "switch root"
 	PointUnit      = "unit started"
+	PointAsked     = "restore asked"
 	PointRestored  = "restored/started"
 	PointHeld      = "held conn answers"
 	PointFresh     = "new conn answers"
@@ -27,7 +28,7 @@ const (
 
 // PointNames lists the points in order.
 var PointNames = []string{PointStop, PointShutdown, PointKexec, PointKernel, PointInitramfs,
-	PointStage1, PointSwitch, PointUnit, PointRestored, PointHeld, PointFresh}
+	PointStage1, PointSwitch, PointUnit, PointAsked, PointRestored, PointHeld, PointFresh}
 
 // Point is one moment of a timeline.
 type Point struct {
@@ -274,6 +275,9 @@ func BuildTimeline(rep *Report, serial []byte) *Timeline {
 		ts, text, ok = journalFind(newB.UnitJournal, "Started memcached")
 	}
 	guestAt(PointUnit, newB.Clock, "journal (new boot)", ts, ok, text)
+	if ts, text, ok = newL.find(false, "seamless-restored: memcached.service: asked by process"); ok {
+		guest(PointAsked, newB.Clock, "new", ts, ok, text)
+	}
 	if ts, text, ok = newL.find(false, "seamless-restored: memcached.service: restored"); ok {
 		guest(PointRestored, newB.Clock, "new", ts, ok, text)
 	} else {

@@ -21,6 +21,7 @@ const serialUpdate = `[    0.000000] Linux version 6.1.0-47-amd64 (debian-kernel
 [    4.000000] Run /init as init process
 [    5.000000] seamless: restore daemon 115: memcached.service pending
 [    9.000000] systemd[1]: systemd 252.39-1~deb12u2 running in system mode (+PAM)
+[   18.000000] seamless-restored: memcached.service: asked by process 402, checked in 12 ms
 [   20.000000] seamless-restored: memcached.service: restored in 1436 ms, main pid 281
 [   30.000000] seamless-lab clock 0002
 `
@@ -54,6 +55,7 @@ func TestBuildTimeline(t *testing.T) {
 		PointStage1:    8000,  // new 5 s
 		PointSwitch:    12000, // new 9 s
 		PointUnit:      18500, // journal 15.5 s
+		PointAsked:     21000, // new 18 s
 		PointRestored:  23000, // new 20 s
 		PointHeld:      24500,
 		PointFresh:     24000,
@@ -164,7 +166,7 @@ func TestKernelLine(t *testing.T) {
 
 func TestTimelineSummary(t *testing.T) {
 	tl := &Timeline{Points: ordered(map[string]Point{PointStop: {Name: PointStop, MS: ms(0)}, PointFresh: {Name: PointFresh, MS: ms(41250)}})}
-	want := "freeze/stop 0, new conn answers 41.25; missing: shutdown done, kexec, new kernel, initramfs unpacked, stage 1 done, switch root, unit started, restored/started, held conn answers"
+	want := "freeze/stop 0, new conn answers 41.25; missing: shutdown done, kexec, new kernel, initramfs unpacked, stage 1 done, switch root, unit started, restore asked, restored/started, held conn answers"
 	if got := tl.Summary(); got != want {
 		t.Errorf("Summary() = %q\nwant        %q", got, want)
 	}

@@ -79,6 +79,9 @@ func Run(o Options) error {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
+	// The journal's time of this line is when the unit's sandbox was up
+	// and the anchor running (see the daemon's "asked by" line).
+	fmt.Fprintf(o.Log, "seamless: %s: asking the restore daemon\n", o.Unit)
 	main, err := ask(o.Unit, o.Timeout)
 	if err == nil {
 		if err = notify(fmt.Sprintf("MAINPID=%d\nREADY=1\nSTATUS=restored by seamless with its PIDs", main)); err == nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -64,6 +65,7 @@ func (d *daemon) serve(c *net.UnixConn) {
 	if err != nil {
 		return
 	}
+	asked := time.Now()
 	fds := rights(oob[:oobn])
 	defer func() {
 		for _, f := range fds {
@@ -82,7 +84,7 @@ func (d *daemon) serve(c *net.UnixConn) {
 		if err := json.Unmarshal(buf[:n], &req); err != nil {
 			return fmt.Errorf("request: %w", err)
 		}
-		reply.MainPID, cg, err = d.restoreUnit(req.Unit, p, fds)
+		reply.MainPID, cg, err = d.restoreUnit(req.Unit, p, fds, asked)
 		return err
 	})
 	if p != nil {
