@@ -52,13 +52,20 @@ func facts(u *contract.UnitState, pid int) (unitFacts, error) {
 	if name != u.Unit {
 		return unitFacts{}, fmt.Errorf("systemd counts process %d as %s's, not %s's", pid, name, u.Unit)
 	}
-	props, err := conn.GetUnitTypePropertiesContext(ctx, u.Unit, "Service")
-	if err != nil {
-		return unitFacts{}, fmt.Errorf("ask systemd about %s: %w", u.Unit, err)
-	}
+	// Two properties, not all of them: systemd is starting the rest of
+	// the boot meanwhile, and the whole set of a service took it seconds
+	// to send under emulation.
 	f := unitFacts{source: "systemd"}
-	f.cgroup, _ = props["ControlGroup"].(string)
-	f.user, _ = props["User"].(string)
+	for _, p := range []struct {
+		name string
+		to   *string
+	}{{"ControlGroup", &f.cgroup}, {"User", &f.user}} {
+		prop, err := conn.GetServicePropertyContext(ctx, u.Unit, p.name)
+		if err != nil {
+			return unitFacts{}, fmt.Errorf("ask systemd about %s's %s: %w", u.Unit, p.name, err)
+		}
+		*p.to, _ = prop.Value.Value().(string)
+	}
 	if f.cgroup == "" {
 		return unitFacts{}, fmt.Errorf("systemd knows no cgroup of %s", u.Unit)
 	}
