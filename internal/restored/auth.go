@@ -83,7 +83,11 @@ func (d *daemon) authorize(u *contract.UnitState, p *peer) (cg string, inUnit bo
 	if err != nil {
 		return "", false, err
 	}
+	asked := time.Now()
 	f, err := facts(u, p.pid)
+	if err == nil {
+		fmt.Fprintf(d.opts.Log, "%s: %s told the unit's cgroup and user in %d ms\n", u.Unit, f.source, time.Since(asked).Milliseconds())
+	}
 	if err != nil {
 		// Whoever is in the cgroup the image recorded is the unit's own
 		// process (only systemd puts processes there): it is refused, but

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,6 +22,8 @@ import (
 type peer struct {
 	pid, uid int
 	pidfd    int
+	// pinned is how long pinning it took (for the daemon's log).
+	pinned time.Duration
 }
 
 // usePeerPIDFD is false to test the way of kernels before 6.5.

@@ -81,6 +81,7 @@ func (d *daemon) serve(c *net.UnixConn) {
 		if p, err = peerOf(c, d.proc); err != nil {
 			return err
 		}
+		p.pinned = time.Since(asked)
 		if err := json.Unmarshal(buf[:n], &req); err != nil {
 			return fmt.Errorf("request: %w", err)
 		}

@@ -24,7 +24,7 @@ func (d *daemon) restoreUnit(unit string, p *peer, fds []*os.File, asked time.Ti
 	// asker, waiting for the image's verdict, entering the real root,
 	// asking systemd about the asker) tell the boot's share of the pause
 	// from the restore's.
-	fmt.Fprintf(d.opts.Log, "%s: asked by process %d, checked in %d ms\n", unit, p.pid, start.Sub(asked).Milliseconds())
+	fmt.Fprintf(d.opts.Log, "%s: asked by process %d, checked in %d ms (pinned in %d ms)\n", unit, p.pid, start.Sub(asked).Milliseconds(), p.pinned.Milliseconds())
 	main, err := d.restoreTrees(u, p, cg, fds)
 	d.mu.Lock()
 	defer d.mu.Unlock()
