@@ -275,9 +275,8 @@ func BuildTimeline(rep *Report, serial []byte) *Timeline {
 		ts, text, ok = journalFind(newB.UnitJournal, "Started memcached")
 	}
 	guestAt(PointUnit, newB.Clock, "journal (new boot)", ts, ok, text)
-	if ts, text, ok = newL.find(false, "seamless-restored: memcached.service: asked by process"); ok {
-		guest(PointAsked, newB.Clock, "new", ts, ok, text)
-	}
+	ts, text, ok = newL.find(false, "seamless-restored: memcached.service: asked by process")
+	guest(PointAsked, newB.Clock, "new", ts, ok, text)
 	if ts, text, ok = newL.find(false, "seamless-restored: memcached.service: restored"); ok {
 		guest(PointRestored, newB.Clock, "new", ts, ok, text)
 	} else {

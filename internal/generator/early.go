@@ -12,6 +12,8 @@ import (
 
 	"github.com/coreos/go-systemd/v22/unit"
 	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/units"
 )
 
 // networkTargets are the targets a restored unit no longer waits for. Its
@@ -136,13 +138,8 @@ func earlyCopy(text []byte) (string, []string, error) {
 	kept := opts[:0]
 	for _, o := range opts {
 		if o.Section == "Unit" && o.Name == "DefaultDependencies" {
-			// systemd's boolean parser; an empty value resets to yes.
-			switch strings.ToLower(strings.TrimSpace(o.Value)) {
-			case "no", "false", "0", "off", "n", "f":
-				defaults = false
-			default:
-				defaults = true
-			}
+			v, ok := units.Boolean(o.Value)
+			defaults = v || !ok // an empty value resets it to yes
 			continue
 		}
 		if o.Section == "Unit" && o.Name == "After" {

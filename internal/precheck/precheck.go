@@ -114,7 +114,7 @@ func Check(pids []int) *Report {
 		}
 		checkSeccomp(proc.Root, pid, tids, bad)
 		for _, tid := range tids {
-			if err := task.CheckLabel(pid, tid); err != nil && !os.IsNotExist(err) {
+			if err := task.CheckLabel(pid, tid); err != nil {
 				bad("thread "+strconv.Itoa(tid), err.Error())
 			}
 		}

@@ -85,15 +85,13 @@ func (d *daemon) authorize(u *contract.UnitState, p *peer) (cg string, inUnit bo
 	}
 	asked := time.Now()
 	f, err := facts(u, p.pid)
-	if err == nil {
-		fmt.Fprintf(d.opts.Log, "%s: %s told the unit's cgroup and user in %d ms\n", u.Unit, f.source, time.Since(asked).Milliseconds())
-	}
 	if err != nil {
 		// Whoever is in the cgroup the image recorded is the unit's own
 		// process (only systemd puts processes there): it is refused, but
 		// the unit must not wait for the daemon's timeout.
 		return "", u.Start.ControlGroup != "" && cg == u.Start.ControlGroup && p.alive(), err
 	}
+	fmt.Fprintf(d.opts.Log, "%s: %s told the unit's cgroup and user in %d ms\n", u.Unit, f.source, time.Since(asked).Milliseconds())
 	if cg != f.cgroup {
 		return "", false, fmt.Errorf("process %d is in cgroup %s, not in %s (%s's, says %s): it may not restore it", p.pid, cg, f.cgroup, u.Unit, f.source)
 	}

@@ -71,14 +71,23 @@ func readPreserve(path string) (set, on bool, err error) {
 			continue
 		}
 		set = true
-		switch strings.ToLower(strings.TrimSpace(o.Value)) {
-		case "yes", "true", "on", "1", "y", "t":
-			on = true
-		default:
-			on = false // "no", or "" which resets it
-		}
+		v, ok := Boolean(o.Value)
+		on = ok && v // "no", or "" which resets it
 	}
 	return set, on, nil
+}
+
+// Boolean parses a unit file's boolean as systemd does (yes/no, true/false,
+// on/off, 1/0, y/n, t/f, any case); ok is false for anything else,
+// including "", which resets a setting to its default.
+func Boolean(s string) (v, ok bool) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "yes", "true", "on", "1", "y", "t":
+		return true, true
+	case "no", "false", "off", "0", "n", "f":
+		return false, true
+	}
+	return false, false
 }
 
 // UnitFiles asks systemd for the files of the loaded services: every one

@@ -119,3 +119,18 @@ func TestCgroupV2(t *testing.T) {
 		}
 	}
 }
+
+func TestBoolean(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		v, ok bool
+	}{
+		{"yes", true, true}, {" On ", true, true}, {"1", true, true}, {"T", true, true},
+		{"no", false, true}, {"FALSE", false, true}, {"0", false, true}, {"f", false, true},
+		{"", false, false}, {"maybe", false, false}, {"2", false, false},
+	} {
+		if v, ok := Boolean(tc.in); v != tc.v || ok != tc.ok {
+			t.Errorf("Boolean(%q) = %v, %v; want %v, %v", tc.in, v, ok, tc.v, tc.ok)
+		}
+	}
+}

@@ -157,7 +157,7 @@ func offRoot(dir string) string {
 		id, err := mountOf(d)
 		if err == nil {
 			if id != root {
-				return fmt.Sprintf("not on the root file system (%s is a mount of its own), and the initramfs mounts only the root", mountPoint(d))
+				return fmt.Sprintf("not on the root file system (%s is a mount of its own), and the initramfs mounts only the root", mountPoint(id))
 			}
 			return ""
 		}
@@ -167,25 +167,20 @@ func offRoot(dir string) string {
 	}
 }
 
-// mountPoint is the mount point of the file system holding path, as
-// /proc/self/mountinfo lists it (the longest one that is path's prefix).
-func mountPoint(path string) string {
+// mountPoint is the mount point of the mount with ID id, as
+// /proc/self/mountinfo lists it (the ID is its first field).
+func mountPoint(id uint64) string {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		return path
+		return fmt.Sprintf("mount %d", id)
 	}
-	best := "/"
+	want := strconv.FormatUint(id, 10)
 	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		mp := f[4]
-		if (path == mp || strings.HasPrefix(path, strings.TrimSuffix(mp, "/")+"/")) && len(mp) > len(best) {
-			best = mp
+		if f := strings.Fields(line); len(f) > 4 && f[0] == want {
+			return f[4]
 		}
 	}
-	return best
+	return fmt.Sprintf("mount %d", id)
 }
 
 func fileSize(path string) int64 {
