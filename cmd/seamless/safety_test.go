@@ -296,7 +296,7 @@ func TestAnchorGoneBeforeAnswer(t *testing.T) {
 	img := t.TempDir()
 	pid := u.checkpoint(t, img)
 	dcg, _ := newCgroup(t, "")
-	_, ready := u.daemonIn(t, dcg, img)
+	daemon, ready := u.daemonIn(t, dcg, img)
 	if !strings.Contains(ready, u.name+" pending") {
 		t.Fatalf("daemon readiness %q", ready)
 	}
@@ -311,6 +311,12 @@ func TestAnchorGoneBeforeAnswer(t *testing.T) {
 	}
 	if r := u.readState(t).Unit(u.name).Reason; !strings.Contains(r, "anchor went away") {
 		t.Fatalf("reason %q", r)
+	}
+	// The daemon writes the state before it stops listening: an anchor
+	// that connects in between gets no answer and exits 171, and systemd
+	// would start it again. This test starts one anchor: after the daemon.
+	if code := exitOf(t, daemon, 60*time.Second); code != 0 {
+		t.Fatalf("the daemon exited with %d", code)
 	}
 	again := u.restart(t)
 	u.coldStarted(t, again)
