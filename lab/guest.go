@@ -121,7 +121,7 @@ func (g *Guest) WaitBoot(ctx context.Context, timeout time.Duration, notBootID s
 	if info.Clock, err = g.SampleClock(ctx); err != nil {
 		logf(g.Out, "warning: no clock sample of this boot: %v", err)
 	}
-	info.UnitJournal, _ = g.Output(ctx, "journalctl -b -o short-monotonic --no-pager -u memcached.service | grep -E 'Starting|Started|Stopping|Stopped|Failed' | head -20", 30*time.Second)
+	info.UnitJournal, _ = g.Output(ctx, "journalctl -b -o short-monotonic --no-pager -u memcached.service | grep -E 'Starting|Started|Stopping|Stopped|Failed|asking the restore daemon' | head -20", 30*time.Second)
 	logf(g.Out, "guest up: %s, agent after %.1f s, multi-user (%s) after %.1f s", info.Release, info.AgentSecs, info.SystemState, info.ReadySecs)
 	return info, nil
 }

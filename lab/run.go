@@ -48,6 +48,9 @@ type runner struct {
 // never modified), runs the scenario and returns its report. The error is
 // non-nil when the run could not complete or an expectation failed.
 func RunScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt RunOptions) (*Report, error) {
+	if sc.MemoryMB > 0 {
+		cfg.MemoryMB = sc.MemoryMB
+	}
 	runDir, err := NewRunDir(cfg, sc.Name)
 	if err != nil {
 		return nil, err

@@ -44,8 +44,11 @@ type Scenario struct {
 	// Holds are connections from the host to services of the guest, opened
 	// by holds-start and used again by holds-check (see holds.go); each
 	// one's port is forwarded under its name.
-	Holds  []Hold `json:"holds,omitempty"`
-	Expect Expect `json:"expect"`
+	Holds []Hold `json:"holds,omitempty"`
+	// MemoryMB is the guest's RAM in this scenario (default: the guest's,
+	// 2048): a service holding gigabytes needs more.
+	MemoryMB int    `json:"memory_mb,omitempty"`
+	Expect   Expect `json:"expect"`
 }
 
 // Memcached is the data set of the memcached-fill and memcached-count actions.

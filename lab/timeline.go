@@ -275,8 +275,14 @@ func BuildTimeline(rep *Report, serial []byte) *Timeline {
 		ts, text, ok = journalFind(newB.UnitJournal, "Started memcached")
 	}
 	guestAt(PointUnit, newB.Clock, "journal (new boot)", ts, ok, text)
-	ts, text, ok = newL.find(false, "seamless-restored: memcached.service: asked by process")
-	guest(PointAsked, newB.Clock, "new", ts, ok, text)
+	// The anchor's own line says when it asked; the daemon's is written
+	// once its checks of the asker are done (older runs have only that).
+	if ts, text, ok = journalFind(newB.UnitJournal, "asking the restore daemon"); ok {
+		guestAt(PointAsked, newB.Clock, "journal (new boot)", ts, ok, text)
+	} else {
+		ts, text, ok = newL.find(false, "seamless-restored: memcached.service: asked by process")
+		guest(PointAsked, newB.Clock, "new", ts, ok, text)
+	}
 	if ts, text, ok = newL.find(false, "seamless-restored: memcached.service: restored"); ok {
 		guest(PointRestored, newB.Clock, "new", ts, ok, text)
 	} else {

@@ -38,7 +38,8 @@ func TestBuildTimeline(t *testing.T) {
 		Boots: []BootInfo{
 			{Release: "6.1.0-47-amd64", Clock: &ClockSample{Host: at(0), KernelS: 100}},
 			{Release: "6.1.0-50-amd64", Clock: &ClockSample{Host: at(62), KernelS: 30},
-				UnitJournal: "[   15.500000] seamless-lab systemd[1]: Starting memcached.service - memcached daemon...\n"},
+				UnitJournal: "[   15.500000] seamless-lab systemd[1]: Starting memcached.service - memcached daemon...\n" +
+					"[   16.700000] seamless-lab seamless[402]: seamless: memcached.service: asking the restore daemon\n"},
 		},
 		Steps: []StepResult{{Phase: "switch", Started: at(20), Reboots: true}},
 		// The host client stopped getting answers at host 5029 s, the held
@@ -55,7 +56,7 @@ func TestBuildTimeline(t *testing.T) {
 		PointStage1:    8000,  // new 5 s
 		PointSwitch:    12000, // new 9 s
 		PointUnit:      18500, // journal 15.5 s
-		PointAsked:     21000, // new 18 s
+		PointAsked:     19700, // journal 16.7 s (the daemon's line, at 18 s, comes after its checks)
 		PointRestored:  23000, // new 20 s
 		PointHeld:      24500,
 		PointFresh:     24000,

@@ -60,14 +60,11 @@ func cmdBench(ctx context.Context, args []string) error {
 		}
 		scs[ref] = sc
 	}
-	if *repo == "" {
-		wd, _ := os.Getwd()
-		r, err := lab.FindRepo(wd)
-		if err != nil {
-			return fmt.Errorf("bench: %w (give --repo)", err)
-		}
-		*repo = r
+	r, err := repoRoot(*repo)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
 	}
+	*repo = r
 	rr := runner{images: map[string]*lab.Image{}, repo: *repo}
 	var reports []*lab.Report
 	var lost []lab.BenchRun
@@ -86,6 +83,20 @@ func cmdBench(ctx context.Context, args []string) error {
 		reports = append(reports, rep)
 	}
 	return errors.Join(failed, writeBench(reports, lost, *jsonOut, *svgOut))
+}
+
+// repoRoot is the repository whose commands go into the guest: given, or
+// the one around the working directory.
+func repoRoot(given string) (string, error) {
+	if given != "" {
+		return given, nil
+	}
+	wd, _ := os.Getwd()
+	r, err := lab.FindRepo(wd)
+	if err != nil {
+		return "", fmt.Errorf("%w (give --repo)", err)
+	}
+	return r, nil
 }
 
 // writeBench summarises the runs (and those that left no report), prints

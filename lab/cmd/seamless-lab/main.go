@@ -45,6 +45,13 @@ func usage() {
       --svg FILE     the runs' timelines (default: the JSON file's name with .svg)
       --repo DIR     as for run
       --reports      summarise finished runs (REPORT.json files or run directories) instead
+  seamless-lab scale [flags] [SCENARIO...]  the scenarios (default seamless-update and kexec-plain) with
+                                        memcached holding each size in a 4 GiB guest: gap against size
+      --sizes LIST   MiB of values, comma-separated (default 64,512,1536)
+      -n N           rounds (default 1)
+      --json FILE    write {"runs": [...]} (default: scale-TIME.json in the cache)
+      --svg FILE     the plot (default: the JSON file's name with .svg)
+      --repo DIR     as for run
   seamless-lab timeline [-o FILE] REPORT.json...  draw the timelines of finished runs side by side
   seamless-lab list                     list built-in scenarios, with their guests
   seamless-lab check SCENARIO...        parse and validate scenario files
@@ -88,6 +95,8 @@ func main() {
 		err = cmdExec(ctx, os.Args[2:])
 	case "bench":
 		err = cmdBench(ctx, os.Args[2:])
+	case "scale":
+		err = cmdScale(ctx, os.Args[2:])
 	case "timeline":
 		err = cmdTimeline(os.Args[2:])
 	case "-h", "--help", "help":
