@@ -113,6 +113,7 @@ func Run(opts Options) error {
 		return nil
 	}
 	go d.verify()
+	go loadPeerDiag(func() (bool, bool, error) { return pid1Moved(d.proc) }, d.done)
 	select {
 	case <-d.done:
 	case <-time.After(opts.Timeout):

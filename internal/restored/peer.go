@@ -180,3 +180,20 @@ func unixPeerInode(ino uint64) (uint64, error) {
 	}
 	return 0, fmt.Errorf("sock_diag: no peer for socket %d", ino)
 }
+
+// peerPIDFDWorks reports whether this kernel has SO_PEERPIDFD (Linux 6.5),
+// with which pinning a peer needs no sock_diag.
+func peerPIDFDWorks() bool {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	pidfd, err := unix.GetsockoptInt(fds[0], unix.SOL_SOCKET, unix.SO_PEERPIDFD)
+	if err != nil {
+		return false
+	}
+	unix.Close(pidfd)
+	return true
+}

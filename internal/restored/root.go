@@ -2,6 +2,7 @@ package restored
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -55,23 +56,63 @@ func (d *daemon) awaitRoot(deadline time.Time) error {
 // PID 1 is out of reach (another user namespace, in tests), it cannot have
 // switched root under the daemon either: the daemon is where it belongs.
 func (d *daemon) rootMoved() (bool, error) {
-	fd, err := unix.Openat(int(d.proc.Fd()), "1/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err == unix.EACCES {
+	moved, reachable, err := pid1Moved(d.proc)
+	if !reachable {
 		d.root = true
-		return false, nil
+	}
+	return moved, err
+}
+
+// pid1Moved reports whether PID 1's root (through proc) differs from this
+// process's, and whether PID 1 could be seen at all.
+func pid1Moved(proc *os.File) (moved, reachable bool, err error) {
+	fd, err := unix.Openat(int(proc.Fd()), "1/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err == unix.EACCES {
+		return false, false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("find the real root: %w", err)
+		return false, true, fmt.Errorf("find the real root: %w", err)
 	}
 	defer unix.Close(fd)
 	var theirs, mine unix.Stat_t
 	if err := unix.Fstat(fd, &theirs); err != nil {
-		return false, err
+		return false, true, err
 	}
 	if err := unix.Stat("/", &mine); err != nil {
-		return false, err
+		return false, true, err
 	}
-	return theirs.Dev != mine.Dev || theirs.Ino != mine.Ino, nil
+	return theirs.Dev != mine.Dev || theirs.Ino != mine.Ino, true, nil
+}
+
+// loadPeerDiag has the kernel load what answers unixPeerInode (unix_diag,
+// a module in Debian's kernels) as soon as PID 1 has switched to the real
+// root, whose /lib/modules the kernel's modprobe then reads: the first
+// anchor's pinning no longer waits for the module (0.2 s under emulation
+// while the boot goes on). On kernels with SO_PEERPIDFD (6.5) nothing
+// needs it, and a query costs nothing. It gives up when done closes.
+// moved is pid1Moved, given for tests.
+func loadPeerDiag(moved func() (bool, bool, error), done <-chan struct{}) {
+	if usePeerPIDFD && peerPIDFDWorks() {
+		return
+	}
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		moved, reachable, err := moved()
+		if err != nil || !reachable {
+			return
+		}
+		if moved {
+			// Any query loads the module; what it answers does not matter.
+			unixPeerInode(0)
+			return
+		}
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func (d *daemon) chroot() error {
