@@ -38,6 +38,7 @@ func usage() {
       --svg FILE     draw the runs' timelines side by side into FILE
       --repo DIR     repository whose ./cmd/... are built into the guest (default: found from cwd)
       --no-payload   do not build or install the project's commands
+      --guest NAME   run them in this guest instead (bench-criu --guest trixie: against CRIU 4.1.1)
   seamless-lab bench [flags] [SCENARIO...]  interleaved runs (default seamless-update and kexec-plain):
                                         median and spread of the gap and of each phase
       -n N           rounds (default 3)
@@ -147,6 +148,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	svgOut := fs.String("svg", "", "draw the runs' timelines side by side into this SVG file")
 	repo := fs.String("repo", "", "repository root whose commands are installed in the guest")
 	noPayload := fs.Bool("no-payload", false, "do not build or install the project's commands")
+	guest := fs.String("guest", "", "run the scenarios in this guest instead of their own (the run is named SCENARIO-GUEST)")
 	_ = fs.Parse(args)
 	if fs.NArg() == 0 {
 		usage()
@@ -161,6 +163,12 @@ func cmdRun(ctx context.Context, args []string) error {
 		sc, err := lab.LoadScenario(ref)
 		if err != nil {
 			return err
+		}
+		if *guest != "" && *guest != guestOf(sc) {
+			if _, err := lab.ConfigFor(*guest); err != nil {
+				return err
+			}
+			sc.Guest, sc.Name = *guest, sc.Name+"-"+*guest
 		}
 		scs = append(scs, sc)
 	}
