@@ -9,8 +9,6 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/seamless-linux/seamless/internal/parallel"
 )
 
 // BlockSize is the unit of an image file's checksum. Each block is
@@ -131,11 +129,11 @@ func (b *BlockFile) Close() error {
 
 // sumFile computes the checksum of the first size bytes of an image
 // file, reading its blocks on every CPU.
-func sumFile(f *os.File, size int64) (uint32, error) {
+func sumFile(f *os.File, size int64, each func(int, func(int) error) error) (uint32, error) {
 	n := int((size + BlockSize - 1) / BlockSize)
 	blocks := make([]uint32, n)
 	bufs := sync.Pool{New: func() any { b := make([]byte, BlockSize); return &b }}
-	err := parallel.Each(n, func(i int) error {
+	err := each(n, func(i int) error {
 		bp := bufs.Get().(*[]byte)
 		defer bufs.Put(bp)
 		buf := *bp

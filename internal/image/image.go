@@ -20,6 +20,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/seamless-linux/seamless/internal/parallel"
 )
 
 // Version is the image format version this build writes; it reads every
@@ -82,7 +84,14 @@ func OpenUnverified(dir string) (*Image, error) { return open(dir, false, false)
 
 // Verify checks the checksum of every file of the image but tree.json,
 // which opening it checked: with OpenUnverified, what Open checks.
-func (im *Image) Verify() error {
+func (im *Image) Verify() error { return im.verify(parallel.Each) }
+
+// VerifyIdle is Verify on CPU time nothing else wants (SCHED_IDLE): the
+// restore daemon verifies an image while the system boots, which it must
+// not slow down.
+func (im *Image) VerifyIdle() error { return im.verify(parallel.EachIdle) }
+
+func (im *Image) verify(each func(int, func(int) error) error) error {
 	for _, e := range im.Entries {
 		if e.Name == TreeName {
 			continue
@@ -91,7 +100,7 @@ func (im *Image) Verify() error {
 		if !ok {
 			return fmt.Errorf("%s: %w: not open", im.Path(e.Name), ErrCorrupt)
 		}
-		if err := verifyFile(f, e); err != nil {
+		if err := verifyFile(f, e, each); err != nil {
 			return err
 		}
 	}
@@ -134,7 +143,7 @@ func (im *Image) load(d *os.File, contents, held bool) error {
 		}
 		im.files[e.Name] = f
 		if contents || e.Name == TreeName {
-			if err := verifyFile(f, e); err != nil {
+			if err := verifyFile(f, e, parallel.Each); err != nil {
 				return err
 			}
 		}
@@ -310,8 +319,8 @@ func validName(n string) bool {
 }
 
 // verifyFile checks the checksum of an image file whose size was checked.
-func verifyFile(f *os.File, e Entry) error {
-	sum, err := sumFile(f, e.Size)
+func verifyFile(f *os.File, e Entry, each func(int, func(int) error) error) error {
+	sum, err := sumFile(f, e.Size, each)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", f.Name(), err)
 	}

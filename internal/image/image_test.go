@@ -187,3 +187,30 @@ func TestSeccompJSON(t *testing.T) {
 		t.Errorf("a thread without filters has a seccomp field: %s", b)
 	}
 }
+
+// TestVerifyFindsDamage: an image opened unverified (as the restore daemon
+// does) is refused by Verify and by VerifyIdle once a page is damaged, and
+// passes both when whole.
+func TestVerifyFindsDamage(t *testing.T) {
+	for name, verify := range map[string]func(*Image) error{"Verify": (*Image).Verify, "VerifyIdle": (*Image).VerifyIdle} {
+		t.Run(name, func(t *testing.T) {
+			dir := writeImage(t)
+			im, err := OpenUnverified(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := verify(im); err != nil {
+				t.Fatalf("whole image: %v", err)
+			}
+			im.Close()
+			flip(t, filepath.Join(dir, "pages-10.img"), 4000)
+			if im, err = OpenUnverified(dir); err != nil {
+				t.Fatalf("opened unverified: %v", err)
+			}
+			defer im.Close()
+			if err := verify(im); err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
+				t.Fatalf("damaged image: %v, want a checksum mismatch", err)
+			}
+		})
+	}
+}
