@@ -10,6 +10,8 @@
 #   make lab-all run every lab scenario, on every lab guest (root; hours)
 #   make bench-lab  BENCH_N interleaved lab runs of seamless-update and kexec-plain:
 #                median and spread of the gap and each phase, JSON + SVG (root; ~15 min a run)
+#   make bench-scale  seamless-update and kexec-plain with memcached holding 64 MiB, 512 MiB and
+#                1.5 GiB in a 4 GiB guest: the gap against the size, JSON + SVG (root; ~45 min)
 
 GO      ?= go
 BIN     := bin
@@ -19,7 +21,7 @@ DEBDIR  ?= build/deb
 RPMDIR  ?= build/rpm
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build test unit roundtrip bench bench-lab demo deb rpm rpm-check lab-all deps vet fmt-check clean
+.PHONY: all build test unit roundtrip bench bench-lab bench-scale demo deb rpm rpm-check lab-all deps vet fmt-check clean
 
 all: build
 
@@ -77,6 +79,10 @@ lab-all:
 BENCH_N ?= 3
 bench-lab:
 	$(GO) run ./lab/cmd/seamless-lab bench -n $(BENCH_N) $(if $(BENCH_JSON),--json $(BENCH_JSON))
+
+# SCALE_SIZES=64,512 to choose the sizes (MiB), SCALE_JSON=FILE where the result goes.
+bench-scale:
+	$(GO) run ./lab/cmd/seamless-lab scale $(if $(SCALE_SIZES),--sizes $(SCALE_SIZES)) $(if $(SCALE_JSON),--json $(SCALE_JSON))
 
 clean:
 	rm -rf $(BIN) build
