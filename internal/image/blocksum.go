@@ -3,7 +3,6 @@ package image
 import (
 	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 	"sync"
@@ -27,7 +26,7 @@ type blockSum struct {
 func (b *blockSum) Write(p []byte) {
 	for len(p) > 0 {
 		k := min(len(p), BlockSize-b.n)
-		b.cur = crc32.Update(b.cur, castagnoli, p[:k])
+		b.cur = crcUpdate(b.cur, p[:k])
 		b.n += k
 		p = p[k:]
 		if b.n == BlockSize {
@@ -46,7 +45,7 @@ func (b *blockSum) Sum() uint32 {
 	if b.n > 0 {
 		b.flush()
 	}
-	return crc32.Checksum(b.sums, castagnoli)
+	return crcChecksum(b.sums)
 }
 
 // combine turns per-block checksums into the file checksum.
@@ -55,7 +54,7 @@ func combine(blocks []uint32) uint32 {
 	for _, s := range blocks {
 		b = binary.LittleEndian.AppendUint32(b, s)
 	}
-	return crc32.Checksum(b, castagnoli)
+	return crcChecksum(b)
 }
 
 // BlockFile is an image file of known size whose blocks are filled in any
@@ -101,7 +100,7 @@ func (b *BlockFile) WriteBlock(i int, p []byte) error {
 	if _, err := b.f.WriteAt(p, int64(i)*BlockSize); err != nil {
 		return fmt.Errorf("write %s: %w", b.name, err)
 	}
-	sum := crc32.Checksum(p, castagnoli)
+	sum := crcChecksum(p)
 	b.mu.Lock()
 	b.blocks[i], b.done[i] = sum, true
 	b.mu.Unlock()
@@ -144,7 +143,7 @@ func sumFile(f *os.File, size int64, each func(int, func(int) error) error) (uin
 			}
 			return err
 		}
-		blocks[i] = crc32.Checksum(buf[:k], castagnoli)
+		blocks[i] = crcChecksum(buf[:k])
 		return nil
 	})
 	if err != nil {

@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -37,7 +36,6 @@ const (
 	TreeName     = "tree.json"
 )
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // ErrCorrupt is wrapped by every error about a damaged image.
 var ErrCorrupt = errors.New("image is damaged")
@@ -281,7 +279,7 @@ func ParseManifest(b []byte) (*Image, error) {
 	if err != nil {
 		return nil, bad("unreadable end line")
 	}
-	if got := crc32.Checksum(body, castagnoli); got != uint32(want) {
+	if got := crcChecksum(body); got != uint32(want) {
 		return nil, bad("checksum mismatch (stored %08x, computed %08x)", want, got)
 	}
 	im := &Image{Format: v}
