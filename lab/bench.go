@@ -143,9 +143,14 @@ func (b *BenchResult) WriteJSON(w io.Writer) error {
 	if b.Runs == nil {
 		b.Runs = []BenchRun{}
 	}
+	return writeIndented(w, b)
+}
+
+// writeIndented writes v as indented JSON.
+func writeIndented(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(b)
+	return enc.Encode(v)
 }
 
 // Print writes the summary as a table: per scenario the gap and each phase,

@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -78,9 +77,7 @@ func (s *ScaleResult) WriteJSON(w io.Writer) error {
 	if s.Runs == nil {
 		s.Runs = []ScaleRun{}
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(s)
+	return writeIndented(w, s)
 }
 
 // series returns, per base scenario, its successful runs' (size, gap)
