@@ -256,6 +256,16 @@ func cgroupOf(pid int) string {
 	return units.CgroupV2(string(b))
 }
 
+// niceOf is the nice value of process pid (field 19 of its stat).
+func niceOf(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	_, after, _ := strings.Cut(string(b), ") ")
+	if f := strings.Fields(after); len(f) > 16 {
+		return f[16]
+	}
+	return "?"
+}
+
 func comm(pid int) string {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 	return strings.TrimSpace(string(b))
@@ -285,6 +295,11 @@ func TestRestoreIntoUnit(t *testing.T) {
 	t.Cleanup(func() { unix.Kill(pid, unix.SIGKILL) })
 	if c, cg := comm(pid), cgroupOf(pid); c != "sleep" || filepath.Base(cg) != u.name {
 		t.Fatalf("pid %d after the anchor: %q in cgroup %q; want the restored sleep in %s", pid, c, cg, u.name)
+	}
+	// The restorer runs boosted; the restored process has its own nice
+	// value back (the test's, which it inherited).
+	if got, want := niceOf(pid), niceOf(os.Getpid()); got != want {
+		t.Fatalf("pid %d restored with nice %s, want %s", pid, got, want)
 	}
 	if got, want := u.notes.all(), fmt.Sprintf("MAINPID=%d\nREADY=1", pid); !strings.Contains(got, want) {
 		t.Fatalf("notifications %q, want %q", got, want)
