@@ -36,7 +36,6 @@ const (
 	TreeName     = "tree.json"
 )
 
-
 // ErrCorrupt is wrapped by every error about a damaged image.
 var ErrCorrupt = errors.New("image is damaged")
 
