@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -17,11 +18,9 @@ var BenchScenarios = []string{"seamless-update", "kexec-plain"}
 func BenchOrder(scenarios []string, n int) []string {
 	var out []string
 	for i := 0; i < n; i++ {
-		round := append([]string(nil), scenarios...)
+		round := slices.Clone(scenarios)
 		if i%2 == 1 {
-			for a, b := 0, len(round)-1; a < b; a, b = a+1, b-1 {
-				round[a], round[b] = round[b], round[a]
-			}
+			slices.Reverse(round)
 		}
 		out = append(out, round...)
 	}

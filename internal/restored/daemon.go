@@ -245,8 +245,8 @@ func (d *daemon) hold(im *image.Image, dir string) error {
 // boots, on CPU time the boot does not want (SCHED_IDLE: at normal priority
 // the checksums of a 20 MiB image took both CPUs from the end of the
 // initramfs and systemd's start): stage 1 waits only for the PIDs, a
-// restore (claim) waits for the verdict. A unit whose image is damaged is given up when its anchor asks
-// (or at the daemon's timeout), not here: its network lock may not be
+// restore (claim) waits for the verdict. A unit whose image is damaged is
+// given up when its anchor asks (or at the daemon's timeout), not here: its network lock may not be
 // installed yet, and must not be installed after its removal.
 func (d *daemon) verify() {
 	for unit, ims := range d.unverified {

@@ -189,14 +189,11 @@ const restorerNice = -10
 // a child inherits the forking thread's: this thread (the caller has locked
 // it) forks at restorerNice and goes back to its own value.
 func startBoosted(cmd *exec.Cmd) error {
-	own, err := unix.Getpriority(unix.PRIO_PROCESS, 0)
-	if err != nil {
+	// The system call (unlike libc's wrapper) returns 20 - nice.
+	prio, err := unix.Getpriority(unix.PRIO_PROCESS, 0)
+	if err != nil || unix.Setpriority(unix.PRIO_PROCESS, 0, restorerNice) != nil {
 		return cmd.Start()
 	}
-	// getpriority(2) returns 20 - nice.
-	if unix.Setpriority(unix.PRIO_PROCESS, 0, restorerNice) != nil {
-		return cmd.Start()
-	}
-	defer unix.Setpriority(unix.PRIO_PROCESS, 0, 20-own)
+	defer unix.Setpriority(unix.PRIO_PROCESS, 0, 20-prio)
 	return cmd.Start()
 }

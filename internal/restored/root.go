@@ -90,15 +90,15 @@ func pid1Moved(proc *os.File) (moved, reachable bool, err error) {
 // anchor's pinning no longer waits for the module (0.2 s under emulation
 // while the boot goes on). On kernels with SO_PEERPIDFD (6.5) nothing
 // needs it, and a query costs nothing. It gives up when done closes.
-// moved is pid1Moved, given for tests.
-func loadPeerDiag(moved func() (bool, bool, error), done <-chan struct{}) {
+// switched is pid1Moved, given for tests.
+func loadPeerDiag(switched func() (moved, reachable bool, err error), done <-chan struct{}) {
 	if usePeerPIDFD && peerPIDFDWorks() {
 		return
 	}
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
-		moved, reachable, err := moved()
+		moved, reachable, err := switched()
 		if err != nil || !reachable {
 			return
 		}

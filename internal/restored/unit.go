@@ -11,8 +11,8 @@ import (
 // restoreUnit rebuilds every process tree of unit inside the cgroup and
 // namespaces of the anchor p (whose request came at asked), and returns the
 // main PID and the unit's cgroup; the unit stays restoring until the anchor
-// has the answer (see handedOver). A caller that may not restore the unit is refused, and the
-// unit stays pending for its own anchor; any other failure leaves nothing
+// has the answer (see handedOver). A caller that may not restore the unit
+// is refused, and the unit stays pending for its own anchor; any other failure leaves nothing
 // of the restore behind and the unit to start cold.
 func (d *daemon) restoreUnit(unit string, p *peer, fds []*os.File, asked time.Time) (int, string, error) {
 	u, cg, err := d.claim(unit, p)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -59,7 +60,10 @@ func cmdScale(ctx context.Context, args []string) error {
 	for round := 0; round < *n; round++ {
 		for si, size := range sizes {
 			// Alternate which scenario runs first, size after size.
-			order := lab.BenchOrder(names, 2)[(round+si)%2*len(names):][:len(names)]
+			order := slices.Clone(names)
+			if (round+si)%2 == 1 {
+				slices.Reverse(order)
+			}
 			for _, ref := range order {
 				i++
 				sc, err := lab.Scaled(bases[ref], size)
