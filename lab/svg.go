@@ -9,6 +9,10 @@ import (
 	"strings"
 )
 
+// afterRestore are the points drawn from the restore (or start), each in
+// its third of the bar: they may come in any order.
+var afterRestore = map[string]int{PointWoken: 0, PointHeld: 1, PointFresh: 2}
+
 // Colours of the phases, by the point each phase ends at.
 var phaseColors = map[string]string{
 	PointShutdown:  "#8c8c8c",
@@ -20,6 +24,7 @@ var phaseColors = map[string]string{
 	PointUnit:      "#59a14f",
 	PointAsked:     "#a0cbe8",
 	PointRestored:  "#76b7b2",
+	PointWoken:     "#ff9da7",
 	PointHeld:      "#4e79a7",
 	PointFresh:     "#17becf",
 }
@@ -100,8 +105,8 @@ func WriteTimelineSVG(w io.Writer, tls []*Timeline) error {
 			fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="%.1f" height="6" fill="#d62728" opacity="0.7"><title>host client's gap: %d ms</title></rect>`+"\n",
 				x(0), barY-9, x(tl.GapMS)-x(0), tl.GapMS)
 		}
-		// The phases as Timeline.Phases counts them: the two answers
-		// both from the restore, as half-height bars (either may be first).
+		// The phases as Timeline.Phases counts them: the peers' waking and
+		// the two answers from the restore, each a third of the bar.
 		var last, restored *Point
 		var missing []string
 		level := 0
@@ -111,13 +116,10 @@ func WriteTimelineSVG(w io.Writer, tls []*Timeline) error {
 				missing = append(missing, p.Name)
 				continue
 			}
-			answer := p.Name == PointHeld || p.Name == PointFresh
+			lane, answer := afterRestore[p.Name]
 			from, y, h := last, barY, 16
 			if answer {
-				from, h = restored, 8
-				if p.Name == PointFresh {
-					y += 8
-				}
+				from, h, y = restored, 5, barY+5*lane
 			}
 			if from != nil {
 				x1, x2 := x(*from.MS), x(*p.MS)

@@ -22,13 +22,14 @@ const (
 	PointUnit      = "unit started"
 	PointAsked     = "restore asked"
 	PointRestored  = "restored/started"
+	PointWoken     = "peers woken"
 	PointHeld      = "held conn answers"
 	PointFresh     = "new conn answers"
 )
 
 // PointNames lists the points in order.
 var PointNames = []string{PointStop, PointShutdown, PointKexec, PointKernel, PointInitramfs,
-	PointStage1, PointSwitch, PointUnit, PointAsked, PointRestored, PointHeld, PointFresh}
+	PointStage1, PointSwitch, PointUnit, PointAsked, PointRestored, PointWoken, PointHeld, PointFresh}
 
 // Point is one moment of a timeline.
 type Point struct {
@@ -63,8 +64,9 @@ func (t *Timeline) At(name string) (int64, bool) {
 
 // Phases are the durations between consecutive known points, each named
 // for the point it ends at (a phase whose start point is missing runs from
-// the last known point before it). The two answers both count from the
-// restore (or start): either may come first.
+// the last known point before it). The waking of the peers (once the
+// network is up) and the two answers all count from the restore (or
+// start): they may come in any order.
 func (t *Timeline) Phases() map[string]int64 {
 	ph := map[string]int64{}
 	var last, restored *int64
@@ -73,13 +75,14 @@ func (t *Timeline) Phases() map[string]int64 {
 			continue
 		}
 		from := last
-		if p.Name == PointHeld || p.Name == PointFresh {
+		afterRestore := p.Name == PointWoken || p.Name == PointHeld || p.Name == PointFresh
+		if afterRestore {
 			from = restored
 		}
 		if from != nil {
 			ph[p.Name] = *p.MS - *from
 		}
-		if p.Name != PointHeld && p.Name != PointFresh {
+		if !afterRestore {
 			last, restored = p.MS, p.MS
 		}
 	}
@@ -289,6 +292,8 @@ func BuildTimeline(rep *Report, serial []byte) *Timeline {
 		ts, text, ok = journalFind(newB.UnitJournal, "Started memcached")
 		guestAt(PointRestored, newB.Clock, "journal (new boot)", ts, ok, text)
 	}
+	ts, text, ok = newL.find(false, "seamless-restored: memcached.service: woke peer")
+	guest(PointWoken, newB.Clock, "new", ts, ok, text)
 	tl.Points = ordered(points)
 	return tl
 }

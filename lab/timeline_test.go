@@ -167,7 +167,7 @@ func TestKernelLine(t *testing.T) {
 
 func TestTimelineSummary(t *testing.T) {
 	tl := &Timeline{Points: ordered(map[string]Point{PointStop: {Name: PointStop, MS: ms(0)}, PointFresh: {Name: PointFresh, MS: ms(41250)}})}
-	want := "freeze/stop 0, new conn answers 41.25; missing: shutdown done, kexec, new kernel, initramfs unpacked, stage 1 done, switch root, unit started, restore asked, restored/started, held conn answers"
+	want := "freeze/stop 0, new conn answers 41.25; missing: shutdown done, kexec, new kernel, initramfs unpacked, stage 1 done, switch root, unit started, restore asked, restored/started, peers woken, held conn answers"
 	if got := tl.Summary(); got != want {
 		t.Errorf("Summary() = %q\nwant        %q", got, want)
 	}

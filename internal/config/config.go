@@ -9,6 +9,7 @@
 //	disk-dir = /var/lib/seamless/images
 //	timeout = 120s        # longest a checkpoint at shutdown may take
 //	apply = manual        # manual, now, or HH:MM: what follows a kernel install
+//	wake-peers = all      # all, acks or off: prompt the peers of restored connections
 package config
 
 import (
@@ -43,7 +44,20 @@ type Config struct {
 	// update starts once apt and dpkg are done), or a time of day "HH:MM"
 	// (a timer applies it then).
 	Apply string `json:"apply"`
+	// WakePeers says how the peers of restored TCP connections are prompted
+	// to retransmit once the network is up (see inet.Wake): "all"
+	// (duplicate acknowledgements and ICMP errors), "acks" (the
+	// acknowledgements alone: no peer sees an error, Linux peers wait
+	// for their own timer) or "off".
+	WakePeers string `json:"wake_peers"`
 }
+
+// Ways to wake the peers.
+const (
+	WakeAll  = "all"
+	WakeAcks = "acks"
+	WakeOff  = "off"
+)
 
 // Apply policies; any other valid value is a time of day, HH:MM.
 const (
@@ -68,7 +82,7 @@ func ApplyAt(apply string) (hour, minute int, ok bool) {
 
 // Default is the configuration without any file.
 func Default() Config {
-	return Config{Store: "auto", DiskDir: "/var/lib/seamless/images", Timeout: 120 * time.Second, Apply: ApplyManual}
+	return Config{Store: "auto", DiskDir: "/var/lib/seamless/images", Timeout: 120 * time.Second, Apply: ApplyManual, WakePeers: WakeAll}
 }
 
 // Load reads path and path.d/*.conf. Missing files are not an error.
@@ -131,6 +145,11 @@ func (c *Config) read(path string) error {
 				return fmt.Errorf("%s:%d: apply must be manual, now or a time of day HH:MM (24-hour), not %q", path, n, v)
 			}
 			c.Apply = v
+		case "wake-peers":
+			if v != WakeAll && v != WakeAcks && v != WakeOff {
+				return fmt.Errorf("%s:%d: wake-peers must be all, acks or off, not %q", path, n, v)
+			}
+			c.WakePeers = v
 		default:
 			return fmt.Errorf("%s:%d: unknown key %q", path, n, k)
 		}

@@ -205,6 +205,12 @@ func (o *Opener) inNetNS(fn func() error) error {
 		return fmt.Errorf("network namespace: %w", err)
 	}
 	defer target.Close()
+	return InNetNS(target, fn)
+}
+
+// InNetNS runs fn on a thread in the network namespace ns: the sockets fn
+// makes live there.
+func InNetNS(ns *os.File, fn func() error) error {
 	done := make(chan error, 1)
 	go func() {
 		// The thread is never unlocked: it dies with the goroutine, so no
@@ -214,8 +220,8 @@ func (o *Opener) inNetNS(fn func() error) error {
 			done <- fmt.Errorf("unshare: %w", err)
 			return
 		}
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- fmt.Errorf("enter network namespace %s: %w", o.NetNS, err)
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- fmt.Errorf("enter network namespace %s: %w", ns.Name(), err)
 			return
 		}
 		done <- crash.Call(fn)

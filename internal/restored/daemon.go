@@ -68,6 +68,8 @@ type daemon struct {
 	// once it is done (see verify).
 	unverified map[string][]*image.Image
 	verdicts   map[string]error
+	// wakers are waking the peers of restored connections (see wakePeers).
+	wakers sync.WaitGroup
 }
 
 // Run is the daemon. It returns when every carried unit has been restored
@@ -126,6 +128,7 @@ func Run(opts Options) error {
 		d.mu.Unlock()
 	}
 	d.close()
+	d.wakers.Wait()
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/seamless-linux/seamless/internal/contract"
+	"github.com/seamless-linux/seamless/internal/image"
 )
 
 // restoreUnit rebuilds every process tree of unit inside the cgroup and
@@ -53,13 +54,16 @@ func (d *daemon) handedOver(unit, cg string, p *peer, main int, sent error) {
 	// The restore removed the lock in the unit's network namespace; the
 	// boot-time lock is in the daemon's, which differs for a unit with
 	// PrivateNetwork=.
+	trees := make([]*image.Tree, 0, len(u.Trees))
 	for _, t := range u.Trees {
 		tree := d.trees[t.Dir]
+		trees = append(trees, tree)
 		if err := guard(d.opts.Log, "unlock "+unit, func() error { return unlock(tree) }); err != nil {
 			fmt.Fprintf(d.opts.Log, "%s: %v\n", unit, err)
 		}
 	}
 	fmt.Fprintf(d.opts.Log, "%s: restored in %d ms, main pid %d\n", unit, u.RestoreMs, main)
+	d.wakePeers(unit, main, trees, time.Now())
 	d.settled()
 }
 

@@ -1,0 +1,217 @@
+package inet
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/image"
+)
+
+// A Wake prompts the peer of a restored TCP connection to retransmit at
+// once. While the service was away the peer's retransmission timer backed
+// off (it doubles each time, up to two minutes), so after a pause of half
+// a minute its next try may come tens of seconds after the restore. Once
+// the new kernel's network can reach the peer, Send tells it, in two ways
+// a TCP stack listens to, that the data it has outstanding was lost:
+//
+//   - three duplicate acknowledgements of what the connection had received
+//     at the checkpoint: BSD-derived stacks (and libslirp, QEMU's user
+//     network) retransmit at the third (fast retransmit, RFC 5681);
+//   - ICMP "host unreachable" errors quoting the peer's first unacknowledged
+//     segment: Linux (and others that follow RFC 6069) undo one doubling of
+//     the timer for each, and retransmit at once when the undone timer has
+//     expired already. Linux ignores duplicate acknowledgements after a
+//     timeout, so only this reaches it.
+//
+// Both are harmless to a peer with nothing outstanding: a duplicate
+// acknowledgement counts only while a retransmission is pending, and the
+// ICMP error only when it quotes exactly the oldest unacknowledged byte of
+// a connection that is retransmitting. The one peer that sees more is one
+// whose socket asked for IP_RECVERR (rare on TCP): Linux reports the ICMP
+// error to it as a connection error, which is why the ICMP half can be
+// turned off (seamless.conf, wake-peers = acks).
+type Wake struct {
+	Local, Peer netip.AddrPort
+	// Zone is the peer's IPv6 scope (a link-local peer).
+	Zone string
+	// seq and ack are the connection's snd_nxt and rcv_nxt at the
+	// checkpoint; window is the receive window it last advertised, as
+	// carried in the header (scaled).
+	seq, ack uint32
+	window   uint16
+	// fresh is set when the connection had received data it had not
+	// acknowledged yet: its first acknowledgement is then a new one to the
+	// peer, not a duplicate.
+	fresh bool
+}
+
+// Wakes lists the restored connections of tree whose peers can be woken:
+// established TCP connections to another host. Connections over loopback
+// need no waking: their peer is on this machine, and was restored, or
+// started, with it.
+func Wakes(tree *image.Tree) []Wake {
+	var socks []*image.Socket
+	for _, f := range tree.Files {
+		if s := f.Socket(); s != nil {
+			socks = append(socks, s)
+		}
+	}
+	return wakes(socks)
+}
+
+func wakes(socks []*image.Socket) []Wake {
+	var ws []Wake
+	for _, s := range socks {
+		if s.Inet == nil || s.Inet.TCP == nil || s.Inet.State != "established" {
+			continue
+		}
+		if w, ok := wakeOf(s.Inet); ok {
+			ws = append(ws, w)
+		}
+	}
+	return ws
+}
+
+func wakeOf(is *image.InetSocket) (Wake, bool) {
+	local, err1 := parseAddr(is.Local)
+	peer, err2 := parseAddr(is.Peer)
+	if err1 != nil || err2 != nil || !local.IsValid() || !peer.IsValid() ||
+		local.Addr().Unmap().IsLoopback() || peer.Addr().Unmap().IsLoopback() {
+		return Wake{}, false
+	}
+	c := is.TCP
+	w := Wake{Local: local, Peer: peer, Zone: is.Peer.Zone, ack: c.RecvSeq,
+		seq: c.SendSeq - uint32(c.Unsent), window: 0xffff}
+	if c.Window != nil {
+		// The right edge of the window stays where the last advertisement
+		// put it: a peer recognises a duplicate by an unchanged window.
+		edge := c.Window.RcvWup + c.Window.RcvWnd - c.RecvSeq
+		w.window = uint16(min(edge>>uint(c.RcvWscale), 0xffff))
+		w.fresh = c.RecvSeq != c.Window.RcvWup
+	}
+	return w, true
+}
+
+// String names the connection, as the logs show it.
+func (w Wake) String() string { return w.Local.String() + " -> " + w.Peer.String() }
+
+// Routed reports whether this network namespace can reach the peer from
+// the connection's address: an interface has the address, and a route
+// leads to the peer with it as the source. Before that, whatever Send
+// sends is lost.
+func (w Wake) Routed() (bool, error) {
+	local := w.Local.Addr().Unmap()
+	family := unix.AF_INET
+	if local.Is6() {
+		family = unix.AF_INET6
+	}
+	sa, err := sockaddr(family, w.Peer, w.Zone)
+	if err != nil {
+		return false, err
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false, fmt.Errorf("route to %s: %w", w.Peer, err)
+	}
+	defer unix.Close(fd)
+	// A datagram socket's connect is a route lookup that sends nothing;
+	// binding first makes it one from the connection's address (refused
+	// while no interface has it).
+	bind, err := sockaddr(family, netip.AddrPortFrom(w.Local.Addr(), 0), "")
+	if err != nil {
+		return false, err
+	}
+	if err := unix.Bind(fd, bind); err != nil {
+		if errors.Is(err, unix.EADDRNOTAVAIL) {
+			return false, nil
+		}
+		return false, fmt.Errorf("route to %s: bind %s: %w", w.Peer, local, err)
+	}
+	switch err := unix.Connect(fd, sa); {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, unix.ENETUNREACH), errors.Is(err, unix.EHOSTUNREACH), errors.Is(err, unix.EINVAL):
+		return false, nil
+	default:
+		return false, fmt.Errorf("route to %s: %w", w.Peer, err)
+	}
+}
+
+// unreachables is how many ICMP errors Send sends: each undoes one doubling
+// of the peer's timer, and from its first value (200 ms or more) 10 reach
+// Linux's two-minute cap.
+const unreachables = 12
+
+// Send sends the duplicate acknowledgements and, with icmp, the ICMP
+// errors (see Wake).
+func (w Wake) Send(icmp bool) error {
+	n := 3
+	if w.fresh {
+		n++ // the first one acknowledges, the next three are duplicates
+	}
+	seg := tcpSegment{seq: w.seq, ack: w.ack, flags: tcpFlagACK, window: w.window}
+	for range n {
+		pkt, err := ipPacket(w.Local.Addr(), w.Peer.Addr(), unix.IPPROTO_TCP, tcpHeader(w.Local, w.Peer, seg), 16)
+		if err != nil {
+			return fmt.Errorf("wake %s: %w", w, err)
+		}
+		if err := sendRaw(w.Peer.Addr(), pkt); err != nil {
+			return fmt.Errorf("wake %s: acknowledgement: %w", w, err)
+		}
+	}
+	if !icmp {
+		return nil
+	}
+	pkt, err := w.unreachable()
+	if err != nil {
+		return fmt.Errorf("wake %s: %w", w, err)
+	}
+	for range unreachables {
+		if err := sendRaw(w.Peer.Addr(), pkt); err != nil {
+			return fmt.Errorf("wake %s: ICMP error: %w", w, err)
+		}
+	}
+	return nil
+}
+
+// unreachable is the ICMP (or ICMPv6) error "host unreachable" ("no route"
+// for IPv6, the code Linux's RFC 6069 support takes) about the peer's
+// segment that starts at the first byte we had not received: the IP header
+// and the first 8 bytes of TCP header, as a router would quote them.
+func (w Wake) unreachable() ([]byte, error) {
+	local, peer := w.Local.Addr().Unmap(), w.Peer.Addr().Unmap()
+	quoted := make([]byte, 8)
+	binary.BigEndian.PutUint16(quoted[0:], w.Peer.Port())
+	binary.BigEndian.PutUint16(quoted[2:], w.Local.Port())
+	binary.BigEndian.PutUint32(quoted[4:], w.ack)
+	msg := make([]byte, 8) // type, code, checksum, 4 unused bytes
+	proto := unix.IPPROTO_ICMP
+	if peer.Is4() {
+		ip := ipv4Header(peer, local, unix.IPPROTO_TCP, 20)
+		binary.BigEndian.PutUint16(ip[10:], checksum(ip, 0))
+		msg[0], msg[1] = 3, 1 // destination unreachable, host unreachable
+		msg = append(append(msg, ip...), quoted...)
+	} else {
+		proto = unix.IPPROTO_ICMPV6
+		msg[0], msg[1] = 1, 0 // destination unreachable, no route
+		msg = append(append(msg, ipv6Header(peer, local, unix.IPPROTO_TCP, 20)...), quoted...)
+	}
+	return ipPacket(local, peer, proto, msg, 2)
+}
+
+// tcpHeader is the 20-byte header of seg from src to dst, checksum zero.
+func tcpHeader(src, dst netip.AddrPort, seg tcpSegment) []byte {
+	h := make([]byte, 20)
+	binary.BigEndian.PutUint16(h[0:], src.Port())
+	binary.BigEndian.PutUint16(h[2:], dst.Port())
+	binary.BigEndian.PutUint32(h[4:], seg.seq)
+	binary.BigEndian.PutUint32(h[8:], seg.ack)
+	h[12] = 5 << 4
+	h[13] = seg.flags
+	binary.BigEndian.PutUint16(h[14:], seg.window)
+	return h
+}
