@@ -2,7 +2,8 @@
 #
 #   make build   build the binaries into bin/
 #   make test    install what the tests need, then vet and run every test (root)
-#   make bench   checkpoint/restore throughput benchmarks (root)
+#   make bench   checkpoint/restore throughput benchmarks (root); CRIU=/path/to/criu
+#                adds the same run with CRIU, alternating, and the ratios
 #   make demo    build the QEMU lab and show a kernel update (root)
 #   make deb     build the Debian package into build/deb/ (docs/packaging.md)
 #   make rpm     build the RPM package into build/rpm/ and check it with rpmlint
@@ -48,7 +49,7 @@ test: vet
 	$(MAKE) rpm-check
 
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 3x -count 1 ./test/bench/
+	SEAMLESS_CRIU=$(CRIU) $(GO) test -run '^$$' -bench . -benchtime 3x -count 1 ./test/bench/
 
 demo:
 	bash lab/demo.sh

@@ -27,6 +27,9 @@ type RunOptions struct {
 	// Forwards are guest TCP ports forwarded from 127.0.0.1 by name,
 	// besides memcached's.
 	Forwards map[string]int
+	// Capture records the guest's network traffic, as QEMU's user network
+	// sees it, into net.pcap in the run directory.
+	Capture bool
 	// NoInstall leaves the seamless package uninstalled on the payload.
 	NoInstall bool
 	// PayloadScript is the scenario's payload_script: run with the

@@ -60,8 +60,11 @@ func BootGuest(ctx context.Context, cfg Config, img *Image, runDir string, opt R
 	for name, port := range opt.Forwards {
 		forwards[name] = port
 	}
-	vm, err := StartVM(VMConfig{Dir: runDir, Disk: overlay, Payload: payload, MemoryMB: cfg.MemoryMB, CPUs: cfg.CPUs,
-		Forwards: forwards})
+	vcfg := VMConfig{Dir: runDir, Disk: overlay, Payload: payload, MemoryMB: cfg.MemoryMB, CPUs: cfg.CPUs, Forwards: forwards}
+	if opt.Capture {
+		vcfg.ExtraArgs = append(vcfg.ExtraArgs, "-object", "filter-dump,id=pcap0,netdev=net0,file="+filepath.Join(runDir, "net.pcap"))
+	}
+	vm, err := StartVM(vcfg)
 	if err != nil {
 		return nil, BootInfo{}, err
 	}

@@ -39,6 +39,7 @@ func usage() {
       --repo DIR     repository whose ./cmd/... are built into the guest (default: found from cwd)
       --no-payload   do not build or install the project's commands
       --guest NAME   run them in this guest instead (bench-criu --guest trixie: against CRIU 4.1.1)
+      --pcap         record the guest's traffic (as QEMU's user network sees it) into net.pcap
   seamless-lab bench [flags] [SCENARIO...]  interleaved runs (default seamless-update and kexec-plain):
                                         median and spread of the gap and of each phase
       -n N           rounds (default 3)
@@ -149,6 +150,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	repo := fs.String("repo", "", "repository root whose commands are installed in the guest")
 	noPayload := fs.Bool("no-payload", false, "do not build or install the project's commands")
 	guest := fs.String("guest", "", "run the scenarios in this guest instead of their own (the run is named SCENARIO-GUEST)")
+	capture := fs.Bool("pcap", false, "record the guest's network traffic into net.pcap in the run directory")
 	_ = fs.Parse(args)
 	if fs.NArg() == 0 {
 		usage()
@@ -183,7 +185,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	if *noPayload {
 		*repo = ""
 	}
-	rr := runner{images: map[string]*lab.Image{}, repo: *repo, keep: *keep}
+	rr := runner{images: map[string]*lab.Image{}, repo: *repo, keep: *keep, capture: *capture}
 	var reports []*lab.Report
 	var failed error
 	for _, sc := range scs {
@@ -211,9 +213,10 @@ func cmdRun(ctx context.Context, args []string) error {
 // runner runs scenarios, building (or finding) each guest's image before
 // its first scenario.
 type runner struct {
-	images map[string]*lab.Image // by lab.Config.ImageHash
-	repo   string
-	keep   bool
+	images  map[string]*lab.Image // by lab.Config.ImageHash
+	repo    string
+	keep    bool
+	capture bool // record each run's network traffic
 }
 
 // run runs one scenario and prints its report; the error says the run
@@ -233,7 +236,7 @@ func (r *runner) run(ctx context.Context, sc *lab.Scenario) (*lab.Report, error)
 		}
 		r.images[key] = img
 	}
-	rep, err := lab.RunScenario(ctx, cfg, img, sc, lab.RunOptions{Repo: r.repo, Keep: r.keep, Out: os.Stderr})
+	rep, err := lab.RunScenario(ctx, cfg, img, sc, lab.RunOptions{Repo: r.repo, Keep: r.keep, Capture: r.capture, Out: os.Stderr})
 	if rep != nil {
 		rep.Print(os.Stdout)
 	}
