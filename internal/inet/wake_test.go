@@ -2,6 +2,8 @@ package inet
 
 import (
 	"bufio"
+	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -87,25 +89,7 @@ func TestWakePeer(t *testing.T) {
 			}
 			defer c.Close()
 			r := bufio.NewReader(c)
-			echo := func(msg string, deadline time.Time) error {
-				c.SetDeadline(deadline)
-				if _, err := c.Write([]byte(msg)); err != nil {
-					return err
-				}
-				got := make([]byte, len(msg))
-				for n := 0; n < len(got); {
-					k, err := r.Read(got[n:])
-					if err != nil {
-						return err
-					}
-					n += k
-				}
-				if string(got) != msg {
-					t.Fatalf("echo %q, want %q", got, msg)
-				}
-				return nil
-			}
-			if err := echo("before", time.Now().Add(5*time.Second)); err != nil {
+			if err := echo(c, r, "before", time.Now().Add(5*time.Second)); err != nil {
 				t.Fatal(err)
 			}
 			img := l.checkpoint(t, srv.Process.Pid)
@@ -180,6 +164,14 @@ type peerTimerState struct {
 
 func peerTimer(t *testing.T, c net.Conn) peerTimerState {
 	t.Helper()
+	ti := tcpInfoOf(t, c)
+	return peerTimerState{backoff: int(ti.Backoff), rto: time.Duration(ti.Rto) * time.Microsecond,
+		sinceSent: time.Duration(ti.Last_data_sent) * time.Millisecond}
+}
+
+// tcpInfoOf is TCP_INFO of the test's end of a connection.
+func tcpInfoOf(t *testing.T, c net.Conn) *unix.TCPInfo {
+	t.Helper()
 	raw, err := c.(*net.TCPConn).SyscallConn()
 	if err != nil {
 		t.Fatal(err)
@@ -189,8 +181,23 @@ func peerTimer(t *testing.T, c net.Conn) peerTimerState {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return peerTimerState{backoff: int(ti.Backoff), rto: time.Duration(ti.Rto) * time.Microsecond,
-		sinceSent: time.Duration(ti.Last_data_sent) * time.Millisecond}
+	return ti
+}
+
+// echo sends msg on c and reads it back from r (c's reader) by deadline.
+func echo(c net.Conn, r *bufio.Reader, msg string, deadline time.Time) error {
+	c.SetDeadline(deadline)
+	if _, err := c.Write([]byte(msg)); err != nil {
+		return err
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(r, got); err != nil {
+		return err
+	}
+	if string(got) != msg {
+		return fmt.Errorf("echo %q, want %q", got, msg)
+	}
+	return nil
 }
 
 // inA runs fn on a thread in namespace A.
