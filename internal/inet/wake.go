@@ -36,8 +36,6 @@ import (
 // turned off (seamless.conf, wake-peers = acks).
 type Wake struct {
 	Local, Peer netip.AddrPort
-	// Zone is the peer's IPv6 scope (a link-local peer).
-	Zone string
 	// seq and ack are the connection's snd_nxt and rcv_nxt at the
 	// checkpoint; window is the receive window it last advertised, as
 	// carried in the header (scaled).
@@ -79,12 +77,15 @@ func wakes(socks []*image.Socket) []Wake {
 func wakeOf(is *image.InetSocket) (Wake, bool) {
 	local, err1 := parseAddr(is.Local)
 	peer, err2 := parseAddr(is.Peer)
-	if err1 != nil || err2 != nil || !local.IsValid() || !peer.IsValid() ||
+	// A link-local peer (an IPv6 zone) is left to its timer: its raw
+	// packets would need the interface, which the new boot may number
+	// differently.
+	if err1 != nil || err2 != nil || !local.IsValid() || !peer.IsValid() || is.Peer.Zone != "" ||
 		local.Addr().Unmap().IsLoopback() || peer.Addr().Unmap().IsLoopback() {
 		return Wake{}, false
 	}
 	c := is.TCP
-	w := Wake{Local: local, Peer: peer, Zone: is.Peer.Zone, ack: c.RecvSeq,
+	w := Wake{Local: local, Peer: peer, ack: c.RecvSeq,
 		seq: c.SendSeq - uint32(c.Unsent), window: 0xffff}
 	if c.Window != nil {
 		// The right edge of the window stays where the last advertisement
@@ -109,7 +110,7 @@ func (w Wake) Routed() (bool, error) {
 	if local.Is6() {
 		family = unix.AF_INET6
 	}
-	sa, err := sockaddr(family, w.Peer, w.Zone)
+	sa, err := sockaddr(family, w.Peer, "")
 	if err != nil {
 		return false, err
 	}

@@ -49,6 +49,11 @@ func TestWakeOf(t *testing.T) {
 			image.TCPConn{SendSeq: 500, RecvSeq: 900}), true, 500, 0xffff, false},
 		{"loopback peer", conn("established", "127.0.0.1:11211", "127.0.0.1:40000", image.TCPConn{}), false, 0, 0, false},
 		{"mapped loopback", conn("established", "[::ffff:127.0.0.1]:80", "[::ffff:127.0.0.1]:4000", image.TCPConn{}), false, 0, 0, false},
+		{"link-local peer", func() *image.Socket {
+			s := conn("established", "[fe80::1]:80", "[fe80::2]:4000", image.TCPConn{})
+			s.Inet.Peer.Zone = "eth0"
+			return s
+		}(), false, 0, 0, false},
 		{"closing", conn("fin-wait1", "10.0.2.15:11211", "10.0.2.2:40000", image.TCPConn{}), false, 0, 0, false},
 		{"listener", &image.Socket{Inet: &image.InetSocket{State: "listen", Local: &image.InetAddr{IP: "0.0.0.0", Port: 80}}}, false, 0, 0, false},
 	}

@@ -81,13 +81,10 @@ func (d *daemon) wakeMode() string {
 // wakeWhenRouted sends each wake once its peer is routed, until deadline,
 // and reports what it did in lines for the log.
 func wakeWhenRouted(ws []inet.Wake, icmp bool, deadline time.Time, report func(string)) {
-	type path struct {
-		local, peer netip.Addr
-		zone        string
-	}
+	type path struct{ local, peer netip.Addr }
 	byPath := map[path][]inet.Wake{}
 	for _, w := range ws {
-		p := path{w.Local.Addr(), w.Peer.Addr(), w.Zone}
+		p := path{w.Local.Addr(), w.Peer.Addr()}
 		byPath[p] = append(byPath[p], w)
 	}
 	for len(byPath) > 0 {
