@@ -11,40 +11,57 @@ import (
 	"github.com/seamless-linux/seamless/internal/image"
 )
 
-// A Wake prompts the peer of a restored TCP connection to retransmit at
-// once. While the service was away the peer's retransmission timer backed
-// off (it doubles each time, up to two minutes), so after a pause of half
-// a minute its next try may come tens of seconds after the restore. Once
-// the new kernel's network can reach the peer, Send tells it, in two ways
-// a TCP stack listens to, that the data it has outstanding was lost:
+// A Wake gets the two ends of a restored TCP connection talking again at
+// once when the new kernel's network comes up. While the service was away
+// both sides' retransmission timers backed off (they double each time, up
+// to two minutes), so after a pause of half a minute either side's next try
+// may come tens of seconds after the restore:
 //
-//   - three duplicate acknowledgements of what the connection had received
-//     at the checkpoint: BSD-derived stacks (and libslirp, QEMU's user
-//     network) retransmit at the third (fast retransmit, RFC 5681);
-//   - ICMP "host unreachable" errors quoting the peer's first unacknowledged
-//     segment: Linux (and others that follow RFC 6069) undo one doubling of
-//     the timer for each, and retransmit at once when the undone timer has
-//     expired already. Linux ignores duplicate acknowledgements after a
-//     timeout, so only this reaches it.
+//   - the peer's, for what it sent while the lock dropped it;
+//   - ours, for what the service wrote before the checkpoint and the peer
+//     had not acknowledged, or wrote after the restore, before the network
+//     was up.
 //
-// Both are harmless to a peer with nothing outstanding: a duplicate
+// Once the network reaches the peer, Send tells both stacks, in ways a TCP
+// stack listens to, to send now:
+//
+//   - a probe below the peer's window (as a keepalive is): every TCP
+//     answers it with an acknowledgement, and that acknowledgement makes
+//     our kernel send what it holds unsent;
+//   - three duplicate acknowledgements of what the connection had
+//     received at the checkpoint: BSD-derived stacks (and libslirp, QEMU's
+//     user network) retransmit at the third (fast retransmit, RFC 5681);
+//   - ICMP "host unreachable" errors quoting the peer's first
+//     unacknowledged segment: Linux (and others that follow RFC 6069) undo
+//     one doubling of the timer for each, and retransmit at once when the
+//     undone timer has expired already. Linux ignores duplicate
+//     acknowledgements after a timeout, so only this reaches it;
+//   - the same errors, quoting our first unacknowledged segment, to our own
+//     kernel, when the connection had data in flight at the checkpoint.
+//
+// All are harmless to a stack with nothing outstanding: a duplicate
 // acknowledgement counts only while a retransmission is pending, and the
 // ICMP error only when it quotes exactly the oldest unacknowledged byte of
-// a connection that is retransmitting. The one peer that sees more is one
-// whose socket asked for IP_RECVERR (rare on TCP): Linux reports the ICMP
-// error to it as a connection error, which is why the ICMP half can be
-// turned off (seamless.conf, wake-peers = acks).
+// a connection that is retransmitting. The one socket that sees more is
+// one that asked for IP_RECVERR (rare on TCP): Linux reports the ICMP error
+// to it as a connection error. Ours are never sent one (the image says
+// which asked); for the peers' sake the ICMP half can be turned off
+// (seamless.conf, wake-peers = acks).
 type Wake struct {
 	Local, Peer netip.AddrPort
 	// seq and ack are the connection's snd_nxt and rcv_nxt at the
-	// checkpoint; window is the receive window it last advertised, as
-	// carried in the header (scaled).
-	seq, ack uint32
-	window   uint16
+	// checkpoint, una its snd_una; window is the receive window it last
+	// advertised, as carried in the header (scaled).
+	seq, ack, una uint32
+	window        uint16
 	// fresh is set when the connection had received data it had not
 	// acknowledged yet: its first acknowledgement is then a new one to the
 	// peer, not a duplicate.
 	fresh bool
+	// inFlight is set when data was sent and not acknowledged at the
+	// checkpoint; recvErr when the socket asked for ICMP errors
+	// (IP_RECVERR, IPV6_RECVERR).
+	inFlight, recvErr bool
 }
 
 // Wakes lists the restored connections of tree whose peers can be woken:
@@ -86,7 +103,8 @@ func wakeOf(is *image.InetSocket) (Wake, bool) {
 	}
 	c := is.TCP
 	w := Wake{Local: local, Peer: peer, ack: c.RecvSeq,
-		seq: c.SendSeq - uint32(c.Unsent), window: 0xffff}
+		seq: c.SendSeq - uint32(c.Unsent), una: c.SendSeq - uint32(len(c.SendQueue)), window: 0xffff,
+		inFlight: len(c.SendQueue) > c.Unsent, recvErr: is.Options["IP_RECVERR"] != 0 || is.Options["IPV6_RECVERR"] != 0}
 	if c.Window != nil {
 		// The right edge of the window stays where the last advertisement
 		// put it: a peer recognises a duplicate by an unchanged window.
@@ -147,15 +165,16 @@ func (w Wake) Routed() (bool, error) {
 // Linux's two-minute cap.
 const unreachables = 12
 
-// Send sends the duplicate acknowledgements and, with icmp, the ICMP
-// errors (see Wake).
+// Send sends the probe, the duplicate acknowledgements and, with icmp,
+// the ICMP errors (see Wake).
 func (w Wake) Send(icmp bool) error {
-	n := 3
+	probe := tcpSegment{seq: w.una - 1, ack: w.ack, flags: tcpFlagACK, window: w.window}
+	dup := tcpSegment{seq: w.seq, ack: w.ack, flags: tcpFlagACK, window: w.window}
+	segs := []tcpSegment{probe, dup, dup, dup}
 	if w.fresh {
-		n++ // the first one acknowledges, the next three are duplicates
+		segs = append(segs, dup) // the first one acknowledges, the next three are duplicates
 	}
-	seg := tcpSegment{seq: w.seq, ack: w.ack, flags: tcpFlagACK, window: w.window}
-	for range n {
+	for _, seg := range segs {
 		pkt, err := ipPacket(w.Local.Addr(), w.Peer.Addr(), unix.IPPROTO_TCP, tcpHeader(w.Local, w.Peer, seg), 16)
 		if err != nil {
 			return fmt.Errorf("wake %s: %w", w, err)
@@ -167,41 +186,52 @@ func (w Wake) Send(icmp bool) error {
 	if !icmp {
 		return nil
 	}
-	pkt, err := w.unreachable()
-	if err != nil {
+	// The peer's segment starting at the first byte we lack, to the peer.
+	if err := sendUnreachables(w.Local.Addr(), w.Peer, w.Local, w.ack); err != nil {
 		return fmt.Errorf("wake %s: %w", w, err)
 	}
-	for range unreachables {
-		if err := sendRaw(w.Peer.Addr(), pkt); err != nil {
-			return fmt.Errorf("wake %s: ICMP error: %w", w, err)
+	// Our segment starting at the first byte the peer lacks, to us.
+	if w.inFlight && !w.recvErr {
+		if err := sendUnreachables(w.Peer.Addr(), w.Local, w.Peer, w.una); err != nil {
+			return fmt.Errorf("wake %s: own side: %w", w, err)
 		}
 	}
 	return nil
 }
 
-// unreachable is the ICMP (or ICMPv6) error "host unreachable" ("no route"
-// for IPv6, the code Linux's RFC 6069 support takes) about the peer's
-// segment that starts at the first byte we had not received: the IP header
-// and the first 8 bytes of TCP header, as a router would quote them.
-func (w Wake) unreachable() ([]byte, error) {
-	local, peer := w.Local.Addr().Unmap(), w.Peer.Addr().Unmap()
+// sendUnreachables sends, from the address from, unreachables ICMP (or
+// ICMPv6) errors "host unreachable" ("no route" for IPv6, the code Linux's
+// RFC 6069 support takes) to src.Addr() about its TCP segment from src to
+// dst that starts at seq: the IP header and the first 8 bytes of TCP
+// header, as a router would quote them.
+func sendUnreachables(from netip.Addr, src, dst netip.AddrPort, seq uint32) error {
+	from, to, peer := from.Unmap(), src.Addr().Unmap(), dst.Addr().Unmap()
 	quoted := make([]byte, 8)
-	binary.BigEndian.PutUint16(quoted[0:], w.Peer.Port())
-	binary.BigEndian.PutUint16(quoted[2:], w.Local.Port())
-	binary.BigEndian.PutUint32(quoted[4:], w.ack)
+	binary.BigEndian.PutUint16(quoted[0:], src.Port())
+	binary.BigEndian.PutUint16(quoted[2:], dst.Port())
+	binary.BigEndian.PutUint32(quoted[4:], seq)
 	msg := make([]byte, 8) // type, code, checksum, 4 unused bytes
 	proto := unix.IPPROTO_ICMP
-	if peer.Is4() {
-		ip := ipv4Header(peer, local, unix.IPPROTO_TCP, 20)
+	if to.Is4() {
+		ip := ipv4Header(to, peer, unix.IPPROTO_TCP, 20)
 		binary.BigEndian.PutUint16(ip[10:], checksum(ip, 0))
 		msg[0], msg[1] = 3, 1 // destination unreachable, host unreachable
 		msg = append(append(msg, ip...), quoted...)
 	} else {
 		proto = unix.IPPROTO_ICMPV6
 		msg[0], msg[1] = 1, 0 // destination unreachable, no route
-		msg = append(append(msg, ipv6Header(peer, local, unix.IPPROTO_TCP, 20)...), quoted...)
+		msg = append(append(msg, ipv6Header(to, peer, unix.IPPROTO_TCP, 20)...), quoted...)
 	}
-	return ipPacket(local, peer, proto, msg, 2)
+	pkt, err := ipPacket(from, to, proto, msg, 2)
+	if err != nil {
+		return err
+	}
+	for range unreachables {
+		if err := sendRaw(to, pkt); err != nil {
+			return fmt.Errorf("ICMP error to %s: %w", to, err)
+		}
+	}
+	return nil
 }
 
 // tcpHeader is the 20-byte header of seg from src to dst, checksum zero.

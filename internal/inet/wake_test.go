@@ -45,6 +45,8 @@ func TestWakeOf(t *testing.T) {
 			image.TCPConn{SendSeq: 800, Unsent: 300, RecvSeq: 1, Window: win(1, 100)}), true, 500, 100, false},
 		{"sequence wraps", conn("established", "10.0.2.15:11211", "10.0.2.2:40000",
 			image.TCPConn{SendSeq: 10, Unsent: 20, RecvSeq: 5, Window: win(0xfffffff0, 100)}), true, 0xfffffff6, 79, true},
+		{"data in flight", conn("established", "10.0.2.15:11211", "10.0.2.2:40000",
+			image.TCPConn{SendSeq: 800, SendQueue: make([]byte, 500), Unsent: 200, RecvSeq: 900, Window: win(900, 100)}), true, 600, 100, false},
 		{"no window reported", conn("established", "10.0.2.15:11211", "10.0.2.2:40000",
 			image.TCPConn{SendSeq: 500, RecvSeq: 900}), true, 500, 0xffff, false},
 		{"loopback peer", conn("established", "127.0.0.1:11211", "127.0.0.1:40000", image.TCPConn{}), false, 0, 0, false},
@@ -73,6 +75,10 @@ func TestWakeOf(t *testing.T) {
 			if w.seq != tc.seq || w.ack != tc.sock.Inet.TCP.RecvSeq || w.window != tc.window || w.fresh != tc.fresh {
 				t.Errorf("seq %d ack %d window %d fresh %v; want %d %d %d %v", w.seq, w.ack, w.window, w.fresh,
 					tc.seq, tc.sock.Inet.TCP.RecvSeq, tc.window, tc.fresh)
+			}
+			c := tc.sock.Inet.TCP
+			if una := c.SendSeq - uint32(len(c.SendQueue)); w.una != una || w.inFlight != (len(c.SendQueue) > c.Unsent) {
+				t.Errorf("una %d in flight %v; want %d %v", w.una, w.inFlight, una, len(c.SendQueue) > c.Unsent)
 			}
 		})
 	}
