@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -93,16 +94,7 @@ func TestWakePeer(t *testing.T) {
 	for _, family := range []int{4, 6} {
 		t.Run("ipv"+strconv.Itoa(family), func(t *testing.T) {
 			l := newLab(t)
-			srv := l.start(t, "tcpecho", strconv.Itoa(family), "7010", "echo", l.dir)
-			c, err := l.dial(t, "tcp", l.addr(family, 7010), 5*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			r := bufio.NewReader(c)
-			if err := echo(c, r, "before", time.Now().Add(5*time.Second)); err != nil {
-				t.Fatal(err)
-			}
+			srv, c, r := l.echoing(t, family, 7010)
 			img := l.checkpoint(t, srv.Process.Pid)
 			srv.Wait()
 			// Sent while the service is away: the lock drops it, the peer
@@ -193,6 +185,24 @@ func tcpInfoOf(t *testing.T, c net.Conn) *unix.TCPInfo {
 		t.Fatal(err)
 	}
 	return ti
+}
+
+// echoing starts tcpecho on port in namespace A and returns it with a
+// connection to it from B that has echoed once; the connection is closed
+// at the end of the test.
+func (l *lab) echoing(t *testing.T, family, port int) (*exec.Cmd, net.Conn, *bufio.Reader) {
+	t.Helper()
+	srv := l.start(t, "tcpecho", strconv.Itoa(family), strconv.Itoa(port), "echo", l.dir)
+	c, err := l.dial(t, "tcp", l.addr(family, port), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	r := bufio.NewReader(c)
+	if err := echo(c, r, "before", time.Now().Add(5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	return srv, c, r
 }
 
 // echo sends msg on c and reads it back from r (c's reader) by deadline.

@@ -1,7 +1,6 @@
 package inet
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,16 +22,7 @@ func TestWakeOwnSide(t *testing.T) {
 		t.Run("ipv"+strconv.Itoa(family), func(t *testing.T) {
 			l := newLab(t)
 			const port = 7030
-			srv := l.start(t, "tcpecho", strconv.Itoa(family), strconv.Itoa(port), "echo", l.dir)
-			c, err := l.dial(t, "tcp", l.addr(family, port), 5*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			r := bufio.NewReader(c)
-			if err := echo(c, r, "before", time.Now().Add(5*time.Second)); err != nil {
-				t.Fatal(err)
-			}
+			srv, c, r := l.echoing(t, family, port)
 			// The request reaches the server's kernel, not the server (the
 			// child that serves the connection).
 			pid := srv.Process.Pid

@@ -1,7 +1,6 @@
 package inet
 
 import (
-	"bufio"
 	"os/exec"
 	"strconv"
 	"testing"
@@ -23,16 +22,7 @@ func TestRestoreWithoutWindowScaling(t *testing.T) {
 			if out, err := exec.Command("ip", "netns", "exec", l.b, "sysctl", "-qw", "net.ipv4.tcp_window_scaling=0").CombinedOutput(); err != nil {
 				t.Fatalf("sysctl: %v: %s", err, out)
 			}
-			srv := l.start(t, "tcpecho", strconv.Itoa(family), "7020", "echo", l.dir)
-			c, err := l.dial(t, "tcp", l.addr(family, 7020), 5*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			r := bufio.NewReader(c)
-			if err := echo(c, r, "before", time.Now().Add(5*time.Second)); err != nil {
-				t.Fatal(err)
-			}
+			srv, c, r := l.echoing(t, family, 7020)
 			before := tcpInfoOf(t, c).Snd_wnd
 			img := l.checkpoint(t, srv.Process.Pid)
 			srv.Wait()
