@@ -110,30 +110,55 @@ func ipv6Header(src, dst netip.Addr, proto, payload int) []byte {
 	return ip
 }
 
-// sendRaw sends a whole IP packet to dst through a raw socket carrying the
-// network lock's mark.
+// sendRaw sends a whole IP packet to dst through a raw socket of its own.
 func sendRaw(dst netip.Addr, pkt []byte) error {
-	dst = dst.Unmap()
+	r, err := openRaw(dst)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	return r.send(dst, pkt)
+}
+
+// rawSocket sends whole IP packets of one family, carrying the network
+// lock's mark.
+type rawSocket struct{ fd int }
+
+// openRaw opens a raw socket for packets of dst's family.
+func openRaw(dst netip.Addr) (*rawSocket, error) {
 	family := unix.AF_INET6
-	var sa unix.Sockaddr = &unix.SockaddrInet6{Addr: dst.As16()}
-	if dst.Is4() {
-		family, sa = unix.AF_INET, &unix.SockaddrInet4{Addr: dst.As4()}
+	if dst.Unmap().Is4() {
+		family = unix.AF_INET
 	}
 	fd, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
 	if err != nil {
-		return fmt.Errorf("raw socket: %w", err)
+		return nil, fmt.Errorf("raw socket: %w", err)
 	}
-	defer unix.Close(fd)
+	r := &rawSocket{fd: fd}
 	if family == unix.AF_INET6 {
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_HDRINCL, 1); err != nil {
-			return fmt.Errorf("IPV6_HDRINCL: %w", err)
+			r.close()
+			return nil, fmt.Errorf("IPV6_HDRINCL: %w", err)
 		}
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, netlock.Mark); err != nil {
-		return fmt.Errorf("SO_MARK: %w", err)
+		r.close()
+		return nil, fmt.Errorf("SO_MARK: %w", err)
 	}
-	return unix.Sendto(fd, pkt, 0, sa)
+	return r, nil
 }
+
+// send sends pkt, whose header says dst, to dst.
+func (r *rawSocket) send(dst netip.Addr, pkt []byte) error {
+	dst = dst.Unmap()
+	var sa unix.Sockaddr = &unix.SockaddrInet6{Addr: dst.As16()}
+	if dst.Is4() {
+		sa = &unix.SockaddrInet4{Addr: dst.As4()}
+	}
+	return unix.Sendto(r.fd, pkt, 0, sa)
+}
+
+func (r *rawSocket) close() { unix.Close(r.fd) }
 
 // pseudoSum is the partial checksum of the IPv4 or IPv6 pseudo-header.
 func pseudoSum(src, dst netip.Addr, proto, length int) uint32 {

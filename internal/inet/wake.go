@@ -168,48 +168,75 @@ const unreachables = 12
 // Send sends the probe, the duplicate acknowledgements and, with icmp,
 // the ICMP errors (see Wake).
 func (w Wake) Send(icmp bool) error {
-	probe := tcpSegment{seq: w.una - 1, ack: w.ack, flags: tcpFlagACK, window: w.window}
-	dup := tcpSegment{seq: w.seq, ack: w.ack, flags: tcpFlagACK, window: w.window}
-	segs := []tcpSegment{probe, dup, dup, dup}
-	if w.fresh {
-		segs = append(segs, dup) // the first one acknowledges, the next three are duplicates
+	if err := w.send(icmp); err != nil {
+		return fmt.Errorf("wake %s: %w", w, err)
 	}
-	for _, seg := range segs {
-		pkt, err := ipPacket(w.Local.Addr(), w.Peer.Addr(), unix.IPPROTO_TCP, tcpHeader(w.Local, w.Peer, seg), 16)
-		if err != nil {
-			return fmt.Errorf("wake %s: %w", w, err)
-		}
-		if err := sendRaw(w.Peer.Addr(), pkt); err != nil {
-			return fmt.Errorf("wake %s: acknowledgement: %w", w, err)
+	return nil
+}
+
+func (w Wake) send(icmp bool) error {
+	raw, err := openRaw(w.Peer.Addr())
+	if err != nil {
+		return err
+	}
+	defer raw.close()
+	ack := func(seq uint32) ([]byte, error) {
+		seg := tcpSegment{seq: seq, ack: w.ack, flags: tcpFlagACK, window: w.window}
+		return ipPacket(w.Local.Addr(), w.Peer.Addr(), unix.IPPROTO_TCP, tcpHeader(w.Local, w.Peer, seg), 16)
+	}
+	probe, err := ack(w.una - 1)
+	if err != nil {
+		return err
+	}
+	dup, err := ack(w.seq)
+	if err != nil {
+		return err
+	}
+	pkts := [][]byte{probe, dup, dup, dup}
+	if w.fresh {
+		pkts = append(pkts, dup) // the first one acknowledges, the next three are duplicates
+	}
+	for _, pkt := range pkts {
+		if err := raw.send(w.Peer.Addr(), pkt); err != nil {
+			return fmt.Errorf("acknowledgement: %w", err)
 		}
 	}
 	if !icmp {
 		return nil
 	}
-	// The peer's segment starting at the first byte we lack, to the peer.
-	if err := sendUnreachables(w.Local.Addr(), w.Peer, w.Local, w.ack); err != nil {
-		return fmt.Errorf("wake %s: %w", w, err)
+	// The peer's segment starting at the first byte we lack, to the peer;
+	// ours starting at the first byte the peer lacks, to us.
+	type unreachable struct {
+		from     netip.Addr
+		src, dst netip.AddrPort
+		seq      uint32
 	}
-	// Our segment starting at the first byte the peer lacks, to us.
+	errs := []unreachable{{w.Local.Addr(), w.Peer, w.Local, w.ack}}
 	if w.inFlight && !w.recvErr {
-		if err := sendUnreachables(w.Peer.Addr(), w.Local, w.Peer, w.una); err != nil {
-			return fmt.Errorf("wake %s: own side: %w", w, err)
+		errs = append(errs, unreachable{w.Peer.Addr(), w.Local, w.Peer, w.una})
+	}
+	for _, u := range errs {
+		pkt, err := unreachablePacket(u.from, u.src, u.dst, u.seq)
+		if err != nil {
+			return err
+		}
+		for range unreachables {
+			if err := raw.send(u.src.Addr(), pkt); err != nil {
+				return fmt.Errorf("ICMP error to %s: %w", u.src.Addr().Unmap(), err)
+			}
 		}
 	}
 	return nil
 }
 
-// sendUnreachables sends, from the address from, unreachables ICMP (or
-// ICMPv6) errors "host unreachable" ("no route" for IPv6, the code Linux's
-// RFC 6069 support takes) to src.Addr() about its TCP segment from src to
-// dst that starts at seq: the IP header and the first 8 bytes of TCP
-// header, as a router would quote them.
-func sendUnreachables(from netip.Addr, src, dst netip.AddrPort, seq uint32) error {
-	from, to, peer := from.Unmap(), src.Addr().Unmap(), dst.Addr().Unmap()
-	quoted := make([]byte, 8)
-	binary.BigEndian.PutUint16(quoted[0:], src.Port())
-	binary.BigEndian.PutUint16(quoted[2:], dst.Port())
-	binary.BigEndian.PutUint32(quoted[4:], seq)
+// unreachablePacket is an ICMP (or ICMPv6) error "host unreachable" ("no
+// route" for IPv6, the code Linux's RFC 6069 support takes), from the
+// address from to src.Addr(), about its TCP segment from src to dst that
+// starts at seq: the IP header and the first 8 bytes of TCP header, as a
+// router would quote them.
+func unreachablePacket(from netip.Addr, src, dst netip.AddrPort, seq uint32) ([]byte, error) {
+	to, peer := src.Addr().Unmap(), dst.Addr().Unmap()
+	quoted := tcpHeader(src, dst, tcpSegment{seq: seq})[:8]
 	msg := make([]byte, 8) // type, code, checksum, 4 unused bytes
 	proto := unix.IPPROTO_ICMP
 	if to.Is4() {
@@ -222,16 +249,7 @@ func sendUnreachables(from netip.Addr, src, dst netip.AddrPort, seq uint32) erro
 		msg[0], msg[1] = 1, 0 // destination unreachable, no route
 		msg = append(append(msg, ipv6Header(to, peer, unix.IPPROTO_TCP, 20)...), quoted...)
 	}
-	pkt, err := ipPacket(from, to, proto, msg, 2)
-	if err != nil {
-		return err
-	}
-	for range unreachables {
-		if err := sendRaw(to, pkt); err != nil {
-			return fmt.Errorf("ICMP error to %s: %w", to, err)
-		}
-	}
-	return nil
+	return ipPacket(from, to, proto, msg, 2)
 }
 
 // tcpHeader is the 20-byte header of seg from src to dst, checksum zero.

@@ -63,7 +63,7 @@ func (d *daemon) handedOver(unit, cg string, p *peer, main int, sent error) {
 		}
 	}
 	fmt.Fprintf(d.opts.Log, "%s: restored in %d ms, main pid %d\n", unit, u.RestoreMs, main)
-	d.wakePeers(unit, main, trees, time.Now())
+	d.wakePeers(unit, main, trees)
 	d.settled()
 }
 

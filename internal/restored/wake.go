@@ -29,7 +29,8 @@ const (
 // retransmit, each as soon as main's network namespace reaches it (see
 // inet.Wake). It returns at once; Run waits for the wakers before it
 // exits. The caller holds d.mu.
-func (d *daemon) wakePeers(unit string, main int, trees []*image.Tree, restored time.Time) {
+func (d *daemon) wakePeers(unit string, main int, trees []*image.Tree) {
+	restored := time.Now()
 	var ws []inet.Wake
 	for _, t := range trees {
 		ws = append(ws, inet.Wakes(t)...)
@@ -65,11 +66,8 @@ func (d *daemon) wakePeers(unit string, main int, trees []*image.Tree, restored 
 }
 
 // wakeMode is wake-peers from seamless.conf: the real root's, which the
-// daemon is in by the time a unit of the real root asks.
+// daemon entered before it claimed the unit (enterRoot).
 func (d *daemon) wakeMode() string {
-	if !d.root && d.proc != nil {
-		return config.Default().WakePeers
-	}
 	cfg, err := config.Load(config.Path)
 	if err != nil {
 		fmt.Fprintf(d.opts.Log, "%v: peers are woken as by default\n", err)
