@@ -35,11 +35,10 @@ func FindRepo(dir string) (string, error) {
 // programs. A command that does not build is skipped with a warning (the
 // lab must keep working while the project is under construction); a
 // package that does not build fails the run. It returns the image path and
-// a note per part. With urootKernel (a kernel package), the u-root restorer
-// initramfs for that kernel is built into the payload too. With script (a
+// a note per part. With script (a
 // bash script of repo), the script is run with the payload's directory and
 // what it writes there travels along; its failure fails the run.
-func BuildPayload(ctx context.Context, repo, runDir, urootKernel, script string, out io.Writer) (string, []string, error) {
+func BuildPayload(ctx context.Context, repo, runDir, script string, out io.Writer) (string, []string, error) {
 	dir := filepath.Join(runDir, "payload")
 	bin := filepath.Join(dir, "bin")
 	if err := os.MkdirAll(bin, 0o755); err != nil {
@@ -106,13 +105,6 @@ func BuildPayload(ctx context.Context, repo, runDir, urootKernel, script string,
 		if b, err := cp.CombinedOutput(); err != nil {
 			return "", notes, fmt.Errorf("copy %s into the payload: %w: %s", d, err, b)
 		}
-	}
-	if urootKernel != "" {
-		note, err := buildUroot(ctx, repo, dir, urootKernel, out)
-		if err != nil {
-			return "", notes, err
-		}
-		notes = append(notes, note)
 	}
 	if script != "" {
 		t0 := time.Now()
@@ -185,10 +177,6 @@ for f in /mnt/lab/bin/*; do
 	install -m 0755 "$f" /usr/local/bin/
 	echo "installed /usr/local/bin/$(basename "$f")"
 done
-if [ -f /mnt/lab/uroot/seamless-restorer.img ]; then
-	install -m 0600 /mnt/lab/uroot/seamless-restorer.img /boot/seamless-restorer.img
-	echo "installed /boot/seamless-restorer.img (u-root restorer initramfs)"
-fi
 if [ -n "$deb" ] && [ -z "$install_pkg" ]; then
 	echo "the scenario installs $deb itself"
 elif [ -n "$deb" ]; then
@@ -234,33 +222,4 @@ func buildDeb(ctx context.Context, repo, runDir, dst string, out io.Writer) (str
 	}
 	logf(out, "built %s (%.0f s)", filepath.Base(debs[0]), time.Since(t0).Seconds())
 	return "debian: built " + filepath.Base(debs[0]), nil
-}
-
-// buildUroot builds initramfs/uroot's restorer initramfs for the kernel in
-// package deb, with the payload's seamless, into dir/uroot.
-func buildUroot(ctx context.Context, repo, dir, deb string, out io.Writer) (string, error) {
-	tmp, err := os.MkdirTemp("", "seamless-lab-uroot-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	if b, err := exec.CommandContext(ctx, "dpkg-deb", "-x", deb, tmp).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("unpack %s: %w: %s", deb, err, b)
-	}
-	mods, _ := filepath.Glob(filepath.Join(tmp, "lib", "modules", "*"))
-	if len(mods) != 1 {
-		return "", fmt.Errorf("%s: %d module trees, want 1", deb, len(mods))
-	}
-	if err := os.MkdirAll(filepath.Join(dir, "uroot"), 0o755); err != nil {
-		return "", err
-	}
-	t0 := time.Now()
-	cmd := exec.CommandContext(ctx, "sh", filepath.Join(repo, "initramfs", "uroot", "build.sh"),
-		"-o", filepath.Join(dir, "uroot", "seamless-restorer.img"), "-k", mods[0], "-b", filepath.Join(dir, "bin", "seamless"))
-	cmd.Dir = repo
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build the u-root restorer initramfs: %w: %s", err, lastLines(string(b), 10))
-	}
-	logf(out, "built the u-root restorer initramfs for %s (%.0f s)", filepath.Base(mods[0]), time.Since(t0).Seconds())
-	return "initramfs/uroot: built for " + filepath.Base(mods[0]), nil
 }

@@ -18,12 +18,9 @@ var probeValue = []byte("seamless-probe-value")
 
 // RunOptions tunes a scenario run.
 type RunOptions struct {
-	Repo string // repository root: its commands are built into the guest ("" to skip)
-	// UrootKernel is a kernel package: the u-root restorer initramfs is
-	// built for it and carried in the payload ("" for none).
-	UrootKernel string
-	Keep        bool      // keep the run's disk overlay
-	Out         io.Writer // progress
+	Repo string    // repository root: its commands are built into the guest ("" to skip)
+	Keep bool      // keep the run's disk overlay
+	Out  io.Writer // progress
 	// Forwards are guest TCP ports forwarded from 127.0.0.1 by name,
 	// besides memcached's.
 	Forwards map[string]int
@@ -95,13 +92,6 @@ func RunScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt 
 
 func runScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt RunOptions, rep *Report) error {
 	out := opt.Out
-	if sc.UrootInitrd != "" {
-		debs, _ := filepath.Glob(filepath.Join(cfg.CacheDir, "debs", sc.UrootInitrd))
-		if len(debs) != 1 {
-			return fmt.Errorf("uroot_initrd %q: %d packages match in %s", sc.UrootInitrd, len(debs), filepath.Join(cfg.CacheDir, "debs"))
-		}
-		opt.UrootKernel = debs[0]
-	}
 	for _, h := range sc.Holds {
 		if opt.Forwards == nil {
 			opt.Forwards = map[string]int{}

@@ -30,11 +30,6 @@ type Scenario struct {
 	Memcached Memcached `json:"memcached"`
 	Probe     ProbeOpts `json:"probe"`
 	Steps     []Step    `json:"steps"`
-	// UrootInitrd names a kernel package in the lab's .deb cache (a file
-	// name pattern): the run builds the u-root restorer initramfs
-	// (initramfs/uroot) for that kernel and installs it in the guest as
-	// /boot/seamless-restorer.img.
-	UrootInitrd string `json:"uroot_initrd,omitempty"`
 	// PayloadScript is a bash script of the repository (a path relative
 	// to its root) that the host runs while it builds the payload, with
 	// the payload's directory as its argument: what it writes there is in

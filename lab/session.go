@@ -51,7 +51,7 @@ func BootGuest(ctx context.Context, cfg Config, img *Image, runDir string, opt R
 	var notes []string
 	if opt.Repo != "" {
 		var err error
-		if payload, notes, err = BuildPayload(ctx, opt.Repo, runDir, opt.UrootKernel, opt.PayloadScript, out); err != nil {
+		if payload, notes, err = BuildPayload(ctx, opt.Repo, runDir, opt.PayloadScript, out); err != nil {
 			return nil, BootInfo{}, err
 		}
 	}

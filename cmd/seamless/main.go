@@ -19,6 +19,7 @@ import (
 
 	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/crash"
+	"github.com/seamless-linux/seamless/internal/pid1"
 )
 
 // Exit codes, documented in docs/operations.md.
@@ -47,6 +48,7 @@ var commands = []command{
 	{"inspect", "verify an image and describe what it holds", runInspect},
 	{"plan", "tell which preserved units can be carried across an update, and why not", runPlan},
 	{"update", "switch to a newer kernel with kexec, carrying the preserved units", runUpdate},
+	{"restorer", "tell whether the restorer initramfs can boot this system, or build it", runRestorer},
 	{"status", "show the pending or last update", runStatus},
 	{"apply", "apply a pending kernel update once apt and dpkg are done (seamless-apply.service)", runApply},
 	{"cancel", "withdraw an armed or scheduled update", runCancel},
@@ -67,6 +69,10 @@ var commands = []command{
 var errUsage = errors.New("usage")
 
 func main() {
+	// PID 1 of the restorer initramfs (package restorer) is this binary.
+	if os.Getpid() == 1 && filepath.Base(os.Args[0]) == "init" {
+		pid1.Main()
+	}
 	// Where the restore daemon and the update keep their state: only tests
 	// move them.
 	contract.SetDirs(os.Getenv("SEAMLESS_RUN_DIR"), os.Getenv("SEAMLESS_STATE_DIR"))

@@ -10,6 +10,7 @@
 //	timeout = 120s        # longest a checkpoint at shutdown may take
 //	apply = manual        # manual, now, or HH:MM: what follows a kernel install
 //	wake-peers = all      # all, acks or off: prompt the peers of restored connections
+//	initrd = distro       # distro or restorer: the initramfs that boots an update
 package config
 
 import (
@@ -50,7 +51,18 @@ type Config struct {
 	// acknowledgements alone: no peer sees an error, Linux peers wait
 	// for their own timer) or "off".
 	WakePeers string `json:"wake_peers"`
+	// Initrd says which initramfs boots the new kernel of an update:
+	// "distro" (the kernel's own, made by initramfs-tools or dracut) or
+	// "restorer" (seamless's own, built for the update by package
+	// restorer when it can boot this system, else the kernel's own).
+	Initrd string `json:"initrd"`
 }
+
+// Initramfs choices.
+const (
+	InitrdDistro   = "distro"
+	InitrdRestorer = "restorer"
+)
 
 // Ways to wake the peers.
 const (
@@ -82,7 +94,7 @@ func ApplyAt(apply string) (hour, minute int, ok bool) {
 
 // Default is the configuration without any file.
 func Default() Config {
-	return Config{Store: "auto", DiskDir: "/var/lib/seamless/images", Timeout: 120 * time.Second, Apply: ApplyManual, WakePeers: WakeAll}
+	return Config{Store: "auto", DiskDir: "/var/lib/seamless/images", Timeout: 120 * time.Second, Apply: ApplyManual, WakePeers: WakeAll, Initrd: InitrdDistro}
 }
 
 // Load reads path and path.d/*.conf. Missing files are not an error.
@@ -150,6 +162,11 @@ func (c *Config) read(path string) error {
 				return fmt.Errorf("%s:%d: wake-peers must be all, acks or off, not %q", path, n, v)
 			}
 			c.WakePeers = v
+		case "initrd":
+			if v != InitrdDistro && v != InitrdRestorer {
+				return fmt.Errorf("%s:%d: initrd must be distro or restorer, not %q", path, n, v)
+			}
+			c.Initrd = v
 		default:
 			return fmt.Errorf("%s:%d: unknown key %q", path, n, k)
 		}

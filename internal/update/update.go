@@ -81,6 +81,14 @@ func Update(ctx context.Context, o Options) error {
 		return fmt.Errorf("--append: %w", err)
 	}
 	say("update %s -> %s", from, k.Release)
+	if o.Initrd == "" && o.Config.Initrd == config.InitrdRestorer {
+		if path, what, err := buildRestorer(k.Release); err != nil {
+			say("  restorer initramfs not used: %v; the kernel's own initrd boots the update", err)
+		} else {
+			k.Initrd = path
+			say("  restorer initramfs (initrd = restorer in seamless.conf): %s", what)
+		}
+	}
 	say("  kernel %s, initrd %s", k.Image, k.Initrd)
 	say("  command line: %s", cl)
 	step(PhaseKernel, 0.1, "update %s -> %s", from, k.Release)

@@ -1,4 +1,4 @@
-package main
+package pid1
 
 import (
 	"bytes"
@@ -11,45 +11,28 @@ import (
 	"time"
 )
 
-// findrootMain is /bin/findroot ROOT [TIMEOUT]: it waits for the block
-// device that root= names (/dev/NAME, LABEL=, UUID=) and prints it with
-// its file system type ("DEVICE TYPE", TYPE "auto" if not recognized). A
-// label or UUID is matched against the superblocks of ext2/3/4, XFS and
-// Btrfs: there is no udev here, and no /dev/disk/by-*.
-func findrootMain(args []string, stdout, stderr io.Writer) int {
-	if len(args) < 1 || len(args) > 2 || args[0] == "" {
-		fmt.Fprintln(stderr, "usage: findroot ROOT [TIMEOUT]   (ROOT: /dev/NAME, LABEL=L or UUID=U)")
-		return 2
-	}
-	timeout := 30 * time.Second
-	if len(args) == 2 {
-		d, err := time.ParseDuration(args[1])
-		if err != nil {
-			fmt.Fprintf(stderr, "findroot: %v\n", err)
-			return 2
-		}
-		timeout = d
-	}
-	spec := args[0]
+// findRoot waits up to timeout for the block device that root= names
+// (/dev/NAME, LABEL=, UUID=) and returns it with its file system type
+// ("auto" if not recognized). A label or UUID is matched against the
+// superblocks of ext2/3/4, XFS and Btrfs: there is no udev here, and no
+// /dev/disk/by-*.
+func findRoot(spec string, timeout time.Duration) (dev, fs string, err error) {
 	key, want, _ := strings.Cut(spec, "=")
 	switch {
 	case strings.HasPrefix(spec, "/dev/"):
 	case key == "LABEL" || key == "UUID":
 	default:
-		fmt.Fprintf(stderr, "findroot: root=%s: only /dev/NAME, LABEL= and UUID= are understood\n", spec)
-		return 2
+		return "", "", fmt.Errorf("root=%s: only /dev/NAME, LABEL= and UUID= are understood", spec)
 	}
 	deadline := time.Now().Add(timeout)
 	for {
 		if dev, fs := find(spec, key, want); dev != "" {
-			fmt.Fprintf(stdout, "%s %s\n", dev, fs)
-			return 0
+			return dev, fs, nil
 		}
 		if time.Now().After(deadline) {
-			fmt.Fprintf(stderr, "findroot: no device for root=%s after %s\n", spec, timeout)
-			return 1
+			return "", "", fmt.Errorf("no device for root=%s after %s", spec, timeout)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -1,11 +1,12 @@
-package main
+package pid1
 
 import (
-	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseSuperblock(t *testing.T) {
@@ -51,17 +52,46 @@ func TestParseSuperblock(t *testing.T) {
 	}
 }
 
-func TestFindrootDevice(t *testing.T) {
-	var out, errb bytes.Buffer
-	if rc := findrootMain([]string{"/dev/null", "1s"}, &out, &errb); rc != 0 || out.String() != "/dev/null auto\n" {
-		t.Fatalf("rc %d, out %q, err %q", rc, out.String(), errb.String())
+func TestFindRootDevice(t *testing.T) {
+	if dev, fs, err := findRoot("/dev/null", time.Second); err != nil || dev != "/dev/null" || fs != "auto" {
+		t.Fatalf("got %q %q %v", dev, fs, err)
 	}
-	out.Reset()
-	if rc := findrootMain([]string{"/dev/seamless-no-such-disk", "200ms"}, &out, &errb); rc != 1 || out.Len() != 0 {
-		t.Fatalf("missing device: rc %d, out %q", rc, out.String())
+	if _, _, err := findRoot("/dev/seamless-no-such-disk", 100*time.Millisecond); err == nil || !strings.Contains(err.Error(), "no device for root=") {
+		t.Fatalf("missing device: %v", err)
 	}
-	if rc := findrootMain([]string{"PARTUUID=1234"}, &out, &errb); rc != 2 || !strings.Contains(errb.String(), "only /dev/NAME") {
-		t.Fatalf("PARTUUID: rc %d, err %q", rc, errb.String())
+	if _, _, err := findRoot("PARTUUID=1234", time.Second); err == nil || !strings.Contains(err.Error(), "only /dev/NAME") {
+		t.Fatalf("PARTUUID: %v", err)
+	}
+}
+
+func TestParseRoot(t *testing.T) {
+	for _, tt := range []struct {
+		cmdline string
+		want    rootSpec
+		err     string
+	}{
+		{"BOOT_IMAGE=/vmlinuz root=UUID=ab-cd ro quiet", rootSpec{spec: "UUID=ab-cd", readOnly: true, delay: 30 * time.Second}, ""},
+		{"root=/dev/vda1 rw rootfstype=xfs rootflags=noatime rootdelay=5\n", rootSpec{spec: "/dev/vda1", fsType: "xfs", options: "noatime", delay: 5 * time.Second}, ""},
+		{"root=/dev/sda1 rw ro root=LABEL=root", rootSpec{spec: "LABEL=root", readOnly: true, delay: 30 * time.Second}, ""},
+		{"ro quiet", rootSpec{}, "no root="},
+		{"root=/dev/vda1 rootdelay=soon", rootSpec{}, "rootdelay=soon"},
+	} {
+		got, err := parseRoot(tt.cmdline)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%q: err %v, want %q", tt.cmdline, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("%q: got %+v, %v; want %+v", tt.cmdline, got, err, tt.want)
+		}
+	}
+}
+
+func TestLoadModuleMissing(t *testing.T) {
+	if err := loadModule(filepath.Join(t.TempDir(), "nothing.ko")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("got %v", err)
 	}
 }
 
