@@ -152,6 +152,11 @@ func (s System) deviceModules(dev, devNum string) ([]string, error) {
 		return nil, fmt.Errorf("the root is on %s, built on other devices: the restorer cannot assemble it", name)
 	}
 	top := filepath.Join(s.Sys, "devices")
+	// A virtual device (device-mapper, md, loop, nbd, NVMe over fabrics)
+	// or an iSCSI session's disk exists only once user space has set it up.
+	if strings.HasPrefix(path, filepath.Join(top, "virtual")+"/") || strings.Contains(path, "/session") {
+		return nil, fmt.Errorf("the root is on %s, which user space sets up (%s): the restorer has none", name, strings.TrimPrefix(path, s.Sys))
+	}
 	var mods []string
 	for p := path; strings.HasPrefix(p, top+"/"); p = filepath.Dir(p) {
 		link, err := os.Readlink(filepath.Join(p, "driver", "module"))

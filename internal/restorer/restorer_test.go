@@ -49,6 +49,10 @@ func fakeSystem(t *testing.T, mountinfo, ext string) System {
 	link("sys/dev/block/254:1", "../../devices/pci0000:00/0000:00:04.0/virtio3/block/vda/vda1")
 	link("sys/dev/block/253:0", "../../devices/virtual/block/dm-0")
 	link("sys/class/block/vda1", "../../devices/pci0000:00/0000:00:04.0/virtio3/block/vda/vda1")
+	mkdir("sys/devices/virtual/block/nvme9n1")
+	link("sys/dev/block/259:9", "../../devices/virtual/block/nvme9n1")
+	mkdir("sys/devices/platform/host2/session1/target2:0:0/2:0:0:0/block/sdb/sdb1")
+	link("sys/dev/block/8:17", "../../devices/platform/host2/session1/target2:0:0/2:0:0:0/block/sdb/sdb1")
 	write("proc/self/mountinfo", mountinfo)
 	m := "lib/modules/" + release + "/"
 	write(m+"modules.dep", strings.ReplaceAll(`kernel/drivers/virtio/virtio.ko:
@@ -108,6 +112,8 @@ func TestPlan(t *testing.T) {
 		{name: "compressed modules, kernel does not", mountinfo: ext4Root, ext: ".ko.xz", config: "# CONFIG_MODULE_DECOMPRESS is not set\n", err: "cannot decompress them itself"},
 		{name: "compressed modules, no config", mountinfo: ext4Root, ext: ".ko.zst", err: "cannot be read"},
 		{name: "LVM or dm-crypt", mountinfo: dmRoot, ext: ".ko", err: "needs user space"},
+		{name: "a virtual disk", mountinfo: "22 1 259:9 / / rw - ext4 /dev/nvme9n1 rw\n", ext: ".ko", err: "which user space sets up"},
+		{name: "an iSCSI disk", mountinfo: "22 1 8:17 / / rw - ext4 /dev/sdb1 rw\n", ext: ".ko", err: "/session1/"},
 		{name: "separate /usr", mountinfo: usrApart, ext: ".ko", err: "/usr is a separate"},
 		{name: "network root", mountinfo: nfsRoot, ext: ".ko", err: "root file system is nfs4"},
 		{name: "the last mount on / counts", mountinfo: overRoot, ext: ".ko", err: "root file system is overlay"},
