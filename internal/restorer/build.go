@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/u-root/u-root/pkg/cpio"
 	"golang.org/x/sys/unix"
@@ -61,6 +62,11 @@ func addFile(rw cpio.RecordWriter, path, name string, perm uint64) error {
 	}
 	if !st.Mode().IsRegular() {
 		return fmt.Errorf("%s is not a regular file", path)
+	}
+	// What the new kernel runs as PID 1 or loads into itself: root's
+	// files only.
+	if sys, ok := st.Sys().(*syscall.Stat_t); !ok || sys.Uid != 0 || st.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%s is not root's alone (owner or mode %v): not put into the restorer initramfs", path, st.Mode().Perm())
 	}
 	rec := cpio.Record{ReaderAt: f, Info: cpio.Info{Name: name, Mode: unix.S_IFREG | perm, FileSize: uint64(st.Size()), NLink: 1}}
 	if err := rw.WriteRecord(rec); err != nil {

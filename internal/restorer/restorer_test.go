@@ -208,6 +208,12 @@ func TestBuild(t *testing.T) {
 			t.Errorf("%s: %q (present %v), want %q", name, g, ok, want)
 		}
 	}
+	weak := filepath.Join(img.ModDir, "kernel/fs/ext4/ext4.ko")
+	os.Chmod(weak, 0o666)
+	img.Modules = []string{"kernel/fs/ext4/ext4.ko"}
+	if err := WriteFile(out, img, exe); err == nil || !strings.Contains(err.Error(), "not root's alone") {
+		t.Fatalf("a world-writable module: %v", err)
+	}
 	img.Modules = []string{"kernel/fs/missing.ko"}
 	if err := WriteFile(out, img, exe); err == nil {
 		t.Fatal("an image with a missing module was written")
