@@ -70,10 +70,6 @@ type daemon struct {
 	verdicts   map[string]error
 	// wakers are waking the peers of restored connections (see wakePeers).
 	wakers sync.WaitGroup
-	// firstAsk closes when the first anchor asks: the verification no
-	// longer waits for systemd (see verifyWhenUp).
-	firstAsk  chan struct{}
-	askedOnce sync.Once
 }
 
 // Run is the daemon. It returns when every carried unit has been restored
@@ -89,7 +85,7 @@ func Run(opts Options) error {
 		opts.RestoreTimeout = DefaultRestoreTimeout
 	}
 	d := &daemon{opts: opts, dir: opts.Image, trees: map[string]*image.Tree{}, done: make(chan struct{}),
-		unverified: map[string][]*image.Image{}, verdicts: map[string]error{}, firstAsk: make(chan struct{})}
+		unverified: map[string][]*image.Image{}, verdicts: map[string]error{}}
 	d.cond = sync.NewCond(&d.mu)
 	d.state = contract.State{Image: opts.Image, Daemon: os.Getpid(), Started: time.Now().UTC(), RestoreTimeoutMs: opts.RestoreTimeout.Milliseconds()}
 	// Before the holders are started: they stay in the daemon's cgroup.
@@ -118,7 +114,7 @@ func Run(opts Options) error {
 		d.close()
 		return nil
 	}
-	go d.verifyWhenUp(func() bool { return systemdUp(d.proc) }, verifyWait)
+	go d.verify()
 	go loadPeerDiag(func() (bool, bool, error) { return pid1Moved(d.proc) }, d.done)
 	select {
 	case <-d.done:
@@ -246,34 +242,6 @@ func (d *daemon) hold(im *image.Image, dir string) error {
 		}
 	}
 	return nil
-}
-
-// verifyWait bounds how long the verification waits for systemd.
-const verifyWait = 10 * time.Second
-
-// verifyWhenUp verifies the images once the real root's systemd has
-// started (up), or as soon as an anchor asks, or after wait. Started with
-// the daemon, the verification's reads of the image queued before those
-// of the switch to the real root and of systemd's own start, on the same
-// disk: under emulation systemd's first line came 1.2-3.7 s after the
-// switch, each time within 0.1 s of the verification's end (docs/lab.md).
-// systemd then takes seconds to start a carried unit, and the check is
-// done long before its anchor asks.
-func (d *daemon) verifyWhenUp(up func() bool, wait time.Duration) {
-	poll := time.NewTicker(50 * time.Millisecond)
-	defer poll.Stop()
-	deadline := time.After(wait)
-wait:
-	for !up() {
-		select {
-		case <-d.firstAsk:
-			break wait
-		case <-deadline:
-			break wait
-		case <-poll.C:
-		}
-	}
-	d.verify()
 }
 
 // verify checks the memory of every pending unit's image while the system

@@ -84,17 +84,6 @@ func pid1Moved(proc *os.File) (moved, reachable bool, err error) {
 	return theirs.Dev != mine.Dev || theirs.Ino != mine.Ino, true, nil
 }
 
-// systemdUp reports whether PID 1 runs in the real root and has started
-// its journal's socket: systemd has read its units and begun the boot.
-// (Under dracut the initrd's journal socket comes along into the real
-// root's /run: there it is true from the switch.)
-func systemdUp(proc *os.File) bool {
-	if moved, _, err := pid1Moved(proc); err != nil || !moved {
-		return false
-	}
-	return unix.Faccessat(int(proc.Fd()), "1/root/run/systemd/journal/socket", unix.F_OK, 0) == nil
-}
-
 // loadPeerDiag has the kernel load what answers unixPeerInode (unix_diag,
 // a module in Debian's kernels) as soon as PID 1 has switched to the real
 // root, whose /lib/modules the kernel's modprobe then reads: the first

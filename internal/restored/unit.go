@@ -88,9 +88,6 @@ func (d *daemon) claim(unit string, p *peer) (*contract.UnitState, string, error
 	}
 	// A unit's memory is verified while the system boots (see verify):
 	// nothing is restored before its image passed.
-	if d.firstAsk != nil {
-		d.askedOnce.Do(func() { close(d.firstAsk) })
-	}
 	for u.State == contract.Restoring || (u.State == contract.Pending && !d.checked(unit)) {
 		d.cond.Wait()
 	}
