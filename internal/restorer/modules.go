@@ -93,13 +93,12 @@ func readTree(dir string) (*tree, error) {
 }
 
 // resolve lists the files of names and of everything they need, each
-// after what it needs, then those of extra, which may be missing. A name
-// that is built into the kernel needs no file; one of names that is
-// neither a module nor built in is an error. Soft
+// after what it needs. A name that is built into the kernel needs no
+// file; one that is neither a module nor built in is an error. Soft
 // dependencies are added when they are modules (an alias may name
 // several, such as crc32c's generic and accelerated drivers: all are
 // loaded, and those the CPU cannot run fail harmlessly).
-func (t *tree) resolve(names, extra []string) ([]string, error) {
+func (t *tree) resolve(names []string) ([]string, error) {
 	var out []string
 	done := map[string]bool{}
 	var visit func(n string, soft bool) error
@@ -132,11 +131,6 @@ func (t *tree) resolve(names, extra []string) ([]string, error) {
 	}
 	for _, n := range names {
 		if err := visit(moduleName(n), false); err != nil {
-			return nil, err
-		}
-	}
-	for _, n := range extra {
-		if err := visit(moduleName(n), true); err != nil {
 			return nil, err
 		}
 	}

@@ -54,12 +54,6 @@ var fsModules = map[string]string{
 	"btrfs": "btrfs",
 }
 
-// systemdModules are the modules systemd loads first thing in the real
-// root (autofs4, for its automount units) when the initramfs has not: from
-// the initramfs's memory they cost a fraction of what systemd's own load
-// from the just-mounted disk does. Those the kernel lacks are skipped.
-var systemdModules = []string{"autofs4"}
-
 // stacked are the block devices a restorer cannot assemble: each needs
 // user space (lvm, cryptsetup, mdadm, nbd-client...) before the root
 // exists.
@@ -87,7 +81,7 @@ func (s System) Plan(release string) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	files, err := tree.resolve(append(drivers, mod), systemdModules)
+	files, err := tree.resolve(append(drivers, mod))
 	if err != nil {
 		return nil, fmt.Errorf("kernel %s: %w", release, err)
 	}

@@ -66,7 +66,6 @@ kernel/fs/jbd2/jbd2.ko:
 kernel/lib/crc16.ko:
 kernel/crypto/crc32c_generic.ko:
 kernel/arch/x86/crypto/crc32c-intel.ko:
-kernel/fs/autofs/autofs4.ko:
 `, ".ko", ext))
 	write(m+"modules.softdep", "# Soft dependencies\nsoftdep ext4 pre: crc32c\n")
 	write(m+"modules.alias", "alias crc32c crc32c_generic\nalias crypto-crc32c crc32c_generic\nalias crc32c crc32c_intel\n")
@@ -92,7 +91,6 @@ var ext4Files = []string{
 	"kernel/drivers/virtio/virtio_pci.ko", "kernel/drivers/block/virtio_blk.ko",
 	"kernel/crypto/crc32c_generic.ko", "kernel/arch/x86/crypto/crc32c-intel.ko",
 	"kernel/fs/mbcache.ko", "kernel/fs/jbd2/jbd2.ko", "kernel/lib/crc16.ko", "kernel/fs/ext4/ext4.ko",
-	"kernel/fs/autofs/autofs4.ko", // systemd's, last
 }
 
 func TestPlan(t *testing.T) {
@@ -154,23 +152,9 @@ func TestPlanBuiltinFileSystem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := append(ext4Files[:5:5], "kernel/fs/autofs/autofs4.ko") // the disk's drivers; xfs is built in
+	want := ext4Files[:5] // the disk's drivers; xfs is built in
 	if !slices.Equal(img.Modules, want) {
 		t.Fatalf("modules %q, want %q", img.Modules, want)
-	}
-}
-
-func TestPlanWithoutSystemdModules(t *testing.T) {
-	s := fakeSystem(t, ext4Root, ".ko")
-	dep := filepath.Join(s.Modules, release, "modules.dep")
-	b, _ := os.ReadFile(dep)
-	os.WriteFile(dep, bytes.ReplaceAll(b, []byte("kernel/fs/autofs/autofs4.ko:\n"), nil), 0o644)
-	img, err := s.Plan(release)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(img.Modules, ext4Files[:len(ext4Files)-1]) {
-		t.Fatalf("modules %q", img.Modules)
 	}
 }
 
