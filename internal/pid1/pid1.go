@@ -49,8 +49,9 @@ const (
 // before the reboot.
 const failPause = 15 * time.Second
 
-// Main boots the real root and executes its init; it returns only if it
-// is not PID 1.
+// Main boots the real root and executes its init. It never returns: what
+// it cannot boot ends in a reboot (or, if even that fails, in PID 1's exit,
+// a kernel panic that says why).
 func Main() {
 	if os.Getpid() != 1 {
 		fmt.Fprintln(os.Stderr, "seamless: /init of the restorer initramfs runs only as PID 1")
