@@ -23,8 +23,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/u-root/u-root/pkg/mount"
@@ -127,9 +129,11 @@ func stage1(log io.Writer, args ...string) {
 	}
 }
 
-// loadModules loads ModuleList's modules in order. A module already there
-// is fine; one that fails is logged and the boot goes on: the root's mount
-// says whether it mattered.
+// loadModules loads ModuleList's modules, each once those it needs are
+// loaded (or failed), as many at a time as there are CPUs: under
+// emulation a module's load is mostly CPU (its signature, its
+// relocations). A module already there is fine; one that fails is logged
+// and the boot goes on: the root's mount says whether it mattered.
 func loadModules(log io.Writer) {
 	b, err := os.ReadFile(ModuleList)
 	if err != nil {
@@ -139,15 +143,75 @@ func loadModules(log io.Writer) {
 		return
 	}
 	t0 := time.Now()
-	n := 0
-	for _, name := range strings.Fields(string(b)) {
-		if err := loadModule(filepath.Join(ModuleDir, name)); err != nil {
-			fmt.Fprintf(log, "module %s: %v\n", name, err)
-			continue
+	mods := parseModuleList(string(b))
+	errs := loadAll(mods, runtime.NumCPU(), func(name string) error {
+		return loadModule(filepath.Join(ModuleDir, name))
+	})
+	for _, m := range mods {
+		if err := errs[m.name]; err != nil {
+			fmt.Fprintf(log, "module %s: %v\n", m.name, err)
 		}
-		n++
 	}
-	fmt.Fprintf(log, "loaded %d modules in %d ms\n", n, time.Since(t0).Milliseconds())
+	fmt.Fprintf(log, "loaded %d modules in %d ms\n", len(mods)-len(errs), time.Since(t0).Milliseconds())
+}
+
+// module is a line of ModuleList: a module's file and the files it needs
+// loaded first.
+type module struct {
+	name  string
+	needs []string
+}
+
+// parseModuleList reads ModuleList; a module listed twice counts once.
+func parseModuleList(text string) []module {
+	var mods []module
+	seen := map[string]bool{}
+	for _, line := range strings.Split(text, "\n") {
+		if f := strings.Fields(line); len(f) > 0 && !seen[f[0]] {
+			seen[f[0]] = true
+			mods = append(mods, module{name: f[0], needs: f[1:]})
+		}
+	}
+	return mods
+}
+
+// loadAll loads mods with load, each after the modules it needs that come
+// before it in mods (the list is in dependency order: a need listed later,
+// or not at all, is not waited for, so that no cycle can hang the boot),
+// at most workers at a time, and returns the failures by name.
+func loadAll(mods []module, workers int, load func(string) error) map[string]error {
+	done := map[string]chan struct{}{}
+	at := map[string]int{}
+	for i, m := range mods {
+		done[m.name] = make(chan struct{})
+		at[m.name] = i
+	}
+	var mu sync.Mutex
+	errs := map[string]error{}
+	slots := make(chan struct{}, max(workers, 1))
+	var wg sync.WaitGroup
+	for _, m := range mods {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(done[m.name])
+			for _, n := range m.needs {
+				if i, ok := at[n]; ok && i < at[m.name] {
+					<-done[n]
+				}
+			}
+			slots <- struct{}{}
+			err := load(m.name)
+			<-slots
+			if err != nil {
+				mu.Lock()
+				errs[m.name] = err
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errs
 }
 
 // loadModule loads one module file; a compressed one is decompressed by

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -137,5 +138,72 @@ func TestCmdlineValue(t *testing.T) {
 	}
 	if v := cmdlineValue("ro rdinit=/x", "init"); v != "" {
 		t.Fatalf("got %q", v)
+	}
+}
+
+func TestParseModuleList(t *testing.T) {
+	got := parseModuleList("virtio.ko\nvirtio_blk.ko virtio.ko virtio_ring.ko\n\n  ext4.ko.xz jbd2.ko.xz  \nvirtio.ko again\n")
+	want := []module{{"virtio.ko", []string{}}, {"virtio_blk.ko", []string{"virtio.ko", "virtio_ring.ko"}}, {"ext4.ko.xz", []string{"jbd2.ko.xz"}}}
+	if len(got) != len(want) {
+		t.Fatalf("got %+v", got)
+	}
+	for i := range want {
+		if got[i].name != want[i].name || strings.Join(got[i].needs, " ") != strings.Join(want[i].needs, " ") {
+			t.Fatalf("line %d: got %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestLoadAll(t *testing.T) {
+	mods := parseModuleList(`a
+b a
+c b a
+d
+e z f
+f
+x y
+y x
+broken
+after-broken broken
+`)
+	var mu sync.Mutex
+	finished := map[string]bool{}
+	running, most := 0, 0
+	errs := loadAll(mods, 2, func(name string) error {
+		mu.Lock()
+		for _, m := range mods {
+			if m.name != name {
+				continue
+			}
+			for _, n := range m.needs {
+				if n != "z" && n != "f" && !(name == "x" && n == "y") && !finished[n] {
+					t.Errorf("%s started before %s, which it needs, finished", name, n)
+				}
+			}
+		}
+		running++
+		most = max(most, running)
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+		mu.Lock()
+		running--
+		finished[name] = true
+		mu.Unlock()
+		if name == "broken" {
+			return errors.New("Unknown symbol")
+		}
+		return nil
+	})
+	if len(finished) != len(mods) {
+		t.Fatalf("loaded %v, want all %d", finished, len(mods))
+	}
+	if most > 2 {
+		t.Fatalf("%d loads at once, want at most 2", most)
+	}
+	if most < 2 {
+		t.Fatalf("loads never overlapped: nothing gained")
+	}
+	if len(errs) != 1 || errs["broken"] == nil {
+		t.Fatalf("errors %v", errs)
 	}
 }

@@ -35,13 +35,18 @@ func Build(w io.Writer, img *Image, exe string) error {
 	if err := rw.WriteRecord(cpio.Symlink(strings.TrimPrefix(pid1.Restore, "/"), "/init")); err != nil {
 		return err
 	}
+	// One line per module: its file, then the files it needs first.
 	var list strings.Builder
 	for _, m := range img.Modules {
 		name := filepath.Base(m)
 		if err := addFile(rw, filepath.Join(img.ModDir, m), filepath.Join(strings.TrimPrefix(pid1.ModuleDir, "/"), name), 0o644); err != nil {
 			return err
 		}
-		list.WriteString(name + "\n")
+		list.WriteString(name)
+		for _, d := range img.Needs[m] {
+			list.WriteString(" " + filepath.Base(d))
+		}
+		list.WriteString("\n")
 	}
 	if err := rw.WriteRecord(cpio.StaticFile(strings.TrimPrefix(pid1.ModuleList, "/"), list.String(), 0o644)); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -135,6 +136,29 @@ func (t *tree) resolve(names []string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// needs maps each of files to those of files its module depends on, hard
+// or soft.
+func (t *tree) needs(files []string) map[string][]string {
+	in := map[string]bool{}
+	for _, f := range files {
+		in[f] = true
+	}
+	out := map[string][]string{}
+	for _, f := range files {
+		n := moduleName(f)
+		var mods []string
+		for _, a := range t.softPre[n] {
+			mods = append(mods, t.lookup(a)...)
+		}
+		for _, m := range append(mods, t.deps[n]...) {
+			if d := t.file[m]; in[d] && !slices.Contains(out[f], d) {
+				out[f] = append(out[f], d)
+			}
+		}
+	}
+	return out
 }
 
 // lookup is the modules a soft dependency names: a module, or an alias.

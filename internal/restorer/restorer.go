@@ -41,9 +41,12 @@ type Image struct {
 	// the restorer will mount them (found again by root=).
 	Root, FSType string
 	// ModDir is the kernel's module tree; Modules its files to load,
-	// relative to ModDir, dependencies first.
+	// relative to ModDir, dependencies first; Needs, by file, the files
+	// among Modules that must be loaded before it (the others can be
+	// loaded at the same time).
 	ModDir  string
 	Modules []string
+	Needs   map[string][]string
 }
 
 // fsModules maps the root file systems the restorer can mount to the
@@ -90,7 +93,7 @@ func (s System) Plan(release string) (*Image, error) {
 			return nil, err
 		}
 	}
-	return &Image{Release: release, Root: root, FSType: fsType, ModDir: tree.dir, Modules: files}, nil
+	return &Image{Release: release, Root: root, FSType: fsType, ModDir: tree.dir, Modules: files, Needs: tree.needs(files)}, nil
 }
 
 // rootMount reads the root's source, device number (MAJ:MIN) and file

@@ -142,6 +142,19 @@ func TestPlan(t *testing.T) {
 			if img.Root != "/dev/vda1" || img.FSType != "ext4" {
 				t.Fatalf("root %s %s", img.Root, img.FSType)
 			}
+			ext4 := tt.files[len(tt.files)-1]
+			want := []string{"kernel/crypto/crc32c_generic.ko", "kernel/arch/x86/crypto/crc32c-intel.ko", "kernel/fs/mbcache.ko", "kernel/fs/jbd2/jbd2.ko", "kernel/lib/crc16.ko"}
+			if tt.ext != ".ko" {
+				for i := range want {
+					want[i] += ".xz"
+				}
+			}
+			if got := img.Needs[ext4]; !slices.Equal(got, want) {
+				t.Fatalf("ext4 needs %q, want %q", got, want)
+			}
+			if got := img.Needs[tt.files[0]]; len(got) != 0 {
+				t.Fatalf("%s needs %q, want nothing", tt.files[0], got)
+			}
 		})
 	}
 }
@@ -200,7 +213,7 @@ func TestBuild(t *testing.T) {
 		"init":                      "\x7fELF seamless",
 		"bin/seamless-restore":      "/init",
 		"lib/modules/virtio_pci.ko": "module kernel/drivers/virtio/virtio_pci.ko",
-		"etc/seamless/modules":      "virtio_pci.ko\n",
+		"etc/seamless/modules":      "virtio_pci.ko virtio_pci_modern_dev.ko virtio_ring.ko virtio.ko\n",
 		"dev/console":               "",
 		"newroot":                   "",
 	} {
