@@ -35,9 +35,9 @@ func FindRepo(dir string) (string, error) {
 // programs. A command that does not build is skipped with a warning (the
 // lab must keep working while the project is under construction); a
 // package that does not build fails the run. It returns the image path and
-// a note per part. With script (a
-// bash script of repo), the script is run with the payload's directory and
-// what it writes there travels along; its failure fails the run.
+// a note per part. With script (a bash script of repo), the script is run
+// with the payload's directory and what it writes there travels along; its
+// failure fails the run.
 func BuildPayload(ctx context.Context, repo, runDir, script string, out io.Writer) (string, []string, error) {
 	dir := filepath.Join(runDir, "payload")
 	bin := filepath.Join(dir, "bin")

@@ -31,6 +31,8 @@ import (
 
 	"github.com/u-root/u-root/pkg/mount"
 	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/restored"
 )
 
 // The restorer initramfs's layout, shared with the package that builds it.
@@ -41,7 +43,7 @@ const (
 	// link to /init).
 	Restore = "/bin/seamless-restore"
 	// ModuleList names the modules to load, one file of ModuleDir per
-	// line, dependencies first.
+	// line, dependencies first, each followed by the files it needs.
 	ModuleList = "/etc/seamless/modules"
 	// ModuleDir holds the modules.
 	ModuleDir = "/lib/modules"
@@ -60,11 +62,16 @@ func Main() {
 		os.Exit(2)
 	}
 	mountAPI()
-	log := logger()
+	// The kernel log, for this process's lines and stage 1's.
+	out := io.Writer(os.Stderr)
+	if k, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {
+		out = k
+	}
+	log := restored.LineWriter{W: out, Prefix: "seamless-init: "}
 	os.Setenv("PATH", "/bin:/sbin:/usr/bin:/usr/sbin")
-	err := boot(log)
+	init, err := boot(log, out)
 	if err == nil {
-		err = switchRoot(log)
+		err = switchRoot(log, init)
 	}
 	fmt.Fprintf(log, "%v: rebooting through the firmware in %s; the normal boot starts the services cold\n", err, failPause)
 	time.Sleep(failPause)
@@ -75,53 +82,48 @@ func Main() {
 	os.Exit(1) // PID 1 exiting: the kernel panics, and says so
 }
 
-// boot runs stage 1, loads the modules and mounts the real root on
-// NewRoot.
-func boot(log io.Writer) error {
-	stage1(log)
+// boot runs stage 1 (its output to out), loads the modules and mounts the
+// real root on NewRoot; it returns the init to execute there.
+func boot(log, out io.Writer) (string, error) {
+	stage1(log, out)
 	loadModules(log)
 	cmdline, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
-		return err
+		return "", err
 	}
 	r, err := parseRoot(string(cmdline))
 	if err != nil {
-		return err
+		return "", err
 	}
 	dev, fs, err := findRoot(r.spec, r.delay)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if r.fsType != "" {
 		fs = r.fsType
 	}
 	if fs == "auto" {
-		return fmt.Errorf("%s: no file system recognized (give rootfstype=)", dev)
+		return "", fmt.Errorf("%s: no file system recognized (give rootfstype=)", dev)
 	}
 	var flags uintptr
 	if r.readOnly {
 		flags |= unix.MS_RDONLY
 	}
 	if err := os.MkdirAll(NewRoot, 0o755); err != nil {
-		return err
+		return "", err
 	}
 	if err := unix.Mount(dev, NewRoot, fs, flags, r.options); err != nil {
-		return fmt.Errorf("mount %s (%s) on %s: %w", dev, fs, NewRoot, err)
+		return "", fmt.Errorf("mount %s (%s) on %s: %w", dev, fs, NewRoot, err)
 	}
 	fmt.Fprintf(log, "mounted %s (%s) on %s\n", dev, fs, NewRoot)
-	stage1(log, "--root", NewRoot)
-	return nil
+	stage1(log, out, "--root", NewRoot)
+	return r.init, nil
 }
 
 // stage1 runs `seamless stage1`: for an image in RAM (first call) or on
 // disk (with --root) it reserves the PIDs and starts the restore daemon;
 // on a boot without an image it returns at once. It never fails the boot.
-func stage1(log io.Writer, args ...string) {
-	out := io.Writer(os.Stderr)
-	if k, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {
-		defer k.Close()
-		out = k
-	}
+func stage1(log, out io.Writer, args ...string) {
 	cmd := exec.Command(Restore, append([]string{"stage1"}, args...)...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Run(); err != nil {
@@ -239,13 +241,14 @@ type rootSpec struct {
 	options  string // rootflags=
 	readOnly bool   // ro (the default) or rw
 	delay    time.Duration
+	init     string // init=, /sbin/init by default
 }
 
-// parseRoot reads root=, rootfstype=, rootflags=, ro/rw and rootdelay=
-// (seconds to wait for the device; 30 by default) from a command line;
-// the last of each wins, as in the kernel.
+// parseRoot reads root=, rootfstype=, rootflags=, ro/rw, rootdelay=
+// (seconds to wait for the device; 30 by default) and init= from a
+// command line; the last of each wins, as in the kernel.
 func parseRoot(cmdline string) (rootSpec, error) {
-	r := rootSpec{readOnly: true, delay: 30 * time.Second}
+	r := rootSpec{readOnly: true, delay: 30 * time.Second, init: "/sbin/init"}
 	for _, f := range strings.Fields(cmdline) {
 		k, v, _ := strings.Cut(f, "=")
 		switch k {
@@ -259,6 +262,8 @@ func parseRoot(cmdline string) (rootSpec, error) {
 			r.readOnly = true
 		case "rw":
 			r.readOnly = false
+		case "init":
+			r.init = v
 		case "rootdelay":
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
@@ -291,33 +296,9 @@ func mountAPI() {
 	}
 }
 
-// logger writes to the kernel log, or to stderr without one.
-func logger() io.Writer {
-	f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0)
-	if err != nil {
-		return prefixed{os.Stderr}
-	}
-	return prefixed{f}
-}
-
-type prefixed struct{ w io.Writer }
-
-func (p prefixed) Write(b []byte) (int, error) {
-	if _, err := io.WriteString(p.w, "seamless-init: "+string(b)); err != nil {
-		return 0, err
-	}
-	return len(b), nil
-}
-
-// switchRoot switches to the real root and executes its init; it returns
-// only if it did not switch.
-func switchRoot(log io.Writer) error {
-	init := "/sbin/init"
-	if b, err := os.ReadFile("/proc/cmdline"); err == nil {
-		if v := cmdlineValue(string(b), "init"); v != "" {
-			init = v
-		}
-	}
+// switchRoot switches to the real root and executes init there; it
+// returns only if it did not switch.
+func switchRoot(log io.Writer, init string) error {
 	if err := hasInit(NewRoot, init); err != nil {
 		return fmt.Errorf("cannot switch to %s: %w", NewRoot, err)
 	}
@@ -388,16 +369,4 @@ func checkInit(root, init string) error {
 		return fmt.Errorf("init %s: %s is not an executable file", init, cur)
 	}
 	return nil
-}
-
-// cmdlineValue returns the value of the last NAME= on a kernel command
-// line, or "".
-func cmdlineValue(cmdline, name string) string {
-	v := ""
-	for _, f := range strings.Fields(cmdline) {
-		if s, ok := strings.CutPrefix(f, name+"="); ok {
-			v = s
-		}
-	}
-	return v
 }

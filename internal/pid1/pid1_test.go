@@ -71,9 +71,12 @@ func TestParseRoot(t *testing.T) {
 		want    rootSpec
 		err     string
 	}{
-		{"BOOT_IMAGE=/vmlinuz root=UUID=ab-cd ro quiet", rootSpec{spec: "UUID=ab-cd", readOnly: true, delay: 30 * time.Second}, ""},
-		{"root=/dev/vda1 rw rootfstype=xfs rootflags=noatime rootdelay=5\n", rootSpec{spec: "/dev/vda1", fsType: "xfs", options: "noatime", delay: 5 * time.Second}, ""},
-		{"root=/dev/sda1 rw ro root=LABEL=root", rootSpec{spec: "LABEL=root", readOnly: true, delay: 30 * time.Second}, ""},
+		{"BOOT_IMAGE=/vmlinuz root=UUID=ab-cd ro quiet", rootSpec{spec: "UUID=ab-cd", readOnly: true, delay: 30 * time.Second, init: "/sbin/init"}, ""},
+		{"root=/dev/vda1 rw rootfstype=xfs rootflags=noatime rootdelay=5\n", rootSpec{spec: "/dev/vda1", fsType: "xfs", options: "noatime", delay: 5 * time.Second, init: "/sbin/init"}, ""},
+		{"root=/dev/sda1 rw ro root=LABEL=root", rootSpec{spec: "LABEL=root", readOnly: true, delay: 30 * time.Second, init: "/sbin/init"}, ""},
+		// The last init= wins; rdinit= is not init=.
+		{"ro init=/bin/a root=/dev/vda1 init=/lib/systemd/systemd quiet\n", rootSpec{spec: "/dev/vda1", readOnly: true, delay: 30 * time.Second, init: "/lib/systemd/systemd"}, ""},
+		{"root=/dev/vda1 rdinit=/x", rootSpec{spec: "/dev/vda1", readOnly: true, delay: 30 * time.Second, init: "/sbin/init"}, ""},
 		{"ro quiet", rootSpec{}, "no root="},
 		{"root=/dev/vda1 rootdelay=soon", rootSpec{}, "rootdelay=soon"},
 	} {
@@ -129,15 +132,6 @@ func TestHasInit(t *testing.T) {
 		if (err == nil) != tt.ok {
 			t.Errorf("%s: %v, want ok=%v", tt.init, err, tt.ok)
 		}
-	}
-}
-
-func TestCmdlineValue(t *testing.T) {
-	if v := cmdlineValue("ro init=/bin/a root=/dev/vda1 init=/lib/systemd/systemd quiet\n", "init"); v != "/lib/systemd/systemd" {
-		t.Fatalf("got %q", v)
-	}
-	if v := cmdlineValue("ro rdinit=/x", "init"); v != "" {
-		t.Fatalf("got %q", v)
 	}
 }
 
