@@ -16,7 +16,7 @@
 
 GO      ?= go
 BIN     := bin
-PKGS    := ./cmd/... ./internal/... ./test/... ./initramfs/...
+PKGS    := ./cmd/... ./internal/... ./test/...
 DEBS    := gcc make libc6-dev iproute2 util-linux e2fsprogs
 DEBDIR  ?= build/deb
 RPMDIR  ?= build/rpm

@@ -13,8 +13,8 @@ const module = "github.com/seamless-linux/seamless/internal/"
 // runs none of the old kernel's pipeline, and the old kernel's pipeline
 // knows the new kernel only through the contract.
 var (
-	newKernel = []string{"restored", "anchor", "generator", "reserve"}
-	oldKernel = []string{"update", "precheck", "kexec", "store", "trigger", "dbusapi", "logind"}
+	newKernel = []string{"restored", "anchor", "generator", "reserve", "pid1"}
+	oldKernel = []string{"update", "precheck", "kexec", "store", "trigger", "dbusapi", "logind", "restorer"}
 )
 
 // TestSidesDoNotImportEachOther fails when a package of one side imports,

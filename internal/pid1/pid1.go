@@ -32,21 +32,7 @@ import (
 	"github.com/u-root/u-root/pkg/mount"
 	"golang.org/x/sys/unix"
 
-	"github.com/seamless-linux/seamless/internal/restored"
-)
-
-// The restorer initramfs's layout, shared with the package that builds it.
-const (
-	// NewRoot is where the real root is mounted.
-	NewRoot = "/newroot"
-	// Restore is the seamless binary under the name stage 1 runs as (a
-	// link to /init).
-	Restore = "/bin/seamless-restore"
-	// ModuleList names the modules to load, one file of ModuleDir per
-	// line, dependencies first, each followed by the files it needs.
-	ModuleList = "/etc/seamless/modules"
-	// ModuleDir holds the modules.
-	ModuleDir = "/lib/modules"
+	"github.com/seamless-linux/seamless/internal/contract"
 )
 
 // failPause is how long a failed boot's reason stays on the console
@@ -67,7 +53,7 @@ func Main() {
 	if k, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {
 		out = k
 	}
-	log := restored.LineWriter{W: out, Prefix: "seamless-init: "}
+	log := prefixed{out}
 	os.Setenv("PATH", "/bin:/sbin:/usr/bin:/usr/sbin")
 	init, err := boot(log, out)
 	if err == nil {
@@ -83,7 +69,8 @@ func Main() {
 }
 
 // boot runs stage 1 (its output to out), loads the modules and mounts the
-// real root on NewRoot; it returns the init to execute there.
+// real root on contract.RestorerRoot; it returns the init to execute
+// there.
 func boot(log, out io.Writer) (string, error) {
 	stage1(log, out)
 	loadModules(log)
@@ -109,14 +96,14 @@ func boot(log, out io.Writer) (string, error) {
 	if r.readOnly {
 		flags |= unix.MS_RDONLY
 	}
-	if err := os.MkdirAll(NewRoot, 0o755); err != nil {
+	if err := os.MkdirAll(contract.RestorerRoot, 0o755); err != nil {
 		return "", err
 	}
-	if err := unix.Mount(dev, NewRoot, fs, flags, r.options); err != nil {
-		return "", fmt.Errorf("mount %s (%s) on %s: %w", dev, fs, NewRoot, err)
+	if err := unix.Mount(dev, contract.RestorerRoot, fs, flags, r.options); err != nil {
+		return "", fmt.Errorf("mount %s (%s) on %s: %w", dev, fs, contract.RestorerRoot, err)
 	}
-	fmt.Fprintf(log, "mounted %s (%s) on %s\n", dev, fs, NewRoot)
-	stage1(log, out, "--root", NewRoot)
+	fmt.Fprintf(log, "mounted %s (%s) on %s\n", dev, fs, contract.RestorerRoot)
+	stage1(log, out, "--root", contract.RestorerRoot)
 	return r.init, nil
 }
 
@@ -124,20 +111,20 @@ func boot(log, out io.Writer) (string, error) {
 // disk (with --root) it reserves the PIDs and starts the restore daemon;
 // on a boot without an image it returns at once. It never fails the boot.
 func stage1(log, out io.Writer, args ...string) {
-	cmd := exec.Command(Restore, append([]string{"stage1"}, args...)...)
+	cmd := exec.Command(contract.RestorerStage1, append([]string{"stage1"}, args...)...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintf(log, "stage 1: %v\n", err)
 	}
 }
 
-// loadModules loads ModuleList's modules, each once those it needs are
-// loaded (or failed), as many at a time as there are CPUs: under
-// emulation a module's load is mostly CPU (its signature, its
+// loadModules loads the modules contract.RestorerModules lists, each once
+// those it needs are loaded (or failed), as many at a time as there are
+// CPUs: under emulation a module's load is mostly CPU (its signature, its
 // relocations). A module already there is fine; one that fails is logged
 // and the boot goes on: the root's mount says whether it mattered.
 func loadModules(log io.Writer) {
-	b, err := os.ReadFile(ModuleList)
+	b, err := os.ReadFile(contract.RestorerModules)
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
 			fmt.Fprintf(log, "%v\n", err)
@@ -147,7 +134,7 @@ func loadModules(log io.Writer) {
 	t0 := time.Now()
 	mods := parseModuleList(string(b))
 	errs := loadAll(mods, runtime.NumCPU(), func(name string) error {
-		return loadModule(filepath.Join(ModuleDir, name))
+		return loadModule(filepath.Join(contract.RestorerModuleDir, name))
 	})
 	for _, m := range mods {
 		if err := errs[m.name]; err != nil {
@@ -157,14 +144,15 @@ func loadModules(log io.Writer) {
 	fmt.Fprintf(log, "loaded %d modules in %d ms\n", len(mods)-len(errs), time.Since(t0).Milliseconds())
 }
 
-// module is a line of ModuleList: a module's file and the files it needs
-// loaded first.
+// module is a line of contract.RestorerModules: a module's file and the
+// files it needs loaded first.
 type module struct {
 	name  string
 	needs []string
 }
 
-// parseModuleList reads ModuleList; a module listed twice counts once.
+// parseModuleList reads contract.RestorerModules; a module listed twice
+// counts once.
 func parseModuleList(text string) []module {
 	var mods []module
 	seen := map[string]bool{}
@@ -296,16 +284,26 @@ func mountAPI() {
 	}
 }
 
+// prefixed writes each message to the kernel log under pid1's name.
+type prefixed struct{ w io.Writer }
+
+func (p prefixed) Write(b []byte) (int, error) {
+	if _, err := io.WriteString(p.w, "seamless-init: "+string(b)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
 // switchRoot switches to the real root and executes init there; it
 // returns only if it did not switch.
 func switchRoot(log io.Writer, init string) error {
-	if err := hasInit(NewRoot, init); err != nil {
-		return fmt.Errorf("cannot switch to %s: %w", NewRoot, err)
+	if err := hasInit(contract.RestorerRoot, init); err != nil {
+		return fmt.Errorf("cannot switch to %s: %w", contract.RestorerRoot, err)
 	}
-	fmt.Fprintf(log, "switching root to %s, init %s\n", NewRoot, init)
+	fmt.Fprintf(log, "switching root to %s, init %s\n", contract.RestorerRoot, init)
 	// Past the deletion of the initramfs there is no way back: a failed
 	// exec leaves PID 1 nothing but to exit (a kernel panic that says why).
-	if err := mount.SwitchRoot(NewRoot, init); err != nil {
+	if err := mount.SwitchRoot(contract.RestorerRoot, init); err != nil {
 		fmt.Fprintf(log, "switch root: %v\n", err)
 		os.Exit(1)
 	}

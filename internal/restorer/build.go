@@ -11,7 +11,7 @@ import (
 	"github.com/u-root/u-root/pkg/cpio"
 	"golang.org/x/sys/unix"
 
-	"github.com/seamless-linux/seamless/internal/pid1"
+	"github.com/seamless-linux/seamless/internal/contract"
 )
 
 // Build writes the restorer initramfs of img to w as an uncompressed cpio
@@ -32,14 +32,14 @@ func Build(w io.Writer, img *Image, exe string) error {
 	if err := addFile(rw, exe, "init", 0o755); err != nil {
 		return err
 	}
-	if err := rw.WriteRecord(cpio.Symlink(strings.TrimPrefix(pid1.Restore, "/"), "/init")); err != nil {
+	if err := rw.WriteRecord(cpio.Symlink(strings.TrimPrefix(contract.RestorerStage1, "/"), "/init")); err != nil {
 		return err
 	}
 	// One line per module: its file, then the files it needs first.
 	var list strings.Builder
 	for _, m := range img.Modules {
 		name := filepath.Base(m)
-		if err := addFile(rw, filepath.Join(img.ModDir, m), filepath.Join(strings.TrimPrefix(pid1.ModuleDir, "/"), name), 0o644); err != nil {
+		if err := addFile(rw, filepath.Join(img.ModDir, m), filepath.Join(strings.TrimPrefix(contract.RestorerModuleDir, "/"), name), 0o644); err != nil {
 			return err
 		}
 		list.WriteString(name)
@@ -48,7 +48,7 @@ func Build(w io.Writer, img *Image, exe string) error {
 		}
 		list.WriteString("\n")
 	}
-	if err := rw.WriteRecord(cpio.StaticFile(strings.TrimPrefix(pid1.ModuleList, "/"), list.String(), 0o644)); err != nil {
+	if err := rw.WriteRecord(cpio.StaticFile(strings.TrimPrefix(contract.RestorerModules, "/"), list.String(), 0o644)); err != nil {
 		return err
 	}
 	return cpio.WriteTrailer(rw)
