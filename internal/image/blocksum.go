@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -127,27 +128,63 @@ func (b *BlockFile) Close() error {
 }
 
 // sumFile computes the checksum of the first size bytes of an image
-// file, reading its blocks on every CPU.
+// file, its blocks on every CPU, through a mapping of the file where it
+// can be mapped: reading it into buffers would copy every byte once more.
 func sumFile(f *os.File, size int64, each func(int, func(int) error) error) (uint32, error) {
 	n := int((size + BlockSize - 1) / BlockSize)
 	blocks := make([]uint32, n)
-	bufs := sync.Pool{New: func() any { b := make([]byte, BlockSize); return &b }}
-	err := each(n, func(i int) error {
-		bp := bufs.Get().(*[]byte)
-		defer bufs.Put(bp)
-		buf := *bp
-		k := int(min(BlockSize, size-int64(i)*BlockSize))
-		if _, err := f.ReadAt(buf[:k], int64(i)*BlockSize); err != nil {
-			if err == io.EOF {
-				err = fmt.Errorf("%w: the file shrank while it was read", ErrCorrupt)
+	block := readBlocks(f, size)
+	if size > 0 {
+		if m, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED); err == nil {
+			defer unix.Munmap(m)
+			unix.Madvise(m, unix.MADV_SEQUENTIAL)
+			block = func(i int) (uint32, error) {
+				off := int64(i) * BlockSize
+				return checksumMapped(m[off:min(off+BlockSize, size)])
 			}
-			return err
 		}
-		blocks[i] = crcChecksum(buf[:k])
-		return nil
+	}
+	err := each(n, func(i int) (err error) {
+		blocks[i], err = block(i)
+		return err
 	})
 	if err != nil {
 		return 0, err
 	}
 	return combine(blocks), nil
+}
+
+// readBlocks returns the checksum of block i of f read into a buffer.
+func readBlocks(f *os.File, size int64) func(i int) (uint32, error) {
+	bufs := sync.Pool{New: func() any { b := make([]byte, BlockSize); return &b }}
+	return func(i int) (uint32, error) {
+		bp := bufs.Get().(*[]byte)
+		defer bufs.Put(bp)
+		buf := (*bp)[:min(BlockSize, size-int64(i)*BlockSize)]
+		if _, err := f.ReadAt(buf, int64(i)*BlockSize); err != nil {
+			if err == io.EOF {
+				err = errShrank
+			}
+			return 0, err
+		}
+		return crcChecksum(buf), nil
+	}
+}
+
+var errShrank = fmt.Errorf("%w: the file shrank while it was read", ErrCorrupt)
+
+// checksumMapped is crcChecksum of mapped file pages. If the file shrank
+// under the mapping, reading past its new end faults: that is returned as
+// ErrCorrupt instead of ending the process.
+func checksumMapped(p []byte) (sum uint32, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if _, fault := r.(interface{ Addr() uintptr }); !fault {
+				panic(r)
+			}
+			err = errShrank
+		}
+	}()
+	return crcChecksum(p), nil
 }
