@@ -97,6 +97,12 @@ func Build(ctx context.Context, cfg Config, force bool, out io.Writer) (*Image, 
 	if err := ensureCacheDir(cfg.CacheDir); err != nil {
 		return nil, err
 	}
+	// A complete image is published by a rename: finding one needs no lock,
+	// and a run on one guest's image need not wait for another guest's build.
+	if img, err := LoadImage(cfg); err == nil && !force {
+		logf(out, "image %s is cached (built %s in %.0f s): %s", img.Hash, img.Meta.BuiltAt.Format(time.RFC3339), img.Meta.TotalSeconds, img.Disk)
+		return img, nil
+	}
 	unlock, err := lockCache(cfg.CacheDir)
 	if err != nil {
 		return nil, err
@@ -175,6 +181,9 @@ func buildRoot(ctx context.Context, cfg Config, dir string, out io.Writer) error
 	cmd.Env = append(os.Environ(),
 		"ROOT="+filepath.Join(dir, "root"),
 		"DEBCACHE="+debs,
+		"SUITE="+cfg.Suite,
+		"KERNEL_META="+cfg.KernelMeta,
+		"REPOS="+reposEnv(cfg.Repos),
 		"MIRROR="+cfg.Mirror,
 		"SECURITY_MIRROR="+cfg.SecurityMirror,
 		"PACKAGES="+strings.Join(cfg.Packages, " "),
@@ -270,30 +279,58 @@ func firstBoot(ctx context.Context, cfg Config, dir string, out io.Writer) error
 	return os.Rename(filepath.Join(dir, "serial.log"), filepath.Join(dir, "firstboot-serial.log"))
 }
 
-// pruneImages removes every cached image except keep and the newest other one.
+// reposEnv writes the local repositories for build-root.sh: one line each,
+// NAME|ORIGIN|LABEL|SUITE|NOTAUTOMATIC|package=version ...
+func reposEnv(repos []Repo) string {
+	var b strings.Builder
+	for _, r := range repos {
+		na := "0"
+		if r.NotAutomatic {
+			na = "1"
+		}
+		fmt.Fprintf(&b, "%s|%s|%s|%s|%s|%s\n", r.Name, r.Origin, r.Label, r.Suite, na, strings.Join(r.Packages, " "))
+	}
+	return b.String()
+}
+
+// pruneImages removes cached images except keep and, for each guest
+// distribution, the newest other image: every guest keeps an image (one
+// engineer's trixie build does not evict the bookworm image others run),
+// and switching between two branches of a guest's configuration does not
+// rebuild.
 func pruneImages(dir, keep string, out io.Writer) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
 	type img struct {
-		name string
-		mod  time.Time
+		name, suite string
+		mod         time.Time
 	}
 	var old []img
 	for _, e := range ents {
 		if e.Name() == keep || !e.IsDir() || strings.HasSuffix(e.Name(), ".tmp") {
 			continue
 		}
-		if fi, err := e.Info(); err == nil {
-			old = append(old, img{e.Name(), fi.ModTime()})
+		fi, err := e.Info()
+		if err != nil {
+			continue
 		}
+		i := img{name: e.Name(), suite: DefaultGuest, mod: fi.ModTime()}
+		var meta ImageMeta
+		if b, err := os.ReadFile(filepath.Join(dir, e.Name(), "meta.json")); err == nil && json.Unmarshal(b, &meta) == nil && meta.Config.Suite != "" {
+			i.suite = meta.Config.Suite // images from before the suite was recorded are bookworm's
+		}
+		old = append(old, i)
 	}
 	sort.Slice(old, func(i, j int) bool { return old[i].mod.After(old[j].mod) })
-	for i, o := range old {
-		if i >= 1 {
-			logf(out, "removing old image %s", o.name)
-			_ = os.RemoveAll(filepath.Join(dir, o.name))
+	kept := map[string]bool{}
+	for _, o := range old {
+		if !kept[o.suite] {
+			kept[o.suite] = true
+			continue
 		}
+		logf(out, "removing old image %s (%s)", o.name, o.suite)
+		_ = os.RemoveAll(filepath.Join(dir, o.name))
 	}
 }

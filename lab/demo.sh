@@ -1,11 +1,13 @@
 #!/bin/bash
 # lab/demo.sh: what `make demo` runs. As root on a Debian machine it installs
-# the missing host tools, builds (or reuses) the lab image, runs a seamless
-# kernel update next to the two ways it replaces (a plain kexec and a
-# reboot), each with the same host client, and prints a report for each
-# and a comparison table.
+# the missing host tools, builds (or reuses) the lab image, and runs a
+# kernel update as users get it (the seamless package installed with apt,
+# then `apt-get upgrade` of the kernel, which ends in a seamless update by
+# itself) next to the two ways it replaces (a plain kexec and a reboot),
+# each with the same host client, and prints a report for each and a
+# comparison table.
 #
-#   bash lab/demo.sh                  # seamless-update kexec-plain reboot-cold
+#   bash lab/demo.sh                  # apt-upgrade kexec-plain reboot-cold
 #   bash lab/demo.sh seamless-update  # or any scenario names or files
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +15,7 @@ cd "$(dirname "$0")/.."
 source lab/lib.sh
 
 SCENARIOS=("$@")
-[ "${#SCENARIOS[@]}" -gt 0 ] || SCENARIOS=(seamless-update kexec-plain reboot-cold)
+[ "${#SCENARIOS[@]}" -gt 0 ] || SCENARIOS=(apt-upgrade kexec-plain reboot-cold)
 
 lab_require_root
 lab_install_deps

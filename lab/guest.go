@@ -33,6 +33,12 @@ type BootInfo struct {
 	ReadySecs   float64 `json:"multi_user_seconds"` // to systemctl is-system-running --wait returning
 	SystemState string  `json:"system_state"`
 	Analyze     string  `json:"systemd_analyze"`
+	// Clock ties the boot's kernel timestamps to the host's clock (taken
+	// once it is up, and again just before a step that restarts it).
+	Clock *ClockSample `json:"clock,omitempty"`
+	// UnitJournal is what systemd logged about memcached.service in this
+	// boot, with monotonic timestamps (journalctl -o short-monotonic).
+	UnitJournal string `json:"unit_journal,omitempty"`
 }
 
 // guestFailure is an error that carries the tail of the serial console.
@@ -112,6 +118,10 @@ func (g *Guest) WaitBoot(ctx context.Context, timeout time.Duration, notBootID s
 			return info, g.Fail("describe the boot", err)
 		}
 	}
+	if info.Clock, err = g.SampleClock(ctx); err != nil {
+		logf(g.Out, "warning: no clock sample of this boot: %v", err)
+	}
+	info.UnitJournal, _ = g.Output(ctx, "journalctl -b -o short-monotonic --no-pager -u memcached.service | grep -E 'Starting|Started|Stopping|Stopped|Failed|asking the restore daemon' | head -20", 30*time.Second)
 	logf(g.Out, "guest up: %s, agent after %.1f s, multi-user (%s) after %.1f s", info.Release, info.AgentSecs, info.SystemState, info.ReadySecs)
 	return info, nil
 }

@@ -18,6 +18,8 @@ lab_install_deps() {
 		[qemu-system-x86_64]=qemu-system-x86 [qemu-img]=qemu-utils
 		[debootstrap]=debootstrap [mkfs.ext4]=e2fsprogs [sfdisk]=fdisk
 		[unshare]=util-linux [chroot]=coreutils
+		[dpkg-buildpackage]=dpkg-dev [dh]=debhelper
+		[rpmbuild]=rpm [createrepo_c]=createrepo-c [apt-ftparchive]=apt-utils [zstd]=zstd
 	)
 	local missing=() cmd
 	for cmd in "${!pkg_of[@]}"; do
@@ -43,4 +45,7 @@ lab_build_tool() {
 	chmod 0700 "$LAB_CACHE"
 	lab_log "building seamless-lab"
 	go build -o "$LAB_BIN" ./lab/cmd/seamless-lab || lab_die "go build ./lab/cmd/seamless-lab failed"
+	# The guest gets the seamless package, whose build is offline: the
+	# modules must be in the module cache first.
+	go mod download || lab_die "go mod download failed"
 }

@@ -232,13 +232,22 @@ type ProbeResult struct {
 	Outages            []Outage `json:"outages"`
 	GapMS              int64    `json:"gap_ms"` // the longest outage
 	MaxLatencyMS       int64    `json:"max_held_latency_ms"`
+	// Started is the host time the probe started: every _ms field counts
+	// from it.
+	Started time.Time `json:"started"`
+	// GapStartMS is when the longest outage began; FirstHeldAnswerMS and
+	// FirstFreshAnswerMS when, after that, the held connection and a new
+	// one first answered correctly (absent: they never did).
+	GapStartMS         int64  `json:"gap_start_ms"`
+	FirstHeldAnswerMS  *int64 `json:"first_held_answer_ms,omitempty"`
+	FirstFreshAnswerMS *int64 `json:"first_fresh_answer_ms,omitempty"`
 }
 
 // analyse turns samples into outages. A request that failed, or answered
 // later than stall, marks the service down from the moment it was sent; the
 // first good answer after that marks it up again.
 func analyse(start time.Time, samples []Sample, stall time.Duration, survived bool, heldErr string, diedAt time.Time, local string) ProbeResult {
-	r := ProbeResult{ConnectionSurvived: survived, HeldError: heldErr, HeldLocalAddr: local, Outages: []Outage{}}
+	r := ProbeResult{ConnectionSurvived: survived, HeldError: heldErr, HeldLocalAddr: local, Outages: []Outage{}, Started: start}
 	if !diedAt.IsZero() {
 		r.HeldDiedMS = diedAt.Sub(start).Milliseconds()
 	}
@@ -286,7 +295,31 @@ func analyse(start time.Time, samples []Sample, stall time.Duration, survived bo
 		r.Outages = append(r.Outages, Outage{StartMS: since.Sub(start).Milliseconds(), DurationMS: end.Sub(since).Milliseconds()})
 	}
 	for _, o := range r.Outages {
-		r.GapMS = max(r.GapMS, o.DurationMS)
+		if o.DurationMS > r.GapMS {
+			r.GapMS, r.GapStartMS = o.DurationMS, o.StartMS
+		}
+	}
+	if r.GapMS > 0 {
+		r.FirstHeldAnswerMS, r.FirstFreshAnswerMS = firstAnswers(start, samples, start.Add(time.Duration(r.GapStartMS)*time.Millisecond))
 	}
 	return r
+}
+
+// firstAnswers finds when, after from, the held connection and a new
+// connection first answered correctly. A held request sent before from and
+// answered after it counts: that is a connection that paused and went on.
+func firstAnswers(start time.Time, samples []Sample, from time.Time) (held, fresh *int64) {
+	for _, s := range samples {
+		if !s.OK || !s.End.After(from) {
+			continue
+		}
+		ms := s.End.Sub(start).Milliseconds()
+		switch {
+		case s.Held && (held == nil || ms < *held):
+			held = &ms
+		case !s.Held && !s.Start.Before(from) && (fresh == nil || ms < *fresh):
+			fresh = &ms
+		}
+	}
+	return held, fresh
 }

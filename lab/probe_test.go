@@ -75,3 +75,44 @@ func TestAnalyseStillDown(t *testing.T) {
 		t.Fatalf("result = %+v", r)
 	}
 }
+
+func TestAnalyseFirstAnswers(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
+	for _, c := range []struct {
+		name        string
+		samples     []Sample
+		gapStart    int64
+		held, fresh *int64
+	}{
+		{"held pauses and goes on, fresh answers first", []Sample{
+			{Start: at(0), End: at(2), OK: true, Held: true},
+			{Start: at(50), End: at(9000), OK: true, Held: true}, // stalled 8.95 s, then answered
+			{Start: at(600), End: at(1600), OK: false},
+			{Start: at(8500), End: at(8510), OK: true},
+			{Start: at(8560), End: at(8570), OK: true},
+		}, 50, ms(9000), ms(8510)},
+		{"held dies, memcached comes back empty", []Sample{
+			{Start: at(0), End: at(2), OK: true, Held: true},
+			{Start: at(50), End: at(60), OK: false, Held: true, Err: "EOF"},
+			{Start: at(100), End: at(1100), OK: false},
+			{Start: at(5000), End: at(5003), OK: true, Err: "key missing"},
+		}, 50, nil, ms(5003)},
+		{"an answer before the gap does not count", []Sample{
+			{Start: at(0), End: at(600), OK: true}, // slow fresh answer: an outage of its own
+			{Start: at(1000), End: at(1002), OK: true, Held: true},
+			{Start: at(1050), End: at(4000), OK: false, Held: true, Err: "EOF"},
+		}, 1050, nil, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := analyse(t0, c.samples, 500*time.Millisecond, false, "", time.Time{}, "")
+			if r.GapStartMS != c.gapStart || !r.Started.Equal(t0) {
+				t.Errorf("gap starts at %d ms, want %d (%+v)", r.GapStartMS, c.gapStart, r.Outages)
+			}
+			eq := func(a, b *int64) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+			if !eq(r.FirstHeldAnswerMS, c.held) || !eq(r.FirstFreshAnswerMS, c.fresh) {
+				t.Errorf("first answers held %v fresh %v, want %v %v", r.FirstHeldAnswerMS, r.FirstFreshAnswerMS, c.held, c.fresh)
+			}
+		})
+	}
+}

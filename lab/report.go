@@ -26,18 +26,23 @@ type Report struct {
 	KeysAfter   int               `json:"keys_after"`  // -1: not measured
 	Probe       *ProbeResult      `json:"probe,omitempty"`
 	Checks      []Check           `json:"checks"`
-	OK          bool              `json:"ok"`
-	Error       string            `json:"error,omitempty"`
+	// Timeline is the first restart on the host's clock (timeline.svg in
+	// the run directory draws it).
+	Timeline *Timeline `json:"timeline,omitempty"`
+	OK       bool      `json:"ok"`
+	Error    string    `json:"error,omitempty"`
 }
 
 // StepResult is what one step did.
 type StepResult struct {
-	Phase    string  `json:"phase"`
-	What     string  `json:"what"`
-	Seconds  float64 `json:"seconds"`
-	ExitCode int     `json:"exit_code"`
-	Output   string  `json:"output,omitempty"` // last lines of stdout+stderr
-	Error    string  `json:"error,omitempty"`
+	Phase    string    `json:"phase"`
+	What     string    `json:"what"`
+	Started  time.Time `json:"started"`
+	Reboots  bool      `json:"reboots,omitempty"`
+	Seconds  float64   `json:"seconds"`
+	ExitCode int       `json:"exit_code"`
+	Output   string    `json:"output,omitempty"` // last lines of stdout+stderr
+	Error    string    `json:"error,omitempty"`
 }
 
 // Check is one expectation and whether it held.
@@ -99,6 +104,9 @@ func (r *Report) Print(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 		fmt.Fprintf(w, "requests      : %d (%d failed), outages: %d\n", p.Requests, p.Failed, len(p.Outages))
+	}
+	if tl := r.Timeline; tl != nil {
+		fmt.Fprintf(w, "timeline      : %s (s since %s; timeline.svg)\n", tl.Summary(), tl.OriginIs)
 	}
 	if r.KeysStored >= 0 || r.KeysAfter >= 0 {
 		fmt.Fprintf(w, "keys          : %s stored, %s before, %s after", keys(r.KeysStored), keys(r.KeysBefore), keys(r.KeysAfter))

@@ -18,12 +18,20 @@ var probeValue = []byte("seamless-probe-value")
 
 // RunOptions tunes a scenario run.
 type RunOptions struct {
-	Repo string // repository root: its commands are built into the guest ("" to skip)
-	// UrootKernel is a kernel package: the u-root restorer initramfs is
-	// built for it and carried in the payload ("" for none).
-	UrootKernel string
-	Keep        bool      // keep the run's disk overlay
-	Out         io.Writer // progress
+	Repo string    // repository root: its commands are built into the guest ("" to skip)
+	Keep bool      // keep the run's disk overlay
+	Out  io.Writer // progress
+	// Forwards are guest TCP ports forwarded from 127.0.0.1 by name,
+	// besides memcached's.
+	Forwards map[string]int
+	// Capture records the guest's network traffic, as QEMU's user network
+	// sees it, into net.pcap in the run directory.
+	Capture bool
+	// NoInstall leaves the seamless package uninstalled on the payload.
+	NoInstall bool
+	// PayloadScript is the scenario's payload_script: run with the
+	// payload's directory while the payload is built ("" for none).
+	PayloadScript string
 }
 
 // runner holds the state of one scenario run.
@@ -33,12 +41,16 @@ type runner struct {
 	rep   *Report
 	out   io.Writer
 	probe *Probe
+	holds []held
 }
 
 // RunScenario boots a fresh copy of img (a qcow2 overlay: the cached image is
 // never modified), runs the scenario and returns its report. The error is
 // non-nil when the run could not complete or an expectation failed.
 func RunScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt RunOptions) (*Report, error) {
+	if sc.MemoryMB > 0 {
+		cfg.MemoryMB = sc.MemoryMB
+	}
 	runDir, err := NewRunDir(cfg, sc.Name)
 	if err != nil {
 		return nil, err
@@ -60,6 +72,13 @@ func RunScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt 
 		rep.Error = err.Error()
 	}
 	rep.OK = err == nil
+	if len(rep.Boots) > 1 || rep.Probe != nil {
+		tl, terr := WriteTimeline(rep)
+		if terr != nil {
+			logf(opt.Out, "warning: timeline: %v", terr)
+		}
+		rep.Timeline = tl
+	}
 	if b, jerr := json.MarshalIndent(rep, "", "  "); jerr == nil {
 		_ = os.WriteFile(filepath.Join(runDir, "report.json"), b, 0o600)
 	}
@@ -73,18 +92,22 @@ func RunScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt 
 
 func runScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt RunOptions, rep *Report) error {
 	out := opt.Out
-	ctx, cancel := context.WithTimeout(ctx, sc.Timeout.Duration)
-	defer cancel()
-	if sc.UrootInitrd != "" {
-		debs, _ := filepath.Glob(filepath.Join(cfg.CacheDir, "debs", sc.UrootInitrd))
-		if len(debs) != 1 {
-			return fmt.Errorf("uroot_initrd %q: %d packages match in %s", sc.UrootInitrd, len(debs), filepath.Join(cfg.CacheDir, "debs"))
+	for _, h := range sc.Holds {
+		if opt.Forwards == nil {
+			opt.Forwards = map[string]int{}
 		}
-		opt.UrootKernel = debs[0]
+		opt.Forwards[h.Name] = h.Port
 	}
+	opt.NoInstall = sc.NoInstall
+	opt.PayloadScript = sc.PayloadScript
+	// The scenario's time counts from QEMU's start: waiting for another
+	// engineer's guest to end (the guest lock) must not eat into it.
 	g, boot, err := BootGuest(ctx, cfg, img, rep.RunDir, opt)
 	if g != nil {
 		defer g.VM.Kill()
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, g.VM.Started.Add(sc.Timeout.Duration))
+		defer cancel()
 	}
 	if g != nil && g.Payload != nil {
 		rep.Payload = g.Payload
@@ -94,6 +117,9 @@ func runScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt 
 	}
 	r := &runner{sc: sc, g: g, rep: rep, out: out}
 	defer func() {
+		for _, h := range r.holds { // a failed run: close what the host holds
+			h.close()
+		}
 		if r.probe != nil { // a failed run: stop the client anyway
 			res := r.probe.Stop()
 			rep.Probe = &res
@@ -118,8 +144,8 @@ func (r *runner) step(ctx context.Context, i int, st Step) error {
 		what = "guest: " + short(st.Guest)
 	}
 	logf(r.out, "step %d/%d [%s] %s", i+1, len(r.sc.Steps), st.Phase, what)
-	sr := StepResult{Phase: st.Phase, What: what}
 	t0 := time.Now()
+	sr := StepResult{Phase: st.Phase, What: what, Started: t0, Reboots: st.Reboots}
 	var err error
 	if st.Guest != "" {
 		err = r.guestStep(ctx, st, &sr)
@@ -157,14 +183,23 @@ func (r *runner) guestStep(ctx context.Context, st Step, sr *StepResult) error {
 // new boot (another boot_id) and records it.
 func (r *runner) rebootStep(ctx context.Context, st Step) error {
 	before := r.rep.After().BootID
+	// The old boot's clock, as close to its end as can be.
+	if c, err := r.g.SampleClock(ctx); err == nil {
+		r.rep.Boots[len(r.rep.Boots)-1].Clock = c
+	} else {
+		logf(r.out, "warning: no clock sample before the restart: %v", err)
+	}
 	t0 := time.Now()
 	pid, err := r.g.VM.Agent.Start(ctx, []string{"/bin/sh", "-c", st.Guest}, guestEnv)
 	if err != nil {
 		logf(r.out, "guest agent went away while starting the command (%v): waiting for the new boot", err)
 	} else {
-		// A command that fails at once (nothing loaded for kexec, …) is an error;
-		// the agent disappearing is the expected end.
-		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		// A command that fails (nothing loaded for kexec, a package that
+		// does not install, …) is an error, however long it ran first; the
+		// agent disappearing is the expected end, and so is a command that
+		// succeeds before the machine goes down.
+		deadline := time.Now().Add(st.Timeout.Duration)
+		for wait := 200 * time.Millisecond; time.Now().Before(deadline); time.Sleep(wait) {
 			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			done, res, err := r.g.VM.Agent.Status(sctx, pid)
 			cancel()
@@ -176,6 +211,9 @@ func (r *runner) rebootStep(ctx context.Context, st Step) error {
 					return fmt.Errorf("exit status %d: %s", res.ExitCode, lastLines(res.Stdout+res.Stderr, 20))
 				}
 				break
+			}
+			if time.Since(t0) > 15*time.Second {
+				wait = time.Second // a long command (a package install): ask less often
 			}
 		}
 	}
@@ -265,6 +303,10 @@ func (r *runner) hostStep(ctx context.Context, st Step) error {
 		r.probe = p
 		logf(r.out, "host client holds connection %s -> %s, get every %s", p.heldLocal, p.Addr, p.Interval)
 		return nil
+	case "holds-start":
+		return r.holdsStart(ctx)
+	case "holds-check":
+		return r.holdsCheck(ctx)
 	case "probe-stop":
 		answering := r.probe.WaitAnswering(time.Until(deadlineOf(ctx)))
 		res := r.probe.Stop()

@@ -19,18 +19,31 @@ var builtinScenarios embed.FS
 // either a shell script in the guest or a built-in host action, then
 // expectations checked against what was measured. See docs/lab.md.
 type Scenario struct {
-	Name        string    `json:"name"`
-	Description string    `json:"description"`
-	Timeout     Duration  `json:"timeout"` // whole scenario, boot included (default 10m)
-	Memcached   Memcached `json:"memcached"`
-	Probe       ProbeOpts `json:"probe"`
-	Steps       []Step    `json:"steps"`
-	// UrootInitrd names a kernel package in the lab's .deb cache (a file
-	// name pattern): the run builds the u-root restorer initramfs
-	// (initramfs/uroot) for that kernel and installs it in the guest as
-	// /boot/seamless-restorer.img.
-	UrootInitrd string `json:"uroot_initrd,omitempty"`
-	Expect      Expect `json:"expect"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	// Guest is the guest distribution (bookworm, trixie; default bookworm).
+	Guest string `json:"guest,omitempty"`
+	// NoInstall leaves the seamless package on the payload disk
+	// (/mnt/lab/debs) without installing it: the scenario does.
+	NoInstall bool      `json:"no_install,omitempty"`
+	Timeout   Duration  `json:"timeout"` // whole scenario, boot included (default 10m)
+	Memcached Memcached `json:"memcached"`
+	Probe     ProbeOpts `json:"probe"`
+	Steps     []Step    `json:"steps"`
+	// PayloadScript is a bash script of the repository (a path relative
+	// to its root) that the host runs while it builds the payload, with
+	// the payload's directory as its argument: what it writes there is in
+	// the guest's /mnt/lab. For what a scenario needs beyond the image:
+	// packages it installs, files it unpacks.
+	PayloadScript string `json:"payload_script,omitempty"`
+	// Holds are connections from the host to services of the guest, opened
+	// by holds-start and used again by holds-check (see holds.go); each
+	// one's port is forwarded under its name.
+	Holds []Hold `json:"holds,omitempty"`
+	// MemoryMB is the guest's RAM in this scenario (default: the guest's,
+	// 2048): a service holding gigabytes needs more.
+	MemoryMB int    `json:"memory_mb,omitempty"`
+	Expect   Expect `json:"expect"`
 }
 
 // Memcached is the data set of the memcached-fill and memcached-count actions.
@@ -98,7 +111,7 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()
 
 var hostActions = map[string]bool{
 	"memcached-fill": true, "memcached-count": true, "probe-start": true,
-	"probe-stop": true, "wait-memcached": true, "sleep": true,
+	"probe-stop": true, "wait-memcached": true, "sleep": true, "holds-start": true, "holds-check": true,
 }
 
 // ParseScenario decodes and validates a scenario; unknown fields are errors.
@@ -122,6 +135,12 @@ func (s *Scenario) validate() error {
 	if len(s.Steps) == 0 {
 		return fmt.Errorf("scenario %s: no steps", s.Name)
 	}
+	if _, err := ConfigFor(s.Guest); err != nil {
+		return fmt.Errorf("scenario %s: %w", s.Name, err)
+	}
+	if p := s.PayloadScript; p != "" && (path.IsAbs(p) || path.Clean(p) != p || p == ".." || strings.HasPrefix(p, "../")) {
+		return fmt.Errorf("scenario %s: payload_script %q: want a clean path inside the repository (rpm/lab-payload.sh)", s.Name, p)
+	}
 	if s.Timeout.Duration == 0 {
 		s.Timeout.Duration = 10 * time.Minute
 	}
@@ -130,6 +149,11 @@ func (s *Scenario) validate() error {
 	}
 	if s.Memcached.ValueSize == 0 {
 		s.Memcached.ValueSize = 64
+	}
+	for _, h := range s.Holds {
+		if h.Name == "" || h.Name == "memcached" || h.Port <= 0 || h.Port > 65535 || !holdKinds[h.Kind] {
+			return fmt.Errorf("scenario %s: hold %q: needs a name other than memcached, a port and a kind (http, redis-subscribe, postgres-transaction, ssh-shell)", s.Name, h.Name)
+		}
 	}
 	probing := false
 	for i := range s.Steps {

@@ -1,6 +1,8 @@
 package lab
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,6 +21,11 @@ func TestBuiltinScenariosParse(t *testing.T) {
 		}
 		if sc.Name != n {
 			t.Errorf("scenario file %s.json is named %q", n, sc.Name)
+		}
+		if p := sc.PayloadScript; p != "" {
+			if _, err := os.Stat(filepath.Join("..", p)); err != nil {
+				t.Errorf("%s: payload_script: %v", n, err)
+			}
 		}
 	}
 }
@@ -49,6 +56,11 @@ func TestParseScenarioErrors(t *testing.T) {
 		{`{"name":"x","steps":[{"phase":"a","guest":"true","timeout":"soon"}]}`, "bad duration"},
 		{`{"name":"x","stepz":[]}`, "unknown field"},
 		{`{"name":"x","steps":[{"phase":"a","host":"sleep","duration":"1s","reboots":true}]}`, "guest steps only"},
+		{`{"name":"x","guest":"sid","steps":[{"phase":"a","guest":"true"}]}`, `no lab guest "sid"`},
+		{`{"name":"x","payload_script":"/etc/x.sh","steps":[{"phase":"a","guest":"true"}]}`, "inside the repository"},
+		{`{"name":"x","payload_script":"../x.sh","steps":[{"phase":"a","guest":"true"}]}`, "inside the repository"},
+		{`{"name":"x","payload_script":"..","steps":[{"phase":"a","guest":"true"}]}`, "inside the repository"},
+		{`{"name":"x","payload_script":"rpm/../../x.sh","steps":[{"phase":"a","guest":"true"}]}`, "inside the repository"},
 	} {
 		_, err := ParseScenario([]byte(tc.json))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -95,6 +107,32 @@ func TestTestdataScenariosParse(t *testing.T) {
 	for _, f := range files {
 		if _, err := LoadScenario(f); err != nil {
 			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+func TestPayloadSize(t *testing.T) {
+	for _, tc := range []struct {
+		files []int64 // sizes of the files in the payload
+		want  int64   // MiB
+	}{
+		{nil, 256},
+		{[]int64{100 << 20}, 256},
+		{[]int64{200 << 20, 100 << 20}, 300*5/4 + 64},
+	} {
+		dir := t.TempDir()
+		for i, n := range tc.files {
+			f, err := os.Create(filepath.Join(dir, fmt.Sprint(i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Truncate(n); err != nil { // sparse: no disk used
+				t.Fatal(err)
+			}
+			f.Close()
+		}
+		if got, err := payloadSize(dir); err != nil || got != tc.want {
+			t.Errorf("payloadSize(%v) = %d, %v; want %d", tc.files, got, err, tc.want)
 		}
 	}
 }

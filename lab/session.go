@@ -9,6 +9,12 @@ import (
 	"time"
 )
 
+// firstBootTimeout bounds a guest's first boot. Under TCG a boot takes
+// 20-40 s on a quiet host, but several minutes when the host's two CPUs
+// are busy with other work (a test suite, an image build): the bound is
+// for a guest that will never boot, not for a slow one.
+const firstBootTimeout = 6 * time.Minute
+
 // NewRunDir creates a fresh run directory for name under the cache.
 func NewRunDir(cfg Config, name string) (string, error) {
 	runs := filepath.Join(cfg.CacheDir, "runs")
@@ -45,23 +51,31 @@ func BootGuest(ctx context.Context, cfg Config, img *Image, runDir string, opt R
 	var notes []string
 	if opt.Repo != "" {
 		var err error
-		if payload, notes, err = BuildPayload(ctx, opt.Repo, runDir, opt.UrootKernel, out); err != nil {
+		if payload, notes, err = BuildPayload(ctx, opt.Repo, runDir, opt.PayloadScript, out); err != nil {
 			return nil, BootInfo{}, err
 		}
 	}
 	logf(out, "booting the guest (TCG), serial console: %s", filepath.Join(runDir, "serial.log"))
-	vm, err := StartVM(VMConfig{Dir: runDir, Disk: overlay, Payload: payload, MemoryMB: cfg.MemoryMB, CPUs: cfg.CPUs,
-		Forwards: map[string]int{"memcached": 11211}})
+	forwards := map[string]int{"memcached": 11211}
+	for name, port := range opt.Forwards {
+		forwards[name] = port
+	}
+	vcfg := VMConfig{Dir: runDir, Disk: overlay, Payload: payload, MemoryMB: cfg.MemoryMB, CPUs: cfg.CPUs, Forwards: forwards}
+	if opt.Capture {
+		vcfg.ExtraArgs = append(vcfg.ExtraArgs, "-object", "filter-dump,id=pcap0,netdev=net0,file="+filepath.Join(runDir, "net.pcap"))
+	}
+	vm, err := StartVM(vcfg)
 	if err != nil {
 		return nil, BootInfo{}, err
 	}
 	g := &Guest{VM: vm, Out: out, Payload: notes}
-	boot, err := g.WaitBoot(ctx, 3*time.Minute, "", time.Time{})
+	boot, err := g.WaitBoot(ctx, firstBootTimeout, "", time.Time{})
 	if err != nil {
 		return g, boot, err
 	}
 	if payload != "" {
-		res, err := g.Output(ctx, installPayload, time.Minute)
+		// The package's postinst rebuilds an initramfs: a minute or two under TCG.
+		res, err := g.Output(ctx, installPayload(opt.NoInstall), 10*time.Minute)
 		if err != nil {
 			return g, boot, g.Fail("install the project's build in the guest", err)
 		}

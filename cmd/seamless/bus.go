@@ -16,6 +16,7 @@ import (
 	"github.com/godbus/dbus/v5"
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/bytesize"
 	"github.com/seamless-linux/seamless/internal/dbusapi"
 )
 
@@ -140,7 +141,7 @@ func planViaBus(stdout io.Writer, asJSON bool) error {
 		}
 		fmt.Fprintf(stdout, "%s (%s): %s\n", u.Unit, u.PreservedBy, verdict)
 		if u.Carry {
-			fmt.Fprintf(stdout, "  image about %s\n", humanBytes(int64(u.ImageBytes)))
+			fmt.Fprintf(stdout, "  image about %s\n", bytesize.Format(int64(u.ImageBytes)))
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/restored"
 	"github.com/seamless-linux/seamless/internal/units"
 )
 
@@ -137,8 +140,8 @@ func TestRestoreRefusesDamagedImage(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			return os.WriteFile(p, []byte(strings.Replace(string(b), "seamless-image 1\n", "seamless-image 2\n", 1)), 0o600)
-		}, []string{"MANIFEST", "version 2 is newer"}},
+			return os.WriteFile(p, []byte(strings.Replace(string(b), fmt.Sprintf("seamless-image %d\n", image.Version), fmt.Sprintf("seamless-image %d\n", image.Version+1), 1)), 0o600)
+		}, []string{"MANIFEST", fmt.Sprintf("version %d is newer", image.Version+1)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -218,6 +221,35 @@ func TestCheckpointRestoreInspect(t *testing.T) {
 	comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
 	if strings.TrimSpace(string(comm)) != "sleep" {
 		t.Fatalf("restored process is %q", comm)
+	}
+}
+
+// TestRestoreJSON: the restore daemon reads `restore --json`: the root PID
+// and the warnings on success, the error on failure, one JSON object on
+// stdout either way.
+func TestRestoreJSON(t *testing.T) {
+	needRoot(t)
+	out, errs, code := seamless(t, "restore", "--json", "--dir", filepath.Join(t.TempDir(), "absent"))
+	var r restored.RestorerReport
+	if code != exitFailure || json.Unmarshal([]byte(out), &r) != nil || r.Error == "" || r.Root != 0 || !strings.Contains(errs, r.Error) {
+		t.Fatalf("restore --json of no image: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	dir, pid := checkpointed(t)
+	out, errs, code = seamless(t, "restore", "--json", "--dir", dir)
+	t.Cleanup(func() { unix.Kill(pid, unix.SIGKILL); var ws unix.WaitStatus; unix.Wait4(pid, &ws, 0, nil) })
+	r = restored.RestorerReport{}
+	if code != 0 || json.Unmarshal([]byte(out), &r) != nil || r.Root != pid || r.Error != "" {
+		t.Fatalf("restore --json: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if !alive(pid) {
+		t.Fatal("restored process is not running")
+	}
+	var names []string
+	for _, p := range r.Phases {
+		names = append(names, p.Name)
+	}
+	if got := strings.Join(names, " "); got != "open seed processes memory files finish" {
+		t.Errorf("restore --json phases %q", got)
 	}
 }
 

@@ -11,9 +11,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/seamless-linux/seamless/internal/bytesize"
 	"github.com/seamless-linux/seamless/internal/dump"
 	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/restore"
+	"github.com/seamless-linux/seamless/internal/restored"
 )
 
 func runCheckpoint(args []string, stdout, stderr io.Writer) error {
@@ -21,7 +23,11 @@ func runCheckpoint(args []string, stdout, stderr io.Writer) error {
 		`Stop the process tree rooted at PID (every descendant and every thread),
 write its state into the image directory DIR (created 0700; it holds process
 memory), verify the image, then kill the tree. With --leave-running the tree
-continues instead. On failure the tree keeps running and DIR is removed.`, stdout)
+continues instead. On failure the tree keeps running and DIR is removed.
+
+New connections to the tree's TCP listeners are dropped (their clients
+retry) from before the tree is stopped until it is restored, and the tree
+accepts those already waiting before it is stopped.`, stdout)
 	pid := fs.Int("pid", 0, "root `PID` of the tree to checkpoint")
 	dir := fs.String("dir", "", "image `DIR`ectory to create (must not exist or be empty)")
 	leave := fs.Bool("leave-running", false, "let the tree run on after the checkpoint")
@@ -39,12 +45,19 @@ continues instead. On failure the tree keeps running and DIR is removed.`, stdou
 		opts.Log = stderr
 	}
 	start := time.Now()
-	res, err := dump.Checkpoint(opts)
+	// A serving tree has connections waiting in its accept queues: close
+	// the door first and let it accept them.
+	door, err := dump.CloseDoor(dump.Tree(*pid), stderr)
+	if err != nil {
+		return err
+	}
+	defer door.Open()
+	res, err := dump.CheckpointRetrying(opts)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "checkpointed %d processes, %d threads, %s in %v\n",
-		res.Processes, res.Threads, humanBytes(res.Bytes), time.Since(start).Round(time.Millisecond))
+		res.Processes, res.Threads, bytesize.Format(res.Bytes), time.Since(start).Round(time.Millisecond))
 	if *verbose {
 		for _, pid := range sortedPIDs(res.Zombies) {
 			fmt.Fprintf(stderr, "pid %d is a zombie until its parent %d reaps it\n", pid, res.Zombies[pid])
@@ -53,7 +66,7 @@ continues instead. On failure the tree keeps running and DIR is removed.`, stdou
 	return nil
 }
 
-func runRestore(args []string, stdout, stderr io.Writer) error {
+func runRestore(args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlags("restore", "--dir DIR [--vdso auto|proxy]",
 		`Verify the image in DIR, then rebuild its process tree with the original
 PIDs and TIDs and let it run, detached. Prints the restored root PID on
@@ -72,12 +85,20 @@ warning says how many entry points it redirects.`, stdout)
 	verified := fs.Bool("verified", false, "the caller verified the image's checksums and holds it unchanged (the restore daemon): check only sizes and tree.json")
 	vdso := fs.String("vdso", "auto", "`MODE` of reaching this kernel's vDSO: 'auto' moves it to the image's vDSO address if the two match, else proxies it; 'proxy' always proxies it (to test the proxy on one kernel)")
 	verbose := fs.Bool("v", false, "print progress on stderr")
+	asJSON := fs.Bool("json", false, `print the outcome on stdout as JSON: {"root": PID, "warnings": [...]}, or {"error": "..."} (the restore daemon reads it)`)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 || *dir == "" {
 		return fmt.Errorf("%w: need --dir DIR", errUsage)
+	}
+	if *asJSON {
+		defer func() {
+			if err != nil {
+				restored.WriteMessage(stdout, restored.RestorerReport{Error: err.Error()})
+			}
+		}()
 	}
 	mode, err := mem.ParseVDSOMode(*vdso)
 	if err != nil {
@@ -117,20 +138,11 @@ warning says how many entry points it redirects.`, stdout)
 	for _, w := range res.Warnings {
 		fmt.Fprintln(stderr, "seamless restore: warning:", w)
 	}
+	if *asJSON {
+		return restored.WriteMessage(stdout, restored.RestorerReport{Root: res.Root, Warnings: res.Warnings, Phases: res.Phases})
+	}
 	fmt.Fprintln(stdout, res.Root)
 	return nil
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 func writeJSON(w io.Writer, v any) error {

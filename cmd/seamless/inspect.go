@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/seamless-linux/seamless/internal/bytesize"
 	"github.com/seamless-linux/seamless/internal/image"
 )
 
@@ -66,7 +67,7 @@ type processSummary struct {
 }
 
 func summarize(im *image.Image) *summary {
-	s := &summary{Dir: im.Dir, Format: image.Version, Kernel: im.Kernel, Verified: true,
+	s := &summary{Dir: im.Dir, Format: im.Format, Kernel: im.Kernel, Verified: true,
 		Bytes: im.Size(), Files: len(im.Entries), Root: im.Tree.Root, Shared: len(im.Tree.SharedMemory),
 		Tree: im.Tree, Kinds: map[string]int{}}
 	for _, p := range im.Tree.Processes {
@@ -92,12 +93,12 @@ func summarize(im *image.Image) *summary {
 }
 
 func printSummary(w io.Writer, s *summary) {
-	fmt.Fprintf(w, "image %s: format %d, verified (%d files, %s)\n", s.Dir, s.Format, s.Files, humanBytes(s.Bytes))
+	fmt.Fprintf(w, "image %s: format %d, verified (%d files, %s)\n", s.Dir, s.Format, s.Files, bytesize.Format(s.Bytes))
 	fmt.Fprintf(w, "checkpointed on kernel %s\n", s.Kernel)
 	fmt.Fprintf(w, "%d processes, root %d:\n", len(s.Processes), s.Root)
 	for _, p := range s.Processes {
 		fmt.Fprintf(w, "  pid %d (%s) ppid %d pgid %d sid %d: %d threads %v, %d mappings, %s of pages, %d fds\n",
-			p.PID, p.Comm, p.PPID, p.PGID, p.SID, len(p.Threads), p.Threads, p.Mappings, humanBytes(int64(p.PageBytes)), p.FDs)
+			p.PID, p.Comm, p.PPID, p.PGID, p.SID, len(p.Threads), p.Threads, p.Mappings, bytesize.Format(int64(p.PageBytes)), p.FDs)
 		if p.Exe != "" {
 			fmt.Fprintf(w, "    exe %s\n", p.Exe)
 		}

@@ -17,9 +17,9 @@ import (
 	"path/filepath"
 	"runtime"
 
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/crash"
-	"github.com/seamless-linux/seamless/internal/restored"
-	"github.com/seamless-linux/seamless/internal/update"
+	"github.com/seamless-linux/seamless/internal/pid1"
 )
 
 // Exit codes, documented in docs/operations.md.
@@ -48,7 +48,14 @@ var commands = []command{
 	{"inspect", "verify an image and describe what it holds", runInspect},
 	{"plan", "tell which preserved units can be carried across an update, and why not", runPlan},
 	{"update", "switch to a newer kernel with kexec, carrying the preserved units", runUpdate},
+	{"restorer", "tell whether the restorer initramfs can boot this system, or build it", runRestorer},
 	{"status", "show the pending or last update", runStatus},
+	{"apply", "apply a pending kernel update once apt and dpkg are done (seamless-apply.service)", runApply},
+	{"cancel", "withdraw an armed or scheduled update", runCancel},
+	{"kernel-installed", "(run by /etc/kernel/postinst.d/seamless) note a newly installed kernel", runKernelInstalled},
+	{"kernel-removed", "(run by /etc/kernel/postrm.d/seamless) withdraw an update to a removed kernel", runKernelRemoved},
+	{"apt-hook", "(run by APT after dpkg) act on a newly installed kernel as apply= says", runAptHook},
+	{"dnf-hook", "(run by dnf after a transaction) act on a newly installed kernel as apply= says", runDnfHook},
 	{"shutdown-checkpoint", "(run by seamless-checkpoint.service) checkpoint at shutdown", runShutdownCheckpoint},
 	{"stage1", "(run by the initramfs) reserve the PIDs and start the restore daemon", runStage1},
 	{"restored", "(started by stage1) the restore daemon", runRestored},
@@ -62,15 +69,13 @@ var commands = []command{
 var errUsage = errors.New("usage")
 
 func main() {
+	// PID 1 of the restorer initramfs (package restorer) is this binary.
+	if os.Getpid() == 1 && filepath.Base(os.Args[0]) == "init" {
+		pid1.Main()
+	}
 	// Where the restore daemon and the update keep their state: only tests
 	// move them.
-	if d := os.Getenv("SEAMLESS_RUN_DIR"); d != "" {
-		restored.SetRunDir(d)
-		update.RunDir = d
-	}
-	if d := os.Getenv("SEAMLESS_STATE_DIR"); d != "" {
-		update.StateDir = d
-	}
+	contract.SetDirs(os.Getenv("SEAMLESS_RUN_DIR"), os.Getenv("SEAMLESS_STATE_DIR"))
 	if filepath.Base(os.Args[0]) == GeneratorName {
 		os.Args = append([]string{os.Args[0], "generator"}, os.Args[1:]...)
 	}
@@ -132,7 +137,8 @@ Commands:
 Run 'seamless COMMAND --help' for the options of a command.
 Exit status: 0 success, 1 failure (what was started is undone), 2 usage
 error, 3 internal error (a bug in seamless: the stack is on stderr).
-Documentation: docs/operations.md, docs/image-format.md, docs/limitations.md.
+Documentation: seamless(8); docs/operations.md, docs/image-format.md, docs/limitations.md
+(in /usr/share/doc/seamless when installed from the package).
 `)
 }
 

@@ -7,9 +7,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/seamless-linux/seamless/internal/anchor"
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/generator"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inet"
@@ -39,19 +41,24 @@ costs one read of /proc/cmdline. It never fails: services start cold.`, stdout)
 }
 
 func runRestored(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("restored", "--image DIR [--remove PATH] [--timeout D]",
+	fs := newFlags("restored", "--image IMAGE [--root DIR] [--timeout D] [--restore-timeout D]",
 		`The restore daemon, started by 'seamless stage1' in the initramfs with fd 3
-a pipe for its readiness. Not meant to be run by hand.`, stdout)
-	dir := fs.String("image", "", "image `DIR`ectory handed over by the old kernel")
-	remove := fs.String("remove", "", "delete the image at `PATH` (in the real root) when done (disk store)")
+a pipe for its readiness. IMAGE is the value of seamless.image=: a directory,
+or disk:PATH for an image in the disk store of the real root mounted at DIR,
+used (and removed) only if PATH is directly in the disk-dir of DIR's
+seamless.conf, reached without a symlink and owned by root. Not meant to be
+run by hand.`, stdout)
+	img := fs.String("image", "", "the `IMAGE` handed over by the old kernel (seamless.image=)")
+	root := fs.String("root", "/", "where the real root is mounted, for a disk:PATH image")
 	timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait for the units' anchors")
+	restoreTimeout := fs.Duration("restore-timeout", restored.DefaultRestoreTimeout, "how long one unit's restore may take before it is killed and the unit starts cold")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	if *dir == "" {
-		return fmt.Errorf("%w: need --image DIR", errUsage)
+	if *img == "" {
+		return fmt.Errorf("%w: need --image IMAGE", errUsage)
 	}
-	opts := restored.Options{Image: *dir, Remove: *remove, Timeout: *timeout,
+	opts := restored.Options{Image: *img, Root: *root, Timeout: *timeout, RestoreTimeout: *restoreTimeout,
 		Log: restored.LineWriter{W: stderr, Prefix: "seamless-restored: "}}
 	if ready := os.NewFile(3, "ready"); ready != nil {
 		if _, err := ready.Stat(); err == nil {
@@ -62,17 +69,26 @@ a pipe for its readiness. Not meant to be run by hand.`, stdout)
 }
 
 func runAnchor(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("anchor", "--unit UNIT [--type TYPE] [--pid-file FILE] [--path PATH -- ARGV...]",
+	fs := newFlags("anchor", "--unit UNIT [--type TYPE] [--pid-file FILE] [--path PATH -- ARGV...] | --prepare --unit UNIT",
 		`The ExecStart of a unit restored after a seamless update (written by
 seamless-generator). It asks the restore daemon to rebuild the unit's
 processes inside this unit, then tells systemd their main PID. If the
-restore fails it starts the service cold: PATH with ARGV, as TYPE says.`, stdout)
+restore fails it starts the service cold: PATH with ARGV, as TYPE says,
+once the targets of --cold-after are reached.
+When a restore may run beside it, or the daemon ended without settling the
+unit, it exits with status 171, which the drop-in's RestartForceExitStatus=
+turns into a restart of the unit. With --prepare (the drop-in's
+ExecStartPre, as root) it settles a unit that the daemon left unsettled:
+what is left in the unit is killed, its network lock removed, and it is
+recorded as started cold. --prepare always exits 0.`, stdout)
 	unit := fs.String("unit", "", "the unit being restored")
+	prepare := fs.Bool("prepare", false, "settle the unit if the restore daemon ended without doing so")
 	var st units.Start
 	fs.StringVar(&st.Type, "type", "simple", "the unit's own Type=, for a cold start")
 	fs.StringVar(&st.PIDFile, "pid-file", "", "the unit's own PIDFile=, for a cold start")
 	fs.StringVar(&st.Path, "path", "", "the unit's own ExecStart= program, for a cold start")
-	timeout := fs.Duration("timeout", 5*time.Minute, "how long the restore may take")
+	timeout := fs.Duration("timeout", restored.DefaultRestoreTimeout+2*time.Minute, "how long to wait for the restore daemon's answer")
+	coldAfter := fs.String("cold-after", "", "targets (comma-separated) a cold start waits for: those this boot's copy of the unit no longer waits for")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -83,7 +99,23 @@ restore fails it starts the service cold: PATH with ARGV, as TYPE says.`, stdout
 	if *unit == "" {
 		return fmt.Errorf("%w: need --unit UNIT", errUsage)
 	}
-	return anchor.Run(anchor.Options{Unit: *unit, Start: st, Timeout: *timeout, Log: stderr})
+	if *prepare {
+		// A failed ExecStartPre would fail the unit: the anchor decides.
+		if err := anchor.Prepare(*unit, stderr); err != nil {
+			fmt.Fprintf(stderr, "seamless: %s: %v\n", *unit, err)
+		}
+		return nil
+	}
+	o := anchor.Options{Unit: *unit, Start: st, Timeout: *timeout, Log: stderr}
+	if *coldAfter != "" {
+		o.ColdAfter = strings.Split(*coldAfter, ",")
+	}
+	err := anchor.Run(o)
+	if errors.Is(err, anchor.ErrUncertain) {
+		fmt.Fprintf(stderr, "seamless: %s: %v: exiting with %d for systemd to restart the unit\n", *unit, err, anchor.ExitUncertain)
+		os.Exit(anchor.ExitUncertain)
+	}
+	return err
 }
 
 func runGenerator(args []string, stdout, stderr io.Writer) error {
@@ -92,7 +124,10 @@ func runGenerator(args []string, stdout, stderr io.Writer) error {
 
 The systemd generator (systemd.generator(7)): when this boot restores units
 carried by a seamless update, write a drop-in for each into NORMAL_DIR that
-makes 'seamless anchor' its ExecStart. Otherwise it writes nothing.
+makes 'seamless anchor' its ExecStart, and into EARLY_DIR a copy of its unit
+file that no longer waits for network.target, network-online.target or
+nss-lookup.target (the network lock holds its packets until it is
+restored). Otherwise it writes nothing.
 `, GeneratorName)
 		if len(args) == 0 {
 			return errUsage
@@ -103,7 +138,11 @@ makes 'seamless anchor' its ExecStart. Otherwise it writes nothing.
 	if err != nil || filepath.Base(exe) == GeneratorName {
 		exe = "/usr/bin/seamless"
 	}
-	done, err := generator.Generate(args[0], exe)
+	early := ""
+	if len(args) > 1 {
+		early = args[1]
+	}
+	done, err := generator.Generate(args[0], early, exe)
 	for _, u := range done {
 		fmt.Fprintf(stderr, "seamless-generator: %s will be restored\n", u)
 	}
@@ -128,7 +167,7 @@ seamless lock (the table inet seamless).`, stdout)
 	if pos[0] == "unlock" {
 		return netlock.RemoveAll(nil)
 	}
-	st, err := restored.ReadState()
+	st, err := contract.ReadState()
 	if os.IsNotExist(err) {
 		return nil
 	}
@@ -136,7 +175,7 @@ seamless lock (the table inet seamless).`, stdout)
 		return err
 	}
 	for _, u := range st.Units {
-		if u.State != restored.Pending {
+		if u.State != contract.Pending {
 			continue
 		}
 		for _, t := range u.Trees {

@@ -3,21 +3,25 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/bytesize"
 	"github.com/seamless-linux/seamless/internal/config"
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/dbusapi"
-	"github.com/seamless-linux/seamless/internal/restored"
+	"github.com/seamless-linux/seamless/internal/trigger"
 	"github.com/seamless-linux/seamless/internal/update"
 )
 
-const configPath = "/etc/seamless/seamless.conf"
+const configPath = config.Path
 
 func runPlan(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("plan", "[UNIT...] [--json]",
@@ -69,10 +73,13 @@ descriptor or mapping, which resource. Nothing is stopped.`, stdout)
 		for k, n := range p.Report.Resources {
 			kinds = append(kinds, fmt.Sprintf("%s=%d", k, n))
 		}
-		sortStrings(kinds)
-		fmt.Fprintf(stdout, "  resources: %s; image about %s\n", strings.Join(kinds, " "), humanBytes(p.Report.ImageBytes))
+		slices.Sort(kinds)
+		fmt.Fprintf(stdout, "  resources: %s; image about %s\n", strings.Join(kinds, " "), bytesize.Format(p.Report.ImageBytes))
 		for _, e := range p.Report.External {
-			fmt.Fprintf(stdout, "  external: %s (reconnected, not restored)\n", e)
+			fmt.Fprintf(stdout, "  external: %s\n", e)
+		}
+		for _, e := range p.Report.Closed {
+			fmt.Fprintf(stdout, "  comes back closed: %s\n", e)
 		}
 		for _, pr := range p.Report.Problems {
 			fmt.Fprintf(stdout, "  problem: %s\n", pr)
@@ -125,6 +132,15 @@ io.github.seamless_linux.seamless1.update).`, stdout)
 		return err
 	}
 	o := update.Options{Kernel: *kern, Initrd: *initrd, Append: *appendArgs, Boot: *boot, Config: cfg, Out: stdout, DryRun: *dry, IgnoreInhibitors: *ignoreInhibitors}
+	if !*dry {
+		// A kexec in the middle of a package run would leave dpkg's work
+		// half done: wait for apt and dpkg, and keep them out.
+		release, err := holdPackageLocks(context.Background(), stdout)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	if !*yes {
 		o.Confirm = func(q string) bool {
 			fmt.Fprintf(stdout, "%s [y/N] ", q)
@@ -143,25 +159,44 @@ image, and the time of each phase.`, stdout)
 		return err
 	}
 	if viaBus() {
-		// The records are root's: others read the service's properties.
-		return statusViaBus(stdout, *asJSON)
+		// The update's records are root's: others read the service's
+		// properties, or, with no service to ask, the public part of this
+		// boot's restore.
+		err := statusViaBus(stdout, *asJSON)
+		if err == nil {
+			return nil
+		}
+		fmt.Fprintf(stderr, "seamless: status over D-Bus: %v; showing what this user may read\n", err)
 	}
-	in, err := update.ReadIntent()
+	in, err := contract.ReadIntent()
+	private := errors.Is(err, os.ErrPermission)
+	if err != nil && !private {
+		return err
+	}
+	st, err := contract.ReadStatus()
+	if errors.Is(err, os.ErrPermission) {
+		private, err = true, nil
+	}
 	if err != nil {
 		return err
 	}
-	st, err := update.ReadStatus()
-	if err != nil {
-		return err
-	}
-	live, _ := restored.ReadState() // this boot's restore, if any
+	live, _ := contract.ReadState() // this boot's restore, if any
 	if *asJSON {
 		return writeJSON(stdout, map[string]any{"pending": in, "last": st, "restore": live})
 	}
-	if in != nil {
+	switch {
+	case in != nil && in.Armed:
+		fmt.Fprintf(stdout, "armed: update %s -> %s carrying %s (on the next kexec: seamless update, shutdown -r)\n", in.From, in.Kernel.Release, strings.Join(in.Units, " "))
+	case in != nil:
 		fmt.Fprintf(stdout, "pending: update %s -> %s carrying %s\n", in.From, in.Kernel.Release, strings.Join(in.Units, " "))
+	default:
+		if k, err := trigger.Pending("/boot"); err == nil {
+			fmt.Fprintf(stdout, "newer kernel installed: %s (apply it with: seamless update)\n", k.Release)
+		}
 	}
-	if st == nil {
+	if private {
+		fmt.Fprintln(stdout, "the update's records are readable by root only")
+	} else if st == nil {
 		fmt.Fprintln(stdout, "no update recorded")
 	} else {
 		fmt.Fprintf(stdout, "last update: %s -> %s: %s (%s)\n", st.From, st.To, st.State, st.Updated.Format(time.RFC3339))
@@ -169,12 +204,12 @@ image, and the time of each phase.`, stdout)
 			fmt.Fprintf(stdout, "  error: %s\n", st.Error)
 		}
 		if st.Image != "" {
-			fmt.Fprintf(stdout, "  image: %s in %s store, %s\n", st.Image, st.Store, humanBytes(st.Bytes))
+			fmt.Fprintf(stdout, "  image: %s in %s store, %s\n", st.Image, st.Store, bytesize.Format(st.Bytes))
 		}
 		for _, u := range st.Units {
 			line := fmt.Sprintf("  %s: %s", u.Unit, u.Outcome)
 			if u.Processes > 0 {
-				line += fmt.Sprintf(" (%d processes, %s, checkpoint %d ms", u.Processes, humanBytes(u.Bytes), u.DumpMs)
+				line += fmt.Sprintf(" (%s, %s, checkpoint %d ms", plural(u.Processes, "process", "processes"), bytesize.Format(u.Bytes), u.DumpMs)
 				if u.MainPID > 0 {
 					line += fmt.Sprintf(", restore %d ms, main pid %d", u.RestoreMs, u.MainPID)
 				}
@@ -184,6 +219,9 @@ image, and the time of each phase.`, stdout)
 				line += ": " + u.Reason
 			}
 			fmt.Fprintln(stdout, line)
+			for _, w := range u.Warnings {
+				fmt.Fprintf(stdout, "    warning: %s\n", w)
+			}
 		}
 		for _, p := range st.Phases {
 			fmt.Fprintf(stdout, "  phase %s: %d ms\n", p.Name, p.Ms)
@@ -198,7 +236,8 @@ image, and the time of each phase.`, stdout)
 	}
 	if live != nil {
 		run := "ended"
-		if unix.Kill(live.Daemon, 0) == nil {
+		// EPERM: the daemon is root's and runs (status run by a user).
+		if err := unix.Kill(live.Daemon, 0); err == nil || err == unix.EPERM {
 			run = "running"
 		}
 		fmt.Fprintf(stdout, "restore in this boot: daemon %d %s, image %s\n", live.Daemon, run, live.Image)
@@ -207,7 +246,7 @@ image, and the time of each phase.`, stdout)
 		}
 		for _, u := range live.Units {
 			line := fmt.Sprintf("  %s: %s", u.Unit, u.State)
-			if run == "ended" && (u.State == restored.Pending || u.State == restored.Restoring) {
+			if run == "ended" && u.Waiting() {
 				line += " when the restore daemon ended (the unit started cold)"
 			}
 			if u.MainPID > 0 {
@@ -217,6 +256,9 @@ image, and the time of each phase.`, stdout)
 				line += ": " + u.Reason
 			}
 			fmt.Fprintln(stdout, line)
+			for _, w := range u.Warnings {
+				fmt.Fprintf(stdout, "    warning: %s\n", w)
+			}
 		}
 	}
 	return nil
@@ -229,12 +271,4 @@ checkpoint the carried units and hand the image to the new kernel.`, stdout)
 		return err
 	}
 	return update.ShutdownCheckpoint(stderr)
-}
-
-func sortStrings(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
 }

@@ -8,6 +8,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// send sends state to systemd's notification socket, without waiting.
+func send(state string) error {
+	path := os.Getenv("NOTIFY_SOCKET")
+	if path == "" {
+		return fmt.Errorf("NOTIFY_SOCKET is not set")
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Sendmsg(fd, []byte(state), nil, &unix.SockaddrUnix{Name: path}, 0)
+}
+
 // notify sends state to systemd's notification socket and waits until
 // systemd has processed it (a barrier: systemd closes the pipe end it
 // received once it has read every message before it). Without the wait,

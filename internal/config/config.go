@@ -8,6 +8,9 @@
 //	store = auto          # auto, ram, disk or kmod
 //	disk-dir = /var/lib/seamless/images
 //	timeout = 120s        # longest a checkpoint at shutdown may take
+//	apply = manual        # manual, now, or HH:MM: what follows a kernel install
+//	wake-peers = all      # all, acks or off: prompt the peers of restored connections
+//	initrd = distro       # distro or restorer: the initramfs that boots an update
 package config
 
 import (
@@ -16,9 +19,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
+
+// Path is the configuration file; its drop-ins are in Path + ".d".
+const Path = "/etc/seamless/seamless.conf"
 
 // Config is the merged configuration.
 type Config struct {
@@ -26,19 +33,70 @@ type Config struct {
 	// with X-SeamlessPreserve=yes.
 	Preserve []string `json:"preserve"`
 	// Store is where the image waits for the new kernel: "ram", "disk",
-	// "auto" (RAM when it fits with room to spare, else disk), or "kmod"
-	// (the seamlessmem module's memory, docs/kmod.md; when the module is
-	// missing or refused, as auto).
+	// "auto" (the disk directory when it is on the root file system and
+	// has room, else RAM when it fits with room to spare), or "kmod" (the
+	// seamlessmem module's memory, docs/kmod.md; when the module is missing
+	// or refused, as auto). Auto never picks kmod: it is opt-in.
 	Store string `json:"store"`
 	// DiskDir is the root-only directory of the disk store.
 	DiskDir string `json:"disk_dir"`
 	// Timeout bounds the checkpoint at shutdown.
 	Timeout time.Duration `json:"timeout"`
+	// Apply says what follows the install of a newer kernel by apt:
+	// "manual" (a message; the operator runs the update), "now" (the
+	// update starts once apt and dpkg are done), or a time of day "HH:MM"
+	// (a timer applies it then).
+	Apply string `json:"apply"`
+	// WakePeers says how the peers of restored TCP connections are prompted
+	// to retransmit once the network is up (see inet.Wake): "all"
+	// (duplicate acknowledgements and ICMP errors), "acks" (the
+	// acknowledgements alone: no peer sees an error, Linux peers wait
+	// for their own timer) or "off".
+	WakePeers string `json:"wake_peers"`
+	// Initrd says which initramfs boots the new kernel of an update:
+	// "distro" (the kernel's own, made by initramfs-tools or dracut) or
+	// "restorer" (seamless's own, built for the update by package
+	// restorer when it can boot this system, else the kernel's own).
+	Initrd string `json:"initrd"`
+}
+
+// Initramfs choices.
+const (
+	InitrdDistro   = "distro"
+	InitrdRestorer = "restorer"
+)
+
+// Ways to wake the peers.
+const (
+	WakeAll  = "all"
+	WakeAcks = "acks"
+	WakeOff  = "off"
+)
+
+// Apply policies; any other valid value is a time of day, HH:MM.
+const (
+	ApplyManual = "manual"
+	ApplyNow    = "now"
+)
+
+// ApplyAt returns the hour and minute of an "HH:MM" apply policy, and false
+// for "manual", "now" or anything that is not a time of day.
+func ApplyAt(apply string) (hour, minute int, ok bool) {
+	h, m, found := strings.Cut(apply, ":")
+	if !found || len(h) != 2 || len(m) != 2 {
+		return 0, 0, false
+	}
+	hh, err1 := strconv.Atoi(h)
+	mm, err2 := strconv.Atoi(m)
+	if err1 != nil || err2 != nil || hh < 0 || hh > 23 || mm < 0 || mm > 59 {
+		return 0, 0, false
+	}
+	return hh, mm, true
 }
 
 // Default is the configuration without any file.
 func Default() Config {
-	return Config{Store: "auto", DiskDir: "/var/lib/seamless/images", Timeout: 120 * time.Second}
+	return Config{Store: "auto", DiskDir: "/var/lib/seamless/images", Timeout: 120 * time.Second, Apply: ApplyManual, WakePeers: WakeAll, Initrd: InitrdDistro}
 }
 
 // Load reads path and path.d/*.conf. Missing files are not an error.
@@ -96,6 +154,21 @@ func (c *Config) read(path string) error {
 				return fmt.Errorf("%s:%d: timeout %q is not a duration such as 120s", path, n, v)
 			}
 			c.Timeout = d
+		case "apply":
+			if _, _, at := ApplyAt(v); v != ApplyManual && v != ApplyNow && !at {
+				return fmt.Errorf("%s:%d: apply must be manual, now or a time of day HH:MM (24-hour), not %q", path, n, v)
+			}
+			c.Apply = v
+		case "wake-peers":
+			if v != WakeAll && v != WakeAcks && v != WakeOff {
+				return fmt.Errorf("%s:%d: wake-peers must be all, acks or off, not %q", path, n, v)
+			}
+			c.WakePeers = v
+		case "initrd":
+			if v != InitrdDistro && v != InitrdRestorer {
+				return fmt.Errorf("%s:%d: initrd must be distro or restorer, not %q", path, n, v)
+			}
+			c.Initrd = v
 		default:
 			return fmt.Errorf("%s:%d: unknown key %q", path, n, k)
 		}

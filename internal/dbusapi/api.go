@@ -48,6 +48,7 @@ const (
 // States of the State property.
 const (
 	StateIdle          = "idle"
+	StateArmed         = "armed"
 	StatePlanned       = "planned"
 	StateCheckpointing = "checkpointing"
 	StateSwitching     = "switching"

@@ -9,9 +9,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/config"
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/kernel"
 	"github.com/seamless-linux/seamless/internal/logind"
-	"github.com/seamless-linux/seamless/internal/restored"
+	"github.com/seamless-linux/seamless/internal/trigger"
 	"github.com/seamless-linux/seamless/internal/update"
 )
 
@@ -52,6 +53,19 @@ func (b System) Update(ctx context.Context, o UpdateOptions, progress func(strin
 	if err != nil {
 		return err
 	}
+	if !o.DryRun {
+		// As for the command: a kexec in the middle of a package run
+		// would leave dpkg's work half done.
+		release, err := trigger.HoldPackageLocks(ctx, func(holder string) {
+			if progress != nil {
+				progress("packages", 0, "waiting for "+holder+" to finish (package manager lock)")
+			}
+		})
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	err = update.Update(ctx, update.Options{Kernel: o.Kernel, Boot: b.Boot, Config: cfg, DryRun: o.DryRun,
 		IgnoreInhibitors: o.IgnoreInhibitors, Progress: progress})
 	var inh *logind.InhibitedError
@@ -70,7 +84,7 @@ func (b System) Snapshot(ctx context.Context) Snapshot {
 	if ks, err := kernel.Installed(b.Boot); err == nil && len(ks) > 0 && kernel.CompareVersions(ks[0].Release, s.RunningKernel) > 0 {
 		s.PendingKernel = ks[0].Release
 	}
-	st, _ := update.ReadStatus()
+	st, _ := contract.ReadStatus()
 	if st != nil {
 		s.Last = LastUpdate{From: st.From, To: st.To, Result: st.State, Error: st.Error,
 			Timestamp: uint64(st.Updated.UnixMicro())}
@@ -78,13 +92,15 @@ func (b System) Snapshot(ctx context.Context) Snapshot {
 			s.Last.Units = append(s.Last.Units, UnitOutcome{Unit: u.Unit, Outcome: u.Outcome, MainPID: uint32(max(u.MainPID, 0)), Reason: u.Reason})
 		}
 	}
-	in, _ := update.ReadIntent()
+	in, _ := contract.ReadIntent()
 	switch {
 	case in != nil && b.unitState(ctx, "seamless-checkpoint.service") == "deactivating":
 		s.State = StateCheckpointing
+	case in != nil && in.Armed:
+		s.State = StateArmed // the next reboot is the update
 	case in != nil:
 		s.State = StateSwitching // kexec.target is starting
-	case st != nil && st.State == "handed-over" && st.From == s.RunningKernel:
+	case st != nil && st.State == contract.UpdateHandedOver && st.From == s.RunningKernel:
 		s.State = StateSwitching // the image is handed over, kexec follows
 	case restoring():
 		s.State = StateRestoring
@@ -95,12 +111,12 @@ func (b System) Snapshot(ctx context.Context) Snapshot {
 // restoring reports whether this boot's restore daemon still has units to
 // restore.
 func restoring() bool {
-	live, err := restored.ReadState()
+	live, err := contract.ReadState()
 	if err != nil || unix.Kill(live.Daemon, 0) != nil {
 		return false
 	}
 	for _, u := range live.Units {
-		if u.State == restored.Pending || u.State == restored.Restoring {
+		if u.Waiting() {
 			return true
 		}
 	}

@@ -139,7 +139,7 @@ func Serve(ctx context.Context, conn *dbus.Conn, s *Service, idleExit time.Durat
 func (s *Service) idleFor() time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.updating || s.snap.State != StateIdle {
+	if s.updating || !quiet(s.snap.State) {
 		return 0
 	}
 	return time.Since(s.last)
@@ -150,6 +150,10 @@ func (s *Service) touch() {
 	s.last = time.Now()
 	s.mu.Unlock()
 }
+
+// quiet reports whether, in state st, nothing is under way: idle, or an
+// update armed for the next reboot.
+func quiet(st string) bool { return st == StateIdle || st == StateArmed }
 
 // state is the State property: the service's own update first, then what
 // the machine shows.
@@ -271,7 +275,8 @@ func (m methods) Update(msg dbus.Message, options map[string]dbus.Variant) *dbus
 		cancel()
 		return dbus.NewError(ErrBusy, []any{"an update is already in progress"})
 	}
-	if st := s.snap.State; st != StateIdle && st != StateRestoring {
+	// An armed update is taken over: Update applies it now.
+	if st := s.snap.State; !quiet(st) && st != StateRestoring {
 		s.mu.Unlock()
 		cancel()
 		return dbus.NewError(ErrBusy, []any{"an update is already in progress (" + st + ")"})

@@ -473,3 +473,29 @@ func errNameOrEmpty(err error) string {
 	}
 	return errName(err)
 }
+
+// TestArmedUpdateIsTakenOver: an update that APT's hook armed for the next
+// reboot shows as State armed, and Update applies it now; a switching
+// machine still refuses a second update.
+func TestArmedUpdateIsTakenOver(t *testing.T) {
+	w := newWorld(t)
+	obj := w.root.Object(BusName, Path)
+	for _, c := range []struct {
+		state, want string
+	}{
+		{StateSwitching, ErrBusy},
+		{StateArmed, ""},
+	} {
+		w.backend.mu.Lock()
+		w.backend.snap.State = c.state
+		w.backend.mu.Unlock()
+		w.service.Refresh(context.Background())
+		if v, err := obj.GetProperty(Interface + ".State"); err != nil || v.Value() != c.state {
+			t.Fatalf("State %v, %v; want %s", v, err, c.state)
+		}
+		err := obj.Call(Interface+".Update", 0, map[string]dbus.Variant{}).Err
+		if (c.want == "" && err != nil) || (c.want != "" && errName(err) != c.want) {
+			t.Errorf("Update while %s: %v, want %q", c.state, err, c.want)
+		}
+	}
+}

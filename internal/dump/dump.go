@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/crash"
+	"github.com/seamless-linux/seamless/internal/fileref"
 	"github.com/seamless-linux/seamless/internal/files"
 	"github.com/seamless-linux/seamless/internal/freezer"
 	"github.com/seamless-linux/seamless/internal/image"
@@ -21,6 +22,7 @@ import (
 	"github.com/seamless-linux/seamless/internal/ptrace"
 	"github.com/seamless-linux/seamless/internal/sysvipc"
 	"github.com/seamless-linux/seamless/internal/task"
+	"github.com/seamless-linux/seamless/internal/timens"
 )
 
 // Options control a checkpoint.
@@ -100,8 +102,12 @@ func Checkpoint(opts Options) (res *Result, err error) {
 	procs, tids, err := seizeTree(opts.PID)
 	if opts.Cgroup != "" {
 		// Seized threads stay in their ptrace stop once the cgroup thaws.
-		if ferr := freezer.Thaw(opts.Cgroup); ferr != nil && err == nil {
-			err = ferr
+		if ferr := freezer.Thaw(opts.Cgroup); ferr != nil {
+			if err == nil {
+				err = ferr
+			} else {
+				err = fmt.Errorf("%w (and the cgroup did not thaw: %v)", err, ferr)
+			}
 		}
 	}
 	release := func() { releaseAll(procs, tids) }
@@ -139,7 +145,7 @@ func Checkpoint(opts Options) (res *Result, err error) {
 		return nil, err
 	}
 	// Verify what was written before anything irreversible happens.
-	im, err := image.OpenWritten(opts.Dir)
+	im, err := image.OpenUnverified(opts.Dir)
 	if err != nil {
 		abort()
 		return nil, fmt.Errorf("verify image: %w", err)
@@ -298,12 +304,18 @@ func dumpTree(w *image.Writer, procs []*seized, fdp **files.Dumper) (*image.Tree
 		inTree[p.pid] = true
 		pids = append(pids, p.pid)
 	}
-	contents := mem.NewContents(w)
-	md := mem.NewDumper(w, contents)
-	fd := files.NewDumper(contents, pids)
+	refs := fileref.NewDumper(w)
+	md := mem.NewDumper(w, refs)
+	fd := files.NewDumper(refs, pids)
 	*fdp = fd
 	tables, fsTables := files.NewTables(), files.NewFSTables()
 	tree := &image.Tree{Root: procs[0].pid}
+	// Read while the tree is stopped: the clocks it saw last.
+	clocks, err := timens.Capture(pids)
+	if err != nil {
+		return nil, err
+	}
+	tree.Clocks = clocks
 	// Stopped children whose parent has waited for the stop, by PID.
 	stopWaited := map[int]bool{}
 	for _, s := range procs {
@@ -313,7 +325,7 @@ func dumpTree(w *image.Writer, procs []*seized, fdp **files.Dumper) (*image.Tree
 				Zombie: true, WaitStatus: s.zombie.ExitCode, Comm: zombieComm(s.pid)})
 			continue
 		}
-		p, err := task.Dump(s.pid, s.tids, contents)
+		p, err := task.Dump(s.pid, s.tids, refs)
 		if err != nil {
 			return nil, err
 		}
@@ -346,7 +358,11 @@ func dumpTree(w *image.Writer, procs []*seized, fdp **files.Dumper) (*image.Tree
 			return nil, fmt.Errorf("process %d: %w", s.pid, err)
 		}
 		p.Pages = fmt.Sprintf("pages-%d.img", s.pid)
-		if p.Mappings, err = md.Dump(s.pid, p.Pages); err != nil {
+		parent := 0
+		if inTree[p.PPID] {
+			parent = p.PPID
+		}
+		if p.Mappings, err = md.Dump(s.pid, p.Pages, parent); err != nil {
 			return nil, err
 		}
 		tree.Processes = append(tree.Processes, p)

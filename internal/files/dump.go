@@ -13,8 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/fileref"
 	"github.com/seamless-linux/seamless/internal/image"
-	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/proc"
 	"github.com/seamless-linux/seamless/internal/sockets"
 )
@@ -36,7 +36,7 @@ func (e *Unsupported) Error() string {
 
 // Dumper collects the open files of a process tree.
 type Dumper struct {
-	Contents *mem.Contents
+	Refs *fileref.Dumper
 	// Files are the open file descriptions found so far.
 	Files []*image.File
 	// InTree reports whether a PID belongs to the tree being dumped.
@@ -64,17 +64,11 @@ type holder struct {
 	file    *image.File
 }
 
-type pipeEnds struct {
-	link  string   // what /proc/PID/fd shows for it: pipe:[N] or the FIFO's path
-	read  *os.File // a read end held by the tree, to peek at buffered data
-	files []*image.File
-}
-
 // NewDumper returns a Dumper for the processes pids that stores deleted
 // files' contents with c.
-func NewDumper(c *mem.Contents, pids []int) *Dumper {
+func NewDumper(refs *fileref.Dumper, pids []int) *Dumper {
 	s := NewScope(pids)
-	return &Dumper{Contents: c, InTree: s.Has, Scope: s, Sockets: sockets.NewDumper(s.Has),
+	return &Dumper{Refs: refs, InTree: s.Has, Scope: s, Sockets: sockets.NewDumper(s.Has),
 		holders: map[[2]uint64][]holder{}, byFD: map[[2]int]*image.File{}, pipes: map[uint64]*pipeEnds{},
 		masters: map[int]*os.File{}}
 }
@@ -143,8 +137,8 @@ func (d *Dumper) dumpFD(pid, pidfd, fd int) (*image.File, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	f := &image.File{ID: len(d.Files) + 1, Kind: k, Flags: ds.info.flags &^ unix.O_CLOEXEC, Pos: ds.info.pos, Locks: ds.info.locks}
-	if err := kinds[k].dump(d, ds, f); err != nil {
+	f := &image.File{ID: len(d.Files) + 1, Kind: k.name, Flags: ds.info.flags &^ unix.O_CLOEXEC, Pos: ds.info.pos, Locks: ds.info.locks}
+	if err := k.dump(d, ds, f); err != nil {
 		var u *Unsupported
 		if errors.As(err, &u) {
 			return nil, false, err
@@ -224,53 +218,8 @@ func checkOwner(s *Scope, d *desc) error {
 	return fmt.Errorf("SIGIO and SIGURG going to process %d (outside the tree)", own.PID)
 }
 
-// checkSocket refuses the kinds of socket that are not carried (the
-// family, type and protocol alone decide it).
-func checkSocket(_ *Scope, ds *desc) error {
-	if _, err := sockets.Check(ds.local); err != nil {
-		return fmt.Errorf("socket %s (%v)", ds.link, err)
-	}
-	return nil
-}
-
-func dumpSocket(d *Dumper, ds *desc, f *image.File) error {
-	ds.kept = true // the socket dumper owns the duplicate from here on
-	var err error
-	if f.Socket, err = d.Sockets.Dump(ds.local, ds.pid, ds.fd); err != nil {
-		return &Unsupported{PID: ds.pid, FD: ds.fd, What: fmt.Sprintf("socket %s (%v)", ds.link, err), Err: err}
-	}
-	return nil
-}
-
-func dumpPtyMaster(d *Dumper, ds *desc, f *image.File) error {
-	n, err := unix.IoctlGetInt(int(ds.local.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		return fmt.Errorf("pty number: %w", err)
-	}
-	f.PtyIndex = n
-	if d.masters[n] == nil {
-		d.masters[n], ds.kept = ds.local, true
-	}
-	return dumpDevice(d, ds, f)
-}
-
-func dumpPtySlave(d *Dumper, ds *desc, f *image.File) error {
-	f.PtyIndex = ptySlaveIndex(ds.st.Rdev)
-	return dumpDevice(d, ds, f)
-}
-
-// dumpHungUp records a terminal that was hung up: which pty it was, and its
-// path, so that the descriptions of one such terminal come back as one.
-func dumpHungUp(d *Dumper, ds *desc, f *image.File) error {
-	f.PtyIndex = ptySlaveIndex(ds.st.Rdev)
-	f.Rdev = ds.st.Rdev
-	f.Ref = &image.Ref{Path: ds.link, Mode: ds.st.Mode, Inode: ds.st.Ino}
-	return nil
-}
-
-// Finish completes the pipes once every process has been dumped: a pipe
-// that a process outside the tree also holds is marked external (restore
-// reconnects to it); otherwise its buffered bytes are saved.
+// Finish completes what needs the whole tree, once every process has been
+// dumped: the sockets, the epoll watches, the ptys and the pipes.
 func (d *Dumper) Finish() error {
 	if err := d.Sockets.Finish(); err != nil {
 		return err
@@ -278,37 +227,10 @@ func (d *Dumper) Finish() error {
 	if err := d.finishEpolls(); err != nil {
 		return err
 	}
-	for n, m := range d.masters {
-		p, err := capturePty(m, n)
-		if err != nil {
-			return err
-		}
-		d.Ptys = append(d.Ptys, p)
-	}
-	if len(d.pipes) == 0 {
-		return nil
-	}
-	outside, err := outsideHolders(d.InTree)
-	if err != nil {
+	if err := d.finishPtys(); err != nil {
 		return err
 	}
-	for ino, p := range d.pipes {
-		ext := outside[p.link]
-		var data []byte
-		if !ext && p.read != nil {
-			if data, err = peekPipe(p.read); err != nil {
-				return fmt.Errorf("pipe %d: %w", ino, err)
-			}
-		}
-		for _, f := range p.files {
-			f.Pipe.External = ext
-			f.Pipe.Data = nil
-		}
-		if len(data) > 0 {
-			p.files[0].Pipe.Data = data
-		}
-	}
-	return nil
+	return d.finishPipes()
 }
 
 func kcmpFile(pid1, pid2, fd1, fd2 int) (bool, error) {

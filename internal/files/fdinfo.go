@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -18,9 +19,9 @@ type fdinfo struct {
 	flags        int
 	eventfdCount uint64
 	semaphore    bool
-	watches      []image.EpollWatch
+	watches      []EpollWatch
 	sigmask      uint64
-	timer        image.Timer
+	timer        Timer
 	inotify      []inotifyMark
 	locks        []image.Lock
 	// lockErr is why a lock taken through the descriptor cannot be taken
@@ -41,14 +42,24 @@ type inotifyMark struct {
 	handle []byte
 }
 
+// readFdinfo reads /proc/PID/fdinfo/FD.
 func readFdinfo(pid, fd int) (*fdinfo, error) {
 	f, err := os.Open(proc.Path(pid, "fdinfo", strconv.Itoa(fd)))
 	if err != nil {
 		return nil, fmt.Errorf("process %d fd %d: %w", pid, fd, err)
 	}
 	defer f.Close()
+	info, err := parseFdinfo(f)
+	if err != nil {
+		return nil, fmt.Errorf("process %d fd %d: %w", pid, fd, err)
+	}
+	return info, nil
+}
+
+// parseFdinfo parses the text of an fdinfo file.
+func parseFdinfo(r io.Reader) (*fdinfo, error) {
 	info := &fdinfo{}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := sc.Text()
 		k, v, _ := strings.Cut(line, ":")
@@ -79,7 +90,7 @@ func readFdinfo(pid, fd int) (*fdinfo, error) {
 		case "inotify wd":
 			m, err := parseInotify(line)
 			if err != nil {
-				return nil, fmt.Errorf("process %d fd %d: %w", pid, fd, err)
+				return nil, err
 			}
 			info.inotify = append(info.inotify, m)
 		case "lock":
@@ -96,7 +107,7 @@ func readFdinfo(pid, fd int) (*fdinfo, error) {
 		case "tfd":
 			w, err := parseWatch(line)
 			if err != nil {
-				return nil, fmt.Errorf("process %d fd %d: %w", pid, fd, err)
+				return nil, err
 			}
 			info.watches = append(info.watches, w)
 		}
@@ -105,8 +116,8 @@ func readFdinfo(pid, fd int) (*fdinfo, error) {
 }
 
 // parseWatch reads "tfd: N events: HEX data: HEX ..." of an epoll fdinfo.
-func parseWatch(line string) (image.EpollWatch, error) {
-	var w image.EpollWatch
+func parseWatch(line string) (EpollWatch, error) {
+	var w EpollWatch
 	f := strings.Fields(line)
 	for i := 0; i+1 < len(f); i++ {
 		switch f[i] {
@@ -152,17 +163,20 @@ func parseInotify(line string) (inotifyMark, error) {
 			continue
 		}
 		var err error
+		var x uint64
+		// The kernel prints every number of the line in hex.
 		switch k {
 		case "wd":
-			m.wd, err = strconv.Atoi(v)
+			x, err = strconv.ParseUint(v, 16, 31)
+			m.wd = int(x)
 		case "mask":
-			var x uint64
 			x, err = strconv.ParseUint(v, 16, 32)
 			m.mask = uint32(x)
 		case "sdev":
 			m.sdev, err = strconv.ParseUint(v, 16, 64)
 		case "fhandle-type":
-			m.htype, err = strconv.Atoi(v)
+			x, err = strconv.ParseUint(v, 16, 31)
+			m.htype = int(x)
 		case "f_handle":
 			m.handle, err = hex.DecodeString(v)
 		}

@@ -7,9 +7,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/fileref"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inject"
-	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/proc"
 )
 
@@ -28,7 +28,7 @@ func CheckFS(pid int) error {
 // DumpFS records a deleted working directory of p (p.Cwd and p.Root hold
 // the paths /proc shows) as an object to recreate.
 func (d *Dumper) DumpFS(p *image.Process) error {
-	ref, err := fsObject(p.PID, d.Contents)
+	ref, err := fsObject(p.PID, d.Refs)
 	if err != nil {
 		return err
 	}
@@ -40,7 +40,7 @@ func (d *Dumper) DumpFS(p *image.Process) error {
 
 // fsObject checks the root and working directory of pid and, when the
 // working directory was deleted and c is not nil, records it in c.
-func fsObject(pid int, c *mem.Contents) (*image.Ref, error) {
+func fsObject(pid int, c *fileref.Dumper) (*image.Ref, error) {
 	root, err := os.Readlink(proc.Path(pid, "root"))
 	if err != nil {
 		return nil, fmt.Errorf("process %d: %w", pid, err)
@@ -65,7 +65,7 @@ func fsObject(pid int, c *mem.Contents) (*image.Ref, error) {
 	if err := unix.Fstat(int(h.Fd()), &st); err != nil {
 		return nil, fmt.Errorf("process %d working directory: %w", pid, err)
 	}
-	if err := mem.CheckUnreachable(h, name, &st); err != nil {
+	if err := fileref.CheckUnreachable(h, name, &st); err != nil {
 		return nil, fmt.Errorf("process %d working directory: %w", pid, err)
 	}
 	if c == nil {
@@ -95,7 +95,7 @@ func RestoreFS(t *inject.Target, p *image.Process, o *Opener) error {
 	var dir *os.File
 	var err error
 	if p.CwdFile != nil {
-		dir, err = o.reopen(p.CwdFile, unix.O_RDONLY|unix.O_DIRECTORY)
+		dir, err = o.Refs.Reopen(p.CwdFile, unix.O_RDONLY|unix.O_DIRECTORY)
 	} else {
 		dir, err = os.OpenFile(p.Cwd, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	}

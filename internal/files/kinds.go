@@ -3,6 +3,7 @@ package files
 import (
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -10,21 +11,34 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/image"
-	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/proc"
 )
 
-// One decision per kind of descriptor: classify names the kind a
-// descriptor is carried as (or why none fits), and the kind's entry in
-// kinds says what stands in its way (check), how it is saved (dump) and
-// how it is rebuilt (open). `seamless plan` (Check), the checkpoint
-// (Dumper) and the restore (Opener) all go through this table, so that the
-// checkpoint never accepts a descriptor that the restore would refuse.
+// One decision per kind of descriptor. Each kind says which descriptors
+// are its own (is), what stands in their way (check), how they are saved
+// (dump) and rebuilt (open), and what its record in the image is and
+// checks (record, registered with the image). `seamless plan` (Check), the
+// checkpoint (Dumper) and the restore (Opener) all go through this table,
+// so that the checkpoint never accepts a descriptor that the restore would
+// refuse, nor the image a record that no kind reads.
+//
+// Each kind is defined, with all of that, in a file of its own (kinds
+// that share their code share it): regular.go (regular files,
+// directories, memfds, O_PATH), device.go, terminal.go (the ends of ptys,
+// /dev/tty, hung-up terminals), pipe.go (pipes and FIFOs), socket.go,
+// eventfd.go, epoll.go, signalfd.go, timerfd.go, inotify.go, namespace.go,
+// pidfd.go. A new kind is a file and its line in kinds.
 
 // kind is what the checkpoint and the restore do for one kind of descriptor.
 type kind struct {
+	// name is the kind's name in the image (image.File.Kind).
+	name string
+	// is says whether d is a descriptor of this kind. classify asks the
+	// kinds in the order of the table: the first that says yes has it.
+	is func(s *Scope, d *desc) bool
 	// check says why a descriptor of this kind cannot be carried, from what
-	// can be seen while the process runs; nil if nothing stands in the way.
+	// can be seen while the process runs (checkNothing when nothing can
+	// stand in the way: every kind says so explicitly).
 	check func(s *Scope, d *desc) error
 	// dump fills in f, the image of d's open file description.
 	dump func(dd *Dumper, d *desc, f *image.File) error
@@ -33,40 +47,57 @@ type kind struct {
 	// setfl says whether the status flags F_SETFL changes are put back on
 	// the rebuilt description (the kinds whose flags the restore owns).
 	setfl bool
+	// ref says that the kind's descriptions name a file (image.File.Ref).
+	ref bool
+	// record returns an empty record of the kind, the type that holds what
+	// only this kind has in the image and checks it (nil: no record).
+	record func() image.FileRecord
 }
 
-var kinds map[string]*kind
+// kinds are the kinds of descriptor carried, in the order classify asks
+// them; byName finds them by their name in the image.
+var (
+	kinds  []*kind
+	byName = map[string]*kind{}
+)
 
+// init fills the table and registers its kinds with the image, which
+// knows them only so, before anything decodes an image.
 func init() {
-	kinds = map[string]*kind{
-		image.FileRegular:   {check: checkPathFile, dump: dumpPathFile, open: openPathFile, setfl: true},
-		image.FileDirectory: {check: checkPathFile, dump: dumpPathFile, open: openPathFile, setfl: true},
-		image.FileMemfd:     {check: checkPathFile, dump: dumpPathFile, open: openMemfd, setfl: true},
-		image.FilePath:      {check: checkOPath, dump: dumpPathFile, open: openOPath},
-		image.FileDevice:    {check: checkPathFile, dump: dumpDevice, open: openDevice, setfl: true},
-		image.FileTerminal:  {check: checkPathFile, dump: dumpDevice, open: openDevice},
-		image.FileCtty:      {dump: dumpDevice, open: openCtty},
-		image.FilePtyMaster: {dump: dumpPtyMaster, open: openPtyMaster},
-		image.FilePtySlave:  {dump: dumpPtySlave, open: openPtySlave},
-		image.FileHungUp:    {dump: dumpHungUp, open: openHungUp},
-		image.FilePipe:      {dump: dumpPipe, open: openPipe, setfl: true},
-		image.FileFIFO:      {check: checkPathFile, dump: dumpPipe, open: openFIFO, setfl: true},
-		image.FileSocket:    {check: checkSocket, dump: dumpSocket, open: openSocket},
-		image.FileEventfd:   {dump: dumpEventfd, open: openEventfd},
-		image.FileEpoll:     {check: checkEpoll, dump: dumpEpoll, open: openEpoll},
-		image.FileSignalfd:  {dump: dumpSignalfd, open: openSignalfd},
-		image.FileTimerfd:   {dump: dumpTimerfd, open: openTimerfd},
-		image.FileInotify:   {check: checkInotify, dump: dumpInotify, open: openInotify},
-		image.FileNamespace: {check: checkNamespace, dump: dumpNamespace, open: openNamespace},
-		image.FilePidfd:     {check: checkPidfd, dump: dumpPidfd, open: openPidfd},
+	kinds = []*kind{
+		pathKind, // an O_PATH descriptor, of any file
+		// Anonymous inodes, which look like regular files.
+		eventfdKind, epollKind, signalfdKind, timerfdKind, inotifyKind, pidfdKind,
+		// Regular files: a namespace's and a memfd's are special.
+		namespaceKind, memfdKind, regularKind, directoryKind,
+		// Character devices: a hung-up terminal whatever its number was;
+		// the ends of a pty of the tree before any other terminal.
+		hungUpKind, ptyMasterKind, ptySlaveKind, cttyKind, deviceKind, terminalKind,
+		pipeKind, fifoKind, socketKind,
 	}
+	for _, k := range kinds {
+		byName[k.name] = k
+		image.RegisterFileKind(image.FileKind{Name: k.name, Ref: k.ref, New: k.record})
+	}
+}
+
+// checkNothing is the check of the kinds that nothing seen while the
+// process runs can refuse: a pipe, a pty of the tree, a counter or timer
+// whose whole state fdinfo gives. What their dump may still refuse (a pty
+// whose queues cannot be read) is refused before the kill.
+func checkNothing(*Scope, *desc) error { return nil }
+
+// recordOf returns the record of f if it is a T (nil otherwise).
+func recordOf[T any](f *image.File) *T {
+	r, _ := any(f.Record).(*T)
+	return r
 }
 
 // Kinds lists the kinds of descriptor that are carried, sorted.
 func Kinds() []string {
 	var out []string
-	for k := range kinds {
-		out = append(out, k)
+	for _, k := range kinds {
+		out = append(out, k.name)
 	}
 	sort.Strings(out)
 	return out
@@ -97,7 +128,51 @@ type desc struct {
 	st      unix.Stat_t
 	// kept is set by a kind's dump that holds on to local.
 	kept bool
+	// fs is the magic of the filesystem of the file (statfs), once read.
+	fs     int64
+	fsRead bool
 }
+
+// fileType is the type of the file (S_IFMT of its mode).
+func (d *desc) fileType() uint32 { return d.st.Mode & unix.S_IFMT }
+
+// anon reports whether d is an anonymous-inode file (eventfd, epoll, ...):
+// linked as "anon_inode:..." with a regular file's type, or of a type that
+// no file has.
+func (d *desc) anon() bool {
+	switch d.fileType() {
+	case unix.S_IFREG:
+		return strings.HasPrefix(d.link, "anon_inode:")
+	case unix.S_IFDIR, unix.S_IFCHR, unix.S_IFBLK, unix.S_IFIFO, unix.S_IFSOCK:
+		return false
+	}
+	return true
+}
+
+// anonIs is the test of the anonymous-inode kinds: d is one, linked as one
+// of links.
+func anonIs(links ...string) func(*Scope, *desc) bool {
+	return func(_ *Scope, d *desc) bool { return d.anon() && slices.Contains(links, d.link) }
+}
+
+// fsType returns the magic of the filesystem of d's file (0 when statfs
+// fails).
+func (d *desc) fsType() int64 {
+	if !d.fsRead {
+		var fs unix.Statfs_t
+		if unix.Fstatfs(int(d.local.Fd()), &fs) == nil {
+			d.fs = int64(fs.Type)
+		}
+		d.fsRead = true
+	}
+	return d.fs
+}
+
+// plainFile reports whether d is a regular file (not an anonymous inode).
+func (d *desc) plainFile() bool { return d.fileType() == unix.S_IFREG && !d.anon() }
+
+// charDevice reports whether d is a character device.
+func (d *desc) charDevice() bool { return d.fileType() == unix.S_IFCHR }
 
 // name is the path of a descriptor's file without " (deleted)", and
 // whether the kernel marked it deleted.
@@ -126,84 +201,26 @@ func openDesc(pid, pidfd, fd int) (*desc, error) {
 	return d, nil
 }
 
-// classify names the kind d is carried as, or returns why none fits.
-func classify(d *desc) (string, error) {
-	if d.info.flags&unix.O_PATH != 0 {
-		return image.FilePath, nil
-	}
-	switch d.st.Mode & unix.S_IFMT {
-	case unix.S_IFREG:
-		var fs unix.Statfs_t
-		unix.Fstatfs(int(d.local.Fd()), &fs)
-		switch {
-		case strings.HasPrefix(d.link, "anon_inode:"):
-			return anonKind(d.link)
-		case int64(fs.Type) == unix.NSFS_MAGIC:
-			return image.FileNamespace, nil
-		case strings.HasPrefix(d.link, "/memfd:") && (int64(fs.Type) == unix.TMPFS_MAGIC || int64(fs.Type) == unix.HUGETLBFS_MAGIC):
-			return image.FileMemfd, nil
+// classify returns the kind d is carried as, or why none fits (an error
+// that names the file).
+func classify(s *Scope, d *desc) (*kind, error) {
+	for _, k := range kinds {
+		if k.is(s, d) {
+			return k, nil
 		}
-		return image.FileRegular, nil
-	case unix.S_IFDIR:
-		return image.FileDirectory, nil
-	case unix.S_IFCHR:
-		rdev := d.st.Rdev
-		switch {
-		case CharDeviceKind(rdev) == "terminal" && !isPtyMaster(rdev) && hungUp(int(d.local.Fd())):
-			// Its pty master was closed (or vhangup ran): a dead
-			// descriptor, whatever /dev/pts/N became since.
-			return image.FileHungUp, nil
-		case isPtyMaster(rdev):
-			return image.FilePtyMaster, nil
-		case ptySlaveIndex(rdev) >= 0:
-			return image.FilePtySlave, nil
-		case unix.Major(rdev) == 5 && unix.Minor(rdev) == 0:
-			// /dev/tty: opened again by the restored process itself, once
-			// its session has its controlling terminal back.
-			return image.FileCtty, nil
-		case CharDeviceKind(rdev) == "device":
-			return image.FileDevice, nil
-		case CharDeviceKind(rdev) == "terminal":
-			return image.FileTerminal, nil
+	}
+	switch {
+	case d.anon():
+		name := strings.TrimPrefix(d.link, "anon_inode:")
+		if reason, ok := unsupportedAnon[name]; ok {
+			return nil, fmt.Errorf("%s, %s,", d.link, reason)
 		}
-		return "", fmt.Errorf("character device %s (%d:%d)", d.link, unix.Major(rdev), unix.Minor(rdev))
-	case unix.S_IFBLK:
-		return "", fmt.Errorf("block device %s", d.link)
-	case unix.S_IFIFO:
-		if strings.HasPrefix(d.link, "pipe:") {
-			return image.FilePipe, nil
-		}
-		return image.FileFIFO, nil
-	case unix.S_IFSOCK:
-		return image.FileSocket, nil
+	case d.charDevice():
+		return nil, fmt.Errorf("character device %s (%d:%d)", d.link, unix.Major(d.st.Rdev), unix.Minor(d.st.Rdev))
+	case d.fileType() == unix.S_IFBLK:
+		return nil, fmt.Errorf("block device %s", d.link)
 	}
-	return anonKind(d.link)
-}
-
-// anonKind classifies an anonymous-inode file by its link.
-func anonKind(link string) (string, error) {
-	switch link {
-	case "anon_inode:[eventfd]":
-		return image.FileEventfd, nil
-	case "anon_inode:[eventpoll]":
-		return image.FileEpoll, nil
-	case "anon_inode:[signalfd]":
-		return image.FileSignalfd, nil
-	case "anon_inode:[timerfd]":
-		return image.FileTimerfd, nil
-	case "anon_inode:inotify":
-		return image.FileInotify, nil
-	case "anon_inode:[pidfd]":
-		return image.FilePidfd, nil
-	}
-	if strings.HasPrefix(link, "pidfd:") {
-		return image.FilePidfd, nil
-	}
-	name := strings.TrimPrefix(link, "anon_inode:")
-	if reason, ok := unsupportedAnon[name]; ok {
-		return "", fmt.Errorf("%s, %s,", link, reason)
-	}
-	return "", fmt.Errorf("%s", link)
+	return nil, fmt.Errorf("%s", d.link)
 }
 
 // Scope is the set of processes checkpointed together, which the checks of
@@ -263,49 +280,28 @@ func Check(s *Scope, pid, fd int) (string, error) {
 		return "", err
 	}
 	defer d.local.Close()
-	return decide(s, d)
+	k, err := decide(s, d)
+	if err != nil {
+		return "", err
+	}
+	return k.name, nil
 }
 
 // decide classifies d and runs its kind's check.
-func decide(s *Scope, d *desc) (string, error) {
-	k, err := classify(d)
+func decide(s *Scope, d *desc) (*kind, error) {
+	k, err := classify(s, d)
 	if err != nil {
-		return "", &Unsupported{PID: d.pid, FD: d.fd, What: err.Error()}
-	}
-	if k == image.FilePtySlave && !s.holdsMaster(ptySlaveIndex(d.st.Rdev)) {
-		// A slave whose master is outside the tree is somebody else's
-		// terminal, reopened by path.
-		k = image.FileTerminal
+		return nil, &Unsupported{PID: d.pid, FD: d.fd, What: err.Error()}
 	}
 	if err := d.info.lockErr; err != nil {
 		// A mandatory lock, a delegation, a lease being broken.
-		return "", &Unsupported{PID: d.pid, FD: d.fd, What: err.Error()}
+		return nil, &Unsupported{PID: d.pid, FD: d.fd, What: err.Error()}
 	}
 	if err := checkOwner(s, d); err != nil {
-		return "", &Unsupported{PID: d.pid, FD: d.fd, What: "a description with " + err.Error()}
+		return nil, &Unsupported{PID: d.pid, FD: d.fd, What: "a description with " + err.Error()}
 	}
-	if c := kinds[k].check; c != nil {
-		if err := c(s, d); err != nil {
-			return "", &Unsupported{PID: d.pid, FD: d.fd, What: err.Error(), Err: err}
-		}
+	if err := k.check(s, d); err != nil {
+		return nil, &Unsupported{PID: d.pid, FD: d.fd, What: err.Error(), Err: err}
 	}
 	return k, nil
-}
-
-// checkPathFile refuses a deleted file, directory, FIFO or device node
-// that a recreated one could not stand in for.
-func checkPathFile(_ *Scope, d *desc) error {
-	name, deleted := d.name()
-	if !deleted && !(d.st.Mode&unix.S_IFMT == unix.S_IFREG && d.st.Nlink == 0) {
-		return nil
-	}
-	return mem.CheckUnreachable(d.local, name, &d.st)
-}
-
-// checkOPath accepts O_PATH descriptors of anything with a path.
-func checkOPath(s *Scope, d *desc) error {
-	if !strings.HasPrefix(d.link, "/") {
-		return fmt.Errorf("O_PATH descriptor of %s", d.link)
-	}
-	return checkPathFile(s, d)
 }

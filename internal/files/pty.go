@@ -315,7 +315,8 @@ func (o *Opener) HungUp(f *image.File) (*os.File, error) {
 		delete(o.hungUp, f.ID)
 		return h, nil
 	}
-	p, err := o.allocPty(max(f.PtyIndex, 0), unix.O_RDWR)
+	index := recordOf[HungUpEnd](f).Index
+	p, err := o.allocPty(max(index, 0), unix.O_RDWR)
 	if err != nil {
 		return nil, fmt.Errorf("hung-up terminal: %w", err)
 	}
@@ -323,7 +324,7 @@ func (o *Opener) HungUp(f *image.File) (*os.File, error) {
 	defer p.master.Close()
 	var mine *os.File
 	for _, g := range o.Image.Tree.Files {
-		if g.Kind != image.FileHungUp || g.PtyIndex != f.PtyIndex || g.Ref == nil || f.Ref == nil || g.Ref.Path != f.Ref.Path {
+		if h := recordOf[HungUpEnd](g); h == nil || h.Index != index || g.Ref == nil || f.Ref == nil || g.Ref.Path != f.Ref.Path {
 			continue
 		}
 		h, err := os.OpenFile("/dev/pts/"+strconv.Itoa(p.index), openFlags(g.Flags)|unix.O_NOCTTY|unix.O_CLOEXEC, 0)

@@ -6,25 +6,81 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/fileref"
 	"github.com/seamless-linux/seamless/internal/image"
 )
 
-// Files that have a path: regular files, directories, memfds, O_PATH
-// descriptors, device nodes. A file that no path leads to any more is
-// recreated (objects.go); the others are opened again by path.
+// Files that have a path: regular files, directories, memfds and O_PATH
+// descriptors (device nodes: device.go, FIFOs: pipe.go). A file that no
+// path leads to any more is recreated (internal/fileref); the others are
+// opened again by path. Their image is the file's Ref: they have no record.
 
+// The kinds of files that have a path.
+const (
+	KindRegular   = "regular"
+	KindDirectory = "directory"
+	KindMemfd     = "memfd"
+	KindPath      = "path" // an O_PATH descriptor: any file, symlinks included
+)
+
+var (
+	pathKind = &kind{name: KindPath, ref: true,
+		is:    func(_ *Scope, d *desc) bool { return d.info.flags&unix.O_PATH != 0 },
+		check: checkOPath, dump: dumpPathFile, open: openOPath}
+	memfdKind = &kind{name: KindMemfd, ref: true, setfl: true,
+		is:    isMemfd,
+		check: checkPathFile, dump: dumpPathFile, open: openMemfd}
+	regularKind = &kind{name: KindRegular, ref: true, setfl: true,
+		is:    func(_ *Scope, d *desc) bool { return d.plainFile() },
+		check: checkPathFile, dump: dumpPathFile, open: openPathFile}
+	directoryKind = &kind{name: KindDirectory, ref: true, setfl: true,
+		is:    func(_ *Scope, d *desc) bool { return d.fileType() == unix.S_IFDIR },
+		check: checkPathFile, dump: dumpPathFile, open: openPathFile}
+)
+
+// isMemfd: a memfd is a file of tmpfs (or hugetlbfs) that the kernel
+// names /memfd:NAME.
+func isMemfd(_ *Scope, d *desc) bool {
+	if !d.plainFile() || !strings.HasPrefix(d.link, "/memfd:") {
+		return false
+	}
+	fs := d.fsType()
+	return fs == unix.TMPFS_MAGIC || fs == unix.HUGETLBFS_MAGIC
+}
+
+// checkPathFile refuses a deleted file, directory, FIFO or device node
+// that a recreated one could not stand in for.
+func checkPathFile(_ *Scope, d *desc) error {
+	name, deleted := d.name()
+	if !deleted && !(d.st.Mode&unix.S_IFMT == unix.S_IFREG && d.st.Nlink == 0) {
+		return nil
+	}
+	return fileref.CheckUnreachable(d.local, name, &d.st)
+}
+
+// checkOPath accepts O_PATH descriptors of anything with a path.
+func checkOPath(s *Scope, d *desc) error {
+	if !strings.HasPrefix(d.link, "/") {
+		return fmt.Errorf("O_PATH descriptor of %s", d.link)
+	}
+	return checkPathFile(s, d)
+}
+
+// dumpPathFile records the file by its path, or, when no path leads to it
+// any more (and for a memfd), as an object the restore recreates.
 func dumpPathFile(d *Dumper, ds *desc, f *image.File) error {
 	name, deleted := ds.name()
-	ref, err := d.Contents.RefFile(ds.local, name, deleted || f.Kind == image.FileMemfd)
+	ref, err := d.Refs.RefFile(ds.local, name, deleted || f.Kind == KindMemfd)
 	if err != nil {
 		return err
 	}
 	// A file made with O_TMPFILE is named "#INODE" by the kernel; its
 	// description says so too when it is the one O_TMPFILE opened.
-	if ref.Deleted && !ref.Memfd && (f.Flags&tmpfileFlag != 0 || filepath.Base(name) == "#"+strconv.FormatUint(ds.st.Ino, 10)) {
+	if ref.Deleted && !ref.Memfd && (f.Flags&fileref.OTmpfile != 0 || filepath.Base(name) == "#"+strconv.FormatUint(ds.st.Ino, 10)) {
 		ref.Tmpfile = true
 	}
 	f.Ref = ref
@@ -34,8 +90,8 @@ func dumpPathFile(d *Dumper, ds *desc, f *image.File) error {
 // reopenFlags keeps the flags of a description that open(2) reproduces;
 // F_SETFL and O_ASYNC are put back afterwards (setFlags, Finish).
 func reopenFlags(f *image.File) int {
-	fl := f.Flags &^ (unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOCTTY | unix.O_CLOEXEC | tmpfileFlag | unix.O_ASYNC)
-	if f.Kind != image.FileDirectory {
+	fl := f.Flags &^ (unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOCTTY | unix.O_CLOEXEC | fileref.OTmpfile | unix.O_ASYNC)
+	if f.Kind != KindDirectory {
 		fl &^= unix.O_DIRECTORY
 	}
 	return fl
@@ -65,32 +121,15 @@ func openPathFile(o *Opener, f *image.File) (*os.File, error) {
 // lived in RAM and is gone, as after a reboot).
 func (o *Opener) openFile(f *image.File, flags int) (*os.File, error) {
 	switch r := f.Ref; {
-	case r.Deleted && r.Tmpfile && f.Flags&tmpfileFlag != 0:
-		return o.tmpfileDescription(f)
+	case r.Deleted && r.Tmpfile && f.Flags&fileref.OTmpfile != 0:
+		return o.Refs.Tmpfile(r, reopenFlags(f))
 	case r.Deleted:
-		return o.reopen(r, flags)
+		return o.Refs.Reopen(r, flags)
 	}
-	if err := o.ensure(f.Ref); err != nil {
+	if err := o.Refs.Ensure(f.Ref); err != nil {
 		return nil, err
 	}
 	return os.OpenFile(f.Ref.Path, flags|unix.O_CLOEXEC, 0)
-}
-
-// tmpfileDescription returns the description that O_TMPFILE opened when
-// the object was recreated, for the one description of the image that
-// O_TMPFILE had opened (its flags say so); a reopened one for any other.
-func (o *Opener) tmpfileDescription(f *image.File) (*os.File, error) {
-	g, err := o.object(f.Ref)
-	if err != nil {
-		return nil, err
-	}
-	fl, err := unix.FcntlInt(g.Fd(), unix.F_GETFL, 0)
-	k := refKey(f.Ref)
-	if err != nil || fl&tmpfileFlag == 0 || fl&unix.O_ACCMODE != f.Flags&unix.O_ACCMODE || o.tmpGiven[k] {
-		return reopenFD(g, reopenFlags(f))
-	}
-	o.tmpGiven[k] = true
-	return dupFile(g)
 }
 
 // openMemfd reopens the one memfd that every descriptor and mapping of it
@@ -100,12 +139,14 @@ func openMemfd(o *Opener, f *image.File) (*os.File, error) {
 		return nil, fmt.Errorf("memfd without a file")
 	}
 	if !f.Ref.Memfd {
-		// Images older than Ref.Memfd kept the seals in Count.
+		// A memfd the checkpoint did not record as one (a hugetlbfs memfd
+		// is not shmem) is still recreated as a memfd. (Images older than
+		// Ref.Memfd have it set, with their seals, by the decoder.)
 		r := *f.Ref
-		r.Memfd, r.Deleted, r.Seals = true, true, int(f.Count)
+		r.Memfd, r.Deleted = true, true
 		f.Ref = &r
 	}
-	h, err := o.reopen(f.Ref, reopenFlags(f))
+	h, err := o.Refs.Reopen(f.Ref, reopenFlags(f))
 	if err != nil {
 		return nil, err
 	}
@@ -121,14 +162,14 @@ func openOPath(o *Opener, f *image.File) (*os.File, error) {
 	if f.Ref.Deleted && f.Ref.Mode&unix.S_IFMT == unix.S_IFLNK {
 		// A reopen through /proc would follow it: the recreated symlink's
 		// own O_PATH|O_NOFOLLOW description (which holds nothing else).
-		g, err := o.object(f.Ref)
+		g, err := o.Refs.Object(f.Ref)
 		if err != nil {
 			return nil, err
 		}
 		return dupFile(g)
 	}
 	if f.Ref.Deleted {
-		return o.reopen(f.Ref, unix.O_PATH)
+		return o.Refs.Reopen(f.Ref, unix.O_PATH)
 	}
 	flags := unix.O_PATH | unix.O_CLOEXEC | f.Flags&(unix.O_DIRECTORY|unix.O_NOFOLLOW)
 	if f.Ref.Mode&unix.S_IFMT == unix.S_IFLNK {
@@ -155,60 +196,4 @@ func checkIdentity(h *os.File, ref *image.Ref) error {
 		return fmt.Errorf("%s is no longer the same kind of file", ref.Path)
 	}
 	return nil
-}
-
-// dumpDevice records a character device by its number and path; a device
-// node that was deleted is recreated with mknod.
-func dumpDevice(d *Dumper, ds *desc, f *image.File) error {
-	f.Rdev = ds.st.Rdev
-	name, deleted := ds.name()
-	if f.Kind == image.FileDevice || f.Kind == image.FileTerminal {
-		var err error
-		f.Ref, err = d.Contents.RefFile(ds.local, name, deleted)
-		return err
-	}
-	f.Ref = &image.Ref{Path: ds.link, Mode: ds.st.Mode, Inode: ds.st.Ino}
-	return nil
-}
-
-func openDevice(o *Opener, f *image.File) (*os.File, error) {
-	if f.Ref == nil {
-		return nil, fmt.Errorf("device without a path")
-	}
-	h, err := o.openFile(f, reopenFlags(f)|unix.O_NOCTTY)
-	if err != nil {
-		return nil, err
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(int(h.Fd()), &st); err != nil || st.Rdev != f.Rdev {
-		h.Close()
-		return nil, fmt.Errorf("%s is no longer device %d:%d", f.Ref.Path, unix.Major(f.Rdev), unix.Minor(f.Rdev))
-	}
-	return h, nil
-}
-
-// openCtty: /dev/tty is opened by the restored process itself (Install).
-func openCtty(_ *Opener, f *image.File) (*os.File, error) {
-	return nil, fmt.Errorf("/dev/tty is opened inside the process")
-}
-
-func openPtyMaster(o *Opener, f *image.File) (*os.File, error) {
-	p, err := o.Pty(f.PtyIndex)
-	if err != nil {
-		return nil, err
-	}
-	return dupFile(p.master)
-}
-
-func openPtySlave(o *Opener, f *image.File) (*os.File, error) {
-	return o.PtySlave(f.PtyIndex, f.Flags)
-}
-
-func openHungUp(o *Opener, f *image.File) (*os.File, error) { return o.HungUp(f) }
-
-func openSocket(o *Opener, f *image.File) (*os.File, error) {
-	if f.Socket == nil {
-		return nil, fmt.Errorf("socket without state")
-	}
-	return o.Sockets.Open(f.Socket)
 }

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/fileref"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inject"
 	"github.com/seamless-linux/seamless/internal/proc"
@@ -25,22 +26,15 @@ type Opener struct {
 	InTree func(pid int) bool
 	// Sockets rebuilds socket descriptors.
 	Sockets *sockets.Opener
-	files   map[int]*os.File
-	pipes   map[uint64]*pipePair
-	// ghosts are the recreated objects, by refKey.
-	ghosts map[string]*os.File
-	seals  []sealing
-	// tmpGiven are the O_TMPFILE objects whose creating description was
-	// handed out.
-	tmpGiven map[string]bool
+	// Refs opens the files descriptions name (and mappings, and
+	// executables: the restore hands it to mem).
+	Refs  *fileref.Opener
+	files map[int]*os.File
+	pipes map[uint64]*pipePair
 	// async are the descriptions whose O_ASYNC is on again.
 	async map[int]bool
-	// ensured are the files of a tmpfs checked (and recreated) at their
-	// path; created those it recreated.
-	ensured map[string]bool
-	created []string
-	ptys    map[int]*ptyPair
-	byID    map[int]*image.File
+	ptys  map[int]*ptyPair
+	byID  map[int]*image.File
 	// hungUp are the hung-up terminals opened ahead, by file ID.
 	hungUp map[int]*os.File
 	// Warnings collects what the restore could not reproduce exactly.
@@ -49,8 +43,8 @@ type Opener struct {
 
 // NewOpener returns an Opener for im.
 func NewOpener(im *image.Image, inTree func(int) bool) *Opener {
-	return &Opener{Image: im, InTree: inTree, Sockets: sockets.NewOpener(im.Tree), files: map[int]*os.File{},
-		pipes: map[uint64]*pipePair{}, ghosts: map[string]*os.File{}, tmpGiven: map[string]bool{}, async: map[int]bool{}, ensured: map[string]bool{},
+	return &Opener{Image: im, InTree: inTree, Sockets: sockets.NewOpener(im.Tree), Refs: fileref.NewOpener(im),
+		files: map[int]*os.File{}, pipes: map[uint64]*pipePair{}, async: map[int]bool{},
 		ptys: map[int]*ptyPair{}, hungUp: map[int]*os.File{}}
 }
 
@@ -67,7 +61,7 @@ func (o *Opener) Close() {
 			}
 		}
 	}
-	o.closeGhosts()
+	o.Refs.Close()
 	for _, p := range o.ptys {
 		p.close()
 	}
@@ -75,13 +69,6 @@ func (o *Opener) Close() {
 		f.Close()
 	}
 	o.Sockets.Close()
-}
-
-func (o *Opener) closeGhosts() {
-	for k, f := range o.ghosts {
-		f.Close()
-		delete(o.ghosts, k)
-	}
 }
 
 // openFlags keeps the status flags that open(2) can reproduce.
@@ -94,7 +81,7 @@ func (o *Opener) Open(f *image.File) (*os.File, error) {
 	if h, ok := o.files[f.ID]; ok {
 		return h, nil
 	}
-	k, ok := kinds[f.Kind]
+	k, ok := byName[f.Kind]
 	if !ok {
 		return nil, fmt.Errorf("file %d: unknown kind %q", f.ID, f.Kind)
 	}
@@ -138,34 +125,12 @@ func describe(f *image.File) string {
 	return f.Kind
 }
 
-// OpenRef opens the file a mapping or an executable refers to; objects
-// no path leads to are recreated once and shared with every descriptor.
-func (o *Opener) OpenRef(ref *image.Ref, write bool) (*os.File, error) {
-	flags := unix.O_RDONLY | unix.O_CLOEXEC
-	if write {
-		flags = unix.O_RDWR | unix.O_CLOEXEC
-	}
-	if ref.Deleted || ref.Memfd {
-		return o.reopen(ref, flags)
-	}
-	if err := o.ensure(ref); err != nil {
-		return nil, err
-	}
-	return os.OpenFile(ref.Path, flags, 0)
-}
-
 // Finish completes the descriptions once every process of the tree has its
 // descriptors and memory: memfd seals go on (they would forbid mapping
 // the memfd writable), and the restorer lets go of the objects it
 // recreated (its own open of a file would stand in the way of a lease).
 func (o *Opener) Finish() error {
-	for _, s := range o.seals {
-		if _, err := unix.FcntlInt(s.h.Fd(), unix.F_ADD_SEALS, s.r.Seals); err != nil {
-			return fmt.Errorf("seal %s: %w", describeRef(s.r), err)
-		}
-	}
-	o.closeGhosts()
-	return nil
+	return o.Refs.Finish()
 }
 
 // Lease takes again, inside process p, the leases held through its
@@ -273,7 +238,7 @@ func Install(t *inject.Target, p *image.Process, o *Opener) error {
 			return fmt.Errorf("fd %d collides with the restore channel", d.FD)
 		}
 		var got int
-		if f := o.file(d.File); f.Kind == image.FileCtty {
+		if f := o.file(d.File); f.Kind == KindCtty {
 			// /dev/tty only opens inside a process with a controlling terminal.
 			if got, err = openInside(t, "/dev/tty", openFlags(f.Flags)|unix.O_NOCTTY); err != nil {
 				return fmt.Errorf("process %d fd %d: open /dev/tty: %w", p.PID, d.FD, err)

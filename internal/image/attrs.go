@@ -226,7 +226,7 @@ func (m *Mapping) validateGuards() error {
 // this file's fields describe: socket filters, shutdown states, socket
 // owners' and relative socket paths' directories, and pty owners.
 func (f *File) validateFileState() error {
-	s := f.Socket
+	s := f.Socket()
 	if s == nil {
 		return nil
 	}

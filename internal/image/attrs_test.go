@@ -101,12 +101,12 @@ func TestValidateFileState(t *testing.T) {
 		f    File
 		want string
 	}{
-		{File{ID: 1, Socket: &Socket{Filter: &SocketFilter{Prog: make([]byte, 16)}}}, ""},
-		{File{ID: 1, Socket: &Socket{Filter: &SocketFilter{Prog: make([]byte, 12)}}}, "file 1: socket filter of 12 bytes"},
-		{File{ID: 2, Socket: &Socket{Inet: &InetSocket{Shutdown: 4}}}, "file 2: shutdown state 4"},
-		{File{ID: 3, Socket: &Socket{Unix: &UnixSocket{Path: &UnixPath{Dir: "/srv/run"}}}}, ""},
-		{File{ID: 3, Socket: &Socket{Unix: &UnixSocket{Path: &UnixPath{Dir: "run"}}}}, "not a clean absolute path"},
-		{File{ID: 3, Socket: &Socket{Unix: &UnixSocket{Path: &UnixPath{Dir: "/srv/../etc"}}}}, "not a clean absolute path"},
+		{File{ID: 1, Record: &Socket{Filter: &SocketFilter{Prog: make([]byte, 16)}}}, ""},
+		{File{ID: 1, Record: &Socket{Filter: &SocketFilter{Prog: make([]byte, 12)}}}, "file 1: socket filter of 12 bytes"},
+		{File{ID: 2, Record: &Socket{Inet: &InetSocket{Shutdown: 4}}}, "file 2: shutdown state 4"},
+		{File{ID: 3, Record: &Socket{Unix: &UnixSocket{Path: &UnixPath{Dir: "/srv/run"}}}}, ""},
+		{File{ID: 3, Record: &Socket{Unix: &UnixSocket{Path: &UnixPath{Dir: "run"}}}}, "not a clean absolute path"},
+		{File{ID: 3, Record: &Socket{Unix: &UnixSocket{Path: &UnixPath{Dir: "/srv/../etc"}}}}, "not a clean absolute path"},
 	}
 	for _, tc := range tests {
 		err := tc.f.validateFileState()

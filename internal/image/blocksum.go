@@ -3,14 +3,12 @@ package image
 import (
 	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
+	"runtime/debug"
 	"sync"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/seamless-linux/seamless/internal/parallel"
 )
 
 // BlockSize is the unit of an image file's checksum. Each block is
@@ -29,7 +27,7 @@ type blockSum struct {
 func (b *blockSum) Write(p []byte) {
 	for len(p) > 0 {
 		k := min(len(p), BlockSize-b.n)
-		b.cur = crc32.Update(b.cur, castagnoli, p[:k])
+		b.cur = crcUpdate(b.cur, p[:k])
 		b.n += k
 		p = p[k:]
 		if b.n == BlockSize {
@@ -48,7 +46,7 @@ func (b *blockSum) Sum() uint32 {
 	if b.n > 0 {
 		b.flush()
 	}
-	return crc32.Checksum(b.sums, castagnoli)
+	return crcChecksum(b.sums)
 }
 
 // combine turns per-block checksums into the file checksum.
@@ -57,7 +55,7 @@ func combine(blocks []uint32) uint32 {
 	for _, s := range blocks {
 		b = binary.LittleEndian.AppendUint32(b, s)
 	}
-	return crc32.Checksum(b, castagnoli)
+	return crcChecksum(b)
 }
 
 // BlockFile is an image file of known size whose blocks are filled in any
@@ -103,7 +101,7 @@ func (b *BlockFile) WriteBlock(i int, p []byte) error {
 	if _, err := b.f.WriteAt(p, int64(i)*BlockSize); err != nil {
 		return fmt.Errorf("write %s: %w", b.name, err)
 	}
-	sum := crc32.Checksum(p, castagnoli)
+	sum := crcChecksum(p)
 	b.mu.Lock()
 	b.blocks[i], b.done[i] = sum, true
 	b.mu.Unlock()
@@ -130,27 +128,63 @@ func (b *BlockFile) Close() error {
 }
 
 // sumFile computes the checksum of the first size bytes of an image
-// file, reading its blocks on every CPU.
-func sumFile(f *os.File, size int64) (uint32, error) {
+// file, its blocks on every CPU, through a mapping of the file where it
+// can be mapped: reading it into buffers would copy every byte once more.
+func sumFile(f *os.File, size int64, each func(int, func(int) error) error) (uint32, error) {
 	n := int((size + BlockSize - 1) / BlockSize)
 	blocks := make([]uint32, n)
-	bufs := sync.Pool{New: func() any { b := make([]byte, BlockSize); return &b }}
-	err := parallel.Each(n, func(i int) error {
-		bp := bufs.Get().(*[]byte)
-		defer bufs.Put(bp)
-		buf := *bp
-		k := int(min(BlockSize, size-int64(i)*BlockSize))
-		if _, err := f.ReadAt(buf[:k], int64(i)*BlockSize); err != nil {
-			if err == io.EOF {
-				err = fmt.Errorf("%w: the file shrank while it was read", ErrCorrupt)
+	block := readBlocks(f, size)
+	if size > 0 {
+		if m, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED); err == nil {
+			defer unix.Munmap(m)
+			unix.Madvise(m, unix.MADV_SEQUENTIAL)
+			block = func(i int) (uint32, error) {
+				off := int64(i) * BlockSize
+				return checksumMapped(m[off:min(off+BlockSize, size)])
 			}
-			return err
 		}
-		blocks[i] = crc32.Checksum(buf[:k], castagnoli)
-		return nil
+	}
+	err := each(n, func(i int) (err error) {
+		blocks[i], err = block(i)
+		return err
 	})
 	if err != nil {
 		return 0, err
 	}
 	return combine(blocks), nil
+}
+
+// readBlocks returns the checksum of block i of f read into a buffer.
+func readBlocks(f *os.File, size int64) func(i int) (uint32, error) {
+	bufs := sync.Pool{New: func() any { b := make([]byte, BlockSize); return &b }}
+	return func(i int) (uint32, error) {
+		bp := bufs.Get().(*[]byte)
+		defer bufs.Put(bp)
+		buf := (*bp)[:min(BlockSize, size-int64(i)*BlockSize)]
+		if _, err := f.ReadAt(buf, int64(i)*BlockSize); err != nil {
+			if err == io.EOF {
+				err = errShrank
+			}
+			return 0, err
+		}
+		return crcChecksum(buf), nil
+	}
+}
+
+var errShrank = fmt.Errorf("%w: the file shrank while it was read", ErrCorrupt)
+
+// checksumMapped is crcChecksum of mapped file pages. If the file shrank
+// under the mapping, reading past its new end faults: that is returned as
+// ErrCorrupt instead of ending the process.
+func checksumMapped(p []byte) (sum uint32, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if _, fault := r.(interface{ Addr() uintptr }); !fault {
+				panic(r)
+			}
+			err = errShrank
+		}
+	}()
+	return crcChecksum(p), nil
 }

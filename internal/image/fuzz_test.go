@@ -1,10 +1,7 @@
 package image
 
 import (
-	"encoding/json"
 	"testing"
-
-	"github.com/seamless-linux/seamless/internal/image/imagetest"
 )
 
 // The fuzz targets of image decoding (go test -fuzz FuzzTree ./internal/image/).
@@ -29,54 +26,4 @@ func FuzzParseManifest(f *testing.F) {
 			t.Fatal("ParseManifest accepted a manifest without tree.json")
 		}
 	})
-}
-
-// FuzzTree decodes and validates tree.json against the files of a MANIFEST.
-// A tree that passes is encoded and decoded again: it must still pass.
-func FuzzTree(f *testing.F) {
-	f.Add([]byte("file 0 8192 pages-10.img\n"), []byte(`{"root":10,"processes":[{"pid":10,"pgid":10,"sid":10,"ctty":-1,"threads":[{"tid":10}],"pages":"pages-10.img","mappings":[{"start":65536,"end":73728,"kind":"anon","runs":[{"addr":65536,"pages":2,"off":0}]}]}]}`))
-	f.Fuzz(func(t *testing.T, manifest, tree []byte) {
-		sizes := imagetest.Sizes(manifest)
-		tr, err := DecodeTree(tree)
-		if err != nil {
-			return
-		}
-		if err := tr.Validate(sizes); err != nil {
-			return
-		}
-		b, err := json.Marshal(tr)
-		if err != nil {
-			t.Fatalf("a valid tree does not encode: %v", err)
-		}
-		again, err := DecodeTree(b)
-		if err != nil {
-			t.Fatalf("a valid tree does not decode again: %v", err)
-		}
-		if err := again.Validate(sizes); err != nil {
-			t.Fatalf("a valid tree is invalid once encoded again: %v", err)
-		}
-	})
-}
-
-// TestSeedsAreValid: the real images of the corpus pass the validation
-// (a rule that refuses what a checkpoint writes would refuse every restore).
-func TestSeedsAreValid(t *testing.T) {
-	seeds, err := imagetest.Seeds()
-	if err != nil || len(seeds) == 0 {
-		t.Fatalf("seed corpus: %d seeds, %v", len(seeds), err)
-	}
-	for _, s := range seeds {
-		im, err := ParseManifest(s.Manifest)
-		if err != nil {
-			t.Errorf("%s: %v", s.Name, err)
-			continue
-		}
-		tr, err := DecodeTree(s.Tree)
-		if err == nil {
-			err = tr.Validate(im.sizes())
-		}
-		if err != nil {
-			t.Errorf("%s: %v", s.Name, err)
-		}
-	}
 }

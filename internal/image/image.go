@@ -14,16 +14,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/seamless-linux/seamless/internal/parallel"
 )
 
-// Version is the image format version this build writes and reads.
-const Version = 1
+// Version is the image format version this build writes; it reads every
+// version from 1 (file_v1.go, file_v2.go) up to it.
+const Version = 3
 
 // Magic starts the first line of every MANIFEST.
 const Magic = "seamless-image"
@@ -33,8 +35,6 @@ const (
 	ManifestName = "MANIFEST"
 	TreeName     = "tree.json"
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // ErrCorrupt is wrapped by every error about a damaged image.
 var ErrCorrupt = errors.New("image is damaged")
@@ -57,8 +57,10 @@ const (
 // the restore reads what was verified, whatever happens to the directory
 // meanwhile. Close releases them.
 type Image struct {
-	Dir     string
-	Kernel  string
+	Dir    string
+	Kernel string
+	// Format is the format version the MANIFEST names (Version or older).
+	Format  int
 	Entries []Entry
 	Tree    *Tree
 	files   map[string]*os.File
@@ -69,10 +71,38 @@ type Image struct {
 // record of it. Nothing is trusted before all checks pass.
 func Open(dir string) (*Image, error) { return open(dir, true, false) }
 
-// OpenWritten is Open for an image this process has just written: the
-// checksums were computed from the very bytes written, so only the sizes and
-// the metadata are checked again, not every byte of memory.
-func OpenWritten(dir string) (*Image, error) { return open(dir, false, false) }
+// OpenUnverified is Open without the checksums of the files other than
+// tree.json: the owners, types and sizes, tree.json and its records are
+// checked, not every byte of memory. It serves an image this process has
+// just written (the checksums were computed from the very bytes written),
+// and the restore daemon, which reserves a tree's PIDs from it at once and
+// has Verify check the memory while the system boots, before any restore.
+func OpenUnverified(dir string) (*Image, error) { return open(dir, false, false) }
+
+// Verify checks the checksum of every file of the image but tree.json,
+// which opening it checked: with OpenUnverified, what Open checks.
+func (im *Image) Verify() error { return im.verify(parallel.Each) }
+
+// VerifyIdle is Verify on CPU time nothing else wants (SCHED_IDLE): the
+// restore daemon verifies an image while the system boots, which it must
+// not slow down.
+func (im *Image) VerifyIdle() error { return im.verify(parallel.EachIdle) }
+
+func (im *Image) verify(each func(int, func(int) error) error) error {
+	for _, e := range im.Entries {
+		if e.Name == TreeName {
+			continue
+		}
+		f, ok := im.files[e.Name]
+		if !ok {
+			return fmt.Errorf("%s: %w: not open", im.Path(e.Name), ErrCorrupt)
+		}
+		if err := verifyFile(f, e, each); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // OpenHeld is Open for an image that the restore daemon verified in full
 // and holds open since: dir holds, instead of the files, symbolic links of
@@ -110,12 +140,12 @@ func (im *Image) load(d *os.File, contents, held bool) error {
 		}
 		im.files[e.Name] = f
 		if contents || e.Name == TreeName {
-			if err := verifyFile(f, e); err != nil {
+			if err := verifyFile(f, e, parallel.Each); err != nil {
 				return err
 			}
 		}
 	}
-	tree, err := decodeTree(im.files[TreeName], im.entry(TreeName).Size)
+	tree, err := decodeTree(im.files[TreeName], im.entry(TreeName).Size, im.Format)
 	if err != nil {
 		return fmt.Errorf("%s: %w", im.Path(TreeName), err)
 	}
@@ -136,7 +166,7 @@ func (im *Image) sizes() map[string]int64 {
 }
 
 // decodeTree reads and decodes tree.json (size bytes, checked already).
-func decodeTree(f *os.File, size int64) (*Tree, error) {
+func decodeTree(f *os.File, size int64, format int) (*Tree, error) {
 	if size > MaxTreeSize {
 		return nil, fmt.Errorf("%w: %d bytes, more than the %d a tree may have", ErrCorrupt, size, MaxTreeSize)
 	}
@@ -144,11 +174,18 @@ func decodeTree(f *os.File, size int64) (*Tree, error) {
 	if _, err := f.ReadAt(b, 0); err != nil {
 		return nil, fmt.Errorf("read: %w", err)
 	}
-	return DecodeTree(b)
+	return DecodeTree(b, format)
 }
 
-// DecodeTree decodes tree.json. The tree must still be validated.
-func DecodeTree(b []byte) (*Tree, error) {
+// DecodeTree decodes tree.json of format version format (the MANIFEST's)
+// into this version's records. The tree must still be validated.
+func DecodeTree(b []byte, format int) (*Tree, error) {
+	switch format {
+	case 1:
+		return decodeOldTree[*fileV1](b)
+	case 2:
+		return decodeOldTree[*fileV2](b)
+	}
 	var t Tree
 	if err := json.Unmarshal(b, &t); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
@@ -241,10 +278,10 @@ func ParseManifest(b []byte) (*Image, error) {
 	if err != nil {
 		return nil, bad("unreadable end line")
 	}
-	if got := crc32.Checksum(body, castagnoli); got != uint32(want) {
+	if got := crcChecksum(body); got != uint32(want) {
 		return nil, bad("checksum mismatch (stored %08x, computed %08x)", want, got)
 	}
-	im := &Image{}
+	im := &Image{Format: v}
 	seen := map[string]bool{}
 	for _, line := range strings.Split(strings.TrimSuffix(string(body), "\n"), "\n")[1:] {
 		key, rest, _ := strings.Cut(line, " ")
@@ -279,8 +316,8 @@ func validName(n string) bool {
 }
 
 // verifyFile checks the checksum of an image file whose size was checked.
-func verifyFile(f *os.File, e Entry) error {
-	sum, err := sumFile(f, e.Size)
+func verifyFile(f *os.File, e Entry, each func(int, func(int) error) error) error {
+	sum, err := sumFile(f, e.Size, each)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", f.Name(), err)
 	}

@@ -2,6 +2,7 @@ package image
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,8 +65,10 @@ func TestOpenRefusesDamage(t *testing.T) {
 			[]string{"pages-10.img", "missing"}},
 		{"missing manifest", func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, ManifestName)) },
 			[]string{"not an image", ManifestName}},
-		{"future version", func(t *testing.T, dir string) { rewriteManifest(t, dir, "seamless-image 1", "seamless-image 99") },
-			[]string{"version 99 is newer", "supports (1)"}},
+		{"future version", func(t *testing.T, dir string) {
+			rewriteManifest(t, dir, fmt.Sprintf("seamless-image %d", Version), "seamless-image 99")
+		},
+			[]string{"version 99 is newer", fmt.Sprintf("supports (%d)", Version)}},
 		{"foreign file", func(t *testing.T, dir string) {
 			os.WriteFile(filepath.Join(dir, ManifestName), []byte("hello\n"), 0o600)
 		},
@@ -182,5 +185,32 @@ func TestSeccompJSON(t *testing.T) {
 	}
 	if strings.Contains(string(b), "seccomp") {
 		t.Errorf("a thread without filters has a seccomp field: %s", b)
+	}
+}
+
+// TestVerifyFindsDamage: an image opened unverified (as the restore daemon
+// does) is refused by Verify and by VerifyIdle once a page is damaged, and
+// passes both when whole.
+func TestVerifyFindsDamage(t *testing.T) {
+	for name, verify := range map[string]func(*Image) error{"Verify": (*Image).Verify, "VerifyIdle": (*Image).VerifyIdle} {
+		t.Run(name, func(t *testing.T) {
+			dir := writeImage(t)
+			im, err := OpenUnverified(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := verify(im); err != nil {
+				t.Fatalf("whole image: %v", err)
+			}
+			im.Close()
+			flip(t, filepath.Join(dir, "pages-10.img"), 4000)
+			if im, err = OpenUnverified(dir); err != nil {
+				t.Fatalf("opened unverified: %v", err)
+			}
+			defer im.Close()
+			if err := verify(im); err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
+				t.Fatalf("damaged image: %v, want a checksum mismatch", err)
+			}
+		})
 	}
 }

@@ -1,5 +1,10 @@
 package image
 
+import (
+	"fmt"
+	"net/netip"
+)
+
 // InetSocket is the state of a TCP or UDP socket, IPv4 or IPv6. It holds
 // only what the socket API exposes (addresses, socket options, TCP_REPAIR
 // sequence numbers, windows and queues), so it restores on another kernel.
@@ -95,4 +100,44 @@ type TCPWindow struct {
 type Datagram struct {
 	From InetAddr `json:"from"`
 	Data []byte   `json:"data"`
+}
+
+func (s *InetSocket) validate() error {
+	for _, a := range []*InetAddr{s.Local, s.Peer} {
+		if a != nil {
+			if err := a.validate(); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range s.Datagrams {
+		if err := s.Datagrams[i].From.validate(); err != nil {
+			return fmt.Errorf("queued datagram %d: %w", i, err)
+		}
+	}
+	if t := s.TCP; t != nil {
+		if t.Unsent < 0 || t.Unsent > len(t.SendQueue) {
+			return fmt.Errorf("%d unsent bytes of a send queue of %d", t.Unsent, len(t.SendQueue))
+		}
+		if t.MSS <= 0 || t.MSS > 65535 {
+			return fmt.Errorf("bad MSS %d", t.MSS)
+		}
+		if t.SndWscale < 0 || t.SndWscale > 14 || t.RcvWscale < 0 || t.RcvWscale > 14 {
+			return fmt.Errorf("bad window scale %d/%d", t.SndWscale, t.RcvWscale)
+		}
+	}
+	if s.Backlog < 0 {
+		return fmt.Errorf("bad backlog %d", s.Backlog)
+	}
+	return nil
+}
+
+func (a *InetAddr) validate() error {
+	if _, err := netip.ParseAddr(a.IP); err != nil {
+		return fmt.Errorf("address %q: %v", a.IP, err)
+	}
+	if a.Port < 0 || a.Port > 65535 {
+		return fmt.Errorf("port %d out of range", a.Port)
+	}
+	return nil
 }

@@ -1,5 +1,15 @@
 package image
 
+import (
+	"errors"
+	"fmt"
+)
+
+// FileSocket is the kind of a socket's description (internal/files
+// carries it). Its record, Socket, is here rather than with the kind: the
+// socket packages below internal/files read and write it.
+const FileSocket = "socket"
+
 // Socket is a socket's state: its family, type and protocol, and the
 // family-specific part.
 type Socket struct {
@@ -20,4 +30,28 @@ type Socket struct {
 type SocketFilter struct {
 	Prog   []byte `json:"prog"`
 	Locked bool   `json:"locked,omitempty"`
+}
+
+// Socket families the image knows (AF_UNIX, AF_INET, AF_INET6).
+const (
+	afUnix  = 1
+	afInet  = 2
+	afInet6 = 10
+)
+
+// Validate checks the socket's family and its family's record.
+func (s *Socket) Validate(c *Checker) error {
+	switch s.Family {
+	case afUnix:
+		if s.Unix == nil || s.Inet != nil {
+			return errors.New("a unix socket without its unix state")
+		}
+		return s.Unix.validate(c)
+	case afInet, afInet6:
+		if s.Inet == nil || s.Unix != nil {
+			return errors.New("an inet socket without its inet state")
+		}
+		return s.Inet.validate()
+	}
+	return fmt.Errorf("address family %d is not supported", s.Family)
 }

@@ -134,7 +134,7 @@ func TestOpenRefusesSpecialFiles(t *testing.T) {
 			dir := writeImage(t)
 			p := filepath.Join(dir, tt.replace)
 			tt.with(t, p)
-			for _, open := range []func(string) (*Image, error){Open, OpenWritten, OpenHeld} {
+			for _, open := range []func(string) (*Image, error){Open, OpenUnverified, OpenHeld} {
 				err := openWithin(t, open, dir)
 				if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), tt.replace) {
 					t.Fatalf("Open = %v, want an error naming %s: %s", err, tt.replace, tt.want)

@@ -17,6 +17,20 @@ type Tree struct {
 	Ptys []*Pty `json:"ptys,omitempty"`
 	// SysV are the System V IPC objects the tree used.
 	SysV *SysV `json:"sysv,omitempty"`
+	// Clocks are the clocks as the tree saw them at checkpoint (absent in
+	// older images: the tree then comes back on the restoring kernel's
+	// clocks).
+	Clocks *Clocks `json:"clocks,omitempty"`
+}
+
+// Clocks are three clocks read at one moment while the tree was stopped,
+// in nanoseconds: CLOCK_MONOTONIC and CLOCK_BOOTTIME as its processes saw
+// them (with the offsets of their time namespace), and CLOCK_REALTIME,
+// which measures the pause until the restore.
+type Clocks struct {
+	MonotonicNs int64 `json:"monotonic_ns"`
+	BoottimeNs  int64 `json:"boottime_ns"`
+	RealtimeNs  int64 `json:"realtime_ns"`
 }
 
 // Pty is a pseudo-terminal pair: its index (/dev/pts/N), the terminal
@@ -279,6 +293,18 @@ type Mapping struct {
 	// Guards are the guard pages of the mapping (MADV_GUARD_INSTALL):
 	// accessing them faults; they hold no data.
 	Guards []PageRange `json:"guards,omitempty"`
+	// Inherit marks a private anonymous mapping that the process's parent
+	// (in the tree) has too, at the same place, with the same protection,
+	// name and flags, and whose pages the two still shared at checkpoint
+	// (copy-on-write since a fork): those pages are stored with the
+	// parent's only. The restore forks the process from its restored
+	// parent, keeps the mapping, writes Runs (the pages that had become the
+	// process's own) and drops Zero.
+	Inherit bool `json:"inherit,omitempty"`
+	// Zero are, in an inherited mapping, the pages the process had none of
+	// (never touched, or dropped) where its parent had one: they read as
+	// zeros.
+	Zero []PageRange `json:"zero,omitempty"`
 }
 
 // PageRange is a range of Pages pages starting at Addr.
@@ -349,141 +375,4 @@ type SharedMemory struct {
 	Data  string `json:"data"`
 	Runs  []Run  `json:"runs,omitempty"`
 	Seals int    `json:"seals,omitempty"`
-}
-
-// File kinds.
-const (
-	FileRegular   = "regular"
-	FileDirectory = "directory"
-	FileDevice    = "device"   // a character device reopened by path
-	FileTerminal  = "terminal" // a terminal outside the tree, reopened by path
-	FileCtty      = "dev-tty"  // /dev/tty, opened again inside the restored process
-	FilePtyMaster = "pty-master"
-	FilePtySlave  = "pty-slave"
-	FilePipe      = "pipe"
-	FileFIFO      = "fifo" // a named pipe, reopened by path
-	FileMemfd     = "memfd"
-	FileEventfd   = "eventfd"
-	FileEpoll     = "epoll"
-	FileSocket    = "socket"
-	FileSignalfd  = "signalfd"
-	FileTimerfd   = "timerfd"
-	FileInotify   = "inotify"
-	FileNamespace = "namespace" // a namespace file (/proc/PID/ns/NAME) of a process of the tree
-	FilePidfd     = "pidfd"     // a pidfd (pidfd_open) of a process of the tree
-	FilePath      = "path"      // an O_PATH descriptor: any file, symlinks included
-	// FileHungUp is a terminal that was hung up (its pty master closed,
-	// or vhangup): reads return end of file, writes and ioctls EIO.
-	FileHungUp = "hung-up-terminal"
-)
-
-// File is an open file description.
-type File struct {
-	ID    int    `json:"id"`
-	Kind  string `json:"kind"`
-	Flags int    `json:"flags"`
-	Pos   int64  `json:"pos"`
-	Ref   *Ref   `json:"ref,omitempty"`
-	Rdev  uint64 `json:"rdev,omitempty"`
-	// Pipe state: the pipe's identity, which end, its capacity and the
-	// bytes buffered in it (stored in Data) when the tree held a read end.
-	Pipe *Pipe `json:"pipe,omitempty"`
-	// Eventfd counter.
-	Count uint64 `json:"count,omitempty"`
-	// Epoll registrations.
-	Watches []EpollWatch `json:"watches,omitempty"`
-	// Socket state, for kind "socket".
-	Socket *Socket `json:"socket,omitempty"`
-	// Locks are the file locks taken through this open file description.
-	Locks []Lock `json:"locks,omitempty"`
-	// PtyIndex is the /dev/pts index of a pty master or slave.
-	PtyIndex int `json:"pty_index,omitempty"`
-	// Sigmask is the signal set of a signalfd.
-	Sigmask uint64 `json:"sigmask,omitempty"`
-	// Timer is the state of a timerfd.
-	Timer *Timer `json:"timer,omitempty"`
-	// Inotify are the watches of an inotify instance.
-	Inotify []InotifyWatch `json:"inotify,omitempty"`
-	// Owner is the process (or thread, or group) that gets SIGIO and SIGURG
-	// for this description (F_GETOWN_EX), and Signal the signal sent instead
-	// of SIGIO (F_GETSIG), 0 for SIGIO itself.
-	Owner  *Owner `json:"owner,omitempty"`
-	Signal int    `json:"signal,omitempty"`
-	// NS is the /proc/PID/ns entry a namespace file is (net, pid_for_children,
-	// ...) and NSPID a process of the tree whose namespace it is.
-	NS    string `json:"ns,omitempty"`
-	NSPID int    `json:"ns_pid,omitempty"`
-	// PidfdPID is the process (of the tree) a pidfd refers to.
-	PidfdPID int `json:"pidfd_pid,omitempty"`
-}
-
-// Owner is an F_SETOWN_EX owner: Type is F_OWNER_TID (0), F_OWNER_PID (1) or
-// F_OWNER_PGRP (2).
-type Owner struct {
-	Type int `json:"type"`
-	PID  int `json:"pid"`
-}
-
-// Pipe is one end of a pipe.
-type Pipe struct {
-	Inode    uint64 `json:"inode"`
-	Write    bool   `json:"write"`
-	Capacity int    `json:"capacity"`
-	Data     []byte `json:"data,omitempty"`
-	// External is set when a process outside the tree held the pipe too.
-	External bool `json:"external,omitempty"`
-}
-
-// EpollWatch is one epoll registration: the fd number in the owning process,
-// the event mask and the user data.
-type EpollWatch struct {
-	FD     int    `json:"fd"`
-	Events uint32 `json:"events"`
-	Data   uint64 `json:"data"`
-	// File is the open file description watched. The watch is registered
-	// under the number FD (which the process may have closed since, or
-	// given to another file), as the kernel keys watches by file and number.
-	// 0 in older images: the file open at FD.
-	File int `json:"file,omitempty"`
-}
-
-// Timer is a timerfd: its clock, the time left until it fires next (it is
-// re-armed relative to the restore), the interval, and the expirations that
-// were not read yet.
-type Timer struct {
-	Clock       int    `json:"clock"`
-	ValueNs     int64  `json:"value_ns"`
-	IntervalNs  int64  `json:"interval_ns"`
-	Ticks       uint64 `json:"ticks"`
-	SettimeFlag int    `json:"settime_flags"`
-}
-
-// InotifyWatch is one inotify watch: the watched path, the event mask and
-// the watch descriptor the process knows it by.
-type InotifyWatch struct {
-	WD   int    `json:"wd"`
-	Path string `json:"path"`
-	Mask uint32 `json:"mask"`
-	// File is the watched file when it was deleted (and held open): the
-	// watch goes on the recreated file.
-	File *Ref `json:"file,omitempty"`
-}
-
-// Lock is a file lock: flock(2) ("FLOCK"), a process-owned POSIX record
-// lock ("POSIX", owned by PID), an open-file-description lock ("OFDLCK") or
-// a lease (F_SETLEASE, "LEASE", a read or write lease over the whole file),
-// shared or exclusive, over [Start, End] (End -1: to the end of the file).
-type Lock struct {
-	Kind  string `json:"kind"`
-	Write bool   `json:"write"`
-	PID   int    `json:"pid,omitempty"`
-	Start int64  `json:"start"`
-	End   int64  `json:"end"`
-}
-
-// FD is a file descriptor of a process.
-type FD struct {
-	FD      int  `json:"fd"`
-	File    int  `json:"file"`
-	Cloexec bool `json:"cloexec,omitempty"`
 }

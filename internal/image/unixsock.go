@@ -1,6 +1,9 @@
 package image
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // UnixSocket is the state of an AF_UNIX socket (stream, datagram or
 // seqpacket), as the socket API and sock_diag expose it.
@@ -126,4 +129,48 @@ func UnixName(b []byte) string {
 		return "@" + strings.ReplaceAll(string(b[1:]), "\x00", "@")
 	}
 	return string(b)
+}
+
+// maxUnixName is the size of sun_path.
+const maxUnixName = 108
+
+func (u *UnixSocket) validate(c *Checker) error {
+	switch u.State {
+	case UnixListening, UnixConnected, UnixPending, UnixUnconnected:
+	default:
+		return fmt.Errorf("unix socket in unknown state %q", u.State)
+	}
+	if u.Inode == 0 || c.unix[u.Inode] != nil {
+		return fmt.Errorf("unix socket inode %d is zero or appears twice", u.Inode)
+	}
+	c.unix[u.Inode] = u
+	if len(u.Name) > maxUnixName {
+		return fmt.Errorf("unix socket name of %d bytes", len(u.Name))
+	}
+	if u.External != nil && len(u.External.Name) > maxUnixName {
+		return fmt.Errorf("unix socket peer name of %d bytes", len(u.External.Name))
+	}
+	for _, m := range u.Queue {
+		if len(m.From) > maxUnixName {
+			return fmt.Errorf("queued message from a name of %d bytes", len(m.From))
+		}
+	}
+	return nil
+}
+
+// validatePeers checks, once every unix socket is known, that the sockets
+// u names (peer, listener, accept queue) are unix sockets of the image.
+func (u *UnixSocket) validatePeers(c *Checker) error {
+	if u.Peer != 0 && c.unix[u.Peer] == nil {
+		return fmt.Errorf("its peer socket:[%d] is not in the image", u.Peer)
+	}
+	if u.Listener != 0 && c.unix[u.Listener] == nil {
+		return fmt.Errorf("its listener socket:[%d] is not in the image", u.Listener)
+	}
+	for _, p := range u.Pending {
+		if c.unix[p] == nil {
+			return fmt.Errorf("socket:[%d] of its accept queue is not in the image", p)
+		}
+	}
+	return nil
 }

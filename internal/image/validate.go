@@ -37,8 +37,8 @@ const (
 	nRlimits  = 16
 )
 
-// checker holds what the records of one tree refer to.
-type checker struct {
+// Checker holds what the records of one tree refer to.
+type Checker struct {
 	files    map[string]int64 // the MANIFEST: file name -> size
 	fileByID map[int]*File
 	shm      map[int]*SharedMemory
@@ -52,7 +52,7 @@ type checker struct {
 // imageFile checks that name, which a record names as where its data is,
 // is a plain file name that the MANIFEST lists (so it is checksummed), and
 // returns its size.
-func (c *checker) imageFile(name, what string) (int64, error) {
+func (c *Checker) imageFile(name, what string) (int64, error) {
 	if !validName(name) {
 		return 0, fmt.Errorf("%s %q is not a plain file name", what, name)
 	}
@@ -68,13 +68,16 @@ func (c *checker) imageFile(name, what string) (int64, error) {
 // kind needs is there, every number lies in its range, every file named is
 // listed.
 func (t *Tree) Validate(files map[string]int64) error {
-	c := &checker{files: files, fileByID: map[int]*File{}, shm: map[int]*SharedMemory{}, ptys: map[int]bool{},
+	c := &Checker{files: files, fileByID: map[int]*File{}, shm: map[int]*SharedMemory{}, ptys: map[int]bool{},
 		sysvShm: map[int]bool{}, unix: map[uint64]*UnixSocket{}, procs: map[int]*Process{}, tids: map[int]bool{}}
 	if len(t.Processes) == 0 {
 		return errors.New("no processes")
 	}
 	if t.Processes[0] == nil || t.Processes[0].PID != t.Root {
 		return fmt.Errorf("the first process is not the root %d", t.Root)
+	}
+	if c := t.Clocks; c != nil && (c.MonotonicNs < 0 || c.BoottimeNs < 0 || c.RealtimeNs < 0) {
+		return fmt.Errorf("clocks: a negative reading (%+v)", *c)
 	}
 	// What processes refer to, first.
 	for i, p := range t.Ptys {
@@ -113,9 +116,9 @@ func (t *Tree) Validate(files map[string]int64) error {
 		return err
 	}
 	for _, f := range t.Files {
-		if f.Kind == FileSocket && f.Socket.Unix != nil {
-			if err := f.Socket.Unix.validatePeers(c); err != nil {
-				return fmt.Errorf("file %d: unix socket socket:[%d]: %w", f.ID, f.Socket.Unix.Inode, err)
+		if s := f.Socket(); s != nil && s.Unix != nil {
+			if err := s.Unix.validatePeers(c); err != nil {
+				return fmt.Errorf("file %d: unix socket socket:[%d]: %w", f.ID, s.Unix.Inode, err)
 			}
 		}
 	}
@@ -141,7 +144,7 @@ func (t *Tree) Validate(files map[string]int64) error {
 
 func validPID(pid int) bool { return pid > 0 && pid <= MaxPID }
 
-func (p *Process) validate(c *checker, root bool) error {
+func (p *Process) validate(c *Checker, root bool) error {
 	if !validPID(p.PID) || c.procs[p.PID] != nil || c.tids[p.PID] {
 		return errors.New("bad or duplicate pid")
 	}
@@ -155,7 +158,9 @@ func (p *Process) validate(c *checker, root bool) error {
 		}
 	}
 	c.procs[p.PID] = p
-	if !validPID(p.PGID) || !validPID(p.SID) {
+	// Zero: the group or session leader lies outside the PID namespace the
+	// process was seen from, as for a service started by a container's init.
+	if p.PGID < 0 || p.PGID > MaxPID || p.SID < 0 || p.SID > MaxPID {
 		return fmt.Errorf("bad process group %d or session %d", p.PGID, p.SID)
 	}
 	if p.ExitSignal < 0 || p.ExitSignal > maxSignal {
@@ -233,7 +238,7 @@ func (p *Process) validate(c *checker, root bool) error {
 
 // validateMemory checks the mappings and that every stored page lies in
 // the pages file.
-func (p *Process) validateMemory(c *checker) error {
+func (p *Process) validateMemory(c *Checker) error {
 	var pages int64 = -1
 	if p.Pages != "" {
 		var err error
@@ -264,11 +269,64 @@ func (p *Process) validateMemory(c *checker) error {
 		if err := m.validateGuards(); err != nil {
 			return err
 		}
+		if err := p.validateInherit(c, m); err != nil {
+			return fmt.Errorf("mapping %#x-%#x: %w", m.Start, m.End, err)
+		}
 	}
 	return nil
 }
 
-func (m *Mapping) validate(c *checker) error {
+// validateInherit checks a mapping inherited from the parent (copy-on-write
+// sharing since a fork): a private anonymous mapping, without guard pages,
+// that the parent (earlier in the tree, not a zombie, without System V
+// segments: its memory is rebuilt before its children are forked) has at
+// the same place with the same protection and name; its Zero pages lie in
+// it, in order, apart from its stored pages.
+func (p *Process) validateInherit(c *Checker, m *Mapping) error {
+	if !m.Inherit {
+		if len(m.Zero) > 0 {
+			return errors.New("pages to drop in a mapping that is not inherited")
+		}
+		return nil
+	}
+	if m.Kind != MapAnon || m.Shared || len(m.Guards) > 0 {
+		return errors.New("inherited, but not a private anonymous mapping without guard pages")
+	}
+	parent := c.procs[p.PPID]
+	if parent == nil || parent.PID == p.PID || parent.Zombie {
+		return errors.New("inherited, but the process has no parent in the tree")
+	}
+	var pm *Mapping
+	for _, q := range parent.Mappings {
+		if q == nil {
+			continue
+		}
+		if q.Kind == MapSysV {
+			return fmt.Errorf("inherited from parent %d, whose memory holds System V segments", parent.PID)
+		}
+		if q.Start == m.Start {
+			pm = q
+		}
+	}
+	if pm == nil || pm.End != m.End || pm.Kind != MapAnon || pm.Shared || pm.Prot != m.Prot || pm.Name != m.Name {
+		return fmt.Errorf("inherited, but parent %d has no such mapping", parent.PID)
+	}
+	prev := m.Start
+	for _, z := range m.Zero {
+		if z.Pages == 0 || z.Addr%pageSize != 0 || z.Addr < prev || z.Addr >= m.End || z.Pages > (m.End-z.Addr)/pageSize {
+			return fmt.Errorf("pages to drop at %#x (%d pages) out of order or outside it", z.Addr, z.Pages)
+		}
+		prev = z.Addr + z.Pages*pageSize
+		for _, r := range m.Runs {
+			if r.Addr < prev && z.Addr < r.Addr+r.Pages*pageSize {
+				return fmt.Errorf("pages to drop at %#x overlap stored pages", z.Addr)
+			}
+		}
+	}
+	return nil
+}
+
+func (m *Mapping) validate(c *Checker) error {
 	if m.Kind != MapSkip && m.End > MaxAddress {
 		return errors.New("lies beyond the user address space")
 	}
@@ -314,7 +372,7 @@ func (r *Run) validate(lo, hi uint64, size int64) error {
 	return nil
 }
 
-func (t *Thread) validate(c *checker) error {
+func (t *Thread) validate(c *Checker) error {
 	if !validPID(t.TID) || c.tids[t.TID] {
 		return errors.New("bad or duplicate tid")
 	}
@@ -345,7 +403,7 @@ func validSiginfos(s []Siginfo) error {
 	return nil
 }
 
-func (r *Ref) validate(c *checker) error {
+func (r *Ref) validate(c *Checker) error {
 	if r.Path == "" {
 		return errors.New("a file without a path")
 	}
@@ -373,7 +431,7 @@ func (r *Ref) validate(c *checker) error {
 	return r.validateObject()
 }
 
-func (s *SharedMemory) validate(c *checker) error {
+func (s *SharedMemory) validate(c *Checker) error {
 	if s == nil {
 		return errors.New("null")
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -315,7 +314,7 @@ func (w *Writer) Commit(kernel string) error {
 	for _, e := range w.entries {
 		fmt.Fprintf(&b, "file %08x %d %s\n", e.CRC, e.Size, e.Name)
 	}
-	fmt.Fprintf(&b, "end %08x\n", crc32.Checksum(b.Bytes(), castagnoli))
+	fmt.Fprintf(&b, "end %08x\n", crcChecksum(b.Bytes()))
 	f, err := w.createFile(ManifestName, unix.O_WRONLY)
 	if err != nil {
 		return fmt.Errorf("write manifest: %w", err)

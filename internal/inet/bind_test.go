@@ -18,6 +18,7 @@ import (
 // interface has yet, as on a new kernel whose network is not configured
 // when a unit is restored; the socket's own IP_FREEBIND is kept.
 func TestBindBeforeAddress(t *testing.T) {
+	needRoot(t)
 	cases := []struct {
 		name     string
 		family   int
@@ -105,6 +106,7 @@ func loUp() error {
 // checks addresses and options, then one of the listeners accepts a new
 // connection from namespace B.
 func TestBindRoundTrip(t *testing.T) {
+	needRoot(t)
 	l := newLab(t)
 	srv := l.start(t, "binds", l.dir)
 	img := l.checkpoint(t, srv.Process.Pid)

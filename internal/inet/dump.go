@@ -52,10 +52,11 @@ func (d *Dumper) Dump(local *os.File, pid, fd int, s *image.Socket) (*image.Inet
 	if is.NetNS, err = netnsInode(pid); err != nil {
 		return nil, err
 	}
-	if err := CheckKind(s); err != nil {
+	listening, _ := unix.GetsockoptInt(lfd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+	if err := CheckKind(s, listening != 0); err != nil {
 		return nil, err
 	}
-	if s.Protocol == unix.IPPROTO_TCP {
+	if s.Type == unix.SOCK_STREAM { // TCP, or an MPTCP listener
 		err = d.dumpTCP(lfd, pid, s, is, h)
 	} else {
 		err = d.dumpUDP(lfd, pid, s, is, h)
@@ -67,12 +68,26 @@ func (d *Dumper) Dump(local *os.File, pid, fd int, s *image.Socket) (*image.Inet
 }
 
 // CheckKind refuses the IPv4 and IPv6 sockets that are neither TCP nor
-// UDP: the decision of `seamless plan` and of the checkpoint.
-func CheckKind(s *image.Socket) error {
+// UDP, nor MPTCP listeners: the decision of `seamless plan` and of the
+// checkpoint. listening says whether the socket listens.
+//
+// An MPTCP listener (IPPROTO_MPTCP: every Go 1.24+ net.Listen where the
+// kernel has MPTCP) holds no connection state: it comes back as an MPTCP
+// listener. A connection it accepted from a client that does not speak
+// MPTCP (nearly all of them) is a plain TCP socket (SO_PROTOCOL says
+// IPPROTO_TCP), carried like any. A connection that the peer opened with
+// MPTCP is an MPTCP socket whose TCP subflows the kernel keeps to itself:
+// TCP_REPAIR and the other repair options are refused on MPTCP sockets
+// (even after a fallback to TCP), so no user-space program can read or
+// rebuild it; it is refused, naming the way out.
+func CheckKind(s *image.Socket, listening bool) error {
 	switch {
 	case s.Type == unix.SOCK_STREAM && s.Protocol == unix.IPPROTO_TCP,
-		s.Type == unix.SOCK_DGRAM && s.Protocol == unix.IPPROTO_UDP:
+		s.Type == unix.SOCK_DGRAM && s.Protocol == unix.IPPROTO_UDP,
+		s.Type == unix.SOCK_STREAM && s.Protocol == unix.IPPROTO_MPTCP && listening:
 		return nil
+	case s.Protocol == unix.IPPROTO_MPTCP:
+		return fmt.Errorf("%s socket that is not a listener (a connection its peer opened with Multipath TCP, or an MPTCP socket not listening yet): the kernel does not let TCP_REPAIR read or rebuild MPTCP connections; MPTCP listeners and the plain TCP connections they accept are carried. Run the service without MPTCP (Go: GODEBUG=multipathtcp=0 in its environment), or retry once the connection is closed", kindName(s))
 	}
 	return fmt.Errorf("%s socket (type %d, protocol %d): only TCP and UDP sockets are carried", kindName(s), s.Type, s.Protocol)
 }

@@ -12,7 +12,7 @@ import (
 func ImageFlows(tree *image.Tree) (map[string][]netlock.Flow, error) {
 	byLock := map[string][]netlock.Flow{}
 	for _, f := range tree.Files {
-		s := f.Socket
+		s := f.Socket()
 		if s == nil || s.Inet == nil || s.Inet.Lock == "" {
 			continue
 		}

@@ -16,6 +16,7 @@ import (
 // TestUDPQueued: datagrams queued on a UDP socket at checkpoint are
 // delivered after the restore, in order, with their sources.
 func TestUDPQueued(t *testing.T) {
+	needRoot(t)
 	for _, family := range []int{4, 6} {
 		t.Run("ipv"+strconv.Itoa(family), func(t *testing.T) {
 			l := newLab(t)
@@ -67,6 +68,7 @@ func TestUDPQueued(t *testing.T) {
 // TestHalfClosed: connections checkpointed in close-wait (the peer closed
 // first) and fin-wait2 (the service closed first) go on after the restore.
 func TestHalfClosed(t *testing.T) {
+	needRoot(t)
 	for _, family := range []int{4, 6} {
 		t.Run("close-wait-ipv"+strconv.Itoa(family), func(t *testing.T) {
 			l := newLab(t)

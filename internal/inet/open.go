@@ -93,7 +93,7 @@ func build(s *image.Socket) (int, error) {
 	if s.Family != unix.AF_INET && s.Family != unix.AF_INET6 {
 		return -1, fmt.Errorf("address family %d is not inet", s.Family)
 	}
-	isTCP := s.Type == unix.SOCK_STREAM && s.Protocol == unix.IPPROTO_TCP
+	isTCP := s.Type == unix.SOCK_STREAM && (s.Protocol == unix.IPPROTO_TCP || s.Protocol == unix.IPPROTO_MPTCP && s.Inet.State == "listen")
 	isUDP := s.Type == unix.SOCK_DGRAM && s.Protocol == unix.IPPROTO_UDP
 	if !isTCP && !isUDP {
 		return -1, fmt.Errorf("socket type %d protocol %d is not supported", s.Type, s.Protocol)
@@ -137,6 +137,12 @@ func socketOf(s *image.Socket) (int, error) {
 		}
 	}
 	fd, err := unix.Socket(s.Family, s.Type|unix.SOCK_CLOEXEC, s.Protocol)
+	if err != nil && s.Protocol == unix.IPPROTO_MPTCP {
+		// A kernel without MPTCP, or with net.mptcp.enabled=0: the
+		// listener comes back as TCP, as Go's net.Listen itself falls
+		// back when it cannot make an MPTCP socket.
+		fd, err = unix.Socket(s.Family, s.Type|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	}
 	if err != nil {
 		return -1, fmt.Errorf("socket: %w", err)
 	}
@@ -146,8 +152,11 @@ func socketOf(s *image.Socket) (int, error) {
 // describe names a socket in errors.
 func describe(s *image.Socket) string {
 	p := "udp"
-	if s.Protocol == unix.IPPROTO_TCP {
+	switch s.Protocol {
+	case unix.IPPROTO_TCP:
 		p = "tcp"
+	case unix.IPPROTO_MPTCP:
+		p = "mptcp"
 	}
 	d := p + " " + s.Inet.State
 	if a := s.Inet.Local; a != nil {
@@ -166,7 +175,7 @@ func (o *Opener) listeners() []*image.Socket {
 		return nil
 	}
 	for _, f := range o.tree.Files {
-		if s := f.Socket; s != nil && s.Inet != nil && s.Inet.State == "listen" {
+		if s := f.Socket(); s != nil && s.Inet != nil && s.Inet.State == "listen" {
 			ls = append(ls, s)
 		}
 	}
@@ -179,7 +188,7 @@ func (o *Opener) flags(s *image.Socket) int {
 		return 0
 	}
 	for _, f := range o.tree.Files {
-		if f.Socket == s {
+		if f.Socket() == s {
 			return f.Flags
 		}
 	}
@@ -196,6 +205,12 @@ func (o *Opener) inNetNS(fn func() error) error {
 		return fmt.Errorf("network namespace: %w", err)
 	}
 	defer target.Close()
+	return InNetNS(target, fn)
+}
+
+// InNetNS runs fn on a thread in the network namespace ns: the sockets fn
+// makes live there.
+func InNetNS(ns *os.File, fn func() error) error {
 	done := make(chan error, 1)
 	go func() {
 		// The thread is never unlocked: it dies with the goroutine, so no
@@ -205,8 +220,8 @@ func (o *Opener) inNetNS(fn func() error) error {
 			done <- fmt.Errorf("unshare: %w", err)
 			return
 		}
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- fmt.Errorf("enter network namespace %s: %w", o.NetNS, err)
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- fmt.Errorf("enter network namespace %s: %w", ns.Name(), err)
 			return
 		}
 		done <- crash.Call(fn)

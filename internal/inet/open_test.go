@@ -12,6 +12,7 @@ import (
 // TestOpenRefusesBadState: Open refuses inconsistent socket state from an
 // image, and leaves no half-built connection behind.
 func TestOpenRefusesBadState(t *testing.T) {
+	needRoot(t)
 	l := newLab(t)
 	good := func() *image.Socket {
 		return &image.Socket{Family: unix.AF_INET, Type: unix.SOCK_STREAM, Protocol: unix.IPPROTO_TCP,
@@ -62,4 +63,43 @@ func TestOpenRefusesBadState(t *testing.T) {
 	}
 	unix.SetsockoptInt(int(f.Fd()), unix.IPPROTO_TCP, unix.TCP_REPAIR, unix.TCP_REPAIR_ON)
 	f.Close()
+}
+
+// TestMPTCPListenerInfo: the inet_diag fallback for an MPTCP listener's
+// TCP_INFO (kernels whose MPTCP sockets do not answer it) reports what
+// TCP_INFO reports: listening, connections waiting, backlog.
+func TestMPTCPListenerInfo(t *testing.T) {
+	needRoot(t)
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_MPTCP)
+	if err != nil {
+		t.Skipf("no MPTCP here: %v", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 7); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(fd)
+	for i := 0; i < 2; i++ {
+		c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(c)
+		if err := unix.Connect(c, sa); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := mptcpListenerInfo(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.state != tcpListen || got.unacked != 2 || got.sacked != 7 {
+		t.Fatalf("state %d, waiting %d, backlog %d; want %d, 2, 7", got.state, got.unacked, got.sacked, tcpListen)
+	}
+	if ti, err := getTCPInfo(fd); err == nil && (ti.unacked != got.unacked || ti.sacked != got.sacked) {
+		t.Fatalf("TCP_INFO says waiting %d, backlog %d", ti.unacked, ti.sacked)
+	}
 }

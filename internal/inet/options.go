@@ -299,7 +299,8 @@ func restoreOptions(fd int, s *image.Socket, phase sockopt.Phase, connected bool
 	// The restore's own buffer sizing locks the buffers: the stored lock
 	// state comes back last, then the filter, which would otherwise judge
 	// the data put back into the queues.
-	if is.BufLock != nil {
+	// (An MPTCP socket refuses to set it even to the value it has.)
+	if cur, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BUF_LOCK); is.BufLock != nil && (err != nil || cur != *is.BufLock) {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BUF_LOCK, *is.BufLock); err != nil {
 			return fmt.Errorf("setsockopt SO_BUF_LOCK=%d: %w", *is.BufLock, err)
 		}

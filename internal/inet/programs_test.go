@@ -501,6 +501,7 @@ func (m *mcConn) checkAll() error {
 // request after the checkpoint is sent while memcached is away (dropped by
 // the network lock, retransmitted, answered after the restore).
 func TestMemcachedHeldConnection(t *testing.T) {
+	needRoot(t)
 	memcached := needMemcached(t)
 	cases := []struct {
 		name  string
@@ -721,14 +722,14 @@ func (k *keepAlive) check(rep *httpReply) error {
 // kept-alive client's first request after the checkpoint is sent while the
 // server is away.
 func TestHTTPKeepAlive(t *testing.T) {
+	needRoot(t)
 	server := needHTTPServer(t)
 	// Since Go 1.24 net.Listen makes MPTCP listeners where the kernel
-	// has MPTCP (and accepted connections are MPTCP sockets that fell back
-	// to TCP); seamless handles plain TCP only, so the server runs with
-	// GODEBUG=multipathtcp=0 except in the mptcp case, which is skipped
-	// while the checkpoint refuses IPPROTO_MPTCP (262) sockets.
+	// has MPTCP; the connections they accept from clients that do not
+	// speak MPTCP (Go's client by default) are plain TCP sockets. The
+	// server runs with GODEBUG=multipathtcp=0 (plain TCP listeners) but in
+	// the mptcp-default cases, Go's default settings.
 	const plainTCP = "GODEBUG=multipathtcp=0"
-	mptcpRefused := func(stderr string) bool { return strings.Contains(stderr, "protocol 262") }
 	cases := []struct {
 		name    string
 		family  int
@@ -739,7 +740,8 @@ func TestHTTPKeepAlive(t *testing.T) {
 		{"ipv4", 4, false, plainTCP, nil},
 		{"ipv6", 6, false, plainTCP, nil},
 		{"ipv4-request-during-gap", 4, true, plainTCP, nil},
-		{"ipv4-mptcp-default", 4, false, "", mptcpRefused},
+		{"ipv4-mptcp-default", 4, false, "", nil},
+		{"ipv6-mptcp-default", 6, false, "", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -799,6 +801,10 @@ func TestHTTPKeepAlive(t *testing.T) {
 				t.Skipf("known limitation: the checkpoint refused the server, which still serves its kept-alive connection:\n%s", refusal)
 			}
 			size, threads := imageSize(t, img)
+			wantProto := unix.IPPROTO_TCP
+			if tc.env == "" {
+				wantProto = unix.IPPROTO_MPTCP
+			}
 
 			type answer struct {
 				rep *httpReply
@@ -830,6 +836,9 @@ func TestHTTPKeepAlive(t *testing.T) {
 			time.Sleep(progPause)
 			rest := progRestore(t, l, p, img)
 			restored := time.Now()
+			if got := listenerProtocol(t, p.cmd.Process.Pid); got != wantProto {
+				t.Fatalf("the restored listener's protocol is %d, want %d", got, wantProto)
+			}
 			if !tc.inGap {
 				rep, err := item(20)
 				first <- answer{rep, err}
@@ -869,4 +878,71 @@ func TestHTTPKeepAlive(t *testing.T) {
 				a.rep.at.Sub(gapStart).Round(time.Millisecond), a.rep.at.Sub(restored).Round(time.Millisecond), a.rep.local)
 		})
 	}
+}
+
+// listenerProtocol is SO_PROTOCOL of the listening socket process pid
+// holds.
+func listenerProtocol(t *testing.T, pid int) int {
+	t.Helper()
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pidfd)
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, e := range ents {
+		n, _ := strconv.Atoi(e.Name())
+		fd, err := unix.PidfdGetfd(pidfd, n, 0)
+		if err != nil {
+			continue
+		}
+		on, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+		proto, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+		unix.Close(fd)
+		if err == nil && on == 1 {
+			return proto
+		}
+	}
+	t.Fatalf("process %d holds no listening socket", pid)
+	return 0
+}
+
+// TestMPTCPConnectionRefused: a Go server with default settings (an MPTCP
+// listener) whose client opened its connection with MPTCP holds an MPTCP
+// socket that no user-space interface can read or rebuild: the checkpoint
+// refuses it, naming MPTCP and the way out, and the server runs on.
+func TestMPTCPConnectionRefused(t *testing.T) {
+	needRoot(t)
+	server := needHTTPServer(t)
+	l := newLab(t)
+	addr := l.addr(4, 8080)
+	p := startProgram(t, l, "httpserver", nil, server, addr)
+	dialRetry(t, l, p, addr).Close()
+	var c net.Conn
+	var err error
+	l.inB(t, func() {
+		var d net.Dialer
+		d.SetMultipathTCP(true)
+		c, err = d.Dial("tcp", addr)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if mp, _ := c.(*net.TCPConn).MultipathTCP(); !mp {
+		t.Skip("the connection did not use MPTCP (no MPTCP in this kernel?)")
+	}
+	fmt.Fprintf(c, "GET /item?i=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	_, _, refusal := progCheckpoint(t, l, p, func(stderr string) bool { return strings.Contains(stderr, "Multipath TCP") })
+	if refusal == "" {
+		t.Fatal("the checkpoint of a server holding an MPTCP connection succeeded")
+	}
+	if !strings.Contains(refusal, "GODEBUG=multipathtcp=0") {
+		t.Fatalf("the refusal does not name the way out: %s", refusal)
+	}
+	noLock(t, l, "after the refused checkpoint")
+	t.Logf("refused: %s", refusal)
 }

@@ -21,6 +21,7 @@ import (
 // connection shut down for reading. The workload compares everything with
 // what it set.
 func TestSocketState(t *testing.T) {
+	needRoot(t)
 	l := newLab(t)
 	srv := l.start(t, "sockstate", l.dir)
 	img := l.checkpoint(t, srv.Process.Pid)
@@ -57,6 +58,7 @@ func deref(p *int) string {
 // refused at checkpoint, the refusal names it, and the process runs on
 // with its filter.
 func TestEBPFFilterRefused(t *testing.T) {
+	needRoot(t)
 	l := newLab(t)
 	srv := l.start(t, "ebpffilter", l.dir)
 	img := filepath.Join(l.dir, "img")

@@ -28,6 +28,8 @@ const (
 	tcpLastAck     = 9
 	tcpListen      = 10
 	tcpClosing     = 11
+	// tcpNewSynRecv is a request socket (a handshake under way).
+	tcpNewSynRecv = 12
 )
 
 var tcpStateNames = map[int]string{

@@ -2,6 +2,7 @@ package inet
 
 import (
 	"fmt"
+	"net/netip"
 
 	"golang.org/x/sys/unix"
 
@@ -34,6 +35,9 @@ const (
 
 func (d *Dumper) dumpTCP(fd, pid int, s *image.Socket, is *image.InetSocket, h *held) error {
 	ti, err := getTCPInfo(fd)
+	if err != nil && s.Protocol == unix.IPPROTO_MPTCP {
+		ti, err = mptcpListenerInfo(fd)
+	}
 	if err != nil {
 		return err
 	}
@@ -187,4 +191,39 @@ func readQueue(fd, queue, n int) (uint32, []byte, error) {
 		return 0, nil, fmt.Errorf("peeked %d bytes, the queue holds %d", got, n)
 	}
 	return uint32(seq), buf[:n], nil
+}
+
+// mptcpListenerInfo is what TCP_INFO says of a listener, for an MPTCP
+// listener on a kernel whose MPTCP sockets do not answer TCP_INFO (before
+// they passed it to their first subflow): its state, the connections
+// waiting in its accept queue and its backlog, read from the TCP listener
+// the kernel keeps for it (its subflow), found by address in inet_diag.
+func mptcpListenerInfo(fd int) (*tcpInfo, error) {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return nil, fmt.Errorf("getsockname: %w", err)
+	}
+	local, _ := addrPort(sa)
+	family := unix.AF_INET
+	if _, ok := sa.(*unix.SockaddrInet6); ok {
+		family = unix.AF_INET6
+	}
+	nsfd, err := unix.IoctlRetInt(fd, unix.SIOCGSKNS)
+	if err != nil {
+		return nil, fmt.Errorf("network namespace of the socket: %w", err)
+	}
+	defer unix.Close(nsfd)
+	var ti *tcpInfo
+	err = diagTCP(nsfd, family, 1<<tcpListen, func(_ int, l netip.AddrPort, rq, wq uint32) {
+		if l.Port() == local.Port() && l.Addr() == local.Addr().Unmap() {
+			ti = &tcpInfo{state: tcpListen, unacked: rq, sacked: wq}
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("MPTCP listener: %w", err)
+	}
+	if ti == nil {
+		return nil, fmt.Errorf("MPTCP listener %s: its subflow is not found by inet_diag", local)
+	}
+	return ti, nil
 }

@@ -70,8 +70,12 @@ func bindTo(fd, family int, ap netip.AddrPort, zone string) error {
 	if err != nil {
 		return err
 	}
+	// An MPTCP socket of older kernels cannot report IP_FREEBIND (it can
+	// set it): it has the default then, the table of options did not read
+	// it either.
+	unsupported := func(err error) bool { return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOPROTOOPT) }
 	free, err := unix.GetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_FREEBIND)
-	if err != nil {
+	if err != nil && !unsupported(err) {
 		return fmt.Errorf("bind %s: read IP_FREEBIND: %w", ap, err)
 	}
 	if free == 0 {
@@ -150,19 +154,25 @@ func restoreConn(fd int, s *image.Socket, state int) error {
 	if err != nil {
 		return err
 	}
-	if err := unix.Connect(fd, sa); err != nil {
+	if err := connectAnyway(fd, s.Family, sa); err != nil {
 		return fmt.Errorf("connect %s in repair mode: %w", peer, err)
 	}
 	opts := []unix.TCPRepairOpt{{Code: unix.TCPOPT_MAXSEG, Val: uint32(c.MSS)}}
 	if c.SACK {
 		opts = append(opts, unix.TCPRepairOpt{Code: unix.TCPOPT_SACK_PERMITTED})
 	}
+	// Always given: connect() in repair mode left the socket the scale it
+	// would have offered in its SYN, and without this its windows would
+	// go out shifted by it to a peer that did not agree to scaling (and
+	// reads them unscaled). Scales of 0 are no scaling.
+	sndScale, rcvScale := 0, 0
 	if c.WScale {
-		if c.SndWscale > 14 || c.RcvWscale > 14 || c.SndWscale < 0 || c.RcvWscale < 0 {
-			return fmt.Errorf("inconsistent TCP state (window scale %d/%d)", c.SndWscale, c.RcvWscale)
-		}
-		opts = append(opts, unix.TCPRepairOpt{Code: unix.TCPOPT_WINDOW, Val: uint32(c.SndWscale) | uint32(c.RcvWscale)<<16})
+		sndScale, rcvScale = c.SndWscale, c.RcvWscale
 	}
+	if sndScale > 14 || rcvScale > 14 || sndScale < 0 || rcvScale < 0 {
+		return fmt.Errorf("inconsistent TCP state (window scale %d/%d)", sndScale, rcvScale)
+	}
+	opts = append(opts, unix.TCPRepairOpt{Code: unix.TCPOPT_WINDOW, Val: uint32(sndScale) | uint32(rcvScale)<<16})
 	if c.Timestamps {
 		opts = append(opts, unix.TCPRepairOpt{Code: unix.TCPOPT_TIMESTAMP})
 	}

@@ -102,7 +102,7 @@ func restoreUDP(fd int, s *image.Socket) error {
 		if err != nil {
 			return err
 		}
-		if err := unix.Connect(fd, sa); err != nil {
+		if err := connectAnyway(fd, s.Family, sa); err != nil {
 			return fmt.Errorf("connect %s: %w", peer, err)
 		}
 	}

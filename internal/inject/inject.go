@@ -66,16 +66,7 @@ func (e *Errno) Unwrap() error { return e.Err }
 // default). The thread is left in the syscall-exit stop, which also lets a
 // call unmap the very code it runs from.
 func (t *Thread) Syscall(nr uintptr, args ...uintptr) (uintptr, error) {
-	var a [6]uintptr
-	copy(a[:], args)
-	r := t.Base
-	r.Rip = uint64(t.Spot)
-	r.Rax = uint64(nr)
-	r.Orig_rax = ^uint64(0) // not in a system call: nothing for the kernel to restart
-	r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9 = uint64(a[0]), uint64(a[1]), uint64(a[2]), uint64(a[3]), uint64(a[4]), uint64(a[5])
-	if t.Stack != 0 {
-		r.Rsp = uint64(t.Stack)
-	}
+	r := t.callRegs(nr, args)
 	if err := ptrace.SetRegs(t.TID, &r); err != nil {
 		return 0, err
 	}
@@ -102,10 +93,34 @@ func (t *Thread) Syscall(nr uintptr, args ...uintptr) (uintptr, error) {
 	if err != nil {
 		return 0, err
 	}
-	if ret := int64(out.Rax); ret < 0 && ret > -4096 {
+	return result(nr, out.Rax)
+}
+
+// callRegs are the registers that make the thread call nr with args (at
+// most six: the x86-64 system-call ABI passes them in rdi, rsi, rdx, r10,
+// r8 and r9) at Spot, on Stack when it is set, from Base otherwise.
+func (t *Thread) callRegs(nr uintptr, args []uintptr) ptrace.Regs {
+	var a [6]uintptr
+	copy(a[:], args)
+	r := t.Base
+	r.Rip = uint64(t.Spot)
+	r.Rax = uint64(nr)
+	r.Orig_rax = ^uint64(0) // not in a system call: nothing for the kernel to restart
+	r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9 = uint64(a[0]), uint64(a[1]), uint64(a[2]), uint64(a[3]), uint64(a[4]), uint64(a[5])
+	if t.Stack != 0 {
+		r.Rsp = uint64(t.Stack)
+	}
+	return r
+}
+
+// result is what call nr returned in rax: a value, or, from -4095 to -1,
+// an error number (any other value is a value, such as an address in the
+// upper half that a "negative" mmap result would look like).
+func result(nr uintptr, rax uint64) (uintptr, error) {
+	if ret := int64(rax); ret < 0 && ret > -4096 {
 		return 0, &Errno{Nr: nr, Err: unix.Errno(-ret)}
 	}
-	return uintptr(out.Rax), nil
+	return uintptr(rax), nil
 }
 
 // SyscallToExit is Syscall; it names the intent at call sites that unmap
@@ -128,6 +143,17 @@ func ReadMem(pid int, addr uintptr, b []byte) error {
 		return nil
 	}
 	// process_vm_readv honours page protections; /proc/PID/mem does not.
+	return memFile(pid, addr, b, false)
+}
+
+// ReadMemFile copies tracee memory at addr into b through /proc/PID/mem
+// only. Unlike process_vm_readv, whose pins of a page shared copy-on-write
+// make the tracee take a private copy of it (Linux 5.19 and later unshare
+// anonymous pages pinned for reading), it leaves pages shared.
+func ReadMemFile(pid int, addr uintptr, b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
 	return memFile(pid, addr, b, false)
 }
 

@@ -23,14 +23,24 @@ type Kernel struct {
 // Installed lists the kernels in boot (normally /boot) that have an image,
 // sorted from the newest release to the oldest. Debian names them
 // vmlinuz-R with initrd.img-R; Fedora and RHEL vmlinuz-R with
-// initramfs-R.img.
+// initramfs-R.img, and describe them in Boot Loader Specification entries
+// (boot/loader/entries/*.conf), which are read too: where an entry names
+// a kernel's files, those are the ones its boot loader boots, and a
+// kernel only an entry names (systemd-boot's MACHINEID/R/linux) is listed.
 func Installed(boot string) ([]Kernel, error) {
 	imgs, err := filepath.Glob(filepath.Join(boot, "vmlinuz-*"))
 	if err != nil {
 		return nil, err
 	}
+	bls, err := fromBLS(boot)
+	if err != nil {
+		return nil, err
+	}
 	var out []Kernel
 	for _, img := range imgs {
+		if fi, err := os.Stat(img); err != nil || !fi.Mode().IsRegular() {
+			continue // a dangling or directory vmlinuz-*
+		}
 		rel := strings.TrimPrefix(filepath.Base(img), "vmlinuz-")
 		if strings.Contains(rel, "rescue") {
 			continue
@@ -42,6 +52,16 @@ func Installed(boot string) ([]Kernel, error) {
 				break
 			}
 		}
+		if b, ok := bls[rel]; ok {
+			if b.Initrd == "" {
+				b.Initrd = k.Initrd
+			}
+			k = b
+			delete(bls, rel)
+		}
+		out = append(out, k)
+	}
+	for _, k := range bls {
 		out = append(out, k)
 	}
 	sort.Slice(out, func(i, j int) bool { return CompareVersions(out[i].Release, out[j].Release) > 0 })
@@ -110,29 +130,73 @@ func Pick(boot, want, initrd, running string) (Kernel, error) {
 	if k.Initrd == "" {
 		return k, fmt.Errorf("kernel %s has no initrd; give one with --initrd", k.Release)
 	}
+	if err := checkConfig(boot, k.Release); err != nil {
+		return k, err
+	}
 	return k, nil
+}
+
+// modulesDir holds each kernel's modules, and on Fedora its configuration.
+var modulesDir = "/lib/modules"
+
+// required are the options of the new kernel without which a restore
+// would not be faithful, with what goes wrong without each.
+var required = []struct{ option, why string }{
+	{"CONFIG_TIME_NS", "no time namespaces: restored programs would see their clocks go back by the old kernel's uptime"},
+}
+
+// checkConfig refuses a kernel whose build configuration (boot/config-R,
+// or /lib/modules/R/config on Fedora) lacks an option seamless needs. A
+// kernel without a configuration file is let through: its restore then
+// fails before anything is created, and the units start cold.
+func checkConfig(boot, release string) error {
+	var conf []byte
+	for _, p := range []string{filepath.Join(boot, "config-"+release), filepath.Join(modulesDir, release, "config")} {
+		if b, err := os.ReadFile(p); err == nil {
+			conf = b
+			break
+		}
+	}
+	if conf == nil {
+		return nil
+	}
+	set := map[string]bool{}
+	for _, l := range strings.Split(string(conf), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok && (v == "y" || v == "m") {
+			set[k] = true
+		}
+	}
+	for _, r := range required {
+		if !set[r.option] {
+			return fmt.Errorf("kernel %s is built without %s (%s); boot it with a reboot", release, r.option, r.why)
+		}
+	}
+	return nil
 }
 
 // Cmdline builds the target's command line from the running one: the boot
 // loader's own parameters (BOOT_IMAGE=, initrd=) and any seamless.* of a
-// previous update are dropped, extra is appended. The memmap= reservations
-// a kmod-store update put right before its seamless.image=kmod: are
-// dropped too: that memory was given back to the system.
-func Cmdline(running, extra string) string {
+// previous update are dropped, extra is appended. The seamless.*
+// parameters are seamless's alone to set: extra may not carry one.
+func Cmdline(running, extra string) (string, error) {
 	var keep []string
 	for _, f := range strings.Fields(running) {
-		if strings.HasPrefix(f, "seamless.image=kmod:") {
-			for len(keep) > 0 && strings.HasPrefix(keep[len(keep)-1], "memmap=") {
-				keep = keep[:len(keep)-1]
-			}
-		}
-		if strings.HasPrefix(f, "BOOT_IMAGE=") || strings.HasPrefix(f, "initrd=") || strings.HasPrefix(f, "seamless.") {
+		if strings.HasPrefix(f, "BOOT_IMAGE=") || strings.HasPrefix(f, "initrd=") || isSeamless(f) {
 			continue
 		}
 		keep = append(keep, f)
 	}
-	if extra != "" {
-		keep = append(keep, strings.Fields(extra)...)
+	for _, f := range strings.Fields(extra) {
+		if isSeamless(f) {
+			return "", fmt.Errorf("%q: the seamless.* parameters are set by seamless alone, never appended", f)
+		}
+		keep = append(keep, f)
 	}
-	return strings.Join(keep, " ")
+	return strings.Join(keep, " "), nil
+}
+
+// isSeamless reports whether a command line word sets a seamless.*
+// parameter, quoted or not (the kernel takes "a=b c" as one word).
+func isSeamless(f string) bool {
+	return strings.HasPrefix(strings.TrimLeft(f, `"`), "seamless.")
 }

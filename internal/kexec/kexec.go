@@ -27,17 +27,27 @@ func Probe() Status {
 	}
 	s.Lockdown = "none"
 	if b, err := os.ReadFile("/sys/kernel/security/lockdown"); err == nil {
-		if i := strings.IndexByte(string(b), '['); i >= 0 {
-			if j := strings.IndexByte(string(b[i:]), ']'); j > 0 {
-				s.Lockdown = string(b[i+1 : i+j])
-			}
-		}
+		s.Lockdown = lockdownMode(string(b))
 	}
 	// The last byte of the SecureBoot EFI variable is 1 when it is on.
 	if b, err := os.ReadFile("/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"); err == nil && len(b) > 0 {
 		s.SecureBoot = b[len(b)-1] == 1
 	}
 	return s
+}
+
+// lockdownMode reads the mode the lockdown file marks as the current one
+// ("none [integrity] confidentiality"); "none" when none is marked.
+func lockdownMode(s string) string {
+	_, rest, ok := strings.Cut(s, "[")
+	if !ok {
+		return "none"
+	}
+	mode, _, ok := strings.Cut(rest, "]")
+	if !ok || mode == "" {
+		return "none"
+	}
+	return mode
 }
 
 // Problem returns why kexec cannot be used at all, or nil.

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -121,37 +120,21 @@ func Take(m *Mount, need uint64, timeout time.Duration, log io.Writer) error {
 	}
 }
 
-// CmdlineArgs are what the next kernel's command line needs for the
-// sealed pool described by info: one memmap=SIZE$ADDR per range, which
-// keeps the kernel off them from its first instruction, and
-// seamless.image=kmod:ADDR, the index.
-func CmdlineArgs(info Info) (string, error) {
+// Reservations are what the next kernel's command line needs, besides
+// the image parameter (contract.Kmod(IndexPhys)), for the sealed pool
+// described by info: one memmap=SIZE$ADDR per range, which keeps the
+// kernel off them from its first instruction. They come right before the
+// image parameter (contract.WithoutKmodReservations drops them from the
+// command line of the update after).
+func Reservations(info Info) (string, error) {
 	if !info.Sealed || info.IndexPhys == 0 {
 		return "", errors.New("kmod store: the pool is not sealed")
 	}
-	var b strings.Builder
-	for _, r := range info.Ranges {
-		fmt.Fprintf(&b, "memmap=%#x$%#x ", r.Size, r.Phys)
+	var r []string
+	for _, rg := range info.Ranges {
+		r = append(r, fmt.Sprintf("memmap=%#x$%#x", rg.Size, rg.Phys))
 	}
-	fmt.Fprintf(&b, "seamless.image=%s%#x", ImagePrefix, info.IndexPhys)
-	return b.String(), nil
-}
-
-// ImagePrefix marks a seamless.image= value as the address of a
-// seamlessmem index.
-const ImagePrefix = "kmod:"
-
-// ParseImageArg reads the index address of a seamless.image=kmod:ADDR value.
-func ParseImageArg(v string) (uint64, bool) {
-	s, ok := strings.CutPrefix(v, ImagePrefix)
-	if !ok {
-		return 0, false
-	}
-	a, err := strconv.ParseUint(s, 0, 64)
-	if err != nil || a == 0 {
-		return 0, false
-	}
-	return a, true
+	return strings.Join(r, " "), nil
 }
 
 // InitramfsModuleDir is where the old kernel puts the module built for

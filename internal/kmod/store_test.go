@@ -11,41 +11,16 @@ import (
 
 const MiB = 1 << 20
 
-func TestCmdlineArgs(t *testing.T) {
+func TestReservations(t *testing.T) {
 	info := Info{Sealed: true, IndexPhys: 0x70000000,
 		Ranges: []Range{{0x60000000, 256 * MiB}, {0x38000000, 128 * MiB}}}
-	got, err := CmdlineArgs(info)
-	want := "memmap=0x10000000$0x60000000 memmap=0x8000000$0x38000000 seamless.image=kmod:0x70000000"
+	got, err := Reservations(info)
+	want := "memmap=0x10000000$0x60000000 memmap=0x8000000$0x38000000"
 	if err != nil || got != want {
-		t.Errorf("CmdlineArgs = %q, %v; want %q", got, err, want)
+		t.Errorf("Reservations = %q, %v; want %q", got, err, want)
 	}
-	if _, err := CmdlineArgs(Info{Ranges: info.Ranges}); err == nil {
-		t.Error("CmdlineArgs of an unsealed pool: no error")
-	}
-	a, ok := ParseImageArg(strings.TrimPrefix(got[strings.LastIndex(got, " ")+1:], "seamless.image="))
-	if !ok || a != 0x70000000 {
-		t.Errorf("ParseImageArg of its own output = %#x, %v", a, ok)
-	}
-}
-
-func TestParseImageArg(t *testing.T) {
-	for _, c := range []struct {
-		in   string
-		want uint64
-		ok   bool
-	}{
-		{"kmod:0x78000000", 0x78000000, true},
-		{"kmod:4096", 4096, true},
-		{"kmod:0", 0, false},
-		{"kmod:", 0, false},
-		{"kmod:zz", 0, false},
-		{"disk:/var/lib/seamless/images/x", 0, false},
-		{"/seamless/image", 0, false},
-	} {
-		got, ok := ParseImageArg(c.in)
-		if got != c.want || ok != c.ok {
-			t.Errorf("ParseImageArg(%q) = %#x, %v; want %#x, %v", c.in, got, ok, c.want, c.ok)
-		}
+	if _, err := Reservations(Info{Ranges: info.Ranges}); err == nil {
+		t.Error("Reservations of an unsealed pool: no error")
 	}
 }
 

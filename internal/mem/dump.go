@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/fileref"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inject"
 	"github.com/seamless-linux/seamless/internal/parallel"
@@ -28,9 +29,10 @@ import (
 const PageSize = 4096
 
 const (
-	pmPresent = 1 << 63
-	pmSwapped = 1 << 62
-	pmFile    = 1 << 61
+	pmPresent   = 1 << 63
+	pmSwapped   = 1 << 62
+	pmFile      = 1 << 61
+	pmExclusive = 1 << 56 // the page is mapped by this process only
 )
 
 // Dumper stores the memory of the processes of one checkpoint.
@@ -39,22 +41,29 @@ type Dumper struct {
 	// Shared collects shared memory objects by identity (device and inode).
 	Shared map[[2]uint64]*image.SharedMemory
 	// Files stores the contents of deleted files once per identity.
-	Files *Contents
+	Files *fileref.Dumper
 	// Order keeps SharedMemory in creation order.
 	Order []*image.SharedMemory
 	// SysV are the IDs of the System V segments the processes attached.
 	SysV map[int]bool
 	buf  []byte
+	// dumped are the mappings of the processes dumped so far, by PID: a
+	// child's are compared with its parent's (see inherit.go).
+	dumped map[int][]*image.Mapping
 }
 
 // NewDumper returns a Dumper writing into w.
-func NewDumper(w *image.Writer, files *Contents) *Dumper {
-	return &Dumper{W: w, Shared: map[[2]uint64]*image.SharedMemory{}, Files: files, SysV: map[int]bool{}, buf: make([]byte, 4<<20)}
+func NewDumper(w *image.Writer, files *fileref.Dumper) *Dumper {
+	return &Dumper{W: w, Shared: map[[2]uint64]*image.SharedMemory{}, Files: files, SysV: map[int]bool{}, buf: make([]byte, 4<<20),
+		dumped: map[int][]*image.Mapping{}}
 }
 
 // Dump describes the mappings of pid and stores its private pages in the
-// image file named pages. The process must be stopped.
-func (d *Dumper) Dump(pid int, pages string) ([]*image.Mapping, error) {
+// image file named pages. parent is pid's parent when it is in the tree
+// and was dumped before (0 otherwise): the pages pid still shares with it
+// since a fork are left to the parent's (see inherit.go). The processes
+// must be stopped.
+func (d *Dumper) Dump(pid int, pages string, parent int) ([]*image.Mapping, error) {
 	maps, err := proc.ReadMappings(pid)
 	if err != nil {
 		return nil, err
@@ -64,8 +73,16 @@ func (d *Dumper) Dump(pid int, pages string) ([]*image.Mapping, error) {
 		return nil, fmt.Errorf("open pagemap of %d: %w", pid, err)
 	}
 	defer pm.Close()
+	from, err := d.parentOf(parent, maps)
+	if err != nil {
+		return nil, fmt.Errorf("process %d: %w", pid, err)
+	}
+	if from != nil {
+		defer from.pagemap.Close()
+	}
 	var res []*image.Mapping
 	var off uint64
+	cow := false // a page to store is shared copy-on-write with another process
 	for i := range maps {
 		m := &maps[i]
 		im, err := d.describe(pid, m)
@@ -74,7 +91,11 @@ func (d *Dumper) Dump(pid int, pages string) ([]*image.Mapping, error) {
 		}
 		switch {
 		case im.Kind == image.MapAnon || (im.Kind == image.MapFile && !im.Shared):
-			if off, err = choosePages(pm, m, im, off); err != nil {
+			var skip []bool
+			if skip, err = from.inherit(pm, im); err != nil {
+				return nil, fmt.Errorf("process %d mapping %#x-%#x: %w", pid, m.Start, m.End, err)
+			}
+			if off, err = choosePages(pm, m, im, off, skip, &cow); err != nil {
 				return nil, fmt.Errorf("process %d mapping %#x-%#x: %w", pid, m.Start, m.End, err)
 			}
 		case im.Kind == image.MapFile || im.Kind == image.MapShared || im.Kind == image.MapSysV:
@@ -97,10 +118,11 @@ func (d *Dumper) Dump(pid int, pages string) ([]*image.Mapping, error) {
 	for _, im := range res {
 		runs = append(runs, im.Runs...)
 	}
-	if err := copyPages(pid, runs, out); err != nil {
+	if err := copyPages(pid, runs, out, cow); err != nil {
 		out.Close()
 		return nil, fmt.Errorf("process %d: %w", pid, err)
 	}
+	d.dumped[pid] = res
 	return res, out.Close()
 }
 
@@ -185,8 +207,11 @@ func (d *Dumper) describe(pid int, m *proc.Mapping) (*image.Mapping, error) {
 }
 
 // choosePages picks the pages of m that only the process's memory holds
-// and lays them out in the pages file from offset off on.
-func choosePages(pm *os.File, m *proc.Mapping, im *image.Mapping, off uint64) (uint64, error) {
+// (and that skip, when not nil, does not leave to the parent's) and lays
+// them out in the pages file from offset off on. It sets *cow when one of
+// them is present but not mapped by this process alone (shared
+// copy-on-write since a fork).
+func choosePages(pm *os.File, m *proc.Mapping, im *image.Mapping, off uint64, skip []bool, cow *bool) (uint64, error) {
 	n := m.Len() / PageSize
 	ents := make([]byte, n*8)
 	if _, err := pm.ReadAt(ents, int64(m.Start/PageSize*8)); err != nil && err != io.EOF {
@@ -199,13 +224,22 @@ func choosePages(pm *os.File, m *proc.Mapping, im *image.Mapping, off uint64) (u
 		if e&pmGuard != 0 {
 			return false // a guard page has no data: reading it faults
 		}
+		if skip != nil && skip[i] {
+			return false // stored with the parent's pages
+		}
 		if e&pmSwapped != 0 {
 			return true
 		}
 		if e&pmPresent == 0 {
 			return false
 		}
-		return anon || e&pmFile == 0 // a private copy of a file page
+		if anon || e&pmFile == 0 { // a private copy of a file page
+			if e&pmExclusive == 0 {
+				*cow = true
+			}
+			return true
+		}
+		return false
 	}
 	for i := uint64(0); i < n; {
 		if !want(i) {
@@ -225,14 +259,18 @@ func choosePages(pm *os.File, m *proc.Mapping, im *image.Mapping, off uint64) (u
 
 // copyPages reads the runs out of process pid into the pages file, block by
 // block, on every CPU: process_vm_readv needs no ptrace stop of its own.
-func copyPages(pid int, runs []image.Run, out *image.BlockFile) error {
+// With cow (pages shared copy-on-write with other processes) it reads
+// through /proc/PID/mem instead: process_vm_readv would unshare every page
+// it reads (the process would take private copies of them, and a forked
+// server hold twice its memory, while running on or until it is killed).
+func copyPages(pid int, runs []image.Run, out *image.BlockFile, cow bool) error {
 	bufs := sync.Pool{New: func() any { b := make([]byte, image.BlockSize); return &b }}
 	return parallel.Each(out.Blocks(), func(i int) error {
 		bp := bufs.Get().(*[]byte)
 		defer bufs.Put(bp)
 		buf := *bp
 		b := buf[:out.BlockLen(i)]
-		if err := readBlock(pid, runs, uint64(i)*image.BlockSize, b); err != nil {
+		if err := readBlock(pid, runs, uint64(i)*image.BlockSize, b, cow); err != nil {
 			return err
 		}
 		return out.WriteBlock(i, b)
@@ -240,8 +278,9 @@ func copyPages(pid int, runs []image.Run, out *image.BlockFile) error {
 }
 
 // readBlock fills b with the file range [off, off+len(b)) of the pages
-// file: the parts of the runs that fall into it.
-func readBlock(pid int, runs []image.Run, off uint64, b []byte) error {
+// file: the parts of the runs that fall into it; through /proc/PID/mem
+// only with cow.
+func readBlock(pid int, runs []image.Run, off uint64, b []byte, cow bool) error {
 	end := off + uint64(len(b))
 	// runs are sorted by Off; find the first that ends after off.
 	k := sort.Search(len(runs), func(i int) bool { return runs[i].Off+runs[i].Pages*PageSize > off })
@@ -251,16 +290,20 @@ func readBlock(pid int, runs []image.Run, off uint64, b []byte) error {
 		lo, hi := max(r.Off, off), min(r.Off+r.Pages*PageSize, end)
 		remote = append(remote, unix.RemoteIovec{Base: uintptr(r.Addr + lo - r.Off), Len: int(hi - lo)})
 	}
-	local := []unix.Iovec{{Base: &b[0]}}
-	local[0].SetLen(len(b))
-	if got, err := unix.ProcessVMReadv(pid, local, remote, 0); err == nil && got == len(b) {
-		return nil
+	read := inject.ReadMemFile
+	if !cow {
+		local := []unix.Iovec{{Base: &b[0]}}
+		local[0].SetLen(len(b))
+		if got, err := unix.ProcessVMReadv(pid, local, remote, 0); err == nil && got == len(b) {
+			return nil
+		}
+		// Some pages refuse process_vm_readv (PROT_NONE, for one): go one
+		// segment at a time, through /proc/PID/mem where needed.
+		read = inject.ReadMem
 	}
-	// Some pages refuse process_vm_readv (PROT_NONE, for one): go one
-	// segment at a time, through /proc/PID/mem where needed.
 	pos := 0
 	for _, r := range remote {
-		if err := inject.ReadMem(pid, r.Base, b[pos:pos+r.Len]); err != nil {
+		if err := read(pid, r.Base, b[pos:pos+r.Len]); err != nil {
 			return err
 		}
 		pos += r.Len
@@ -301,7 +344,7 @@ func (d *Dumper) sharedObject(pid int, m *proc.Mapping) (*image.SharedMemory, er
 	if err != nil {
 		return nil, err
 	}
-	if s.Runs, err = copySparse(f, int64(s.Size), out, d.buf); err != nil {
+	if s.Runs, err = fileref.CopySparse(f, int64(s.Size), out, d.buf); err != nil {
 		out.Close()
 		return nil, fmt.Errorf("copy shared memory object: %w", err)
 	}
@@ -311,43 +354,4 @@ func (d *Dumper) sharedObject(pid int, m *proc.Mapping) (*image.SharedMemory, er
 	d.Shared[key] = s
 	d.Order = append(d.Order, s)
 	return s, nil
-}
-
-// copySparse copies the data regions of f (found with SEEK_DATA/SEEK_HOLE)
-// into out and returns them as runs; Run.Addr is the offset in f.
-func copySparse(f *os.File, size int64, out *image.FileWriter, buf []byte) ([]image.Run, error) {
-	var runs []image.Run
-	fd := int(f.Fd())
-	for off := int64(0); off < size; {
-		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
-		if err == unix.ENXIO {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
-		if err != nil {
-			return nil, err
-		}
-		data &^= PageSize - 1
-		hole = min((hole+PageSize-1)&^(PageSize-1), (size+PageSize-1)&^(PageSize-1))
-		run := image.Run{Addr: uint64(data), Pages: uint64(hole-data) / PageSize, Off: uint64(out.Offset())}
-		for p := data; p < hole; {
-			n := min(int64(len(buf)), hole-p)
-			clear(buf[:n])
-			if _, err := f.ReadAt(buf[:n], p); err != nil && err != io.EOF {
-				return nil, err
-			}
-			if _, err := out.Write(buf[:n]); err != nil {
-				return nil, err
-			}
-			p += n
-		}
-		if run.Pages > 0 {
-			runs = append(runs, run)
-		}
-		off = hole
-	}
-	return runs, nil
 }

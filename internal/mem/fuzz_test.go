@@ -4,6 +4,9 @@ import (
 	"os"
 	"testing"
 
+	// The kinds of open file description an image may hold: without them
+	// no tree of the corpus validates.
+	_ "github.com/seamless-linux/seamless/internal/files"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/image/imagetest"
 )
@@ -25,7 +28,7 @@ func FuzzVDSOPlan(f *testing.F) {
 		f.Skip(err)
 	}
 	f.Fuzz(func(t *testing.T, manifest, tree []byte) {
-		tr, err := image.DecodeTree(tree)
+		tr, err := image.DecodeTree(tree, imagetest.Format(manifest))
 		if err != nil || tr.Validate(imagetest.Sizes(manifest)) != nil {
 			return
 		}

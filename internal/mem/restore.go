@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/fileref"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inject"
 	"github.com/seamless-linux/seamless/internal/parallel"
@@ -18,8 +19,9 @@ import (
 // maps them.
 type Restorer struct {
 	Image *image.Image
-	// Open opens the file a mapping refers to (recreating deleted files).
-	Open func(ref *image.Ref, write bool) (*os.File, error)
+	// Files opens the file a mapping refers to (recreating deleted files
+	// once for every mapping and descriptor of them).
+	Files *fileref.Opener
 	// VDSO says whether the kernel's vDSO may take the place of the
 	// image's when they match, or is always reached through a proxy.
 	VDSO VDSOMode
@@ -29,9 +31,10 @@ type Restorer struct {
 	pages   map[string][]byte
 }
 
-// NewRestorer returns a Restorer for im.
-func NewRestorer(im *image.Image, open func(*image.Ref, bool) (*os.File, error)) *Restorer {
-	return &Restorer{Image: im, Open: open, shared: map[int]*os.File{}, pages: map[string][]byte{}}
+// NewRestorer returns a Restorer for im, which opens mapped files with
+// files.
+func NewRestorer(im *image.Image, files *fileref.Opener) *Restorer {
+	return &Restorer{Image: im, Files: files, shared: map[int]*os.File{}, pages: map[string][]byte{}}
 }
 
 // Close releases the restorer's copies of files and page data.
@@ -51,15 +54,16 @@ const shmExec = 0o100000
 // to move the kernel's vDSO and its data pages through.
 const TempGap = 1 << 20
 
-// Restore replaces the address space of t (a fresh copy of the seed) with
-// the mappings of p. Only t.Region survives; it is removed at the very end
-// of the restore by the caller.
+// Restore replaces the address space of t (a fresh copy of the seed, or
+// of its restored parent when p inherits mappings from it) with the
+// mappings of p. Only t.Region and the mappings p inherits survive; the
+// region is removed at the very end of the restore by the caller.
 func (r *Restorer) Restore(t *inject.Target, p *image.Process) error {
 	cur, err := proc.ReadMappings(t.PID)
 	if err != nil {
 		return err
 	}
-	if err := r.clear(t, cur); err != nil {
+	if err := r.clear(t, cur, keepRanges(t, p)); err != nil {
 		return err
 	}
 	if err := r.placeVDSO(t, cur, p); err != nil {
@@ -85,6 +89,9 @@ func (r *Restorer) Restore(t *inject.Target, p *image.Process) error {
 		return err
 	}
 	for _, m := range p.Mappings {
+		if err := dropZero(t, m); err != nil {
+			return fmt.Errorf("process %d mapping %#x-%#x %s: %w", p.PID, m.Start, m.End, m.Name, err)
+		}
 		if err := finishOne(t, m); err != nil {
 			return fmt.Errorf("process %d mapping %#x-%#x %s: %w", p.PID, m.Start, m.End, m.Name, err)
 		}
@@ -125,15 +132,19 @@ func fill(pid int, p *image.Process, data []byte) error {
 	})
 }
 
-// clear unmaps everything the seed had except the region and the kernel's
-// special mappings.
-func (r *Restorer) clear(t *inject.Target, cur []proc.Mapping) error {
+// clear unmaps everything the seed (or the parent the process was forked
+// from) had except the ranges of keep and the kernel's special mappings.
+// A kept range may lie inside a larger mapping (the kernel merges
+// neighbouring anonymous mappings): only the parts outside it go.
+func (r *Restorer) clear(t *inject.Target, cur []proc.Mapping, keep [][2]uint64) error {
 	for _, m := range cur {
-		if m.IsSpecial() || (uintptr(m.Start) >= t.Region[0] && uintptr(m.End) <= t.Region[1]) {
+		if m.IsSpecial() {
 			continue
 		}
-		if _, err := t.Call(unix.SYS_MUNMAP, uintptr(m.Start), uintptr(m.Len())); err != nil {
-			return fmt.Errorf("unmap seed mapping %#x: %w", m.Start, err)
+		for _, part := range outside(m.Start, m.End, keep) {
+			if _, err := t.Call(unix.SYS_MUNMAP, uintptr(part[0]), uintptr(part[1]-part[0])); err != nil {
+				return fmt.Errorf("unmap mapping %#x-%#x: %w", part[0], part[1], err)
+			}
 		}
 	}
 	return nil
@@ -182,12 +193,22 @@ func hasFlag(m *image.Mapping, f string) bool {
 	return false
 }
 
-// mapOne creates one mapping, writable if its pages are to be filled.
+// mapOne creates one mapping, writable if its pages are to be filled. An
+// inherited mapping is there already (with its final protection): it is
+// only made writable for its own pages.
 func (r *Restorer) mapOne(t *inject.Target, m *image.Mapping, fds map[*image.Ref]int, opened *[]int) error {
 	length := uintptr(m.End - m.Start)
 	prot := fillProt(m)
 	has := func(f string) bool { return hasFlag(m, f) }
 	var err error
+	if m.Inherit {
+		if prot != m.Prot {
+			if _, err := t.Call(unix.SYS_MPROTECT, uintptr(m.Start), length, uintptr(prot)); err != nil {
+				return fmt.Errorf("protect for filling: %w", err)
+			}
+		}
+		return nil
+	}
 	switch m.Kind {
 	case image.MapVDSO, image.MapVVAR, image.MapSkip:
 		return nil
@@ -216,7 +237,7 @@ func (r *Restorer) mapOne(t *inject.Target, m *image.Mapping, fds map[*image.Ref
 	case image.MapFile:
 		fd, ok := fds[m.File]
 		if !ok {
-			f, err := r.Open(m.File, m.Shared && has("mw"))
+			f, err := r.Files.Open(m.File, m.Shared && has("mw"))
 			if err != nil {
 				return err
 			}
@@ -331,7 +352,7 @@ func (r *Restorer) sharedObject(id int) (*os.File, error) {
 			err = f.Truncate(int64(s.Size))
 		}
 	default:
-		f, err = r.Open(&image.Ref{Path: s.Name, Deleted: true, Size: int64(s.Size), Mode: 0o600}, true)
+		f, err = r.Files.Open(&image.Ref{Path: s.Name, Deleted: true, Size: int64(s.Size), Mode: 0o600}, true)
 		if err == nil {
 			err = f.Truncate(int64(s.Size))
 		}

@@ -17,8 +17,9 @@ import (
 	"strings"
 )
 
-// Root is the mount point of procfs. Tests may point it elsewhere.
-var Root = "/proc"
+// Root is the mount point of procfs. Code that tests give another root
+// takes it as an argument (ReadStatusIn).
+const Root = "/proc"
 
 // Path joins a path below /proc/PID.
 func Path(pid int, elem ...string) string {
@@ -187,8 +188,11 @@ func parseStat(b []byte) (*Stat, error) {
 type Status map[string]string
 
 // ReadStatus parses /proc/PID/task/TID/status.
-func ReadStatus(pid, tid int) (Status, error) {
-	p := Path(pid, "task", strconv.Itoa(tid), "status")
+func ReadStatus(pid, tid int) (Status, error) { return ReadStatusIn(Root, pid, tid) }
+
+// ReadStatusIn is ReadStatus of the procfs at root.
+func ReadStatusIn(root string, pid, tid int) (Status, error) {
+	p := filepath.Join(root, strconv.Itoa(pid), "task", strconv.Itoa(tid), "status")
 	b, err := os.ReadFile(p)
 	if err != nil {
 		return nil, fmt.Errorf("read status of %d/%d: %w", pid, tid, err)

@@ -267,7 +267,8 @@ type Rseq struct {
 	Pad       uint32
 }
 
-// GetRseq reads the rseq registration of tid (Size 0 when none).
+// GetRseq reads the rseq registration of tid (Pointer 0 when none; Size is
+// 0 then, except before Linux 6.3, which always reports 32).
 func GetRseq(tid int) (Rseq, error) {
 	var r Rseq
 	if err := ptrace(unix.PTRACE_GET_RSEQ_CONFIGURATION, tid, unsafe.Sizeof(r), uintptr(unsafe.Pointer(&r))); err != nil {

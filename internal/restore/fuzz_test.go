@@ -19,7 +19,7 @@ func FuzzPlan(f *testing.F) {
 		f.Add(s.Manifest, s.Tree)
 	}
 	f.Fuzz(func(t *testing.T, manifest, tree []byte) {
-		tr, err := image.DecodeTree(tree)
+		tr, err := image.DecodeTree(tree, imagetest.Format(manifest))
 		if err != nil || tr.Validate(imagetest.Sizes(manifest)) != nil {
 			return
 		}

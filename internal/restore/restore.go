@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/crash"
 	"github.com/seamless-linux/seamless/internal/files"
 	"github.com/seamless-linux/seamless/internal/image"
@@ -24,6 +25,8 @@ import (
 	"github.com/seamless-linux/seamless/internal/ptrace"
 	"github.com/seamless-linux/seamless/internal/sysvipc"
 	"github.com/seamless-linux/seamless/internal/task"
+	"github.com/seamless-linux/seamless/internal/timens"
+	"github.com/seamless-linux/seamless/internal/unixsock"
 )
 
 // Options control a restore.
@@ -42,7 +45,8 @@ type Options struct {
 	// UnixExternal replaces peers outside the tree of unix socket
 	// connections: key (as tree.json lists it: a path, "@name" or
 	// "socket:[INODE]") to a socket already connected to the replacement.
-	// Without an entry a connection is made again to the same name.
+	// Without an entry, a datagram connection is made again to the same
+	// name and any other comes back closed by its peer (unixsock.ExternalFate).
 	UnixExternal map[string]*os.File
 	// VDSO says how the running kernel's vDSO replaces the image's: by
 	// taking its place when the two match (VDSOAuto), or always through a
@@ -58,6 +62,20 @@ type Result struct {
 	// proxy at the image's vDSO address.
 	VDSOProxies []mem.ProxiedVDSO
 	Warnings    []string
+	// Phases are the restore's steps with their durations, in order.
+	Phases []contract.Phase
+}
+
+// phases times the steps of a restore: each mark ends the step it names.
+type phases struct {
+	last time.Time
+	done []contract.Phase
+}
+
+func (p *phases) mark(name string) {
+	now := time.Now()
+	p.done = append(p.done, contract.Phase{Name: name, Ms: now.Sub(p.last).Milliseconds()})
+	p.last = now
 }
 
 // Restore rebuilds the tree of the image in opts.Dir and lets it run. The
@@ -65,6 +83,7 @@ type Result struct {
 // before the whole image has been verified; on failure, whatever was
 // created is killed.
 func Restore(opts Options) (*Result, error) {
+	timing := &phases{last: time.Now()}
 	open := image.Open
 	if opts.Verified {
 		open = image.OpenHeld
@@ -82,6 +101,7 @@ func Restore(opts Options) (*Result, error) {
 	if err := checkIDsFree(plan.IDs, opts.PIDWait); err != nil {
 		return nil, err
 	}
+	timing.mark("open")
 	// Restored trees are reparented to the restorer when the seed goes away,
 	// so that it can reap them if it has to abandon the restore.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -91,13 +111,18 @@ func Restore(opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &restorer{im: im, seed: seed, targets: map[int]*inject.Target{}, threads: map[int]*inject.Thread{}}
+	timing.mark("seed")
+	r := &restorer{im: im, seed: seed, timing: timing, targets: map[int]*inject.Target{}, threads: map[int]*inject.Thread{}, memDone: map[int]bool{}}
 	inTree := func(pid int) bool { _, ok := r.targets[pid]; return ok || pid == seed.PID }
 	r.opener = files.NewOpener(im, inTree)
 	if opts.UnixExternal != nil {
 		r.opener.Sockets.Unix.External = opts.UnixExternal
 	}
-	r.mem = mem.NewRestorer(im, r.opener.OpenRef)
+	journal, warning := newJournalStream(tree, r.opener.Sockets.Unix.External)
+	if journal != nil {
+		defer journal.Close()
+	}
+	r.mem = mem.NewRestorer(im, r.opener.Refs)
 	r.mem.VDSO = opts.VDSO
 	defer r.opener.Close()
 	defer r.mem.Close()
@@ -105,16 +130,41 @@ func Restore(opts Options) (*Result, error) {
 	// A bug met halfway must still kill what was created.
 	if err := crash.Call(r.run); err != nil {
 		r.abandon()
-		r.opener.Discard()
+		r.opener.Refs.Discard()
 		return nil, err
 	}
 	res := &Result{Root: tree.Root, Processes: len(tree.Processes), Warnings: r.opener.Warnings,
-		VDSOProxies: r.mem.Proxies}
+		VDSOProxies: r.mem.Proxies, Phases: timing.done}
+	if warning != "" {
+		res.Warnings = append(res.Warnings, warning)
+	}
+	res.Warnings = append(res.Warnings, r.opener.Sockets.Unix.Warnings...)
 	res.Warnings = append(res.Warnings, describeProxies(r.mem.Proxies)...)
 	for _, p := range tree.Processes {
 		res.Threads += len(p.Threads)
 	}
 	return res, nil
+}
+
+// keepClocks makes the seed's children, the whole tree, start in a time
+// namespace in which their clocks continue from c (see package timens).
+// An image without clocks comes back on this kernel's clocks.
+func keepClocks(seed *inject.Target, c *image.Clocks) error {
+	if c == nil {
+		return nil
+	}
+	if !timens.Supported() {
+		return errors.New("this kernel has no time namespaces (CONFIG_TIME_NS): the tree's clocks cannot continue " +
+			"from where they were, and its programs would see time go backwards")
+	}
+	if _, err := seed.Call(unix.SYS_UNSHARE, unix.CLONE_NEWTIME); err != nil {
+		return fmt.Errorf("time namespace for the tree: %w", err)
+	}
+	off, err := timens.For(c)
+	if err != nil {
+		return err
+	}
+	return off.Write(seed.PID)
 }
 
 type restorer struct {
@@ -126,16 +176,23 @@ type restorer struct {
 	mem     *mem.Restorer
 	// seedGone is set once the seed has been ended.
 	seedGone bool
+	timing   *phases
+	// memDone are the processes whose address space is rebuilt.
+	memDone map[int]bool
 }
 
 func (r *restorer) run() error {
 	tree := r.im.Tree
+	if err := keepClocks(r.seed, tree.Clocks); err != nil {
+		return err
+	}
 	if err := r.createProcesses(); err != nil {
 		return err
 	}
 	if err := sysvipc.Restore(r.im, tree.SysV, r.targets[tree.Root]); err != nil {
 		return err
 	}
+	r.timing.mark("processes")
 	// Every thread exists before any file is opened: a process may hold
 	// /proc files of its own threads (pthread_setname_np opens
 	// /proc/self/task/TID/comm) or of others in the tree.
@@ -143,10 +200,11 @@ func (r *restorer) run() error {
 		if p.Zombie {
 			continue
 		}
-		if err := r.mem.Restore(r.targets[p.PID], p); err != nil {
+		if err := r.restoreMemory(p); err != nil {
 			return err
 		}
 	}
+	r.timing.mark("memory")
 	watched, locked := map[int]bool{}, map[int]bool{}
 	for _, p := range tree.Processes {
 		if p.Zombie {
@@ -177,7 +235,7 @@ func (r *restorer) run() error {
 		var exe *os.File
 		if p.Exe != nil {
 			var err error
-			if exe, err = r.opener.OpenRef(p.Exe, false); err != nil {
+			if exe, err = r.opener.Refs.Open(p.Exe, false); err != nil {
 				return fmt.Errorf("process %d executable: %w", p.PID, err)
 			}
 		}
@@ -214,6 +272,7 @@ func (r *restorer) run() error {
 		return err
 	}
 	sysvipc.Finish(tree.SysV)
+	r.timing.mark("files")
 	if err := r.reparentRoot(); err != nil {
 		return err
 	}
@@ -240,11 +299,24 @@ func (r *restorer) run() error {
 		}
 	}
 	r.releaseSeed()
+	r.timing.mark("finish")
 	return nil
 }
 
+// restoreMemory rebuilds the address space of p, once.
+func (r *restorer) restoreMemory(p *image.Process) error {
+	if r.memDone[p.PID] {
+		return nil
+	}
+	r.memDone[p.PID] = true
+	return r.mem.Restore(r.targets[p.PID], p)
+}
+
 // createProcesses forks every process from its parent, parents first, so
-// that the tree has its shape before any address space is replaced.
+// that the tree has its shape before any address space is replaced, except
+// the address spaces of parents whose children inherit pages from them
+// (copy-on-write since a fork): those are rebuilt before the children are
+// forked.
 func (r *restorer) createProcesses() error {
 	tree := r.im.Tree
 	byPID := map[int]*image.Process{}
@@ -260,6 +332,13 @@ func (r *restorer) createProcesses() error {
 				from = r.threads[p.ParentTID]
 			}
 			parentImg = byPID[p.PPID]
+		}
+		// A child that shares pages with its parent since a fork is forked
+		// from the parent's rebuilt memory, and keeps those pages.
+		if parentImg != nil && mem.Inherits(p) {
+			if err := r.restoreMemory(parentImg); err != nil {
+				return err
+			}
 		}
 		// The image checked that a table shared is the parent's.
 		var flags uint64
@@ -676,4 +755,40 @@ func (r *restorer) terminalIoctl(t *inject.Target, index int, req uint, arg uint
 	defer t.Call(unix.SYS_CLOSE, uintptr(fd))
 	_, err = t.Call(unix.SYS_IOCTL, uintptr(fd), uintptr(req), arg)
 	return err
+}
+
+// newJournalStream gives a tree whose output went to journald's stream
+// socket, when the caller hands over no stream of its own for it (the
+// restore daemon hands over the unit's), a new stream announced under the
+// name of the process that wrote to it, and says so. It is added to
+// external, and returned for the caller to close after the restore.
+func newJournalStream(tree *image.Tree, external map[string]*os.File) (*os.File, string) {
+	if external[unixsock.JournalStream] != nil {
+		return nil, ""
+	}
+	byFile := map[int]bool{}
+	for _, f := range tree.Files {
+		if s := f.Socket(); s != nil && s.Unix != nil && s.Unix.External != nil && s.Unix.External.Key == unixsock.JournalStream {
+			byFile[f.ID] = true
+		}
+	}
+	if len(byFile) == 0 {
+		return nil, ""
+	}
+	comm := "seamless-restored"
+find:
+	for _, p := range tree.Processes {
+		for _, d := range p.FDs {
+			if byFile[d.File] && p.Comm != "" {
+				comm = p.Comm
+				break find
+			}
+		}
+	}
+	f, err := unixsock.DialJournal(comm)
+	if err != nil {
+		return nil, fmt.Sprintf("the tree wrote to %s, and no new stream could be opened (%v): its output comes back to a closed stream", unixsock.JournalStream, err)
+	}
+	external[unixsock.JournalStream] = f
+	return f, fmt.Sprintf("the tree's output to %s goes to a new journal stream, as %s", unixsock.JournalStream, comm)
 }

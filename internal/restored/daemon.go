@@ -1,25 +1,26 @@
 package restored
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/inet"
 	"github.com/seamless-linux/seamless/internal/kmod"
 	"github.com/seamless-linux/seamless/internal/reserve"
-	"github.com/seamless-linux/seamless/internal/units"
 )
 
 // DaemonName is argv[0] of the daemon: the '@' asks systemd (in an
@@ -29,32 +30,47 @@ const DaemonName = "@seamless-restored"
 
 // Options configure the daemon.
 type Options struct {
-	// Image is the image directory the old kernel handed over: one
-	// directory per unit, holding unit.json and one image per process tree.
+	// Image is the image the old kernel handed over, as seamless.image=
+	// gives it: a directory in the initramfs (RAM store), or "disk:PATH"
+	// for an image directory on the real root (disk store). It holds one
+	// directory per unit, with unit.json and one image per process tree.
 	Image string
-	// Remove is, for an image on disk, its path in the real root: it is
-	// deleted once used.
-	Remove string
+	// Root is where the real root is mounted, for an image on disk.
+	Root string
 	// Timeout bounds the wait for the anchors: a unit whose anchor has not
 	// asked by then is left to start cold.
 	Timeout time.Duration
+	// RestoreTimeout bounds one unit's restore: a restore that takes
+	// longer is killed with whatever it created, and the unit starts
+	// cold.
+	RestoreTimeout time.Duration
 	// Log receives one line per event.
 	Log io.Writer
-	// Ready, if set, receives one line once every PID is reserved (or the
-	// image was refused) and is closed: stage 1 waits for it.
+	// Ready, if set, receives the Readiness once every PID is reserved (or
+	// the image was refused) and is closed: stage 1 waits for it.
 	Ready io.WriteCloser
 }
 
 type daemon struct {
 	opts  Options
-	state State
-	mu    sync.Mutex // serializes restores and state changes
+	dir   string     // where the image is read: a path, or the disk image's descriptor
+	disk  *diskImage // the image on disk, removed at the end
+	state contract.State
+	mu    sync.Mutex // guards the state
+	cond  *sync.Cond // a unit left the restoring state
 	held  []*os.File
-	trees map[string]*image.Tree // by TreeState.Dir
+	trees map[string]*image.Tree // by contract.TreeState.Dir
 	pids  *reserve.Set
 	proc  *os.File // /proc, opened before the switch to the real root
 	root  bool     // chrooted into the real root
 	done  chan struct{}
+	// unverified are the images whose memory is still to be checked, by
+	// unit; verdicts holds what the check found (nil: it passed), by unit,
+	// once it is done (see verify).
+	unverified map[string][]*image.Image
+	verdicts   map[string]error
+	// wakers are waking the peers of restored connections (see wakePeers).
+	wakers sync.WaitGroup
 }
 
 // Run is the daemon. It returns when every carried unit has been restored
@@ -66,8 +82,13 @@ func Run(opts Options) error {
 	if opts.Timeout == 0 {
 		opts.Timeout = 10 * time.Minute
 	}
-	d := &daemon{opts: opts, trees: map[string]*image.Tree{}, done: make(chan struct{})}
-	d.state = State{Image: opts.Image, Daemon: os.Getpid(), Started: time.Now().UTC()}
+	if opts.RestoreTimeout == 0 {
+		opts.RestoreTimeout = DefaultRestoreTimeout
+	}
+	d := &daemon{opts: opts, dir: opts.Image, trees: map[string]*image.Tree{}, done: make(chan struct{}),
+		unverified: map[string][]*image.Image{}, verdicts: map[string]error{}}
+	d.cond = sync.NewCond(&d.mu)
+	d.state = contract.State{Image: opts.Image, Daemon: os.Getpid(), Started: time.Now().UTC(), RestoreTimeoutMs: opts.RestoreTimeout.Milliseconds()}
 	// Before the holders are started: they stay in the daemon's cgroup.
 	if cg, err := leaveUnitCgroup(); err != nil {
 		fmt.Fprintf(opts.Log, "%v\n", err)
@@ -76,15 +97,17 @@ func Run(opts Options) error {
 	}
 	err := d.start()
 	if opts.Ready != nil {
+		r := Readiness{Summary: d.summary()}
 		if err != nil {
-			fmt.Fprintf(opts.Ready, "error: %v\n", err)
-		} else {
-			fmt.Fprintf(opts.Ready, "ok: %s\n", d.summary())
+			r = Readiness{Error: err.Error()}
+		}
+		if werr := WriteMessage(opts.Ready, r); werr != nil {
+			fmt.Fprintf(opts.Log, "tell stage 1: %v\n", werr)
 		}
 		opts.Ready.Close()
 	}
 	if err != nil {
-		d.state.Error = err.Error()
+		d.state.Error = Bound(err.Error())
 		d.close() // writes the state, with the error
 		return err
 	}
@@ -92,18 +115,21 @@ func Run(opts Options) error {
 		d.close()
 		return nil
 	}
+	go d.verify()
+	go loadPeerDiag(func() (bool, bool, error) { return pid1Moved(d.proc) }, d.done)
 	select {
 	case <-d.done:
 	case <-time.After(opts.Timeout):
 		d.mu.Lock()
 		for i := range d.state.Units {
-			if u := &d.state.Units[i]; u.State == Pending {
+			if u := &d.state.Units[i]; u.State == contract.Pending {
 				d.giveUp(u, fmt.Sprintf("its anchor did not ask within %s", opts.Timeout))
 			}
 		}
 		d.mu.Unlock()
 	}
 	d.close()
+	d.wakers.Wait()
 	return nil
 }
 
@@ -116,6 +142,19 @@ func (d *daemon) start() error {
 	if err := mkdirs(); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
+	img, err := contract.ParseImage(d.opts.Image)
+	if err != nil {
+		return err
+	}
+	if img.KmodIndex != 0 {
+		return fmt.Errorf("%s: stage 1 mounts the kmod store's image, and names its directory", d.opts.Image)
+	}
+	if img.Disk {
+		if d.disk, err = openDiskImage(d.opts.Root, d.opts.Image); err != nil {
+			return err
+		}
+		d.dir = fdPath(d.disk.img)
+	}
 	if err := d.load(); err != nil {
 		return err
 	}
@@ -123,8 +162,8 @@ func (d *daemon) start() error {
 		return err
 	}
 	d.reserve()
-	if err := d.state.write(); err != nil {
-		return fmt.Errorf("write %s: %w", StatePath, err)
+	if err := contract.WriteState(&d.state); err != nil {
+		return err
 	}
 	if d.pending() == 0 {
 		return nil
@@ -132,10 +171,11 @@ func (d *daemon) start() error {
 	return d.listen()
 }
 
-// load verifies every tree of every unit and keeps its files open. A unit
-// whose image is damaged starts cold; the others go on.
+// load reads every tree of every unit, checks all but the memory's
+// checksums (verify does, once stage 1 is told) and keeps its files open.
+// A unit whose image is damaged or malformed starts cold; the others go on.
 func (d *daemon) load() error {
-	ents, err := os.ReadDir(d.opts.Image)
+	ents, err := os.ReadDir(d.dir)
 	if err != nil {
 		return fmt.Errorf("image: %w", err)
 	}
@@ -143,45 +183,42 @@ func (d *daemon) load() error {
 		if !e.IsDir() {
 			continue
 		}
-		u := UnitState{Unit: e.Name(), State: Pending}
-		if err := d.loadUnit(&u, filepath.Join(d.opts.Image, e.Name())); err != nil {
-			u.State, u.Reason = Cold, err.Error()
-			fmt.Fprintf(d.opts.Log, "%s: image refused, it starts cold: %v\n", u.Unit, err)
+		u := contract.UnitState{Unit: e.Name(), State: contract.Pending}
+		err := guard(d.opts.Log, "read "+u.Unit+"'s image", func() error {
+			return d.loadUnit(&u, contract.UnitDir(d.dir, e.Name()))
+		})
+		if err != nil {
+			u.State, u.Reason = contract.Cold, Bound(err.Error())
+			fmt.Fprintf(d.opts.Log, "%s: image refused, it starts cold: %s\n", u.Unit, u.Reason)
 		}
 		d.state.Units = append(d.state.Units, u)
 	}
 	return nil
 }
 
-func (d *daemon) loadUnit(u *UnitState, dir string) error {
-	b, err := os.ReadFile(filepath.Join(dir, units.StartFile))
+func (d *daemon) loadUnit(u *contract.UnitState, dir string) error {
+	start, trees, err := contract.ReadUnit(dir)
 	if err != nil {
 		return err
 	}
-	if err := json.Unmarshal(b, &u.Start); err != nil {
-		return fmt.Errorf("%s: %w", units.StartFile, err)
-	}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		if !e.IsDir() {
-			continue
-		}
-		im, err := image.Open(filepath.Join(dir, e.Name()))
+	u.Start = start
+	for _, tree := range trees {
+		im, err := image.OpenUnverified(tree)
 		if err != nil {
 			return err
 		}
-		links := filepath.Join(IncomingDir, u.Unit, e.Name())
+		d.unverified[u.Unit] = append(d.unverified[u.Unit], im)
+		links := filepath.Join(contract.IncomingDir(), u.Unit, filepath.Base(tree))
 		if err := d.hold(im, links); err != nil {
 			return fmt.Errorf("keep image %s: %w", im.Dir, err)
 		}
+		byLock, err := inet.ImageFlows(im.Tree)
+		if err != nil {
+			return fmt.Errorf("network lock of %s: %w", im.Dir, err)
+		}
+		locks := slices.Sorted(maps.Keys(byLock))
 		d.trees[links] = im.Tree
-		u.Trees = append(u.Trees, TreeState{Root: im.Tree.Root, Dir: links, IDs: treeIDs(im.Tree)})
-	}
-	if len(u.Trees) == 0 {
-		return fmt.Errorf("no process tree in %s", dir)
+		u.Trees = append(u.Trees, contract.TreeState{Root: im.Tree.Root, Dir: links, IDs: treeIDs(im.Tree), Locks: locks})
 	}
 	return nil
 }
@@ -209,6 +246,36 @@ func (d *daemon) hold(im *image.Image, dir string) error {
 		}
 	}
 	return nil
+}
+
+// verify checks the memory of every pending unit's image while the system
+// boots, on CPU time the boot does not want (SCHED_IDLE: at normal priority
+// the checksums of a 20 MiB image took both CPUs from the end of the
+// initramfs and systemd's start): stage 1 waits only for the PIDs, a
+// restore (claim) waits for the verdict. A unit whose image is damaged is
+// given up when its anchor asks (or at the daemon's timeout), not here: its network lock may not be
+// installed yet, and must not be installed after its removal.
+func (d *daemon) verify() {
+	for unit, ims := range d.unverified {
+		start := time.Now()
+		var err error
+		for _, im := range ims {
+			if err == nil {
+				err = guard(d.opts.Log, "verify "+unit+"'s image", im.VerifyIdle)
+			}
+			im.Close()
+		}
+		if err == nil {
+			fmt.Fprintf(d.opts.Log, "%s: image verified in %d ms\n", unit, time.Since(start).Milliseconds())
+		}
+		if err != nil {
+			fmt.Fprintf(d.opts.Log, "%s: image refused, it starts cold: %s\n", unit, Bound(err.Error()))
+		}
+		d.mu.Lock()
+		d.verdicts[unit] = err
+		d.cond.Broadcast()
+		d.mu.Unlock()
+	}
 }
 
 // treeIDs lists every PID and TID a tree needs, with the process groups
@@ -245,7 +312,7 @@ func treeIDs(t *image.Tree) []int {
 func (d *daemon) reserve() {
 	var all []int
 	for _, u := range d.state.Units {
-		if u.State == Pending {
+		if u.State == contract.Pending {
 			for _, t := range u.Trees {
 				all = append(all, t.IDs...)
 			}
@@ -257,12 +324,12 @@ func (d *daemon) reserve() {
 	}
 	for i := range d.state.Units {
 		u := &d.state.Units[i]
-		if u.State != Pending {
+		if u.State != contract.Pending {
 			continue
 		}
 		for _, t := range u.Trees {
 			for _, id := range t.IDs {
-				if why, ok := taken[id]; ok && u.State == Pending {
+				if why, ok := taken[id]; ok && u.State == contract.Pending {
 					d.giveUp(u, fmt.Sprintf("pid %d is %s", id, why))
 				}
 			}
@@ -272,21 +339,22 @@ func (d *daemon) reserve() {
 
 // giveUp leaves u to start cold: its PIDs are released, its network lock
 // removed. The caller holds d.mu or runs before the daemon serves.
-func (d *daemon) giveUp(u *UnitState, reason string) {
-	u.State, u.Reason = Cold, reason
+func (d *daemon) giveUp(u *contract.UnitState, reason string) {
+	u.State, u.Reason = contract.Cold, Bound(reason)
 	for _, t := range u.Trees {
 		d.pids.Release(t.IDs)
-		if err := unlock(d.trees[t.Dir]); err != nil {
+		tree := d.trees[t.Dir]
+		if err := guard(d.opts.Log, "unlock "+u.Unit, func() error { return unlock(tree) }); err != nil {
 			fmt.Fprintf(d.opts.Log, "%s: %v\n", u.Unit, err)
 		}
 	}
-	fmt.Fprintf(d.opts.Log, "%s: starts cold: %s\n", u.Unit, reason)
+	fmt.Fprintf(d.opts.Log, "%s: starts cold: %s\n", u.Unit, u.Reason)
 }
 
 func (d *daemon) pending() int {
 	n := 0
 	for _, u := range d.state.Units {
-		if u.State == Pending || u.State == Restoring {
+		if u.Waiting() {
 			n++
 		}
 	}
@@ -303,33 +371,12 @@ func (d *daemon) summary() string {
 		parts = append(parts, s)
 	}
 	if len(parts) == 0 {
+		if d.state.Error != "" {
+			return "image refused"
+		}
 		return "no unit in the image"
 	}
 	return strings.Join(parts, "; ")
-}
-
-// listen opens the socket the anchors connect to. Anyone may connect: the
-// daemon restores a unit only for a process inside that unit's cgroup.
-func (d *daemon) listen() error {
-	os.Remove(SocketPath)
-	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: SocketPath, Net: "unixpacket"})
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", SocketPath, err)
-	}
-	if err := os.Chmod(SocketPath, 0o666); err != nil {
-		l.Close()
-		return err
-	}
-	go func() {
-		for {
-			c, err := l.AcceptUnix()
-			if err != nil {
-				return
-			}
-			go d.serve(c)
-		}
-	}()
-	return nil
 }
 
 // close ends the daemon: holders killed, images released and, for a disk
@@ -349,107 +396,56 @@ func (d *daemon) close() {
 		f.Close()
 	}
 	d.held = nil
-	releaseKmod(d.opts.Image, d.opts.Log)
-	os.RemoveAll(IncomingDir)
-	os.Remove(SocketPath)
-	d.state.write()
+	releaseKmod(d.dir, d.opts.Log)
+	// The state first: once the socket is gone, a unit's ExecStartPre
+	// takes whatever the state leaves unsettled as its own to settle.
+	d.writeState()
+	os.RemoveAll(contract.IncomingDir())
+	os.Remove(contract.SocketPath())
 	// Started in the initramfs, the daemon follows the boot into the real
 	// root to leave the outcome where `seamless status` reads it.
 	if d.proc != nil {
 		if err := d.awaitRoot(time.Now().Add(d.opts.Timeout)); err != nil {
-			fmt.Fprintf(d.opts.Log, "%v: the outcome is only in %s\n", err, StatePath)
+			fmt.Fprintf(d.opts.Log, "%v: the outcome is only in %s\n", err, contract.StatePath())
+			if d.disk != nil {
+				fmt.Fprintf(d.opts.Log, "the image %s stays on disk: remove it by hand\n", d.disk.path)
+			}
 			fmt.Fprintf(d.opts.Log, "done: %s\n", d.summary())
 			return
 		}
 	}
-	if d.opts.Remove != "" {
-		if err := os.RemoveAll(d.opts.Remove); err != nil {
-			fmt.Fprintf(d.opts.Log, "remove the image %s: %v\n", d.opts.Remove, err)
-		}
+	if d.disk != nil {
+		d.removeDisk()
 	}
 	recordOutcomes(&d.state, true, d.opts.Log)
 	fmt.Fprintf(d.opts.Log, "done: %s\n", d.summary())
 }
 
-// serve answers one anchor.
-func (d *daemon) serve(c *net.UnixConn) {
-	defer c.Close()
-	buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(4*4))
-	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
-	if err != nil {
-		return
-	}
-	fds := rights(oob[:oobn])
-	defer func() {
-		for _, f := range fds {
-			f.Close()
+// removeDisk deletes the image on disk once nothing needs it. Right after
+// the switch to the real root, its file system may still be read-only.
+func (d *daemon) removeDisk() {
+	defer d.disk.close()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		err := d.disk.remove(d.opts.Log)
+		if err == nil {
+			return
 		}
-	}()
-	reply := Reply{}
-	var req Request
-	pid, err := peerPID(c)
-	if err == nil {
-		err = json.Unmarshal(buf[:n], &req)
+		if !errors.Is(err, syscall.EROFS) || time.Now().After(deadline) {
+			fmt.Fprintf(d.opts.Log, "remove the image: %s\n", Bound(err.Error()))
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
-	if err == nil {
-		reply.MainPID, err = d.restoreUnit(req.Unit, pid, fds)
-	}
-	if err != nil {
-		reply.Error = err.Error()
-	}
-	b, _ := json.Marshal(reply)
-	c.Write(b)
 }
 
-// rights returns the descriptors of an SCM_RIGHTS message.
-func rights(oob []byte) []*os.File {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return nil
+// writeState writes the daemon's state once the daemon serves: a failure
+// is logged (the anchors and the generator read the state; the unit's
+// outcome is still recorded) and does not stop the daemon, which holds the
+// PIDs and the image. The caller holds d.mu or runs before the daemon
+// serves.
+func (d *daemon) writeState() {
+	if err := contract.WriteState(&d.state); err != nil {
+		fmt.Fprintf(d.opts.Log, "%s\n", Bound(err.Error()))
 	}
-	var files []*os.File
-	for _, m := range msgs {
-		fds, err := unix.ParseUnixRights(&m)
-		if err != nil {
-			continue
-		}
-		for _, fd := range fds {
-			unix.CloseOnExec(fd)
-			files = append(files, os.NewFile(uintptr(fd), "anchor-fd"))
-		}
-	}
-	return files
-}
-
-func peerPID(c *net.UnixConn) (int, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var cred *unix.Ucred
-	var cerr error
-	raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	})
-	if cerr != nil {
-		return 0, fmt.Errorf("peer credentials: %w", cerr)
-	}
-	return int(cred.Pid), nil
-}
-
-// errNotPending is returned to an anchor whose unit has nothing to restore.
-var errNotPending = errors.New("nothing to restore")
-
-// procRead reads a file below /proc through the descriptor opened in the
-// initramfs: until the daemon moves to the real root, its /proc is the
-// empty directory the initramfs's /proc was moved away from.
-func (d *daemon) procRead(pid int, name string) (string, error) {
-	fd, err := unix.Openat(int(d.proc.Fd()), strconv.Itoa(pid)+"/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return "", fmt.Errorf("read /proc/%d/%s: %w", pid, name, err)
-	}
-	f := os.NewFile(uintptr(fd), name)
-	defer f.Close()
-	b, err := io.ReadAll(f)
-	return string(b), err
 }

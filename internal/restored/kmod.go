@@ -7,13 +7,15 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/kernel"
 	"github.com/seamless-linux/seamless/internal/kmod"
 )
 
-// KmodMount is where stage 1 mounts the image of the kmod store: below
-// /run, which the initramfs moves into the real root with its mounts.
-var KmodMount = "/run/seamless/kmod"
+// kmodMount is where stage 1 mounts the image of the kmod store: below
+// the run directory, which the initramfs moves into the real root with its
+// mounts.
+func kmodMount() string { return filepath.Join(contract.RunDir, "kmod") }
 
 // mountKmod loads the seamlessmem module the old kernel appended to the
 // initrd (or, without it, the one installed for this kernel) and mounts,
@@ -31,12 +33,12 @@ func mountKmod(addr uint64) (string, error) {
 	if err := kmod.LoadModule(ko); err != nil {
 		return "", fmt.Errorf("kmod store: %w", err)
 	}
-	m, err := kmod.MountHandover(KmodMount, addr)
+	m, err := kmod.MountHandover(kmodMount(), addr)
 	if err != nil {
 		return "", err
 	}
 	m.Close()
-	return filepath.Join(KmodMount, "image"), nil
+	return filepath.Join(kmodMount(), "image"), nil
 }
 
 // releaseKmod releases every file of the kmod store's image in dir, if it

@@ -6,69 +6,66 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/seamless-linux/seamless/internal/kmod"
+	"github.com/seamless-linux/seamless/internal/contract"
 )
-
-// ImageArg is the kernel command line parameter that carries the image:
-// a directory inside the initramfs (RAM store) or "disk:PATH" on the real
-// root (disk store).
-const ImageArg = "seamless.image"
-
-// ImageFromCmdline returns the value of seamless.image= in a kernel command
-// line, or "".
-func ImageFromCmdline(cmdline string) string {
-	v := ""
-	for _, f := range strings.Fields(cmdline) {
-		if s, ok := strings.CutPrefix(f, ImageArg+"="); ok {
-			v = s
-		}
-	}
-	return v
-}
 
 // Stage1 runs in the initramfs. Called without root (from init-top, before
 // udev) it starts the daemon for an image in RAM; called with the real
 // root mounted at root (init-bottom, pre-pivot) it starts it for an image
 // on disk, or for a RAM image if nothing started it earlier. It never
-// fails the boot: whatever goes wrong, the services start cold.
+// fails the boot: whatever goes wrong, the services start cold. The
+// parameter only names an image: an image on disk is used, and removed,
+// only if the daemon finds it where seamless.conf puts images (see
+// openDiskImage).
 func Stage1(root string, log io.Writer) {
 	cmdline, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
 		return
 	}
-	arg := ImageFromCmdline(string(cmdline))
+	stage1(string(cmdline), root, log)
+}
+
+func stage1(cmdline, root string, log io.Writer) {
+	arg := contract.ImageFromCmdline(cmdline)
 	if arg == "" {
 		return // a normal boot: nothing to do, nothing spent
 	}
-	if _, err := os.Stat(StatePath); err == nil {
+	if _, err := os.Stat(contract.StatePath()); err == nil {
 		return // started already
 	}
-	dir, remove := arg, ""
-	if addr, ok := kmod.ParseImageArg(arg); ok {
-		var err error
-		if dir, err = mountKmod(addr); err != nil {
+	img, err := contract.ParseBootImage(arg)
+	switch {
+	case err != nil:
+		fmt.Fprintf(log, "seamless: %s: ignored, the services start cold\n", Bound(err.Error()))
+		return
+	case img.Disk && root == "":
+		return // the disk is not mounted yet
+	case img.KmodIndex != 0:
+		// The kmod store: the image is in memory the old kernel reserved;
+		// the daemon reads it from the seamlessmem mounted here.
+		dir, err := mountKmod(img.KmodIndex)
+		if err != nil {
 			fmt.Fprintf(log, "seamless: %v: the services start cold\n", err)
 			return
 		}
-	} else if p, ok := strings.CutPrefix(arg, "disk:"); ok {
-		if root == "" {
-			return // the disk is not mounted yet
+		arg, root = dir, ""
+	case !img.Disk:
+		if st, err := os.Stat(img.Path); err != nil || !st.IsDir() {
+			fmt.Fprintf(log, "seamless: image %s not found: the services start cold\n", img.Path)
+			return
 		}
-		dir, remove = filepath.Join(root, p), p
+		root = ""
 	}
-	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		fmt.Fprintf(log, "seamless: image %s not found: the services start cold\n", dir)
-		return
-	}
-	msg, err := startDaemon(dir, remove)
+	msg, err := startDaemon(arg, root)
 	if err != nil {
 		fmt.Fprintf(log, "seamless: %v: the services start cold\n", err)
-		releaseKmod(dir, log)
+		if img.KmodIndex != 0 {
+			releaseKmod(arg, log)
+		}
 		return
 	}
 	fmt.Fprintf(log, "seamless: %s\n", msg)
@@ -76,15 +73,15 @@ func Stage1(root string, log io.Writer) {
 
 // startDaemon starts the daemon, detached, and waits until it has reserved
 // the PIDs or refused the image.
-func startDaemon(dir, remove string) (string, error) {
+func startDaemon(arg, root string) (string, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return "", err
 	}
 	defer r.Close()
-	args := []string{DaemonName, "restored", "--image", dir}
-	if remove != "" {
-		args = append(args, "--remove", remove)
+	args := []string{DaemonName, "restored", "--image", arg}
+	if root != "" {
+		args = append(args, "--root", root)
 	}
 	out := kmsg()
 	cmd := &exec.Cmd{
@@ -117,10 +114,14 @@ func startDaemon(dir, remove string) (string, error) {
 		if s == "" {
 			return "", fmt.Errorf("the restore daemon (pid %d) ended without a word (see the kernel log)", pid)
 		}
-		if e, ok := strings.CutPrefix(s, "error: "); ok {
-			return "", fmt.Errorf("image refused: %s", e)
+		r, err := ParseReadiness(s)
+		if err != nil {
+			return "", fmt.Errorf("restore daemon %d: %w", pid, err)
 		}
-		return fmt.Sprintf("restore daemon %d: %s", pid, strings.TrimPrefix(s, "ok: ")), nil
+		if r.Error != "" {
+			return "", fmt.Errorf("image refused: %s", r.Error)
+		}
+		return fmt.Sprintf("restore daemon %d: %s", pid, r.Summary), nil
 	case <-time.After(2 * time.Minute):
 		return "", fmt.Errorf("the restore daemon (pid %d) did not get ready in 2 minutes", pid)
 	}

@@ -11,167 +11,58 @@
 package restored
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/seamless-linux/seamless/internal/units"
-	"github.com/seamless-linux/seamless/internal/update"
+	"github.com/seamless-linux/seamless/internal/contract"
 )
 
-// Where the daemon keeps its state. /run/seamless is created in the
-// initramfs's /run, which becomes the real root's /run.
-var (
-	RunDir     = "/run/seamless"
-	StatePath  = "/run/seamless/restore.json"
-	SocketPath = "/run/seamless/restore.sock"
-	// IncomingDir holds, for each tree of the image, a directory of
-	// symbolic links to the image files the daemon keeps open.
-	IncomingDir = "/run/seamless/incoming"
-)
+// DefaultRestoreTimeout bounds a unit's restore unless the daemon is told
+// otherwise.
+const DefaultRestoreTimeout = 5 * time.Minute
 
-// SetRunDir moves the daemon's state, socket and image links under dir
-// (tests use a private directory).
-func SetRunDir(dir string) {
-	RunDir = dir
-	StatePath = filepath.Join(dir, "restore.json")
-	SocketPath = filepath.Join(dir, "restore.sock")
-	IncomingDir = filepath.Join(dir, "incoming")
-}
-
-// Unit states.
-const (
-	Pending   = "pending"   // waiting for its anchor
-	Restoring = "restoring" // the anchor asked, the restore runs
-	Restored  = "restored"  // running again with its PIDs
-	Cold      = "started cold"
-)
-
-// State is what the daemon tells the generator, the anchors and `seamless
-// status` about the restore of this boot.
-type State struct {
-	Image   string      `json:"image"`
-	Daemon  int         `json:"daemon_pid"`
-	Started time.Time   `json:"started"`
-	Units   []UnitState `json:"units"`
-	// Error is why the whole image was refused, if it was.
-	Error string `json:"error,omitempty"`
-}
-
-// UnitState is one carried unit.
-type UnitState struct {
-	Unit   string      `json:"unit"`
-	State  string      `json:"state"`
-	Reason string      `json:"reason,omitempty"`
-	Start  units.Start `json:"start"`
-	Trees  []TreeState `json:"trees,omitempty"`
-	// MainPID is the restored main process.
-	MainPID   int   `json:"main_pid,omitempty"`
-	RestoreMs int64 `json:"restore_ms,omitempty"`
-}
-
-// TreeState is one process tree of a unit's image.
-type TreeState struct {
-	Root int `json:"root"`
-	// Dir is the tree's image, as links to the files the daemon holds.
-	Dir string `json:"dir"`
-	// IDs are the PIDs and TIDs (and group and session IDs) it needs.
-	IDs []int `json:"ids"`
-}
-
-// ReadState reads the state of this boot's restore; os.ErrNotExist if this
-// boot restores nothing.
-func ReadState() (*State, error) {
-	b, err := os.ReadFile(StatePath)
-	if err != nil {
-		return nil, err
-	}
-	var s State
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("%s: %w", StatePath, err)
-	}
-	return &s, nil
-}
-
-// Unit returns the state of unit, or nil.
-func (s *State) Unit(unit string) *UnitState {
-	for i := range s.Units {
-		if s.Units[i].Unit == unit {
-			return &s.Units[i]
-		}
-	}
-	return nil
-}
-
-// write replaces the state file atomically.
-func (s *State) write() error {
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := StatePath + ".new"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, StatePath)
-}
-
-// Request is what an anchor asks the daemon, with its standard output and
-// error (the unit's journal stream) passed along as SCM_RIGHTS.
-type Request struct {
-	Unit string `json:"unit"`
-}
-
-// Reply is the daemon's answer: the main PID of the restored unit, or why
-// it could not be restored (the anchor then starts the unit cold).
-type Reply struct {
-	MainPID int    `json:"main_pid,omitempty"`
-	Error   string `json:"error,omitempty"`
-}
-
-// mkdirs creates the daemon's directories: RunDir can be traversed by the
-// anchors of units that run as other users (to reach the socket), but not
-// listed; the image links are root's alone.
+// mkdirs creates the daemon's directories: the run directory can be
+// traversed by the anchors of units that run as other users (to reach the
+// socket), but not listed; the image links are root's alone.
 func mkdirs() error {
-	if err := os.MkdirAll(RunDir, 0o711); err != nil {
+	if err := os.MkdirAll(contract.RunDir, 0o711); err != nil {
 		return err
 	}
-	if err := os.Chmod(RunDir, 0o711); err != nil {
+	if err := os.Chmod(contract.RunDir, 0o711); err != nil {
 		return err
 	}
-	return os.MkdirAll(filepath.Clean(IncomingDir), 0o700)
+	return os.MkdirAll(contract.IncomingDir(), 0o700)
 }
 
 // recordOutcomes puts the outcome of the units that have one into the
 // record of the last update (on disk), for `seamless status`. When final,
 // the units still waiting are recorded as started cold.
-func recordOutcomes(s *State, final bool, log io.Writer) {
-	var out []update.UnitOutcome
+func recordOutcomes(s *contract.State, final bool, log io.Writer) {
+	var out []contract.UnitOutcome
 	for _, u := range s.Units {
-		o := update.UnitOutcome{Unit: u.Unit, Outcome: u.State, Reason: u.Reason, RestoreMs: u.RestoreMs, MainPID: u.MainPID}
-		if u.State == Pending || u.State == Restoring {
+		o := contract.UnitOutcome{Unit: u.Unit, Outcome: u.State, Reason: u.Reason, RestoreMs: u.RestoreMs, MainPID: u.MainPID, Warnings: u.Warnings}
+		if u.Waiting() {
 			if !final {
 				continue
 			}
-			o.Outcome, o.Reason = Cold, "the restore daemon ended before the unit asked"
+			o.Outcome, o.Reason = contract.Cold, "the restore daemon ended before the unit asked"
 		}
 		out = append(out, o)
 	}
 	if s.Error != "" && len(out) == 0 {
-		out = append(out, update.UnitOutcome{Unit: "(image)", Outcome: Cold, Reason: s.Error})
+		out = append(out, contract.UnitOutcome{Unit: "(image)", Outcome: contract.Cold, Reason: s.Error})
 	}
 	// Right after the switch to the real root, the root file system may
 	// still be read-only: systemd remounts it early in the boot.
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		err := update.RecordRestore(Release(), out)
+		err := contract.RecordRestore(Release(), out)
 		if err == nil {
 			return
 		}

@@ -63,7 +63,8 @@ func Check(local *os.File) (*image.Socket, error) {
 	case unix.AF_UNIX:
 		return s, nil
 	case unix.AF_INET, unix.AF_INET6:
-		return s, inet.CheckKind(s)
+		listening, _ := unix.GetsockoptInt(int(local.Fd()), unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+		return s, inet.CheckKind(s, listening != 0)
 	}
 	return nil, fmt.Errorf("%s socket: only unix, TCP and UDP sockets are carried", familyName(s))
 }

@@ -73,7 +73,9 @@ func (o Option) Applies(family, proto int) bool {
 	default:
 		return false
 	}
-	return proto == unix.IPPROTO_TCP && o.TCP || proto == unix.IPPROTO_UDP && o.UDP
+	// An MPTCP socket takes TCP's options (those it does not support,
+	// getsockopt reports as such).
+	return (proto == unix.IPPROTO_TCP || proto == unix.IPPROTO_MPTCP) && o.TCP || proto == unix.IPPROTO_UDP && o.UDP
 }
 
 // Values are the stored options of a socket: numbers (ints, 64-bit values

@@ -14,10 +14,9 @@ import (
 
 	"github.com/u-root/u-root/pkg/cpio"
 	"golang.org/x/sys/unix"
-)
 
-// Prefix is where an image lands in the new kernel's initramfs.
-const Prefix = "seamless/image"
+	"github.com/seamless-linux/seamless/internal/contract"
+)
 
 // WriteArchive writes the files below dir as a newc archive in which they
 // sit under prefix, directories 0700 and files 0600. With consume, each
@@ -86,7 +85,7 @@ func WriteArchive(w io.Writer, dir, prefix string, consume bool) error {
 // format requires. With consume, the image's files are removed from dir as
 // they are archived (see WriteArchive).
 func InitrdWithImage(initrd, dir string, consume bool) (*os.File, error) {
-	return InitrdWith(initrd, dir, Prefix, consume)
+	return InitrdWith(initrd, dir, contract.RAMImageDir, consume)
 }
 
 // InitrdWith is InitrdWithImage with the files of dir under prefix.

@@ -11,6 +11,7 @@ package sysvipc
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -81,18 +82,35 @@ func (r row) int(k string) int {
 	return v
 }
 
+// owner reads the uid and gid columns.
+func (r row) owner() image.SysVOwner {
+	return image.SysVOwner{UID: uint32(r.int("uid")), GID: uint32(r.int("gid"))}
+}
+
 func (r row) mode() uint32 {
 	v, _ := strconv.ParseUint(r["perms"], 8, 32)
 	return uint32(v)
 }
 
+// readTable reads a /proc/sysvipc table.
 func readTable(path string) ([]row, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	rows, err := parseTable(f)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return rows, nil
+}
+
+// parseTable parses a /proc/sysvipc table: a header line naming the
+// columns, then one line per object (a column missing from a short line
+// reads as absent).
+func parseTable(rd io.Reader) ([]row, error) {
+	sc := bufio.NewScanner(rd)
 	var cols []string
 	var rows []row
 	for sc.Scan() {
@@ -114,7 +132,7 @@ func readTable(path string) ([]row, error) {
 
 func dumpShm(w *image.Writer, r row) (image.SysVShm, error) {
 	id := r.int("shmid")
-	s := image.SysVShm{ID: id, Key: int32(r.int("key")), Mode: r.mode() & 0o777,
+	s := image.SysVShm{ID: id, Key: int32(r.int("key")), Mode: r.mode() & 0o777, SysVOwner: r.owner(),
 		Destroyed: r.mode()&shmDest != 0, Data: fmt.Sprintf("sysv-shm-%d.img", id)}
 	size, _ := strconv.ParseUint(r["size"], 10, 64)
 	s.Size = size
@@ -148,7 +166,8 @@ const (
 func dumpSem(r row, inTree func(int) bool) (image.SysVSem, bool, error) {
 	id := r.int("semid")
 	n := r.int("nsems")
-	s := image.SysVSem{ID: id, Key: int32(r.int("key")), Mode: r.mode() & 0o777, Values: make([]uint16, n)}
+	s := image.SysVSem{ID: id, Key: int32(r.int("key")), Mode: r.mode() & 0o777, SysVOwner: r.owner(),
+		Values: make([]uint16, n)}
 	used := false
 	for i := 0; i < n; i++ {
 		pid, err := semctl(id, i, semGetPID, 0)
@@ -168,7 +187,7 @@ func dumpSem(r row, inTree func(int) bool) (image.SysVSem, bool, error) {
 
 func dumpMsg(r row) (image.SysVMsg, error) {
 	id := r.int("msqid")
-	q := image.SysVMsg{ID: id, Key: int32(r.int("key")), Mode: r.mode() & 0o777}
+	q := image.SysVMsg{ID: id, Key: int32(r.int("key")), Mode: r.mode() & 0o777, SysVOwner: r.owner()}
 	buf := make([]byte, 8+65536)
 	for i := 0; i < r.int("qnum"); i++ {
 		// MSG_COPY reads message number i without taking it off the queue.

@@ -113,6 +113,9 @@ func restoreShm(im *image.Image, s image.SysVShm) error {
 		unix.SysvShmCtl(id, unix.IPC_RMID, nil)
 		return fmt.Errorf("the kernel gave ID %d", id)
 	}
+	if err := setOwner(unix.SYS_SHMCTL, id, s.SysVOwner); err != nil {
+		return err
+	}
 	b, err := unix.SysvShmAttach(id, 0, 0)
 	if err != nil {
 		return fmt.Errorf("attach: %w", err)
@@ -136,6 +139,9 @@ func restoreSem(s image.SysVSem, t *inject.Target) error {
 		}
 		if int(id) != s.ID {
 			return fmt.Errorf("the kernel gave ID %d", id)
+		}
+		if err := setOwner(unix.SYS_SEMCTL, s.ID, s.SysVOwner); err != nil {
+			return err
 		}
 	}
 	if len(s.Values) == 0 {
@@ -181,6 +187,9 @@ func restoreMsg(q image.SysVMsg, t *inject.Target) error {
 		if int(id) != q.ID {
 			return fmt.Errorf("the kernel gave ID %d", id)
 		}
+		if err := setOwner(unix.SYS_MSGCTL, q.ID, q.SysVOwner); err != nil {
+			return err
+		}
 	}
 	for i, m := range q.Messages {
 		var b bytes.Buffer
@@ -193,6 +202,38 @@ func restoreMsg(q image.SysVMsg, t *inject.Target) error {
 		if _, err := t.Call(unix.SYS_MSGSND, uintptr(q.ID), addr, uintptr(len(m.Data)), unix.IPC_NOWAIT); err != nil {
 			return fmt.Errorf("queue message %d: %w", i, err)
 		}
+	}
+	return nil
+}
+
+// setOwner gives object id the owner o through the kernel's own record:
+// IPC_STAT, then IPC_SET with uid and gid changed (the mode is set again
+// as it is). ctl is SYS_SHMCTL, SYS_SEMCTL or SYS_MSGCTL, whose buffers
+// (64-bit layout, the only one of amd64's own calls) open with struct
+// ipc64_perm: the owner's uid is at byte 4, its gid at byte 8.
+func setOwner(ctl uintptr, id int, o image.SysVOwner) error {
+	if o == (image.SysVOwner{}) {
+		return nil // root's, as the restorer made it
+	}
+	var buf [256]byte
+	call := func(cmd int) error {
+		arg := uintptr(unsafe.Pointer(&buf[0]))
+		if ctl == unix.SYS_SEMCTL { // semctl(id, semnum, cmd, arg)
+			_, err := semctl(id, 0, cmd, arg)
+			return err
+		}
+		if _, _, e := unix.Syscall(ctl, uintptr(id), uintptr(cmd), arg); e != 0 {
+			return e
+		}
+		return nil
+	}
+	if err := call(unix.IPC_STAT); err != nil {
+		return fmt.Errorf("read owner: %w", err)
+	}
+	binary.NativeEndian.PutUint32(buf[4:], o.UID)
+	binary.NativeEndian.PutUint32(buf[8:], o.GID)
+	if err := call(unix.IPC_SET); err != nil {
+		return fmt.Errorf("set owner %d:%d: %w", o.UID, o.GID, err)
 	}
 	return nil
 }

@@ -15,9 +15,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/fileref"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inject"
-	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/proc"
 	"github.com/seamless-linux/seamless/internal/ptrace"
 )
@@ -27,7 +27,10 @@ const allSignals = ^uint64(0)
 
 // Dump reads the state of process pid, whose threads tids are all stopped
 // under ptrace by the caller.
-func Dump(pid int, tids []int, contents *mem.Contents) (*image.Process, error) {
+func Dump(pid int, tids []int, refs *fileref.Dumper) (*image.Process, error) {
+	if err := CheckUserNS(pid); err != nil {
+		return nil, err
+	}
 	st, err := proc.ReadStat(pid)
 	if err != nil {
 		return nil, err
@@ -56,7 +59,7 @@ func Dump(pid int, tids []int, contents *mem.Contents) (*image.Process, error) {
 	}
 	if exe, err := os.Readlink(proc.Path(pid, "exe")); err == nil {
 		name, deleted := strings.CutSuffix(exe, " (deleted)")
-		if p.Exe, err = contents.Ref(proc.Path(pid, "exe"), name, deleted); err != nil {
+		if p.Exe, err = refs.Ref(proc.Path(pid, "exe"), name, deleted); err != nil {
 			return nil, fmt.Errorf("process %d executable: %w", pid, err)
 		}
 	}
@@ -125,7 +128,7 @@ func dumpThread(pid, tid int) (*image.Thread, error) {
 	if err != nil {
 		return nil, err
 	}
-	if rs.Size > 0 {
+	if rseqRegistered(rs) {
 		t.Rseq = &image.Rseq{Pointer: rs.Pointer, Size: rs.Size, Signature: rs.Signature}
 	}
 	var head uint64
@@ -139,6 +142,9 @@ func dumpThread(pid, tid int) (*image.Thread, error) {
 		return nil, err
 	}
 	t.Creds = credsFromStatus(status)
+	if err := CheckLabel(pid, tid); err != nil {
+		return nil, err
+	}
 	if t.Seccomp, err = dumpSeccomp(pid, tid, status); err != nil {
 		return nil, err
 	}
@@ -278,4 +284,12 @@ func dumpRemote(p *image.Process) error {
 		}
 	}
 	return nil
+}
+
+// rseqRegistered reports whether a thread registered an rseq area. Kernels
+// before 6.3 report the size of struct rseq whether or not one is
+// registered: a thread without one (any Go program's) has pointer 0 and
+// size 32 there, and registering "it" again fails on 6.1.176 (EFAULT).
+func rseqRegistered(rs ptrace.Rseq) bool {
+	return rs.Pointer != 0 && rs.Size > 0
 }

@@ -7,7 +7,6 @@
 package units
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -21,83 +20,6 @@ import (
 
 // SearchPath is where systemd looks for units, most important first.
 var SearchPath = []string{"/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"}
-
-// OptedIn returns the units whose unit file or drop-ins set
-// X-SeamlessPreserve, mapped to whether the setting is on, and the file that
-// decided it. A setting in a more important directory wins; within one
-// directory, later drop-ins win.
-func OptedIn(search []string) (map[string]string, error) {
-	type verdict struct {
-		on   bool
-		file string
-		rank int
-	}
-	seen := map[string]verdict{}
-	for rank, dir := range search {
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			continue
-		}
-		for _, e := range ents {
-			name := e.Name()
-			var files []string
-			switch {
-			case strings.HasSuffix(name, ".d") && e.IsDir():
-				ds, _ := filepath.Glob(filepath.Join(dir, name, "*.conf"))
-				sort.Strings(ds)
-				files, name = ds, strings.TrimSuffix(name, ".d")
-			case strings.Contains(name, ".") && !e.IsDir():
-				files = []string{filepath.Join(dir, name)}
-			}
-			for _, f := range files {
-				on, ok, err := readSetting(f)
-				if err != nil {
-					return nil, err
-				}
-				if !ok {
-					continue
-				}
-				if v, had := seen[name]; had && v.rank < rank {
-					continue // a more important directory already decided
-				}
-				seen[name] = verdict{on: on, file: f, rank: rank}
-			}
-		}
-	}
-	out := map[string]string{}
-	for name, v := range seen {
-		if v.on {
-			out[name] = v.file
-		}
-	}
-	return out, nil
-}
-
-// readSetting finds X-SeamlessPreserve in a unit file or drop-in.
-func readSetting(path string) (on, found bool, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		if os.IsNotExist(err) || os.IsPermission(err) {
-			return false, false, nil
-		}
-		return false, false, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
-		if !ok || strings.TrimSpace(k) != "X-SeamlessPreserve" {
-			continue
-		}
-		switch strings.ToLower(strings.TrimSpace(v)) {
-		case "yes", "true", "on", "1":
-			on, found = true, true
-		default:
-			on, found = false, true
-		}
-	}
-	return on, found, sc.Err()
-}
 
 // Unit is a preserved unit and its runtime state.
 type Unit struct {
@@ -130,6 +52,15 @@ type Start struct {
 	PIDFile string `json:"pid_file,omitempty"`
 	// MainPID is its main process at checkpoint.
 	MainPID int `json:"main_pid,omitempty"`
+	// ControlGroup is its cgroup (v2 path), as systemd placed it: the new
+	// kernel's restore daemon serves only a process of this very cgroup.
+	ControlGroup string `json:"control_group,omitempty"`
+	// User is its User= ("" for root): the anchor that asks for its
+	// restore must run as this user.
+	User string `json:"user,omitempty"`
+	// NoExecPaths is its NoExecPaths= (Debian's redis-server.service:
+	// "/"): the anchor that replaces its ExecStart= must be let through.
+	NoExecPaths []string `json:"no_exec_paths,omitempty"`
 }
 
 // Query asks systemd, over D-Bus, for the state of the named units.
@@ -157,6 +88,7 @@ func Query(ctx context.Context, names map[string]string) ([]Unit, error) {
 			}
 			u.Start = startOf(props)
 			u.Start.MainPID = u.MainPID
+			u.Start.ControlGroup = u.ControlGroup
 		}
 		if p, err := conn.GetUnitPropertyContext(ctx, n, "ActiveState"); err == nil {
 			u.Active = strings.Trim(p.Value.String(), `"`)
@@ -210,8 +142,14 @@ func CgroupPIDs(cg string) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
+	return DirPIDs(dir)
+}
+
+// DirPIDs lists the processes of the cgroup directory dir and the cgroups
+// below it.
+func DirPIDs(dir string) ([]int, error) {
 	var pids []int
-	err = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
 			return err
 		}
@@ -237,6 +175,8 @@ func startOf(props map[string]any) Start {
 	var st Start
 	st.Type, _ = props["Type"].(string)
 	st.PIDFile, _ = props["PIDFile"].(string)
+	st.User, _ = props["User"].(string)
+	st.NoExecPaths, _ = props["NoExecPaths"].([]string)
 	cmds, _ := props["ExecStart"].([][]any)
 	if len(cmds) > 0 && len(cmds[0]) >= 2 {
 		st.Path, _ = cmds[0][0].(string)

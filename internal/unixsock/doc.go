@@ -23,8 +23,8 @@
 //
 // Refused, with the reason, leaving the tree running:
 //   - descriptors in flight (SCM_RIGHTS queued and not received);
-//   - unread data from a peer outside the tree (it cannot be replayed
-//     into a new connection);
+//   - unread datagrams from a peer outside the tree (they cannot be
+//     replayed into a new connection by name);
 //   - a connection of the tree waiting in the accept queue of a listener of
 //     the tree with data already sent on it (it is queued on the
 //     not-yet-accepted socket, which has no descriptor to read it from);
@@ -42,11 +42,21 @@
 // name, or by a temporary socket bound to that name when it is free),
 // datagram connections, stream and seqpacket queues (written by the peer),
 // the tree's connections waiting in accept queues (in queue order),
-// connections to peers outside the tree (Opener.External or connect by
-// name), shutdown, then options, peek offset and O_NONBLOCK (from the
-// image.File flags). A connection whose peer was closed gets a stand-in
-// peer that writes the queued data and is closed, so the survivor reads
-// the data and then end-of-file, as before.
+// connections to peers outside the tree, shutdown, then options, peek
+// offset and O_NONBLOCK (from the image.File flags). A connection whose peer
+// was closed gets a stand-in peer that writes the queued data and is
+// closed, so the survivor reads the data and then end-of-file, as before.
+//
+// A connection to a peer outside the tree (ExternalFate) is replaced by the
+// socket the caller gives for it (Opener.External: the unit's new journal
+// stream), a datagram one is connected again to the peer's name, and any
+// other comes back as one whose peer has closed it, the same way as above:
+// a server's connection from a client outside the tree (psql on
+// PostgreSQL's socket), a client's connection to a server outside it
+// (redis, PostgreSQL, D-Bus). Those peers keep state per connection (a
+// session, a transaction, an authentication) that a new connection by the
+// same name would silently lack; the program's own reconnect logic runs
+// instead. Each such connection is named in Opener.Warnings.
 //
 // # Limitations
 //

@@ -21,9 +21,12 @@ type Opener struct {
 	// unnamed peer) to a replacement: a socket, already connected to the
 	// new system's equivalent of that peer, that the restored processes
 	// get instead. The Opener passes duplicates and never closes these.
-	// A peer without an entry is reconnected by its name (connect(2) to
-	// the same path or abstract name); a peer without a name must have one.
+	// Without an entry, a datagram connection is made again to the peer's
+	// name and any other comes back closed by its peer (see ExternalFate).
 	External map[string]*os.File
+	// Warnings says what came back different: connections to peers outside
+	// the tree that come back closed.
+	Warnings []string
 
 	tree    *image.Tree
 	built   bool
@@ -33,6 +36,7 @@ type Opener struct {
 	bySock  map[*image.Socket]*rsock
 	cleanup []func()
 	aside   int
+	holder  map[uint64]string // "process P fd F" by socket inode
 }
 
 // rsock is one socket being rebuilt.
@@ -42,7 +46,9 @@ type rsock struct {
 	flags   int      // the open file description's flags (O_NONBLOCK)
 	f       *os.File // the restorer's descriptor
 	partner *os.File // the other end of a socketpair made for it, or its ghost
+	what    string   // how errors name it
 	ghost   bool     // partner is a stand-in for a closed peer, closed at the end
+	closed  bool     // its peer outside the tree is given up: it comes back closed
 	paired  bool     // connected by socketpair or accept: nothing left to connect
 	replace bool     // f is a caller's replacement: leave its options alone
 }
@@ -93,11 +99,25 @@ func (o *Opener) Close() {
 }
 
 func (r *rsock) errorf(format string, a ...any) error {
+	return fmt.Errorf("%s: %s", r.what, fmt.Sprintf(format, a...))
+}
+
+// describe names r for errors and warnings: its holder, its inode, and its
+// name, said as the listener's for a connection a listener accepted (it
+// bears the listener's name but is not the listener).
+func (o *Opener) describe(r *rsock) string {
 	what := fmt.Sprintf("unix socket socket:[%d]", r.u.Inode)
-	if len(r.u.Name) > 0 {
+	if h := o.holder[r.u.Inode]; h != "" {
+		what = h + ": " + what
+	}
+	switch {
+	case len(r.u.Name) == 0:
+	case r.u.State != image.UnixListening && o.isListenerName(r):
+		what += fmt.Sprintf(" (accepted by the listener %s)", image.UnixName(r.u.Name))
+	default:
 		what += fmt.Sprintf(" (%s)", image.UnixName(r.u.Name))
 	}
-	return fmt.Errorf("%s: %s", what, fmt.Sprintf(format, a...))
+	return what
 }
 
 // build rebuilds every unix socket of the tree, in this order: listeners;
@@ -107,14 +127,22 @@ func (r *rsock) errorf(format string, a ...any) error {
 // queues; connections to peers outside the tree; shutdown; options.
 func (o *Opener) build() error {
 	o.byIno, o.bySock = map[uint64]*rsock{}, map[*image.Socket]*rsock{}
+	o.holder = holders(o.tree)
 	for _, f := range o.tree.Files {
-		if f.Socket == nil || f.Socket.Unix == nil {
+		if f.Socket() == nil || f.Socket().Unix == nil {
 			continue
 		}
-		r := &rsock{img: f.Socket, u: f.Socket.Unix, flags: f.Flags}
+		r := &rsock{img: f.Socket(), u: f.Socket().Unix, flags: f.Flags}
 		o.order = append(o.order, r)
 		o.byIno[r.u.Inode] = r
-		o.bySock[f.Socket] = r
+		o.bySock[f.Socket()] = r
+	}
+	for _, r := range o.order {
+		r.what = o.describe(r)
+		if e := r.u.External; e != nil && ExternalFate(r.img.Type, e, o.External[e.Key] != nil) == Closed {
+			r.closed = true
+			o.Warnings = append(o.Warnings, r.what+": "+Closed.Describe(e.Key))
+		}
 	}
 	steps := []func(*rsock) error{
 		o.listen, o.connectPair, o.create, o.fillDgram, o.connectDgram,
@@ -154,9 +182,10 @@ func (o *Opener) listen(r *rsock) error {
 }
 
 // connectPair rebuilds a connection between two sockets of the tree, and
-// a connected socket whose peer was closed (with a ghost peer).
+// a connected socket whose peer was closed or is given up (with a ghost
+// peer).
 func (o *Opener) connectPair(r *rsock) error {
-	if r.f != nil || r.u.State != image.UnixConnected || (r.u.Peer == 0 && !r.u.PeerGone) {
+	if r.f != nil || (r.u.State != image.UnixConnected && !r.closed) || (r.u.Peer == 0 && !r.u.PeerGone && !r.closed) {
 		return nil
 	}
 	if r.u.Peer == r.u.Inode {
@@ -270,6 +299,9 @@ func (o *Opener) create(r *rsock) error {
 				return r.errorf("replacement for %q: %v", e.Key, err)
 			}
 			r.f, r.paired, r.replace = os.NewFile(uintptr(fd), "unix"), true, true
+			if len(r.u.Queue) > 0 {
+				o.Warnings = append(o.Warnings, fmt.Sprintf("%s: %d messages queued from %q are lost: the socket given for it replaces the connection", r.what, len(r.u.Queue), e.Key))
+			}
 			return nil
 		}
 	}
@@ -394,25 +426,27 @@ func (o *Opener) connectPending(r *rsock) error {
 	return nil
 }
 
-// connectExternal reconnects a socket whose peer was outside the tree by
-// the peer's name, unless a replacement was given.
+// connectExternal reconnects a datagram socket whose peer was outside the
+// tree by the peer's name (ExternalFate). When nothing answers at that name
+// any more, the socket is left connected to a peer that is gone, as it
+// would be had its peer closed: sends fail with ECONNREFUSED.
 func (o *Opener) connectExternal(r *rsock) error {
 	e := r.u.External
-	if e == nil || r.replace {
+	if e == nil || r.replace || r.closed {
 		return nil
 	}
-	if len(e.Name) == 0 {
-		return r.errorf("its peer %s was outside the tree and has no name to reconnect to; a replacement must be given for %q", e.Key, e.Key)
-	}
 	if err := connectRaw(int(r.f.Fd()), e.Name); err != nil {
-		return r.errorf("reconnect to %q outside the tree: %v", e.Key, err)
+		if gerr := closeDgram(int(r.f.Fd())); gerr != nil {
+			return r.errorf("reconnect to %q outside the tree: %v; %v", e.Key, err, gerr)
+		}
+		o.Warnings = append(o.Warnings, fmt.Sprintf("%s: datagram connection to %q outside the tree: %v; it comes back connected to a peer that is gone", r.what, e.Key, err))
 	}
 	r.paired = true
 	return nil
 }
 
 func (o *Opener) shutdown(r *rsock) error {
-	if r.u.Shutdown == 0 || r.u.PeerGone || r.replace {
+	if r.u.Shutdown == 0 || r.u.PeerGone || r.closed || r.replace {
 		return nil
 	}
 	if err := unix.Shutdown(int(r.f.Fd()), r.u.Shutdown-1); err != nil && err != unix.ENOTCONN {

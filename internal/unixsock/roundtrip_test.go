@@ -25,6 +25,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	// The kinds of open file description an image may hold.
+	_ "github.com/seamless-linux/seamless/internal/files"
 	"github.com/seamless-linux/seamless/internal/image"
 )
 
@@ -130,6 +132,14 @@ type run struct {
 
 func start(t *testing.T, args ...string) *run {
 	t.Helper()
+	r := launch(t, args...)
+	r.ready()
+	return r
+}
+
+// launch starts a workload without waiting for its READY line.
+func launch(t *testing.T, args ...string) *run {
+	t.Helper()
 	dir := t.TempDir()
 	r := &run{t: t, dir: dir, log: filepath.Join(dir, "log")}
 	out, err := os.Create(r.log)
@@ -143,6 +153,13 @@ func start(t *testing.T, args ...string) *run {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.kill)
+	return r
+}
+
+// ready waits for the workload's READY line and reads its PIDs.
+func (r *run) ready() {
+	t := r.t
+	t.Helper()
 	line := r.waitLine("READY")
 	for _, p := range strings.Split(strings.TrimPrefix(line, "READY pids="), ",") {
 		pid, err := strconv.Atoi(p)
@@ -151,7 +168,6 @@ func start(t *testing.T, args ...string) *run {
 		}
 		r.pids = append(r.pids, pid)
 	}
-	return r
 }
 
 // kill ends whatever is left of the tree (after a failure).
@@ -226,8 +242,9 @@ func (r *run) checkpoint() string {
 	return img
 }
 
-// restore restores the image and checks the root's PID.
-func (r *run) restore(img string) {
+// restore restores the image, checks the root's PID and returns the
+// restore's standard error (its warnings).
+func (r *run) restore(img string) string {
 	r.t.Helper()
 	stdout, stderr, err := seamless(r.t, "restore", "--dir", img)
 	if err != nil {
@@ -237,6 +254,7 @@ func (r *run) restore(img string) {
 	if got := strings.TrimSpace(stdout); got != strconv.Itoa(r.pids[0]) {
 		r.t.Fatalf("restore printed root %q, want %d", got, r.pids[0])
 	}
+	return stderr
 }
 
 // finish lets the workload verify and stop, and checks its exit status.
@@ -324,8 +342,9 @@ func TestUnixRoundTrip(t *testing.T) {
 }
 
 // TestUnixExternalPeer connects a workload to a listener of the test
-// process (outside the tree): the checkpoint records the peer by its path
-// and the restore connects to it again.
+// process (outside the tree): the checkpoint records the peer by its path,
+// and the restore gives the connection back closed by its peer, with a
+// warning: the workload reads end of file and connects again itself.
 func TestUnixExternalPeer(t *testing.T) {
 	need(t)
 	path := filepath.Join(t.TempDir(), "external.sock")
@@ -351,7 +370,7 @@ func TestUnixExternalPeer(t *testing.T) {
 	}
 	found := false
 	for _, f := range im.Tree.Files {
-		if s := f.Socket; s != nil && s.Unix != nil && s.Unix.External != nil {
+		if s := f.Socket(); s != nil && s.Unix != nil && s.Unix.External != nil {
 			found = true
 			if s.Unix.External.Key != path {
 				t.Fatalf("external peer recorded as %q, want %q", s.Unix.External.Key, path)
@@ -365,18 +384,64 @@ func TestUnixExternalPeer(t *testing.T) {
 		t.Fatalf("the old connection is still open after the checkpoint (read %d, %v)", n, err)
 	}
 
-	r.restore(img)
+	stderr := r.restore(img)
+	if !strings.Contains(stderr, "warning") || !strings.Contains(stderr, path) || !strings.Contains(stderr, "closed by its peer") {
+		t.Fatalf("the restore does not warn that the connection to %s comes back closed:\n%s", path, stderr)
+	}
+	r.touch("go")
 	c2, err := ln.Accept()
 	if err != nil {
-		t.Fatalf("no reconnection after restore: %v", err)
+		t.Fatalf("the workload did not connect again after restore: %v", err)
 	}
 	defer c2.Close()
 	c2.SetDeadline(time.Now().Add(deadline))
-	r.touch("go")
 	expect(t, c2, "after\n")
 	if _, err := c2.Write([]byte("ok\n")); err != nil {
 		t.Fatal(err)
 	}
+	r.waitLine("VERIFIED")
+	r.touch("stop")
+	r.waitLine("DONE ok")
+	if ws, err := waitExit(r.pids[0]); err != nil || !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Fatalf("restored root: %v %v", ws, err)
+	}
+}
+
+// TestUnixAcceptedFromOutside checkpoints a server holding a connection it
+// accepted from a client outside the tree (PostgreSQL with psql on its
+// socket): the restore gives that connection back closed by its peer, so
+// the server reads end of file as after a client disconnect, and its
+// listener accepts the next client.
+func TestUnixAcceptedFromOutside(t *testing.T) {
+	need(t)
+	path := filepath.Join(t.TempDir(), "server.sock")
+	r := launch(t, "accepted", path)
+	r.waitLine("LISTENING")
+	c1, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	if _, err := c1.Write([]byte("hello\n")); err != nil {
+		t.Fatal(err)
+	}
+	r.ready()
+	img := r.checkpoint()
+	stderr := r.restore(img)
+	if !strings.Contains(stderr, "closed by its peer") || !strings.Contains(stderr, "accepted by the listener "+path) {
+		t.Fatalf("the restore does not warn that the accepted connection comes back closed:\n%s", stderr)
+	}
+	r.touch("go")
+	c2, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("connect to the restored listener: %v", err)
+	}
+	defer c2.Close()
+	c2.SetDeadline(time.Now().Add(deadline))
+	if _, err := c2.Write([]byte("again\n")); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, c2, "ok\n")
 	r.waitLine("VERIFIED")
 	r.touch("stop")
 	r.waitLine("DONE ok")

@@ -204,7 +204,10 @@ func (d *Dumper) resolve(x *dumped, in *diagInfo, info map[uint64]*diagInfo, wai
 	default:
 		u.State = image.UnixUnconnected
 	}
-	if u.External != nil && len(u.Queue) > 0 {
+	// A connection that comes back closed by its peer gets its queue back
+	// from a stand-in peer; a datagram socket connected again by name
+	// would get it from a stranger, or not at all.
+	if u.External != nil && len(u.Queue) > 0 && ExternalFate(x.typ, u.External, false) != Closed {
 		return x.errorf("%d unread messages from the peer %q outside the tree are queued; they cannot be replayed into a new connection",
 			len(u.Queue), u.External.Key)
 	}

@@ -1,20 +1,22 @@
 package update
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/bytesize"
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/dump"
 	"github.com/seamless-linux/seamless/internal/freezer"
-	"github.com/seamless-linux/seamless/internal/inet"
 	"github.com/seamless-linux/seamless/internal/proc"
 	"github.com/seamless-linux/seamless/internal/units"
 )
@@ -29,7 +31,7 @@ import (
 // When no unit is carried, nothing is written nor loaded: the update is a
 // plain kexec. The calling goroutine must be locked to its OS thread.
 func ShutdownCheckpoint(log io.Writer) error {
-	in, err := ReadIntent()
+	in, err := contract.ReadIntent()
 	if err != nil {
 		return err
 	}
@@ -37,17 +39,23 @@ func ShutdownCheckpoint(log io.Writer) error {
 		fmt.Fprintln(log, "no update pending: nothing to checkpoint")
 		return nil
 	}
-	os.Remove(intentPath()) // consumed, whatever happens next
-	st := &Status{State: "failed", From: in.From, To: in.Kernel.Release, Store: in.Store}
+	if in.Armed && !kexecQueued(log) {
+		// A poweroff, a firmware reboot or a stop by hand: the services
+		// stop as they would without seamless.
+		fmt.Fprintln(log, "seamless: an update is armed, but the system is not going down for a kexec: nothing to checkpoint")
+		return nil
+	}
+	os.Remove(contract.IntentPath()) // consumed, whatever happens next
+	st := &contract.Status{State: contract.UpdateFailed, From: in.From, To: in.Kernel.Release, Store: in.Store}
 	for _, u := range sortedKeys(in.Stopped) {
-		st.Units = append(st.Units, UnitOutcome{Unit: u, Outcome: "stopped", Reason: in.Stopped[u]})
+		st.Units = append(st.Units, contract.UnitOutcome{Unit: u, Outcome: contract.Stopped, Reason: in.Stopped[u]})
 	}
 	err = handOver(in, st, log)
 	if err != nil {
 		st.Error = err.Error()
 		fmt.Fprintln(log, "seamless: update without carrying services:", err)
 	}
-	if serr := saveStatus(st); serr != nil && err == nil {
+	if serr := contract.WriteStatus(st); serr != nil && err == nil {
 		err = serr
 	}
 	return err
@@ -60,12 +68,12 @@ var errNoUnit = errors.New("no unit could be carried")
 // way out of it before the hand-over (an error, a unit that fails, a panic)
 // lets go of what it stopped and thaws every cgroup it froze; only the
 // units handed over are killed.
-func handOver(in *Intent, st *Status, log io.Writer) error {
+func handOver(in *contract.Intent, st *contract.Status, log io.Writer) error {
 	phase := func(name string, start time.Time) {
-		st.Phases = append(st.Phases, Phase{Name: name, Ms: time.Since(start).Milliseconds()})
+		st.Phases = append(st.Phases, contract.Phase{Name: name, Ms: time.Since(start).Milliseconds()})
 	}
 	if len(in.Units) == 0 {
-		st.State, st.Store = "plain kexec", ""
+		st.State, st.Store = contract.UpdatePlainKexec, ""
 		fmt.Fprintln(log, "seamless: no unit to carry: a plain kexec")
 		return nil
 	}
@@ -80,14 +88,57 @@ func handOver(in *Intent, st *Status, log io.Writer) error {
 	h := &handover{dirs: dirs, touched: map[string]bool{}, carried: map[string]bool{}, log: log}
 	defer h.undo()
 
-	st.sample("start")
-	defer st.watchLowest()()
+	sample(st, "start")
+	defer watchLowest(st)()
+	// Nothing is frozen yet: a failure here stops every unit, as a reboot
+	// would.
+	stopAll := func(reason string) {
+		for _, u := range in.Units {
+			st.Units = append(st.Units, contract.UnitOutcome{Unit: u, Outcome: contract.Stopped, Reason: reason})
+		}
+	}
+	sg, err := newStaging(in, log)
+	if err != nil {
+		stopAll("the image could not be written")
+		return err
+	}
+	st.Store = sg.store // the kmod store may have given way to another
+	defer sg.close(in, log)
+	// An image on disk is named on the command line before it exists: the
+	// kernel is loaded while the units still run, and the pause holds no
+	// kexec_file_load (under emulation, hashing the kernel's segments alone
+	// takes seconds).
+	if sg.store == "disk" {
+		t := time.Now()
+		if err := sg.preload(in); err != nil {
+			stopAll("the new kernel could not be loaded")
+			return err
+		}
+		phase("kexec load", t)
+	}
+
+	// The units run until they have accepted the connections waiting in
+	// their listeners' queues, whose door is closed first; the checkpoints'
+	// own locks hold the ports from then on.
 	t := time.Now()
+	var pids []int
+	for _, u := range in.Units {
+		p, _ := units.CgroupPIDs(in.Cgroups[u])
+		pids = append(pids, p...)
+	}
+	door, err := dump.CloseDoor(pids, log)
+	if err != nil {
+		return err
+	}
+	defer door.Open()
+	phase("drain", t)
+
+	t = time.Now()
 	for _, u := range in.Units {
 		h.touched[u] = true
 		if err := freezer.Freeze(dirs[u]); err != nil {
 			h.thaw(u)
-			st.Units = append(st.Units, UnitOutcome{Unit: u, Outcome: "stopped", Reason: err.Error()})
+			st.Units = append(st.Units, contract.UnitOutcome{Unit: u, Outcome: contract.Stopped, Reason: err.Error()})
 			fmt.Fprintf(log, "seamless: %s will be stopped, not carried: %v\n", u, err)
 			continue
 		}
@@ -96,23 +147,16 @@ func handOver(in *Intent, st *Status, log io.Writer) error {
 	phase("freeze", t)
 
 	t = time.Now()
-	sg, err := newStaging(in, log)
-	if err != nil {
-		h.failAll(st, "the image could not be written")
-		return err
-	}
-	st.Store = sg.store
-	defer sg.close()
 	for _, u := range in.Units {
 		if !h.carried[u] {
 			continue
 		}
-		out := UnitOutcome{Unit: u, Outcome: "carried"}
+		out := contract.UnitOutcome{Unit: u, Outcome: contract.Carried}
 		start := time.Now()
-		unitDir := filepath.Join(sg.dir, u)
+		unitDir := contract.UnitDir(sg.dir, u)
 		res, err := dumpUnit(in.Cgroups[u], dirs[u], unitDir, &out)
 		if err == nil {
-			err = writeStart(unitDir, in.Start[u])
+			err = contract.WriteStart(unitDir, in.Start[u])
 		}
 		out.DumpMs = time.Since(start).Milliseconds()
 		if err != nil {
@@ -124,7 +168,7 @@ func handOver(in *Intent, st *Status, log io.Writer) error {
 			h.thaw(u)
 			delete(h.carried, u)
 			os.RemoveAll(unitDir)
-			out.Outcome, out.Reason = "stopped", err.Error()
+			out.Outcome, out.Reason = contract.Stopped, err.Error()
 			fmt.Fprintf(log, "seamless: %s will be stopped, not carried: %v\n", u, err)
 		} else {
 			h.dumped = append(h.dumped, res...)
@@ -133,7 +177,7 @@ func handOver(in *Intent, st *Status, log io.Writer) error {
 		st.Units = append(st.Units, out)
 	}
 	phase("checkpoint", t)
-	st.sample("image written")
+	sample(st, "image written")
 	if len(h.carried) == 0 {
 		// Nothing to hand over: no image, no seamless.image=; the kernel
 		// that `seamless update` loaded without one boots as a plain kexec.
@@ -144,20 +188,22 @@ func handOver(in *Intent, st *Status, log io.Writer) error {
 		return fmt.Errorf("%w (%s)", errNoUnit, strings.Join(why, "; "))
 	}
 
-	t = time.Now()
-	if err := sg.load(in, st, log); err != nil {
+	if err := sg.load(in, st, phase); err != nil {
 		h.failAll(st, "the image could not be handed to the new kernel")
 		return err
 	}
-	phase("store and kexec load", t)
-	st.sample("kernel loaded")
+	sample(st, "kernel loaded")
 	// The point of no return: the stopped processes must never run again
 	// on this kernel, or they would change what the image describes.
 	t = time.Now()
-	h.commit()
+	if err := h.commit(); err != nil {
+		// Too late to go back: the report says what may still run.
+		st.Error = fmt.Sprintf("the image was handed over, but not every carried process was killed: %v", err)
+		fmt.Fprintf(log, "seamless: %s\n", st.Error)
+	}
 	phase("kill", t)
-	st.State = "handed-over"
-	fmt.Fprintf(log, "seamless: %d units carried in a %s image (%s) to %s\n", len(h.carried), human(st.Bytes), st.Store, in.Kernel.Release)
+	st.State = contract.UpdateHandedOver
+	fmt.Fprintf(log, "seamless: %d units carried in a %s image (%s) to %s\n", len(h.carried), bytesize.Format(st.Bytes), st.Store, in.Kernel.Release)
 	return nil
 }
 
@@ -178,22 +224,27 @@ func (h *handover) thaw(u string) {
 }
 
 // failAll marks every unit still carried as stopped, for reason.
-func (h *handover) failAll(st *Status, reason string) {
+func (h *handover) failAll(st *contract.Status, reason string) {
 	for i := range st.Units {
-		if st.Units[i].Outcome == "carried" {
-			st.Units[i].Outcome, st.Units[i].Reason = "stopped", reason
+		if st.Units[i].Outcome == contract.Carried {
+			st.Units[i].Outcome, st.Units[i].Reason = contract.Stopped, reason
 		}
 	}
 }
 
-// commit kills the carried units: the image is with the new kernel.
-func (h *handover) commit() {
+// commit kills the carried units: the image is with the new kernel. It
+// returns what it could not kill; the hand-over stands (the new kernel has
+// the image), but those processes must be named.
+func (h *handover) commit() error {
 	h.done = true
 	for _, r := range h.dumped {
 		r.Commit()
 	}
+	var errs []error
 	for u := range h.carried {
-		os.WriteFile(filepath.Join(h.dirs[u], "cgroup.kill"), []byte("1"), 0)
+		if err := killCgroup(h.dirs[u]); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", u, err))
+		}
 	}
 	// A unit frozen but not carried (none today) must not stay frozen.
 	for u := range h.touched {
@@ -201,6 +252,43 @@ func (h *handover) commit() {
 			h.thaw(u)
 		}
 	}
+	return errors.Join(errs...)
+}
+
+// killCgroup kills every process of the cgroup directory dir and below:
+// with cgroup.kill, or, if that cannot be written, one by one (SIGKILL
+// reaches a frozen process too).
+func killCgroup(dir string) error {
+	f, err := os.OpenFile(filepath.Join(dir, "cgroup.kill"), os.O_WRONLY, 0)
+	if err == nil {
+		_, err = f.Write([]byte("1"))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	// A cgroup is removed only once it is empty: gone, it has nothing left
+	// to kill (systemd removes a carried unit's as soon as its killed
+	// processes are reaped).
+	if _, serr := os.Lstat(dir); errors.Is(serr, fs.ErrNotExist) {
+		return nil
+	}
+	pids, lerr := units.DirPIDs(dir)
+	if lerr != nil {
+		return fmt.Errorf("kill cgroup %s: %w; list its processes: %v", dir, err, lerr)
+	}
+	var left []int
+	for _, pid := range pids {
+		if kerr := unix.Kill(pid, unix.SIGKILL); kerr != nil && kerr != unix.ESRCH {
+			left = append(left, pid)
+		}
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("kill cgroup %s: %w; processes %v could not be killed", dir, err, left)
+	}
+	return nil
 }
 
 // undo lets every stopped tree go and thaws every cgroup touched, unless
@@ -221,7 +309,7 @@ func (h *handover) undo() {
 // dumpUnit checkpoints every process tree of a unit's cgroup into dir, one
 // image per tree root. It returns the trees dumped, even on failure: the
 // caller aborts or commits each.
-func dumpUnit(cg, cgdir, dir string, out *UnitOutcome) ([]*dump.Result, error) {
+func dumpUnit(cg, cgdir, dir string, out *contract.UnitOutcome) ([]*dump.Result, error) {
 	pids, err := units.CgroupPIDs(cg)
 	if err != nil {
 		return nil, err
@@ -248,7 +336,7 @@ func dumpUnit(cg, cgdir, dir string, out *UnitOutcome) ([]*dump.Result, error) {
 	for _, r := range roots {
 		// The cgroup is frozen already; Checkpoint seizes the tree and thaws
 		// it, since a frozen task cannot run the calls injected into it.
-		res, err := checkpointTree(r, filepath.Join(dir, strconv.Itoa(r)), cgdir)
+		res, err := checkpointTree(r, contract.TreeDir(dir, r), cgdir)
 		if err != nil {
 			return all, fmt.Errorf("checkpoint of pid %d: %w", r, err)
 		}
@@ -259,30 +347,12 @@ func dumpUnit(cg, cgdir, dir string, out *UnitOutcome) ([]*dump.Result, error) {
 	return all, nil
 }
 
-// Retries of a checkpoint that found connections waiting to be accepted.
-var (
-	acceptRetries = 50
-	acceptWait    = 100 * time.Millisecond
-)
-
-// checkpointTree checkpoints one tree for a later kill. Connections waiting
-// in a listener's accept queue cannot be carried, but the service accepts
-// them within moments if it runs: the checkpoint is retried for a while.
-// Each failed attempt lets the tree go on, thawed (Checkpoint freezes the
-// cgroup again for the next one, so that it starts from one instant).
+// checkpointTree checkpoints one tree for a later kill, again for a while
+// when a listener has connections waiting to be accepted (see
+// dump.CheckpointRetrying; the door of the units' listeners closed before
+// the freeze). Each failed attempt lets the tree go on, thawed.
 func checkpointTree(pid int, dir, cgdir string) (*dump.Result, error) {
-	var err error
-	for attempt := 0; attempt < acceptRetries; attempt++ {
-		if attempt > 0 {
-			time.Sleep(acceptWait)
-		}
-		var res *dump.Result
-		res, err = dump.Checkpoint(dump.Options{PID: pid, Dir: dir, KillLater: true, Cgroup: cgdir})
-		if !errors.Is(err, inet.ErrPendingAccept) {
-			return res, err
-		}
-	}
-	return nil, err
+	return dump.CheckpointRetrying(dump.Options{PID: pid, Dir: dir, KillLater: true, Cgroup: cgdir})
 }
 
 func sortedKeys(m map[string]string) []string {
@@ -292,24 +362,4 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// writeStart keeps, beside a unit's images, how the unit is started.
-func writeStart(dir string, st units.Start) error {
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return err
-	}
-	f, err := os.OpenFile(filepath.Join(dir, units.StartFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/kernel"
 	"github.com/seamless-linux/seamless/internal/units"
 )
@@ -42,16 +43,21 @@ func TestShutdownCheckpointFailures(t *testing.T) {
 		store string
 		dir   string
 		want  string
+		// loads: the command lines a fake kernel load must see (the
+		// preloaded one, then the plain one back); nil: the real
+		// kexec_file_load, which refuses the fake kernel.
+		loads []string
 	}{
-		{"disk store full", "disk", full, "no space left on device"},
-		{"kernel does not load", "ram", "", "kexec_file_load"},
+		{"disk store full", "disk", full, "no space left on device", []string{"ro seamless.image=disk:" + full + "/", "ro"}},
+		{"kernel does not load", "ram", "", "kexec_file_load", nil},
+		{"kernel does not load before a disk image", "disk", filepath.Join(t.TempDir(), "images"), "kexec_file_load", nil},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// ptrace ties tracees to one OS thread.
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			RunDir, StateDir = t.TempDir(), t.TempDir()
+			t.Cleanup(contract.SetDirs(t.TempDir(), t.TempDir()))
 			cg := "seamless-update-test-" + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(i)
 			if err := os.Mkdir(filepath.Join(root, cg), 0o755); err != nil {
 				t.Skipf("cannot create a cgroup: %v", err)
@@ -79,22 +85,37 @@ func TestShutdownCheckpointFailures(t *testing.T) {
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
-			in := &Intent{From: "old", Kernel: kernel.Kernel{Release: "new", Image: notKernel, Initrd: notKernel},
+			in := &contract.Intent{From: "old", Kernel: kernel.Kernel{Release: "new", Image: notKernel, Initrd: notKernel},
 				Cmdline: "ro", Units: []string{"test.service"}, Cgroups: map[string]string{"test.service": "/" + cg},
 				Store: tt.store, DiskDir: tt.dir, Requested: time.Now()}
-			if err := writeJSON(intentPath(), in); err != nil {
+			if err := contract.WriteIntent(in); err != nil {
 				t.Fatal(err)
+			}
+			var loads *[]string
+			if tt.loads != nil {
+				loads = fakeLoads(t)
 			}
 			var log strings.Builder
 			err := ShutdownCheckpoint(&log)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("ShutdownCheckpoint = %v, want an error mentioning %q", err, tt.want)
 			}
-			st, err := ReadStatus()
+			if tt.loads != nil {
+				got := *loads
+				if len(got) != len(tt.loads) {
+					t.Fatalf("kernel loads %q, want %q", got, tt.loads)
+				}
+				for i := range got {
+					if !strings.HasPrefix(got[i], tt.loads[i]) || (i == len(got)-1 && got[i] != tt.loads[i]) {
+						t.Fatalf("kernel loads %q, want %q", got, tt.loads)
+					}
+				}
+			}
+			st, err := contract.ReadStatus()
 			if err != nil || st == nil || st.State != "failed" || !strings.Contains(st.Error, tt.want) {
 				t.Fatalf("status = %+v, %v", st, err)
 			}
-			if len(st.Units) != 1 || st.Units[0].Outcome != "stopped" {
+			if len(st.Units) != 1 || st.Units[0].Outcome != contract.Stopped {
 				t.Fatalf("unit outcome = %+v, want stopped", st.Units)
 			}
 			ev, _ := os.ReadFile(filepath.Join(root, cg, "cgroup.events"))
@@ -102,20 +123,58 @@ func TestShutdownCheckpointFailures(t *testing.T) {
 			if !strings.Contains(string(ev), "frozen 0") || !strings.Contains(string(state), ") S") {
 				t.Fatalf("after a failed hand-over the service is %q (cgroup %q): want running and thawed", state, ev)
 			}
-			if in, _ := ReadIntent(); in != nil {
+			if in, _ := contract.ReadIntent(); in != nil {
 				t.Fatal("the intent was not consumed")
+			}
+			if ents, _ := os.ReadDir(tt.dir); tt.store == "disk" && len(ents) != 0 {
+				t.Fatalf("the disk store keeps %v after a failed hand-over", ents)
 			}
 		})
 	}
 }
 
 func TestShutdownCheckpointWithoutIntent(t *testing.T) {
-	RunDir, StateDir = t.TempDir(), t.TempDir()
+	t.Cleanup(contract.SetDirs(t.TempDir(), t.TempDir()))
 	var log strings.Builder
 	if err := ShutdownCheckpoint(&log); err != nil || !strings.Contains(log.String(), "nothing to checkpoint") {
 		t.Fatalf("ShutdownCheckpoint without intent = %v, %q", err, log.String())
 	}
-	if st, _ := ReadStatus(); st != nil {
+	if st, _ := contract.ReadStatus(); st != nil {
 		t.Fatal("a status was recorded without an update")
 	}
+}
+
+// TestKillCgroupWithoutCgroupKill: at the point of no return, a cgroup
+// whose cgroup.kill cannot be written has its processes killed one by one,
+// and what cannot be killed is an error, never dropped.
+func TestKillCgroupWithoutCgroupKill(t *testing.T) {
+	// A directory that is not a cgroup: it has no cgroup.kill, and lists
+	// a child of the test, and one below it a PID that does not exist.
+	dir := t.TempDir()
+	child := exec.Command("sleep", "100")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- child.Wait() }()
+	t.Cleanup(func() { child.Process.Kill() })
+	os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(child.Process.Pid)+"\n"), 0o600)
+	os.Mkdir(filepath.Join(dir, "sub"), 0o700)
+	os.WriteFile(filepath.Join(dir, "sub", "cgroup.procs"), []byte("4194304\n"), 0o600)
+	if err := killCgroup(dir); err != nil {
+		t.Fatalf("killCgroup: %v", err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the process of a cgroup without cgroup.kill was not killed")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cgroup.kill")); err == nil {
+		t.Error("killCgroup created cgroup.kill")
+	}
+	// Removed (it was empty): nothing to kill, nothing to report.
+	if err := killCgroup(filepath.Join(dir, "absent")); err != nil {
+		t.Errorf("killCgroup of a removed cgroup = %v, want nil", err)
+	}
+
 }

@@ -16,9 +16,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/dump"
 	"github.com/seamless-linux/seamless/internal/freezer"
 	"github.com/seamless-linux/seamless/internal/kernel"
+	"github.com/seamless-linux/seamless/internal/netlock"
 	"github.com/seamless-linux/seamless/internal/units"
 )
 
@@ -162,29 +164,42 @@ func (s *service) checkCgroupThawed(t *testing.T) {
 
 // shutdown runs the checkpoint at shutdown for the services, the kernel
 // being no kernel (its load fails), and returns its error and the status.
-func shutdown(t *testing.T, store, diskDir string, svcs ...*service) (*Status, error) {
+func shutdown(t *testing.T, store, diskDir string, svcs ...*service) (*contract.Status, error) {
 	t.Helper()
 	runtime.LockOSThread() // ptrace ties tracees to one OS thread
 	defer runtime.UnlockOSThread()
 	notKernel := filepath.Join(t.TempDir(), "vmlinuz")
 	os.WriteFile(notKernel, []byte("not a kernel"), 0o644)
-	in := &Intent{From: "old", Kernel: kernel.Kernel{Release: "new", Image: notKernel, Initrd: notKernel},
+	in := &contract.Intent{From: "old", Kernel: kernel.Kernel{Release: "new", Image: notKernel, Initrd: notKernel},
 		Cmdline: "ro", Cgroups: map[string]string{}, Store: store, DiskDir: diskDir, Requested: time.Now()}
 	for _, s := range svcs {
 		u := s.cg + ".service"
 		in.Units = append(in.Units, u)
 		in.Cgroups[u] = "/" + s.cg
 	}
-	if err := writeJSON(intentPath(), in); err != nil {
+	if err := contract.WriteIntent(in); err != nil {
 		t.Fatal(err)
 	}
 	var log strings.Builder
 	err := ShutdownCheckpoint(&log)
-	st, serr := ReadStatus()
+	st, serr := contract.ReadStatus()
 	if serr != nil || st == nil {
 		t.Fatalf("no status after the checkpoint: %v", serr)
 	}
 	return st, err
+}
+
+// fakeLoads makes every kernel load succeed without loading anything, for
+// the rest of the test, and returns the command lines it was given.
+func fakeLoads(t *testing.T) *[]string {
+	var loads []string
+	saved := kexecLoad
+	kexecLoad = func(_ string, _ *os.File, cmdline string) error {
+		loads = append(loads, cmdline)
+		return nil
+	}
+	t.Cleanup(func() { kexecLoad = saved })
+	return &loads
 }
 
 func needCheckpoint(t *testing.T) {
@@ -193,17 +208,29 @@ func needCheckpoint(t *testing.T) {
 		t.Skip("needs root")
 	}
 	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-	RunDir, StateDir = t.TempDir(), t.TempDir()
+	t.Cleanup(contract.SetDirs(t.TempDir(), t.TempDir()))
 }
 
 // outcome returns the status of the unit of s.
-func outcome(st *Status, s *service) UnitOutcome {
+// wantNoneCarried fails the test unless the shutdown's checkpoint carried
+// no unit (nothing is loaded then) and stopped s for a reason naming why.
+func wantNoneCarried(t *testing.T, st *contract.Status, err error, s *service, why string) {
+	t.Helper()
+	if err == nil || !strings.Contains(err.Error(), "no unit could be carried") {
+		t.Fatalf("ShutdownCheckpoint = %v, want: no unit could be carried", err)
+	}
+	if o := outcome(st, s); o.Outcome != contract.Stopped || !strings.Contains(o.Reason, why) {
+		t.Fatalf("unit outcome %+v, want stopped for a reason naming %q", o, why)
+	}
+}
+
+func outcome(st *contract.Status, s *service) contract.UnitOutcome {
 	for _, u := range st.Units {
 		if u.Unit == s.cg+".service" {
 			return u
 		}
 	}
-	return UnitOutcome{}
+	return contract.UnitOutcome{}
 }
 
 // fuseMount mounts a FUSE file system that never answers: a process that
@@ -264,12 +291,7 @@ func TestCheckpointFaultFreezeTimeout(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // the write is waiting for the file system
 	st, err := shutdown(t, "ram", "", svc)
 	svc.checkThawed(t)
-	if err == nil || !strings.Contains(err.Error(), "no unit could be carried") {
-		t.Fatalf("ShutdownCheckpoint = %v, want: no unit could be carried", err)
-	}
-	if o := outcome(st, svc); o.Outcome != "stopped" || !strings.Contains(o.Reason, "not done within") {
-		t.Fatalf("unit outcome %+v, want stopped after a freeze timeout", o)
-	}
+	wantNoneCarried(t, st, err, svc, "not done within")
 }
 
 // TestCheckpointFaultStuckThread: a thread that the freezer counts frozen
@@ -287,30 +309,29 @@ func TestCheckpointFaultStuckThread(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // stat is waiting for the file system
 	st, err := shutdown(t, "ram", "", svc)
 	svc.checkCgroupThawed(t)
-	if err == nil || !strings.Contains(err.Error(), "no unit could be carried") {
-		t.Fatalf("ShutdownCheckpoint = %v, want: no unit could be carried", err)
-	}
-	if o := outcome(st, svc); o.Outcome != "stopped" || !strings.Contains(o.Reason, "does not stop within") {
-		t.Fatalf("unit outcome %+v, want stopped for a thread that does not stop", o)
-	}
+	wantNoneCarried(t, st, err, svc, "does not stop within")
 }
 
 func TestCheckpointFaultAcceptQueue(t *testing.T) {
 	needCheckpoint(t)
-	oldR, oldW := acceptRetries, acceptWait
-	acceptRetries, acceptWait = 3, 10*time.Millisecond
-	defer func() { acceptRetries, acceptWait = oldR, oldW }()
+	oldR, oldW, oldD := dump.AcceptRetries, dump.AcceptWait, dump.DrainTimeout
+	dump.AcceptRetries, dump.AcceptWait, dump.DrainTimeout = 3, 10*time.Millisecond, 200*time.Millisecond
+	defer func() { dump.AcceptRetries, dump.AcceptWait, dump.DrainTimeout = oldR, oldW, oldD }()
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Env = append(os.Environ(), "SEAMLESS_TEST_HELPER=pending-accept")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNET}
 	svc := startService(t, "accept", cmd, "READY")
 	st, err := shutdown(t, "ram", "", svc)
 	svc.checkThawed(t)
-	if err == nil || !strings.Contains(err.Error(), "no unit could be carried") {
-		t.Fatalf("ShutdownCheckpoint = %v, want: no unit could be carried", err)
+	wantNoneCarried(t, st, err, svc, "accept queue")
+	// Neither the door of its listener nor a checkpoint's lock is left.
+	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", svc.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if o := outcome(st, svc); o.Outcome != "stopped" || !strings.Contains(o.Reason, "accept queue") {
-		t.Fatalf("unit outcome %+v, want stopped for its accept queue", o)
+	defer ns.Close()
+	if chains, err := netlock.List(ns); err != nil || len(chains) != 0 {
+		t.Fatalf("network lock chains left: %v (%v)", chains, err)
 	}
 }
 
@@ -330,12 +351,7 @@ func TestCheckpointFaultDump(t *testing.T) {
 	bad := startService(t, "dump", cmd, "READY")
 	st, err := shutdown(t, "ram", "", bad)
 	bad.checkThawed(t)
-	if err == nil || !strings.Contains(err.Error(), "no unit could be carried") {
-		t.Fatalf("ShutdownCheckpoint = %v, want: no unit could be carried (and no kexec load)", err)
-	}
-	if o := outcome(st, bad); o.Outcome != "stopped" || !strings.Contains(o.Reason, "netlink") {
-		t.Fatalf("unit outcome %+v, want stopped for its netlink socket", o)
-	}
+	wantNoneCarried(t, st, err, bad, "netlink")
 }
 
 // TestCheckpointFaultOneOfTwo: of two units, one cannot be checkpointed:
@@ -357,10 +373,10 @@ func TestCheckpointFaultOneOfTwo(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "kexec_file_load") {
 		t.Fatalf("ShutdownCheckpoint = %v, want the load to fail", err)
 	}
-	if o := outcome(st, bad); o.Outcome != "stopped" || !strings.Contains(o.Reason, "netlink") {
+	if o := outcome(st, bad); o.Outcome != contract.Stopped || !strings.Contains(o.Reason, "netlink") {
 		t.Fatalf("failing unit: %+v", o)
 	}
-	if o := outcome(st, good); o.Outcome != "stopped" || !strings.Contains(o.Reason, "could not be handed") || o.Processes != 1 {
+	if o := outcome(st, good); o.Outcome != contract.Stopped || !strings.Contains(o.Reason, "could not be handed") || o.Processes != 1 {
 		t.Fatalf("healthy unit: %+v", o)
 	}
 	bad.checkThawed(t)
@@ -375,7 +391,7 @@ func TestCheckpointNothingToCarry(t *testing.T) {
 	if err != nil || st.State != "plain kexec" || st.Image != "" {
 		t.Fatalf("ShutdownCheckpoint without units = %v, status %+v; want a plain kexec, no image loaded", err, st)
 	}
-	if ents, _ := os.ReadDir(RunDir); len(ents) != 0 {
+	if ents, _ := os.ReadDir(contract.RunDir); len(ents) != 0 {
 		t.Fatalf("left in the run directory: %v", ents)
 	}
 }
@@ -383,31 +399,48 @@ func TestCheckpointNothingToCarry(t *testing.T) {
 // TestCheckpointStagesOutsideRun: with /run a small tmpfs, the image of a
 // service bigger than /run is written all the same, in RAM and on disk
 // (issue 10 finding 8: 100 MiB with store=disk, 74 GB free and /run at 64
-// MiB failed with "no space left on device"). The load fails (no kernel);
-// the disk image is then removed (finding 11) and nothing stays in /run.
+// MiB failed with "no space left on device"). In RAM the load fails (no
+// kernel) and nothing stays in /run; on disk the kernel was (fakely) loaded
+// before the checkpoint and the image is handed over.
 func TestCheckpointStagesOutsideRun(t *testing.T) {
 	needCheckpoint(t)
-	if err := unix.Mount("tmpfs", RunDir, "tmpfs", 0, "size=64k"); err != nil {
+	if err := unix.Mount("tmpfs", contract.RunDir, "tmpfs", 0, "size=64k"); err != nil {
 		t.Skipf("cannot mount a small tmpfs: %v", err)
 	}
-	t.Cleanup(func() { unix.Unmount(RunDir, unix.MNT_DETACH) })
+	t.Cleanup(func() { unix.Unmount(contract.RunDir, unix.MNT_DETACH) })
 	for _, store := range []string{"disk", "ram"} {
 		t.Run(store, func(t *testing.T) {
 			disk := filepath.Join(t.TempDir(), "images")
-			// About 1 MiB of private memory, 16 times /run.
-			svc := startService(t, "big-"+store, exec.Command("sh", "-c", `x=$(head -c 1048576 /dev/zero | tr '\0' a); echo READY; while :; do sleep 300; done`), "READY")
-			st, err := shutdown(t, store, disk, svc)
-			if err == nil || !strings.Contains(err.Error(), "kexec_file_load") {
-				t.Fatalf("ShutdownCheckpoint = %v, want only the load to fail", err)
+			// About 1 MiB of private memory, 16 times /run. After READY
+			// the shell forks no more (a fork caught by the freeze could
+			// not be stopped in time under load): it waits reading a
+			// FIFO that it holds open for writing too.
+			fifo := filepath.Join(t.TempDir(), "wait")
+			svc := startService(t, "big-"+store, exec.Command("sh", "-c", `x=$(head -c 1048576 /dev/zero | tr '\0' a); `+
+				`mkfifo "$1" && exec 3<>"$1" && echo READY && read y <&3`, "sh", fifo), "READY")
+			if store == "disk" {
+				// The kernel is loaded before the checkpoint: a fake load
+				// lets the hand-over go through.
+				fakeLoads(t)
 			}
+			st, err := shutdown(t, store, disk, svc)
 			if o := outcome(st, svc); o.Bytes < 1<<20 {
 				t.Fatalf("unit outcome %+v: want an image of at least 1 MiB written", o)
 			}
-			svc.checkThawed(t)
-			if ents, _ := os.ReadDir(disk); len(ents) != 0 {
-				t.Fatalf("the disk store keeps %v after a failed load", ents)
+			if store == "disk" {
+				if err != nil || st.State != contract.UpdateHandedOver {
+					t.Fatalf("ShutdownCheckpoint = %v, status %+v; want the image handed over", err, st)
+				}
+				if ents, _ := os.ReadDir(disk); len(ents) != 1 {
+					t.Fatalf("the disk store holds %v, want the one image", ents)
+				}
+			} else {
+				if err == nil || !strings.Contains(err.Error(), "kexec_file_load") {
+					t.Fatalf("ShutdownCheckpoint = %v, want only the load to fail", err)
+				}
+				svc.checkThawed(t)
 			}
-			if ents, _ := os.ReadDir(RunDir); len(ents) != 0 {
+			if ents, _ := os.ReadDir(contract.RunDir); len(ents) != 0 {
 				t.Fatalf("left in the run directory: %v", ents)
 			}
 		})

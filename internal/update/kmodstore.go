@@ -10,6 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/bytesize"
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/kernel"
 	"github.com/seamless-linux/seamless/internal/kmod"
 	"github.com/seamless-linux/seamless/internal/store"
@@ -61,7 +63,7 @@ func KmodPlan(boot string) string {
 	}
 	movable := "movable memory unknown"
 	if m, err := kmod.MovableBytes(kmod.SysMemory, "/proc/iomem"); err == nil {
-		movable = human(int64(m)) + " of movable memory can be taken"
+		movable = bytesize.Format(int64(m)) + " of movable memory can be taken"
 		if m == 0 {
 			movable += " (boot with movablecore=: blocks of the kernel's own zones refuse to go offline once they hold kernel allocations)"
 		}
@@ -69,11 +71,11 @@ func KmodPlan(boot string) string {
 	return fmt.Sprintf("image store: kmod (module built for %s and %s, loaded, memory hotplug present; %s)", from, to, movable)
 }
 
-func newKmodStaging(in *Intent, log io.Writer) (*staging, error) {
+func newKmodStaging(in *contract.Intent, log io.Writer) (*staging, error) {
 	if p := kmodProblem(in.From, in.Kernel.Release); p != "" {
 		return nil, errors.New("kmod store: " + p)
 	}
-	m, err := kmod.MountNew(filepath.Join(RunDir, "stage"))
+	m, err := kmod.MountNew(contract.StageDir())
 	if err != nil {
 		return nil, err
 	}
@@ -86,13 +88,15 @@ func newKmodStaging(in *Intent, log io.Writer) (*staging, error) {
 		m.Unmount()
 		return nil, fmt.Errorf("kmod store: %w", err)
 	}
-	return &staging{store: "kmod", dir: dir, pool: m}, nil
+	return &staging{store: "kmod", dir: dir, pool: m, log: log}, nil
 }
 
 // seal writes the pool's index and returns what the next kernel's command
-// line needs. The index needs contiguous room: one more block if the pool
-// has none left.
-func (sg *staging) seal(log io.Writer) (string, error) {
+// line needs: the pool's reservations and the image parameter naming the
+// index. The index needs contiguous room: one more block if the pool has
+// none left.
+func (sg *staging) seal() (string, error) {
+	log := sg.log
 	err := sg.pool.Seal()
 	if errors.Is(err, unix.ENOSPC) {
 		info, ierr := sg.pool.Info()
@@ -110,14 +114,18 @@ func (sg *staging) seal(log io.Writer) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return kmod.CmdlineArgs(info)
+	memmap, err := kmod.Reservations(info)
+	if err != nil {
+		return "", err
+	}
+	return memmap + " " + contract.Kmod(info.IndexPhys).Param(), nil
 }
 
 // initrdWithModule is the target kernel's initrd followed by the module
 // built for it, where stage 1 loads it from (kmod.InitramfsModuleDir): it
 // does not depend on the initramfs having been rebuilt since DKMS built
 // the module.
-func initrdWithModule(in *Intent) (*os.File, error) {
+func initrdWithModule(in *contract.Intent) (*os.File, error) {
 	ko, err := kmod.ModulePath(in.Kernel.Release)
 	if err != nil {
 		return nil, fmt.Errorf("kmod store: %w", err)
@@ -126,10 +134,10 @@ func initrdWithModule(in *Intent) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kmod store: %w", err)
 	}
-	if err := os.MkdirAll(RunDir, 0o700); err != nil {
+	if err := os.MkdirAll(contract.RunDir, 0o700); err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp(RunDir, "kmod-")
+	tmp, err := os.MkdirTemp(contract.RunDir, "kmod-")
 	if err != nil {
 		return nil, err
 	}

@@ -6,15 +6,17 @@ import (
 	"path/filepath"
 	"sort"
 
+	sd "github.com/coreos/go-systemd/v22/dbus"
+
 	"github.com/seamless-linux/seamless/internal/config"
-	"github.com/seamless-linux/seamless/internal/plan"
+	"github.com/seamless-linux/seamless/internal/precheck"
 	"github.com/seamless-linux/seamless/internal/units"
 )
 
 // UnitPlan is the verdict for one preserved unit.
 type UnitPlan struct {
 	units.Unit
-	Report *plan.Report `json:"report,omitempty"`
+	Report *precheck.Report `json:"report,omitempty"`
 	// Carry says whether the unit would be carried now.
 	Carry  bool   `json:"carry"`
 	Reason string `json:"reason,omitempty"`
@@ -22,8 +24,13 @@ type UnitPlan struct {
 
 // Preserved returns the units that opted in, by drop-in or configuration,
 // limited to only when it is not empty.
-func Preserved(cfg config.Config, only []string) (map[string]string, error) {
-	names, err := units.OptedIn(units.SearchPath)
+func Preserved(ctx context.Context, cfg config.Config, only []string) (map[string]string, error) {
+	conn, err := sd.NewSystemConnectionContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect to systemd: %w", err)
+	}
+	defer conn.Close()
+	names, err := units.OptedIn(ctx, units.Systemd{Conn: conn}, units.SearchPath)
 	if err != nil {
 		return nil, err
 	}
@@ -51,7 +58,7 @@ func Preserved(cfg config.Config, only []string) (map[string]string, error) {
 
 // Plan checks every preserved unit.
 func Plan(ctx context.Context, cfg config.Config, only []string) ([]UnitPlan, error) {
-	names, err := Preserved(cfg, only)
+	names, err := Preserved(ctx, cfg, only)
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +77,7 @@ func Plan(ctx context.Context, cfg config.Config, only []string) ([]UnitPlan, er
 		case coldStartProblem(u.Start) != "":
 			p.Reason = coldStartProblem(u.Start)
 		default:
-			p.Report = plan.Check(u.PIDs)
+			p.Report = precheck.Check(u.PIDs)
 			p.Carry = p.Report.OK()
 			if !p.Carry {
 				p.Reason = p.Report.Problems[0].String()

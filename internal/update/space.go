@@ -1,12 +1,16 @@
 package update
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/bytesize"
 	"github.com/seamless-linux/seamless/internal/config"
 	"github.com/seamless-linux/seamless/internal/kmod"
 	"github.com/seamless-linux/seamless/internal/proc"
@@ -39,6 +43,10 @@ type space struct {
 	mem      int64 // MemAvailable; 0 when unknown
 	disk     int64 // free bytes in the disk store's file system; -1 when unknown
 	diskPath string
+	// offRoot says why the disk directory is not on the root file system
+	// ("" when it is): the initramfs mounts the root alone, so an image
+	// anywhere else would be out of the new boot's reach.
+	offRoot string
 	// kernelMem is what the kernel can still allocate for itself when
 	// part of memory is ZONE_MOVABLE, where its copy of the initrd cannot
 	// go (-1: no ZONE_MOVABLE, MemAvailable says it).
@@ -51,8 +59,8 @@ type space struct {
 }
 
 func measure(cfg config.Config, from, release string) space {
-	sp := space{mem: memAvailable(), disk: freeBytes(cfg.DiskDir), diskPath: cfg.DiskDir, movable: -1,
-		kernelMem: proc.KernelMemAvailable()}
+	sp := space{mem: memAvailable(), disk: freeBytes(cfg.DiskDir), diskPath: cfg.DiskDir, offRoot: offRoot(cfg.DiskDir),
+		movable: -1, kernelMem: proc.KernelMemAvailable()}
 	if cfg.Store == "kmod" {
 		sp.kmod = kmodProblem(from, release)
 		if m, err := kmod.MovableBytes(kmod.SysMemory, "/proc/iomem"); err == nil {
@@ -63,27 +71,36 @@ func measure(cfg config.Config, from, release string) space {
 }
 
 // chooseStore picks where the image waits for the new kernel, and says why
-// in a line for `seamless update`'s output: RAM when the image and the
-// initrd fit twice in available memory with room to spare (store = auto or
-// ram), else the disk directory when its file system has room (auto or
-// disk).
+// in a line for `seamless update`'s output. With store = auto, the disk
+// directory when its file system (the root's) has room: the new kernel is
+// then loaded before the services are frozen, and no copy of the image
+// passes through the kernel and the initramfs, so the pause is shorter
+// (docs/lab.md) and the memory peak lower; else RAM when the image and the
+// initrd fit twice in available memory with room to spare. Auto never
+// picks the kmod store: store = kmod chooses it when its module loads and
+// the memory blocks can be taken, and otherwise chooses as auto, saying
+// why.
 func chooseStore(cfg config.Config, need, initrd int64, sp space) (string, string, error) {
 	ram := ramNeed(need, initrd)
 	ramWhy := fmt.Sprintf("image about %s and initrd %s, held twice while the kernel is loaded: %s of memory, %s available",
-		human(need), human(initrd), human(ram), human(sp.mem))
+		bytesize.Format(need), bytesize.Format(initrd), bytesize.Format(ram), bytesize.Format(sp.mem))
 	ramFits := sp.mem == 0 || ram <= sp.mem
 	// kexec_file_load copies the initrd into the kernel's own memory,
 	// which ZONE_MOVABLE cannot give (found in the lab: an OOM kill).
 	if kcopy := need + initrd + ramMargin/2; ramFits && sp.kernelMem >= 0 && kcopy > sp.kernelMem {
 		ramFits = false
-		ramWhy += fmt.Sprintf(", but the kernel's copy (%s) must come from memory outside ZONE_MOVABLE: %s available there", human(need+initrd), human(sp.kernelMem))
+		ramWhy += fmt.Sprintf(", but the kernel's copy (%s) must come from memory outside ZONE_MOVABLE: %s available there", bytesize.Format(need+initrd), bytesize.Format(sp.kernelMem))
 	}
 	disk := diskNeed(need)
-	diskWhy := fmt.Sprintf("%s: image about %s, %s needed, %s free", sp.diskPath, human(need), human(disk), human(sp.disk))
+	diskWhy := fmt.Sprintf("%s: image about %s, %s needed, %s free", sp.diskPath, bytesize.Format(need), bytesize.Format(disk), bytesize.Format(sp.disk))
 	if sp.disk < 0 {
-		diskWhy = fmt.Sprintf("%s: image about %s, free space unknown", sp.diskPath, human(need))
+		diskWhy = fmt.Sprintf("%s: image about %s, free space unknown", sp.diskPath, bytesize.Format(need))
 	}
 	diskFits := sp.disk < 0 || disk <= sp.disk
+	if sp.offRoot != "" {
+		diskWhy = fmt.Sprintf("%s: %s", sp.diskPath, sp.offRoot)
+		diskFits = false
+	}
 	fallback := ""
 	switch cfg.Store {
 	case "kmod":
@@ -94,11 +111,11 @@ func chooseStore(cfg config.Config, need, initrd int64, sp space) (string, strin
 		case sp.kmod != "":
 			fallback = "kmod store unavailable: " + sp.kmod + "; "
 		case sp.movable >= 0 && pool > sp.movable:
-			fallback = fmt.Sprintf("kmod store: image about %s needs %s of memory blocks, only %s of movable memory can be taken (boot with movablecore= to have more: blocks of the kernel's own zones hold kernel allocations and refuse to go offline); ", human(need), human(pool), human(sp.movable))
+			fallback = fmt.Sprintf("kmod store: image about %s needs %s of memory blocks, only %s of movable memory can be taken (boot with movablecore= to have more: blocks of the kernel's own zones hold kernel allocations and refuse to go offline); ", bytesize.Format(need), bytesize.Format(pool), bytesize.Format(sp.movable))
 		case sp.mem != 0 && pool+ramMargin > sp.mem:
-			fallback = fmt.Sprintf("kmod store: image about %s needs %s of memory blocks, %s available; ", human(need), human(pool), human(sp.mem))
+			fallback = fmt.Sprintf("kmod store: image about %s needs %s of memory blocks, %s available; ", bytesize.Format(need), bytesize.Format(pool), bytesize.Format(sp.mem))
 		default:
-			return "kmod", fmt.Sprintf("kmod (image about %s written once into %s of memory blocks taken out of the system, reserved for the new kernel)", human(need), human(pool)), nil
+			return "kmod", fmt.Sprintf("kmod (image about %s written once into %s of memory blocks taken out of the system, reserved for the new kernel)", bytesize.Format(need), bytesize.Format(pool)), nil
 		}
 	case "ram":
 		if !ramFits {
@@ -106,16 +123,19 @@ func chooseStore(cfg config.Config, need, initrd int64, sp space) (string, strin
 		}
 		return "ram", "ram (" + ramWhy + ")", nil
 	case "disk":
+		if sp.offRoot != "" {
+			return "", "", fmt.Errorf("store = disk, but %s", diskWhy)
+		}
 		if !diskFits {
 			return "", "", fmt.Errorf("store = disk, but the image does not fit in %s", diskWhy)
 		}
 		return "disk", "disk in " + diskWhy, nil
 	}
 	switch {
-	case ramFits:
-		return "ram", fallback + "ram (" + ramWhy + ")", nil
 	case diskFits:
-		return "disk", fallback + "disk in " + diskWhy + " (in RAM, " + ramWhy + ")", nil
+		return "disk", fallback + "disk in " + diskWhy, nil
+	case ramFits:
+		return "ram", fallback + "ram (" + ramWhy + "; not on disk: " + diskWhy + ")", nil
 	}
 	return "", "", fmt.Errorf("%sthe image fits neither in memory (%s) nor on disk (%s)", fallback, ramWhy, diskWhy)
 }
@@ -144,6 +164,54 @@ func freeBytes(dir string) int64 {
 			return -1
 		}
 	}
+}
+
+// offRoot says why the image directory dir (or its nearest existing
+// parent, as it is created on the same file system) is not on the root
+// file system's mount, or "" when it is.
+func offRoot(dir string) string {
+	mountOf := func(path string) (uint64, error) {
+		var stx unix.Statx_t
+		if err := unix.Statx(unix.AT_FDCWD, path, 0, unix.STATX_MNT_ID, &stx); err != nil {
+			return 0, err
+		}
+		if stx.Mask&unix.STATX_MNT_ID == 0 {
+			return 0, fmt.Errorf("the kernel does not tell the mount of %s", path)
+		}
+		return stx.Mnt_id, nil
+	}
+	root, err := mountOf("/")
+	if err != nil {
+		return fmt.Sprintf("cannot tell whether it is on the root file system: %v", err)
+	}
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		id, err := mountOf(d)
+		if err == nil {
+			if id != root {
+				return fmt.Sprintf("not on the root file system (%s is a mount of its own), and the initramfs mounts only the root", mountPoint(id))
+			}
+			return ""
+		}
+		if !errors.Is(err, unix.ENOENT) || d == "/" || d == "." {
+			return fmt.Sprintf("cannot tell whether it is on the root file system: %v", err)
+		}
+	}
+}
+
+// mountPoint is the mount point of the mount with ID id, as
+// /proc/self/mountinfo lists it (the ID is its first field).
+func mountPoint(id uint64) string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return fmt.Sprintf("mount %d", id)
+	}
+	want := strconv.FormatUint(id, 10)
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[0] == want {
+			return f[4]
+		}
+	}
+	return fmt.Sprintf("mount %d", id)
 }
 
 func fileSize(path string) int64 {

@@ -8,34 +8,42 @@ import (
 	"time"
 
 	"github.com/seamless-linux/seamless/internal/config"
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/image"
+	"github.com/seamless-linux/seamless/internal/kernel"
 	"github.com/seamless-linux/seamless/internal/kexec"
 	"github.com/seamless-linux/seamless/internal/kmod"
 	"github.com/seamless-linux/seamless/internal/store"
 )
 
 // staging is where a checkpoint at shutdown writes the image: straight into
-// a new directory of the disk store (on disk, never through /run), or, for
+// a new directory of the disk store (on disk, never through /run); for
 // the RAM store, into a tmpfs of its own (store.Stage), sized for the image
-// rather than by /run.
+// rather than by /run; for the kmod store, into a seamlessmem whose memory
+// blocks are out of the system (kmodstore.go).
 type staging struct {
 	store string
 	dir   string // the image: one directory per unit
 	stage *store.Stage
 	pool  *kmod.Mount // the kmod store's seamlessmem
-	made  []string    // directories of the disk store this checkpoint made
-	kept  bool        // the disk image was handed over: it stays
+	log   io.Writer
+	made  []string // directories of the disk store this checkpoint made
+	kept  bool     // the disk or kmod image was handed over: it stays
+	// preloaded: the kernel is loaded with a command line naming the disk
+	// image; until the image is handed over, the plain kernel must come
+	// back, or the next boot would look for an image that is not there.
+	preloaded bool
 }
 
-func newStaging(in *Intent, log io.Writer) (*staging, error) {
+func newStaging(in *contract.Intent, log io.Writer) (*staging, error) {
 	switch in.Store {
 	case "kmod":
 		sg, err := newKmodStaging(in, log)
 		if err == nil {
 			return sg, nil
 		}
-		// Nothing is frozen for good yet: the image goes where store =
-		// auto would put it now.
+		// Nothing is frozen yet: the image goes where store = auto would
+		// put it now.
 		alt, why, aerr := chooseStore(config.Config{Store: "auto", DiskDir: in.DiskDir}, in.ImageBytes,
 			fileSize(in.Kernel.Initrd), measure(config.Config{DiskDir: in.DiskDir}, in.From, in.Kernel.Release))
 		if aerr != nil {
@@ -54,7 +62,7 @@ func newStaging(in *Intent, log io.Writer) (*staging, error) {
 		}
 		return &staging{store: "disk", dir: dir, made: made}, nil
 	}
-	sg, err := store.NewStage(filepath.Join(RunDir, "stage"), stageSize(fileSize(in.Kernel.Initrd)))
+	sg, err := store.NewStage(contract.StageDir(), stageSize(fileSize(in.Kernel.Initrd)))
 	if err != nil {
 		return nil, err
 	}
@@ -66,64 +74,109 @@ func newStaging(in *Intent, log io.Writer) (*staging, error) {
 	return &staging{store: "ram", dir: dir, stage: sg}, nil
 }
 
-// load hands the image to the next kernel, with kexec_file_load and
-// seamless.image=: appended to its initrd (RAM), or named on the command
-// line (disk).
-func (sg *staging) load(in *Intent, st *Status, log io.Writer) error {
-	cmdline := in.Cmdline
-	var initrd *os.File
-	var err error
+// preload loads the next kernel with a command line that names the disk
+// image this staging will hold, and the plain initrd.
+func (sg *staging) preload(in *contract.Intent) error {
+	if err := loadKernel(in.Kernel, in.Cmdline+" "+contract.Disk(sg.dir).Param(), nil); err != nil {
+		return err
+	}
+	sg.preloaded = true
+	return nil
+}
+
+// load hands the image to the next kernel: appended to its initrd (RAM),
+// loaded with kexec_file_load and seamless.image=; on disk, synced where
+// the command line the kernel was preloaded with names it; in the kmod
+// store, sealed, its memory reserved on the command line and the module
+// appended to the initrd. phase times its steps.
+func (sg *staging) load(in *contract.Intent, st *contract.Status, phase func(string, time.Time)) error {
+	t := time.Now()
 	switch sg.store {
-	case "kmod":
-		args, err := sg.seal(log)
-		if err != nil {
-			return err
-		}
-		st.Image = args
-		cmdline += " " + args
-		if initrd, err = initrdWithModule(in); err != nil {
-			return err
-		}
 	case "disk":
 		// The image's files were synced as they were written; the
 		// directories that hold them are synced now.
 		if err := syncDirs(sg.dir); err != nil {
 			return fmt.Errorf("disk store: %w", err)
 		}
+		phase("store", t)
+		sample(st, "image stored")
 		st.Image = sg.dir
-		cmdline += " seamless.image=disk:" + sg.dir
-		if initrd, err = os.Open(in.Kernel.Initrd); err != nil {
+		sg.kept = true
+		return nil
+	case "kmod":
+		args, err := sg.seal()
+		if err != nil {
 			return err
 		}
-	default:
-		// The stage's files leave it as they go into the archive: the image
-		// is never held twice before the kernel copies it.
-		if initrd, err = store.InitrdWithImage(in.Kernel.Initrd, sg.dir, true); err != nil {
+		initrd, err := initrdWithModule(in)
+		if err != nil {
 			return err
 		}
-		st.Image = "/" + store.Prefix
-		cmdline += " seamless.image=/" + store.Prefix
+		defer initrd.Close()
+		phase("store", t)
+		sample(st, "image stored")
+		t = time.Now()
+		if err := loadKernel(in.Kernel, in.Cmdline+" "+args, initrd); err != nil {
+			return err
+		}
+		phase("kexec load", t)
+		st.Image = args
+		sg.kept = true
+		return nil
 	}
-	defer initrd.Close()
-	st.sample("image stored")
-	if err := kexec.Load(in.Kernel.Image, initrd, cmdline); err != nil {
+	// The stage's files leave it as they go into the archive: the image is
+	// never held twice before the kernel copies it.
+	initrd, err := store.InitrdWithImage(in.Kernel.Initrd, sg.dir, true)
+	if err != nil {
 		return err
 	}
-	sg.kept = sg.store == "disk" || sg.store == "kmod"
+	defer initrd.Close()
+	phase("store", t)
+	sample(st, "image stored")
+	t = time.Now()
+	if err := loadKernel(in.Kernel, in.Cmdline+" "+contract.RAM().Param(), initrd); err != nil {
+		return err
+	}
+	phase("kexec load", t)
+	st.Image = contract.RAMImage
 	return nil
 }
 
+// loadKernel loads k with cmdline and initrd (k's own initrd when nil).
+func loadKernel(k kernel.Kernel, cmdline string, initrd *os.File) error {
+	if initrd == nil {
+		f, err := os.Open(k.Initrd)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		initrd = f
+	}
+	return kexecLoad(k.Image, initrd, cmdline)
+}
+
+// kexecLoad is kexec.Load; tests that cannot load a kernel replace it.
+var kexecLoad = kexec.Load
+
 // close frees the stage, and removes a disk image that was not handed over
-// (with the directories this checkpoint made for it, and only those).
-func (sg *staging) close() {
+// (with the directories this checkpoint made for it, and only those). A
+// kernel preloaded for that image gives way to the plain one again. A kmod
+// pool handed over stays mounted: the kexec takes it to the next kernel;
+// one that was not gives every block back.
+func (sg *staging) close(in *contract.Intent, log io.Writer) {
 	if sg.stage != nil {
 		sg.stage.Close()
 	}
-	// A pool handed over stays mounted: the kexec takes it to the next
-	// kernel. One that was not gives every block back.
 	if sg.pool != nil && !sg.kept {
 		if err := sg.pool.Unmount(); err != nil {
-			fmt.Fprintf(os.Stderr, "seamless: %v\n", err)
+			fmt.Fprintf(log, "seamless: %v\n", err)
+		}
+	}
+	if sg.preloaded && !sg.kept {
+		if err := loadKernel(in.Kernel, in.Cmdline, nil); err != nil {
+			// The next boot names an image that is not there: its restore
+			// daemon says so and every unit starts as in a reboot.
+			fmt.Fprintf(log, "seamless: load the kernel without the image again: %v\n", err)
 		}
 	}
 	if sg.store == "disk" && !sg.kept {

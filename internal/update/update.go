@@ -11,7 +11,9 @@ import (
 	sd "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
 
+	"github.com/seamless-linux/seamless/internal/bytesize"
 	"github.com/seamless-linux/seamless/internal/config"
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/kernel"
 	"github.com/seamless-linux/seamless/internal/kexec"
 	"github.com/seamless-linux/seamless/internal/logind"
@@ -34,6 +36,10 @@ type Options struct {
 	// Progress, if set, is told of each step: its name, the fraction of
 	// the preparation done, and a line for people.
 	Progress func(phase string, fraction float64, message string)
+	// Arm prepares everything and leaves the kernel loaded, but starts
+	// nothing: the next kexec of the system (kexec.target, which is what
+	// `shutdown -r` starts while a kernel is loaded) is the update.
+	Arm bool
 }
 
 // Phases of Update, as Progress names them.
@@ -70,17 +76,27 @@ func Update(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	cl := kernel.Cmdline(string(cmdline), o.Append)
+	cl, err := kernel.Cmdline(contract.WithoutKmodReservations(string(cmdline)), o.Append)
+	if err != nil {
+		return fmt.Errorf("--append: %w", err)
+	}
 	say("update %s -> %s", from, k.Release)
+	if o.Initrd == "" && o.Config.Initrd == config.InitrdRestorer {
+		if path, what, err := buildRestorer(k.Release); err != nil {
+			say("  restorer initramfs not used: %v; the kernel's own initrd boots the update", err)
+		} else {
+			k.Initrd = path
+			say("  restorer initramfs (initrd = restorer in seamless.conf): %s", what)
+		}
+	}
 	say("  kernel %s, initrd %s", k.Image, k.Initrd)
 	say("  command line: %s", cl)
 	step(PhaseKernel, 0.1, "update %s -> %s", from, k.Release)
-	if o.IgnoreInhibitors {
-		step(PhaseInhibit, 0.2, "shutdown inhibitors ignored")
+	if why := inhibitorsSkipped(o); why != "" {
+		step(PhaseInhibit, 0.2, "%s", why)
+	} else if err := checkInhibitors(ctx); err != nil {
+		return err
 	} else {
-		if err := checkInhibitors(ctx); err != nil {
-			return err
-		}
 		step(PhaseInhibit, 0.2, "no shutdown inhibitor blocks the update")
 	}
 
@@ -93,13 +109,7 @@ func Update(ctx context.Context, o Options) error {
 	}
 
 	// Test-load the kernel: it must load, and stays loaded as the fallback.
-	initrd, err := os.Open(k.Initrd)
-	if err != nil {
-		return err
-	}
-	err = kexec.Load(k.Image, initrd, cl)
-	initrd.Close()
-	if err != nil {
+	if err := loadKernel(k, cl, nil); err != nil {
 		return fmt.Errorf("preflight: %w", err)
 	}
 	say("  kexec test load: ok")
@@ -123,7 +133,7 @@ func Update(ctx context.Context, o Options) error {
 			cgroups[p.Name] = p.ControlGroup
 			start[p.Name] = p.Start
 			need += p.Report.ImageBytes
-			say("  carry %s (%d processes, about %s)", p.Name, len(p.Report.Processes), human(p.Report.ImageBytes))
+			say("  carry %s (%d processes, about %s)", p.Name, len(p.Report.Processes), bytesize.Format(p.Report.ImageBytes))
 		} else {
 			stopped[p.Name] = p.Reason
 			say("  stop  %s: %s", p.Name, p.Reason)
@@ -161,17 +171,19 @@ func Update(ctx context.Context, o Options) error {
 		kexec.Unload()
 		return fmt.Errorf("cancelled")
 	}
-	in := &Intent{From: from, Kernel: k, Cmdline: cl, Units: carry, Cgroups: cgroups, Start: start, Stopped: stopped, Store: store, ImageBytes: need, DiskDir: o.Config.DiskDir, Requested: time.Now()}
-	if err := writeJSON(intentPath(), in); err != nil {
+	in := &contract.Intent{From: from, Kernel: k, Cmdline: cl, Units: carry, Cgroups: cgroups, Start: start, Stopped: stopped, Store: store, ImageBytes: need, DiskDir: o.Config.DiskDir, Requested: time.Now(), Armed: o.Arm}
+	if err := contract.WriteIntent(in); err != nil {
 		return fmt.Errorf("record the update: %w", err)
 	}
-	if err := saveStatus(&Status{State: "pending", From: from, To: k.Release, Store: store}); err != nil {
-		return err
+	if !o.Arm {
+		if err := contract.WriteStatus(&contract.Status{State: contract.UpdatePending, From: from, To: k.Release, Store: store}); err != nil {
+			return err
+		}
 	}
-	if err := startKexec(ctx, carry, say, func() {
+	if err := startKexec(ctx, carry, !o.Arm, say, func() {
 		step(PhaseSwitching, 1, "switching to %s: the system goes down now", k.Release)
 	}); err != nil {
-		os.Remove(intentPath())
+		os.Remove(contract.IntentPath())
 		return err
 	}
 	return nil
@@ -183,6 +195,21 @@ const systemBusSocket = "/run/dbus/system_bus_socket"
 
 // checkInhibitors refuses an update that a blocking shutdown inhibitor
 // holds off.
+// inhibitorsSkipped says why logind's shutdown inhibitors are not checked
+// for o, or "" when they are.
+func inhibitorsSkipped(o Options) string {
+	switch {
+	case o.IgnoreInhibitors:
+		return "shutdown inhibitors ignored"
+	case o.Arm:
+		// Arming shuts nothing down: the reboot that later applies it is
+		// logind's to refuse while an inhibitor blocks. Armed from APT's
+		// hook, APT's own inhibitor is still held.
+		return "shutdown inhibitors are checked by the reboot that applies it"
+	}
+	return ""
+}
+
 func checkInhibitors(ctx context.Context) error {
 	if _, err := os.Stat(systemBusSocket); os.IsNotExist(err) && os.Getenv("DBUS_SYSTEM_BUS_ADDRESS") == "" {
 		return nil // no system bus: no logind, nobody can hold an inhibitor
@@ -197,14 +224,15 @@ func checkInhibitors(ctx context.Context) error {
 
 // startKexec orders seamless-checkpoint.service after the carried units
 // (so that at shutdown it stops, and checkpoints, before them), makes sure
-// it is active, and starts kexec.target with replace-irreversibly.
-func startKexec(ctx context.Context, carry []string, say func(string, ...any), switching func()) error {
+// it is active, and, with start, starts kexec.target with
+// replace-irreversibly (switching is called just before).
+func startKexec(ctx context.Context, carry []string, start bool, say func(string, ...any), switching func()) error {
 	conn, err := sd.NewSystemConnectionContext(ctx)
 	if err != nil {
 		return fmt.Errorf("connect to systemd: %w", err)
 	}
 	defer conn.Close()
-	dropin := "/run/systemd/system/seamless-checkpoint.service.d/50-order.conf"
+	dropin := orderDropIn
 	body := "# Written by seamless update: stop (and checkpoint) before the carried units.\n[Unit]\n"
 	for _, u := range carry {
 		body += "After=" + u + "\n"
@@ -220,6 +248,10 @@ func startKexec(ctx context.Context, carry []string, say func(string, ...any), s
 	}
 	if err := runJob(ctx, conn.StartUnitContext, "seamless-checkpoint.service", "replace"); err != nil {
 		return err
+	}
+	if !start {
+		say("armed: the next kexec of this system (shutdown -r, systemctl kexec) carries the services")
+		return nil
 	}
 	say("starting kexec.target: the system goes down now")
 	switching()
@@ -243,14 +275,4 @@ func runJob(ctx context.Context, start func(context.Context, string, string, cha
 		return fmt.Errorf("start %s: timed out", unit)
 	}
 	return nil
-}
-
-func human(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	}
-	return fmt.Sprintf("%d KiB", n>>10)
 }

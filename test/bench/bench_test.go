@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,57 +70,157 @@ func waitLine(b *testing.B, path, prefix string, after int) int {
 // direction's throughput in MB/s.
 func BenchmarkCheckpointRestore1GiB(b *testing.B) {
 	seamless, bigmem := build(b)
-	work := b.TempDir()
-	logPath := filepath.Join(work, "bigmem.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(bigmem, "1024")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	b.Cleanup(func() { unix.Kill(pid, unix.SIGKILL); reap() })
-	line := waitLine(b, logPath, "READY", 0)
-	var ckpt, rest time.Duration
+	w := startBigmem(b, bigmem)
+	var t engineTimes
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		img, err := os.MkdirTemp("/dev/shm", "seamless-bench-")
-		if err != nil {
-			b.Fatal(err)
-		}
-		start := time.Now()
-		if out, err := exec.Command(seamless, "checkpoint", "--pid", itoa(pid), "--dir", img).CombinedOutput(); err != nil {
-			b.Fatalf("checkpoint: %v\n%s", err, out)
-		}
-		ckpt += time.Since(start)
-		// The killed tree's root is our child (first time) or was reparented
-		// to us as the subreaper: reap it so that its PID is free again.
-		var ws unix.WaitStatus
-		if _, err := unix.Wait4(pid, &ws, 0, nil); err != nil {
-			b.Fatalf("reap %d: %v", pid, err)
-		}
-		start = time.Now()
-		cmd := exec.Command(seamless, "restore", "--dir", img)
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			b.Fatalf("restore: %v\n%s", err, stderr.String())
-		}
-		rest += time.Since(start)
-		if strings.TrimSpace(string(out)) != itoa(pid) {
-			b.Fatalf("restore printed %q, want %d", out, pid)
-		}
-		os.RemoveAll(img)
-		line = waitLine(b, logPath, "OK", line)
+		w.cycle(b, seamlessEngine(seamless), &t)
 	}
 	b.StopTimer()
 	mb := float64(memMiB<<20) / 1e6 * float64(b.N)
-	b.ReportMetric(mb/ckpt.Seconds(), "checkpoint-MB/s")
-	b.ReportMetric(mb/rest.Seconds(), "restore-MB/s")
+	b.ReportMetric(mb/t.checkpoint.Seconds(), "checkpoint-MB/s")
+	b.ReportMetric(mb/t.restore.Seconds(), "restore-MB/s")
+}
+
+// BenchmarkVersusCRIU1GiB does what BenchmarkCheckpointRestore1GiB does,
+// alternately with seamless and with the CRIU binary that SEAMLESS_CRIU
+// names (make bench CRIU=/path/to/criu), on the same process, and reports
+// both throughputs and CRIU's time over seamless's for each direction.
+func BenchmarkVersusCRIU1GiB(b *testing.B) {
+	criu := os.Getenv("SEAMLESS_CRIU")
+	if criu == "" {
+		b.Skip("no CRIU to compare with: set SEAMLESS_CRIU (make bench CRIU=/usr/sbin/criu)")
+	}
+	if out, err := exec.Command(criu, "check").CombinedOutput(); err != nil {
+		b.Fatalf("%s check: %v\n%s", criu, err, out)
+	}
+	seamless, bigmem := build(b)
+	w := startBigmem(b, bigmem)
+	var ours, theirs engineTimes
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		w.cycle(b, seamlessEngine(seamless), &ours)
+		w.cycle(b, criuEngine(criu), &theirs)
+	}
+	b.StopTimer()
+	mb := float64(memMiB<<20) / 1e6 * float64(b.N)
+	b.ReportMetric(mb/ours.checkpoint.Seconds(), "checkpoint-MB/s")
+	b.ReportMetric(mb/ours.restore.Seconds(), "restore-MB/s")
+	b.ReportMetric(mb/theirs.checkpoint.Seconds(), "criu-dump-MB/s")
+	b.ReportMetric(mb/theirs.restore.Seconds(), "criu-restore-MB/s")
+	b.ReportMetric(theirs.checkpoint.Seconds()/ours.checkpoint.Seconds(), "checkpoint-x-criu")
+	b.ReportMetric(theirs.restore.Seconds()/ours.restore.Seconds(), "restore-x-criu")
+}
+
+// engine checkpoints pid into the empty directory img (killing it) and
+// restores it from there.
+type engine struct {
+	name       string
+	checkpoint func(pid int, img string) *exec.Cmd
+	restore    func(img string) *exec.Cmd
+}
+
+func seamlessEngine(bin string) engine {
+	return engine{
+		name: "seamless",
+		checkpoint: func(pid int, img string) *exec.Cmd {
+			return exec.Command(bin, "checkpoint", "--pid", itoa(pid), "--dir", img)
+		},
+		restore: func(img string) *exec.Cmd { return exec.Command(bin, "restore", "--dir", img) },
+	}
+}
+
+// criuEngine runs CRIU as its own documentation shows for a process
+// started from a shell: the restored tree detaches and is reparented to
+// the benchmark, the subreaper.
+func criuEngine(bin string) engine {
+	return engine{
+		name: "criu",
+		checkpoint: func(pid int, img string) *exec.Cmd {
+			return exec.Command(bin, "dump", "-t", itoa(pid), "-D", img, "--shell-job", "-o", "dump.log")
+		},
+		restore: func(img string) *exec.Cmd {
+			return exec.Command(bin, "restore", "-D", img, "--shell-job", "--restore-detached", "-o", "restore.log")
+		},
+	}
+}
+
+type engineTimes struct{ checkpoint, restore time.Duration }
+
+// bigmem is the workload: a process that holds 1 GiB of memory and checks
+// its pattern every moment, logging OK (or BAD) lines.
+type bigmem struct {
+	pid     int
+	logPath string
+	line    int
+}
+
+func startBigmem(b *testing.B, bin string) *bigmem {
+	b.Helper()
+	w := &bigmem{logPath: filepath.Join(b.TempDir(), "bigmem.log")}
+	logf, err := os.Create(w.logPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, strconv.Itoa(memMiB))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own session: CRIU's --shell-job takes a process group leader.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	w.pid = cmd.Process.Pid
+	b.Cleanup(func() { unix.Kill(w.pid, unix.SIGKILL); reap() })
+	w.line = waitLine(b, w.logPath, "READY", 0)
+	return w
+}
+
+// cycle checkpoints and restores the workload with e, adds the times to t,
+// and waits until the restored process has checked its memory again.
+func (w *bigmem) cycle(b *testing.B, e engine, t *engineTimes) {
+	b.Helper()
+	img, err := os.MkdirTemp("/dev/shm", "seamless-bench-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(img)
+	start := time.Now()
+	if out, err := e.checkpoint(w.pid, img).CombinedOutput(); err != nil {
+		b.Fatalf("%s checkpoint: %v\n%s%s", e.name, err, out, logTail(img, "dump.log"))
+	}
+	t.checkpoint += time.Since(start)
+	// The killed tree's root is our child (first time) or was reparented
+	// to us as the subreaper: reap it so that its PID is free again.
+	var ws unix.WaitStatus
+	if _, err := unix.Wait4(w.pid, &ws, 0, nil); err != nil {
+		b.Fatalf("reap %d: %v", w.pid, err)
+	}
+	start = time.Now()
+	cmd := e.restore(img)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		b.Fatalf("%s restore: %v\n%s%s", e.name, err, stderr.String(), logTail(img, "restore.log"))
+	}
+	t.restore += time.Since(start)
+	if e.name == "seamless" && strings.TrimSpace(string(out)) != itoa(w.pid) {
+		b.Fatalf("restore printed %q, want %d", out, w.pid)
+	}
+	if err := unix.Kill(w.pid, 0); err != nil {
+		b.Fatalf("%s restore: pid %d is not back: %v", e.name, w.pid, err)
+	}
+	w.line = waitLine(b, w.logPath, "OK", w.line)
+}
+
+// logTail is the end of a CRIU log in img, for an error message.
+func logTail(img, name string) string {
+	data, err := os.ReadFile(filepath.Join(img, name))
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	return strings.Join(lines[max(0, len(lines)-15):], "\n")
 }
 
 // reap collects every exited child, including restored trees that were

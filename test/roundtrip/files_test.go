@@ -15,8 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/files"
-	"github.com/seamless-linux/seamless/internal/image"
-	"github.com/seamless-linux/seamless/internal/plan"
+	"github.com/seamless-linux/seamless/internal/precheck"
 )
 
 // kindOf is the kind internal/files carries descriptor fd of pid as.
@@ -33,7 +32,7 @@ func kindOf(r *run, pid, fd int) string {
 // the tree of r.
 func planProblems(r *run) []string {
 	var out []string
-	for _, p := range plan.Check(append([]int{r.pid}, descendants(r.pid)...)).Problems {
+	for _, p := range precheck.Check(append([]int{r.pid}, descendants(r.pid)...)).Problems {
 		out = append(out, p.String())
 	}
 	return out
@@ -61,7 +60,7 @@ func TestKindsAgree(t *testing.T) {
 	for _, kind := range files.Kinds() {
 		t.Run(kind, func(t *testing.T) {
 			t.Setenv("WL_KIND", kind)
-			if kind == image.FileTerminal {
+			if kind == files.KindTerminal {
 				// A terminal of somebody else: a pty whose master the test holds.
 				master, path := openPty(t)
 				defer master.Close()
@@ -73,7 +72,7 @@ func TestKindsAgree(t *testing.T) {
 			if probs := planProblems(r); len(probs) > 0 {
 				r.fatalf("seamless plan refuses a %s descriptor:\n%s", kind, strings.Join(probs, "\n"))
 			}
-			if n := plan.Check([]int{r.pid}).Resources[kind]; n == 0 {
+			if n := precheck.Check([]int{r.pid}).Resources[kind]; n == 0 {
 				r.fatalf("seamless plan counts no %s descriptor", kind)
 			}
 			if got := kindOf(r, r.pid, 40); got != kind {

@@ -76,14 +76,18 @@ func readFingerprint(tr tree, runtime bool) fingerprint {
 	for pid := range tr {
 		addProcess(fp, pid, runtime)
 	}
-	fp.sessionClasses(tr)
+	fp.classes(tr, "sessionid", "audit session", func(v string) bool { return v != "4294967295" })
+	fp.classes(tr, "ns time", "time namespace", func(string) bool { return true })
 	return fp
 }
 
-// sessionClasses replaces the audit session IDs by which processes share
-// one: the kernel hands out a new ID whenever a loginuid is set, so a
-// restore keeps the sharing, never the numbers. An unset session stays.
-func (fp fingerprint) sessionClasses(tr tree) {
+// classes replaces the values of item key by which processes share one,
+// for values that keep says are identities. The kernel hands out a new
+// audit session ID whenever a loginuid is set, and the restore builds a
+// time namespace of its own for the tree (its clocks continue from the
+// checkpoint): a restore keeps the sharing, never the numbers. An unset
+// session stays as it is.
+func (fp fingerprint) classes(tr tree, key, what string, keep func(string) bool) {
 	var pids []int
 	for pid := range tr {
 		pids = append(pids, pid)
@@ -91,13 +95,13 @@ func (fp fingerprint) sessionClasses(tr tree) {
 	sort.Ints(pids)
 	class := map[string]string{}
 	for _, pid := range pids {
-		k := fmt.Sprintf("pid %d sessionid", pid)
+		k := fmt.Sprintf("pid %d %s", pid, key)
 		v, ok := fp[k]
-		if !ok || v == "4294967295" || strings.HasPrefix(v, "(") {
+		if !ok || !keep(v) || strings.HasPrefix(v, "(") {
 			continue
 		}
 		if class[v] == "" {
-			class[v] = fmt.Sprintf("audit session #%d (first in pid %d)", len(class)+1, pid)
+			class[v] = fmt.Sprintf("%s #%d (first in pid %d)", what, len(class)+1, pid)
 		}
 		fp[k] = class[v]
 	}
@@ -170,6 +174,11 @@ func addProcess(fp fingerprint, pid int, runtime bool) {
 	if ents, err := os.ReadDir(base + "ns"); err == nil {
 		for _, e := range ents {
 			fp[p+"ns "+e.Name()] = readLink(base + "ns/" + e.Name())
+		}
+		// Whether its children start in its own time namespace; which
+		// one that is, classes compares.
+		if t, ok := fp[p+"ns time_for_children"]; ok {
+			fp[p+"ns time_for_children"] = strconv.FormatBool(t == fp[p+"ns time"])
 		}
 	}
 	addFds(fp, p, base)

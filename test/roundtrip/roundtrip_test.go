@@ -102,6 +102,8 @@ var workloads = []workload{
 	{name: "mapattrs", procs: 1, usr1: true},
 	{name: "ptyattrs", procs: 1, usr1: true},
 	{name: "seccomp_tsync", procs: 1, usr1: true},
+	// Clocks 1,000,000 s ahead of the kernel's, as after a kexec.
+	{name: "clocks", procs: 1, usr1: true},
 }
 
 // mode is one way of going through checkpoint and restore.

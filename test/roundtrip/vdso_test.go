@@ -44,6 +44,8 @@ func TestVDSOProxy(t *testing.T) {
 		{"gowork", modes[0], [][]string{proxy}},
 		{"gowork", modes[1], [][]string{proxy, proxy}},
 		{"tree", modes[0], [][]string{proxy}},
+		// Clocks far ahead of the kernel's (as after a kexec) read through the proxy.
+		{"clocks", modes[1], [][]string{proxy, proxy}},
 	} {
 		t.Run(c.workload+"/"+c.mode.name, func(t *testing.T) {
 			vdsoRoundTrip(t, byName[c.workload], c.mode, c.args)

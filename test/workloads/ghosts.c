@@ -20,7 +20,8 @@
  *   and /dev/zero;
  * - watched: a deleted file held open with an inotify watch for
  *   IN_MODIFY: each write to it is reported under the same watch
- *   descriptor.
+ *   descriptor, 0x12 (after 17 other watches, one of them removed: the
+ *   kernel shows watch descriptors in hex, and leaves the gap).
  */
 #include "common.h"
 
@@ -289,8 +290,24 @@ int main(int argc, char **argv)
 	watched_fd = open_deleted("watched", O_RDWR, 0600, 0, 0);
 	ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	WL_CHECK(ino_fd >= 0, "inotify_init1: %s", strerror(errno));
+	for (int i = 1; i <= 17; i++) {
+		char name[16];
+		int f;
+
+		snprintf(name, sizeof name, "w%d", i);
+		f = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		WL_CHECK(f >= 0 && close(f) == 0, "create %s: %s", name, strerror(errno));
+		WL_CHECK(inotify_add_watch(ino_fd, name, IN_ATTRIB) == i, "watch %s: %s", name, strerror(errno));
+	}
+	WL_CHECK(inotify_rm_watch(ino_fd, 5) == 0, "inotify_rm_watch: %s", strerror(errno));
+	{
+		struct inotify_event ev;
+
+		WL_CHECK(read(ino_fd, &ev, sizeof ev) == sizeof ev && ev.wd == 5 && (ev.mask & IN_IGNORED),
+			 "no IN_IGNORED for the removed watch: %s", strerror(errno));
+	}
 	wd = inotify_add_watch(ino_fd, "watched", IN_MODIFY);
-	WL_CHECK(wd >= 0 && unlink("watched") == 0, "watch: %s", strerror(errno));
+	WL_CHECK(wd == 18 && unlink("watched") == 0, "watch: wd %d: %s", wd, strerror(errno));
 
 	WL_CHECK(mkdir("cwd", 0750) == 0 && chdir("cwd") == 0 && rmdir("../cwd") == 0, "deleted cwd: %s",
 		 strerror(errno));

@@ -22,7 +22,8 @@
  *
  * Checked every tick: the ids still name the same objects (shmget/semget/
  * msgget of the key return the stored id, IPC_STAT key, size, mode,
- * nattch, qnum, cbytes), the mappings are SysV mappings ("/SYSV<key>" in
+ * nattch, qnum, cbytes, and the owner 1234:5678 the keyed objects were given
+ * with IPC_SET: a service's objects belong to its user), the mappings are SysV mappings ("/SYSV<key>" in
  * /proc/self/maps) at their addresses, contents, semaphore values, queued
  * messages in order. Pids that the kernel records (shm_cpid/lpid, sempid,
  * msg_lspid/lrpid) are reported in INFO lines when they change, not failed.
@@ -38,6 +39,14 @@
 #include <sys/sem.h>
 #include <sys/shm.h>
 #include <sys/wait.h>
+
+/* The owner the keyed objects are given after creation (root made them). */
+#define OWNER_UID 1234
+#define OWNER_GID 5678
+
+#define CHECK_OWNER(perm, what)                                                                   \
+	WL_CHECK((perm).uid == OWNER_UID && (perm).gid == OWNER_GID, "%s belongs to %u:%u, want %d:%d", \
+		 what, (unsigned)(perm).uid, (unsigned)(perm).gid, OWNER_UID, OWNER_GID)
 
 
 #ifndef MSG_COPY
@@ -193,6 +202,7 @@ static void check_shm(void)
 		 "shm B (id %d): size %zu key %#x mode %#o nattch %lu, want %d %#x 0640 3", shm_b,
 		 ds.shm_segsz, (unsigned)ds.shm_perm.__key, (unsigned)ds.shm_perm.mode,
 		 (unsigned long)ds.shm_nattch, SHM_B_SIZE, (unsigned)key_b);
+	CHECK_OWNER(ds.shm_perm, "shm B");
 	note_pid(1, ds.shm_cpid, "shm B shm_cpid");
 	check_sysv_mapping(a, SHM_A_SIZE, IPC_PRIVATE, 0, "shm A");
 	check_sysv_mapping(b, SHM_B_SIZE, key_b, 0, "shm B");
@@ -228,6 +238,7 @@ static void check_sem(void)
 			 (ds.sem_perm.mode & 0777) == 0600,
 		 "semaphore set %d: nsems %lu key %#x mode %#o", sem, (unsigned long)ds.sem_nsems,
 		 (unsigned)ds.sem_perm.__key, (unsigned)ds.sem_perm.mode);
+	CHECK_OWNER(ds.sem_perm, "the semaphore set");
 	arg.array = v;
 	WL_CHECK(semctl(sem, 0, GETALL, arg) == 0, "semctl(GETALL): %s", strerror(errno));
 	for (int i = 0; i < NSEMS; i++)
@@ -259,6 +270,7 @@ static void check_msg(void)
 		 " messages, %zu bytes",
 		 mq, (unsigned)ds.msg_perm.__key, (unsigned)ds.msg_perm.mode,
 		 (unsigned long)ds.msg_qnum, (unsigned long)ds.msg_cbytes, n, bytes);
+	CHECK_OWNER(ds.msg_perm, "the message queue");
 	note_pid(3, ds.msg_lspid, "msg_lspid");
 	for (uint64_t i = 0; i < n; i++) {
 		struct msg m;
@@ -406,6 +418,14 @@ int main(int argc, char **argv)
 
 	shm_b = shmget(key_b, SHM_B_SIZE, IPC_CREAT | IPC_EXCL | 0640);
 	WL_CHECK(shm_b >= 0, "shmget(key %#x): %s", (unsigned)key_b, strerror(errno));
+	{
+		struct shmid_ds ds;
+
+		WL_CHECK(shmctl(shm_b, IPC_STAT, &ds) == 0, "shmctl(IPC_STAT): %s", strerror(errno));
+		ds.shm_perm.uid = OWNER_UID;
+		ds.shm_perm.gid = OWNER_GID;
+		WL_CHECK(shmctl(shm_b, IPC_SET, &ds) == 0, "shmctl(IPC_SET): %s", strerror(errno));
+	}
 	b = shmat(shm_b, NULL, 0);
 	WL_CHECK(b != (void *)-1, "shmat B: %s", strerror(errno));
 	b_ro = shmat(shm_b, NULL, SHM_RDONLY);
@@ -419,9 +439,26 @@ int main(int argc, char **argv)
 	WL_CHECK(sem >= 0, "semget(key %#x): %s", (unsigned)key_sem, strerror(errno));
 	arg.array = init;
 	WL_CHECK(semctl(sem, 0, SETALL, arg) == 0, "semctl(SETALL): %s", strerror(errno));
+	{
+		struct semid_ds ds;
+
+		arg.buf = &ds;
+		WL_CHECK(semctl(sem, 0, IPC_STAT, arg) == 0, "semctl(IPC_STAT): %s", strerror(errno));
+		ds.sem_perm.uid = OWNER_UID;
+		ds.sem_perm.gid = OWNER_GID;
+		WL_CHECK(semctl(sem, 0, IPC_SET, arg) == 0, "semctl(IPC_SET): %s", strerror(errno));
+	}
 
 	mq = msgget(key_msg, IPC_CREAT | IPC_EXCL | 0600);
 	WL_CHECK(mq >= 0, "msgget(key %#x): %s", (unsigned)key_msg, strerror(errno));
+	{
+		struct msqid_ds ds;
+
+		WL_CHECK(msgctl(mq, IPC_STAT, &ds) == 0, "msgctl(IPC_STAT): %s", strerror(errno));
+		ds.msg_perm.uid = OWNER_UID;
+		ds.msg_perm.gid = OWNER_GID;
+		WL_CHECK(msgctl(mq, IPC_SET, &ds) == 0, "msgctl(IPC_SET): %s", strerror(errno));
+	}
 	for (; next_send < QLEN; next_send++) {
 		struct msg m;
 

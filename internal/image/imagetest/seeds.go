@@ -81,3 +81,16 @@ func Sizes(manifest []byte) map[string]int64 {
 	}
 	return sizes
 }
+
+// Format is the format version a MANIFEST's first line names
+// ("seamless-image N"), or 0 when it names none: the seeds are images of
+// the version that was current when they were made.
+func Format(manifest []byte) int {
+	first, _, _ := strings.Cut(string(manifest), "\n")
+	f := strings.Fields(first)
+	if len(f) != 2 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[1])
+	return n
+}

@@ -549,17 +549,54 @@ static void mode_listener(const char *name)
 
 /* ---- external: a connection to a listener outside the tree ---- */
 
+/* The restore gives the connection back closed by its peer (the listener's
+ * program keeps state per connection that a new connection would lack): the
+ * workload reads end of file and reconnects, as a client does after its
+ * server restarted. */
 static void mode_external(const char *path)
 {
 	int c = sock_connect(SOCK_STREAM, path);
 	char b[8];
 
+	signal(SIGPIPE, SIG_IGN);
 	write_all(c, "before\n", 7);
 	say("READY pids=%d", getpid());
 	wait_file("go");
+	CHECK(read(c, b, 1) == 0, "end of file on the connection to the outside peer");
+	close(c);
+	c = sock_connect(SOCK_STREAM, path);
 	write_all(c, "after\n", 6);
 	read_all(c, b, 3);
 	CHECK(memcmp(b, "ok\n", 3) == 0, "reply from the external peer");
+	finish(0);
+}
+
+/* ---- accepted: a server's connection from a client outside the tree ---- */
+
+/* The client outside the tree is gone after a restore: the server reads end
+ * of file on the connection it had accepted, as after a client disconnect,
+ * and accepts the next client on its listener. */
+static void mode_accepted(const char *path)
+{
+	int l = sock_bound(SOCK_STREAM, path);
+	char b[8];
+
+	signal(SIGPIPE, SIG_IGN);
+	CHECK(listen(l, 4) == 0, "listen");
+	say("LISTENING");
+	int c = accept(l, NULL, NULL);
+	CHECK(c >= 0, "accept");
+	read_all(c, b, 6);
+	CHECK(memcmp(b, "hello\n", 6) == 0, "hello from the client");
+	say("READY pids=%d", getpid());
+	wait_file("go");
+	CHECK(read(c, b, 1) == 0, "end of file on the accepted connection");
+	close(c);
+	c = accept(l, NULL, NULL);
+	CHECK(c >= 0, "accept after restore");
+	read_all(c, b, 6);
+	CHECK(memcmp(b, "again\n", 6) == 0, "the next client's request");
+	write_all(c, "ok\n", 3);
 	finish(0);
 }
 
@@ -758,6 +795,8 @@ int main(int argc, char **argv)
 		mode_listener(argv[3]);
 	else if (!strcmp(m, "external") && argc >= 4)
 		mode_external(argv[3]);
+	else if (!strcmp(m, "accepted") && argc >= 4)
+		mode_accepted(argv[3]);
 	else if (!strcmp(m, "rights"))
 		mode_rights();
 	else if (!strcmp(m, "state"))

@@ -18,8 +18,12 @@ func cmdVM(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("vm", flag.ExitOnError)
 	noPayload := fs.Bool("no-payload", false, "do not build or install the project's commands")
 	keep := fs.Bool("keep", false, "keep the guest's disk overlay when it stops")
+	guest := fs.String("guest", lab.DefaultGuest, "guest distribution")
 	_ = fs.Parse(args)
-	cfg := lab.DefaultConfig()
+	cfg, err := lab.ConfigFor(*guest)
+	if err != nil {
+		return err
+	}
 	img, err := lab.Build(ctx, cfg, false, os.Stderr)
 	if err != nil {
 		return err

@@ -1,0 +1,83 @@
+package restored
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/contract"
+	"github.com/seamless-linux/seamless/internal/netlock"
+)
+
+// Settle ends, for unit, a restore that the daemon left unsettled: the
+// daemon ended (it was killed, it crashed) while the unit was pending or
+// being restored. Nothing else would then remove the unit's network lock
+// (its listening ports would drop every packet), nor kill a tree the
+// daemon restored but could not hand over, nor record the outcome. It runs
+// as root in the unit's cgroup cg, before the unit's anchor (the drop-in's
+// ExecStartPre=+): it kills the other processes of cg, removes the unit's
+// locks and records the unit as started cold, for the anchor to start it
+// cold. While the daemon runs, or once it has settled the unit, it does
+// nothing.
+func Settle(unit, cg string, log io.Writer) error {
+	// Two units may settle at once: one read-modify-write at a time.
+	return contract.EditState(func(st *contract.State) (bool, error) {
+		u := st.Unit(unit)
+		if u == nil || !u.Waiting() || daemonListens() {
+			return false, nil
+		}
+		var errs []error
+		// The links to the files the dead daemon held lead nowhere now.
+		os.RemoveAll(contract.IncomingDir())
+		killed, err := KillOthers(cg, os.Getpid(), 30*time.Second)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if !netlock.Disabled() {
+			for _, t := range u.Trees {
+				for _, name := range t.Locks {
+					if err := removeLock(name); err != nil {
+						errs = append(errs, err)
+					}
+				}
+			}
+		}
+		u.State, u.Reason = contract.Cold, "the restore daemon ended before it restored the unit"
+		if len(killed) > 0 {
+			u.Reason += fmt.Sprintf(" (what it left in the unit was killed: %v)", killed)
+		}
+		fmt.Fprintf(log, "seamless: %s: %s: it starts cold\n", unit, u.Reason)
+		recordOutcomes(st, false, log)
+		return true, errors.Join(errs...)
+	})
+}
+
+// daemonListens reports whether a restore daemon listens on the socket
+// (when in doubt, that it does: Settle then leaves the unit to it).
+func daemonListens() bool {
+	c, err := net.Dial("unixpacket", contract.SocketPath())
+	if err == nil {
+		c.Close()
+		return true
+	}
+	return !errors.Is(err, unix.ECONNREFUSED) && !errors.Is(err, unix.ENOENT)
+}
+
+// removeLock removes one network lock (chain) of the caller's network
+// namespace.
+func removeLock(name string) error {
+	l, err := netlock.Open(nil, name)
+	if err != nil {
+		return fmt.Errorf("network lock %s: %w", name, err)
+	}
+	defer l.Release()
+	if err := l.Remove(); err != nil {
+		return fmt.Errorf("remove network lock %s: %w", name, err)
+	}
+	return nil
+}
