@@ -57,7 +57,7 @@ demo:
 
 # dpkg-buildpackage -b -us -uc, out of the tree; the modules are fetched
 # first so that the package build itself is offline.
-deb: DEBS += debhelper dpkg-dev
+deb: DEBS += debhelper dpkg-dev dh-dkms
 deb: deps
 	bash packaging/build-deb.sh $(DEBDIR)
 
