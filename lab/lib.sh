@@ -18,7 +18,7 @@ lab_install_deps() {
 		[qemu-system-x86_64]=qemu-system-x86 [qemu-img]=qemu-utils
 		[debootstrap]=debootstrap [mkfs.ext4]=e2fsprogs [sfdisk]=fdisk
 		[unshare]=util-linux [chroot]=coreutils
-		[dpkg-buildpackage]=dpkg-dev [dh]=debhelper
+		[dpkg-buildpackage]=dpkg-dev [dh]=debhelper [dh_dkms]=dh-dkms
 		[rpmbuild]=rpm [createrepo_c]=createrepo-c [apt-ftparchive]=apt-utils [zstd]=zstd
 	)
 	local missing=() cmd

@@ -203,9 +203,9 @@ func buildDeb(ctx context.Context, repo, runDir, dst string, out io.Writer) (str
 	if _, err := os.Stat(filepath.Join(repo, "debian", "rules")); err != nil {
 		return "", nil
 	}
-	for _, tool := range []string{"dpkg-buildpackage", "dh"} {
+	for _, tool := range []string{"dpkg-buildpackage", "dh", "dh_dkms"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			return "", fmt.Errorf("the lab installs the seamless package, and building it needs %s (apt-get install debhelper dpkg-dev): %w", tool, err)
+			return "", fmt.Errorf("the lab installs the seamless package, and building it needs %s (apt-get install debhelper dpkg-dev dh-dkms): %w", tool, err)
 		}
 	}
 	t0 := time.Now()
@@ -222,8 +222,12 @@ func buildDeb(ctx context.Context, repo, runDir, dst string, out io.Writer) (str
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return "", err
 	}
-	if err := copyFile(debs[0], filepath.Join(dst, filepath.Base(debs[0]))); err != nil {
-		return "", fmt.Errorf("copy the package into the payload: %w", err)
+	// seamless-dkms rides along, for the scenarios that install it.
+	dkms, _ := filepath.Glob(filepath.Join(outDir, "seamless-dkms_*.deb"))
+	for _, deb := range append(debs, dkms...) {
+		if err := copyFile(deb, filepath.Join(dst, filepath.Base(deb))); err != nil {
+			return "", fmt.Errorf("copy the package into the payload: %w", err)
+		}
 	}
 	logf(out, "built %s (%.0f s)", filepath.Base(debs[0]), time.Since(t0).Seconds())
 	return "debian: built " + filepath.Base(debs[0]), nil
