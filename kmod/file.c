@@ -510,6 +510,9 @@ static int smem_release(struct inode *inode, u64 off, u64 len)
 
 	if (!PAGE_ALIGNED(off) || off + len < off)
 		return -EINVAL;
+	/* A sealed pool's memory is the next kernel's: its index names it. */
+	if (SMEM_SB(inode->i_sb)->pool->sealed)
+		return -EBUSY;
 	end = off + len;
 	if (end >= size)
 		end = round_up(size, PAGE_SIZE);

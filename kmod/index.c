@@ -293,7 +293,7 @@ static int load_file(struct smem_pool *p, struct cursor *c, struct inode *inode,
 	u32 k;
 	int ret;
 
-	if (limit < size)
+	if (limit < size || size > MAX_LFS_FILESIZE)
 		return -EINVAL;
 	for (k = 0; k < nr_ext; k++) {
 		const struct smem_iext *x = take(c, sizeof(*x));
@@ -453,6 +453,13 @@ int smem_load_index(struct super_block *sb, phys_addr_t index)
 		pr_err(SMEM_NAME ": the image index at %#llx is damaged (checksum): refused\n", (u64)index);
 		goto out;
 	}
+	/*
+	 * An index is read once: its magic is wiped now, whatever becomes of
+	 * this load, so that a later boot given the same command line (a kexec
+	 * that reuses it) finds no image. Restoring it again would run the
+	 * services a second time, from a state long gone.
+	 */
+	((struct smem_ihdr *)buf)->magic = 0;
 	c = (struct cursor){ .buf = buf, .len = len, .at = sizeof(hdr) };
 	ret = -ENOMEM;
 	ranges = kvcalloc(nr_ranges, sizeof(*ranges), GFP_KERNEL);

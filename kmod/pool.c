@@ -51,8 +51,9 @@ static struct smem_block *find_block(struct smem_pool *p, phys_addr_t phys)
 	for (i = 0; i < nr; i++) {
 		struct smem_block *b = &p->blocks[i];
 
-		if (phys >= b->phys && phys - b->phys < p->bs)
-			return b->gone ? NULL : b;
+		/* A block given back may be taken again: a later entry. */
+		if (!b->gone && phys >= b->phys && phys - b->phys < p->bs)
+			return b;
 	}
 	return NULL;
 }
@@ -529,7 +530,8 @@ int smem_pool_mark(struct smem_pool *p, phys_addr_t phys, u64 len)
 		return -EINVAL;
 	mutex_lock(&p->lock);
 	b = find_block(p, phys);
-	if (!b || phys - b->phys + len > p->bs)
+	/* len comes from the index: compared so that it cannot wrap. */
+	if (!b || len > p->bs - (phys - b->phys))
 		goto out;
 	idx = (phys - b->phys) >> PAGE_SHIFT;
 	if (find_next_bit(b->map, idx + pages, idx) < idx + pages)

@@ -121,7 +121,7 @@ func Take(m *Mount, need uint64, timeout time.Duration, log io.Writer) error {
 }
 
 // Reservations are what the next kernel's command line needs, besides
-// the image parameter (contract.Kmod(IndexPhys)), for the sealed pool
+// the image parameter (contract.Kmod(IndexPhys, len(Ranges))), for the sealed pool
 // described by info: one memmap=SIZE$ADDR per range, which keeps the
 // kernel off them from its first instruction. They come right before the
 // image parameter (contract.WithoutKmodReservations drops them from the

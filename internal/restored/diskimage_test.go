@@ -214,7 +214,7 @@ func TestStage1KmodWithoutModule(t *testing.T) {
 	defer func(d string) { kmod.ModulesDir = d }(kmod.ModulesDir)
 	kmod.ModulesDir = t.TempDir()
 	var log strings.Builder
-	stage1("root=/dev/vda1 memmap=0x8000000$0x70000000 seamless.image=kmod:0x70000000", "", &log)
+	stage1("root=/dev/vda1 memmap=0x8000000$0x70000000 seamless.image=kmod:0x70000000,1", "", &log)
 	if !strings.Contains(log.String(), "kmod store:") || !strings.Contains(log.String(), "the services start cold") {
 		t.Errorf("stage 1 without the module: %q", log.String())
 	}

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/seamless-linux/seamless/internal/contract"
 )
 
@@ -123,7 +125,24 @@ func startDaemon(arg, root string) (string, error) {
 		}
 		return fmt.Sprintf("restore daemon %d: %s", pid, r.Summary), nil
 	case <-time.After(2 * time.Minute):
-		return "", fmt.Errorf("the restore daemon (pid %d) did not get ready in 2 minutes", pid)
+		// The services start cold: a daemon that got ready later must not
+		// restore them a second time, nor read an image that is given
+		// back.
+		stopDaemon(pid)
+		return "", fmt.Errorf("the restore daemon (pid %d) did not get ready in 2 minutes: killed", pid)
+	}
+}
+
+// stopDaemon kills the daemon pid and waits (a few seconds at most) until
+// it is gone.
+func stopDaemon(pid int) {
+	unix.Kill(pid, unix.SIGKILL)
+	for i := 0; i < 50; i++ {
+		var ws unix.WaitStatus
+		if got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); got == pid || err != nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

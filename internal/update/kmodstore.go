@@ -118,7 +118,7 @@ func (sg *staging) seal() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return memmap + " " + contract.Kmod(info.IndexPhys).Param(), nil
+	return memmap + " " + contract.Kmod(info.IndexPhys, len(info.Ranges)).Param(), nil
 }
 
 // initrdWithModule is the target kernel's initrd followed by the module
