@@ -14,7 +14,6 @@ import (
 	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/kernel"
 	"github.com/seamless-linux/seamless/internal/kmod"
-	"github.com/seamless-linux/seamless/internal/proc"
 	"github.com/seamless-linux/seamless/internal/store"
 )
 
@@ -38,9 +37,6 @@ func kmodProblem(from, release string) string {
 	if _, err := kmod.BlockSize(kmod.SysMemory); err != nil {
 		return err.Error()
 	}
-	if p := gigaPagesProblem(proc.Meminfo("DirectMap1G")); p != "" {
-		return p
-	}
 	for _, r := range []string{from, release} {
 		if _, err := kmod.ModulePath(r); err != nil {
 			return err.Error()
@@ -51,18 +47,6 @@ func kmodProblem(from, release string) string {
 		return err.Error()
 	}
 	return ""
-}
-
-// gigaPagesProblem says why no memory block may be taken when the kernel
-// maps directMap1G bytes of memory with 1 GiB pages, or "". Taking a
-// block out of such a mapping oopsed Debian's 6.1 in its own hot-remove
-// code (docs/kmod.md, run 6); the same guest booted with nogbpages
-// carried its service through the kmod store.
-func gigaPagesProblem(directMap1G int64) string {
-	if directMap1G <= 0 {
-		return ""
-	}
-	return fmt.Sprintf("the kernel maps %s of memory with 1 GiB pages (DirectMap1G in /proc/meminfo), and taking a memory block out of such a mapping crashed Debian's 6.1 kernel in the lab: boot with nogbpages to use the kmod store", bytesize.Format(directMap1G))
 }
 
 // KmodPlan says, for `seamless plan` under store = kmod, whether the next
