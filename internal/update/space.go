@@ -115,7 +115,7 @@ func chooseStore(cfg config.Config, need, initrd int64, sp space) (string, strin
 		case sp.mem != 0 && pool+ramMargin > sp.mem:
 			fallback = fmt.Sprintf("kmod store: image about %s needs %s of memory blocks, %s available; ", bytesize.Format(need), bytesize.Format(pool), bytesize.Format(sp.mem))
 		default:
-			return "kmod", fmt.Sprintf("kmod (image about %s written once into %s of memory blocks taken out of the system, reserved for the new kernel)", bytesize.Format(need), bytesize.Format(pool)), nil
+			return "kmod", fmt.Sprintf("kmod (image about %s written once into %s of memory blocks taken out of the system, reserved for the new kernel; %s)", bytesize.Format(need), bytesize.Format(pool), kmodExperimental), nil
 		}
 	case "ram":
 		if !ramFits {
