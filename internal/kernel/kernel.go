@@ -1,5 +1,5 @@
 // Package kernel finds the kernels installed on the machine, picks the
-// target of an update and builds its command line.
+// target of an update, builds its command line, and loads module files.
 package kernel
 
 import (

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/kernel"
 )
 
 // ModulesDir is where each kernel's modules are installed.
@@ -53,9 +55,6 @@ func hasFS(filesystems, name string) bool {
 	return false
 }
 
-// moduleInitCompressedFile is finit_module's MODULE_INIT_COMPRESSED_FILE.
-const moduleInitCompressedFile = 4
-
 // LoadModule loads the module file into the running kernel; one already
 // loaded is fine. The kernel's refusal (an unsigned module under lockdown,
 // a module built for another kernel) is named.
@@ -63,18 +62,9 @@ func LoadModule(path string) error {
 	if Loaded() {
 		return nil
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("load %s: %w", FSType, err)
-	}
-	defer f.Close()
-	flags := 0
-	if !strings.HasSuffix(path, ".ko") {
-		flags = moduleInitCompressedFile
-	}
-	err = unix.FinitModule(int(f.Fd()), "", flags)
+	err := kernel.LoadModule(path)
 	switch {
-	case err == nil, errors.Is(err, unix.EEXIST):
+	case err == nil:
 		return nil
 	case errors.Is(err, unix.EKEYREJECTED), errors.Is(err, unix.EPERM):
 		return fmt.Errorf("load %s: the kernel refused it: %w (unsigned, or signed by a key the kernel does not trust, under lockdown or module signature enforcement)", path, err)

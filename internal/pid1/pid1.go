@@ -33,6 +33,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/contract"
+	"github.com/seamless-linux/seamless/internal/kernel"
 )
 
 // failPause is how long a failed boot's reason stays on the console
@@ -134,7 +135,7 @@ func loadModules(log io.Writer) {
 	t0 := time.Now()
 	mods := parseModuleList(string(b))
 	errs := loadAll(mods, runtime.NumCPU(), func(name string) error {
-		return loadModule(filepath.Join(contract.RestorerModuleDir, name))
+		return kernel.LoadModule(filepath.Join(contract.RestorerModuleDir, name))
 	})
 	for _, m := range mods {
 		if err := errs[m.name]; err != nil {
@@ -202,24 +203,6 @@ func loadAll(mods []module, workers int, load func(string) error) map[string]err
 	}
 	wg.Wait()
 	return errs
-}
-
-// loadModule loads one module file; a compressed one is decompressed by
-// the kernel (the restorer is built only for kernels that can).
-func loadModule(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	flags := 0
-	if !strings.HasSuffix(path, ".ko") {
-		flags = unix.MODULE_INIT_COMPRESSED_FILE
-	}
-	if err := unix.FinitModule(int(f.Fd()), "", flags); err != nil && !errors.Is(err, unix.EEXIST) {
-		return err
-	}
-	return nil
 }
 
 // rootSpec is what the kernel command line says about the root.

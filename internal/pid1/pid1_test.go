@@ -93,12 +93,6 @@ func TestParseRoot(t *testing.T) {
 	}
 }
 
-func TestLoadModuleMissing(t *testing.T) {
-	if err := loadModule(filepath.Join(t.TempDir(), "nothing.ko")); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("got %v", err)
-	}
-}
-
 func TestHasInit(t *testing.T) {
 	root := t.TempDir()
 	mk := func(p string) {
