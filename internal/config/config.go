@@ -10,7 +10,7 @@
 //	timeout = 120s        # longest a checkpoint at shutdown may take
 //	apply = manual        # manual, now, or HH:MM: what follows a kernel install
 //	wake-peers = all      # all, acks or off: prompt the peers of restored connections
-//	initrd = distro       # distro or restorer: the initramfs that boots an update
+//	initrd = auto         # auto, restorer or distro: the initramfs that boots an update
 package config
 
 import (
@@ -54,14 +54,19 @@ type Config struct {
 	// for their own timer) or "off".
 	WakePeers string `json:"wake_peers"`
 	// Initrd says which initramfs boots the new kernel of an update:
-	// "distro" (the kernel's own, made by initramfs-tools or dracut) or
+	// "distro" (the kernel's own, made by initramfs-tools or dracut),
 	// "restorer" (seamless's own, built for the update by package
-	// restorer when it can boot this system, else the kernel's own).
+	// restorer when it can boot this system, else the kernel's own), or
+	// "auto" (the restorer where it can boot this system and the
+	// administrator has not configured the distribution's initramfs
+	// beyond its defaults, and the store is not kmod; else the kernel's
+	// own).
 	Initrd string `json:"initrd"`
 }
 
 // Initramfs choices.
 const (
+	InitrdAuto     = "auto"
 	InitrdDistro   = "distro"
 	InitrdRestorer = "restorer"
 )
@@ -96,7 +101,7 @@ func ApplyAt(apply string) (hour, minute int, ok bool) {
 
 // Default is the configuration without any file.
 func Default() Config {
-	return Config{Store: "auto", DiskDir: "/var/lib/seamless/images", Timeout: 120 * time.Second, Apply: ApplyManual, WakePeers: WakeAll, Initrd: InitrdDistro}
+	return Config{Store: "auto", DiskDir: "/var/lib/seamless/images", Timeout: 120 * time.Second, Apply: ApplyManual, WakePeers: WakeAll, Initrd: InitrdAuto}
 }
 
 // Load reads path and path.d/*.conf. Missing files are not an error.
@@ -165,8 +170,8 @@ func (c *Config) read(path string) error {
 			}
 			c.WakePeers = v
 		case "initrd":
-			if v != InitrdDistro && v != InitrdRestorer {
-				return fmt.Errorf("%s:%d: initrd must be distro or restorer, not %q", path, n, v)
+			if v != InitrdAuto && v != InitrdDistro && v != InitrdRestorer {
+				return fmt.Errorf("%s:%d: initrd must be auto, restorer or distro, not %q", path, n, v)
 			}
 			c.Initrd = v
 		default:

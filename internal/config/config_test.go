@@ -21,7 +21,7 @@ func TestLoad(t *testing.T) {
 	if strings.Join(c.Preserve, " ") != "a.service b.service c.service" || c.Store != "ram" || c.Timeout != 30*time.Second || c.WakePeers != WakeAcks || c.Initrd != InitrdRestorer {
 		t.Fatalf("Load = %+v", c)
 	}
-	if c, err := Load(filepath.Join(dir, "missing.conf")); err != nil || c.Store != "auto" || c.WakePeers != WakeAll || c.Initrd != InitrdDistro {
+	if c, err := Load(filepath.Join(dir, "missing.conf")); err != nil || c.Store != "auto" || c.WakePeers != WakeAll || c.Initrd != InitrdAuto {
 		t.Fatalf("Load(missing) = %+v, %v", c, err)
 	}
 	// Every store, the kmod store's included (opt-in: never the default).

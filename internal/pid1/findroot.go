@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/seamless-linux/seamless/internal/contract"
 )
 
 // findRoot waits up to timeout for the block device that root= names
@@ -17,13 +19,10 @@ import (
 // superblocks of ext2/3/4, XFS and Btrfs: there is no udev here, and no
 // /dev/disk/by-*.
 func findRoot(spec string, timeout time.Duration) (dev, fs string, err error) {
-	key, want, _ := strings.Cut(spec, "=")
-	switch {
-	case strings.HasPrefix(spec, "/dev/"):
-	case key == "LABEL" || key == "UUID":
-	default:
-		return "", "", fmt.Errorf("root=%s: only /dev/NAME, LABEL= and UUID= are understood", spec)
+	if err := contract.RestorerRootSpec(spec); err != nil {
+		return "", "", err
 	}
+	key, want, _ := strings.Cut(spec, "=")
 	deadline := time.Now().Add(timeout)
 	for {
 		if dev, fs := find(spec, key, want); dev != "" {

@@ -24,14 +24,14 @@ import (
 )
 
 // System is where Plan looks: the running system's /proc, /sys, module
-// tree and /boot. Tests point it at a made-up tree.
+// tree, /boot and /etc. Tests point it at a made-up tree.
 type System struct {
-	Proc, Sys, Modules, Boot string
+	Proc, Sys, Modules, Boot, Etc string
 }
 
 // Host is the running system.
 func Host() System {
-	return System{Proc: "/proc", Sys: "/sys", Modules: "/lib/modules", Boot: "/boot"}
+	return System{Proc: "/proc", Sys: "/sys", Modules: "/lib/modules", Boot: "/boot", Etc: "/etc"}
 }
 
 // Image is the plan of a restorer initramfs for one kernel.

@@ -6,12 +6,45 @@ import (
 	"path/filepath"
 
 	"github.com/seamless-linux/seamless/internal/bytesize"
+	"github.com/seamless-linux/seamless/internal/config"
 	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/restorer"
 )
 
 // restorerSystem is where the restorer's plan looks; tests move it.
 var restorerSystem = restorer.Host()
+
+// restorerFor builds the restorer initramfs that boots release with
+// cmdline when cfg chooses it, and says what it holds; when it does not
+// boot the update it returns "" and says why the kernel's own initrd does
+// (nothing when cfg chose the distribution's).
+func restorerFor(cfg config.Config, release, cmdline string) (path, what, why string) {
+	switch cfg.Initrd {
+	case config.InitrdDistro:
+		return "", "", ""
+	case config.InitrdAuto:
+		// The kmod store's module has been carried by the distribution's
+		// initramfs only (docs/kmod.md).
+		if cfg.Store == "kmod" {
+			return "", "", "store = kmod has been tried with the distribution's initramfs only"
+		}
+		custom, err := restorerSystem.Customized()
+		if err != nil {
+			return "", "", err.Error()
+		}
+		if custom != "" {
+			return "", "", "the distribution's initramfs is configured here (" + custom + ")"
+		}
+	}
+	if err := restorer.CheckCmdline(cmdline); err != nil {
+		return "", "", err.Error()
+	}
+	path, what, err := buildRestorer(release)
+	if err != nil {
+		return "", "", err.Error()
+	}
+	return path, what, ""
+}
 
 // buildRestorer builds the restorer initramfs for release into the run
 // directory (root-only, and gone with the kexec) and returns its path and

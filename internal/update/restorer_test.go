@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/seamless-linux/seamless/internal/config"
 	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/restorer"
 )
@@ -13,10 +14,14 @@ import (
 // TestBuildRestorer builds the restorer for a made-up system whose root
 // (XFS, built into the kernel) is on a disk with a built-in driver: no
 // module to carry, only this binary; and refuses one with an NFS root.
-func TestBuildRestorer(t *testing.T) {
+// fakeRestorerSystem makes restorerSystem a made-up system whose root (XFS,
+// built into the kernel) is on a disk with a built-in driver: no module to
+// carry, only this binary. It returns the system's top directory.
+func fakeRestorerSystem(t *testing.T) string {
+	t.Helper()
 	t.Cleanup(contract.SetDirs(filepath.Join(t.TempDir(), "run"), t.TempDir()))
 	d := t.TempDir()
-	sys := restorer.System{Proc: filepath.Join(d, "proc"), Sys: filepath.Join(d, "sys"), Modules: filepath.Join(d, "modules"), Boot: filepath.Join(d, "boot")}
+	sys := restorer.System{Proc: filepath.Join(d, "proc"), Sys: filepath.Join(d, "sys"), Modules: filepath.Join(d, "modules"), Boot: filepath.Join(d, "boot"), Etc: filepath.Join(d, "etc")}
 	for p, text := range map[string]string{
 		"proc/self/mountinfo":              "22 1 8:1 / / rw - xfs /dev/sda1 rw\n",
 		"modules/6.1.0-50/modules.dep":     "",
@@ -31,7 +36,13 @@ func TestBuildRestorer(t *testing.T) {
 	old := restorerSystem
 	t.Cleanup(func() { restorerSystem = old })
 	restorerSystem = sys
+	return d
+}
 
+// TestBuildRestorer builds the restorer for the made-up system, and
+// refuses one with an NFS root.
+func TestBuildRestorer(t *testing.T) {
+	d := fakeRestorerSystem(t)
 	path, what, err := buildRestorer("6.1.0-50")
 	if err != nil {
 		t.Fatal(err)
@@ -46,5 +57,44 @@ func TestBuildRestorer(t *testing.T) {
 	os.WriteFile(filepath.Join(d, "proc/self/mountinfo"), []byte("22 1 0:40 / / rw - nfs4 server:/export rw\n"), 0o644)
 	if _, _, err := buildRestorer("6.1.0-50"); err == nil || !strings.Contains(err.Error(), "nfs4") {
 		t.Fatalf("an NFS root: %v", err)
+	}
+}
+
+// TestRestorerFor checks which initramfs each initrd setting boots the
+// made-up system with, and the reason given when it is not the restorer.
+func TestRestorerFor(t *testing.T) {
+	const good = "root=UUID=0a1b ro quiet"
+	for _, tc := range []struct {
+		name, initrd, store, cmdline, script string
+		restorer                             bool
+		why                                  string
+	}{
+		{name: "auto", initrd: "auto", store: "auto", cmdline: good, restorer: true},
+		{name: "distro", initrd: "distro", store: "auto", cmdline: good},
+		{name: "restorer", initrd: "restorer", store: "ram", cmdline: good, restorer: true},
+		{name: "auto, kmod store", initrd: "auto", store: "kmod", cmdline: good, why: "store = kmod"},
+		{name: "restorer, kmod store", initrd: "restorer", store: "kmod", cmdline: good, restorer: true},
+		{name: "auto, local script", initrd: "auto", store: "auto", cmdline: good, script: "init-top/unlock", why: "initramfs is configured here"},
+		{name: "restorer, local script", initrd: "restorer", store: "auto", cmdline: good, script: "init-top/unlock", restorer: true},
+		{name: "auto, PARTUUID", initrd: "auto", store: "auto", cmdline: "root=PARTUUID=77 ro", why: "root=PARTUUID=77"},
+		{name: "restorer, network config", initrd: "restorer", store: "auto", cmdline: good + " ip=dhcp", why: "ip=dhcp"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := fakeRestorerSystem(t)
+			if tc.script != "" {
+				p := filepath.Join(d, "etc/initramfs-tools/scripts", tc.script)
+				os.MkdirAll(filepath.Dir(p), 0o755)
+				os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755)
+			}
+			cfg := config.Default()
+			cfg.Initrd, cfg.Store = tc.initrd, tc.store
+			path, what, why := restorerFor(cfg, "6.1.0-50", tc.cmdline)
+			if tc.restorer != (path != "") || tc.restorer && !strings.Contains(what, "root /dev/sda1") {
+				t.Fatalf("got %q (%s), why %q; want the restorer: %v", path, what, why, tc.restorer)
+			}
+			if tc.why == "" && why != "" || tc.why != "" && !strings.Contains(why, tc.why) {
+				t.Fatalf("why %q, want %q", why, tc.why)
+			}
+		})
 	}
 }

@@ -81,12 +81,14 @@ func Update(ctx context.Context, o Options) error {
 		return fmt.Errorf("--append: %w", err)
 	}
 	say("update %s -> %s", from, k.Release)
-	if o.Initrd == "" && o.Config.Initrd == config.InitrdRestorer {
-		if path, what, err := buildRestorer(k.Release); err != nil {
-			say("  restorer initramfs not used: %v; the kernel's own initrd boots the update", err)
-		} else {
+	if o.Initrd == "" {
+		path, what, why := restorerFor(o.Config, k.Release, cl)
+		switch {
+		case path != "":
 			k.Initrd = path
-			say("  restorer initramfs (initrd = restorer in seamless.conf): %s", what)
+			say("  restorer initramfs (initrd = %s in seamless.conf): %s", o.Config.Initrd, what)
+		case why != "":
+			say("  restorer initramfs not used (initrd = %s): %s; the kernel's own initrd boots the update", o.Config.Initrd, why)
 		}
 	}
 	say("  kernel %s, initrd %s", k.Image, k.Initrd)
