@@ -12,7 +12,7 @@ import (
 
 func runRestorer(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("restorer", "[--kernel RELEASE] [-o FILE]",
-		`Tell whether the restorer initramfs (initrd = restorer in `+configPath+`)
+		`Tell whether the restorer initramfs (initrd = auto or restorer in `+configPath+`)
 can boot this system into a kernel, and what it would hold: this seamless
 binary as PID 1 and the modules of the root's disk and file system, found
 in sysfs and in the kernel's modules.dep. With -o, write it to FILE
@@ -39,13 +39,29 @@ separate /usr: then it says why, and exits with status 1.`, stdout)
 		}
 		release = ks[0].Release
 	}
-	img, err := restorer.Host().Plan(release)
+	sys := restorer.Host()
+	img, err := sys.Plan(release)
 	if err != nil {
+		return fmt.Errorf("the restorer cannot boot this system into %s: %w", release, err)
+	}
+	// An update boots the new kernel with the running one's command line.
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return err
+	}
+	if err := restorer.CheckCmdline(string(cmdline)); err != nil {
 		return fmt.Errorf("the restorer cannot boot this system into %s: %w", release, err)
 	}
 	fmt.Fprintf(stdout, "kernel %s: root %s (%s), %d modules from %s:\n", release, img.Root, img.FSType, len(img.Modules), img.ModDir)
 	for _, m := range img.Modules {
 		fmt.Fprintf(stdout, "  %s\n", m)
+	}
+	custom, err := sys.Customized()
+	if err != nil {
+		return err
+	}
+	if custom != "" {
+		fmt.Fprintf(stdout, "initrd = auto boots the kernel's own initrd instead: the distribution's initramfs is configured here (%s)\n", custom)
 	}
 	if *out == "" {
 		return nil
