@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -302,6 +303,15 @@ func (r *runner) hostStep(ctx context.Context, st Step) error {
 		}
 		r.probe = p
 		logf(r.out, "host client holds connection %s -> %s, get every %s", p.heldLocal, p.Addr, p.Interval)
+		return nil
+	case "serial-contains":
+		data, err := os.ReadFile(r.g.VM.SerialLog)
+		if err != nil {
+			return err
+		}
+		if !bytes.Contains(data, []byte(st.Match)) {
+			return fmt.Errorf("the serial console never printed %q", st.Match)
+		}
 		return nil
 	case "holds-start":
 		return r.holdsStart(ctx)

@@ -64,7 +64,7 @@ type Step struct {
 	// Guest is a /bin/sh script run as root in the guest.
 	Guest string `json:"guest,omitempty"`
 	// Host is a built-in action: memcached-fill, memcached-count,
-	// probe-start, probe-stop, wait-memcached, sleep.
+	// probe-start, probe-stop, wait-memcached, sleep, serial-contains.
 	Host string `json:"host,omitempty"`
 	// Timeout bounds the step (default 2m).
 	Timeout Duration `json:"timeout,omitempty"`
@@ -77,6 +77,9 @@ type Step struct {
 	Save string `json:"save,omitempty"`
 	// Duration is the length of a sleep action.
 	Duration Duration `json:"duration,omitempty"`
+	// Match is what serial-contains looks for in the run's serial
+	// console: what a boot printed before it had a journal.
+	Match string `json:"match,omitempty"`
 }
 
 // Expect lists the checks made at the end; zero values are not checked.
@@ -112,6 +115,7 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()
 var hostActions = map[string]bool{
 	"memcached-fill": true, "memcached-count": true, "probe-start": true,
 	"probe-stop": true, "wait-memcached": true, "sleep": true, "holds-start": true, "holds-check": true,
+	"serial-contains": true,
 }
 
 // ParseScenario decodes and validates a scenario; unknown fields are errors.
