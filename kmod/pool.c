@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The pool: memory blocks taken out of the running system (old kernel) or
- * left reserved by memmap= (new kernel), and given back with add_memory().
+ * The pool: memory blocks seamless took offline (old kernel: they stay
+ * "System RAM" with their direct mapping, and a memory notifier keeps them
+ * from being onlined while the pool holds them) or left reserved by
+ * memmap= (new kernel, given back with add_memory()).
  *
  * Blocks live in a fixed array that is only appended to, so that a block's
  * address and mapping can be looked up without a lock; the page bitmaps and
@@ -20,6 +22,10 @@
 
 #include "seamlessmem.h"
 
+/* Every pool of this kernel, for the memory notifier. */
+static LIST_HEAD(smem_pools);
+static DEFINE_MUTEX(smem_pools_lock);
+
 struct smem_pool *smem_pool_new(void)
 {
 	struct smem_pool *p = kzalloc(sizeof(*p), GFP_KERNEL);
@@ -34,6 +40,9 @@ struct smem_pool *smem_pool_new(void)
 	mutex_init(&p->lock);
 	p->bs = memory_block_size_bytes();
 	p->ret_bs = p->bs;
+	mutex_lock(&smem_pools_lock);
+	list_add(&p->node, &smem_pools);
+	mutex_unlock(&smem_pools_lock);
 	return p;
 }
 
@@ -78,6 +87,73 @@ static int count_ram(struct resource *res, void *arg)
 	if (res->flags & IORESOURCE_SYSRAM_DRIVER_MANAGED)
 		w->driver_managed = true;
 	return 0;
+}
+
+/* Whether a live block taken offline overlaps [start, end). Lock-free, as
+ * find_block: the notifier runs under the hotplug lock, which the pool's
+ * own paths may hold while they wait for p->lock (add_memory). */
+static bool holds_offlined(struct smem_pool *p, phys_addr_t start, phys_addr_t end)
+{
+	unsigned int i, nr = smp_load_acquire(&p->nr);
+
+	for (i = 0; i < nr; i++) {
+		struct smem_block *b = &p->blocks[i];
+
+		if (b->offlined && !READ_ONCE(b->gone) && b->phys < end && start < b->phys + p->bs)
+			return true;
+	}
+	return false;
+}
+
+/* Refuses to online memory that a pool holds offline: its pages are the
+ * image's, written through the direct mapping, and onlining would hand
+ * them to the page allocator. */
+static int smem_memory_event(struct notifier_block *nb, unsigned long action, void *data)
+{
+	struct memory_notify *arg = data;
+	phys_addr_t start = PFN_PHYS(arg->start_pfn);
+	phys_addr_t end = start + PFN_PHYS(arg->nr_pages);
+	struct smem_pool *p;
+	int ret = NOTIFY_OK;
+
+	if (action != MEM_GOING_ONLINE)
+		return NOTIFY_OK;
+	mutex_lock(&smem_pools_lock);
+	list_for_each_entry(p, &smem_pools, node) {
+		if (holds_offlined(p, start, end)) {
+			pr_warn(SMEM_NAME ": %#llx-%#llx holds a seamless image: not onlined\n",
+				(u64)start, (u64)end - 1);
+			ret = notifier_from_errno(-EBUSY);
+			break;
+		}
+	}
+	mutex_unlock(&smem_pools_lock);
+	return ret;
+}
+
+static struct notifier_block smem_memory_nb = {
+	.notifier_call = smem_memory_event,
+};
+
+int smem_pool_notifier_register(void)
+{
+	return register_memory_notifier(&smem_memory_nb);
+}
+
+void smem_pool_notifier_unregister(void)
+{
+	unregister_memory_notifier(&smem_memory_nb);
+}
+
+/* Whether every section of [phys, phys+len) is offline. */
+static bool all_offline(phys_addr_t phys, u64 len)
+{
+	unsigned long pfn;
+
+	for (pfn = PHYS_PFN(phys); pfn < PHYS_PFN(phys + len); pfn += PAGES_PER_SECTION)
+		if (pfn_to_online_page(pfn))
+			return false;
+	return true;
 }
 
 /* Whether [phys, phys+len) is all plain System RAM (not memory a driver
@@ -156,6 +232,19 @@ static void add_back(phys_addr_t phys, u64 len, unsigned long unit)
 	}
 }
 
+/* Unmaps and unclaims a block that holds nothing any more. A block taken
+ * offline may be onlined from then on (by seamless, through sysfs). */
+static void retire(struct smem_pool *p, struct smem_block *b)
+{
+	memunmap(b->va);
+	b->va = NULL;
+	if (b->claimed) {
+		release_mem_region(b->phys, p->bs);
+		b->claimed = false;
+	}
+	WRITE_ONCE(b->gone, true);
+}
+
 int smem_pool_grow(struct smem_pool *p, u64 phys)
 {
 	struct smem_block *b;
@@ -184,25 +273,30 @@ int smem_pool_grow(struct smem_pool *p, u64 phys)
 	ret = check_ram(phys, p->bs);
 	if (ret)
 		goto out;
+	/* User space took the block offline (sysfs): its pages are out of
+	 * the allocator but still "System RAM", direct-mapped. Not removed:
+	 * hot-removing boot memory oopsed Debian's 6.1 (docs/kmod.md). */
+	ret = -EBUSY;
+	if (!all_offline(phys, p->bs))
+		goto out;
 	ret = -ENOMEM;
 	map = bitmap_zalloc(block_pages(p), GFP_KERNEL);
 	if (!map)
 		goto out;
-	ret = offline_and_remove_memory(phys, p->bs);
-	if (ret) {
-		bitmap_free(map);
-		goto out;
-	}
 	va = memremap(phys, p->bs, MEMREMAP_WB);
 	if (!va) {
-		add_back(phys, p->bs, p->bs);
 		bitmap_free(map);
-		ret = -ENOMEM;
 		goto out;
 	}
 	b = &p->blocks[p->nr];
-	*b = (struct smem_block){ .phys = phys, .va = va, .map = map };
+	*b = (struct smem_block){ .phys = phys, .va = va, .map = map, .offlined = true };
 	smp_store_release(&p->nr, p->nr + 1);
+	/* Onlined between the check and now: the notifier did not know it. */
+	ret = -EBUSY;
+	if (!all_offline(phys, p->bs)) {
+		retire(p, b);
+		goto out;
+	}
 	ret = 0;
 out:
 	mutex_unlock(&p->lock);
@@ -296,17 +390,6 @@ int smem_pool_alloc_contig(struct smem_pool *p, unsigned long pages, phys_addr_t
 	return ret;
 }
 
-/* Unmaps and unclaims a block that holds nothing any more. */
-static void retire(struct smem_pool *p, struct smem_block *b)
-{
-	memunmap(b->va);
-	b->va = NULL;
-	if (b->claimed) {
-		release_mem_region(b->phys, p->bs);
-		b->claimed = false;
-	}
-	b->gone = true;
-}
 
 /* Gives back every unit of add_memory() (this kernel's memory block) that
  * is wholly made of empty blocks of the pool around b. */
@@ -329,7 +412,9 @@ static void give_back_around(struct smem_pool *p, struct smem_block *b)
 		if (!c->gone && c->phys >= gs && c->phys < ge)
 			retire(p, c);
 	}
-	add_back(gs, ge - gs, p->ret_bs);
+	/* A block taken offline is still this kernel's: seamless onlines it. */
+	if (!b->offlined)
+		add_back(gs, ge - gs, p->ret_bs);
 }
 
 void smem_pool_free(struct smem_pool *p, phys_addr_t phys, unsigned long pages, bool give_back)
@@ -402,6 +487,9 @@ void smem_pool_destroy(struct smem_pool *p)
 
 	if (!p)
 		return;
+	mutex_lock(&smem_pools_lock);
+	list_del(&p->node);
+	mutex_unlock(&smem_pools_lock);
 	mutex_lock(&p->lock);
 	/* A sealed pool is the next kernel's: the final unmount of a shutdown
 	 * comes before the kexec, and memory given back then could be reused

@@ -30,11 +30,13 @@ struct smem_block {
 	unsigned long used;     /* pages in use */
 	unsigned long hint;     /* where the next search for free pages starts */
 	bool claimed;           /* handover: claimed inside "Reserved" */
+	bool offlined;          /* old kernel: a memory block seamless took offline */
 	bool gone;              /* given back to the system */
 };
 
 /* The pool: every block the filesystem keeps its data in. */
 struct smem_pool {
+	struct list_head node;  /* in the list the memory notifier reads */
 	struct mutex lock;
 	unsigned long bs;       /* block size of the blocks */
 	unsigned long ret_bs;   /* this kernel's memory block size (unit of add_memory) */
@@ -100,6 +102,8 @@ int smem_pool_adopt(struct smem_pool *p, const struct smem_range *ranges, unsign
 		    unsigned long old_bs);
 int smem_pool_mark(struct smem_pool *p, phys_addr_t phys, u64 len);
 void smem_pool_release_empty(struct smem_pool *p);
+int smem_pool_notifier_register(void);
+void smem_pool_notifier_unregister(void);
 bool smem_reserved_range(phys_addr_t phys, u64 len);
 
 /* file.c */

@@ -1,6 +1,8 @@
 package kexec
 
 import (
+	"bytes"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,5 +66,31 @@ func TestLoadRefusesNonKernel(t *testing.T) {
 	}
 	if err := Load(filepath.Join(t.TempDir(), "absent"), nil, ""); err == nil {
 		t.Error("Load of a missing kernel succeeded")
+	}
+}
+
+func TestBzImageInitSize(t *testing.T) {
+	hdr := func(magic string, version uint16, initSize uint32) []byte {
+		b := make([]byte, 0x400)
+		copy(b[0x202:], magic)
+		binary.LittleEndian.PutUint16(b[0x206:], version)
+		binary.LittleEndian.PutUint32(b[0x260:], initSize)
+		return b
+	}
+	for _, tc := range []struct {
+		name string
+		img  []byte
+		want uint32
+		err  string
+	}{
+		{"6.1", hdr("HdrS", 0x020f, 0x3a5f000), 0x3a5f000, ""},
+		{"old protocol", hdr("HdrS", 0x0209, 1), 0, "has no init_size"},
+		{"not a kernel", hdr("ELF\x02", 0x020f, 1), 0, "no HdrS"},
+		{"truncated", []byte("MZ"), 0, "not a bzImage"},
+	} {
+		got, err := bzImageInitSize(bytes.NewReader(tc.img))
+		if tc.err == "" && (err != nil || got != tc.want) || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%s: %#x, %v; want %#x, %q", tc.name, got, err, tc.want, tc.err)
+		}
 	}
 }

@@ -8,6 +8,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // SysMemory is where the kernel describes its memory blocks.
@@ -63,6 +66,30 @@ func Blocks(sys string) (uint64, []Block, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Phys < out[j].Phys })
 	return bs, out, nil
+}
+
+// SetBlockState writes state ("offline" or "online") to the memory block
+// at phys, giving up after timeout: offlining migrates the block's pages
+// away, and the kernel retries a page that will not move until a signal
+// comes. EBUSY means the block holds pages that cannot move (kernel
+// allocations), or, for "online", that a pool still holds it.
+func SetBlockState(sys string, bs, phys uint64, state string, timeout time.Duration) error {
+	path := filepath.Join(sys, fmt.Sprintf("memory%d", phys/bs), "state")
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("memory block %#x: %w", phys, err)
+	}
+	defer unix.Close(fd)
+	// unix.Write, not os.File's: it would retry the write the signal
+	// interrupted.
+	err = interruptible(timeout, func() error {
+		_, err := unix.Write(fd, []byte(state))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("memory block %#x: %s: %w", phys, state, err)
+	}
+	return nil
 }
 
 // OnlineRanges onlines every offline memory block inside ranges: memory
@@ -126,14 +153,28 @@ func SystemRAM(iomem string) ([]Range, error) {
 	return out, sc.Err()
 }
 
+// KexecZones are where kexec_file_load may put the segments of a load
+// whose footprint is at most footprint bytes (kexec.Footprint): the top of
+// every System RAM range, as each segment goes top-down into a range
+// whatever is in use there. A block the pool holds must stay out of them,
+// or the kexec would copy the new kernel over the image.
+func KexecZones(ram []Range, footprint uint64) []Range {
+	var out []Range
+	for _, r := range ram {
+		n := min(footprint, r.Size)
+		out = append(out, Range{Phys: r.End() - n, Size: n})
+	}
+	return out
+}
+
 // Candidates orders the blocks the pool may take next: those that extend
 // a range it holds first (fewer ranges: fewer memmap= on the next kernel's
 // command line, and physical KASLR stays on up to four), then the others,
 // highest first. Never a block that is held already, offline, spans
 // zones, is not wholly System RAM, holds the end of boot memory (the next
-// kernel computes its block size from it), failed before, or would make
-// more than maxRanges ranges.
-func Candidates(bs uint64, blocks []Block, ram, held []Range, failed map[uint64]bool, maxRanges int) []uint64 {
+// kernel computes its block size from it), touches a range of avoid,
+// failed before, or would make more than maxRanges ranges.
+func Candidates(bs uint64, blocks []Block, ram, held, avoid []Range, failed map[uint64]bool, maxRanges int) []uint64 {
 	inRAM := func(p uint64) bool {
 		for _, r := range ram {
 			if p >= r.Phys && p+bs <= r.End() {
@@ -154,6 +195,14 @@ func Candidates(bs uint64, blocks []Block, ram, held []Range, failed map[uint64]
 		}
 		return false
 	}
+	avoided := func(p uint64) bool {
+		for _, a := range avoid {
+			if p < a.End() && a.Phys < p+bs {
+				return true
+			}
+		}
+		return false
+	}
 	held1 := func(p uint64) bool {
 		for _, h := range held {
 			if p >= h.Phys && p < h.End() {
@@ -165,7 +214,7 @@ func Candidates(bs uint64, blocks []Block, ram, held []Range, failed map[uint64]
 	var ext, other []uint64
 	for _, b := range blocks {
 		switch {
-		case !b.Online, b.Zones == "none", failed[b.Phys], !inRAM(b.Phys), b.Phys+bs >= top, held1(b.Phys):
+		case !b.Online, b.Zones == "none", failed[b.Phys], !inRAM(b.Phys), b.Phys+bs >= top, held1(b.Phys), avoided(b.Phys):
 			continue
 		case adjacent(b.Phys):
 			ext = append(ext, b.Phys)
@@ -198,5 +247,5 @@ func MovableBytes(sys, iomem string) (uint64, error) {
 			movable = append(movable, b)
 		}
 	}
-	return uint64(len(Candidates(bs, movable, ram, nil, nil, MaxRanges))) * bs, nil
+	return uint64(len(Candidates(bs, movable, ram, nil, nil, nil, MaxRanges))) * bs, nil
 }

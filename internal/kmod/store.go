@@ -75,11 +75,12 @@ func LoadModule(path string) error {
 }
 
 // Take grows the pool of m until it holds at least need bytes, one memory
-// block at a time (see Candidates), each bounded by timeout. Blocks the
-// kernel cannot offline are skipped. It fails, naming how much it got,
-// when no block is left to try; the caller then unmounts, which gives
-// every block back.
-func Take(m *Mount, need uint64, timeout time.Duration, log io.Writer) error {
+// block at a time (see Candidates), never one of avoid (KexecZones): each
+// block is taken offline through sysfs, then handed to the pool, each step
+// bounded by timeout. Blocks the kernel cannot offline are skipped. It
+// fails, naming how much it got, when no block is left to try; the caller
+// then unmounts, which gives every block back.
+func Take(m *Mount, need uint64, avoid []Range, timeout time.Duration, log io.Writer) error {
 	failed := map[uint64]bool{}
 	for {
 		info, err := m.Info()
@@ -98,16 +99,31 @@ func Take(m *Mount, need uint64, timeout time.Duration, log io.Writer) error {
 			return err
 		}
 		// The next kernel's KASLR avoids at most four memmap= ranges.
-		cands := Candidates(bs, blocks, ram, info.Ranges, failed, 4)
+		cands := Candidates(bs, blocks, ram, info.Ranges, avoid, failed, 4)
 		if len(cands) == 0 {
 			return fmt.Errorf("kmod store: only %d MiB of the %d MiB needed could be taken out of the system (%d memory blocks refused: kernel allocations in them)",
 				info.PoolBytes>>20, need>>20, len(failed))
 		}
-		if err := m.Grow(cands[0], timeout); err != nil {
+		if err := takeBlock(m, bs, cands[0], timeout); err != nil {
 			failed[cands[0]] = true
 			fmt.Fprintf(log, "seamless: %v: skipped\n", err)
 		}
 	}
+}
+
+// takeBlock takes the memory block at phys offline and into the pool of
+// m; a block the pool refuses goes back online.
+func takeBlock(m *Mount, bs, phys uint64, timeout time.Duration) error {
+	if err := SetBlockState(SysMemory, bs, phys, "offline", timeout); err != nil {
+		return fmt.Errorf("kmod store: %w", err)
+	}
+	if err := m.Grow(phys, timeout); err != nil {
+		if oerr := SetBlockState(SysMemory, bs, phys, "online", timeout); oerr != nil {
+			return fmt.Errorf("%w (and %v)", err, oerr)
+		}
+		return err
+	}
+	return nil
 }
 
 // Reservations are what the next kernel's command line needs, besides

@@ -48,20 +48,23 @@ func TestCandidates(t *testing.T) {
 	tests := []struct {
 		name   string
 		held   []Range
+		avoid  []Range
 		failed map[uint64]bool
 		max    int
 		want   []uint64
 	}{
-		{"empty pool: highest first, not the last block", nil, nil, 4,
+		{"empty pool: highest first, not the last block", nil, nil, nil, 4,
 			[]uint64{14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 2, 1}},
-		{"next to a held range first", []Range{{6 * bs, 2 * bs}}, map[uint64]bool{14 * bs: true}, 4,
+		{"next to a held range first", []Range{{6 * bs, 2 * bs}}, nil, map[uint64]bool{14 * bs: true}, 4,
 			[]uint64{8, 5, 13, 12, 11, 10, 9, 2, 1}},
-		{"at the range limit only adjacent blocks", []Range{{6 * bs, bs}, {10 * bs, bs}}, nil, 2,
+		{"at the range limit only adjacent blocks", []Range{{6 * bs, bs}, {10 * bs, bs}}, nil, nil, 2,
 			[]uint64{11, 9, 7, 5}},
+		{"not where kexec puts its segments", nil, KexecZones(ram, 200*MiB), nil, 4,
+			[]uint64{13, 12, 11, 10, 9, 8, 7, 6, 5, 2, 1}},
 	}
 	for _, tt := range tests {
 		var got []uint64
-		for _, p := range Candidates(bs, blocks, ram, tt.held, tt.failed, tt.max) {
+		for _, p := range Candidates(bs, blocks, ram, tt.held, tt.avoid, tt.failed, tt.max) {
 			got = append(got, p/bs)
 		}
 		if !reflect.DeepEqual(got, tt.want) {

@@ -13,6 +13,7 @@ import (
 	"github.com/seamless-linux/seamless/internal/bytesize"
 	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/kernel"
+	"github.com/seamless-linux/seamless/internal/kexec"
 	"github.com/seamless-linux/seamless/internal/kmod"
 	"github.com/seamless-linux/seamless/internal/store"
 )
@@ -80,11 +81,15 @@ func newKmodStaging(in *contract.Intent, log io.Writer) (*staging, error) {
 	if p := kmodProblem(in.From, in.Kernel.Release); p != "" {
 		return nil, errors.New("kmod store: " + p)
 	}
+	avoid, err := kexecZones(in)
+	if err != nil {
+		return nil, err
+	}
 	m, err := kmod.MountNew(contract.StageDir())
 	if err != nil {
 		return nil, err
 	}
-	if err := kmod.Take(m, kmodNeed(in.ImageBytes), blockTimeout, log); err != nil {
+	if err := kmod.Take(m, kmodNeed(in.ImageBytes), avoid, blockTimeout, log); err != nil {
 		m.Unmount()
 		return nil, err
 	}
@@ -93,8 +98,27 @@ func newKmodStaging(in *contract.Intent, log io.Writer) (*staging, error) {
 		m.Unmount()
 		return nil, fmt.Errorf("kmod store: %w", err)
 	}
-	return &staging{store: "kmod", dir: dir, pool: m, log: log}, nil
+	return &staging{store: "kmod", dir: dir, pool: m, log: log, avoid: avoid}, nil
 }
+
+// kexecZones are the memory the kexec of in's kernel may copy its
+// segments over (kmod.KexecZones): the kernel, its initrd and the module
+// appended to it, the rest of a load.
+func kexecZones(in *contract.Intent) ([]kmod.Range, error) {
+	foot, err := kexec.Footprint(in.Kernel.Image, fileSize(in.Kernel.Initrd)+kmodArchiveSlack)
+	if err != nil {
+		return nil, fmt.Errorf("kmod store: %w", err)
+	}
+	ram, err := kmod.SystemRAM("/proc/iomem")
+	if err != nil {
+		return nil, fmt.Errorf("kmod store: %w", err)
+	}
+	return kmod.KexecZones(ram, foot), nil
+}
+
+// kmodArchiveSlack bounds the archive of the module appended to the
+// initrd (the module is about 100 KiB).
+const kmodArchiveSlack = 8 << 20
 
 // seal writes the pool's index and returns what the next kernel's command
 // line needs: the pool's reservations and the image parameter naming the
@@ -108,7 +132,7 @@ func (sg *staging) seal() (string, error) {
 		if ierr != nil {
 			return "", ierr
 		}
-		if err = kmod.Take(sg.pool, info.PoolBytes+info.BlockSize, blockTimeout, log); err == nil {
+		if err = kmod.Take(sg.pool, info.PoolBytes+info.BlockSize, sg.avoid, blockTimeout, log); err == nil {
 			err = sg.pool.Seal()
 		}
 	}

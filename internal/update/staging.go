@@ -25,7 +25,8 @@ type staging struct {
 	store string
 	dir   string // the image: one directory per unit
 	stage *store.Stage
-	pool  *kmod.Mount // the kmod store's seamlessmem
+	pool  *kmod.Mount  // the kmod store's seamlessmem
+	avoid []kmod.Range // where the pool must not grow: the kexec's segments
 	log   io.Writer
 	made  []string // directories of the disk store this checkpoint made
 	kept  bool     // the disk or kmod image was handed over: it stays
