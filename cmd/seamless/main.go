@@ -57,6 +57,7 @@ var commands = []command{
 	{"apt-hook", "(run by APT after dpkg) act on a newly installed kernel as apply= says", runAptHook},
 	{"dnf-hook", "(run by dnf after a transaction) act on a newly installed kernel as apply= says", runDnfHook},
 	{"shutdown-checkpoint", "(run by seamless-checkpoint.service) checkpoint at shutdown", runShutdownCheckpoint},
+	{"settle-boot", "(run by seamless-checkpoint.service at boot) settle an update this boot did not come from", runSettleBoot},
 	{"stage1", "(run by the initramfs) reserve the PIDs and start the restore daemon", runStage1},
 	{"restored", "(started by stage1) the restore daemon", runRestored},
 	{"anchor", "(ExecStart of a unit being restored) restore the unit or start it cold", runAnchor},

@@ -40,6 +40,23 @@ costs one read of /proc/cmdline. It never fails: services start cold.`, stdout)
 	return nil
 }
 
+func runSettleBoot(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("settle-boot", "",
+		`Run at every boot by seamless-checkpoint.service. When the last update handed
+its image over but this boot's kernel command line names no image (the
+machine came up through the firmware or another boot entry), record its
+carried units as started cold, as this boot started them, and remove its
+disk image, which nothing will read. Otherwise it does nothing.`, stdout)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return err
+	}
+	return restored.SettleNotBooted(string(cmdline), "/", stderr)
+}
+
 func runRestored(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("restored", "--image IMAGE [--root DIR] [--timeout D] [--restore-timeout D]",
 		`The restore daemon, started by 'seamless stage1' in the initramfs with fd 3
