@@ -2,6 +2,7 @@ package kmod
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -92,9 +93,10 @@ func SetBlockState(sys string, bs, phys uint64, state string, timeout time.Durat
 	return nil
 }
 
-// OnlineRanges onlines every offline memory block inside ranges: memory
-// the pool gave back, which 6.1 leaves offline (6.12 and 7.3 online it
-// themselves).
+// OnlineRanges onlines every offline memory block inside ranges that no
+// pool holds any more: memory the pool gave back, which seamless took
+// offline (old kernel) or which 6.1 leaves offline once added (new kernel;
+// 6.12 and 7.3 online it themselves).
 func OnlineRanges(sys string, ranges []Range) error {
 	bs, err := BlockSize(sys)
 	if err != nil {
@@ -108,7 +110,11 @@ func OnlineRanges(sys string, ranges []Range) error {
 			if err != nil || strings.TrimSpace(string(state)) != "offline" {
 				continue // still in the pool, or online already
 			}
-			if err := os.WriteFile(filepath.Join(dir, "state"), []byte("online"), 0); err != nil {
+			err = os.WriteFile(filepath.Join(dir, "state"), []byte("online"), 0)
+			// EBUSY: a pool of this kernel still holds the block (the
+			// module's memory notifier refuses); it is onlined when given
+			// back.
+			if err != nil && !errors.Is(err, unix.EBUSY) {
 				errs = append(errs, fmt.Sprintf("memory block %#x: %v", p, err))
 			}
 		}
