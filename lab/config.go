@@ -89,6 +89,7 @@ type Config struct {
 	Repos        []Repo   `json:"repos"`
 	DiskMB       int      `json:"disk_mb"`
 	MemoryMB     int      `json:"-"`
+	LowMemoryMB  int      `json:"-"` // RAM below 4 GiB; 0: QEMU's default
 	CPUs         int      `json:"-"`
 }
 

@@ -52,6 +52,7 @@ func RunScenario(ctx context.Context, cfg Config, img *Image, sc *Scenario, opt 
 	if sc.MemoryMB > 0 {
 		cfg.MemoryMB = sc.MemoryMB
 	}
+	cfg.LowMemoryMB = sc.LowMemoryMB
 	runDir, err := NewRunDir(cfg, sc.Name)
 	if err != nil {
 		return nil, err

@@ -42,8 +42,12 @@ type Scenario struct {
 	Holds []Hold `json:"holds,omitempty"`
 	// MemoryMB is the guest's RAM in this scenario (default: the guest's,
 	// 2048): a service holding gigabytes needs more.
-	MemoryMB int    `json:"memory_mb,omitempty"`
-	Expect   Expect `json:"expect"`
+	MemoryMB int `json:"memory_mb,omitempty"`
+	// LowMemoryMB caps the guest's RAM below 4 GiB (QEMU's
+	// max-ram-below-4g); the rest lies above 4 GiB. Only memory above 4 GiB
+	// (ZONE_NORMAL) can become ZONE_MOVABLE, which the kmod store takes.
+	LowMemoryMB int    `json:"low_memory_mb,omitempty"`
+	Expect      Expect `json:"expect"`
 }
 
 // Memcached is the data set of the memcached-fill and memcached-count actions.

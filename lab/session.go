@@ -61,6 +61,9 @@ func BootGuest(ctx context.Context, cfg Config, img *Image, runDir string, opt R
 		forwards[name] = port
 	}
 	vcfg := VMConfig{Dir: runDir, Disk: overlay, Payload: payload, MemoryMB: cfg.MemoryMB, CPUs: cfg.CPUs, Forwards: forwards}
+	if cfg.LowMemoryMB > 0 {
+		vcfg.ExtraArgs = append(vcfg.ExtraArgs, "-machine", fmt.Sprintf("pc,max-ram-below-4g=%dM", cfg.LowMemoryMB))
+	}
 	if opt.Capture {
 		vcfg.ExtraArgs = append(vcfg.ExtraArgs, "-object", "filter-dump,id=pcap0,netdev=net0,file="+filepath.Join(runDir, "net.pcap"))
 	}
