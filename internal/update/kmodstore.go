@@ -51,9 +51,9 @@ func kmodProblem(from, release string) string {
 }
 
 // kmodExperimental is what plan and the preflight say of the kmod store
-// whenever they choose it: taking memory blocks out of a running kernel
-// has oopsed Debian's 6.1 in the lab, in conditions not understood yet.
-const kmodExperimental = "warning: the kmod store is experimental: taking memory blocks out of the running kernel crashed Debian's 6.1 kernel in 2 of 6 lab runs (docs/kmod.md); the services then start cold"
+// whenever they choose it: its way of taking memory has few lab runs
+// behind it, and the way before it oopsed Debian's 6.1.
+const kmodExperimental = "warning: the kmod store is experimental: few lab runs since it takes memory blocks offline instead of hot-removing them, which crashed Debian's 6.1 kernel twice (docs/kmod.md); if it fails, the services start cold"
 
 // KmodPlan says, for `seamless plan` under store = kmod, whether the next
 // update (to the newest installed kernel, from the running one) can use
