@@ -90,8 +90,8 @@ static int count_ram(struct resource *res, void *arg)
 }
 
 /* Whether a live block taken offline overlaps [start, end). Lock-free, as
- * find_block: the notifier runs under the hotplug lock, which the pool's
- * own paths may hold while they wait for p->lock (add_memory). */
+ * find_block: the notifier runs under the hotplug lock, and the pool's own
+ * paths take that lock (add_memory) while they hold p->lock. */
 static bool holds_offlined(struct smem_pool *p, phys_addr_t start, phys_addr_t end)
 {
 	unsigned int i, nr = smp_load_acquire(&p->nr);
@@ -389,7 +389,6 @@ int smem_pool_alloc_contig(struct smem_pool *p, unsigned long pages, phys_addr_t
 	mutex_unlock(&p->lock);
 	return ret;
 }
-
 
 /* Gives back every unit of add_memory() (this kernel's memory block) that
  * is wholly made of empty blocks of the pool around b. */

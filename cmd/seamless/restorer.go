@@ -39,17 +39,14 @@ separate /usr: then it says why, and exits with status 1.`, stdout)
 		}
 		release = ks[0].Release
 	}
-	sys := restorer.Host()
-	img, err := sys.Plan(release)
-	if err != nil {
-		return fmt.Errorf("the restorer cannot boot this system into %s: %w", release, err)
-	}
 	// An update boots the new kernel with the running one's command line.
 	cmdline, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
 		return err
 	}
-	if err := restorer.CheckCmdline(string(cmdline)); err != nil {
+	sys := restorer.Host()
+	img, err := sys.PlanBoot(release, string(cmdline))
+	if err != nil {
 		return fmt.Errorf("the restorer cannot boot this system into %s: %w", release, err)
 	}
 	fmt.Fprintf(stdout, "kernel %s: root %s (%s), %d modules from %s:\n", release, img.Root, img.FSType, len(img.Modules), img.ModDir)

@@ -75,8 +75,7 @@ func Blocks(sys string) (uint64, []Block, error) {
 // comes. EBUSY means the block holds pages that cannot move (kernel
 // allocations), or, for "online", that a pool still holds it.
 func SetBlockState(sys string, bs, phys uint64, state string, timeout time.Duration) error {
-	path := filepath.Join(sys, fmt.Sprintf("memory%d", phys/bs), "state")
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(statePath(sys, bs, phys), unix.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("memory block %#x: %w", phys, err)
 	}
@@ -93,6 +92,11 @@ func SetBlockState(sys string, bs, phys uint64, state string, timeout time.Durat
 	return nil
 }
 
+// statePath is the sysfs file of the state of the memory block at phys.
+func statePath(sys string, bs, phys uint64) string {
+	return filepath.Join(sys, fmt.Sprintf("memory%d", phys/bs), "state")
+}
+
 // OnlineRanges onlines every offline memory block inside ranges that no
 // pool holds any more: memory the pool gave back, which seamless took
 // offline (old kernel) or which 6.1 leaves offline once added (new kernel;
@@ -105,12 +109,12 @@ func OnlineRanges(sys string, ranges []Range) error {
 	var errs []string
 	for _, r := range ranges {
 		for p := r.Phys; p < r.End(); p += bs {
-			dir := filepath.Join(sys, fmt.Sprintf("memory%d", p/bs))
-			state, err := os.ReadFile(filepath.Join(dir, "state"))
+			path := statePath(sys, bs, p)
+			state, err := os.ReadFile(path)
 			if err != nil || strings.TrimSpace(string(state)) != "offline" {
 				continue // still in the pool, or online already
 			}
-			err = os.WriteFile(filepath.Join(dir, "state"), []byte("online"), 0)
+			err = os.WriteFile(path, []byte("online"), 0)
 			// EBUSY: a pool of this kernel still holds the block (the
 			// module's memory notifier refuses); it is onlined when given
 			// back.

@@ -39,6 +39,15 @@ func CheckCmdline(cmdline string) error {
 	return contract.RestorerRootSpec(root)
 }
 
+// PlanBoot is Plan for an update that boots release with cmdline: the
+// command line must be one the restorer can boot (CheckCmdline) too.
+func (s System) PlanBoot(release, cmdline string) (*Image, error) {
+	if err := CheckCmdline(cmdline); err != nil {
+		return nil, err
+	}
+	return s.Plan(release)
+}
+
 // Customized says how the administrator has configured the
 // distribution's initramfs beyond the packages' defaults ("" when not):
 // scripts or hooks of initramfs-tools in /etc, modules listed for it, or

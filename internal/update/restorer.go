@@ -36,22 +36,19 @@ func restorerFor(cfg config.Config, release, cmdline string) (path, what, why st
 			return "", "", "the distribution's initramfs is configured here (" + custom + ")"
 		}
 	}
-	if err := restorer.CheckCmdline(cmdline); err != nil {
-		return "", "", err.Error()
-	}
-	path, what, err := buildRestorer(release)
+	path, what, err := buildRestorer(release, cmdline)
 	if err != nil {
 		return "", "", err.Error()
 	}
 	return path, what, ""
 }
 
-// buildRestorer builds the restorer initramfs for release into the run
-// directory (root-only, and gone with the kexec) and returns its path and
-// what it holds, or why this system cannot boot with it. It holds this
+// buildRestorer builds the restorer initramfs that boots release with
+// cmdline into the run directory (root-only, and gone with the kexec) and
+// returns its path and what it holds, or why this system cannot boot with it. It holds this
 // very binary, so the image always matches the seamless that checkpoints.
-func buildRestorer(release string) (path, what string, err error) {
-	img, err := restorerSystem.Plan(release)
+func buildRestorer(release, cmdline string) (path, what string, err error) {
+	img, err := restorerSystem.PlanBoot(release, cmdline)
 	if err != nil {
 		return "", "", err
 	}

@@ -43,7 +43,7 @@ func fakeRestorerSystem(t *testing.T) string {
 // refuses one with an NFS root.
 func TestBuildRestorer(t *testing.T) {
 	d := fakeRestorerSystem(t)
-	path, what, err := buildRestorer("6.1.0-50")
+	path, what, err := buildRestorer("6.1.0-50", "root=/dev/sda1 ro")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestBuildRestorer(t *testing.T) {
 		t.Fatalf("image %v, %v: want a root-only archive holding this binary", st, err)
 	}
 	os.WriteFile(filepath.Join(d, "proc/self/mountinfo"), []byte("22 1 0:40 / / rw - nfs4 server:/export rw\n"), 0o644)
-	if _, _, err := buildRestorer("6.1.0-50"); err == nil || !strings.Contains(err.Error(), "nfs4") {
+	if _, _, err := buildRestorer("6.1.0-50", "root=/dev/sda1 ro"); err == nil || !strings.Contains(err.Error(), "nfs4") {
 		t.Fatalf("an NFS root: %v", err)
 	}
 }
