@@ -84,6 +84,7 @@ warning says how many entry points it redirects.`, stdout)
 	fs.Var(&peerFDs, "unix-peer-fd", "replace the connection to the unix socket peer `KEY=FD` by the socket this command inherited as FD (a unit's new journal stream); repeatable")
 	verified := fs.Bool("verified", false, "the caller verified the image's checksums and holds it unchanged (the restore daemon): check only sizes and tree.json")
 	vdso := fs.String("vdso", "auto", "`MODE` of reaching this kernel's vDSO: 'auto' moves it to the image's vDSO address if the two match, else proxies it; 'proxy' always proxies it (to test the proxy on one kernel)")
+	hold := fs.Duration("hold-for-network", 0, "keep the restored tree stopped until the network reaches the peers of its TCP connections to other hosts, at most `DURATION` (the restore daemon passes seamless.conf's hold-for-network; 0: run at once)")
 	verbose := fs.Bool("v", false, "print progress on stderr")
 	asJSON := fs.Bool("json", false, `print the outcome on stdout as JSON: {"root": PID, "warnings": [...]}, or {"error": "..."} (the restore daemon reads it)`)
 	pos, err := parse(fs, args)
@@ -104,7 +105,10 @@ warning says how many entry points it redirects.`, stdout)
 	if err != nil {
 		return fmt.Errorf("%w: --vdso: %v", errUsage, err)
 	}
-	opts := restore.Options{Dir: *dir, PIDWait: *wait, Verified: *verified, VDSO: mode}
+	if *hold < 0 {
+		return fmt.Errorf("%w: --hold-for-network must not be negative", errUsage)
+	}
+	opts := restore.Options{Dir: *dir, PIDWait: *wait, Verified: *verified, VDSO: mode, HoldForNetwork: *hold}
 	if len(peers)+len(peerFDs) > 0 {
 		opts.UnixExternal = map[string]*os.File{}
 		for key, v := range peerFDs {

@@ -10,6 +10,7 @@
 //	timeout = 120s        # longest a checkpoint at shutdown may take
 //	apply = manual        # manual, now, or HH:MM: what follows a kernel install
 //	wake-peers = all      # all, acks or off: prompt the peers of restored connections
+//	hold-for-network = 10s # longest a restored service waits, stopped, for its network
 //	initrd = auto         # auto, restorer or distro: the initramfs that boots an update
 package config
 
@@ -53,6 +54,13 @@ type Config struct {
 	// acknowledgements alone: no peer sees an error, Linux peers wait
 	// for their own timer) or "off".
 	WakePeers string `json:"wake_peers"`
+	// HoldForNetwork is how long a restored process tree with TCP
+	// connections to other hosts stays stopped, complete, waiting for the
+	// new kernel's network to reach their peers (0: it runs at once). Run
+	// earlier, it could do nothing with those connections and would see
+	// its connects to other hosts refused, which it never saw before the
+	// update.
+	HoldForNetwork time.Duration `json:"hold_for_network"`
 	// Initrd says which initramfs boots the new kernel of an update:
 	// "distro" (the kernel's own, made by initramfs-tools or dracut),
 	// "restorer" (seamless's own, built for the update by package
@@ -78,6 +86,11 @@ const (
 	WakeOff  = "off"
 )
 
+// DefaultHoldForNetwork bounds the hold of a restored tree for its network:
+// long enough for a DHCP lease, short enough that a network that never
+// comes back does not keep the service from its local clients for long.
+const DefaultHoldForNetwork = 10 * time.Second
+
 // Apply policies; any other valid value is a time of day, HH:MM.
 const (
 	ApplyManual = "manual"
@@ -101,7 +114,7 @@ func ApplyAt(apply string) (hour, minute int, ok bool) {
 
 // Default is the configuration without any file.
 func Default() Config {
-	return Config{Store: "auto", DiskDir: "/var/lib/seamless/images", Timeout: 120 * time.Second, Apply: ApplyManual, WakePeers: WakeAll, Initrd: InitrdAuto}
+	return Config{Store: "auto", DiskDir: "/var/lib/seamless/images", Timeout: 120 * time.Second, Apply: ApplyManual, WakePeers: WakeAll, HoldForNetwork: DefaultHoldForNetwork, Initrd: InitrdAuto}
 }
 
 // Load reads path and path.d/*.conf. Missing files are not an error.
@@ -169,6 +182,15 @@ func (c *Config) read(path string) error {
 				return fmt.Errorf("%s:%d: wake-peers must be all, acks or off, not %q", path, n, v)
 			}
 			c.WakePeers = v
+		case "hold-for-network":
+			d, err := time.ParseDuration(v)
+			if v == "0" {
+				d, err = 0, nil
+			}
+			if err != nil || d < 0 || d > 5*time.Minute {
+				return fmt.Errorf("%s:%d: hold-for-network %q is not a duration from 0 to 5m such as 10s", path, n, v)
+			}
+			c.HoldForNetwork = d
 		case "initrd":
 			if v != InitrdAuto && v != InitrdDistro && v != InitrdRestorer {
 				return fmt.Errorf("%s:%d: initrd must be auto, restorer or distro, not %q", path, n, v)

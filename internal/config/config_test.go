@@ -13,16 +13,22 @@ func TestLoad(t *testing.T) {
 	p := filepath.Join(dir, "seamless.conf")
 	os.WriteFile(p, []byte("# comment\npreserve = a.service b.service\nstore = ram\n"), 0o644)
 	os.Mkdir(p+".d", 0o755)
-	os.WriteFile(filepath.Join(p+".d", "10-more.conf"), []byte("preserve = c.service\ntimeout = 30s # short\nwake-peers = acks\ninitrd = restorer\n"), 0o644)
+	os.WriteFile(filepath.Join(p+".d", "10-more.conf"), []byte("preserve = c.service\ntimeout = 30s # short\nwake-peers = acks\ninitrd = restorer\nhold-for-network = 2500ms\n"), 0o644)
 	c, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(c.Preserve, " ") != "a.service b.service c.service" || c.Store != "ram" || c.Timeout != 30*time.Second || c.WakePeers != WakeAcks || c.Initrd != InitrdRestorer {
+	if strings.Join(c.Preserve, " ") != "a.service b.service c.service" || c.Store != "ram" || c.Timeout != 30*time.Second || c.WakePeers != WakeAcks || c.Initrd != InitrdRestorer || c.HoldForNetwork != 2500*time.Millisecond {
 		t.Fatalf("Load = %+v", c)
 	}
-	if c, err := Load(filepath.Join(dir, "missing.conf")); err != nil || c.Store != "auto" || c.WakePeers != WakeAll || c.Initrd != InitrdAuto {
+	if c, err := Load(filepath.Join(dir, "missing.conf")); err != nil || c.Store != "auto" || c.WakePeers != WakeAll || c.Initrd != InitrdAuto || c.HoldForNetwork != DefaultHoldForNetwork {
 		t.Fatalf("Load(missing) = %+v, %v", c, err)
+	}
+	// A hold of 0 turns it off.
+	off := filepath.Join(dir, "off.conf")
+	os.WriteFile(off, []byte("hold-for-network = 0\n"), 0o644)
+	if c, err := Load(off); err != nil || c.HoldForNetwork != 0 {
+		t.Errorf("hold-for-network = 0: Load = %+v, %v", c, err)
 	}
 	// Every store, the kmod store's included (opt-in: never the default).
 	for _, store := range []string{"auto", "ram", "disk", "kmod"} {
@@ -36,7 +42,8 @@ func TestLoad(t *testing.T) {
 func TestLoadErrors(t *testing.T) {
 	for _, in := range []string{"store = tape\n", "bogus = 1\n", "no equals sign\n", "timeout = soon\n", "disk-dir = relative\n",
 		"apply = later\n", "apply = 3:00\n", "apply = 24:00\n", "apply = 03:60\n", "apply = 03:00:00\n",
-		"wake-peers = yes\n", "wake-peers =\n", "initrd = u-root\n"} {
+		"wake-peers = yes\n", "wake-peers =\n", "initrd = u-root\n",
+		"hold-for-network = -1s\n", "hold-for-network = 1h\n", "hold-for-network = soon\n"} {
 		p := filepath.Join(t.TempDir(), "seamless.conf")
 		os.WriteFile(p, []byte(in), 0o644)
 		if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "seamless.conf:1") {

@@ -52,6 +52,10 @@ type Options struct {
 	// taking its place when the two match (VDSOAuto), or always through a
 	// proxy at the old address that jumps to the new one (VDSOProxy).
 	VDSO mem.VDSOMode
+	// HoldForNetwork keeps the complete tree stopped until the network
+	// reaches the peers of its TCP connections to other hosts, at most this
+	// long (see holdForNetwork); zero lets it run at once.
+	HoldForNetwork time.Duration
 }
 
 // Result describes a finished restore.
@@ -112,7 +116,7 @@ func Restore(opts Options) (*Result, error) {
 		return nil, err
 	}
 	timing.mark("seed")
-	r := &restorer{im: im, seed: seed, timing: timing, targets: map[int]*inject.Target{}, threads: map[int]*inject.Thread{}, memDone: map[int]bool{}}
+	r := &restorer{im: im, seed: seed, timing: timing, targets: map[int]*inject.Target{}, threads: map[int]*inject.Thread{}, memDone: map[int]bool{}, hold: opts.HoldForNetwork}
 	inTree := func(pid int) bool { _, ok := r.targets[pid]; return ok || pid == seed.PID }
 	r.opener = files.NewOpener(im, inTree)
 	if opts.UnixExternal != nil {
@@ -139,6 +143,7 @@ func Restore(opts Options) (*Result, error) {
 		res.Warnings = append(res.Warnings, warning)
 	}
 	res.Warnings = append(res.Warnings, r.opener.Sockets.Unix.Warnings...)
+	res.Warnings = append(res.Warnings, r.warnings...)
 	res.Warnings = append(res.Warnings, describeProxies(r.mem.Proxies)...)
 	for _, p := range tree.Processes {
 		res.Threads += len(p.Threads)
@@ -177,6 +182,10 @@ type restorer struct {
 	// seedGone is set once the seed has been ended.
 	seedGone bool
 	timing   *phases
+	// hold is Options.HoldForNetwork; warnings collects what the hold
+	// reports.
+	hold     time.Duration
+	warnings []string
 	// memDone are the processes whose address space is rebuilt.
 	memDone map[int]bool
 }
@@ -285,6 +294,21 @@ func (r *restorer) run() error {
 			return err
 		}
 	}
+	r.timing.mark("finish")
+	if r.hold > 0 {
+		// The tree is complete: a failed route lookup lets it run, it
+		// does not undo the restore.
+		waited, unreached, err := holdForNetwork(tree, r.hold)
+		if err != nil {
+			r.warnings = append(r.warnings, err.Error())
+		}
+		if len(unreached) > 0 {
+			r.warnings = append(r.warnings, unreachedWarning(unreached, r.hold))
+		}
+		if waited {
+			r.timing.mark("network")
+		}
+	}
 	// Children first, so that no process runs before its children are
 	// complete; a stopped one is back in its stop before its parent runs.
 	for i := len(tree.Processes) - 1; i >= 0; i-- {
@@ -299,7 +323,7 @@ func (r *restorer) run() error {
 		}
 	}
 	r.releaseSeed()
-	r.timing.mark("finish")
+	r.timing.mark("resume")
 	return nil
 }
 

@@ -35,7 +35,8 @@ const JournalStream = unixsock.JournalStream
 func (d *daemon) runRestorer(t contract.TreeState, anchor int, cg string, fds []*os.File, deadline time.Time) (int, []string, error) {
 	exe := fmt.Sprintf("/proc/%d/exe", os.Getpid())
 	// The daemon verified every checksum at boot and holds the files since.
-	args := []string{"restore", "--dir", t.Dir, "--pid-wait", "5s", "--verified", "--json"}
+	args := []string{"restore", "--dir", t.Dir, "--pid-wait", "5s", "--verified", "--json",
+		"--hold-for-network", d.config().HoldForNetwork.String()}
 	var extra []*os.File
 	if len(fds) > 1 && usesJournal(d.trees[t.Dir]) && isSocket(fds[1]) {
 		extra = append(extra, fds[1])

@@ -65,15 +65,18 @@ func (d *daemon) wakePeers(unit string, main int, trees []*image.Tree) {
 	}()
 }
 
-// wakeMode is wake-peers from seamless.conf: the real root's, which the
-// daemon entered before it claimed the unit (enterRoot).
-func (d *daemon) wakeMode() string {
+// wakeMode is wake-peers from seamless.conf.
+func (d *daemon) wakeMode() string { return d.config().WakePeers }
+
+// config is seamless.conf: the real root's, which the daemon entered before
+// it claimed a unit (enterRoot); the defaults when it cannot be read.
+func (d *daemon) config() config.Config {
 	cfg, err := config.Load(config.Path)
 	if err != nil {
-		fmt.Fprintf(d.opts.Log, "%v: peers are woken as by default\n", err)
-		return config.Default().WakePeers
+		fmt.Fprintf(d.opts.Log, "%v: the defaults apply\n", err)
+		return config.Default()
 	}
-	return cfg.WakePeers
+	return cfg
 }
 
 // wakeWhenRouted sends each wake once its peer is routed, until deadline,
