@@ -286,7 +286,13 @@ func BuildTimeline(rep *Report, serial []byte) *Timeline {
 		ts, text, ok = newL.find(false, "seamless-restored: memcached.service: asked by process")
 		guest(PointAsked, newB.Clock, "new", ts, ok, text)
 	}
-	if ts, text, ok = newL.find(false, "seamless-restored: memcached.service: restored"); ok {
+	// The restore's phases line is written as the restore ends, the tree
+	// running (its last phase "resume"); the unit's "restored" line comes
+	// once the anchor has the main PID, tens of ms later under TCG. Older
+	// runs have only that one.
+	if ts, text, ok = newL.find(false, "seamless-restored: restore of pid", ", resume "); ok {
+		guest(PointRestored, newB.Clock, "new", ts, ok, text)
+	} else if ts, text, ok = newL.find(false, "seamless-restored: memcached.service: restored"); ok {
 		guest(PointRestored, newB.Clock, "new", ts, ok, text)
 	} else {
 		ts, text, ok = journalFind(newB.UnitJournal, "Started memcached")

@@ -22,6 +22,7 @@ const serialUpdate = `[    0.000000] Linux version 6.1.0-47-amd64 (debian-kernel
 [    5.000000] seamless: restore daemon 115: memcached.service pending
 [    9.000000] systemd[1]: systemd 252.39-1~deb12u2 running in system mode (+PAM)
 [   18.000000] seamless-restored: memcached.service: asked by process 402, checked in 12 ms
+[   19.900000] seamless-restored: restore of pid 281: open 40 ms, seed 20 ms, processes 60 ms, memory 300 ms, files 90 ms, finish 300 ms, network 600 ms, resume 2 ms
 [   20.000000] seamless-restored: memcached.service: restored in 1436 ms, main pid 281
 [   30.000000] seamless-lab clock 0002
 `
@@ -57,7 +58,7 @@ func TestBuildTimeline(t *testing.T) {
 		PointSwitch:    12000, // new 9 s
 		PointUnit:      18500, // journal 15.5 s
 		PointAsked:     19700, // journal 16.7 s (the daemon's line, at 18 s, comes after its checks)
-		PointRestored:  23000, // new 20 s
+		PointRestored:  22900, // new 19.9 s: the restore's phases line, the tree running
 		PointHeld:      24500,
 		PointFresh:     24000,
 	}
@@ -83,11 +84,16 @@ func TestBuildTimeline(t *testing.T) {
 		t.Errorf("unit started from %q", src)
 	}
 	ph := tl.Phases()
-	if ph[PointInitramfs] != 3000 || ph[PointKexec] != 1000 || ph[PointFresh] != 1000 || ph[PointHeld] != 1500 {
+	if ph[PointInitramfs] != 3000 || ph[PointKexec] != 1000 || ph[PointFresh] != 1100 || ph[PointHeld] != 1600 {
 		t.Errorf("phases = %v", ph)
 	}
 	if _, ok := ph[PointStop]; ok {
 		t.Errorf("the first point ends no phase: %v", ph)
+	}
+	// Runs before the restore's "resume" phase: the unit's restored line.
+	older := strings.Replace(serialUpdate, ", network 600 ms, resume 2 ms", "", 1)
+	if v, ok := BuildTimeline(rep, []byte(older)).At(PointRestored); !ok || v != 23000 {
+		t.Errorf("restored without a resume phase = %d %v, want 23000", v, ok)
 	}
 }
 
@@ -98,6 +104,7 @@ func TestBuildTimelineMissing(t *testing.T) {
 	h0 := time.Unix(5000, 0)
 	serial := strings.Replace(serialUpdate, "[    5.000000] seamless: restore daemon 115: memcached.service pending\n", "", 1)
 	serial = strings.Replace(serial, "[   20.000000] seamless-restored: memcached.service: restored in 1436 ms, main pid 281\n", "", 1)
+	serial = strings.Replace(serial, "[   19.900000] seamless-restored: restore of pid 281: open 40 ms, seed 20 ms, processes 60 ms, memory 300 ms, files 90 ms, finish 300 ms, network 600 ms, resume 2 ms\n", "", 1)
 	rep := &Report{
 		Scenario: "kexec-plain",
 		Boots: []BootInfo{
