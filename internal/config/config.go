@@ -187,8 +187,8 @@ func (c *Config) read(path string) error {
 			if v == "0" {
 				d, err = 0, nil
 			}
-			if err != nil || d < 0 || d > 5*time.Minute {
-				return fmt.Errorf("%s:%d: hold-for-network %q is not a duration from 0 to 5m such as 10s", path, n, v)
+			if err != nil || d < 0 || d > 2*time.Minute {
+				return fmt.Errorf("%s:%d: hold-for-network %q is not a duration from 0 to 2m such as 10s", path, n, v)
 			}
 			c.HoldForNetwork = d
 		case "initrd":

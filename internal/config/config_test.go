@@ -43,7 +43,7 @@ func TestLoadErrors(t *testing.T) {
 	for _, in := range []string{"store = tape\n", "bogus = 1\n", "no equals sign\n", "timeout = soon\n", "disk-dir = relative\n",
 		"apply = later\n", "apply = 3:00\n", "apply = 24:00\n", "apply = 03:60\n", "apply = 03:00:00\n",
 		"wake-peers = yes\n", "wake-peers =\n", "initrd = u-root\n",
-		"hold-for-network = -1s\n", "hold-for-network = 1h\n", "hold-for-network = soon\n"} {
+		"hold-for-network = -1s\n", "hold-for-network = 3m\n", "hold-for-network = soon\n"} {
 		p := filepath.Join(t.TempDir(), "seamless.conf")
 		os.WriteFile(p, []byte(in), 0o644)
 		if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "seamless.conf:1") {

@@ -35,8 +35,11 @@ const JournalStream = unixsock.JournalStream
 func (d *daemon) runRestorer(t contract.TreeState, anchor int, cg string, fds []*os.File, deadline time.Time) (int, []string, error) {
 	exe := fmt.Sprintf("/proc/%d/exe", os.Getpid())
 	// The daemon verified every checksum at boot and holds the files since.
+	// The hold is part of the restore, and must end well before the
+	// restore's own deadline kills it.
+	hold := min(d.config().HoldForNetwork, d.opts.RestoreTimeout/2)
 	args := []string{"restore", "--dir", t.Dir, "--pid-wait", "5s", "--verified", "--json",
-		"--hold-for-network", d.config().HoldForNetwork.String()}
+		"--hold-for-network", hold.String()}
 	var extra []*os.File
 	if len(fds) > 1 && usesJournal(d.trees[t.Dir]) && isSocket(fds[1]) {
 		extra = append(extra, fds[1])
