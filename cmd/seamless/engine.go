@@ -142,8 +142,13 @@ warning says how many entry points it redirects.`, stdout)
 	for _, w := range res.Warnings {
 		fmt.Fprintln(stderr, "seamless restore: warning:", w)
 	}
+	if *verbose {
+		fmt.Fprintf(stderr, "seamless restore: private memory: %d bytes filled through userfaultfd, %d written\n",
+			res.Filled.Copied, res.Filled.Written)
+	}
 	if *asJSON {
-		return restored.WriteMessage(stdout, restored.RestorerReport{Root: res.Root, Warnings: res.Warnings, Phases: res.Phases})
+		return restored.WriteMessage(stdout, restored.RestorerReport{Root: res.Root, Warnings: res.Warnings, Phases: res.Phases,
+			CopiedBytes: res.Filled.Copied, WrittenBytes: res.Filled.Written})
 	}
 	fmt.Fprintln(stdout, res.Root)
 	return nil

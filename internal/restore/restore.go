@@ -68,6 +68,8 @@ type Result struct {
 	Warnings    []string
 	// Phases are the restore's steps with their durations, in order.
 	Phases []contract.Phase
+	// Filled counts the private memory filled, by how (see mem.FillStats).
+	Filled mem.FillStats
 }
 
 // phases times the steps of a restore: each mark ends the step it names.
@@ -138,7 +140,7 @@ func Restore(opts Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Root: tree.Root, Processes: len(tree.Processes), Warnings: r.opener.Warnings,
-		VDSOProxies: r.mem.Proxies, Phases: timing.done}
+		VDSOProxies: r.mem.Proxies, Phases: timing.done, Filled: r.mem.Filled}
 	if warning != "" {
 		res.Warnings = append(res.Warnings, warning)
 	}

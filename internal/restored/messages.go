@@ -71,4 +71,8 @@ type RestorerReport struct {
 	Warnings []string         `json:"warnings,omitempty"`
 	Error    string           `json:"error,omitempty"`
 	Phases   []contract.Phase `json:"phases,omitempty"`
+	// CopiedBytes and WrittenBytes are the private memory filled through
+	// a userfaultfd and written with process_vm_writev.
+	CopiedBytes  uint64 `json:"copied_bytes,omitempty"`
+	WrittenBytes uint64 `json:"written_bytes,omitempty"`
 }

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/bytesize"
 	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/units"
@@ -114,7 +115,8 @@ func (d *daemon) runRestorer(t contract.TreeState, anchor int, cg string, fds []
 		return 0, nil, fmt.Errorf("restore printed %s, not a report with the root pid", Bound(stdout.String()))
 	}
 	if len(report.Phases) > 0 {
-		fmt.Fprintf(d.opts.Log, "restore of pid %d: %s\n", t.Root, contract.FormatPhases(report.Phases))
+		fmt.Fprintf(d.opts.Log, "restore of pid %d: %s (private memory: %s through userfaultfd, %s written)\n", t.Root, contract.FormatPhases(report.Phases),
+			bytesize.Format(int64(report.CopiedBytes)), bytesize.Format(int64(report.WrittenBytes)))
 	}
 	var warnings []string
 	for _, w := range report.Warnings {

@@ -154,7 +154,7 @@ func startLogged(t *testing.T, cmd *exec.Cmd, dir string) *lineLog {
 
 // checkpointRestore checkpoints the tree of root (killed) and restores it,
 // returning the restore's run (its warnings are on stderr).
-func checkpointRestore(t *testing.T, root int, img string) cliResult {
+func checkpointRestore(t *testing.T, root int, img string, restoreArgs ...string) cliResult {
 	t.Helper()
 	tree := append([]int{root}, descendants(root)...)
 	cp := runSeamless("checkpoint", "--pid", strconv.Itoa(root), "--dir", img)
@@ -168,7 +168,7 @@ func checkpointRestore(t *testing.T, root int, img string) cliResult {
 			t.Fatalf("process %d still exists after the checkpoint (%s)", pid, procState(pid))
 		}
 	}
-	rs := runSeamless("restore", "--dir", img)
+	rs := runSeamless(append([]string{"restore", "--dir", img}, restoreArgs...)...)
 	if rs.code != 0 {
 		t.Fatalf("%s", rs)
 	}
@@ -410,8 +410,19 @@ func TestForkSharing(t *testing.T) {
 	}
 	before := pss(pid) + pss(child)
 	img := filepath.Join(t.TempDir(), "image")
-	checkpointRestore(t, p.root, img)
+	rs := checkpointRestore(t, p.root, img, "-v")
 	size := dirSize(img)
+	// The parent's pages are filled through a userfaultfd (unless huge
+	// pages are "always": then written, as a fault would make them huge);
+	// the child's own pages land where it shares its parent's, which only
+	// a write can replace.
+	copied, written, ok := filled(rs.stderr)
+	t.Logf("private memory: %.1f MiB through userfaultfd, %.1f MiB written", float64(copied)/(1<<20), float64(written)/(1<<20))
+	if !ok {
+		t.Errorf("seamless restore -v did not say how it filled memory: %s", rs.stderr)
+	} else if thp, _ := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled"); !strings.Contains(string(thp), "[always]") && (copied < 90<<20 || written == 0) {
+		t.Errorf("%d bytes through userfaultfd and %d written: want the parent's 100 MiB through it and the child's own pages written", copied, written)
+	}
 	after := pss(pid) + pss(child)
 	t.Logf("PSS of parent and child: %.1f MiB before, %.1f MiB after the restore; image %.1f MiB",
 		float64(before)/(1<<20), float64(after)/(1<<20), float64(size)/(1<<20))
@@ -426,6 +437,17 @@ func TestForkSharing(t *testing.T) {
 	if after > 130<<20 {
 		t.Errorf("after the restore parent and child use %.1f MiB (PSS), want at most 130 MiB: the pages are no longer shared", float64(after)/(1<<20))
 	}
+}
+
+// filled reads the bytes a restore filled through a userfaultfd and wrote,
+// from what seamless restore -v said.
+func filled(stderr string) (copied, written int64, ok bool) {
+	for _, l := range strings.Split(stderr, "\n") {
+		if _, err := fmt.Sscanf(l, "seamless restore: private memory: %d bytes filled through userfaultfd, %d written", &copied, &written); err == nil {
+			return copied, written, true
+		}
+	}
+	return 0, 0, false
 }
 
 // TestRedisBGSAVE checkpoints redis-server while its BGSAVE child writes
