@@ -30,8 +30,8 @@ type Restorer struct {
 	Proxies []ProxiedVDSO
 	// Filled counts the private memory filled so far, by how.
 	Filled FillStats
-	shared  map[int]*os.File
-	pages   map[string][]byte
+	shared map[int]*os.File
+	pages  map[string][]byte
 }
 
 // NewRestorer returns a Restorer for im, which opens mapped files with
