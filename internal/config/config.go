@@ -67,8 +67,7 @@ type Config struct {
 	// restorer when it can boot this system, else the kernel's own), or
 	// "auto" (the restorer where it can boot this system and the
 	// administrator has not configured the distribution's initramfs
-	// beyond its defaults, and the store is not kmod; else the kernel's
-	// own).
+	// beyond its defaults; else the kernel's own).
 	Initrd string `json:"initrd"`
 }
 

@@ -23,11 +23,6 @@ func restorerFor(cfg config.Config, release, cmdline string) (path, what, why st
 	case config.InitrdDistro:
 		return "", "", ""
 	case config.InitrdAuto:
-		// The kmod store's module has been carried by the distribution's
-		// initramfs only (docs/kmod.md).
-		if cfg.Store == "kmod" {
-			return "", "", "store = kmod has been tried with the distribution's initramfs only"
-		}
 		custom, err := restorerSystem.Customized()
 		if err != nil {
 			return "", "", err.Error()

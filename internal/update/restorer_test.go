@@ -72,7 +72,7 @@ func TestRestorerFor(t *testing.T) {
 		{name: "auto", initrd: "auto", store: "auto", cmdline: good, restorer: true},
 		{name: "distro", initrd: "distro", store: "auto", cmdline: good},
 		{name: "restorer", initrd: "restorer", store: "ram", cmdline: good, restorer: true},
-		{name: "auto, kmod store", initrd: "auto", store: "kmod", cmdline: good, why: "store = kmod"},
+		{name: "auto, kmod store", initrd: "auto", store: "kmod", cmdline: good, restorer: true},
 		{name: "restorer, kmod store", initrd: "restorer", store: "kmod", cmdline: good, restorer: true},
 		{name: "auto, local script", initrd: "auto", store: "auto", cmdline: good, script: "init-top/unlock", why: "initramfs is configured here"},
 		{name: "restorer, local script", initrd: "restorer", store: "auto", cmdline: good, script: "init-top/unlock", restorer: true},
