@@ -4,14 +4,12 @@ import (
 	"fmt"
 	"os"
 	"sort"
-	"sync"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/fileref"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inject"
-	"github.com/seamless-linux/seamless/internal/parallel"
 	"github.com/seamless-linux/seamless/internal/proc"
 )
 
@@ -88,6 +86,9 @@ func (r *Restorer) Restore(t *inject.Target, p *image.Process) error {
 			return fmt.Errorf("process %d mapping %#x-%#x %s: %w", p.PID, m.Start, m.End, m.Name, err)
 		}
 	}
+	if err := adviseHugePages(t, p); err != nil {
+		return err
+	}
 	st, err := fill(t, p, data)
 	r.Filled.Copied += st.Copied
 	r.Filled.Written += st.Written
@@ -104,95 +105,6 @@ func (r *Restorer) Restore(t *inject.Target, p *image.Process) error {
 	}
 	return nil
 }
-
-// fill writes the stored pages of p's private mappings back, on every CPU:
-// those of anonymous mappings through a userfaultfd where it can (see
-// copier), the others, and pages a fork left there, with
-// process_vm_writev.
-func fill(t *inject.Target, p *image.Process, data []byte) (FillStats, error) {
-	var st FillStats
-	var runs []image.Run
-	// viaCopier marks the runs of the mappings registered for UFFDIO_COPY.
-	var viaCopier []bool
-	c := newCopier(t)
-	if c != nil {
-		defer c.close()
-	}
-	for _, m := range p.Mappings {
-		if m.Kind != image.MapAnon && m.Kind != image.MapFile {
-			continue
-		}
-		copied := c != nil && m.Kind == image.MapAnon && !m.Shared && len(m.Runs) > 0 && c.register(m.Start, m.End)
-		for _, run := range m.Runs {
-			runs = append(runs, run)
-			viaCopier = append(viaCopier, copied)
-		}
-	}
-	for _, run := range runs {
-		if run.Off+run.Pages*PageSize > uint64(len(data)) {
-			return st, fmt.Errorf("process %d: page run at %#x lies beyond the end of %s", t.PID, run.Addr, p.Pages)
-		}
-	}
-	// Split the work into pieces of at most 4 MiB so both CPUs stay busy
-	// even for one big run.
-	type piece struct {
-		addr, off, n uint64
-		copied       bool
-	}
-	var pieces []piece
-	for i, run := range runs {
-		for done := uint64(0); done < run.Pages*PageSize; {
-			n := min(run.Pages*PageSize-done, 4<<20)
-			pieces = append(pieces, piece{run.Addr + done, run.Off + done, n, viaCopier[i]})
-			done += n
-		}
-	}
-	write := func(pc piece) error {
-		if err := inject.WriteMem(t.PID, uintptr(pc.addr), data[pc.off:pc.off+pc.n]); err != nil {
-			return fmt.Errorf("process %d: fill pages at %#x: %w", t.PID, pc.addr, err)
-		}
-		return nil
-	}
-	var mu sync.Mutex
-	var rest []piece // what UFFDIO_COPY left, written once unregistered
-	err := parallel.Each(len(pieces), func(i int) error {
-		pc := pieces[i]
-		if !pc.copied {
-			return write(pc)
-		}
-		// Whatever UFFDIO_COPY did not fill, for any reason, is written:
-		// the copy only saves time.
-		done, _ := c.copy(pc.addr, data[pc.off:pc.off+pc.n])
-		mu.Lock()
-		st.Copied += uint64(done)
-		if uint64(done) < pc.n {
-			rest = append(rest, piece{pc.addr + uint64(done), pc.off + uint64(done), pc.n - uint64(done), false})
-		}
-		mu.Unlock()
-		return nil
-	})
-	if err != nil {
-		return st, err
-	}
-	if c != nil {
-		if err := c.close(); err != nil {
-			return st, fmt.Errorf("process %d: %w", t.PID, err)
-		}
-	}
-	for _, pc := range pieces {
-		if !pc.copied {
-			st.Written += pc.n
-		}
-	}
-	for _, pc := range rest {
-		st.Written += pc.n
-	}
-	return st, parallel.Each(len(rest), func(i int) error { return write(rest[i]) })
-}
-
-// FillStats counts the bytes of private memory a restore filled: Copied
-// through a userfaultfd (UFFDIO_COPY), Written with process_vm_writev.
-type FillStats struct{ Copied, Written uint64 }
 
 // clear unmaps everything the seed (or the parent the process was forked
 // from) had except the ranges of keep and the kernel's special mappings.

@@ -439,6 +439,66 @@ func TestForkSharing(t *testing.T) {
 	}
 }
 
+// TestHugePageAdvice checkpoints a process with a mapping advised huge
+// pages and one advised none: after the restore each is backed as the
+// process asked (the advice is given back before the pages are filled,
+// and the mapping with huge pages is written, not filled through the
+// userfaultfd, which makes small pages only). The huge one must have huge
+// pages after the restore if it had them before (the kernel may lack free
+// huge pages: then the test says so and checks the small one only).
+func TestHugePageAdvice(t *testing.T) {
+	buildExtra(t, "hugepages")
+	p := newProgRun(t, "hugepages")
+	cmd := exec.Command(filepath.Join(binDir, "hugepages"), p.dir)
+	log := p.start(cmd)
+	ready := log.wait(t, "READY")
+	var pid int
+	var huge, small uint64
+	if _, err := fmt.Sscanf(ready, "READY pid=%d huge=%x small=%x", &pid, &huge, &small); err != nil {
+		t.Fatalf("%q: %v", ready, err)
+	}
+	hugeBefore, smallBefore := anonHuge(t, pid, huge), anonHuge(t, pid, small)
+	checkpointRestore(t, p.root, filepath.Join(t.TempDir(), "image"))
+	hugeAfter, smallAfter := anonHuge(t, pid, huge), anonHuge(t, pid, small)
+	t.Logf("AnonHugePages: advised huge %d kB before, %d kB after; advised none %d kB before, %d kB after", hugeBefore, hugeAfter, smallBefore, smallAfter)
+	if hugeBefore > 0 && hugeAfter == 0 {
+		t.Errorf("the mapping advised huge pages had %d kB of them before the restore and none after", hugeBefore)
+	}
+	if hugeBefore == 0 {
+		t.Logf("the kernel gave the process no huge pages (transparent huge pages off, or none free): only the other mapping is checked")
+	}
+	if smallAfter != 0 {
+		t.Errorf("the mapping advised no huge pages has %d kB of them after the restore", smallAfter)
+	}
+	os.WriteFile(filepath.Join(p.dir, "go"), nil, 0o644)
+	log.wait(t, "DONE ok")
+}
+
+// anonHuge is the AnonHugePages (kB) of the mapping of pid that starts at
+// start (/proc/PID/smaps).
+func anonHuge(t *testing.T, pid int, start uint64) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := false
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 0 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+			lo, _, _ := strings.Cut(f[0], "-")
+			v, err := strconv.ParseUint(lo, 16, 64)
+			in = err == nil && v == start
+			continue
+		}
+		if v, ok := strings.CutPrefix(l, "AnonHugePages:"); ok && in {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb
+		}
+	}
+	t.Fatalf("process %d has no mapping at %#x", pid, start)
+	return 0
+}
+
 // filled reads the bytes a restore filled through a userfaultfd and wrote,
 // from what seamless restore -v said.
 func filled(stderr string) (copied, written int64, ok bool) {
