@@ -392,6 +392,16 @@ func pss(pid int) int64 {
 	return -1
 }
 
+// startReady builds the workload name, starts it with its directory and
+// returns once it printed its READY line.
+func startReady(t *testing.T, name string) (*progRun, *lineLog, string) {
+	t.Helper()
+	buildExtra(t, name)
+	p := newProgRun(t, name)
+	log := p.start(exec.Command(filepath.Join(binDir, name), p.dir))
+	return p, log, log.wait(t, "READY")
+}
+
 // TestForkSharing checkpoints a 100 MiB parent and the child it forked,
 // which still share 95 MiB copy-on-write: the shared pages are stored once
 // (the image is not twice the parent's memory), and after the restore they
@@ -399,11 +409,7 @@ func pss(pid int) int64 {
 // about one copy). The child's own pages and the pages it never had (the
 // parent wrote them after the fork: zeros for the child) come back too.
 func TestForkSharing(t *testing.T) {
-	buildExtra(t, "cowfork")
-	p := newProgRun(t, "cowfork")
-	cmd := exec.Command(filepath.Join(binDir, "cowfork"), p.dir)
-	log := p.start(cmd)
-	ready := log.wait(t, "READY")
+	p, log, ready := startReady(t, "cowfork")
 	var pid, child int
 	if _, err := fmt.Sscanf(ready, "READY pid=%d child=%d", &pid, &child); err != nil {
 		t.Fatalf("%q: %v", ready, err)
@@ -447,11 +453,7 @@ func TestForkSharing(t *testing.T) {
 // pages after the restore if it had them before (the kernel may lack free
 // huge pages: then the test says so and checks the small one only).
 func TestHugePageAdvice(t *testing.T) {
-	buildExtra(t, "hugepages")
-	p := newProgRun(t, "hugepages")
-	cmd := exec.Command(filepath.Join(binDir, "hugepages"), p.dir)
-	log := p.start(cmd)
-	ready := log.wait(t, "READY")
+	p, log, ready := startReady(t, "hugepages")
 	var pid int
 	var huge, small uint64
 	if _, err := fmt.Sscanf(ready, "READY pid=%d huge=%x small=%x", &pid, &huge, &small); err != nil {
