@@ -191,19 +191,28 @@ func journalFind(journal, sub string) (float64, string, bool) {
 // host time. serial is the run's serial.log.
 func BuildTimeline(rep *Report, serial []byte) *Timeline {
 	tl := &Timeline{Scenario: rep.Scenario}
-	var step *StepResult
-	for i := range rep.Steps {
-		if rep.Steps[i].Reboots {
-			step = &rep.Steps[i]
-			break
-		}
-	}
 	p := rep.Probe
 	if p != nil && (p.GapMS == 0 || p.Started.IsZero()) {
 		if p.GapMS > 0 {
 			tl.Notes = append(tl.Notes, "the host client's result has no start time (a report from before timelines): its points are missing")
 		}
 		p = nil
+	}
+	// The restart drawn is the one the host client's gap began in: the
+	// last step that restarts the guest before the gap (a scenario may
+	// reboot while it prepares), else the first such step. It is the k-th
+	// restart: boots k and k+1 are the old and the new.
+	var step *StepResult
+	k := 0
+	for i, n := 0, 0; i < len(rep.Steps); i++ {
+		s := &rep.Steps[i]
+		if !s.Reboots {
+			continue
+		}
+		if step == nil || (p != nil && !s.Started.After(p.Started.Add(time.Duration(p.GapStartMS)*time.Millisecond))) {
+			step, k = s, n
+		}
+		n++
 	}
 	switch {
 	case p != nil:
@@ -234,13 +243,13 @@ func BuildTimeline(rep *Report, serial []byte) *Timeline {
 		}
 	}
 	boots := splitBoots(serial)
-	if len(rep.Boots) < 2 || len(boots) < 2 {
+	if len(rep.Boots) < k+2 || len(boots) < k+2 {
 		tl.Notes = append(tl.Notes, fmt.Sprintf("%d boots recorded, %d in the serial log: no restart to read", len(rep.Boots), len(boots)))
 		tl.Points = ordered(points)
 		return tl
 	}
-	oldB, newB := rep.Boots[0], rep.Boots[1]
-	oldL, newL := boots[0], boots[1]
+	oldB, newB := rep.Boots[k], rep.Boots[k+1]
+	oldL, newL := boots[k], boots[k+1]
 	if oldL.release != oldB.Release || newL.release != newB.Release {
 		tl.Notes = append(tl.Notes, fmt.Sprintf("serial log boots %s, %s do not match the report's %s, %s", oldL.release, newL.release, oldB.Release, newB.Release))
 		tl.Points = ordered(points)

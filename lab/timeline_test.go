@@ -97,6 +97,33 @@ func TestBuildTimeline(t *testing.T) {
 	}
 }
 
+// A scenario that reboots while it prepares (a kernel parameter to set)
+// has three boots: the restart drawn is the one the gap began in, the
+// second and third boots, not the first two.
+func TestBuildTimelinePrepareReboot(t *testing.T) {
+	h0 := time.Unix(5000, 0)
+	at := func(s float64) time.Time { return h0.Add(time.Duration(s * float64(time.Second))) }
+	serial := "[    0.000000] Linux version 6.1.0-47-amd64 (debian-kernel@lists.debian.org) #1 SMP\n" +
+		"[   20.000000] systemd-shutdown[1]: Syncing filesystems and block devices.\n" + serialUpdate
+	rep := &Report{
+		Scenario: "seamless-update-userfaultfd",
+		Boots: []BootInfo{
+			{Release: "6.1.0-47-amd64", Clock: &ClockSample{Host: at(-60), KernelS: 10}},
+			{Release: "6.1.0-47-amd64", Clock: &ClockSample{Host: at(0), KernelS: 100}},
+			{Release: "6.1.0-50-amd64", Clock: &ClockSample{Host: at(62), KernelS: 30},
+				UnitJournal: "[   15.500000] seamless-lab systemd[1]: Starting memcached.service - memcached daemon...\n"},
+		},
+		Steps: []StepResult{{Phase: "prepare", Started: at(-55), Reboots: true}, {Phase: "switch", Started: at(20), Reboots: true}},
+		Probe: &ProbeResult{Started: at(-10), GapMS: 24000, GapStartMS: 39000, FirstHeldAnswerMS: ms(63500)},
+	}
+	tl := BuildTimeline(rep, []byte(serial))
+	for name, want := range map[string]int64{PointShutdown: 1000, PointKexec: 2000, PointKernel: 3000, PointRestored: 22900, PointUnit: 18500} {
+		if got, ok := tl.At(name); !ok || got != want {
+			t.Errorf("%s = %d (%v), want %d; notes %v", name, got, ok, want, tl.Notes)
+		}
+	}
+}
+
 // What a run did not show stays missing: no stage 1 in a plain kexec, no
 // held connection once it died, no guest point of a boot without a clock
 // sample.
