@@ -46,13 +46,12 @@ func fill(t *inject.Target, p *image.Process, data []byte) (FillStats, error) {
 	if c != nil {
 		defer c.close()
 	}
+	always := thpAlways()
 	for _, m := range p.Mappings {
 		if m.Kind != image.MapAnon && m.Kind != image.MapFile {
 			continue
 		}
-		// UFFDIO_COPY makes small pages only: a mapping advised huge
-		// pages is written, and faults them in huge.
-		copied := c != nil && m.Kind == image.MapAnon && !m.Shared && !hasFlag(m, "hg") && len(m.Runs) > 0 && c.register(m.Start, m.End)
+		copied := c != nil && m.Kind == image.MapAnon && !m.Shared && len(m.Runs) > 0 && !faultsHuge(p, m, always) && c.register(m.Start, m.End)
 		for _, run := range m.Runs {
 			runs = append(runs, run)
 			viaCopier = append(viaCopier, copied)

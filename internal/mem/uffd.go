@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inject"
 )
 
@@ -60,9 +61,6 @@ type copier struct {
 // nil when the kernel offers none (no CONFIG_USERFAULTFD, a seccomp filter,
 // a sysctl), and then the pages are written as before.
 func newCopier(t *inject.Target) *copier {
-	if !uffdFits() {
-		return nil
-	}
 	remote, err := t.Call(unix.SYS_USERFAULTFD, unix.O_CLOEXEC|uffdUserModeOnly)
 	if err != nil {
 		return nil
@@ -85,17 +83,24 @@ func newCopier(t *inject.Target) *copier {
 	return &copier{fd: fd}
 }
 
-// uffdFits reports whether filling through userfaultfd leaves the memory as
-// writing it would. With transparent huge pages "always", a write faults
-// in a huge page wherever a mapping has a whole aligned 2 MiB; UFFDIO_COPY
-// makes small pages only, which would change how the restored memory is
-// backed: there the pages are written.
-func uffdFits() bool {
+// thpAlways reports whether transparent huge pages are "always": a write
+// then faults in a huge page wherever a mapping has a whole aligned 2 MiB
+// and neither it nor its process refused them.
+func thpAlways() bool {
 	b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
-	if err != nil {
-		return true // a kernel without THP
+	return err == nil && strings.Contains(string(b), "[always]")
+}
+
+// faultsHuge reports whether writing m's pages in p would fault in huge
+// pages, as the process had them: UFFDIO_COPY makes small pages only, so
+// such a mapping is written instead. Its process's prctl(PR_SET_THP_DISABLE)
+// is restored only after the memory, so it is read from the image.
+func faultsHuge(p *image.Process, m *image.Mapping, always bool) bool {
+	advised := hasFlag(m, "hg")
+	if p.Attrs != nil && p.Attrs.THPDisable&1 != 0 && !(p.Attrs.THPDisable&2 != 0 && advised) {
+		return false
 	}
-	return !strings.Contains(string(b), "[always]")
+	return advised || (always && !hasFlag(m, "nh"))
 }
 
 func uffdIoctl(fd int, req uintptr, arg unsafe.Pointer) error {
