@@ -209,7 +209,7 @@ image, and the time of each phase.`, stdout)
 		for _, u := range st.Units {
 			line := fmt.Sprintf("  %s: %s", u.Unit, u.Outcome)
 			if u.Processes > 0 {
-				line += fmt.Sprintf(" (%s, %s, checkpoint %d ms", plural(u.Processes, "process", "processes"), bytesize.Format(u.Bytes), u.DumpMs)
+				line += fmt.Sprintf(" (%s, %s, checkpoint %d ms", bytesize.Count(u.Processes, "process", "processes"), bytesize.Format(u.Bytes), u.DumpMs)
 				if u.MainPID > 0 {
 					line += fmt.Sprintf(", restore %d ms, main pid %d", u.RestoreMs, u.MainPID)
 				}

@@ -209,7 +209,7 @@ func writePending(w io.Writer, n pendingNote) {
 	default:
 		for _, p := range n.Plans {
 			if p.Carry {
-				say("  carried:       %s (%s, about %s)", p.Name, plural(len(p.Report.Processes), "process", "processes"), bytesize.Format(p.Report.ImageBytes))
+				say("  carried:       %s (%s, about %s)", p.Name, bytesize.Count(len(p.Report.Processes), "process", "processes"), bytesize.Format(p.Report.ImageBytes))
 			} else {
 				say("  restarts cold: %s: %s", p.Name, p.Reason)
 			}
@@ -241,13 +241,6 @@ func writePending(w io.Writer, n pendingNote) {
 		say("apply = manual: nothing happens until you run: seamless update")
 	}
 	say("(a reboot with shutdown -r, as unattended-upgrades does, is the seamless update too)")
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return fmt.Sprintf("%d %s", n, many)
 }
 
 func runApply(args []string, stdout, stderr io.Writer) error {

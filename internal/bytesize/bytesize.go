@@ -1,4 +1,5 @@
-// Package bytesize writes sizes for people: 1.5 GiB, 12.0 MiB, 4.0 KiB.
+// Package bytesize writes sizes for people: 1.5 GiB, 12.0 MiB, 4.0 KiB;
+// and counts: 1 process, 2 processes.
 package bytesize
 
 import "fmt"
@@ -15,4 +16,12 @@ func Format(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// Count writes n things, with the singular one or the plural many.
+func Count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

@@ -135,7 +135,7 @@ func Update(ctx context.Context, o Options) error {
 			cgroups[p.Name] = p.ControlGroup
 			start[p.Name] = p.Start
 			need += p.Report.ImageBytes
-			say("  carry %s (%d processes, about %s)", p.Name, len(p.Report.Processes), bytesize.Format(p.Report.ImageBytes))
+			say("  carry %s (%s, about %s)", p.Name, bytesize.Count(len(p.Report.Processes), "process", "processes"), bytesize.Format(p.Report.ImageBytes))
 		} else {
 			stopped[p.Name] = p.Reason
 			say("  stop  %s: %s", p.Name, p.Reason)
