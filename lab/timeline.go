@@ -202,6 +202,10 @@ func BuildTimeline(rep *Report, serial []byte) *Timeline {
 	// last step that restarts the guest before the gap (a scenario may
 	// reboot while it prepares), else the first such step. It is the k-th
 	// restart: boots k and k+1 are the old and the new.
+	var gapStart time.Time
+	if p != nil {
+		gapStart = p.Started.Add(time.Duration(p.GapStartMS) * time.Millisecond)
+	}
 	var step *StepResult
 	k := 0
 	for i, n := 0, 0; i < len(rep.Steps); i++ {
@@ -209,14 +213,14 @@ func BuildTimeline(rep *Report, serial []byte) *Timeline {
 		if !s.Reboots {
 			continue
 		}
-		if step == nil || (p != nil && !s.Started.After(p.Started.Add(time.Duration(p.GapStartMS)*time.Millisecond))) {
+		if step == nil || (p != nil && !s.Started.After(gapStart)) {
 			step, k = s, n
 		}
 		n++
 	}
 	switch {
 	case p != nil:
-		tl.Origin = p.Started.Add(time.Duration(p.GapStartMS) * time.Millisecond)
+		tl.Origin = gapStart
 		tl.OriginIs = "the host client's last unanswered request before the gap"
 		tl.GapMS = p.GapMS
 	case step != nil:

@@ -115,6 +115,20 @@ func wakeOf(is *image.InetSocket) (Wake, bool) {
 	return w, true
 }
 
+// A Path is a pair of addresses: the connections that share it are
+// routed alike, so one route lookup (Routed) answers for them all.
+type Path struct{ Local, Peer netip.Addr }
+
+// ByPath groups ws by their Path.
+func ByPath(ws []Wake) map[Path][]Wake {
+	by := map[Path][]Wake{}
+	for _, w := range ws {
+		p := Path{w.Local.Addr(), w.Peer.Addr()}
+		by[p] = append(by[p], w)
+	}
+	return by
+}
+
 // String names the connection, as the logs show it.
 func (w Wake) String() string { return w.Local.String() + " -> " + w.Peer.String() }
 

@@ -2,32 +2,26 @@ package mem
 
 import (
 	"fmt"
+	"slices"
 	"sync"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inject"
 	"github.com/seamless-linux/seamless/internal/parallel"
 )
 
-// adviseHugePages gives p's anonymous mappings the huge page advice they
-// had, before their pages are filled: a mapping advised huge pages gets
-// them as it is filled (where the kernel has them), one advised none gets
-// small pages even where huge pages are "always". Advised only at the end
-// (finishOne advises again, harmlessly), the first would have small pages
-// and the second huge ones.
+// adviseHugePages gives p's mappings the huge page advice they had before
+// their pages are filled: a mapping advised huge pages gets them as it is
+// filled (where the kernel has them), one advised none gets small pages
+// even where huge pages are "always". Advised after the fill, with the rest
+// (finishOne), the first would have small pages and the second huge ones.
 func adviseHugePages(t *inject.Target, p *image.Process) error {
 	for _, m := range p.Mappings {
-		for _, a := range []struct {
-			flag   string
-			advice int
-		}{{"hg", unix.MADV_HUGEPAGE}, {"nh", unix.MADV_NOHUGEPAGE}} {
-			if m.Kind == image.MapAnon && hasFlag(m, a.flag) {
-				if _, err := t.Call(unix.SYS_MADVISE, uintptr(m.Start), uintptr(m.End-m.Start), uintptr(a.advice)); err != nil {
-					return fmt.Errorf("process %d mapping %#x-%#x: madvise %s: %w", p.PID, m.Start, m.End, a.flag, err)
-				}
-			}
+		if !advisable(m) {
+			continue
+		}
+		if err := advise(t, m, hugeAdvice); err != nil {
+			return fmt.Errorf("process %d mapping %#x-%#x: %w", p.PID, m.Start, m.End, err)
 		}
 	}
 	return nil
@@ -42,16 +36,23 @@ func fill(t *inject.Target, p *image.Process, data []byte) (FillStats, error) {
 	var runs []image.Run
 	// viaCopier marks the runs of the mappings registered for UFFDIO_COPY.
 	var viaCopier []bool
-	c := newCopier(t)
-	if c != nil {
-		defer c.close()
-	}
 	always := thpAlways()
+	copyable := func(m *image.Mapping) bool {
+		return m.Kind == image.MapAnon && !m.Shared && len(m.Runs) > 0 && !faultsHuge(p, m, always)
+	}
+	// The userfaultfd costs injected calls: made only when a mapping can
+	// use it.
+	var c *copier
+	if slices.ContainsFunc(p.Mappings, copyable) {
+		if c = newCopier(t); c != nil {
+			defer c.close()
+		}
+	}
 	for _, m := range p.Mappings {
 		if m.Kind != image.MapAnon && m.Kind != image.MapFile {
 			continue
 		}
-		copied := c != nil && m.Kind == image.MapAnon && !m.Shared && len(m.Runs) > 0 && !faultsHuge(p, m, always) && c.register(m.Start, m.End)
+		copied := c != nil && copyable(m) && c.register(m.Start, m.End)
 		for _, run := range m.Runs {
 			runs = append(runs, run)
 			viaCopier = append(viaCopier, copied)
@@ -91,7 +92,7 @@ func fill(t *inject.Target, p *image.Process, data []byte) (FillStats, error) {
 		}
 		// Whatever UFFDIO_COPY did not fill, for any reason, is written:
 		// the copy only saves time.
-		done, _ := c.copy(pc.addr, data[pc.off:pc.off+pc.n])
+		done := c.copy(pc.addr, data[pc.off:pc.off+pc.n])
 		mu.Lock()
 		st.Copied += uint64(done)
 		if uint64(done) < pc.n {

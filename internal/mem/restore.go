@@ -262,11 +262,11 @@ func mapFlags(m *image.Mapping) int {
 
 // finishOne gives a filled mapping its final protection and advice.
 func finishOne(t *inject.Target, m *image.Mapping) error {
-	if m.Kind == image.MapVDSO || m.Kind == image.MapVVAR || m.Kind == image.MapSkip {
-		return nil
-	}
 	if m.Kind == image.MapSysV {
 		return installGuards(t, m)
+	}
+	if !advisable(m) {
+		return nil
 	}
 	length := uintptr(m.End - m.Start)
 	has := func(f string) bool { return hasFlag(m, f) }
@@ -275,16 +275,9 @@ func finishOne(t *inject.Target, m *image.Mapping) error {
 			return fmt.Errorf("protect: %w", err)
 		}
 	}
-	for _, a := range []struct {
-		flag   string
-		advice int
-	}{{"dd", unix.MADV_DONTDUMP}, {"dc", unix.MADV_DONTFORK}, {"wf", unix.MADV_WIPEONFORK}, {"hg", unix.MADV_HUGEPAGE}, {"nh", unix.MADV_NOHUGEPAGE},
-		{"sr", unix.MADV_SEQUENTIAL}, {"rr", unix.MADV_RANDOM}, {"mg", unix.MADV_MERGEABLE}} {
-		if has(a.flag) {
-			if _, err := t.Call(unix.SYS_MADVISE, uintptr(m.Start), length, uintptr(a.advice)); err != nil {
-				return fmt.Errorf("madvise %s: %w", a.flag, err)
-			}
-		}
+	// The huge page advice was given before the fill (adviseHugePages).
+	if err := advise(t, m, laterAdvice); err != nil {
+		return err
 	}
 	if err := installGuards(t, m); err != nil {
 		return err
@@ -292,6 +285,43 @@ func finishOne(t *inject.Target, m *image.Mapping) error {
 	if has("lo") {
 		if _, err := t.Call(unix.SYS_MLOCK, uintptr(m.Start), length); err != nil {
 			return fmt.Errorf("mlock: %w", err)
+		}
+	}
+	return nil
+}
+
+// An adviceFlag is a VmFlags flag of smaps and the madvise advice that
+// sets it.
+type adviceFlag struct {
+	flag   string
+	advice int
+}
+
+// hugeAdvice is given before a mapping's pages are filled, laterAdvice
+// once they are.
+var (
+	hugeAdvice  = []adviceFlag{{"hg", unix.MADV_HUGEPAGE}, {"nh", unix.MADV_NOHUGEPAGE}}
+	laterAdvice = []adviceFlag{{"dd", unix.MADV_DONTDUMP}, {"dc", unix.MADV_DONTFORK}, {"wf", unix.MADV_WIPEONFORK},
+		{"sr", unix.MADV_SEQUENTIAL}, {"rr", unix.MADV_RANDOM}, {"mg", unix.MADV_MERGEABLE}}
+)
+
+// advisable reports whether m gets its protection and advice back: the
+// kernel's own mappings and System V segments (guards only) do not.
+func advisable(m *image.Mapping) bool {
+	switch m.Kind {
+	case image.MapVDSO, image.MapVVAR, image.MapSkip, image.MapSysV:
+		return false
+	}
+	return true
+}
+
+// advise gives m each advice of table whose flag it had.
+func advise(t *inject.Target, m *image.Mapping, table []adviceFlag) error {
+	for _, a := range table {
+		if hasFlag(m, a.flag) {
+			if _, err := t.Call(unix.SYS_MADVISE, uintptr(m.Start), uintptr(m.End-m.Start), uintptr(a.advice)); err != nil {
+				return fmt.Errorf("madvise %s: %w", a.flag, err)
+			}
 		}
 	}
 	return nil

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -50,7 +49,6 @@ type uffdioCopyArg struct {
 // registration is undone before anything else touches the process.
 type copier struct {
 	fd int // the userfaultfd, in this process
-	mu sync.Mutex
 	// registered are the ranges to unregister.
 	registered []uffdioRange
 }
@@ -117,18 +115,17 @@ func (c *copier) register(start, end uint64) bool {
 	if uffdIoctl(c.fd, uffdioRegister, unsafe.Pointer(&reg)) != nil {
 		return false
 	}
-	c.mu.Lock()
 	c.registered = append(c.registered, reg.Range)
-	c.mu.Unlock()
 	return true
 }
 
 // copy fills the pages at dst with src and returns how many bytes it
 // filled: all of them, or those before a page that is there already (a
 // page shared with the parent the process was forked from, which only a
-// write may replace) or before an error. The caller writes the rest once
-// the range is unregistered.
-func (c *copier) copy(dst uint64, src []byte) (int, error) {
+// write may replace) or before any other failure. The caller writes the
+// rest once the range is unregistered. Safe for concurrent use once every
+// range is registered.
+func (c *copier) copy(dst uint64, src []byte) int {
 	done, stalled := 0, 0
 	for done < len(src) {
 		arg := uffdioCopyArg{Dst: dst + uint64(done), Src: uint64(uintptr(unsafe.Pointer(&src[done]))), Len: uint64(len(src) - done)}
@@ -144,13 +141,11 @@ func (c *copier) copy(dst uint64, src []byte) (int, error) {
 		case errors.Is(err, unix.EAGAIN) && stalled < 100:
 			// The address space is changing: try again.
 			stalled++
-		case errors.Is(err, unix.EEXIST):
-			return done, nil
 		default:
-			return done, fmt.Errorf("UFFDIO_COPY at %#x: %w", dst+uint64(done), err)
+			return done
 		}
 	}
-	return done, nil
+	return done
 }
 
 // close unregisters every range and closes the userfaultfd: the mappings

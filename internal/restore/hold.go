@@ -25,16 +25,12 @@ const holdPoll = 10 * time.Millisecond
 // while its restored connections could not move a byte anyway. It reports
 // whether it waited at all and the peers still unreached at the end.
 func holdForNetwork(tree *image.Tree, wait time.Duration) (bool, []netip.Addr, error) {
-	type path struct{ local, peer netip.Addr }
-	pending := map[path]inet.Wake{}
-	for _, w := range inet.Wakes(tree) {
-		pending[path{w.Local.Addr(), w.Peer.Addr()}] = w
-	}
+	pending := inet.ByPath(inet.Wakes(tree))
 	deadline := time.Now().Add(wait)
 	waited := false
 	for {
-		for p, w := range pending {
-			ok, err := w.Routed()
+		for p, ws := range pending {
+			ok, err := ws[0].Routed()
 			if err != nil {
 				return waited, nil, fmt.Errorf("hold for the network: %w", err)
 			}
@@ -50,8 +46,8 @@ func holdForNetwork(tree *image.Tree, wait time.Duration) (bool, []netip.Addr, e
 	}
 	var unreached []netip.Addr
 	for p := range pending {
-		if !slices.Contains(unreached, p.peer) {
-			unreached = append(unreached, p.peer)
+		if !slices.Contains(unreached, p.Peer) {
+			unreached = append(unreached, p.Peer)
 		}
 	}
 	slices.SortFunc(unreached, netip.Addr.Compare)

@@ -82,17 +82,12 @@ func (d *daemon) config() config.Config {
 // wakeWhenRouted sends each wake once its peer is routed, until deadline,
 // and reports what it did in lines for the log.
 func wakeWhenRouted(ws []inet.Wake, icmp bool, deadline time.Time, report func(string)) {
-	type path struct{ local, peer netip.Addr }
-	byPath := map[path][]inet.Wake{}
-	for _, w := range ws {
-		p := path{w.Local.Addr(), w.Peer.Addr()}
-		byPath[p] = append(byPath[p], w)
-	}
+	byPath := inet.ByPath(ws)
 	for len(byPath) > 0 {
 		for p, pws := range byPath {
 			ok, err := pws[0].Routed()
 			if err != nil {
-				report(fmt.Sprintf("peer %s not woken: %v", p.peer, err))
+				report(fmt.Sprintf("peer %s not woken: %v", p.Peer, err))
 				delete(byPath, p)
 				continue
 			}
@@ -105,7 +100,7 @@ func wakeWhenRouted(ws []inet.Wake, icmp bool, deadline time.Time, report func(s
 					failed = append(failed, err.Error())
 				}
 			}
-			report(wakeLine(p.peer, pws, icmp, failed))
+			report(wakeLine(p.Peer, pws, icmp, failed))
 			delete(byPath, p)
 		}
 		if len(byPath) == 0 {
@@ -113,7 +108,7 @@ func wakeWhenRouted(ws []inet.Wake, icmp bool, deadline time.Time, report func(s
 		}
 		if time.Now().After(deadline) {
 			for p, pws := range byPath {
-				report(fmt.Sprintf("peer %s of %d connection(s) not woken: no route to it from %s", p.peer, len(pws), p.local))
+				report(fmt.Sprintf("peer %s of %d connection(s) not woken: no route to it from %s", p.Peer, len(pws), p.Local))
 			}
 			return
 		}
