@@ -5,7 +5,6 @@ import (
 	encbin "encoding/binary"
 	"encoding/json"
 	"fmt"
-	"hash/crc32"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sys/unix"
 )
 
@@ -55,7 +55,6 @@ func rewriteManifest(t *testing.T, dir, name string, data []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	table := crc32.MakeTable(crc32.Castagnoli)
 	var out []string
 	for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
 		f := strings.Fields(line)
@@ -66,19 +65,17 @@ func rewriteManifest(t *testing.T, dir, name string, data []byte) {
 			if data == nil {
 				continue
 			}
+			// XXH64 of the little-endian XXH64s of each 4 MiB block.
 			var sums []byte
-			for off := 0; off < len(data) || off == 0; off += 4 << 20 {
-				sums = encbin.LittleEndian.AppendUint32(sums, crc32.Checksum(data[off:min(len(data), off+4<<20)], table))
-				if len(data) == 0 {
-					break
-				}
+			for off := 0; off < len(data); off += 4 << 20 {
+				sums = encbin.LittleEndian.AppendUint64(sums, xxhash.Sum64(data[off:min(len(data), off+4<<20)]))
 			}
-			line = fmt.Sprintf("file %08x %d %s", crc32.Checksum(sums, table), len(data), name)
+			line = fmt.Sprintf("file %016x %d %s", xxhash.Sum64(sums), len(data), name)
 		}
 		out = append(out, line)
 	}
 	body := strings.Join(out, "\n") + "\n"
-	body += fmt.Sprintf("end %08x\n", crc32.Checksum([]byte(body), table))
+	body += fmt.Sprintf("end %016x\n", xxhash.Sum64([]byte(body)))
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}

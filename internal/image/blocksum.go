@@ -1,33 +1,40 @@
 package image
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
 	"runtime/debug"
 	"sync"
 
+	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sys/unix"
 )
 
 // BlockSize is the unit of an image file's checksum. Each block is
-// checksummed on its own (CRC-32C) and the file's checksum is the CRC-32C of
-// the block checksums, so that large files are written and verified on
-// every CPU at once.
+// checksummed on its own and the file's checksum is the checksum of the
+// block checksums (checksum.combine), so that large files are written and
+// verified on every CPU at once.
 const BlockSize = 4 << 20
 
-// blockSum accumulates the checksum of a file written sequentially.
+// written is the checksum of the images this build writes (Version).
+var written = checksumOf(Version)
+
+// blockSum accumulates the checksum (written, XXH64) of a file written
+// sequentially.
 type blockSum struct {
-	sums []byte
-	cur  uint32
-	n    int // bytes in the current block
+	blocks []uint64
+	cur    *xxhash.Digest
+	n      int // bytes in the current block
 }
 
 func (b *blockSum) Write(p []byte) {
+	if b.cur == nil {
+		b.cur = xxhash.New()
+	}
 	for len(p) > 0 {
 		k := min(len(p), BlockSize-b.n)
-		b.cur = crcUpdate(b.cur, p[:k])
+		b.cur.Write(p[:k])
 		b.n += k
 		p = p[k:]
 		if b.n == BlockSize {
@@ -37,25 +44,17 @@ func (b *blockSum) Write(p []byte) {
 }
 
 func (b *blockSum) flush() {
-	b.sums = binary.LittleEndian.AppendUint32(b.sums, b.cur)
-	b.cur, b.n = 0, 0
+	b.blocks = append(b.blocks, b.cur.Sum64())
+	b.cur.Reset()
+	b.n = 0
 }
 
 // Sum returns the file checksum.
-func (b *blockSum) Sum() uint32 {
+func (b *blockSum) Sum() uint64 {
 	if b.n > 0 {
 		b.flush()
 	}
-	return crcChecksum(b.sums)
-}
-
-// combine turns per-block checksums into the file checksum.
-func combine(blocks []uint32) uint32 {
-	b := make([]byte, 0, 4*len(blocks))
-	for _, s := range blocks {
-		b = binary.LittleEndian.AppendUint32(b, s)
-	}
-	return crcChecksum(b)
+	return written.combine(b.blocks)
 }
 
 // BlockFile is an image file of known size whose blocks are filled in any
@@ -66,7 +65,7 @@ type BlockFile struct {
 	f      *os.File
 	size   int64
 	mu     sync.Mutex
-	blocks []uint32
+	blocks []uint64
 	done   []bool
 }
 
@@ -82,7 +81,7 @@ func (w *Writer) CreateSized(name string, size int64) (*BlockFile, error) {
 		return nil, fmt.Errorf("size %s: %w", name, err)
 	}
 	n := int((size + BlockSize - 1) / BlockSize)
-	return &BlockFile{w: w, name: name, f: f, size: size, blocks: make([]uint32, n), done: make([]bool, n)}, nil
+	return &BlockFile{w: w, name: name, f: f, size: size, blocks: make([]uint64, n), done: make([]bool, n)}, nil
 }
 
 // Blocks is the number of blocks of the file.
@@ -101,7 +100,7 @@ func (b *BlockFile) WriteBlock(i int, p []byte) error {
 	if _, err := b.f.WriteAt(p, int64(i)*BlockSize); err != nil {
 		return fmt.Errorf("write %s: %w", b.name, err)
 	}
-	sum := crcChecksum(p)
+	sum := written.sum(p)
 	b.mu.Lock()
 	b.blocks[i], b.done[i] = sum, true
 	b.mu.Unlock()
@@ -123,24 +122,24 @@ func (b *BlockFile) Close() error {
 			return fmt.Errorf("close %s: block %d was never written", b.name, i)
 		}
 	}
-	b.w.add(Entry{Name: b.name, Size: b.size, CRC: combine(b.blocks)})
+	b.w.add(Entry{Name: b.name, Size: b.size, Sum: written.combine(b.blocks)})
 	return nil
 }
 
-// sumFile computes the checksum of the first size bytes of an image
+// sumFile computes the checksum sums of the first size bytes of an image
 // file, its blocks on every CPU, through a mapping of the file where it
 // can be mapped: reading it into buffers would copy every byte once more.
-func sumFile(f *os.File, size int64, each func(int, func(int) error) error) (uint32, error) {
+func sumFile(f *os.File, size int64, sums checksum, each func(int, func(int) error) error) (uint64, error) {
 	n := int((size + BlockSize - 1) / BlockSize)
-	blocks := make([]uint32, n)
-	block := readBlocks(f, size)
+	blocks := make([]uint64, n)
+	block := readBlocks(f, size, sums)
 	if size > 0 {
 		if m, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED); err == nil {
 			defer unix.Munmap(m)
 			unix.Madvise(m, unix.MADV_SEQUENTIAL)
-			block = func(i int) (uint32, error) {
+			block = func(i int) (uint64, error) {
 				off := int64(i) * BlockSize
-				return checksumMapped(m[off:min(off+BlockSize, size)])
+				return checksumMapped(m[off:min(off+BlockSize, size)], sums)
 			}
 		}
 	}
@@ -151,13 +150,13 @@ func sumFile(f *os.File, size int64, each func(int, func(int) error) error) (uin
 	if err != nil {
 		return 0, err
 	}
-	return combine(blocks), nil
+	return sums.combine(blocks), nil
 }
 
 // readBlocks returns the checksum of block i of f read into a buffer.
-func readBlocks(f *os.File, size int64) func(i int) (uint32, error) {
+func readBlocks(f *os.File, size int64, sums checksum) func(i int) (uint64, error) {
 	bufs := sync.Pool{New: func() any { b := make([]byte, BlockSize); return &b }}
-	return func(i int) (uint32, error) {
+	return func(i int) (uint64, error) {
 		bp := bufs.Get().(*[]byte)
 		defer bufs.Put(bp)
 		buf := (*bp)[:min(BlockSize, size-int64(i)*BlockSize)]
@@ -167,16 +166,16 @@ func readBlocks(f *os.File, size int64) func(i int) (uint32, error) {
 			}
 			return 0, err
 		}
-		return crcChecksum(buf), nil
+		return sums.sum(buf), nil
 	}
 }
 
 var errShrank = fmt.Errorf("%w: the file shrank while it was read", ErrCorrupt)
 
-// checksumMapped is crcChecksum of mapped file pages. If the file shrank
-// under the mapping, reading past its new end faults: that is returned as
-// ErrCorrupt instead of ending the process.
-func checksumMapped(p []byte) (sum uint32, err error) {
+// checksumMapped is the checksum sums of mapped file pages. If the file
+// shrank under the mapping, reading past its new end faults: that is
+// returned as ErrCorrupt instead of ending the process.
+func checksumMapped(p []byte, sums checksum) (sum uint64, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
@@ -186,5 +185,5 @@ func checksumMapped(p []byte) (sum uint32, err error) {
 			err = errShrank
 		}
 	}()
-	return crcChecksum(p), nil
+	return sums.sum(p), nil
 }

@@ -28,12 +28,12 @@ func TestSumFileWays(t *testing.T) {
 		var b blockSum
 		b.Write(p)
 		want := b.Sum()
-		got, err := sumFile(f, size, serial)
+		got, err := sumFile(f, size, written, serial)
 		if err != nil || got != want {
-			t.Errorf("size %d: sumFile = %08x, %v; want %08x", size, got, err, want)
+			t.Errorf("size %d: sumFile = %016x, %v; want %016x", size, got, err, want)
 		}
-		read := readBlocks(f, size)
-		var blocks []uint32
+		read := readBlocks(f, size, written)
+		var blocks []uint64
 		for i := int64(0); i*BlockSize < size; i++ {
 			s, err := read(int(i))
 			if err != nil {
@@ -41,8 +41,8 @@ func TestSumFileWays(t *testing.T) {
 			}
 			blocks = append(blocks, s)
 		}
-		if got := combine(blocks); got != want {
-			t.Errorf("size %d: buffered = %08x, want %08x", size, got, want)
+		if got := written.combine(blocks); got != want {
+			t.Errorf("size %d: buffered = %016x, want %016x", size, got, want)
 		}
 		f.Close()
 	}
@@ -68,10 +68,10 @@ func TestChecksumMappedShrunk(t *testing.T) {
 	if err := f.Truncate(4096); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := checksumMapped(m); !errors.Is(err, ErrCorrupt) {
+	if _, err := checksumMapped(m, written); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("checksum of a shrunk mapping: %v, want ErrCorrupt", err)
 	}
-	if _, err := readBlocks(f, 4*4096)(0); !errors.Is(err, ErrCorrupt) {
+	if _, err := readBlocks(f, 4*4096, written)(0); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("read of a shrunk file: %v, want ErrCorrupt", err)
 	}
 }

@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// The image's checksums are CRC-32C. hash/crc32 computes it with the CPU's
+// The checksums of format versions 1 to 3 are CRC-32C (checksum.go says
+// why version 4 moved to XXH64). hash/crc32 computes it with the CPU's
 // CRC32 instruction where there is one: tens of GB/s on hardware. Where
 // the instruction is emulated it can be the slowest way: QEMU's TCG, on
 // which the lab runs, computes it bit by bit (25 MB/s for the restore

@@ -2,6 +2,7 @@ package image_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"hash/crc32"
@@ -55,11 +56,38 @@ func writeImage(t *testing.T, tree []byte, format int) string {
 	}
 	i := bytes.LastIndex(b, []byte("\nend "))
 	body := bytes.Replace(b[:i+1], fmt.Appendf(nil, "%s %d\n", image.Magic, image.Version), fmt.Appendf(nil, "%s %d\n", image.Magic, format), 1)
-	b = fmt.Appendf(body, "end %08x\n", crc32.Checksum(body, crc32.MakeTable(crc32.Castagnoli)))
+	body = crc32cSums(t, dir, body)
+	b = fmt.Appendf(body, "end %08x\n", crc32.Checksum(body, castagnoli))
 	if err := os.WriteFile(p, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// crc32cSums rewrites the file lines of a MANIFEST body with the sums of
+// the formats before 4: the CRC-32C of the little-endian CRC-32Cs of each
+// 4 MiB block.
+func crc32cSums(t *testing.T, dir string, body []byte) []byte {
+	t.Helper()
+	lines := bytes.SplitAfter(body, []byte("\n"))
+	for i, l := range lines {
+		f := strings.SplitN(strings.TrimSuffix(string(l), "\n"), " ", 4)
+		if len(f) != 4 || f[0] != "file" {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, f[3]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var blocks []byte
+		for off := 0; off < len(b); off += image.BlockSize {
+			blocks = binary.LittleEndian.AppendUint32(blocks, crc32.Checksum(b[off:min(off+image.BlockSize, len(b))], castagnoli))
+		}
+		lines[i] = fmt.Appendf(nil, "file %08x %s %s\n", crc32.Checksum(blocks, castagnoli), f[2], f[3])
+	}
+	return bytes.Join(lines, nil)
 }
 
 // openImage opens dir, or fails the test.

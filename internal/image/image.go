@@ -24,8 +24,9 @@ import (
 )
 
 // Version is the image format version this build writes; it reads every
-// version from 1 (file_v1.go, file_v2.go) up to it.
-const Version = 3
+// version from 1 (file_v1.go, file_v2.go; CRC-32C checksums before 4, see
+// checksum.go) up to it.
+const Version = 4
 
 // Magic starts the first line of every MANIFEST.
 const Magic = "seamless-image"
@@ -43,7 +44,7 @@ var ErrCorrupt = errors.New("image is damaged")
 type Entry struct {
 	Name string
 	Size int64
-	CRC  uint32
+	Sum  uint64 // by the checksum of the image's format version
 }
 
 // Limits on what is read before it is checked: a MANIFEST or tree.json
@@ -97,7 +98,7 @@ func (im *Image) verify(each func(int, func(int) error) error) error {
 		if !ok {
 			return fmt.Errorf("%s: %w: not open", im.Path(e.Name), ErrCorrupt)
 		}
-		if err := verifyFile(f, e, each); err != nil {
+		if err := verifyFile(f, e, checksumOf(im.Format), each); err != nil {
 			return err
 		}
 	}
@@ -140,7 +141,7 @@ func (im *Image) load(d *os.File, contents, held bool) error {
 		}
 		im.files[e.Name] = f
 		if contents || e.Name == TreeName {
-			if err := verifyFile(f, e, parallel.Each); err != nil {
+			if err := verifyFile(f, e, checksumOf(im.Format), parallel.Each); err != nil {
 				return err
 			}
 		}
@@ -274,12 +275,13 @@ func ParseManifest(b []byte) (*Image, error) {
 		return nil, bad("truncated: no end line")
 	}
 	body := b[:i+1]
-	want, err := strconv.ParseUint(strings.TrimSpace(string(b[i+5:])), 16, 32)
+	sums := checksumOf(v)
+	want, err := sums.parse(strings.TrimSpace(string(b[i+5:])))
 	if err != nil {
 		return nil, bad("unreadable end line")
 	}
-	if got := crcChecksum(body); got != uint32(want) {
-		return nil, bad("checksum mismatch (stored %08x, computed %08x)", want, got)
+	if got := sums.sum(body); got != want {
+		return nil, bad("checksum mismatch (stored %s, computed %s)", sums.format(want), sums.format(got))
 	}
 	im := &Image{Format: v}
 	seen := map[string]bool{}
@@ -293,13 +295,13 @@ func ParseManifest(b []byte) (*Image, error) {
 			if len(f) != 3 {
 				return nil, bad("malformed line %q", line)
 			}
-			crc, err1 := strconv.ParseUint(f[0], 16, 32)
+			sum, err1 := sums.parse(f[0])
 			size, err2 := strconv.ParseInt(f[1], 10, 64)
 			if err1 != nil || err2 != nil || size < 0 || !validName(f[2]) || f[2] == ManifestName || seen[f[2]] {
 				return nil, bad("malformed line %q", line)
 			}
 			seen[f[2]] = true
-			im.Entries = append(im.Entries, Entry{Name: f[2], Size: size, CRC: uint32(crc)})
+			im.Entries = append(im.Entries, Entry{Name: f[2], Size: size, Sum: sum})
 		default:
 			return nil, bad("unknown line %q", line)
 		}
@@ -316,13 +318,13 @@ func validName(n string) bool {
 }
 
 // verifyFile checks the checksum of an image file whose size was checked.
-func verifyFile(f *os.File, e Entry, each func(int, func(int) error) error) error {
-	sum, err := sumFile(f, e.Size, each)
+func verifyFile(f *os.File, e Entry, sums checksum, each func(int, func(int) error) error) error {
+	sum, err := sumFile(f, e.Size, sums, each)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", f.Name(), err)
 	}
-	if sum != e.CRC {
-		return fmt.Errorf("%s: %w: checksum mismatch (manifest %08x, file %08x)", f.Name(), ErrCorrupt, e.CRC, sum)
+	if sum != e.Sum {
+		return fmt.Errorf("%s: %w: checksum mismatch (manifest %s, file %s)", f.Name(), ErrCorrupt, sums.format(e.Sum), sums.format(sum))
 	}
 	return nil
 }

@@ -278,7 +278,7 @@ func (f *FileWriter) Close() error {
 	if err != nil {
 		return fmt.Errorf("close %s: %w", f.name, err)
 	}
-	f.w.add(Entry{Name: f.name, Size: f.size, CRC: f.sum.Sum()})
+	f.w.add(Entry{Name: f.name, Size: f.size, Sum: f.sum.Sum()})
 	return nil
 }
 
@@ -312,9 +312,9 @@ func (w *Writer) Commit(kernel string) error {
 	fmt.Fprintf(&b, "%s %d\n", Magic, Version)
 	fmt.Fprintf(&b, "kernel %s\n", strings.ReplaceAll(kernel, "\n", " "))
 	for _, e := range w.entries {
-		fmt.Fprintf(&b, "file %08x %d %s\n", e.CRC, e.Size, e.Name)
+		fmt.Fprintf(&b, "file %s %d %s\n", written.format(e.Sum), e.Size, e.Name)
 	}
-	fmt.Fprintf(&b, "end %08x\n", crcChecksum(b.Bytes()))
+	fmt.Fprintf(&b, "end %s\n", written.format(written.sum(b.Bytes())))
 	f, err := w.createFile(ManifestName, unix.O_WRONLY)
 	if err != nil {
 		return fmt.Errorf("write manifest: %w", err)
