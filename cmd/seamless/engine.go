@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/seamless-linux/seamless/internal/bytesize"
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/dump"
 	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/restore"
@@ -56,9 +57,10 @@ accepts those already waiting before it is stopped.`, stdout)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "checkpointed %d processes, %d threads, %s in %v\n",
-		res.Processes, res.Threads, bytesize.Format(res.Bytes), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stderr, "checkpointed %s, %s, %s in %v\n", bytesize.Count(res.Processes, "process", "processes"),
+		bytesize.Count(res.Threads, "thread", "threads"), bytesize.Format(res.Bytes), time.Since(start).Round(time.Millisecond))
 	if *verbose {
+		fmt.Fprintf(stderr, "seamless checkpoint: phases: %s\n", contract.FormatPhases(res.Phases))
 		for _, pid := range sortedPIDs(res.Zombies) {
 			fmt.Fprintf(stderr, "pid %d is a zombie until its parent %d reaps it\n", pid, res.Zombies[pid])
 		}
@@ -143,6 +145,7 @@ warning says how many entry points it redirects.`, stdout)
 		fmt.Fprintln(stderr, "seamless restore: warning:", w)
 	}
 	if *verbose {
+		fmt.Fprintf(stderr, "seamless restore: phases: %s\n", contract.FormatPhases(res.Phases))
 		fmt.Fprintf(stderr, "seamless restore: private memory: %d bytes filled through userfaultfd, %d written\n",
 			res.Filled.Copied, res.Filled.Written)
 	}

@@ -169,6 +169,26 @@ func restoreState(units []UnitOutcome) string {
 	return UpdatePartly
 }
 
+// Timer records phases as they end: each Mark closes the phase that began
+// at the previous Mark (or at NewTimer).
+type Timer struct {
+	last time.Time
+	done []Phase
+}
+
+// NewTimer starts the first phase now.
+func NewTimer() *Timer { return &Timer{last: time.Now()} }
+
+// Mark ends the current phase, named name, and starts the next.
+func (t *Timer) Mark(name string) {
+	now := time.Now()
+	t.done = append(t.done, Phase{Name: name, Ms: now.Sub(t.last).Milliseconds()})
+	t.last = now
+}
+
+// Phases are the phases ended so far, in order.
+func (t *Timer) Phases() []Phase { return t.done }
+
 // FormatPhases writes phases in one line: "open 12 ms, memory 40 ms".
 func FormatPhases(phases []Phase) string {
 	parts := make([]string, len(phases))

@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/seamless-linux/seamless/internal/bytesize"
+	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/crash"
 	"github.com/seamless-linux/seamless/internal/fileref"
 	"github.com/seamless-linux/seamless/internal/files"
@@ -52,6 +54,10 @@ type Result struct {
 	Processes, Threads int
 	Bytes              int64
 	Frozen             time.Duration // from the first stop to the image being complete
+	// Phases are the checkpoint's steps with their durations, in order:
+	// stop (freeze and seize), dump (the tree's state and memory into the
+	// image), commit (the manifest, synced) and check (the image read back).
+	Phases []contract.Phase
 	// PIDs are the processes of the tree.
 	PIDs []int
 	// Zombies are the processes of the killed tree that are zombies until
@@ -93,6 +99,7 @@ func Checkpoint(opts Options) (res *Result, err error) {
 		}
 	}()
 	start := time.Now()
+	timing := contract.NewTimer()
 	if opts.Cgroup != "" {
 		// On a timeout, Freeze has thawed the cgroup again.
 		if err := freezer.Freeze(opts.Cgroup); err != nil {
@@ -115,7 +122,8 @@ func Checkpoint(opts Options) (res *Result, err error) {
 		release()
 		return nil, err
 	}
-	fmt.Fprintf(logw, "stopped %d processes, %d threads\n", len(procs), len(tids))
+	fmt.Fprintf(logw, "stopped %s, %s\n", bytesize.Count(len(procs), "process", "processes"), bytesize.Count(len(tids), "thread", "threads"))
+	timing.Mark("stop")
 	// A bug met while the tree is stopped must still let it go as it was.
 	var tree *image.Tree
 	var fd *files.Dumper
@@ -140,10 +148,12 @@ func Checkpoint(opts Options) (res *Result, err error) {
 		abort()
 		return nil, err
 	}
+	timing.Mark("dump")
 	if err := w.Commit(kernelRelease()); err != nil {
 		abort()
 		return nil, err
 	}
+	timing.Mark("commit")
 	// Verify what was written before anything irreversible happens.
 	im, err := image.OpenUnverified(opts.Dir)
 	if err != nil {
@@ -151,7 +161,8 @@ func Checkpoint(opts Options) (res *Result, err error) {
 		return nil, fmt.Errorf("verify image: %w", err)
 	}
 	im.Close()
-	res = &Result{Processes: len(procs), Threads: len(tids), Bytes: im.Size(), Frozen: time.Since(start)}
+	timing.Mark("check")
+	res = &Result{Processes: len(procs), Threads: len(tids), Bytes: im.Size(), Frozen: time.Since(start), Phases: timing.Phases()}
 	for _, p := range procs {
 		res.PIDs = append(res.PIDs, p.pid)
 	}

@@ -3,6 +3,7 @@ package files
 import (
 	"bufio"
 	"cmp"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -83,7 +84,22 @@ func checkInotify(_ *Scope, d *desc) error {
 	return nil
 }
 
+// ErrUnreadEvents is wrapped by the error of a checkpoint that found events
+// queued on an inotify instance that the process has not read. They cannot
+// be carried: nothing can queue them again on the new instance, and reading
+// them here would take them from the process if the update is abandoned.
+// The checkpoint is tried again after the process has run (a process reads
+// its events soon after they come, so this is a race, not a state).
+var ErrUnreadEvents = errors.New("inotify events not yet read")
+
 func dumpInotify(d *Dumper, ds *desc, f *image.File) error {
+	n, err := unix.IoctlGetInt(int(ds.local.Fd()), unix.TIOCINQ) // FIONREAD
+	if err != nil {
+		return fmt.Errorf("inotify instance: count its queued events: %w", err)
+	}
+	if n > 0 {
+		return fmt.Errorf("inotify instance has %d bytes of events the process has not read, which cannot be carried over: %w", n, ErrUnreadEvents)
+	}
 	rec := &Inotify{}
 	f.Record = rec
 	for _, m := range ds.info.inotify {
@@ -134,8 +150,8 @@ func resolveMark(m inotifyMark) (*os.File, string, error) {
 // same watch descriptors. Descriptors are handed out in increasing order,
 // so gaps are filled with throw-away watches that are removed afterwards,
 // with the IN_IGNORED event each removal queues: the instance is handed
-// over with an empty queue, as the checkpoint leaves it (queued events are
-// not carried). A watch on a deleted file goes on the recreated file.
+// over with an empty queue, as it was checkpointed (ErrUnreadEvents). A
+// watch on a deleted file goes on the recreated file.
 func openInotify(o *Opener, f *image.File) (*os.File, error) {
 	fd, err := unix.InotifyInit1(f.Flags&unix.O_NONBLOCK | unix.O_CLOEXEC)
 	if err != nil {

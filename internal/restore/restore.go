@@ -73,23 +73,12 @@ type Result struct {
 }
 
 // phases times the steps of a restore: each mark ends the step it names.
-type phases struct {
-	last time.Time
-	done []contract.Phase
-}
-
-func (p *phases) mark(name string) {
-	now := time.Now()
-	p.done = append(p.done, contract.Phase{Name: name, Ms: now.Sub(p.last).Milliseconds()})
-	p.last = now
-}
-
 // Restore rebuilds the tree of the image in opts.Dir and lets it run. The
 // calling goroutine must be locked to its OS thread. Nothing is created
 // before the whole image has been verified; on failure, whatever was
 // created is killed.
 func Restore(opts Options) (*Result, error) {
-	timing := &phases{last: time.Now()}
+	timing := contract.NewTimer()
 	open := image.Open
 	if opts.Verified {
 		open = image.OpenHeld
@@ -107,7 +96,7 @@ func Restore(opts Options) (*Result, error) {
 	if err := checkIDsFree(plan.IDs, opts.PIDWait); err != nil {
 		return nil, err
 	}
-	timing.mark("open")
+	timing.Mark("open")
 	// Restored trees are reparented to the restorer when the seed goes away,
 	// so that it can reap them if it has to abandon the restore.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -117,7 +106,7 @@ func Restore(opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	timing.mark("seed")
+	timing.Mark("seed")
 	r := &restorer{im: im, seed: seed, timing: timing, targets: map[int]*inject.Target{}, threads: map[int]*inject.Thread{}, memDone: map[int]bool{}, hold: opts.HoldForNetwork}
 	inTree := func(pid int) bool { _, ok := r.targets[pid]; return ok || pid == seed.PID }
 	r.opener = files.NewOpener(im, inTree)
@@ -140,7 +129,7 @@ func Restore(opts Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Root: tree.Root, Processes: len(tree.Processes), Warnings: r.opener.Warnings,
-		VDSOProxies: r.mem.Proxies, Phases: timing.done, Filled: r.mem.Filled}
+		VDSOProxies: r.mem.Proxies, Phases: timing.Phases(), Filled: r.mem.Filled}
 	if warning != "" {
 		res.Warnings = append(res.Warnings, warning)
 	}
@@ -183,7 +172,7 @@ type restorer struct {
 	mem     *mem.Restorer
 	// seedGone is set once the seed has been ended.
 	seedGone bool
-	timing   *phases
+	timing   *contract.Timer
 	// hold is Options.HoldForNetwork; warnings collects what the hold
 	// reports.
 	hold     time.Duration
@@ -203,7 +192,7 @@ func (r *restorer) run() error {
 	if err := sysvipc.Restore(r.im, tree.SysV, r.targets[tree.Root]); err != nil {
 		return err
 	}
-	r.timing.mark("processes")
+	r.timing.Mark("processes")
 	// Every thread exists before any file is opened: a process may hold
 	// /proc files of its own threads (pthread_setname_np opens
 	// /proc/self/task/TID/comm) or of others in the tree.
@@ -215,7 +204,7 @@ func (r *restorer) run() error {
 			return err
 		}
 	}
-	r.timing.mark("memory")
+	r.timing.Mark("memory")
 	watched, locked := map[int]bool{}, map[int]bool{}
 	for _, p := range tree.Processes {
 		if p.Zombie {
@@ -283,7 +272,7 @@ func (r *restorer) run() error {
 		return err
 	}
 	sysvipc.Finish(tree.SysV)
-	r.timing.mark("files")
+	r.timing.Mark("files")
 	if err := r.reparentRoot(); err != nil {
 		return err
 	}
@@ -296,7 +285,7 @@ func (r *restorer) run() error {
 			return err
 		}
 	}
-	r.timing.mark("finish")
+	r.timing.Mark("finish")
 	if r.hold > 0 {
 		// The tree is complete: a failed route lookup lets it run, it
 		// does not undo the restore.
@@ -308,7 +297,7 @@ func (r *restorer) run() error {
 			r.warnings = append(r.warnings, unreachedWarning(unreached, r.hold))
 		}
 		if waited {
-			r.timing.mark("network")
+			r.timing.Mark("network")
 		}
 	}
 	// Children first, so that no process runs before its children are
@@ -325,7 +314,7 @@ func (r *restorer) run() error {
 		}
 	}
 	r.releaseSeed()
-	r.timing.mark("resume")
+	r.timing.Mark("resume")
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inject"
+	"github.com/seamless-linux/seamless/internal/proc"
 	"github.com/seamless-linux/seamless/internal/ptrace"
 )
 
@@ -67,7 +69,7 @@ func clone(t *inject.Target, th *inject.Thread, id int, flags uint64, exitSignal
 	}
 	if err != nil {
 		if errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("pid %d is already in use: cannot restore with the same pid", id)
+			return fmt.Errorf("pid %d is already in use%s: cannot restore with the same pid", id, holder(id))
 		}
 		return fmt.Errorf("clone3 with pid %d: %w", id, err)
 	}
@@ -86,6 +88,24 @@ const (
 	pidReleaseTries = 400
 	pidReleasePause = 5 * time.Millisecond
 )
+
+// holder describes the task that has ID id, for an error saying the ID is
+// taken: " by NAME (state S, thread of T, parent P)", or "" once it is gone.
+// A restore that finds its ID taken between its check and its clone is a
+// race with another process creating tasks by ID; naming the task is what
+// tells whose.
+func holder(id int) string {
+	st, err := proc.ReadStat(id)
+	if err != nil {
+		return ""
+	}
+	comm, _ := proc.ReadString(id, "comm")
+	of := ""
+	if s, err := proc.ReadStatus(id, id); err == nil && s.Int("Tgid") != id {
+		of = fmt.Sprintf(", thread of %d", s.Int("Tgid"))
+	}
+	return fmt.Sprintf(" by %q (state %c%s, parent %d)", strings.TrimSpace(comm), st.State, of, st.PPID)
+}
 
 // pidVisible reports whether a task with ID id shows in /proc.
 func pidVisible(id int) bool {

@@ -314,9 +314,9 @@ func TestCheckpointFaultStuckThread(t *testing.T) {
 
 func TestCheckpointFaultAcceptQueue(t *testing.T) {
 	needCheckpoint(t)
-	oldR, oldW, oldD := dump.AcceptRetries, dump.AcceptWait, dump.DrainTimeout
-	dump.AcceptRetries, dump.AcceptWait, dump.DrainTimeout = 3, 10*time.Millisecond, 200*time.Millisecond
-	defer func() { dump.AcceptRetries, dump.AcceptWait, dump.DrainTimeout = oldR, oldW, oldD }()
+	oldR, oldW, oldD := dump.PendingRetries, dump.PendingWait, dump.DrainTimeout
+	dump.PendingRetries, dump.PendingWait, dump.DrainTimeout = 3, 10*time.Millisecond, 200*time.Millisecond
+	defer func() { dump.PendingRetries, dump.PendingWait, dump.DrainTimeout = oldR, oldW, oldD }()
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Env = append(os.Environ(), "SEAMLESS_TEST_HELPER=pending-accept")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNET}

@@ -122,14 +122,18 @@ func openPty(t *testing.T) (*os.File, string) {
 var fileRefusals = []struct {
 	hold  string
 	names []string
+	// transient is refused only once the checkpoint's retries are spent:
+	// plan, which sees the tree running, does not name it.
+	transient bool
 }{
-	{"proccwd", []string{"working directory", "/proc/", "process that has exited"}},
-	{"aio", []string{"AIO context (io_setup)"}},
-	{"epollout", []string{"fd 40", "epoll instance watching fd"}},
-	{"pidfdout", []string{"fd 40", "pidfd of process"}},
-	{"nsother", []string{"fd 40", "namespace file uts:["}},
-	{"unshare", []string{"descriptor table of its own"}},
-	{"ownerout", []string{"fd 40", "SIGIO and SIGURG going to process"}},
+	{"proccwd", []string{"working directory", "/proc/", "process that has exited"}, false},
+	{"aio", []string{"AIO context (io_setup)"}, false},
+	{"epollout", []string{"fd 40", "epoll instance watching fd"}, false},
+	{"pidfdout", []string{"fd 40", "pidfd of process"}, false},
+	{"nsother", []string{"fd 40", "namespace file uts:["}, false},
+	{"unshare", []string{"descriptor table of its own"}, false},
+	{"ownerout", []string{"fd 40", "SIGIO and SIGURG going to process"}, false},
+	{"inotifyunread", []string{"fd 40", "inotify instance", "not read"}, true},
 }
 
 // TestRefusedFiles checks that each resource of fileRefusals is refused
@@ -140,7 +144,9 @@ func TestRefusedFiles(t *testing.T) {
 		t.Run(rf.hold, func(t *testing.T) {
 			t.Setenv("WL_HOLD", rf.hold)
 			testRefused(t, "hold_files", func(r *run, _ tree) []string {
-				checkPlanRefuses(r, rf.names[len(rf.names)-1:])
+				if !rf.transient {
+					checkPlanRefuses(r, rf.names[len(rf.names)-1:])
+				}
 				return rf.names
 			})
 		})

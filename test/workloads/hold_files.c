@@ -14,6 +14,10 @@
  *   unshare   a thread with a descriptor table of its own
  *             (unshare(CLONE_FILES))
  *   ownerout  fd 40: a pipe whose SIGIO goes to the parent, outside the tree
+ *   inotifyunread
+ *             fd 40: an inotify instance with an event queued that this
+ *             process never reads (refused after the checkpoint's retries:
+ *             queued events cannot be carried, and must still be queued)
  */
 #include "common.h"
 
@@ -21,6 +25,8 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 
 #define HELD_FD 40
@@ -120,6 +126,16 @@ static void hold(void)
 		close(p[0]);
 		close(p[1]);
 		WL_CHECK(fcntl(HELD_FD, F_SETOWN, getppid()) == 0, "F_SETOWN: %s", strerror(errno));
+	} else if (strcmp(what, "inotifyunread") == 0) {
+		int fd = inotify_init1(IN_NONBLOCK), w;
+
+		WL_CHECK(fd >= 0 && dup2(fd, HELD_FD) == HELD_FD, "inotify_init1: %s", strerror(errno));
+		close(fd);
+		w = open("watched", O_CREAT | O_RDWR, 0600);
+		WL_CHECK(w >= 0, "open watched: %s", strerror(errno));
+		WL_CHECK(inotify_add_watch(HELD_FD, "watched", IN_MODIFY) == 1, "inotify_add_watch: %s", strerror(errno));
+		WL_CHECK(write(w, "m", 1) == 1, "write watched: %s", strerror(errno));
+		close(w);
 	} else if (strcmp(what, "unshare") == 0) {
 		pthread_t th;
 
@@ -151,6 +167,11 @@ static void still(void)
 		WL_CHECK(fstat(HELD_FD, &st) == 0, "fstat: %s", strerror(errno));
 	} else if (strcmp(what, "ownerout") == 0) {
 		WL_CHECK(fcntl(HELD_FD, F_GETOWN) == getppid(), "the owner of fd %d changed", HELD_FD);
+	} else if (strcmp(what, "inotifyunread") == 0) {
+		int n = 0;
+
+		WL_CHECK(ioctl(HELD_FD, FIONREAD, &n) == 0 && n == (int)sizeof(struct inotify_event),
+			 "the unread inotify event is gone: %d bytes queued", n);
 	} else if (strcmp(what, "proccwd") == 0) {
 		char buf[64];
 

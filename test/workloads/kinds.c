@@ -93,7 +93,7 @@ static int open_kind(const char *k)
 		fd = timerfd_create(CLOCK_MONOTONIC, 0);
 		WL_CHECK(fd >= 0 && timerfd_settime(fd, 0, &its, NULL) == 0, "timerfd: %s", strerror(errno));
 	} else if (strcmp(k, "inotify") == 0) {
-		fd = inotify_init1(0);
+		fd = inotify_init1(IN_NONBLOCK);
 		WL_CHECK(fd >= 0 && inotify_add_watch(fd, ".", IN_CREATE) == 1, "inotify: %s", strerror(errno));
 	} else if (strcmp(k, "namespace") == 0) {
 		fd = open("/proc/self/ns/net", O_RDONLY);
@@ -133,6 +133,16 @@ int main(int argc, char **argv)
 	for (;;) {
 		wl_check_pid();
 		WL_CHECK(fcntl(HELD_FD, F_GETFD) >= 0, "fd %d is closed", HELD_FD);
+		if (strcmp(k, "inotify") == 0) {
+			/* Take the events in, as a service watching a directory
+			 * does: a checkpoint waits for unread ones (files are
+			 * created here, the image among them). */
+			char ev[4096];
+
+			while (read(HELD_FD, ev, sizeof ev) > 0)
+				;
+			WL_CHECK(errno == EAGAIN, "read inotify: %s", strerror(errno));
+		}
 		if (wl_stop_requested())
 			break;
 		wl_print_tick(NULL, NULL);
