@@ -249,7 +249,7 @@ func TestRestoreJSON(t *testing.T) {
 		names = append(names, p.Name)
 	}
 	// No hold was asked for: no "network" phase.
-	if got := strings.Join(names, " "); got != "open seed processes memory verify files finish resume" {
+	if got := strings.Join(names, " "); got != "open seed processes memory files finish resume" {
 		t.Errorf("restore --json phases %q", got)
 	}
 	if r.CopiedBytes+r.WrittenBytes == 0 {

@@ -72,10 +72,8 @@ func runRestore(args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlags("restore", "--dir DIR [--vdso auto|proxy]",
 		`Verify the image in DIR, then rebuild its process tree with the original
 PIDs and TIDs and let it run, detached. Prints the restored root PID on
-stdout. Nothing is created unless every PID is free and the image verifies;
-the processes' private pages are verified on the other CPUs while their
-processes are created and filled, and nothing runs, and nothing else is made
-from the image, until they have (a mismatch kills the stopped processes).
+stdout. Nothing is created unless the whole image verifies and every PID is
+free.
 
 Restored processes keep calling the vDSO at the addresses they looked up
 when they started. When this kernel's vDSO differs from the image's, a proxy

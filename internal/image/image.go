@@ -89,19 +89,9 @@ func (im *Image) Verify() error { return im.verify(parallel.Each) }
 // not slow down.
 func (im *Image) VerifyIdle() error { return im.verify(parallel.EachIdle) }
 
-// VerifySome is Verify of the files for which which is true only (never
-// tree.json, which opening the image checked).
-func (im *Image) VerifySome(which func(name string) bool) error {
-	return im.verifySome(which, parallel.Each)
-}
-
 func (im *Image) verify(each func(int, func(int) error) error) error {
-	return im.verifySome(func(string) bool { return true }, each)
-}
-
-func (im *Image) verifySome(which func(name string) bool, each func(int, func(int) error) error) error {
 	for _, e := range im.Entries {
-		if e.Name == TreeName || !which(e.Name) {
+		if e.Name == TreeName {
 			continue
 		}
 		f, ok := im.files[e.Name]

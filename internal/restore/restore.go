@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -75,15 +74,12 @@ type Result struct {
 
 // phases times the steps of a restore: each mark ends the step it names.
 // Restore rebuilds the tree of the image in opts.Dir and lets it run. The
-// calling goroutine must be locked to its OS thread. Every byte of the
-// image is verified before the tree runs, and before anything but its
-// stopped processes is made from it: the processes' private pages, most
-// of an image, while the processes are created and their memory filled
-// (see verifyPagesLater), the rest first. On failure, whatever was created
-// is killed.
+// calling goroutine must be locked to its OS thread. Nothing is created
+// before the whole image has been verified; on failure, whatever was
+// created is killed.
 func Restore(opts Options) (*Result, error) {
 	timing := contract.NewTimer()
-	open := image.OpenUnverified
+	open := image.Open
 	if opts.Verified {
 		open = image.OpenHeld
 	}
@@ -92,14 +88,6 @@ func Restore(opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer im.Close()
-	pagesVerified := func() error { return nil }
-	if !opts.Verified {
-		if pagesVerified, err = verifyPagesLater(im); err != nil {
-			return nil, err
-		}
-		// Never leave the verification reading the files of a closed image.
-		defer pagesVerified()
-	}
 	tree := im.Tree
 	plan, err := MakePlan(tree)
 	if err != nil {
@@ -119,8 +107,7 @@ func Restore(opts Options) (*Result, error) {
 		return nil, err
 	}
 	timing.Mark("seed")
-	r := &restorer{im: im, seed: seed, timing: timing, targets: map[int]*inject.Target{}, threads: map[int]*inject.Thread{}, memDone: map[int]bool{}, hold: opts.HoldForNetwork,
-		pagesVerified: pagesVerified, verifyLate: !opts.Verified}
+	r := &restorer{im: im, seed: seed, timing: timing, targets: map[int]*inject.Target{}, threads: map[int]*inject.Thread{}, memDone: map[int]bool{}, hold: opts.HoldForNetwork}
 	inTree := func(pid int) bool { _, ok := r.targets[pid]; return ok || pid == seed.PID }
 	r.opener = files.NewOpener(im, inTree)
 	if opts.UnixExternal != nil {
@@ -153,34 +140,6 @@ func Restore(opts Options) (*Result, error) {
 		res.Threads += len(p.Threads)
 	}
 	return res, nil
-}
-
-// verifyPagesLater verifies every file of im but the processes' private
-// pages files (pages-PID.img: most of an image, and read by nothing but
-// the memory fill), and starts verifying those beside the restore. The
-// function it returns waits for that and returns its result: the restore
-// calls it once the memory is filled, before anything else is made from
-// the image; until then only processes stopped under ptrace, which have
-// run nothing of the image, hold what was read from those files, and a
-// failure kills them.
-func verifyPagesLater(im *image.Image) (func() error, error) {
-	pages := map[string]bool{}
-	for _, p := range im.Tree.Processes {
-		if p.Pages != "" {
-			pages[p.Pages] = true
-		}
-	}
-	if err := im.VerifySome(func(name string) bool { return !pages[name] }); err != nil {
-		return nil, err
-	}
-	done := make(chan error, 1)
-	go func() { done <- im.VerifySome(func(name string) bool { return pages[name] }) }()
-	var once sync.Once
-	var err error
-	return func() error {
-		once.Do(func() { err = <-done })
-		return err
-	}, nil
 }
 
 // keepClocks makes the seed's children, the whole tree, start in a time
@@ -218,11 +177,6 @@ type restorer struct {
 	// reports.
 	hold     time.Duration
 	warnings []string
-	// pagesVerified waits for the verification of the private pages files
-	// (verifyPagesLater) and returns its result; verifyLate says whether
-	// there is one (the image was not verified before the restore).
-	pagesVerified func() error
-	verifyLate    bool
 	// memDone are the processes whose address space is rebuilt.
 	memDone map[int]bool
 }
@@ -251,12 +205,6 @@ func (r *restorer) run() error {
 		}
 	}
 	r.timing.Mark("memory")
-	if err := r.pagesVerified(); err != nil {
-		return err
-	}
-	if r.verifyLate {
-		r.timing.Mark("verify")
-	}
 	watched, locked := map[int]bool{}, map[int]bool{}
 	for _, p := range tree.Processes {
 		if p.Zombie {
