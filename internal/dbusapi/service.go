@@ -215,8 +215,22 @@ func (s *Service) publish() {
 		if err == nil && equal(old.Value(), v) {
 			continue
 		}
-		s.props.SetMust(Interface, name, v)
+		// Once the bus connection is closed (the service going away while
+		// an update still reports progress) nobody is left to tell.
+		_ = setProp(s.props, name, v)
 	}
+}
+
+// setProp is SetMust without its panic: setting a property also emits
+// PropertiesChanged, which fails once the connection is closed.
+func setProp(p *prop.Properties, name string, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("set property %s: %v", name, r)
+		}
+	}()
+	p.SetMust(Interface, name, v)
+	return nil
 }
 
 func equal(a, b any) bool {

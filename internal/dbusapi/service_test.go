@@ -499,3 +499,15 @@ func TestArmedUpdateIsTakenOver(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishAfterTheBusIsGone: a change published once the service's
+// connection is closed (the service stopping while an update still
+// reports progress) is dropped, not a panic.
+func TestPublishAfterTheBusIsGone(t *testing.T) {
+	w := newWorld(t)
+	w.backend.bus.Close()
+	w.backend.mu.Lock()
+	w.backend.snap.State = StateArmed
+	w.backend.mu.Unlock()
+	w.service.Refresh(context.Background())
+}
