@@ -215,22 +215,22 @@ func (s *Service) publish() {
 		if err == nil && equal(old.Value(), v) {
 			continue
 		}
-		// Once the bus connection is closed (the service going away while
-		// an update still reports progress) nobody is left to tell.
-		_ = setProp(s.props, name, v)
+		s.setProp(name, v)
 	}
 }
 
-// setProp is SetMust without its panic: setting a property also emits
-// PropertiesChanged, which fails once the connection is closed.
-func setProp(p *prop.Properties, name string, v any) (err error) {
+// setProp is props.SetMust, which also emits PropertiesChanged and panics
+// when that fails: once the bus connection is closed (the service going
+// away while an update still reports progress) nobody is left to tell,
+// and the change is dropped. Any other failure still panics: an invalid
+// property is this package's bug.
+func (s *Service) setProp(name string, v any) {
 	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("set property %s: %v", name, r)
+		if r := recover(); r != nil && s.conn.Connected() {
+			panic(r)
 		}
 	}()
-	p.SetMust(Interface, name, v)
-	return nil
+	s.props.SetMust(Interface, name, v)
 }
 
 func equal(a, b any) bool {

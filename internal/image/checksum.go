@@ -10,7 +10,7 @@ import (
 
 // A checksum is how one version of the format sums its files and its
 // MANIFEST: each block of a file on its own, then the sequence of block
-// sums (little-endian words of Bytes bytes) into the file's sum.
+// sums (little-endian words of width bytes) into the file's sum.
 //
 // Version 4 and later use XXH64: plain 64-bit multiplies and rotations,
 // fast on every CPU and under emulation alike (development host: 23 GB/s
@@ -19,14 +19,13 @@ import (
 // with the emulated instruction). Versions 1 to 3 used CRC-32C, which is
 // still read.
 type checksum struct {
-	Name  string
-	Bytes int // width of a sum: 4 or 8
+	width int // bytes of a sum: 4 or 8
 	sum   func([]byte) uint64
 }
 
 var (
-	crc32cSum = checksum{Name: "CRC-32C", Bytes: 4, sum: func(p []byte) uint64 { return uint64(crcChecksum(p)) }}
-	xxh64Sum  = checksum{Name: "XXH64", Bytes: 8, sum: xxhash.Sum64}
+	crc32cSum = checksum{width: 4, sum: func(p []byte) uint64 { return uint64(crcChecksum(p)) }}
+	xxh64Sum  = checksum{width: 8, sum: xxhash.Sum64}
 )
 
 // checksumOf is the checksum of format version v.
@@ -39,9 +38,9 @@ func checksumOf(v int) checksum {
 
 // combine turns the sums of a file's blocks, in order, into its sum.
 func (c checksum) combine(blocks []uint64) uint64 {
-	b := make([]byte, 0, c.Bytes*len(blocks))
+	b := make([]byte, 0, c.width*len(blocks))
 	for _, s := range blocks {
-		if c.Bytes == 4 {
+		if c.width == 4 {
 			b = binary.LittleEndian.AppendUint32(b, uint32(s))
 		} else {
 			b = binary.LittleEndian.AppendUint64(b, s)
@@ -50,8 +49,8 @@ func (c checksum) combine(blocks []uint64) uint64 {
 	return c.sum(b)
 }
 
-// format writes a sum as the MANIFEST does: Bytes*2 hex digits.
-func (c checksum) format(s uint64) string { return fmt.Sprintf("%0*x", 2*c.Bytes, s) }
+// format writes a sum as the MANIFEST does: width*2 hex digits.
+func (c checksum) format(s uint64) string { return fmt.Sprintf("%0*x", 2*c.width, s) }
 
 // parse reads a sum written by format.
-func (c checksum) parse(s string) (uint64, error) { return strconv.ParseUint(s, 16, 8*c.Bytes) }
+func (c checksum) parse(s string) (uint64, error) { return strconv.ParseUint(s, 16, 8*c.width) }

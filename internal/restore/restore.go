@@ -72,7 +72,6 @@ type Result struct {
 	Filled mem.FillStats
 }
 
-// phases times the steps of a restore: each mark ends the step it names.
 // Restore rebuilds the tree of the image in opts.Dir and lets it run. The
 // calling goroutine must be locked to its OS thread. Nothing is created
 // before the whole image has been verified; on failure, whatever was
