@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sys/unix"
@@ -67,10 +68,14 @@ type BlockFile struct {
 	mu     sync.Mutex
 	blocks []uint64
 	done   []bool
+	// mapped is the file's own memory where blocks are filled in place
+	// (see Writer.inPlace), else nil.
+	mapped []byte
+	bufs   sync.Pool
 }
 
 // CreateSized creates an image file of exactly size bytes, to be filled
-// block by block with WriteBlock.
+// block by block with Fill or WriteBlock.
 func (w *Writer) CreateSized(name string, size int64) (*BlockFile, error) {
 	f, err := w.createFile(name, unix.O_RDWR)
 	if err != nil {
@@ -81,7 +86,28 @@ func (w *Writer) CreateSized(name string, size int64) (*BlockFile, error) {
 		return nil, fmt.Errorf("size %s: %w", name, err)
 	}
 	n := int((size + BlockSize - 1) / BlockSize)
-	return &BlockFile{w: w, name: name, f: f, size: size, blocks: make([]uint64, n), done: make([]bool, n)}, nil
+	b := &BlockFile{w: w, name: name, f: f, size: size, blocks: make([]uint64, n), done: make([]bool, n)}
+	b.bufs.New = func() any { p := make([]byte, BlockSize); return &p }
+	if w.inPlace && size > 0 {
+		if m, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err == nil {
+			// MADV_POPULATE_WRITE (Linux 5.14) is what turns a full
+			// tmpfs into an error rather than a fault: without it,
+			// the file is written through buffers.
+			if populateWriteWorks(m) {
+				b.mapped = m
+			} else {
+				unix.Munmap(m)
+			}
+		}
+	}
+	return b, nil
+}
+
+// populateWriteWorks asks the kernel whether it knows MADV_POPULATE_WRITE
+// with an empty range of m (unix.Madvise would pass another address).
+func populateWriteWorks(m []byte) bool {
+	_, _, errno := unix.Syscall(unix.SYS_MADVISE, uintptr(unsafe.Pointer(&m[0])), 0, unix.MADV_POPULATE_WRITE)
+	return errno == 0
 }
 
 // Blocks is the number of blocks of the file.
@@ -92,6 +118,40 @@ func (b *BlockFile) BlockLen(i int) int {
 	return int(min(BlockSize, b.size-int64(i)*BlockSize))
 }
 
+// Fill stores block i, which fill writes into the BlockLen(i) bytes it is
+// given: the file's own pages where they are mapped, so that the data is
+// copied once, else a buffer then written into the file.
+func (b *BlockFile) Fill(i int, fill func(p []byte) error) error {
+	if i < 0 || i >= len(b.blocks) {
+		return fmt.Errorf("write %s: no block %d", b.name, i)
+	}
+	if b.mapped == nil {
+		bp := b.bufs.Get().(*[]byte)
+		defer b.bufs.Put(bp)
+		p := (*bp)[:b.BlockLen(i)]
+		if err := fill(p); err != nil {
+			return err
+		}
+		return b.WriteBlock(i, p)
+	}
+	off := int64(i) * BlockSize
+	p := b.mapped[off : off+int64(b.BlockLen(i))]
+	// The pages are allocated first: written through the mapping, a page
+	// the tmpfs has no room for would be a fault, not an error.
+	if err := unix.Madvise(p, unix.MADV_POPULATE_WRITE); err != nil {
+		return fmt.Errorf("write %s block %d: %w", b.name, i, err)
+	}
+	if err := fill(p); err != nil {
+		return err
+	}
+	sum, err := checksumMapped(p, written)
+	if err != nil {
+		return fmt.Errorf("write %s block %d: %w", b.name, i, err)
+	}
+	b.mark(i, sum)
+	return nil
+}
+
 // WriteBlock stores block i, which must be exactly BlockLen(i) bytes.
 func (b *BlockFile) WriteBlock(i int, p []byte) error {
 	if len(p) != b.BlockLen(i) {
@@ -100,16 +160,23 @@ func (b *BlockFile) WriteBlock(i int, p []byte) error {
 	if _, err := b.f.WriteAt(p, int64(i)*BlockSize); err != nil {
 		return fmt.Errorf("write %s: %w", b.name, err)
 	}
-	sum := written.sum(p)
+	b.mark(i, written.sum(p))
+	return nil
+}
+
+func (b *BlockFile) mark(i int, sum uint64) {
 	b.mu.Lock()
 	b.blocks[i], b.done[i] = sum, true
 	b.mu.Unlock()
-	return nil
 }
 
 // Close syncs the file and records its checksum; every block must have
 // been written.
 func (b *BlockFile) Close() error {
+	if b.mapped != nil {
+		unix.Munmap(b.mapped)
+		b.mapped = nil
+	}
 	err := b.f.Sync()
 	if cerr := b.f.Close(); err == nil {
 		err = cerr

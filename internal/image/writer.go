@@ -29,6 +29,8 @@ type Writer struct {
 	mu      sync.Mutex
 	entries []Entry
 	created []string // every file created, finished or not
+	// inPlace: memory files are filled through mappings (fillsInPlace).
+	inPlace bool
 }
 
 func (w *Writer) add(e Entry) {
@@ -69,7 +71,7 @@ func Create(dir string) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Writer{Dir: dir, d: d, made: made}
+	w := &Writer{Dir: dir, d: d, made: made, inPlace: fillsInPlace(d)}
 	if len(made) == 0 {
 		// An existing directory: accepted only as one seamless could have
 		// made, and never changed or removed.

@@ -14,7 +14,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -264,16 +263,10 @@ func choosePages(pm *os.File, m *proc.Mapping, im *image.Mapping, off uint64, sk
 // it reads (the process would take private copies of them, and a forked
 // server hold twice its memory, while running on or until it is killed).
 func copyPages(pid int, runs []image.Run, out *image.BlockFile, cow bool) error {
-	bufs := sync.Pool{New: func() any { b := make([]byte, image.BlockSize); return &b }}
 	return parallel.Each(out.Blocks(), func(i int) error {
-		bp := bufs.Get().(*[]byte)
-		defer bufs.Put(bp)
-		buf := *bp
-		b := buf[:out.BlockLen(i)]
-		if err := readBlock(pid, runs, uint64(i)*image.BlockSize, b, cow); err != nil {
-			return err
-		}
-		return out.WriteBlock(i, b)
+		return out.Fill(i, func(b []byte) error {
+			return readBlock(pid, runs, uint64(i)*image.BlockSize, b, cow)
+		})
 	})
 }
 

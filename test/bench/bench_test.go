@@ -1,5 +1,6 @@
 // Package bench measures checkpoint and restore throughput of the engine on
-// a real process with 1 GiB of touched memory, the image in tmpfs.
+// a real process with 1 GiB of touched memory, the image in a tmpfs: the
+// system's /dev/shm and one mounted as the RAM store's stage.
 package bench
 
 import (
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/seamless-linux/seamless/internal/store"
 )
 
 const memMiB = 1024
@@ -65,27 +68,54 @@ func waitLine(b *testing.B, path, prefix string, after int) int {
 	return 0
 }
 
+// destinations are where the benchmarks put the images: /dev/shm, the
+// tmpfs every system has, and a tmpfs mounted as the RAM store mounts its
+// stage (store.NewStage: huge pages where the kernel has them).
+var destinations = []struct {
+	name  string
+	mount func(b *testing.B) string
+}{
+	{"dev-shm", func(*testing.B) string { return "/dev/shm" }},
+	{"stage", func(b *testing.B) string {
+		sg, err := store.NewStage(filepath.Join(b.TempDir(), "stage"), 4<<30)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { sg.Close() })
+		if !sg.Huge {
+			b.Log("the stage has no huge pages on this kernel")
+		}
+		return sg.Dir
+	}},
+}
+
 // BenchmarkCheckpointRestore1GiB checkpoints a process holding 1 GiB of
-// touched anonymous memory into /dev/shm and restores it, and reports each
-// direction's throughput in MB/s.
+// touched anonymous memory into each destination and restores it, and
+// reports each direction's throughput in MB/s.
 func BenchmarkCheckpointRestore1GiB(b *testing.B) {
 	seamless, bigmem := build(b)
-	w := startBigmem(b, bigmem)
-	var t engineTimes
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		w.cycle(b, seamlessEngine(seamless), &t)
+	for _, d := range destinations {
+		b.Run(d.name, func(b *testing.B) {
+			parent := d.mount(b)
+			w := startBigmem(b, bigmem)
+			var t engineTimes
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				w.cycle(b, seamlessEngine(seamless), parent, &t)
+			}
+			b.StopTimer()
+			mb := float64(memMiB<<20) / 1e6 * float64(b.N)
+			b.ReportMetric(mb/t.checkpoint.Seconds(), "checkpoint-MB/s")
+			b.ReportMetric(mb/t.restore.Seconds(), "restore-MB/s")
+		})
 	}
-	b.StopTimer()
-	mb := float64(memMiB<<20) / 1e6 * float64(b.N)
-	b.ReportMetric(mb/t.checkpoint.Seconds(), "checkpoint-MB/s")
-	b.ReportMetric(mb/t.restore.Seconds(), "restore-MB/s")
 }
 
 // BenchmarkVersusCRIU1GiB does what BenchmarkCheckpointRestore1GiB does,
 // alternately with seamless and with the CRIU binary that SEAMLESS_CRIU
-// names (make bench CRIU=/path/to/criu), on the same process, and reports
-// both throughputs and CRIU's time over seamless's for each direction.
+// names (make bench CRIU=/path/to/criu), on the same process and into the
+// same directory, and reports both throughputs and CRIU's time over
+// seamless's for each direction.
 func BenchmarkVersusCRIU1GiB(b *testing.B) {
 	criu := os.Getenv("SEAMLESS_CRIU")
 	if criu == "" {
@@ -95,21 +125,26 @@ func BenchmarkVersusCRIU1GiB(b *testing.B) {
 		b.Fatalf("%s check: %v\n%s", criu, err, out)
 	}
 	seamless, bigmem := build(b)
-	w := startBigmem(b, bigmem)
-	var ours, theirs engineTimes
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		w.cycle(b, seamlessEngine(seamless), &ours)
-		w.cycle(b, criuEngine(criu), &theirs)
+	for _, d := range destinations {
+		b.Run(d.name, func(b *testing.B) {
+			parent := d.mount(b)
+			w := startBigmem(b, bigmem)
+			var ours, theirs engineTimes
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				w.cycle(b, seamlessEngine(seamless), parent, &ours)
+				w.cycle(b, criuEngine(criu), parent, &theirs)
+			}
+			b.StopTimer()
+			mb := float64(memMiB<<20) / 1e6 * float64(b.N)
+			b.ReportMetric(mb/ours.checkpoint.Seconds(), "checkpoint-MB/s")
+			b.ReportMetric(mb/ours.restore.Seconds(), "restore-MB/s")
+			b.ReportMetric(mb/theirs.checkpoint.Seconds(), "criu-dump-MB/s")
+			b.ReportMetric(mb/theirs.restore.Seconds(), "criu-restore-MB/s")
+			b.ReportMetric(theirs.checkpoint.Seconds()/ours.checkpoint.Seconds(), "checkpoint-x-criu")
+			b.ReportMetric(theirs.restore.Seconds()/ours.restore.Seconds(), "restore-x-criu")
+		})
 	}
-	b.StopTimer()
-	mb := float64(memMiB<<20) / 1e6 * float64(b.N)
-	b.ReportMetric(mb/ours.checkpoint.Seconds(), "checkpoint-MB/s")
-	b.ReportMetric(mb/ours.restore.Seconds(), "restore-MB/s")
-	b.ReportMetric(mb/theirs.checkpoint.Seconds(), "criu-dump-MB/s")
-	b.ReportMetric(mb/theirs.restore.Seconds(), "criu-restore-MB/s")
-	b.ReportMetric(theirs.checkpoint.Seconds()/ours.checkpoint.Seconds(), "checkpoint-x-criu")
-	b.ReportMetric(theirs.restore.Seconds()/ours.restore.Seconds(), "restore-x-criu")
 }
 
 // engine checkpoints pid into the empty directory img (killing it) and
@@ -175,11 +210,12 @@ func startBigmem(b *testing.B, bin string) *bigmem {
 	return w
 }
 
-// cycle checkpoints and restores the workload with e, adds the times to t,
-// and waits until the restored process has checked its memory again.
-func (w *bigmem) cycle(b *testing.B, e engine, t *engineTimes) {
+// cycle checkpoints and restores the workload with e, its image in a new
+// directory in parent, adds the times to t, and waits until the restored
+// process has checked its memory again.
+func (w *bigmem) cycle(b *testing.B, e engine, parent string, t *engineTimes) {
 	b.Helper()
-	img, err := os.MkdirTemp("/dev/shm", "seamless-bench-")
+	img, err := os.MkdirTemp(parent, "seamless-bench-")
 	if err != nil {
 		b.Fatal(err)
 	}
