@@ -18,6 +18,9 @@ import (
 // error (the unit's journal stream) passed along as SCM_RIGHTS.
 type Request struct {
 	Unit string `json:"unit"`
+	// Ping asks only whether the daemon answers (see Settle): nothing is
+	// restored, and the reply says Alive.
+	Ping bool `json:"ping,omitempty"`
 }
 
 // Reply is the daemon's answer: the main PID of the restored unit, or why
@@ -25,6 +28,8 @@ type Request struct {
 type Reply struct {
 	MainPID int    `json:"main_pid,omitempty"`
 	Error   string `json:"error,omitempty"`
+	// Alive answers a Ping.
+	Alive bool `json:"alive,omitempty"`
 }
 
 // Readiness is the one line the daemon writes on its readiness pipe (fd 3)

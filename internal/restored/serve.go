@@ -77,14 +77,19 @@ func (d *daemon) serve(c *net.UnixConn) {
 	var p *peer
 	var cg string
 	err = guard(d.opts.Log, "serve an anchor", func() error {
+		if err := json.Unmarshal(buf[:n], &req); err != nil {
+			return fmt.Errorf("request: %w", err)
+		}
+		if req.Ping {
+			// Anyone may learn that the daemon answers; nothing else.
+			reply.Alive = true
+			return nil
+		}
 		var err error
 		if p, err = peerOf(c, d.proc); err != nil {
 			return err
 		}
 		p.pinned = time.Since(asked)
-		if err := json.Unmarshal(buf[:n], &req); err != nil {
-			return fmt.Errorf("request: %w", err)
-		}
 		reply.MainPID, cg, err = d.restoreUnit(req.Unit, p, fds, asked)
 		return err
 	})

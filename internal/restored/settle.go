@@ -4,11 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/netlock"
@@ -16,19 +13,35 @@ import (
 
 // Settle ends, for unit, a restore that the daemon left unsettled: the
 // daemon ended (it was killed, it crashed) while the unit was pending or
-// being restored. Nothing else would then remove the unit's network lock
-// (its listening ports would drop every packet), nor kill a tree the
-// daemon restored but could not hand over, nor record the outcome. It runs
-// as root in the unit's cgroup cg, before the unit's anchor (the drop-in's
-// ExecStartPre=+): it kills the other processes of cg, removes the unit's
-// locks and records the unit as started cold, for the anchor to start it
-// cold. While the daemon runs, or once it has settled the unit, it does
-// nothing.
+// being restored, or it hangs. Nothing else would then remove the unit's
+// network lock (its listening ports would drop every packet), nor kill a
+// tree the daemon restored but could not hand over, nor record the
+// outcome. It runs as root in the unit's cgroup cg, before the unit's
+// anchor (the drop-in's ExecStartPre=+): it kills a daemon that listens
+// but does not answer (see PingWait), kills the other processes of cg,
+// removes the unit's locks and records the unit as started cold, for the
+// anchor to start it cold. While the daemon answers, or once it has
+// settled the unit, it does nothing.
 func Settle(unit, cg string, log io.Writer) error {
+	answers, hung := probeDaemon()
+	if answers {
+		return nil
+	}
+	why := "the restore daemon ended before it restored the unit"
+	if hung > 0 {
+		// A hung daemon is left to its other units unless it holds this one.
+		if st, err := contract.ReadState(); err != nil || st.Unit(unit) == nil || !st.Unit(unit).Waiting() {
+			return nil
+		}
+		if err := killHung(hung); err != nil {
+			return fmt.Errorf("the restore daemon does not answer: %w", err)
+		}
+		why = fmt.Sprintf("the restore daemon (pid %d) did not answer for %s and was killed", hung, PingWait)
+	}
 	// Two units may settle at once: one read-modify-write at a time.
 	return contract.EditState(func(st *contract.State) (bool, error) {
 		u := st.Unit(unit)
-		if u == nil || !u.Waiting() || daemonListens() {
+		if u == nil || !u.Waiting() {
 			return false, nil
 		}
 		var errs []error
@@ -47,7 +60,7 @@ func Settle(unit, cg string, log io.Writer) error {
 				}
 			}
 		}
-		u.State, u.Reason = contract.Cold, "the restore daemon ended before it restored the unit"
+		u.State, u.Reason = contract.Cold, why
 		if len(killed) > 0 {
 			u.Reason += fmt.Sprintf(" (what it left in the unit was killed: %v)", killed)
 		}
@@ -55,17 +68,6 @@ func Settle(unit, cg string, log io.Writer) error {
 		recordOutcomes(st, false, log)
 		return true, errors.Join(errs...)
 	})
-}
-
-// daemonListens reports whether a restore daemon listens on the socket
-// (when in doubt, that it does: Settle then leaves the unit to it).
-func daemonListens() bool {
-	c, err := net.Dial("unixpacket", contract.SocketPath())
-	if err == nil {
-		c.Close()
-		return true
-	}
-	return !errors.Is(err, unix.ECONNREFUSED) && !errors.Is(err, unix.ENOENT)
 }
 
 // removeLock removes one network lock (chain) of the caller's network

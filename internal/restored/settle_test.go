@@ -1,6 +1,9 @@
 package restored
 
 import (
+	"bufio"
+	"encoding/json"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -74,25 +77,21 @@ func TestSettle(t *testing.T) {
 		l.Add(netlock.Flow{Proto: unix.IPPROTO_TCP, Local: netip.MustParseAddrPort("10.0.2.15:11211")})
 		l.Release()
 
-		// A daemon listens: nothing to do.
-		sock, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET, 0)
-		if err == nil {
-			err = unix.Bind(sock, &unix.SockaddrUnix{Name: contract.SocketPath()})
-		}
-		if err == nil {
-			err = unix.Listen(sock, 1)
-		}
+		// A daemon answers: nothing to do.
+		ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: contract.SocketPath(), Net: "unixpacket"})
 		if err != nil {
 			t.Errorf("listen: %v", err)
 			return
 		}
+		ln.SetUnlinkOnClose(false)
+		go answerPings(ln)
 		if err := Settle(unit, cg, &strings.Builder{}); err != nil {
 			t.Errorf("Settle with a daemon: %v", err)
 		}
 		if s, _ := contract.ReadState(); s.Unit(unit).State != contract.Restoring || !alive(left.Process.Pid) {
-			t.Errorf("Settle acted while a daemon listened")
+			t.Errorf("Settle acted while a daemon answered")
 		}
-		unix.Close(sock) // the daemon dies; its socket file stays
+		ln.Close() // the daemon dies; its socket file stays
 
 		var log strings.Builder
 		if err := Settle(unit, cg, &log); err != nil {
@@ -118,3 +117,101 @@ func TestSettle(t *testing.T) {
 }
 
 func alive(pid int) bool { return unix.Kill(pid, 0) == nil }
+
+// answerPings answers every ping on l as the daemon does, until l closes.
+func answerPings(l *net.UnixListener) {
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			return
+		}
+		buf := make([]byte, 4096)
+		if n, err := c.Read(buf); err == nil {
+			var req Request
+			if json.Unmarshal(buf[:n], &req) == nil && req.Ping {
+				b, _ := json.Marshal(Reply{Alive: true})
+				c.Write(b)
+			}
+		}
+		c.Close()
+	}
+}
+
+// hungDaemonEnv names the socket a child of the test binary listens on as
+// a restore daemon that never answers (see TestMain).
+const hungDaemonEnv = "SEAMLESS_TEST_HUNG_DAEMON"
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(hungDaemonEnv); path != "" {
+		if _, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"}); err != nil {
+			os.Exit(2)
+		}
+		os.Stdout.WriteString("listening\n")
+		select {} // accepts nothing, answers nothing
+	}
+	os.Exit(m.Run())
+}
+
+// TestSettleHungDaemon: a daemon that takes connections but answers
+// nothing (here one stopped by SIGSTOP) holds its units no longer than
+// PingWait: Settle kills it, and only it, and the unit starts cold. A
+// listener that is not the daemon is never killed.
+func TestSettleHungDaemon(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	defer func(w time.Duration) { PingWait = w }(PingWait)
+	PingWait = 500 * time.Millisecond
+	for _, tc := range []struct {
+		name   string
+		argv0  string
+		killed bool
+	}{
+		{"the daemon", DaemonName, true},
+		{"another process", "not-the-daemon", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Cleanup(contract.SetDirs(t.TempDir(), t.TempDir()))
+			unit := "u.service"
+			st := contract.State{Daemon: 1 << 22, Units: []contract.UnitState{{Unit: unit, State: contract.Pending}}}
+			if err := contract.WriteState(&st); err != nil {
+				t.Fatal(err)
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := &exec.Cmd{Path: exe, Args: []string{tc.argv0}, Env: []string{hungDaemonEnv + "=" + contract.SocketPath()}}
+			out, err := d.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { d.Process.Kill(); d.Wait() }()
+			if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
+				t.Fatalf("the stand-in daemon did not listen: %v", err)
+			}
+			d.Process.Signal(syscall.SIGSTOP)
+
+			var log strings.Builder
+			err = Settle(unit, "/seamless-test-no-such-cgroup", &log)
+			s, _ := contract.ReadState()
+			if !tc.killed {
+				if err == nil || !strings.Contains(err.Error(), "not "+DaemonName) || !alive(d.Process.Pid) || s.Unit(unit).State != contract.Pending {
+					t.Fatalf("Settle with a stopped listener that is not the daemon: %v; alive %v; state %+v", err, alive(d.Process.Pid), s.Unit(unit))
+				}
+				return
+			}
+			t.Logf("%s (%v)", log.String(), err)
+			var ws syscall.WaitStatus
+			if _, werr := syscall.Wait4(d.Process.Pid, &ws, syscall.WNOHANG, nil); werr != nil || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+				t.Errorf("the hung daemon was not killed: %v %v", ws, werr)
+			}
+			if u := s.Unit(unit); u.State != contract.Cold || !strings.Contains(u.Reason, "did not answer") {
+				t.Errorf("state after Settle: %+v", u)
+			}
+		})
+	}
+}
