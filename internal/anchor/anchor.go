@@ -174,9 +174,16 @@ func ask(unit string, timeout time.Duration) (int, error) {
 	stop := make(chan struct{})
 	defer close(stop)
 	go extendStart(stop)
+	hung := make(chan struct{})
+	go watchDaemon(c, stop, hung)
 	buf := make([]byte, 64<<10)
 	n, err := c.Read(buf)
 	if err != nil {
+		select {
+		case <-hung:
+			return 0, fmt.Errorf("%w: it answers nothing, not even a ping within %s (stopped or hung)", errLost, restored.PingWait)
+		default:
+		}
 		if errors.Is(err, io.EOF) {
 			return 0, fmt.Errorf("%w: it went away during the restore", errLost)
 		}
@@ -196,6 +203,31 @@ func ask(unit string, timeout time.Duration) (int, error) {
 		return 0, fmt.Errorf("%w: it answered no pid", errLost)
 	}
 	return r.MainPID, nil
+}
+
+// PingEvery is how often the anchor, while it waits for its answer, checks
+// that the daemon still answers at all.
+var PingEvery = 30 * time.Second
+
+// watchDaemon pings the daemon every PingEvery until stop. If a ping goes
+// unanswered (restored.PingWait), the daemon is stopped or hung and would
+// leave the anchor waiting until its timeout: it closes hung and c, so that
+// the anchor gives up now; the restart's settling then kills the daemon.
+func watchDaemon(c *net.UnixConn, stop, hung chan struct{}) {
+	t := time.NewTicker(PingEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			if answers, pid := restored.ProbeDaemon(); !answers && pid > 0 {
+				close(hung)
+				c.Close()
+				return
+			}
+		}
+	}
 }
 
 // extendStart keeps systemd's start timeout (TimeoutStartSec=) from

@@ -23,11 +23,11 @@ import (
 // again).
 var PingWait = 20 * time.Second
 
-// probeDaemon reports whether a restore daemon answers on the socket. A
+// ProbeDaemon reports whether a restore daemon answers on the socket. A
 // daemon that accepts the connection but does not answer a ping within
 // PingWait is returned as hung, by its PID (the socket's peer
 // credentials). When in doubt, it answers.
-func probeDaemon() (answers bool, hung int) {
+func ProbeDaemon() (answers bool, hung int) {
 	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: contract.SocketPath(), Net: "unixpacket"})
 	if errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.ENOENT) {
 		return false, 0

@@ -23,7 +23,7 @@ import (
 // anchor to start it cold. While the daemon answers, or once it has
 // settled the unit, it does nothing.
 func Settle(unit, cg string, log io.Writer) error {
-	answers, hung := probeDaemon()
+	answers, hung := ProbeDaemon()
 	if answers {
 		return nil
 	}
