@@ -64,7 +64,7 @@ func ProbeDaemon() (answers bool, hung int) {
 // killHung kills the hung restore daemon pid and waits until it is gone.
 // What it was restoring goes with it, as when anyone kills the daemon: its
 // restorers die with it (PR_SET_PDEATHSIG) and trees not yet running with
-// them (PTRACE_O_EXITKILL). Only a process whose command line is the
+// them (PTRACE_O_EXITKILL). Only root's process whose command line is the
 // daemon's is killed.
 func killHung(pid int) error {
 	fd, err := unix.PidfdOpen(pid, 0)
@@ -79,6 +79,11 @@ func killHung(pid int) error {
 	}
 	if name, _, _ := bytes.Cut(cmdline, []byte{0}); string(name) != DaemonName {
 		return fmt.Errorf("process %d listening on %s is %q, not %s", pid, contract.SocketPath(), name, DaemonName)
+	}
+	// Anyone may name a process so; only root's is the daemon.
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d", pid), &st); err != nil || st.Uid != 0 {
+		return fmt.Errorf("process %d listening on %s is not root's (%v)", pid, contract.SocketPath(), err)
 	}
 	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil {
 		return fmt.Errorf("kill %d: %w", pid, err)
