@@ -52,7 +52,7 @@ var (
 	// it may have restored the unit, or be restoring it.
 	errLost = errors.New("lost the restore daemon")
 	// errNoDaemon: no daemon listens (it ended, or never started).
-	errNoDaemon = errors.New("no restore daemon")
+	errNoDaemon = restored.ErrNoDaemon
 )
 
 // Options describe the unit.
@@ -156,9 +156,9 @@ func othersInUnit() ([]int, error) {
 // it extends systemd's start timeout of the unit (EXTEND_TIMEOUT_USEC), up
 // to timeout. Its error wraps errRefused, errLost or errNoDaemon.
 func ask(unit string, timeout time.Duration) (int, error) {
-	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: contract.SocketPath(), Net: "unixpacket"})
-	if errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.ENOENT) {
-		return 0, fmt.Errorf("%w: %v", errNoDaemon, err)
+	c, err := restored.DialDaemon()
+	if errors.Is(err, errNoDaemon) {
+		return 0, err
 	}
 	if err != nil {
 		return 0, fmt.Errorf("%w: reach it: %v", errNoDaemon, err)

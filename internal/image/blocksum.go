@@ -75,7 +75,7 @@ type BlockFile struct {
 }
 
 // CreateSized creates an image file of exactly size bytes, to be filled
-// block by block with Fill or WriteBlock.
+// block by block with Fill.
 func (w *Writer) CreateSized(name string, size int64) (*BlockFile, error) {
 	f, err := w.createFile(name, unix.O_RDWR)
 	if err != nil {
@@ -132,7 +132,7 @@ func (b *BlockFile) Fill(i int, fill func(p []byte) error) error {
 		if err := fill(p); err != nil {
 			return err
 		}
-		return b.WriteBlock(i, p)
+		return b.writeBlock(i, p)
 	}
 	off := int64(i) * BlockSize
 	p := b.mapped[off : off+int64(b.BlockLen(i))]
@@ -152,8 +152,9 @@ func (b *BlockFile) Fill(i int, fill func(p []byte) error) error {
 	return nil
 }
 
-// WriteBlock stores block i, which must be exactly BlockLen(i) bytes.
-func (b *BlockFile) WriteBlock(i int, p []byte) error {
+// writeBlock stores block i, which must be exactly BlockLen(i) bytes, at
+// its place in the file.
+func (b *BlockFile) writeBlock(i int, p []byte) error {
 	if len(p) != b.BlockLen(i) {
 		return fmt.Errorf("write %s block %d: %d bytes, want %d", b.name, i, len(p), b.BlockLen(i))
 	}

@@ -15,6 +15,20 @@ import (
 	"github.com/seamless-linux/seamless/internal/contract"
 )
 
+// ErrNoDaemon is DialDaemon's error when no restore daemon listens: the
+// socket is missing, or nobody listens on it any more.
+var ErrNoDaemon = errors.New("no restore daemon")
+
+// DialDaemon connects to the restore daemon's socket. Its error wraps
+// ErrNoDaemon when no daemon listens.
+func DialDaemon() (*net.UnixConn, error) {
+	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: contract.SocketPath(), Net: "unixpacket"})
+	if errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.ENOENT) {
+		return nil, fmt.Errorf("%w: %v", ErrNoDaemon, err)
+	}
+	return c, err
+}
+
 // PingWait bounds how long Settle waits for a listening daemon to answer a
 // ping. The daemon answers each connection on a goroutine of its own, at
 // once however long its restores take: one that says nothing for this
@@ -28,8 +42,8 @@ var PingWait = 20 * time.Second
 // PingWait is returned as hung, by its PID (the socket's peer
 // credentials). When in doubt, it answers.
 func ProbeDaemon() (answers bool, hung int) {
-	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: contract.SocketPath(), Net: "unixpacket"})
-	if errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.ENOENT) {
+	c, err := DialDaemon()
+	if errors.Is(err, ErrNoDaemon) {
 		return false, 0
 	}
 	if err != nil {

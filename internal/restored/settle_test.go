@@ -1,7 +1,6 @@
 package restored
 
 import (
-	"bufio"
 	"encoding/json"
 	"net"
 	"net/netip"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/netlock"
+	"github.com/seamless-linux/seamless/internal/restored/restoredtest"
 	"github.com/seamless-linux/seamless/internal/units"
 )
 
@@ -137,18 +137,8 @@ func answerPings(l *net.UnixListener) {
 	}
 }
 
-// hungDaemonEnv names the socket a child of the test binary listens on as
-// a restore daemon that never answers (see TestMain).
-const hungDaemonEnv = "SEAMLESS_TEST_HUNG_DAEMON"
-
 func TestMain(m *testing.M) {
-	if path := os.Getenv(hungDaemonEnv); path != "" {
-		if _, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"}); err != nil {
-			os.Exit(2)
-		}
-		os.Stdout.WriteString("listening\n")
-		select {} // accepts nothing, answers nothing
-	}
+	restoredtest.ServeIfAsked()
 	os.Exit(m.Run())
 }
 
@@ -177,26 +167,11 @@ func TestSettleHungDaemon(t *testing.T) {
 			if err := contract.WriteState(&st); err != nil {
 				t.Fatal(err)
 			}
-			exe, err := os.Executable()
-			if err != nil {
-				t.Fatal(err)
-			}
-			d := &exec.Cmd{Path: exe, Args: []string{tc.argv0}, Env: []string{hungDaemonEnv + "=" + contract.SocketPath()}}
-			out, err := d.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := d.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() { d.Process.Kill(); d.Wait() }()
-			if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
-				t.Fatalf("the stand-in daemon did not listen: %v", err)
-			}
+			d := restoredtest.StartSilent(t, tc.argv0, contract.SocketPath())
 			d.Process.Signal(syscall.SIGSTOP)
 
 			var log strings.Builder
-			err = Settle(unit, "/seamless-test-no-such-cgroup", &log)
+			err := Settle(unit, "/seamless-test-no-such-cgroup", &log)
 			s, _ := contract.ReadState()
 			if !tc.killed {
 				if err == nil || !strings.Contains(err.Error(), "not "+DaemonName) || !alive(d.Process.Pid) || s.Unit(unit).State != contract.Pending {
