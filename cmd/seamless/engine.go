@@ -20,7 +20,7 @@ import (
 )
 
 func runCheckpoint(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("checkpoint", "--pid PID --dir DIR [--leave-running] [--cgroup PATH]",
+	fs := newFlags("checkpoint", "--pid PID --dir DIR [--leave-running] [--move-memory] [--cgroup PATH]",
 		`Stop the process tree rooted at PID (every descendant and every thread),
 write its state into the image directory DIR (created 0700; it holds process
 memory), verify the image, then kill the tree. With --leave-running the tree
@@ -28,11 +28,18 @@ continues instead. On failure the tree keeps running and DIR is removed.
 
 New connections to the tree's TCP listeners are dropped (their clients
 retry) from before the tree is stopped until it is restored, and the tree
-accepts those already waiting before it is stopped.`, stdout)
+accepts those already waiting before it is stopped.
+
+With --move-memory each part of the tree's private memory is dropped from
+the stopped tree once it is in the image, so that the two never hold it
+twice (what an update at shutdown does with the kmod store); with
+--leave-running, or on failure, it is written back, checked against the
+image's checksums, before the tree runs again.`, stdout)
 	pid := fs.Int("pid", 0, "root `PID` of the tree to checkpoint")
 	dir := fs.String("dir", "", "image `DIR`ectory to create (must not exist or be empty)")
 	leave := fs.Bool("leave-running", false, "let the tree run on after the checkpoint")
 	cgroup := fs.String("cgroup", "", "cgroup v2 `PATH` to freeze while stopping the tree")
+	move := fs.Bool("move-memory", false, "drop the tree's private memory as it is written into the image (written back if the tree runs on)")
 	verbose := fs.Bool("v", false, "print progress on stderr")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -41,7 +48,7 @@ accepts those already waiting before it is stopped.`, stdout)
 	if len(pos) > 0 || *pid <= 0 || *dir == "" {
 		return fmt.Errorf("%w: need --pid PID and --dir DIR", errUsage)
 	}
-	opts := dump.Options{PID: *pid, Dir: *dir, LeaveRunning: *leave, Cgroup: *cgroup}
+	opts := dump.Options{PID: *pid, Dir: *dir, LeaveRunning: *leave, Cgroup: *cgroup, MoveMemory: *move}
 	if *verbose {
 		opts.Log = stderr
 	}
@@ -61,6 +68,9 @@ accepts those already waiting before it is stopped.`, stdout)
 		bytesize.Count(res.Threads, "thread", "threads"), bytesize.Format(res.Bytes), time.Since(start).Round(time.Millisecond))
 	if *verbose {
 		fmt.Fprintf(stderr, "seamless checkpoint: phases: %s\n", contract.FormatPhases(res.Phases))
+		if *move {
+			fmt.Fprintf(stderr, "seamless checkpoint: %s of memory moved into the image\n", bytesize.Format(res.Moved))
+		}
 		for _, pid := range sortedPIDs(res.Zombies) {
 			fmt.Fprintf(stderr, "pid %d is a zombie until its parent %d reaps it\n", pid, res.Zombies[pid])
 		}

@@ -45,6 +45,16 @@ type Options struct {
 	// Cgroup, if set, is a cgroup v2 directory frozen while the tree is
 	// seized, so that all of its processes stop at one instant.
 	Cgroup string
+	// MoveMemory moves the tree's private memory into the image instead
+	// of copying it (mem.Mover): each part is dropped from the stopped
+	// tree once it is written, so that the tree and its image never hold
+	// it twice. Letting the tree go (LeaveRunning, a failure, Abort)
+	// writes it all back first, and kills the tree rather than let it go
+	// if some of it could not be put back.
+	MoveMemory bool
+	// Reserve, if set with MoveMemory, is called before each part is
+	// written, with its size, for the store to make room.
+	Reserve func(n int64) error
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 }
@@ -53,6 +63,9 @@ type Options struct {
 type Result struct {
 	Processes, Threads int
 	Bytes              int64
+	// Moved is the memory dropped from the tree as it was written (see
+	// Options.MoveMemory).
+	Moved int64
 	Frozen             time.Duration // from the first stop to the image being complete
 	// Phases are the checkpoint's steps with their durations, in order:
 	// stop (freeze and seize), dump (the tree's state and memory into the
@@ -127,16 +140,35 @@ func Checkpoint(opts Options) (res *Result, err error) {
 	// A bug met while the tree is stopped must still let it go as it was.
 	var tree *image.Tree
 	var fd *files.Dumper
+	var mv *mem.Mover
+	if opts.MoveMemory {
+		mv = &mem.Mover{Reserve: opts.Reserve}
+	}
 	err = crash.Call(func() error {
 		var err error
-		tree, err = dumpTree(w, procs, &fd)
+		tree, err = dumpTree(w, procs, &fd, mv)
 		return err
 	})
-	// abort lets the tree run on as it was: its connections leave repair
-	// mode (and the network lock goes) before its threads run again.
+	// abort lets the tree run on as it was: its memory back in place, its
+	// connections out of repair mode (and the network lock gone) before
+	// its threads run again.
 	abort := func() {
+		var lost []int
+		if mv != nil {
+			var perr error
+			lost, perr = mv.PutBack()
+			if perr != nil {
+				fmt.Fprintf(logw, "seamless: %v\n", perr)
+			}
+		}
 		if fd != nil {
 			fd.Close(false)
+		}
+		if len(lost) > 0 {
+			// Part of their memory is gone: they must not run again.
+			fmt.Fprintf(logw, "seamless: killing the tree of pid %d: the memory of %v could not be put back\n", opts.PID, lost)
+			kill(procs, tids, logw)
+			return
 		}
 		release()
 	}
@@ -163,6 +195,9 @@ func Checkpoint(opts Options) (res *Result, err error) {
 	im.Close()
 	timing.Mark("check")
 	res = &Result{Processes: len(procs), Threads: len(tids), Bytes: im.Size(), Frozen: time.Since(start), Phases: timing.Phases()}
+	if mv != nil {
+		res.Moved = mv.Moved
+	}
 	for _, p := range procs {
 		res.PIDs = append(res.PIDs, p.pid)
 	}
@@ -308,7 +343,7 @@ func awaitFree(id int, inTree map[int]bool, end time.Time) (int, bool) {
 // dumpTree describes the stopped tree into w. The files.Dumper it makes is
 // stored in *fdp at once: whatever happens, the caller closes it (it holds
 // the tree's connections in repair mode).
-func dumpTree(w *image.Writer, procs []*seized, fdp **files.Dumper) (*image.Tree, error) {
+func dumpTree(w *image.Writer, procs []*seized, fdp **files.Dumper, mv *mem.Mover) (*image.Tree, error) {
 	inTree := map[int]bool{}
 	var pids []int
 	for _, p := range procs {
@@ -317,6 +352,13 @@ func dumpTree(w *image.Writer, procs []*seized, fdp **files.Dumper) (*image.Tree
 	}
 	refs := fileref.NewDumper(w)
 	md := mem.NewDumper(w, refs)
+	leaders := map[int]*image.Thread{}
+	if mv != nil {
+		mv.Drop = func(pid int, spans [][2]uint64) error {
+			return task.Advise(pid, leaders[pid], spans, unix.MADV_DONTNEED)
+		}
+		md.Move = mv
+	}
 	fd := files.NewDumper(refs, pids)
 	*fdp = fd
 	tables, fsTables := files.NewTables(), files.NewFSTables()
@@ -369,6 +411,7 @@ func dumpTree(w *image.Writer, procs []*seized, fdp **files.Dumper) (*image.Tree
 			return nil, fmt.Errorf("process %d: %w", s.pid, err)
 		}
 		p.Pages = fmt.Sprintf("pages-%d.img", s.pid)
+		leaders[s.pid] = p.Threads[0]
 		parent := 0
 		if inTree[p.PPID] {
 			parent = p.PPID

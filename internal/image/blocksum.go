@@ -1,6 +1,7 @@
 package image
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -255,3 +256,29 @@ func checksumMapped(p []byte, sums checksum) (sum uint64, err error) {
 	}()
 	return sums.sum(p), nil
 }
+
+// BlockSums are the checksums of the blocks written so far (0 for the
+// others), to check them when they are read back (ReadBlock).
+func (b *BlockFile) BlockSums() []uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]uint64(nil), b.blocks...)
+}
+
+// ReadBlock reads block i of the image file f into p (BlockSize bytes, or
+// fewer for the last block) and checks it against sum, a checksum of
+// BlockSums: what a checkpoint takes back from its own image must be what
+// it wrote.
+func ReadBlock(f *os.File, i int, p []byte, sum uint64) error {
+	n, err := f.ReadAt(p, int64(i)*BlockSize)
+	if err != nil && !(errors.Is(err, io.EOF) && n == len(p)) {
+		return fmt.Errorf("read %s block %d: %w", f.Name(), i, err)
+	}
+	if written.sum(p) != sum {
+		return fmt.Errorf("read %s block %d: checksum mismatch", f.Name(), i)
+	}
+	return nil
+}
+
+// Path is where the file is.
+func (b *BlockFile) Path() string { return b.f.Name() }

@@ -45,6 +45,9 @@ type Dumper struct {
 	Order []*image.SharedMemory
 	// SysV are the IDs of the System V segments the processes attached.
 	SysV map[int]bool
+	// Move, if set, moves the processes' private memory into the image
+	// rather than copying it (see Mover).
+	Move *Mover
 	buf  []byte
 	// dumped are the mappings of the processes dumped so far, by PID: a
 	// child's are compared with its parent's (see inherit.go).
@@ -80,6 +83,7 @@ func (d *Dumper) Dump(pid int, pages string, parent int) ([]*image.Mapping, erro
 		defer from.pagemap.Close()
 	}
 	var res []*image.Mapping
+	var drop []image.Run // runs that a Mover may drop once written
 	var off uint64
 	cow := false // a page to store is shared copy-on-write with another process
 	for i := range maps {
@@ -96,6 +100,9 @@ func (d *Dumper) Dump(pid int, pages string, parent int) ([]*image.Mapping, erro
 			}
 			if off, err = choosePages(pm, m, im, off, skip, &cow); err != nil {
 				return nil, fmt.Errorf("process %d mapping %#x-%#x: %w", pid, m.Start, m.End, err)
+			}
+			if droppable(m, im) {
+				drop = append(drop, im.Runs...)
 			}
 		case im.Kind == image.MapFile || im.Kind == image.MapShared || im.Kind == image.MapSysV:
 			if im.Guards, err = readGuards(pm, m); err != nil {
@@ -117,7 +124,12 @@ func (d *Dumper) Dump(pid int, pages string, parent int) ([]*image.Mapping, erro
 	for _, im := range res {
 		runs = append(runs, im.Runs...)
 	}
-	if err := copyPages(pid, runs, out, cow); err != nil {
+	if d.Move != nil {
+		err = d.Move.copy(pid, runs, drop, out, cow)
+	} else {
+		err = copyPages(pid, runs, out, cow)
+	}
+	if err != nil {
 		out.Close()
 		return nil, fmt.Errorf("process %d: %w", pid, err)
 	}

@@ -83,7 +83,7 @@ func TestKindsAgree(t *testing.T) {
 			before := r.lastTick()
 			fp := takeFingerprint(tr, false)
 			img := filepath.Join(r.dir, "image")
-			r.checkpoint(img, true)
+			r.checkpoint(img, true, false)
 			atCheckpoint := r.lastTick()
 			r.killTree(tr)
 			r.reapTree(tr)
@@ -176,7 +176,7 @@ func TestShmFreshKernel(t *testing.T) {
 	r.checkTree(tr)
 	fp := takeFingerprint(tr, false)
 	img := filepath.Join(r.dir, "image")
-	r.checkpoint(img, false)
+	r.checkpoint(img, false, false)
 	r.reapTree(tr)
 	if err := os.Remove(shm); err != nil {
 		t.Fatalf("remove %s after the checkpoint: %v", shm, err)

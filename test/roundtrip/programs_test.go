@@ -265,7 +265,7 @@ func zombieRoundTrip(t *testing.T, w workload, m mode, nzombies int) {
 		lo, ref := before.n+1, before
 		var hi uint64
 		if m.leaveRunning {
-			r.checkpoint(img, true)
+			r.checkpoint(img, true, false)
 			atCheckpoint := r.lastTick()
 			r.checkZombieTree(live, zombies)
 			r.compareFingerprint("after checkpoint --leave-running", fp, live)
@@ -273,7 +273,7 @@ func zombieRoundTrip(t *testing.T, w workload, m mode, nzombies int) {
 			r.killTree(live)
 			hi = atCheckpoint.n + 1
 		} else {
-			r.checkpoint(img, false)
+			r.checkpoint(img, false, false)
 			last := r.lastTick()
 			lo, hi, ref = last.n+1, last.n+1, last
 		}
@@ -608,7 +608,7 @@ func TestSysVIPCFreshKernel(t *testing.T) {
 	r.checkTree(tr)
 	fp := takeFingerprint(tr, false)
 	img := filepath.Join(r.dir, "image")
-	r.checkpoint(img, false)
+	r.checkpoint(img, false, false)
 	r.reapTree(tr)
 	t.Logf("ipcrm of keys %v after the checkpoint: %s", keys, ipcrm())
 	last := r.lastTick()

@@ -111,12 +111,17 @@ type mode struct {
 	name         string
 	rounds       int  // checkpoint/restore cycles in a row
 	leaveRunning bool // checkpoint with --leave-running, then kill the tree by hand
+	// move checkpoints with --move-memory: the tree's memory is dropped as
+	// it is written, and written back when the tree runs on.
+	move bool
 }
 
 var modes = []mode{
 	{name: "once", rounds: 1},
 	{name: "twice", rounds: 2},
 	{name: "leave-running", rounds: 1, leaveRunning: true},
+	{name: "move", rounds: 1, move: true},
+	{name: "move-leave-running", rounds: 1, leaveRunning: true, move: true},
 }
 
 func TestMain(m *testing.M) {
@@ -290,7 +295,7 @@ func roundTrip(t *testing.T, w workload, m mode) {
 		r.pause()
 		fp := takeFingerprint(tree, w.runtime)
 		if m.leaveRunning {
-			r.checkpoint(img, true)
+			r.checkpoint(img, true, m.move)
 			r.checkImageSize(img)
 			r.checkImageSeccomp(img, fp)
 			atCheckpoint := r.lastTick()
@@ -304,7 +309,7 @@ func roundTrip(t *testing.T, w workload, m mode) {
 			r.reapTree(tree)
 			r.restoreAndCheck(img, tree, before.n+1, atCheckpoint.n+1, before)
 		} else {
-			r.checkpoint(img, false)
+			r.checkpoint(img, false, m.move)
 			r.checkImageSize(img)
 			r.checkImageSeccomp(img, fp)
 			r.reapTree(tree)
@@ -774,11 +779,14 @@ func (r *run) compareFingerprint(when string, before fingerprint, tr tree) {
 }
 
 // checkpoint dumps the tree into img, killing it unless leave is set.
-func (r *run) checkpoint(img string, leave bool) {
+func (r *run) checkpoint(img string, leave, move bool) {
 	r.t.Helper()
 	args := []string{"checkpoint", "--pid", strconv.Itoa(r.pid), "--dir", img}
 	if leave {
 		args = append(args, "--leave-running")
+	}
+	if move {
+		args = append(args, "--move-memory")
 	}
 	if _, err := r.seamless(args...); err != nil {
 		r.fatalf("%v\n%s", err, r.afterFailedCheckpoint())

@@ -85,14 +85,14 @@ func vdsoRoundTrip(t *testing.T, w workload, m mode, args [][]string) {
 			}
 		}
 		if m.leaveRunning {
-			r.checkpoint(img, true)
+			r.checkpoint(img, true, false)
 			atCheckpoint := r.lastTick()
 			r.checkAlive(tree)
 			r.killTree(tree)
 			r.reapTree(tree)
 			r.restoreAndCheck(img, tree, before.n+1, atCheckpoint.n+1, before)
 		} else {
-			r.checkpoint(img, false)
+			r.checkpoint(img, false, false)
 			r.reapTree(tree)
 			r.inspect(img)
 			last := r.lastTick()
