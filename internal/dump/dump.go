@@ -65,8 +65,8 @@ type Result struct {
 	Bytes              int64
 	// Moved is the memory dropped from the tree as it was written (see
 	// Options.MoveMemory).
-	Moved int64
-	Frozen             time.Duration // from the first stop to the image being complete
+	Moved  int64
+	Frozen time.Duration // from the first stop to the image being complete
 	// Phases are the checkpoint's steps with their durations, in order:
 	// stop (freeze and seize), dump (the tree's state and memory into the
 	// image), commit (the manifest, synced) and check (the image read back).
