@@ -38,7 +38,10 @@ type UnitOutcome struct {
 	Reason    string `json:"reason,omitempty"`
 	Processes int    `json:"processes,omitempty"`
 	Bytes     int64  `json:"bytes,omitempty"`
-	DumpMs    int64  `json:"dump_ms,omitempty"`
+	// Moved is the part of Bytes that moved out of the unit's processes
+	// as it was written (the kmod store), rather than being copied.
+	Moved  int64 `json:"moved_bytes,omitempty"`
+	DumpMs int64 `json:"dump_ms,omitempty"`
 	// RestoreMs and MainPID describe the restore under the new kernel.
 	RestoreMs int64 `json:"restore_ms,omitempty"`
 	MainPID   int   `json:"main_pid,omitempty"`

@@ -355,7 +355,7 @@ func dumpTree(w *image.Writer, procs []*seized, fdp **files.Dumper, mv *mem.Move
 	leaders := map[int]*image.Thread{}
 	if mv != nil {
 		mv.Drop = func(pid int, spans [][2]uint64) error {
-			return task.Advise(pid, leaders[pid], spans, unix.MADV_DONTNEED)
+			return task.Drop(pid, leaders[pid], spans)
 		}
 		md.Move = mv
 	}

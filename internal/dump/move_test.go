@@ -26,10 +26,27 @@ const (
 	moveChildMiB = 64
 )
 
+// moveTracerEnv makes the test binary a checkpoint that moves the memory
+// of the PID the variable names, then exits at once, as if seamless died.
+const moveTracerEnv = "SEAMLESS_TEST_MOVE_TRACER"
+
 func TestMain(m *testing.M) {
 	if path := os.Getenv(moveChildEnv); path != "" {
 		moveChild(path)
 		return
+	}
+	if pid, _ := strconv.Atoi(os.Getenv(moveTracerEnv)); pid > 0 {
+		runtime.LockOSThread()
+		dir, err := os.MkdirTemp("", "move-tracer-")
+		if err != nil {
+			os.Exit(2)
+		}
+		defer os.RemoveAll(dir)
+		if _, err := Checkpoint(Options{PID: pid, Dir: filepath.Join(dir, "image"), KillLater: true, MoveMemory: true}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(3)
+		}
+		os.Exit(0) // neither Abort nor Commit: the tracer is gone
 	}
 	os.Exit(m.Run())
 }
@@ -197,5 +214,37 @@ func TestMoveMemoryUnputBack(t *testing.T) {
 	}
 	if _, n := childState(t, report); n != last {
 		t.Fatalf("the process ran after its memory could not be put back: report %d, then %d", last, n)
+	}
+}
+
+// TestMoveMemoryTracerDies: should the checkpoint die after it dropped a
+// process's memory (an OOM kill, a crash), the kernel kills the process
+// (PTRACE_O_EXITKILL) rather than let it run without its memory.
+func TestMoveMemoryTracerDies(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (ptrace, /proc/PID/mem)")
+	}
+	dir := t.TempDir()
+	report := filepath.Join(dir, "report")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), moveChildEnv+"="+report)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	awaitReport(t, report, -1)
+	tracer := exec.Command(os.Args[0], "-test.run=^$")
+	tracer.Env = append(os.Environ(), moveTracerEnv+"="+strconv.Itoa(cmd.Process.Pid))
+	if out, err := tracer.CombinedOutput(); err != nil {
+		t.Fatalf("the checkpoint failed: %v\n%s", err, out)
+	}
+	_, last := childState(t, report)
+	err := cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != unix.SIGKILL {
+		t.Fatalf("the process ended with %v once its checkpoint died, want killed", err)
+	}
+	if _, n := childState(t, report); n != last {
+		t.Fatalf("the process ran after its checkpoint died: report %d, then %d", last, n)
 	}
 }

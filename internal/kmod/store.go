@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/kernel"
+	"github.com/seamless-linux/seamless/internal/proc"
 )
 
 // ModulesDir is where each kernel's modules are installed.
@@ -74,12 +75,20 @@ func LoadModule(path string) error {
 	return fmt.Errorf("load %s: %w", path, err)
 }
 
+// ErrMemoryShort is Take's refusal to take a block that would leave the
+// rest of the system less than its floor of available memory (MemTotal/32,
+// at least 64 MiB): offlining a block moves its pages into free memory,
+// and with too little of it the kernel retries until the timeout.
+var ErrMemoryShort = errors.New("not enough available memory to take another memory block")
+
 // Take grows the pool of m until it holds at least need bytes, one memory
 // block at a time (see Candidates), never one of avoid (KexecZones): each
 // block is taken offline through sysfs, then handed to the pool, each step
 // bounded by timeout. Blocks the kernel cannot offline are skipped. It
-// fails, naming how much it got, when no block is left to try; the caller
-// then unmounts, which gives every block back.
+// fails, naming how much it got, when no block is left to try, and with
+// ErrMemoryShort when memory is too short for the next one; the caller
+// then unmounts, which gives every block back, or (a checkpoint moving
+// memory into the pool) tries again once more memory is free.
 func Take(m *Mount, need uint64, avoid []Range, timeout time.Duration, log io.Writer) error {
 	failed := map[uint64]bool{}
 	for {
@@ -93,6 +102,11 @@ func Take(m *Mount, need uint64, avoid []Range, timeout time.Duration, log io.Wr
 		bs, blocks, err := Blocks(SysMemory)
 		if err != nil {
 			return err
+		}
+		floor := max(64<<20, proc.Meminfo("MemTotal")/32)
+		if avail := proc.Meminfo("MemAvailable"); avail > 0 && avail < int64(bs)+floor {
+			return fmt.Errorf("kmod store: %w (%d MiB of the %d MiB needed taken, %d MiB available, a block is %d MiB, %d MiB are left to the system)",
+				ErrMemoryShort, info.PoolBytes>>20, need>>20, avail>>20, bs>>20, floor>>20)
 		}
 		ram, err := SystemRAM("/proc/iomem")
 		if err != nil {

@@ -27,14 +27,22 @@ type session struct {
 	masks     []uint64
 	suspended []bool
 	mappedAt  bool
+	// opts are the ptrace options the threads have outside the session.
+	opts int
 }
 
 func injectInto(pid int, leader *image.Thread) (*session, error) {
+	return injectWith(pid, leader, SeizeOptions)
+}
+
+// injectWith is injectInto for a process whose threads have the ptrace
+// options opts.
+func injectWith(pid int, leader *image.Thread, opts int) (*session, error) {
 	maps, err := proc.ReadMappings(pid)
 	if err != nil {
 		return nil, err
 	}
-	s := &session{pid: pid}
+	s := &session{pid: pid, opts: opts}
 	// Prefer the vDSO: a private copy of its page is harmless, whereas
 	// poking a file-backed page would turn it into anonymous memory.
 	for i := range maps {
@@ -89,7 +97,7 @@ func (s *session) thread(i int, t *image.Thread) (*inject.Thread, error) {
 	}
 	s.threads[i], s.masks[i] = th, mask
 	if len(t.Seccomp) > 0 {
-		if err := SuspendSeccomp(t.TID, SeizeOptions); err != nil {
+		if err := SuspendSeccomp(t.TID, s.opts); err != nil {
 			return nil, err
 		}
 		s.suspended[i] = true
@@ -133,7 +141,7 @@ func (s *session) close() error {
 	}
 	for i, on := range s.suspended {
 		if on {
-			if err := ptrace.SetOptions(s.threads[i].TID, SeizeOptions); err != nil {
+			if err := ptrace.SetOptions(s.threads[i].TID, s.opts); err != nil {
 				keep(err)
 			}
 		}

@@ -86,7 +86,6 @@ func handOver(in *contract.Intent, st *contract.Status, log io.Writer) error {
 		dirs[u] = d
 	}
 	h := &handover{dirs: dirs, touched: map[string]bool{}, carried: map[string]bool{}, log: log}
-	defer h.undo()
 
 	sample(st, "start")
 	defer watchLowest(st)()
@@ -104,6 +103,13 @@ func handOver(in *contract.Intent, st *contract.Status, log io.Writer) error {
 	}
 	st.Store = sg.store // the kmod store may have given way to another
 	defer sg.close(in, log)
+	// Before the staging closes: memory moved into the image is put back
+	// from it.
+	defer h.undo()
+	var reserve func(int64) error
+	if sg.store == "kmod" {
+		reserve = sg.reserve
+	}
 	// An image on disk is named on the command line before it exists: the
 	// kernel is loaded while the units still run, and the pause holds no
 	// kexec_file_load (under emulation, hashing the kernel's segments alone
@@ -154,7 +160,7 @@ func handOver(in *contract.Intent, st *contract.Status, log io.Writer) error {
 		out := contract.UnitOutcome{Unit: u, Outcome: contract.Carried}
 		start := time.Now()
 		unitDir := contract.UnitDir(sg.dir, u)
-		res, err := dumpUnit(in.Cgroups[u], dirs[u], unitDir, &out)
+		res, err := dumpUnit(in.Cgroups[u], dirs[u], unitDir, reserve, &out)
 		if err == nil {
 			err = contract.WriteStart(unitDir, in.Start[u])
 		}
@@ -307,9 +313,11 @@ func (h *handover) undo() {
 }
 
 // dumpUnit checkpoints every process tree of a unit's cgroup into dir, one
-// image per tree root. It returns the trees dumped, even on failure: the
-// caller aborts or commits each.
-func dumpUnit(cg, cgdir, dir string, out *contract.UnitOutcome) ([]*dump.Result, error) {
+// image per tree root; with reserve, it moves their memory into the image
+// (dump.Options.MoveMemory), reserve making room before each part. It
+// returns the trees dumped, even on failure: the caller aborts or commits
+// each.
+func dumpUnit(cg, cgdir, dir string, reserve func(int64) error, out *contract.UnitOutcome) ([]*dump.Result, error) {
 	pids, err := units.CgroupPIDs(cg)
 	if err != nil {
 		return nil, err
@@ -336,24 +344,24 @@ func dumpUnit(cg, cgdir, dir string, out *contract.UnitOutcome) ([]*dump.Result,
 	for _, r := range roots {
 		// The cgroup is frozen already; Checkpoint seizes the tree and thaws
 		// it, since a frozen task cannot run the calls injected into it.
-		res, err := checkpointTree(r, contract.TreeDir(dir, r), cgdir)
+		// The tree stays stopped for a later kill; it is checkpointed again
+		// for a while when a listener has connections waiting to be
+		// accepted (the door of the units' listeners closed before the
+		// freeze), each failed attempt letting it go on, thawed, its
+		// memory put back.
+		res, err := dump.CheckpointRetrying(dump.Options{PID: r, Dir: contract.TreeDir(dir, r), KillLater: true, Cgroup: cgdir,
+			MoveMemory: reserve != nil, Reserve: reserve})
 		if err != nil {
 			return all, fmt.Errorf("checkpoint of pid %d: %w", r, err)
 		}
 		out.Processes += res.Processes
 		out.Bytes += res.Bytes
+		out.Moved += res.Moved
 		all = append(all, res)
 	}
 	return all, nil
 }
 
-// checkpointTree checkpoints one tree for a later kill, again for a while
-// when a listener has connections waiting to be accepted (see
-// dump.CheckpointRetrying; the door of the units' listeners closed before
-// the freeze). Each failed attempt lets the tree go on, thawed.
-func checkpointTree(pid int, dir, cgdir string) (*dump.Result, error) {
-	return dump.CheckpointRetrying(dump.Options{PID: pid, Dir: dir, KillLater: true, Cgroup: cgdir})
-}
 
 func sortedKeys(m map[string]string) []string {
 	keys := make([]string, 0, len(m))

@@ -15,6 +15,7 @@ import (
 	"github.com/seamless-linux/seamless/internal/kernel"
 	"github.com/seamless-linux/seamless/internal/kexec"
 	"github.com/seamless-linux/seamless/internal/kmod"
+	"github.com/seamless-linux/seamless/internal/mem"
 	"github.com/seamless-linux/seamless/internal/store"
 )
 
@@ -31,6 +32,35 @@ const blockTimeout = 10 * time.Second
 // estimate counts private memory; files, queues, metadata and the index
 // come on top.
 func kmodNeed(image int64) uint64 { return uint64(image + image/8 + 16<<20) }
+
+// kmodSlack is the room the pool keeps beyond each part of memory the
+// checkpoint writes (staging.reserve): the files written between parts
+// (descriptors, queues, the tree's description) go there.
+const kmodSlack = 16 << 20
+
+// kmodOnTop is the memory the kmod store needs besides the services' own:
+// their private memory moves into the pool as it is written (mem.Mover),
+// so the pool holds at most a memory block and a part more than it gives
+// back, and the rest of the system keeps ramMargin.
+func kmodOnTop(blockSize uint64) int64 {
+	return int64(blockSize) + mem.MovePart + kmodSlack + ramMargin
+}
+
+// reserve makes room in the pool for n more bytes of image (and
+// kmodSlack), taking memory blocks: the checkpoint calls it before each
+// part of a service's memory it writes, once the parts before have been
+// dropped from the service and their memory is free to take.
+func (sg *staging) reserve(n int64) error {
+	info, err := sg.pool.Info()
+	if err != nil {
+		return err
+	}
+	want := info.UsedBytes + uint64(n) + kmodSlack
+	if info.PoolBytes >= want {
+		return nil
+	}
+	return kmod.Take(sg.pool, want, sg.avoid, blockTimeout, sg.log)
+}
 
 // kmodProblem says why the kmod store cannot be used for an update from
 // the running kernel to release, or "" when it can.
@@ -89,9 +119,15 @@ func newKmodStaging(in *contract.Intent, log io.Writer) (*staging, error) {
 	if err != nil {
 		return nil, err
 	}
+	// What the pool cannot take now, while the services hold their
+	// memory, it takes during the checkpoint, as their memory moves into
+	// it (staging.reserve).
 	if err := kmod.Take(m, kmodNeed(in.ImageBytes), avoid, blockTimeout, log); err != nil {
-		m.Unmount()
-		return nil, err
+		if !errors.Is(err, kmod.ErrMemoryShort) {
+			m.Unmount()
+			return nil, err
+		}
+		fmt.Fprintf(log, "seamless: %v: the rest is taken as the services' memory moves into the image\n", err)
 	}
 	dir := filepath.Join(m.Dir, "image")
 	if err := os.Mkdir(dir, 0o700); err != nil {

@@ -54,8 +54,9 @@ type space struct {
 	// kmod is why the kmod store cannot be used ("" when it can), and
 	// movable the memory it can count on taking (-1: unknown); only asked
 	// when the configuration chooses it.
-	kmod    string
-	movable int64
+	kmod      string
+	movable   int64
+	blockSize uint64
 }
 
 func measure(cfg config.Config, from, release string) space {
@@ -66,6 +67,7 @@ func measure(cfg config.Config, from, release string) space {
 		if m, err := kmod.MovableBytes(kmod.SysMemory, "/proc/iomem"); err == nil {
 			sp.movable = int64(m)
 		}
+		sp.blockSize, _ = kmod.BlockSize(kmod.SysMemory)
 	}
 	return sp
 }
@@ -104,18 +106,18 @@ func chooseStore(cfg config.Config, need, initrd int64, sp space) (string, strin
 	fallback := ""
 	switch cfg.Store {
 	case "kmod":
-		// The service holds its memory while its image is written into
-		// the blocks the pool takes: both must fit.
+		// The services' private memory moves into the pool as it is
+		// written: on top of it the pool needs about a block.
 		pool := int64(kmodNeed(need))
 		switch {
 		case sp.kmod != "":
 			fallback = "kmod store unavailable: " + sp.kmod + "; "
 		case sp.movable >= 0 && pool > sp.movable:
 			fallback = fmt.Sprintf("kmod store: image about %s needs %s of memory blocks, only %s of movable memory can be taken (boot with movablecore= to have more: blocks of the kernel's own zones hold kernel allocations and refuse to go offline); ", bytesize.Format(need), bytesize.Format(pool), bytesize.Format(sp.movable))
-		case sp.mem != 0 && pool+ramMargin > sp.mem:
-			fallback = fmt.Sprintf("kmod store: image about %s needs %s of memory blocks, %s available; ", bytesize.Format(need), bytesize.Format(pool), bytesize.Format(sp.mem))
+		case sp.mem != 0 && kmodOnTop(sp.blockSize) > sp.mem:
+			fallback = fmt.Sprintf("kmod store: moving the image about %s into memory blocks needs %s available besides the services' memory, %s available; ", bytesize.Format(need), bytesize.Format(kmodOnTop(sp.blockSize)), bytesize.Format(sp.mem))
 		default:
-			return "kmod", fmt.Sprintf("kmod (image about %s written once into %s of memory blocks taken out of the system, reserved for the new kernel; %s)", bytesize.Format(need), bytesize.Format(pool), kmodExperimental), nil
+			return "kmod", fmt.Sprintf("kmod (image about %s moved, part by part, out of the services into %s of memory blocks taken out of the system, reserved for the new kernel; %s)", bytesize.Format(need), bytesize.Format(pool), kmodExperimental), nil
 		}
 	case "ram":
 		if !ramFits {
