@@ -362,7 +362,6 @@ func dumpUnit(cg, cgdir, dir string, reserve func(int64) error, out *contract.Un
 	return all, nil
 }
 
-
 func sortedKeys(m map[string]string) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
