@@ -210,20 +210,29 @@ func (m *Mount) Unmount() error {
 // (and are onlined). n < 0 means up to the end of the file. A file not on
 // a seamlessmem mount is left alone.
 func Release(f *os.File, off, n int64) error {
-	if !IsKmod(f) {
+	return ReleaseRanges(f, [][2]int64{{off, n}})
+}
+
+// ReleaseRanges is Release of several ranges ({offset, length}) of f,
+// with the memory given back onlined once.
+func ReleaseRanges(f *os.File, ranges [][2]int64) error {
+	if !IsKmod(f) || len(ranges) == 0 {
 		return nil
-	}
-	r := rawRelease{Offset: uint64(off), Length: uint64(n)}
-	if n < 0 {
-		r.Length = ^uint64(0) - uint64(off)
 	}
 	var before Info
 	m := &Mount{d: f}
 	if i, err := m.Info(); err == nil {
 		before = i
 	}
-	if err := ioctl(f, iocRelease, unsafe.Pointer(&r)); err != nil {
-		return fmt.Errorf("kmod store: release %s [%d, +%d): %w", f.Name(), off, n, err)
+	for _, rg := range ranges {
+		off, n := rg[0], rg[1]
+		r := rawRelease{Offset: uint64(off), Length: uint64(n)}
+		if n < 0 {
+			r.Length = ^uint64(0) - uint64(off)
+		}
+		if err := ioctl(f, iocRelease, unsafe.Pointer(&r)); err != nil {
+			return fmt.Errorf("kmod store: release %s [%d, +%d): %w", f.Name(), off, n, err)
+		}
 	}
 	return OnlineRanges(SysMemory, before.Ranges)
 }

@@ -30,8 +30,9 @@ func adviseHugePages(t *inject.Target, p *image.Process) error {
 // fill writes the stored pages of p's private mappings back, on every CPU:
 // those of anonymous mappings through a userfaultfd where it can (see
 // copier), the others, and pages a fork left there, with
-// process_vm_writev.
-func fill(t *inject.Target, p *image.Process, data []byte) (FillStats, error) {
+// process_vm_writev. With release, each window of pieces written is
+// released from data as soon as it is (see Restorer.releaser).
+func fill(t *inject.Target, p *image.Process, data []byte, release func([][2]int64) error) (FillStats, error) {
 	var st FillStats
 	var runs []image.Run
 	// viaCopier marks the runs of the mappings registered for UFFDIO_COPY.
@@ -85,8 +86,8 @@ func fill(t *inject.Target, p *image.Process, data []byte) (FillStats, error) {
 	}
 	var mu sync.Mutex
 	var rest []piece // what UFFDIO_COPY left, written once unregistered
-	err := parallel.Each(len(pieces), func(i int) error {
-		pc := pieces[i]
+	var kept []piece // pieces of which rest still needs the data
+	do := func(pc piece) error {
 		if !pc.copied {
 			return write(pc)
 		}
@@ -97,12 +98,34 @@ func fill(t *inject.Target, p *image.Process, data []byte) (FillStats, error) {
 		st.Copied += uint64(done)
 		if uint64(done) < pc.n {
 			rest = append(rest, piece{pc.addr + uint64(done), pc.off + uint64(done), pc.n - uint64(done), false})
+			kept = append(kept, pc)
 		}
 		mu.Unlock()
 		return nil
-	})
-	if err != nil {
-		return st, err
+	}
+	// Released window by window: the memory comes back while the
+	// process's grows.
+	window := len(pieces)
+	if release != nil {
+		window = releaseWindow
+	}
+	for w := 0; w < len(pieces); w += window {
+		win := pieces[w:min(w+window, len(pieces))]
+		if err := parallel.Each(len(win), func(i int) error { return do(win[i]) }); err != nil {
+			return st, err
+		}
+		if release == nil {
+			continue
+		}
+		var done [][2]int64
+		for _, pc := range win {
+			if !slices.Contains(kept, pc) {
+				done = append(done, [2]int64{int64(pc.off), int64(pc.n)})
+			}
+		}
+		if err := release(done); err != nil {
+			return st, fmt.Errorf("process %d: %w", t.PID, err)
+		}
 	}
 	if c != nil {
 		if err := c.close(); err != nil {
@@ -117,8 +140,25 @@ func fill(t *inject.Target, p *image.Process, data []byte) (FillStats, error) {
 	for _, pc := range rest {
 		st.Written += pc.n
 	}
-	return st, parallel.Each(len(rest), func(i int) error { return write(rest[i]) })
+	if err := parallel.Each(len(rest), func(i int) error { return write(rest[i]) }); err != nil {
+		return st, err
+	}
+	if release != nil && len(kept) > 0 {
+		var done [][2]int64
+		for _, pc := range kept {
+			done = append(done, [2]int64{int64(pc.off), int64(pc.n)})
+		}
+		if err := release(done); err != nil {
+			return st, fmt.Errorf("process %d: %w", t.PID, err)
+		}
+	}
+	return st, nil
 }
+
+// releaseWindow is how many pieces of at most 4 MiB are written before
+// they are released (64 MiB): each release costs a look at the memory
+// blocks' states.
+const releaseWindow = 16
 
 // FillStats counts the bytes of private memory a restore filled: Copied
 // through a userfaultfd (UFFDIO_COPY), Written with process_vm_writev.

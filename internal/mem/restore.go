@@ -10,6 +10,7 @@ import (
 	"github.com/seamless-linux/seamless/internal/fileref"
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inject"
+	"github.com/seamless-linux/seamless/internal/kmod"
 	"github.com/seamless-linux/seamless/internal/proc"
 )
 
@@ -74,6 +75,7 @@ func (r *Restorer) Restore(t *inject.Target, p *image.Process) error {
 	if err != nil {
 		return err
 	}
+	release := r.releaser(p.Pages)
 	var opened []int
 	defer func() {
 		for _, fd := range opened {
@@ -89,7 +91,7 @@ func (r *Restorer) Restore(t *inject.Target, p *image.Process) error {
 	if err := adviseHugePages(t, p); err != nil {
 		return err
 	}
-	st, err := fill(t, p, data)
+	st, err := fill(t, p, data, release)
 	r.Filled.Copied += st.Copied
 	r.Filled.Written += st.Written
 	if err != nil {
@@ -122,6 +124,20 @@ func (r *Restorer) clear(t *inject.Target, cur []proc.Mapping, keep [][2]uint64)
 		}
 	}
 	return nil
+}
+
+// releaser returns what gives back the parts of pages file name that the
+// restore has written into its process: on the kmod store their memory
+// goes back to the system as it empties (docs/kmod.md), so that the image
+// and the restored processes never hold a service's memory twice; on
+// other stores, nothing. The parts given back are unmapped from the
+// restore: nothing may read them again.
+func (r *Restorer) releaser(name string) func(ranges [][2]int64) error {
+	f, err := r.Image.File(name)
+	if err != nil || !kmod.IsKmod(f) {
+		return nil
+	}
+	return func(ranges [][2]int64) error { return kmod.ReleaseRanges(f, ranges) }
 }
 
 // pageData maps a pages file of the image read-only.
