@@ -52,8 +52,9 @@ type Options struct {
 	// writes it all back first, and kills the tree rather than let it go
 	// if some of it could not be put back.
 	MoveMemory bool
-	// Reserve, if set with MoveMemory, is called before each part is
-	// written, with its size, for the store to make room.
+	// Reserve, if set, is called before each part of memory and each
+	// write of another image file, with its size, for the store to make
+	// room.
 	Reserve func(n int64) error
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
@@ -102,6 +103,7 @@ func Checkpoint(opts Options) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
+	w.Reserve = opts.Reserve
 	// On failure only what the checkpoint created goes: never a directory
 	// that was there before, nor anything else in it.
 	defer func() {

@@ -31,6 +31,10 @@ type Writer struct {
 	created []string // every file created, finished or not
 	// inPlace: memory files are filled through mappings (fillsInPlace).
 	inPlace bool
+	// Reserve, if set, is called before each write of a file made with
+	// Create, with its size, for the store to make room (the kmod store
+	// grows its pool as the image grows).
+	Reserve func(n int64) error
 }
 
 func (w *Writer) add(e Entry) {
@@ -256,6 +260,11 @@ func (w *Writer) Create(name string) (*FileWriter, error) {
 
 // Write appends p to the file.
 func (f *FileWriter) Write(p []byte) (int, error) {
+	if f.w.Reserve != nil {
+		if err := f.w.Reserve(int64(len(p))); err != nil {
+			return 0, fmt.Errorf("write %s: %w", f.name, err)
+		}
+	}
 	f.sum.Write(p)
 	n, err := f.buf.Write(p)
 	f.size += int64(n)

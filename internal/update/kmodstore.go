@@ -33,6 +33,9 @@ const blockTimeout = 10 * time.Second
 // come on top.
 func kmodNeed(image int64) uint64 { return uint64(image + image/8 + 16<<20) }
 
+// kmodAhead is the part of the pool taken before the services are frozen.
+func kmodAhead(image int64) uint64 { return kmodNeed(image) / 10 }
+
 // kmodSlack is the room the pool keeps beyond each part of memory the
 // checkpoint writes (staging.reserve): the files written between parts
 // (descriptors, queues, the tree's description) go there.
@@ -51,6 +54,8 @@ func kmodOnTop(blockSize uint64) int64 {
 // part of a service's memory it writes, once the parts before have been
 // dropped from the service and their memory is free to take.
 func (sg *staging) reserve(n int64) error {
+	sg.mu.Lock()
+	defer sg.mu.Unlock()
 	info, err := sg.pool.Info()
 	if err != nil {
 		return err
@@ -119,10 +124,12 @@ func newKmodStaging(in *contract.Intent, log io.Writer) (*staging, error) {
 	if err != nil {
 		return nil, err
 	}
-	// What the pool cannot take now, while the services hold their
-	// memory, it takes during the checkpoint, as their memory moves into
-	// it (staging.reserve).
-	if err := kmod.Take(m, kmodNeed(in.ImageBytes), avoid, blockTimeout, log); err != nil {
+	// A tenth of the pool is taken now, while the services hold their
+	// memory, the rest during the checkpoint, as their memory moves into
+	// it (staging.reserve): the memory the update takes besides the
+	// services' stays near a tenth of theirs, at the price of offlining
+	// blocks while they are frozen.
+	if err := kmod.Take(m, kmodAhead(in.ImageBytes), avoid, blockTimeout, log); err != nil {
 		if !errors.Is(err, kmod.ErrMemoryShort) {
 			m.Unmount()
 			return nil, err

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/seamless-linux/seamless/internal/config"
@@ -27,6 +28,7 @@ type staging struct {
 	stage *store.Stage
 	pool  *kmod.Mount  // the kmod store's seamlessmem
 	avoid []kmod.Range // where the pool must not grow: the kexec's segments
+	mu    sync.Mutex   // one growth of the pool at a time
 	log   io.Writer
 	made  []string // directories of the disk store this checkpoint made
 	kept  bool     // the disk or kmod image was handed over: it stays
