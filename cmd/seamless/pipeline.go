@@ -210,6 +210,9 @@ image, and the time of each phase.`, stdout)
 			line := fmt.Sprintf("  %s: %s", u.Unit, u.Outcome)
 			if u.Processes > 0 {
 				line += fmt.Sprintf(" (%s, %s, checkpoint %d ms", bytesize.Count(u.Processes, "process", "processes"), bytesize.Format(u.Bytes), u.DumpMs)
+				if u.Moved > 0 {
+					line += fmt.Sprintf(" (%s moved out of its processes)", bytesize.Format(u.Moved))
+				}
 				if u.MainPID > 0 {
 					line += fmt.Sprintf(", restore %d ms, main pid %d", u.RestoreMs, u.MainPID)
 				}
