@@ -73,6 +73,23 @@ func moveChild(path string) {
 	}
 }
 
+// startMoveChild starts the child of moveChildEnv in a new directory; it
+// returns the directory, the child's report file and the child.
+func startMoveChild(t *testing.T) (string, string, *exec.Cmd) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (ptrace, /proc/PID/mem)")
+	}
+	dir := t.TempDir()
+	report := filepath.Join(dir, "report")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), moveChildEnv+"="+report)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return dir, report, cmd
+}
+
 // childState reads the child's last report.
 func childState(t *testing.T, path string) (string, int) {
 	t.Helper()
@@ -105,16 +122,7 @@ func awaitReport(t *testing.T, path string, n int) (string, int) {
 // part, and, when the process is let go instead of killed, puts every
 // byte back: the process goes on checking its memory and finds it intact.
 func TestMoveMemory(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (ptrace, /proc/PID/mem)")
-	}
-	dir := t.TempDir()
-	report := filepath.Join(dir, "report")
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), moveChildEnv+"="+report)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	dir, report, cmd := startMoveChild(t)
 	defer func() {
 		cmd.Process.Kill()
 		cmd.Wait()
@@ -172,16 +180,7 @@ func rssAnon(t *testing.T, pid int) int64 {
 // TestMoveMemoryUnputBack: memory that cannot be put back (its image
 // damaged after the drop) is never let run: the tree is killed instead.
 func TestMoveMemoryUnputBack(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (ptrace, /proc/PID/mem)")
-	}
-	dir := t.TempDir()
-	report := filepath.Join(dir, "report")
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), moveChildEnv+"="+report)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	dir, report, cmd := startMoveChild(t)
 	defer cmd.Process.Kill()
 	awaitReport(t, report, -1)
 
@@ -221,16 +220,7 @@ func TestMoveMemoryUnputBack(t *testing.T) {
 // process's memory (an OOM kill, a crash), the kernel kills the process
 // (PTRACE_O_EXITKILL) rather than let it run without its memory.
 func TestMoveMemoryTracerDies(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (ptrace, /proc/PID/mem)")
-	}
-	dir := t.TempDir()
-	report := filepath.Join(dir, "report")
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), moveChildEnv+"="+report)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	_, report, cmd := startMoveChild(t)
 	defer cmd.Process.Kill()
 	awaitReport(t, report, -1)
 	tracer := exec.Command(os.Args[0], "-test.run=^$")
