@@ -1,6 +1,7 @@
 package mem
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -183,6 +184,27 @@ func hasFlag(m *image.Mapping, f string) bool {
 	return false
 }
 
+// anonPart is the size of the parts mapInParts maps a private anonymous
+// mapping in.
+const anonPart = 64 << 20
+
+// mapInParts maps [start, start+length) as the anonymous mapping flags
+// describe, anonPart at a time: the kernel merges the parts into one
+// mapping, as the one call would have made it. The kernel's overcommit
+// heuristic refuses a single private mapping larger than all of its RAM,
+// and a kernel booted with the kmod store's image reserved starts with
+// less RAM than the service had: the image's memory comes back only as
+// the restore reads it.
+func mapInParts(t *inject.Target, start uint64, length uintptr, prot, flags int) error {
+	for done := uintptr(0); done < length; done += anonPart {
+		n := min(length-done, anonPart)
+		if _, err := t.Call(unix.SYS_MMAP, uintptr(start)+done, n, uintptr(prot), uintptr(flags), ^uintptr(0), 0); err != nil {
+			return fmt.Errorf("map part at %#x: %w", uintptr(start)+done, err)
+		}
+	}
+	return nil
+}
+
 // mapOne creates one mapping, writable if its pages are to be filled. An
 // inherited mapping is there already (with its final protection): it is
 // only made writable for its own pages.
@@ -224,6 +246,9 @@ func (r *Restorer) mapOne(t *inject.Target, m *image.Mapping, fds map[*image.Ref
 			flags = flags&^unix.MAP_PRIVATE | mapDroppable
 		}
 		_, err = t.Call(unix.SYS_MMAP, uintptr(m.Start), length, uintptr(prot), uintptr(flags), ^uintptr(0), 0)
+		if errors.Is(err, unix.ENOMEM) && flags&unix.MAP_GROWSDOWN == 0 {
+			err = mapInParts(t, m.Start, length, prot, flags)
+		}
 	case image.MapFile:
 		fd, ok := fds[m.File]
 		if !ok {
