@@ -224,6 +224,19 @@ func ReleaseRanges(f *os.File, ranges [][2]int64) error {
 	if i, err := m.Info(); err == nil {
 		before = i
 	}
+	if err := ReleaseOnly(f, ranges); err != nil {
+		return err
+	}
+	return OnlineRanges(SysMemory, before.Ranges)
+}
+
+// ReleaseOnly is ReleaseRanges without the onlining: for a caller that
+// cannot write sysfs (a sandboxed unit's mount namespace), whose memory a
+// process that can onlines (see OnlineRanges).
+func ReleaseOnly(f *os.File, ranges [][2]int64) error {
+	if !IsKmod(f) {
+		return nil
+	}
 	for _, rg := range ranges {
 		off, n := rg[0], rg[1]
 		r := rawRelease{Offset: uint64(off), Length: uint64(n)}
@@ -234,5 +247,5 @@ func ReleaseRanges(f *os.File, ranges [][2]int64) error {
 			return fmt.Errorf("kmod store: release %s [%d, +%d): %w", f.Name(), off, n, err)
 		}
 	}
-	return OnlineRanges(SysMemory, before.Ranges)
+	return nil
 }

@@ -138,7 +138,9 @@ func (r *Restorer) releaser(name string) func(ranges [][2]int64) error {
 	if err != nil || !kmod.IsKmod(f) {
 		return nil
 	}
-	return func(ranges [][2]int64) error { return kmod.ReleaseRanges(f, ranges) }
+	// Onlining the memory given back is the restore daemon's (a sandboxed
+	// unit's sysfs is read-only).
+	return func(ranges [][2]int64) error { return kmod.ReleaseOnly(f, ranges) }
 }
 
 // pageData maps a pages file of the image read-only.

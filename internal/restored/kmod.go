@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/seamless-linux/seamless/internal/contract"
 	"github.com/seamless-linux/seamless/internal/kernel"
@@ -71,4 +72,46 @@ func releaseKmod(dir string, log io.Writer) {
 		return
 	}
 	fmt.Fprintf(log, "kmod store: the image's memory is back in the system\n")
+}
+
+// onlineEvery is how often onlineGivenBack looks for memory to online.
+const onlineEvery = 50 * time.Millisecond
+
+// onlineGivenBack onlines, until the returned function is called, the
+// memory blocks of the kmod store's pool that the image in dir (if it is
+// one) gives back: the restorer releases the image's memory as it fills
+// the processes (mem.Restorer), and on kernels that leave hot-added memory
+// offline (Debian's 6.1) it would not be usable until onlined, which the
+// restorer cannot do from a unit whose sysfs is read-only.
+func onlineGivenBack(dir string, log io.Writer) func() {
+	m, err := kmod.Open(filepath.Dir(dir))
+	if err != nil {
+		return func() {} // another store
+	}
+	info, err := m.Info()
+	m.Close()
+	if err != nil {
+		return func() {}
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(onlineEvery)
+		defer t.Stop()
+		for {
+			err := kmod.OnlineRanges(kmod.SysMemory, info.Ranges)
+			select {
+			case <-stop:
+				if err != nil {
+					fmt.Fprintf(log, "%v\n", err)
+				}
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() {
+		close(stop)
+		<-done
+	}
 }
