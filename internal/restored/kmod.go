@@ -78,13 +78,15 @@ func releaseKmod(dir string, log io.Writer) {
 const onlineEvery = 50 * time.Millisecond
 
 // onlineGivenBack onlines, until the returned function is called, the
-// memory blocks of the kmod store's pool that the image in dir (if it is
-// one) gives back: the restorer releases the image's memory as it fills
-// the processes (mem.Restorer), and on kernels that leave hot-added memory
-// offline (Debian's 6.1) it would not be usable until onlined, which the
-// restorer cannot do from a unit whose sysfs is read-only.
-func onlineGivenBack(dir string, log io.Writer) func() {
-	m, err := kmod.Open(filepath.Dir(dir))
+// memory blocks that the kmod store's image (if this boot has one) gives
+// back: the restorer releases the image's memory as it fills the processes
+// (mem.Restorer), and on kernels that leave hot-added memory offline
+// (Debian's 6.1) it would not be usable until onlined, which the restorer
+// cannot do from a unit whose sysfs is read-only.
+func onlineGivenBack(log io.Writer) func() {
+	// The mount itself: the trees' directories the restorer is given may
+	// be links elsewhere.
+	m, err := kmod.Open(kmodMount())
 	if err != nil {
 		return func() {} // another store
 	}

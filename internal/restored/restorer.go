@@ -74,7 +74,7 @@ func (d *daemon) runRestorer(t contract.TreeState, anchor int, cg string, fds []
 	// The restorer gives the kmod store's memory back as it fills the
 	// tree, but in a sandboxed unit's mount namespace sysfs is read-only:
 	// the daemon onlines what it gives back.
-	defer onlineGivenBack(t.Dir, d.opts.Log)()
+	defer onlineGivenBack(d.opts.Log)()
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, name)
 	cmd.Args, cmd.Env, cmd.Dir = argv, []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, "/"
