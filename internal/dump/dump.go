@@ -56,6 +56,10 @@ type Options struct {
 	// write of another image file, with its size, for the store to make
 	// room.
 	Reserve func(n int64) error
+	// Release, if set with MoveMemory, is called once a moved part is
+	// back in the tree (a tree let go), with the image file and the range
+	// of it that part was, for the store to give that memory back.
+	Release func(path string, off, n int64) error
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 }
@@ -144,7 +148,7 @@ func Checkpoint(opts Options) (res *Result, err error) {
 	var fd *files.Dumper
 	var mv *mem.Mover
 	if opts.MoveMemory {
-		mv = &mem.Mover{Reserve: opts.Reserve}
+		mv = &mem.Mover{Reserve: opts.Reserve, Release: opts.Release}
 	}
 	err = crash.Call(func() error {
 		var err error

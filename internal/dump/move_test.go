@@ -120,7 +120,8 @@ func awaitReport(t *testing.T, path string, n int) (string, int) {
 // process's memory as it writes it (what lets the kmod store carry a
 // service using most of the machine), asks the store for room part by
 // part, and, when the process is let go instead of killed, puts every
-// byte back: the process goes on checking its memory and finds it intact.
+// byte back, giving the store each part back once it is: the process
+// goes on checking its memory and finds it intact.
 func TestMoveMemory(t *testing.T) {
 	dir, report, cmd := startMoveChild(t)
 	defer func() {
@@ -135,9 +136,10 @@ func TestMoveMemory(t *testing.T) {
 
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	var reserved int64
+	var reserved, released int64
 	res, err := Checkpoint(Options{PID: cmd.Process.Pid, Dir: filepath.Join(dir, "image"), KillLater: true, MoveMemory: true,
-		Reserve: func(n int64) error { reserved += n; return nil }})
+		Reserve: func(n int64) error { reserved += n; return nil },
+		Release: func(path string, off, n int64) error { released += n; return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,6 +150,9 @@ func TestMoveMemory(t *testing.T) {
 	}
 	if reserved < res.Moved {
 		t.Errorf("the store was asked for %d bytes, less than the %d moved", reserved, res.Moved)
+	}
+	if released != res.Moved {
+		t.Errorf("the store was given back %d bytes as the memory was put back, want the %d moved", released, res.Moved)
 	}
 	if during > before-moveChildMiB<<20*9/10 {
 		t.Errorf("RssAnon %d KiB before the checkpoint, %d KiB while stopped: the memory was not freed", before>>10, during>>10)

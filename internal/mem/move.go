@@ -37,6 +37,12 @@ type Mover struct {
 	// Drop frees the spans ([start, end)) of process pid's memory; the dump
 	// package runs madvise in the process, which is stopped.
 	Drop func(pid int, spans [][2]uint64) error
+	// Release, if set, is called by PutBack once a part is back in its
+	// process, with the image file and the range of it that part was: the
+	// store gives that memory back (the kmod store's pool shrinks as the
+	// services grow back, so that the two never hold the memory twice on
+	// the way back either).
+	Release func(path string, off, n int64) error
 	// Moved counts the bytes dropped.
 	Moved int64
 	parts []movedPart
@@ -128,8 +134,9 @@ func clip(runs []image.Run, lo, hi uint64) []image.Run {
 }
 
 // PutBack writes every dropped part back into its process from the image,
-// each block checked against its checksum first. It returns the PIDs whose
-// memory it could not put back completely: those must not run again.
+// each block checked against its checksum first, and releases each part
+// of the image once it is back (Release). It returns the PIDs whose memory
+// it could not put back completely: those must not run again.
 func (mv *Mover) PutBack() ([]int, error) {
 	buf := make([]byte, image.BlockSize)
 	files := map[string]*os.File{}
@@ -147,6 +154,18 @@ func (mv *Mover) PutBack() ([]int, error) {
 		if err := mv.putBack(part, files, buf); err != nil {
 			failed = append(failed, part.pid)
 			errs = append(errs, fmt.Errorf("put back memory of process %d: %w", part.pid, err))
+			continue
+		}
+		if mv.Release == nil {
+			continue
+		}
+		for _, s := range part.spans {
+			// Not the process's loss: its memory is back; the store's
+			// memory is freed when the image goes, at the latest.
+			if err := mv.Release(part.path, int64(s.Off), int64(s.Pages*PageSize)); err != nil {
+				errs = append(errs, err)
+				break
+			}
 		}
 	}
 	mv.parts, mv.Moved = nil, 0

@@ -107,8 +107,9 @@ func handOver(in *contract.Intent, st *contract.Status, log io.Writer) error {
 	// from it.
 	defer h.undo()
 	var reserve func(int64) error
+	var giveBack func(string, int64, int64) error
 	if sg.store == "kmod" {
-		reserve = sg.reserve
+		reserve, giveBack = sg.reserve, sg.giveBack
 	}
 	// An image on disk is named on the command line before it exists: the
 	// kernel is loaded while the units still run, and the pause holds no
@@ -160,7 +161,7 @@ func handOver(in *contract.Intent, st *contract.Status, log io.Writer) error {
 		out := contract.UnitOutcome{Unit: u, Outcome: contract.Carried}
 		start := time.Now()
 		unitDir := contract.UnitDir(sg.dir, u)
-		res, err := dumpUnit(in.Cgroups[u], dirs[u], unitDir, reserve, &out)
+		res, err := dumpUnit(in.Cgroups[u], dirs[u], unitDir, reserve, giveBack, &out)
 		if err == nil {
 			err = contract.WriteStart(unitDir, in.Start[u])
 		}
@@ -314,10 +315,11 @@ func (h *handover) undo() {
 
 // dumpUnit checkpoints every process tree of a unit's cgroup into dir, one
 // image per tree root; with reserve, it moves their memory into the image
-// (dump.Options.MoveMemory), reserve making room before each part. It
+// (dump.Options.MoveMemory), reserve making room before each part and
+// giveBack giving it back as a tree let go takes its memory back. It
 // returns the trees dumped, even on failure: the caller aborts or commits
 // each.
-func dumpUnit(cg, cgdir, dir string, reserve func(int64) error, out *contract.UnitOutcome) ([]*dump.Result, error) {
+func dumpUnit(cg, cgdir, dir string, reserve func(int64) error, giveBack func(string, int64, int64) error, out *contract.UnitOutcome) ([]*dump.Result, error) {
 	pids, err := units.CgroupPIDs(cg)
 	if err != nil {
 		return nil, err
@@ -350,7 +352,7 @@ func dumpUnit(cg, cgdir, dir string, reserve func(int64) error, out *contract.Un
 		// freeze), each failed attempt letting it go on, thawed, its
 		// memory put back.
 		res, err := dump.CheckpointRetrying(dump.Options{PID: r, Dir: contract.TreeDir(dir, r), KillLater: true, Cgroup: cgdir,
-			MoveMemory: reserve != nil, Reserve: reserve})
+			MoveMemory: reserve != nil, Reserve: reserve, Release: giveBack})
 		if err != nil {
 			return all, fmt.Errorf("checkpoint of pid %d: %w", r, err)
 		}

@@ -46,6 +46,34 @@ func kmodOnTop(blockSize uint64) int64 {
 	return int64(blockSize) + mem.MovePart + kmodSlack + ramMargin
 }
 
+// giveBack gives the pool's memory behind [off, off+n) of the image file at
+// path back to the system: on an abandoned update the services' moved
+// memory is written back into them from the image (mem.Mover.PutBack), and
+// the pool shrinks as they grow back. Only an image not handed over:
+// unsealed first (a sealed pool's memory is the next kernel's).
+func (sg *staging) giveBack(path string, off, n int64) error {
+	sg.mu.Lock()
+	defer sg.mu.Unlock()
+	if sg.kept {
+		return errors.New("kmod store: the image was handed over to the next kernel")
+	}
+	info, err := sg.pool.Info()
+	if err != nil {
+		return err
+	}
+	if info.Sealed {
+		if err := sg.pool.Unseal(); err != nil {
+			return err
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("kmod store: %w", err)
+	}
+	defer f.Close()
+	return kmod.Release(f, off, n)
+}
+
 // reserve makes room in the pool for n more bytes of image (and
 // kmodSlack), taking memory blocks: the checkpoint calls it before each
 // part of a service's memory it writes, once the parts before have been
