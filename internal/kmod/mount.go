@@ -227,7 +227,37 @@ func ReleaseRanges(f *os.File, ranges [][2]int64) error {
 	if err := ReleaseOnly(f, ranges); err != nil {
 		return err
 	}
-	return OnlineRanges(SysMemory, before.Ranges)
+	after, err := m.Info()
+	if err != nil {
+		return OnlineRanges(SysMemory, before.Ranges)
+	}
+	// Only the blocks the pool let go: the module refuses (and logs) every
+	// attempt to online one it still holds.
+	return OnlineRanges(SysMemory, leftBehind(before.Ranges, after.Ranges, before.BlockSize))
+}
+
+// leftBehind are the blocks of size bs in ranges before that no range of
+// after holds any more.
+func leftBehind(before, after []Range, bs uint64) []Range {
+	if bs == 0 {
+		return before
+	}
+	var out []Range
+	for _, r := range before {
+		for p := r.Phys; p < r.End(); p += bs {
+			held := false
+			for _, a := range after {
+				if p >= a.Phys && p < a.End() {
+					held = true
+					break
+				}
+			}
+			if !held {
+				out = append(out, Range{Phys: p, Size: bs})
+			}
+		}
+	}
+	return out
 }
 
 // ReleaseOnly is ReleaseRanges without the onlining: for a caller that
