@@ -87,6 +87,13 @@ func fill(t *inject.Target, p *image.Process, data []byte, release func([][2]int
 	var mu sync.Mutex
 	var rest []piece // what UFFDIO_COPY left, written once unregistered
 	var kept []piece // pieces of which rest still needs the data
+	fileRanges := func(pcs []piece) [][2]int64 {
+		out := make([][2]int64, len(pcs))
+		for i, pc := range pcs {
+			out[i] = [2]int64{int64(pc.off), int64(pc.n)}
+		}
+		return out
+	}
 	do := func(pc piece) error {
 		if !pc.copied {
 			return write(pc)
@@ -117,13 +124,8 @@ func fill(t *inject.Target, p *image.Process, data []byte, release func([][2]int
 		if release == nil {
 			continue
 		}
-		var done [][2]int64
-		for _, pc := range win {
-			if !slices.Contains(kept, pc) {
-				done = append(done, [2]int64{int64(pc.off), int64(pc.n)})
-			}
-		}
-		if err := release(done); err != nil {
+		done := slices.DeleteFunc(slices.Clone(win), func(pc piece) bool { return slices.Contains(kept, pc) })
+		if err := release(fileRanges(done)); err != nil {
 			return st, fmt.Errorf("process %d: %w", t.PID, err)
 		}
 	}
@@ -144,11 +146,7 @@ func fill(t *inject.Target, p *image.Process, data []byte, release func([][2]int
 		return st, err
 	}
 	if release != nil && len(kept) > 0 {
-		var done [][2]int64
-		for _, pc := range kept {
-			done = append(done, [2]int64{int64(pc.off), int64(pc.n)})
-		}
-		if err := release(done); err != nil {
+		if err := release(fileRanges(kept)); err != nil {
 			return st, fmt.Errorf("process %d: %w", t.PID, err)
 		}
 	}
@@ -156,8 +154,8 @@ func fill(t *inject.Target, p *image.Process, data []byte, release func([][2]int
 }
 
 // releaseWindow is how many pieces of at most 4 MiB are written before
-// they are released (64 MiB): each release costs a look at the memory
-// blocks' states.
+// they are released (64 MiB, half a memory block): blocks come back as the
+// process grows, for an ioctl per piece.
 const releaseWindow = 16
 
 // FillStats counts the bytes of private memory a restore filled: Copied
