@@ -57,9 +57,10 @@ type Options struct {
 	// room.
 	Reserve func(n int64) error
 	// Release, if set with MoveMemory, is called once a moved part is
-	// back in the tree (a tree let go), with the image file and the range
-	// of it that part was, for the store to give that memory back.
-	Release func(path string, off, n int64) error
+	// back in the tree (a tree let go), with the image file and the ranges
+	// ({offset, length}) of it that part was, for the store to give that
+	// memory back.
+	Release func(path string, ranges [][2]int64) error
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 }

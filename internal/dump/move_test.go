@@ -139,7 +139,12 @@ func TestMoveMemory(t *testing.T) {
 	var reserved, released int64
 	res, err := Checkpoint(Options{PID: cmd.Process.Pid, Dir: filepath.Join(dir, "image"), KillLater: true, MoveMemory: true,
 		Reserve: func(n int64) error { reserved += n; return nil },
-		Release: func(path string, off, n int64) error { released += n; return nil }})
+		Release: func(path string, ranges [][2]int64) error {
+			for _, r := range ranges {
+				released += r[1]
+			}
+			return nil
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}

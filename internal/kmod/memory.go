@@ -213,18 +213,10 @@ func Candidates(bs uint64, blocks []Block, ram, held, avoid []Range, failed map[
 		}
 		return false
 	}
-	held1 := func(p uint64) bool {
-		for _, h := range held {
-			if p >= h.Phys && p < h.End() {
-				return true
-			}
-		}
-		return false
-	}
 	var ext, other []uint64
 	for _, b := range blocks {
 		switch {
-		case !b.Online, b.Zones == "none", failed[b.Phys], !inRAM(b.Phys), b.Phys+bs >= top, held1(b.Phys), avoided(b.Phys):
+		case !b.Online, b.Zones == "none", failed[b.Phys], !inRAM(b.Phys), b.Phys+bs >= top, holds(held, b.Phys), avoided(b.Phys):
 			continue
 		case adjacent(b.Phys):
 			ext = append(ext, b.Phys)
@@ -235,6 +227,16 @@ func Candidates(bs uint64, blocks []Block, ram, held, avoid []Range, failed map[
 	sort.Slice(ext, func(i, j int) bool { return ext[i] > ext[j] })
 	sort.Slice(other, func(i, j int) bool { return other[i] > other[j] })
 	return append(ext, other...)
+}
+
+// holds says whether one of ranges holds the address p.
+func holds(ranges []Range, p uint64) bool {
+	for _, r := range ranges {
+		if p >= r.Phys && p < r.End() {
+			return true
+		}
+	}
+	return false
 }
 
 // MovableBytes is how much memory the pool can count on taking: the

@@ -224,7 +224,7 @@ func ReleaseRanges(f *os.File, ranges [][2]int64) error {
 	if i, err := m.Info(); err == nil {
 		before = i
 	}
-	if err := ReleaseOnly(f, ranges); err != nil {
+	if err := release(f, ranges); err != nil {
 		return err
 	}
 	after, err := m.Info()
@@ -245,14 +245,7 @@ func leftBehind(before, after []Range, bs uint64) []Range {
 	var out []Range
 	for _, r := range before {
 		for p := r.Phys; p < r.End(); p += bs {
-			held := false
-			for _, a := range after {
-				if p >= a.Phys && p < a.End() {
-					held = true
-					break
-				}
-			}
-			if !held {
+			if !holds(after, p) {
 				out = append(out, Range{Phys: p, Size: bs})
 			}
 		}
@@ -267,6 +260,11 @@ func ReleaseOnly(f *os.File, ranges [][2]int64) error {
 	if !IsKmod(f) {
 		return nil
 	}
+	return release(f, ranges)
+}
+
+// release asks the module to release ranges of f, a seamlessmem file.
+func release(f *os.File, ranges [][2]int64) error {
 	for _, rg := range ranges {
 		off, n := rg[0], rg[1]
 		r := rawRelease{Offset: uint64(off), Length: uint64(n)}

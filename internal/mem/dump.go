@@ -275,9 +275,14 @@ func choosePages(pm *os.File, m *proc.Mapping, im *image.Mapping, off uint64, sk
 // it reads (the process would take private copies of them, and a forked
 // server hold twice its memory, while running on or until it is killed).
 func copyPages(pid int, runs []image.Run, out *image.BlockFile, cow bool) error {
-	return parallel.Each(out.Blocks(), func(i int) error {
-		return out.Fill(i, func(b []byte) error {
-			return readBlock(pid, runs, uint64(i)*image.BlockSize, b, cow)
+	return copyBlocks(pid, runs, out, cow, 0, out.Blocks())
+}
+
+// copyBlocks is copyPages of the n blocks of out from block first on.
+func copyBlocks(pid int, runs []image.Run, out *image.BlockFile, cow bool, first, n int) error {
+	return parallel.Each(n, func(i int) error {
+		return out.Fill(first+i, func(b []byte) error {
+			return readBlock(pid, runs, uint64(first+i)*image.BlockSize, b, cow)
 		})
 	})
 }

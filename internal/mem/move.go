@@ -8,7 +8,6 @@ import (
 
 	"github.com/seamless-linux/seamless/internal/image"
 	"github.com/seamless-linux/seamless/internal/inject"
-	"github.com/seamless-linux/seamless/internal/parallel"
 	"github.com/seamless-linux/seamless/internal/proc"
 )
 
@@ -38,22 +37,23 @@ type Mover struct {
 	// package runs madvise in the process, which is stopped.
 	Drop func(pid int, spans [][2]uint64) error
 	// Release, if set, is called by PutBack once a part is back in its
-	// process, with the image file and the range of it that part was: the
+	// process, with the image file and the ranges ({offset, length}) of it
+	// that part was: the
 	// store gives that memory back (the kmod store's pool shrinks as the
 	// services grow back, so that the two never hold the memory twice on
 	// the way back either).
-	Release func(path string, off, n int64) error
+	Release func(path string, ranges [][2]int64) error
 	// Moved counts the bytes dropped.
 	Moved int64
 	parts []movedPart
 }
 
 // movedPart is a part of a process's memory that was dropped, and where its
-// contents are in the image.
+// contents are in the image: the pages file, whose blocks' lengths and
+// checksums it keeps once closed (its blocks are written once).
 type movedPart struct {
 	pid   int
-	path  string   // the pages file
-	sums  []uint64 // its block checksums when the part was dropped
+	file  *image.BlockFile
 	spans []image.Run
 }
 
@@ -91,12 +91,7 @@ func (mv *Mover) copy(pid int, runs, drop []image.Run, out *image.BlockFile, cow
 				return err
 			}
 		}
-		err := parallel.Each(n, func(i int) error {
-			return out.Fill(g+i, func(b []byte) error {
-				return readBlock(pid, runs, uint64(g+i)*image.BlockSize, b, cow)
-			})
-		})
-		if err != nil {
+		if err := copyBlocks(pid, runs, out, cow, g, n); err != nil {
 			return err
 		}
 		lo := uint64(g) * image.BlockSize
@@ -106,7 +101,7 @@ func (mv *Mover) copy(pid int, runs, drop []image.Run, out *image.BlockFile, cow
 		}
 		// Recorded before the drop: a drop that fails half-way has
 		// dropped some of them, and PutBack must cover those.
-		mv.parts = append(mv.parts, movedPart{pid: pid, path: out.Path(), sums: out.BlockSums(), spans: spans})
+		mv.parts = append(mv.parts, movedPart{pid: pid, file: out, spans: spans})
 		addrs := make([][2]uint64, len(spans))
 		for i, s := range spans {
 			addrs[i] = [2]uint64{s.Addr, s.Addr + s.Pages*PageSize}
@@ -159,13 +154,14 @@ func (mv *Mover) PutBack() ([]int, error) {
 		if mv.Release == nil {
 			continue
 		}
-		for _, s := range part.spans {
-			// Not the process's loss: its memory is back; the store's
-			// memory is freed when the image goes, at the latest.
-			if err := mv.Release(part.path, int64(s.Off), int64(s.Pages*PageSize)); err != nil {
-				errs = append(errs, err)
-				break
-			}
+		ranges := make([][2]int64, len(part.spans))
+		for i, s := range part.spans {
+			ranges[i] = [2]int64{int64(s.Off), int64(s.Pages * PageSize)}
+		}
+		// Not the process's loss: its memory is back; the store's memory
+		// is freed when the image goes, at the latest.
+		if err := mv.Release(part.file.Path(), ranges); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	mv.parts, mv.Moved = nil, 0
@@ -173,32 +169,26 @@ func (mv *Mover) PutBack() ([]int, error) {
 }
 
 func (mv *Mover) putBack(part movedPart, files map[string]*os.File, buf []byte) error {
-	f := files[part.path]
+	path := part.file.Path()
+	f := files[path]
 	if f == nil {
 		var err error
-		if f, err = os.Open(part.path); err != nil {
+		if f, err = os.Open(path); err != nil {
 			return err
 		}
-		files[part.path] = f
+		files[path] = f
 	}
+	sums := part.file.BlockSums()
 	block := -1
 	for _, s := range part.spans {
 		for done := uint64(0); done < s.Pages*PageSize; {
 			off := s.Off + done
 			i := int(off / image.BlockSize)
 			if i != block {
-				if i >= len(part.sums) {
-					return fmt.Errorf("%s has no block %d", part.path, i)
+				if i >= part.file.Blocks() {
+					return fmt.Errorf("%s has no block %d", path, i)
 				}
-				st, err := f.Stat()
-				if err != nil {
-					return err
-				}
-				n := min(int64(image.BlockSize), st.Size()-int64(i)*image.BlockSize)
-				if n <= 0 {
-					return fmt.Errorf("%s has no block %d", part.path, i)
-				}
-				if err := image.ReadBlock(f, i, buf[:n], part.sums[i]); err != nil {
+				if err := image.ReadBlock(f, i, buf[:part.file.BlockLen(i)], sums[i]); err != nil {
 					return err
 				}
 				block = i

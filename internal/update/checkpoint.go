@@ -107,7 +107,7 @@ func handOver(in *contract.Intent, st *contract.Status, log io.Writer) error {
 	// from it.
 	defer h.undo()
 	var reserve func(int64) error
-	var giveBack func(string, int64, int64) error
+	var giveBack func(string, [][2]int64) error
 	if sg.store == "kmod" {
 		reserve, giveBack = sg.reserve, sg.giveBack
 	}
@@ -319,7 +319,7 @@ func (h *handover) undo() {
 // giveBack giving it back as a tree let go takes its memory back. It
 // returns the trees dumped, even on failure: the caller aborts or commits
 // each.
-func dumpUnit(cg, cgdir, dir string, reserve func(int64) error, giveBack func(string, int64, int64) error, out *contract.UnitOutcome) ([]*dump.Result, error) {
+func dumpUnit(cg, cgdir, dir string, reserve func(int64) error, giveBack func(string, [][2]int64) error, out *contract.UnitOutcome) ([]*dump.Result, error) {
 	pids, err := units.CgroupPIDs(cg)
 	if err != nil {
 		return nil, err

@@ -46,12 +46,12 @@ func kmodOnTop(blockSize uint64) int64 {
 	return int64(blockSize) + mem.MovePart + kmodSlack + ramMargin
 }
 
-// giveBack gives the pool's memory behind [off, off+n) of the image file at
-// path back to the system: on an abandoned update the services' moved
+// giveBack gives the pool's memory behind ranges ({offset, length}) of the
+// image file at path back to the system: on an abandoned update the services' moved
 // memory is written back into them from the image (mem.Mover.PutBack), and
 // the pool shrinks as they grow back. Only an image not handed over:
 // unsealed first (a sealed pool's memory is the next kernel's).
-func (sg *staging) giveBack(path string, off, n int64) error {
+func (sg *staging) giveBack(path string, ranges [][2]int64) error {
 	sg.mu.Lock()
 	defer sg.mu.Unlock()
 	if sg.kept {
@@ -71,7 +71,7 @@ func (sg *staging) giveBack(path string, off, n int64) error {
 		return fmt.Errorf("kmod store: %w", err)
 	}
 	defer f.Close()
-	return kmod.Release(f, off, n)
+	return kmod.ReleaseRanges(f, ranges)
 }
 
 // reserve makes room in the pool for n more bytes of image (and
