@@ -98,4 +98,12 @@ static inline void smem_vma_flags(struct vm_area_struct *vma, unsigned long set,
 #endif
 }
 
+/* alloc_contig_range()'s third argument: a migrate type until 6.15, flags
+ * since. */
+#ifdef SMEM_HAVE_ACR_FLAGS
+#define SMEM_CONTIG_MOVABLE ACR_FLAGS_NONE
+#else
+#define SMEM_CONTIG_MOVABLE MIGRATE_MOVABLE
+#endif
+
 #endif

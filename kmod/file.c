@@ -572,12 +572,12 @@ long smem_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		kfree(info);
 		return ret;
 	}
-	case SMEM_IOC_GROW: {
-		u64 phys;
+	case SMEM_IOC_TAKE: {
+		struct smem_range r;
 
-		if (copy_from_user(&phys, uarg, sizeof(phys)))
+		if (copy_from_user(&r, uarg, sizeof(r)))
 			return -EFAULT;
-		return smem_pool_grow(ss->pool, phys);
+		return smem_pool_take(ss->pool, r.phys, r.size);
 	}
 	case SMEM_IOC_SEAL:
 		return smem_seal(sb);

@@ -187,6 +187,12 @@ int smem_seal(struct super_block *sb)
 	ret = -ENOSPC;
 	if (!info->nr_ranges)
 		goto out;
+	/* The next kernel reserves whole memory blocks, the unit it can give
+	 * back (add_memory()): the pool's pieces rounded out to them. */
+	ret = -E2BIG;
+	info->nr_ranges = smem_pool_next_ranges(p, info->ranges, SMEM_MAX_RANGES);
+	if (info->nr_ranges > SMEM_MAX_RANGES)
+		goto out;
 	len = index_size(ss, info->nr_ranges, &nr_nodes);
 	ret = len;
 	if (len < 0)
@@ -204,7 +210,7 @@ int smem_seal(struct super_block *sb)
 	hdr->version = cpu_to_le32(SMEM_INDEX_VERSION);
 	hdr->index_phys = cpu_to_le64(phys);
 	hdr->index_len = cpu_to_le64(len);
-	hdr->block_size = cpu_to_le64(p->bs);
+	hdr->block_size = cpu_to_le64(info->block_size);
 	hdr->nr_ranges = cpu_to_le32(info->nr_ranges);
 	hdr->nr_nodes = cpu_to_le32(nr_nodes);
 	for (i = 0; i < info->nr_ranges; i++) {

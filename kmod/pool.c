@@ -1,16 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The pool: memory blocks seamless took offline (old kernel: they stay
- * "System RAM" with their direct mapping, and a memory notifier keeps them
- * from being onlined while the pool holds them) or left reserved by
- * memmap= (new kernel, given back with add_memory()).
+ * The pool: memory taken out of the page allocator in pieces with
+ * alloc_contig_range() (old kernel: still "System RAM", direct-mapped,
+ * allocated to the module), or left reserved by memmap= (new kernel, given
+ * back with add_memory() in whole memory blocks).
  *
- * Blocks live in a fixed array that is only appended to, so that a block's
+ * Entries live in a fixed array that is only appended to, so that an entry's
  * address and mapping can be looked up without a lock; the page bitmaps and
  * counters change under the pool's mutex. Lock order: a file's semaphore,
  * then the pool's mutex.
  */
 #include <linux/bitmap.h>
+#include <linux/gfp.h>
 #include <linux/io.h>
 #include <linux/ioport.h>
 #include <linux/memory.h>
@@ -21,10 +22,6 @@
 #include <linux/sort.h>
 
 #include "seamlessmem.h"
-
-/* Every pool of this kernel, for the memory notifier. */
-static LIST_HEAD(smem_pools);
-static DEFINE_MUTEX(smem_pools_lock);
 
 struct smem_pool *smem_pool_new(void)
 {
@@ -38,11 +35,8 @@ struct smem_pool *smem_pool_new(void)
 		return NULL;
 	}
 	mutex_init(&p->lock);
-	p->bs = memory_block_size_bytes();
-	p->ret_bs = p->bs;
-	mutex_lock(&smem_pools_lock);
-	list_add(&p->node, &smem_pools);
-	mutex_unlock(&smem_pools_lock);
+	p->ret_bs = memory_block_size_bytes();
+	p->bs = min_t(u64, SMEM_PIECE_SIZE, p->ret_bs);
 	return p;
 }
 
@@ -51,7 +45,7 @@ static unsigned long block_pages(struct smem_pool *p)
 	return p->bs >> PAGE_SHIFT;
 }
 
-/* The block holding phys, or NULL. Lock-free: entries below nr never change
+/* The entry holding phys, or NULL. Lock-free: entries below nr never change
  * address or mapping while their pages are in use. */
 static struct smem_block *find_block(struct smem_pool *p, phys_addr_t phys)
 {
@@ -60,7 +54,7 @@ static struct smem_block *find_block(struct smem_pool *p, phys_addr_t phys)
 	for (i = 0; i < nr; i++) {
 		struct smem_block *b = &p->blocks[i];
 
-		/* A block given back may be taken again: a later entry. */
+		/* An entry given back may be taken again: a later entry. */
 		if (!b->gone && phys >= b->phys && phys - b->phys < p->bs)
 			return b;
 	}
@@ -87,73 +81,6 @@ static int count_ram(struct resource *res, void *arg)
 	if (res->flags & IORESOURCE_SYSRAM_DRIVER_MANAGED)
 		w->driver_managed = true;
 	return 0;
-}
-
-/* Whether a live block taken offline overlaps [start, end). Lock-free, as
- * find_block: the notifier runs under the hotplug lock, and the pool's own
- * paths take that lock (add_memory) while they hold p->lock. */
-static bool holds_offlined(struct smem_pool *p, phys_addr_t start, phys_addr_t end)
-{
-	unsigned int i, nr = smp_load_acquire(&p->nr);
-
-	for (i = 0; i < nr; i++) {
-		struct smem_block *b = &p->blocks[i];
-
-		if (b->offlined && !READ_ONCE(b->gone) && b->phys < end && start < b->phys + p->bs)
-			return true;
-	}
-	return false;
-}
-
-/* Refuses to online memory that a pool holds offline: its pages are the
- * image's, written through the direct mapping, and onlining would hand
- * them to the page allocator. */
-static int smem_memory_event(struct notifier_block *nb, unsigned long action, void *data)
-{
-	struct memory_notify *arg = data;
-	phys_addr_t start = PFN_PHYS(arg->start_pfn);
-	phys_addr_t end = start + PFN_PHYS(arg->nr_pages);
-	struct smem_pool *p;
-	int ret = NOTIFY_OK;
-
-	if (action != MEM_GOING_ONLINE)
-		return NOTIFY_OK;
-	mutex_lock(&smem_pools_lock);
-	list_for_each_entry(p, &smem_pools, node) {
-		if (holds_offlined(p, start, end)) {
-			pr_warn(SMEM_NAME ": %#llx-%#llx holds a seamless image: not onlined\n",
-				(u64)start, (u64)end - 1);
-			ret = notifier_from_errno(-EBUSY);
-			break;
-		}
-	}
-	mutex_unlock(&smem_pools_lock);
-	return ret;
-}
-
-static struct notifier_block smem_memory_nb = {
-	.notifier_call = smem_memory_event,
-};
-
-int smem_pool_notifier_register(void)
-{
-	return register_memory_notifier(&smem_memory_nb);
-}
-
-void smem_pool_notifier_unregister(void)
-{
-	unregister_memory_notifier(&smem_memory_nb);
-}
-
-/* Whether every section of [phys, phys+len) is offline. */
-static bool all_offline(phys_addr_t phys, u64 len)
-{
-	unsigned long pfn;
-
-	for (pfn = PHYS_PFN(phys); pfn < PHYS_PFN(phys + len); pfn += PAGES_PER_SECTION)
-		if (pfn_to_online_page(pfn))
-			return false;
-	return true;
 }
 
 /* Whether [phys, phys+len) is all plain System RAM (not memory a driver
@@ -183,10 +110,11 @@ static int cmp_phys(const void *a, const void *b)
 	return x->phys < y->phys ? -1 : x->phys > y->phys;
 }
 
-/* The blocks held (and extra, if not -1), merged into ranges: returns how
- * many there are (UINT_MAX if memory ran out), storing at most max. */
-static unsigned int merged_ranges(struct smem_pool *p, phys_addr_t extra,
-				  struct smem_range *out, unsigned int max)
+/* The entries held (and [extra, extra+extra_len) if extra_len), each
+ * rounded out to unit, merged into ranges: returns how many there are
+ * (UINT_MAX if memory ran out), storing at most max. */
+static unsigned int merged_ranges(struct smem_pool *p, phys_addr_t extra, u64 extra_len,
+				  u64 unit, struct smem_range *out, unsigned int max)
 {
 	struct smem_range *all;
 	phys_addr_t start = 0, end = 0;
@@ -198,12 +126,18 @@ static unsigned int merged_ranges(struct smem_pool *p, phys_addr_t extra,
 	for (i = 0; i < p->nr; i++)
 		if (!p->blocks[i].gone)
 			all[n++] = (struct smem_range){ p->blocks[i].phys, p->bs };
-	if (extra != (phys_addr_t)-1)
-		all[n++] = (struct smem_range){ extra, p->bs };
+	if (extra_len)
+		all[n++] = (struct smem_range){ extra, extra_len };
+	for (i = 0; i < n; i++) {
+		phys_addr_t s = round_down(all[i].phys, unit);
+
+		all[i].size = round_up(all[i].phys + all[i].size, unit) - s;
+		all[i].phys = s;
+	}
 	sort(all, n, sizeof(*all), cmp_phys, NULL);
 	for (i = 0; i < n; i++) {
-		if (m && all[i].phys == end) {
-			end += all[i].size;
+		if (m && all[i].phys <= end) {
+			end = max_t(phys_addr_t, end, all[i].phys + all[i].size);
 			if (out && m <= max)
 				out[m - 1].size = end - start;
 			continue;
@@ -232,28 +166,32 @@ static void add_back(phys_addr_t phys, u64 len, unsigned long unit)
 	}
 }
 
-/* Unmaps and unclaims a block that holds nothing any more. A block taken
- * offline may be onlined from then on (by seamless, through sysfs). */
+/* Unmaps and unclaims an entry that holds nothing any more. Its memory is
+ * not given back here (see give_back_around). */
 static void retire(struct smem_pool *p, struct smem_block *b)
 {
-	memunmap(b->va);
-	b->va = NULL;
 	if (b->claimed) {
+		memunmap(b->va);
 		release_mem_region(b->phys, p->bs);
 		b->claimed = false;
 	}
+	b->va = NULL;
 	WRITE_ONCE(b->gone, true);
 }
 
-int smem_pool_grow(struct smem_pool *p, u64 phys)
+int smem_pool_take(struct smem_pool *p, u64 phys, u64 len)
 {
-	struct smem_block *b;
-	unsigned long *map;
-	void *va;
+	u64 mbs = memory_block_size_bytes();
+	unsigned long n, i, **maps;
 	int ret;
 
-	if (!IS_ALIGNED(phys, p->bs))
+	if (!len || !IS_ALIGNED(phys, p->bs) || !IS_ALIGNED(len, p->bs) || phys + len < phys ||
+	    round_down(phys, mbs) != round_down(phys + len - 1, mbs))
 		return -EINVAL;
+	n = len / p->bs;
+	maps = kcalloc(n, sizeof(*maps), GFP_KERNEL);
+	if (!maps)
+		return -ENOMEM;
 	mutex_lock(&p->lock);
 	ret = -EPERM;
 	if (p->handover)
@@ -262,44 +200,45 @@ int smem_pool_grow(struct smem_pool *p, u64 phys)
 	if (p->sealed)
 		goto out;
 	ret = -ENOSPC;
-	if (p->nr >= SMEM_MAX_BLOCKS)
+	if (p->nr + n > SMEM_MAX_BLOCKS)
 		goto out;
 	ret = -EEXIST;
-	if (find_block(p, phys))
-		goto out;
+	for (i = 0; i < n; i++)
+		if (find_block(p, phys + i * p->bs))
+			goto out;
+	/* The next kernel reserves the memory blocks around the pieces. */
 	ret = -E2BIG;
-	if (merged_ranges(p, phys, NULL, 0) > SMEM_MAX_RANGES)
+	if (merged_ranges(p, phys, len, mbs, NULL, 0) > SMEM_MAX_RANGES)
 		goto out;
-	ret = check_ram(phys, p->bs);
+	ret = check_ram(round_down(phys, mbs), mbs);
 	if (ret)
 		goto out;
-	/* User space took the block offline (sysfs): its pages are out of
-	 * the allocator but still "System RAM", direct-mapped. Not removed:
-	 * hot-removing boot memory oopsed Debian's 6.1 (docs/kmod.md). */
-	ret = -EBUSY;
-	if (!all_offline(phys, p->bs))
-		goto out;
 	ret = -ENOMEM;
-	map = bitmap_zalloc(block_pages(p), GFP_KERNEL);
-	if (!map)
-		goto out;
-	va = memremap(phys, p->bs, MEMREMAP_WB);
-	if (!va) {
-		bitmap_free(map);
-		goto out;
+	for (i = 0; i < n; i++) {
+		maps[i] = bitmap_zalloc(block_pages(p), GFP_KERNEL);
+		if (!maps[i])
+			goto out;
 	}
-	b = &p->blocks[p->nr];
-	*b = (struct smem_block){ .phys = phys, .va = va, .map = map, .offlined = true };
-	smp_store_release(&p->nr, p->nr + 1);
-	/* Onlined between the check and now: the notifier did not know it. */
-	ret = -EBUSY;
-	if (!all_offline(phys, p->bs)) {
-		retire(p, b);
+	/* Migrates what is in use there; fails (EBUSY) on a page that cannot
+	 * move. The pages stay System RAM in the direct mapping, allocated to
+	 * the pool until it gives them back (free_contig_range). */
+	ret = alloc_contig_range(PHYS_PFN(phys), PHYS_PFN(phys + len), SMEM_CONTIG_MOVABLE,
+				 GFP_KERNEL | __GFP_NOWARN);
+	if (ret)
 		goto out;
+	for (i = 0; i < n; i++) {
+		phys_addr_t at = phys + i * p->bs;
+
+		p->blocks[p->nr] = (struct smem_block){ .phys = at, .va = phys_to_virt(at),
+							 .map = maps[i], .contig = true };
+		maps[i] = NULL;
+		smp_store_release(&p->nr, p->nr + 1);
 	}
-	ret = 0;
 out:
 	mutex_unlock(&p->lock);
+	for (i = 0; i < n; i++)
+		bitmap_free(maps[i]);
+	kfree(maps);
 	return ret;
 }
 
@@ -390,8 +329,10 @@ int smem_pool_alloc_contig(struct smem_pool *p, unsigned long pages, phys_addr_t
 	return ret;
 }
 
-/* Gives back every unit of add_memory() (this kernel's memory block) that
- * is wholly made of empty blocks of the pool around b. */
+/* Gives b back to the system once it is empty: a piece taken on this
+ * kernel goes back to the page allocator by itself; memory reserved at boot
+ * in units of add_memory() (this kernel's memory block), each once wholly
+ * made of empty entries of the pool. */
 static void give_back_around(struct smem_pool *p, struct smem_block *b)
 {
 	phys_addr_t gs = round_down(b->phys, p->ret_bs);
@@ -399,6 +340,11 @@ static void give_back_around(struct smem_pool *p, struct smem_block *b)
 	phys_addr_t at;
 	unsigned int i;
 
+	if (b->contig) {
+		retire(p, b);
+		free_contig_range(PHYS_PFN(b->phys), block_pages(p));
+		return;
+	}
 	for (at = gs; at < ge; at += p->bs) {
 		struct smem_block *c = find_block(p, at);
 
@@ -411,9 +357,7 @@ static void give_back_around(struct smem_pool *p, struct smem_block *b)
 		if (!c->gone && c->phys >= gs && c->phys < ge)
 			retire(p, c);
 	}
-	/* A block taken offline is still this kernel's: seamless onlines it. */
-	if (!b->offlined)
-		add_back(gs, ge - gs, p->ret_bs);
+	add_back(gs, ge - gs, p->ret_bs);
 }
 
 void smem_pool_free(struct smem_pool *p, phys_addr_t phys, unsigned long pages, bool give_back)
@@ -452,8 +396,10 @@ void smem_pool_info(struct smem_pool *p, struct smem_info *info)
 		info->pool_bytes += p->bs;
 		info->used_bytes += (u64)p->blocks[i].used << PAGE_SHIFT;
 	}
+	/* Sealed, the ranges the next kernel reserves (smem_pool_next_ranges). */
 	info->nr_ranges = min_t(unsigned int, SMEM_MAX_RANGES,
-				merged_ranges(p, (phys_addr_t)-1, info->ranges, SMEM_MAX_RANGES));
+				merged_ranges(p, 0, 0, p->sealed ? p->ret_bs : p->bs, info->ranges,
+					      SMEM_MAX_RANGES));
 	if (p->sealed) {
 		info->flags |= SMEM_INFO_SEALED;
 		info->index_phys = p->index_phys;
@@ -462,6 +408,16 @@ void smem_pool_info(struct smem_pool *p, struct smem_info *info)
 	if (p->handover)
 		info->flags |= SMEM_INFO_HANDOVER;
 	mutex_unlock(&p->lock);
+}
+
+unsigned int smem_pool_next_ranges(struct smem_pool *p, struct smem_range *out, unsigned int max)
+{
+	unsigned int n;
+
+	mutex_lock(&p->lock);
+	n = merged_ranges(p, 0, 0, p->ret_bs, out, max);
+	mutex_unlock(&p->lock);
+	return n;
 }
 
 void smem_pool_usage(struct smem_pool *p, u64 *total, u64 *used)
@@ -486,13 +442,10 @@ void smem_pool_destroy(struct smem_pool *p)
 
 	if (!p)
 		return;
-	mutex_lock(&smem_pools_lock);
-	list_del(&p->node);
-	mutex_unlock(&smem_pools_lock);
 	mutex_lock(&p->lock);
 	/* A sealed pool is the next kernel's: the final unmount of a shutdown
 	 * comes before the kexec, and memory given back then could be reused
-	 * by this kernel before it ends. Its blocks stay out of the system
+	 * by this kernel before it ends. Its pieces stay out of the system
 	 * (seamless unseals first when it abandons an update). */
 	if (p->sealed && !p->handover) {
 		unsigned int kept = 0;
@@ -503,7 +456,7 @@ void smem_pool_destroy(struct smem_pool *p)
 				kept++;
 			}
 		}
-		pr_info(SMEM_NAME ": sealed: %u blocks stay out of the system for the next kernel\n", kept);
+		pr_info(SMEM_NAME ": sealed: %u pieces stay out of the system for the next kernel\n", kept);
 	}
 	for (i = 0; i < p->nr; i++) {
 		struct smem_block *b = &p->blocks[i];

@@ -19,26 +19,26 @@
 
 struct smem_file;
 
-/* At most this many blocks in a pool (512 GiB of 128 MiB blocks). */
-#define SMEM_MAX_BLOCKS 4096
+/* At most this many entries in a pool (256 GiB of 16 MiB pieces). */
+#define SMEM_MAX_BLOCKS 16384
 
-/* One memory block of the pool. */
+/* One entry of the pool: a piece taken on this kernel (SMEM_PIECE_SIZE), or
+ * a memory block of the previous kernel reserved at boot. */
 struct smem_block {
 	phys_addr_t phys;
-	void *va;               /* memremap()ed, write-back */
+	void *va;               /* direct mapping, or memremap()ed (claimed) */
 	unsigned long *map;     /* one bit per page in use */
 	unsigned long used;     /* pages in use */
 	unsigned long hint;     /* where the next search for free pages starts */
 	bool claimed;           /* handover: claimed inside "Reserved" */
-	bool offlined;          /* old kernel: a memory block seamless took offline */
+	bool contig;            /* old kernel: taken with alloc_contig_range() */
 	bool gone;              /* given back to the system */
 };
 
-/* The pool: every block the filesystem keeps its data in. */
+/* The pool: every entry the filesystem keeps its data in. */
 struct smem_pool {
-	struct list_head node;  /* in the list the memory notifier reads */
 	struct mutex lock;
-	unsigned long bs;       /* block size of the blocks */
+	unsigned long bs;       /* size of the entries */
 	unsigned long ret_bs;   /* this kernel's memory block size (unit of add_memory) */
 	struct smem_block *blocks; /* sorted by address */
 	unsigned int nr;
@@ -89,21 +89,20 @@ static inline struct smem_sb *SMEM_SB(struct super_block *sb)
 
 /* pool.c */
 struct smem_pool *smem_pool_new(void);
-int smem_pool_grow(struct smem_pool *p, u64 phys);
+int smem_pool_take(struct smem_pool *p, u64 phys, u64 len);
 int smem_pool_alloc(struct smem_pool *p, unsigned long want, phys_addr_t after,
 		    phys_addr_t *phys, unsigned long *got);
 int smem_pool_alloc_contig(struct smem_pool *p, unsigned long pages, phys_addr_t *phys);
 void smem_pool_free(struct smem_pool *p, phys_addr_t phys, unsigned long pages, bool give_back);
 void *smem_pool_va(struct smem_pool *p, phys_addr_t phys);
 void smem_pool_info(struct smem_pool *p, struct smem_info *info);
+unsigned int smem_pool_next_ranges(struct smem_pool *p, struct smem_range *out, unsigned int max);
 void smem_pool_usage(struct smem_pool *p, u64 *total, u64 *used);
 void smem_pool_destroy(struct smem_pool *p);
 int smem_pool_adopt(struct smem_pool *p, const struct smem_range *ranges, unsigned int nr,
 		    unsigned long old_bs);
 int smem_pool_mark(struct smem_pool *p, phys_addr_t phys, u64 len);
 void smem_pool_release_empty(struct smem_pool *p);
-int smem_pool_notifier_register(void);
-void smem_pool_notifier_unregister(void);
 bool smem_reserved_range(phys_addr_t phys, u64 len);
 
 /* file.c */

@@ -20,6 +20,10 @@
  * new kernel's command line. */
 #define SMEM_MAX_RANGES 64
 
+/* The old kernel's pool takes memory in pieces of this size (or of the
+ * memory block, if smaller), so that it holds little more than the image. */
+#define SMEM_PIECE_SIZE (16ULL << 20)
+
 struct smem_range {
 	__u64 phys;
 	__u64 size;
@@ -31,6 +35,8 @@ struct smem_range {
 
 struct smem_info {
 	__u64 block_size;   /* memory block size of the running kernel */
+	/* pool_bytes to ranges: in pieces (SMEM_PIECE_SIZE); sealed, the ranges
+	 * are those the next kernel reserves: the memory blocks around them. */
 	__u64 pool_bytes;   /* bytes in the blocks held */
 	__u64 used_bytes;   /* bytes given to files (and to the index) */
 	__u64 index_phys;   /* sealed: physical address of the index */
@@ -48,9 +54,6 @@ struct smem_release {
 #define SMEM_IOC_BASE 0xB5
 /* Describe the pool. */
 #define SMEM_IOC_INFO    _IOR(SMEM_IOC_BASE, 1, struct smem_info)
-/* Take the memory block at this physical address out of the system and add
- * it to the pool (offline_and_remove_memory). A signal interrupts it. */
-#define SMEM_IOC_GROW    _IOW(SMEM_IOC_BASE, 2, __u64)
 /* Write the index describing every file into the pool; the mount becomes
  * read-only. SMEM_IOC_INFO then gives its address and the ranges. */
 #define SMEM_IOC_SEAL    _IO(SMEM_IOC_BASE, 3)
@@ -58,7 +61,12 @@ struct smem_release {
 #define SMEM_IOC_UNSEAL  _IO(SMEM_IOC_BASE, 4)
 /* On a regular file: its data in [offset, offset+length) is no longer
  * needed. It reads as an error from then on, and every block that holds no
- * needed data any more goes back to the system (add_memory). */
+ * needed data any more goes back to the system (freed; on the next kernel,
+ * add_memory() of each whole memory block). */
 #define SMEM_IOC_RELEASE _IOW(SMEM_IOC_BASE, 5, struct smem_release)
+/* Take the memory at phys (a whole number of pieces, inside one memory
+ * block) out of the page allocator into the pool: alloc_contig_range(),
+ * which migrates what is in use there. EBUSY: a page there cannot move. */
+#define SMEM_IOC_TAKE    _IOW(SMEM_IOC_BASE, 6, struct smem_range)
 
 #endif

@@ -362,20 +362,12 @@ static struct file_system_type smem_fs_type = {
 
 static int __init smem_init(void)
 {
-	int ret = smem_pool_notifier_register();
-
-	if (ret)
-		return ret;
-	ret = register_filesystem(&smem_fs_type);
-	if (ret)
-		smem_pool_notifier_unregister();
-	return ret;
+	return register_filesystem(&smem_fs_type);
 }
 
 static void __exit smem_exit(void)
 {
 	unregister_filesystem(&smem_fs_type);
-	smem_pool_notifier_unregister();
 }
 
 module_init(smem_init);

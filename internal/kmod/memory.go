@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -67,29 +66,6 @@ func Blocks(sys string) (uint64, []Block, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Phys < out[j].Phys })
 	return bs, out, nil
-}
-
-// SetBlockState writes state ("offline" or "online") to the memory block
-// at phys, giving up after timeout: offlining migrates the block's pages
-// away, and the kernel retries a page that will not move until a signal
-// comes. EBUSY means the block holds pages that cannot move (kernel
-// allocations), or, for "online", that a pool still holds it.
-func SetBlockState(sys string, bs, phys uint64, state string, timeout time.Duration) error {
-	fd, err := unix.Open(statePath(sys, bs, phys), unix.O_WRONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("memory block %#x: %w", phys, err)
-	}
-	defer unix.Close(fd)
-	// unix.Write, not os.File's: it would retry the write the signal
-	// interrupted.
-	err = interruptible(timeout, func() error {
-		_, err := unix.Write(fd, []byte(state))
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("memory block %#x: %s: %w", phys, state, err)
-	}
-	return nil
 }
 
 // statePath is the sysfs file of the state of the memory block at phys.
@@ -177,14 +153,17 @@ func KexecZones(ram []Range, footprint uint64) []Range {
 	return out
 }
 
-// Candidates orders the blocks the pool may take next: those that extend
-// a range it holds first (fewer ranges: fewer memmap= on the next kernel's
-// command line, and physical KASLR stays on up to four), then the others,
-// highest first. Never a block that is held already, offline, spans
-// zones, is not wholly System RAM, holds the end of boot memory (the next
-// kernel computes its block size from it), touches a range of avoid,
-// failed before, or would make more than maxRanges ranges.
-func Candidates(bs uint64, blocks []Block, ram, held, avoid []Range, failed map[uint64]bool, maxRanges int) []uint64 {
+// Candidates orders the pieces of size unit the pool may take next: those
+// that extend a range it holds first (fewer ranges: fewer memmap= on the
+// next kernel's command line, and physical KASLR stays on up to four),
+// then the others, highest first. Never a piece that is held already or
+// failed before, nor one in a memory block (of size bs) that is offline,
+// spans zones, is not wholly System RAM, holds the end of boot memory (the
+// next kernel computes its block size from it) or touches a range of
+// avoid: the next kernel reserves the whole blocks around the pieces.
+// Never one that would make the blocks reserved more than maxRanges
+// ranges.
+func Candidates(bs, unit uint64, blocks []Block, ram, held, avoid []Range, failed map[uint64]bool, maxRanges int) []uint64 {
 	inRAM := func(p uint64) bool {
 		for _, r := range ram {
 			if p >= r.Phys && p+bs <= r.End() {
@@ -199,7 +178,7 @@ func Candidates(bs uint64, blocks []Block, ram, held, avoid []Range, failed map[
 	}
 	adjacent := func(p uint64) bool {
 		for _, h := range held {
-			if p == h.End() || p+bs == h.Phys {
+			if p == h.End() || p+unit == h.Phys {
 				return true
 			}
 		}
@@ -213,20 +192,54 @@ func Candidates(bs uint64, blocks []Block, ram, held, avoid []Range, failed map[
 		}
 		return false
 	}
+	reserved := RoundOut(held, bs)
+	// A block next to or inside the blocks reserved adds no range.
+	joins := func(p uint64) bool {
+		for _, r := range reserved {
+			if p+bs >= r.Phys && p <= r.End() {
+				return true
+			}
+		}
+		return false
+	}
 	var ext, other []uint64
 	for _, b := range blocks {
 		switch {
-		case !b.Online, b.Zones == "none", failed[b.Phys], !inRAM(b.Phys), b.Phys+bs >= top, holds(held, b.Phys), avoided(b.Phys):
+		case !b.Online, b.Zones == "none", !inRAM(b.Phys), b.Phys+bs >= top, avoided(b.Phys):
 			continue
-		case adjacent(b.Phys):
-			ext = append(ext, b.Phys)
-		case len(held) < maxRanges:
-			other = append(other, b.Phys)
+		case len(reserved) >= maxRanges && !joins(b.Phys):
+			continue
+		}
+		for p := b.Phys; p < b.Phys+bs; p += unit {
+			switch {
+			case failed[p], holds(held, p):
+			case adjacent(p):
+				ext = append(ext, p)
+			default:
+				other = append(other, p)
+			}
 		}
 	}
 	sort.Slice(ext, func(i, j int) bool { return ext[i] > ext[j] })
 	sort.Slice(other, func(i, j int) bool { return other[i] > other[j] })
 	return append(ext, other...)
+}
+
+// RoundOut is ranges (sorted by address) rounded out to multiples of unit,
+// those that then touch merged: the memory blocks the next kernel reserves
+// for a pool holding ranges.
+func RoundOut(ranges []Range, unit uint64) []Range {
+	var out []Range
+	for _, r := range ranges {
+		start := r.Phys / unit * unit
+		end := (r.End() + unit - 1) / unit * unit
+		if n := len(out); n > 0 && start <= out[n-1].End() {
+			out[n-1].Size = max(out[n-1].End(), end) - out[n-1].Phys
+			continue
+		}
+		out = append(out, Range{Phys: start, Size: end - start})
+	}
+	return out
 }
 
 // holds says whether one of ranges holds the address p.
@@ -259,5 +272,5 @@ func MovableBytes(sys, iomem string) (uint64, error) {
 			movable = append(movable, b)
 		}
 	}
-	return uint64(len(Candidates(bs, movable, ram, nil, nil, nil, MaxRanges))) * bs, nil
+	return uint64(len(Candidates(bs, bs, movable, ram, nil, nil, nil, MaxRanges))) * bs, nil
 }

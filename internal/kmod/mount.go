@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"sync/atomic"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -42,7 +40,7 @@ type Mount struct {
 }
 
 // MountNew mounts an empty, writable seamlessmem on dir (made 0700 if
-// missing): the old kernel's stage. Its memory is taken with Grow.
+// missing): the old kernel's stage. Its memory is taken with Take.
 func MountNew(dir string) (*Mount, error) {
 	return mount(dir, "")
 }
@@ -125,43 +123,19 @@ func (m *Mount) Info() (Info, error) {
 	return i, nil
 }
 
-// ErrTimeout says that taking a block took too long (its pages would not
-// migrate) and was given up.
-var ErrTimeout = errors.New("timed out")
-
-// Grow takes the memory block at phys out of the system into the pool.
-// It gives up after timeout: a page that cannot migrate (pinned) makes the
-// kernel retry until a signal arrives.
-func (m *Mount) Grow(phys uint64, timeout time.Duration) error {
-	p := phys
-	err := interruptible(timeout, func() error { return ioctl(m.d, iocGrow, unsafe.Pointer(&p)) })
-	if err != nil {
-		return fmt.Errorf("kmod store: take memory block %#x: %w", phys, err)
+// Take takes the memory in [phys, phys+size) (whole pieces, inside one
+// memory block) out of the page allocator into the pool. EBUSY means a
+// page there cannot move (a kernel allocation).
+func (m *Mount) Take(phys, size uint64) error {
+	r := Range{Phys: phys, Size: size}
+	if err := ioctl(m.d, iocTake, unsafe.Pointer(&r)); err != nil {
+		return fmt.Errorf("kmod store: take %#x-%#x: %w", phys, phys+size-1, err)
 	}
 	return nil
 }
 
-// interruptible runs f on this OS thread and interrupts it with a signal
-// (SIGURG, which the Go runtime handles and otherwise ignores) after d.
-func interruptible(d time.Duration, f func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	pid, tid := unix.Getpid(), unix.Gettid()
-	var fired atomic.Bool
-	t := time.AfterFunc(d, func() {
-		fired.Store(true)
-		unix.Tgkill(pid, tid, unix.SIGURG)
-	})
-	err := f()
-	t.Stop()
-	if err != nil && fired.Load() && errors.Is(err, unix.EINTR) {
-		return ErrTimeout
-	}
-	return err
-}
-
 // Seal writes the index; the mount no longer changes. ENOSPC means the
-// pool has no contiguous room for it: Grow, and Seal again.
+// pool has no contiguous room for it: Take, and Seal again.
 func (m *Mount) Seal() error {
 	if err := ioctl(m.d, iocSeal, nil); err != nil {
 		return fmt.Errorf("kmod store: seal: %w", err)

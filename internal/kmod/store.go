@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -75,21 +74,31 @@ func LoadModule(path string) error {
 	return fmt.Errorf("load %s: %w", path, err)
 }
 
-// ErrMemoryShort is Take's refusal to take a block that would leave the
+// ErrMemoryShort is Take's refusal to take a piece that would leave the
 // rest of the system less than its floor of available memory (MemTotal/32,
-// at least 64 MiB): offlining a block moves its pages into free memory,
-// and with too little of it the kernel retries until the timeout.
-var ErrMemoryShort = errors.New("not enough available memory to take another memory block")
+// at least 64 MiB): taking memory migrates what is in use there into free
+// memory, and the system needs room to go on.
+var ErrMemoryShort = errors.New("not enough available memory to take more")
 
-// Take grows the pool of m until it holds at least need bytes, one memory
-// block at a time (see Candidates), never one of avoid (KexecZones): each
-// block is taken offline through sysfs, then handed to the pool, each step
-// bounded by timeout. Blocks the kernel cannot offline are skipped. It
-// fails, naming how much it got, when no block is left to try, and with
-// ErrMemoryShort when memory is too short for the next one; the caller
-// then unmounts, which gives every block back, or (a checkpoint moving
-// memory into the pool) tries again once more memory is free.
-func Take(m *Mount, need uint64, avoid []Range, timeout time.Duration, log io.Writer) error {
+// Take grows the pool of m until it holds at least need bytes, a piece
+// (PieceSize) at a time (see Candidates), never in a memory block that
+// touches avoid (KexecZones). Pieces the kernel cannot take (a page there
+// cannot move) are skipped. It fails, naming how much it got, when no
+// piece is left to try, and with ErrMemoryShort when memory is too short
+// for the next one; the caller then unmounts, which gives every piece
+// back, or (a checkpoint moving memory into the pool) tries again once more
+// memory is free.
+func Take(m *Mount, need uint64, avoid []Range, log io.Writer) error {
+	bs, blocks, err := Blocks(SysMemory)
+	if err != nil {
+		return err
+	}
+	ram, err := SystemRAM("/proc/iomem")
+	if err != nil {
+		return err
+	}
+	unit := min(uint64(PieceSize), bs)
+	floor := max(64<<20, proc.Meminfo("MemTotal")/32)
 	failed := map[uint64]bool{}
 	for {
 		info, err := m.Info()
@@ -99,45 +108,23 @@ func Take(m *Mount, need uint64, avoid []Range, timeout time.Duration, log io.Wr
 		if info.PoolBytes >= need {
 			return nil
 		}
-		bs, blocks, err := Blocks(SysMemory)
-		if err != nil {
-			return err
-		}
-		floor := max(64<<20, proc.Meminfo("MemTotal")/32)
-		if avail := proc.Meminfo("MemAvailable"); avail > 0 && avail < int64(bs)+floor {
-			return fmt.Errorf("kmod store: %w (%d MiB of the %d MiB needed taken, %d MiB available, a block is %d MiB, %d MiB are left to the system)",
-				ErrMemoryShort, info.PoolBytes>>20, need>>20, avail>>20, bs>>20, floor>>20)
-		}
-		ram, err := SystemRAM("/proc/iomem")
-		if err != nil {
-			return err
+		if avail := proc.Meminfo("MemAvailable"); avail > 0 && avail < int64(unit)+floor {
+			return fmt.Errorf("kmod store: %w (%d MiB of the %d MiB needed taken, %d MiB available, %d MiB are left to the system)",
+				ErrMemoryShort, info.PoolBytes>>20, need>>20, avail>>20, floor>>20)
 		}
 		// The next kernel's KASLR avoids at most four memmap= ranges.
-		cands := Candidates(bs, blocks, ram, info.Ranges, avoid, failed, 4)
+		cands := Candidates(bs, unit, blocks, ram, info.Ranges, avoid, failed, 4)
 		if len(cands) == 0 {
-			return fmt.Errorf("kmod store: only %d MiB of the %d MiB needed could be taken out of the system (%d memory blocks refused: kernel allocations in them)",
+			return fmt.Errorf("kmod store: only %d MiB of the %d MiB needed could be taken out of the system (%d pieces refused: kernel allocations in them)",
 				info.PoolBytes>>20, need>>20, len(failed))
 		}
-		if err := takeBlock(m, bs, cands[0], timeout); err != nil {
+		if err := m.Take(cands[0], unit); err != nil {
 			failed[cands[0]] = true
-			fmt.Fprintf(log, "seamless: %v: skipped\n", err)
+			if !errors.Is(err, unix.EBUSY) {
+				fmt.Fprintf(log, "seamless: %v: skipped\n", err)
+			}
 		}
 	}
-}
-
-// takeBlock takes the memory block at phys offline and into the pool of
-// m; a block the pool refuses goes back online.
-func takeBlock(m *Mount, bs, phys uint64, timeout time.Duration) error {
-	if err := SetBlockState(SysMemory, bs, phys, "offline", timeout); err != nil {
-		return fmt.Errorf("kmod store: %w", err)
-	}
-	if err := m.Grow(phys, timeout); err != nil {
-		if oerr := SetBlockState(SysMemory, bs, phys, "online", timeout); oerr != nil {
-			return fmt.Errorf("%w (and %v)", err, oerr)
-		}
-		return err
-	}
-	return nil
 }
 
 // Reservations are what the next kernel's command line needs, besides

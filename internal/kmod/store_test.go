@@ -64,11 +64,65 @@ func TestCandidates(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var got []uint64
-		for _, p := range Candidates(bs, blocks, ram, tt.held, tt.avoid, tt.failed, tt.max) {
+		for _, p := range Candidates(bs, bs, blocks, ram, tt.held, tt.avoid, tt.failed, tt.max) {
 			got = append(got, p/bs)
 		}
 		if !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestCandidatePieces: pieces smaller than a block extend the held range
+// up or down first, then fill from the top; the range limit counts the
+// blocks the next kernel reserves, so a piece in a block already reserved
+// is always allowed.
+func TestCandidatePieces(t *testing.T) {
+	const bs, unit = 128 * MiB, 32 * MiB
+	var blocks []Block
+	for i := uint64(0); i < 4; i++ {
+		blocks = append(blocks, Block{Phys: i * bs, Online: true, Zones: "Movable"})
+	}
+	ram := []Range{{0, 4 * bs}}
+	piece := func(block, i uint64) uint64 { return (block*bs + i*unit) / unit }
+	tests := []struct {
+		name   string
+		held   []Range
+		failed map[uint64]bool
+		max    int
+		want   []uint64
+	}{
+		{"empty pool: from the top, not the last block", nil, nil, 4,
+			[]uint64{piece(2, 3), piece(2, 2), piece(2, 1), piece(2, 0), piece(1, 3), piece(1, 2), piece(1, 1), piece(1, 0), piece(0, 3), piece(0, 2), piece(0, 1), piece(0, 0)}},
+		{"next to the held pieces first", []Range{{2*bs + unit, 2 * unit}}, map[uint64]bool{piece(2, 3) * unit: true}, 4,
+			[]uint64{piece(2, 0), piece(2, 0) - 1, piece(1, 2), piece(1, 1), piece(1, 0), piece(0, 3), piece(0, 2), piece(0, 1), piece(0, 0)}},
+		{"at the range limit: the reserved blocks and those touching them", []Range{{2*bs + unit, unit}}, nil, 1,
+			[]uint64{piece(2, 2), piece(2, 0), piece(2, 3), piece(1, 3), piece(1, 2), piece(1, 1), piece(1, 0)}},
+	}
+	for _, tt := range tests {
+		var got []uint64
+		for _, p := range Candidates(bs, unit, blocks, ram, tt.held, nil, tt.failed, tt.max) {
+			got = append(got, p/unit)
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestRoundOut(t *testing.T) {
+	const bs = 128 * MiB
+	tests := []struct {
+		in, want []Range
+	}{
+		{nil, nil},
+		{[]Range{{bs + 16*MiB, 16 * MiB}}, []Range{{bs, bs}}},
+		{[]Range{{bs - 16*MiB, 32 * MiB}}, []Range{{0, 2 * bs}}},
+		{[]Range{{bs, 16 * MiB}, {bs + 64*MiB, 16 * MiB}, {2 * bs, 16 * MiB}, {5 * bs, bs}}, []Range{{bs, 2 * bs}, {5 * bs, bs}}},
+	}
+	for _, tt := range tests {
+		if got := RoundOut(tt.in, bs); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("RoundOut(%v) = %v, want %v", tt.in, got, tt.want)
 		}
 	}
 }

@@ -17,6 +17,9 @@ const (
 	SuperMagic = 0x534d454d
 	// MaxRanges is the most contiguous ranges a pool may hold.
 	MaxRanges = 64
+	// PieceSize is the unit the old kernel's pool takes memory in (or
+	// the memory block, if smaller).
+	PieceSize = 16 << 20
 
 	infoSealed   = 1 << 0
 	infoHandover = 1 << 1
@@ -59,8 +62,8 @@ func ioc(dir, nr, size uintptr) uintptr { return dir<<30 | size<<16 | iocBase<<8
 
 var (
 	iocInfo    = ioc(iocRead, 1, unsafe.Sizeof(rawInfo{}))
-	iocGrow    = ioc(iocWrite, 2, 8)
 	iocSeal    = ioc(iocNone, 3, 0)
 	iocUnseal  = ioc(iocNone, 4, 0)
 	iocRelease = ioc(iocWrite, 5, unsafe.Sizeof(rawRelease{}))
+	iocTake    = ioc(iocWrite, 6, unsafe.Sizeof(Range{}))
 )

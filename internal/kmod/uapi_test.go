@@ -17,10 +17,10 @@ func TestUAPI(t *testing.T) {
 		want uintptr
 	}{
 		{"SMEM_IOC_INFO", iocInfo, 0x8430b501},
-		{"SMEM_IOC_GROW", iocGrow, 0x4008b502},
 		{"SMEM_IOC_SEAL", iocSeal, 0xb503},
 		{"SMEM_IOC_UNSEAL", iocUnseal, 0xb504},
 		{"SMEM_IOC_RELEASE", iocRelease, 0x4010b505},
+		{"SMEM_IOC_TAKE", iocTake, 0x4010b506},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %#x, want %#x", c.name, c.got, c.want)

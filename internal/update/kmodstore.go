@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -20,13 +19,10 @@ import (
 )
 
 // The kmod store (docs/kmod.md): the checkpoint writes the image once, into
-// a seamlessmem mounted as the stage, whose memory blocks are out of the
-// system; the next kernel's command line reserves them (memmap=), and its
-// stage 1 loads the module appended to the initrd and finds the image.
-
-// blockTimeout bounds the offlining of one memory block: a page that will
-// not migrate makes the kernel retry until a signal.
-const blockTimeout = 10 * time.Second
+// a seamlessmem mounted as the stage, whose memory is taken out of the
+// page allocator in pieces; the next kernel's command line reserves the
+// memory blocks around them (memmap=), and its stage 1 loads the module
+// appended to the initrd and finds the image.
 
 // kmodNeed is the pool to take for an image of about image bytes: the
 // estimate counts private memory; files, queues, metadata and the index
@@ -40,10 +36,10 @@ const kmodSlack = 16 << 20
 
 // kmodOnTop is the memory the kmod store needs besides the services' own:
 // their private memory moves into the pool as it is written (mem.Mover),
-// so the pool holds at most a memory block and a part more than it gives
-// back, and the rest of the system keeps ramMargin.
-func kmodOnTop(blockSize uint64) int64 {
-	return int64(blockSize) + mem.MovePart + kmodSlack + ramMargin
+// so the pool holds at most a piece and a part more than it gives back,
+// and the rest of the system keeps ramMargin.
+func kmodOnTop() int64 {
+	return kmod.PieceSize + mem.MovePart + kmodSlack + ramMargin
 }
 
 // giveBack gives the pool's memory behind ranges ({offset, length}) of the
@@ -75,7 +71,7 @@ func (sg *staging) giveBack(path string, ranges [][2]int64) error {
 }
 
 // reserve makes room in the pool for n more bytes of image (and
-// kmodSlack), taking memory blocks: the checkpoint calls it before each
+// kmodSlack), taking pieces of memory: the checkpoint calls it before each
 // part of a service's memory it writes, once the parts before have been
 // dropped from the service and their memory is free to take.
 func (sg *staging) reserve(n int64) error {
@@ -89,7 +85,7 @@ func (sg *staging) reserve(n int64) error {
 	if info.PoolBytes >= want {
 		return nil
 	}
-	return kmod.Take(sg.pool, want, sg.avoid, blockTimeout, sg.log)
+	return kmod.Take(sg.pool, want, sg.avoid, sg.log)
 }
 
 // kmodProblem says why the kmod store cannot be used for an update from
@@ -113,7 +109,7 @@ func kmodProblem(from, release string) string {
 // kmodExperimental is what plan and the preflight say of the kmod store
 // whenever they choose it: its way of taking memory has few lab runs
 // behind it, and the way before it oopsed Debian's 6.1.
-const kmodExperimental = "warning: the kmod store is experimental: few lab runs since it takes memory blocks offline instead of hot-removing them, which crashed Debian's 6.1 kernel twice (docs/kmod.md); if it fails, the services start cold"
+const kmodExperimental = "warning: the kmod store is experimental: few lab runs since it takes memory in pieces with alloc_contig_range() (docs/kmod.md); if it fails, the services start cold"
 
 // KmodPlan says, for `seamless plan` under store = kmod, whether the next
 // update (to the newest installed kernel, from the running one) can use
@@ -131,7 +127,7 @@ func KmodPlan(boot string) string {
 	if m, err := kmod.MovableBytes(kmod.SysMemory, "/proc/iomem"); err == nil {
 		movable = bytesize.Format(int64(m)) + " of movable memory can be taken"
 		if m == 0 {
-			movable += " (boot with movablecore=: blocks of the kernel's own zones refuse to go offline once they hold kernel allocations)"
+			movable += " (boot with movablecore=: memory of the kernel's own zones holds kernel allocations, which cannot move out of the way)"
 		}
 	}
 	return fmt.Sprintf("image store: kmod (module built for %s and %s, loaded, memory hotplug present; %s)\n  %s", from, to, movable, kmodExperimental)
@@ -149,13 +145,11 @@ func newKmodStaging(in *contract.Intent, log io.Writer) (*staging, error) {
 	if err != nil {
 		return nil, err
 	}
-	// One block is taken now, while the services hold their memory, the
+	// One piece is taken now, while the services hold their memory, the
 	// rest during the checkpoint, as their memory moves into it
 	// (staging.reserve): the memory the update takes besides the
-	// services' stays near a block, at the price of offlining blocks
-	// while they are frozen (measured in the lab: three blocks ahead made
-	// the peak 373 MiB for a 2.3 GiB service, 16%).
-	if err := kmod.Take(m, 1, avoid, blockTimeout, log); err != nil {
+	// services' stays near a piece and a part.
+	if err := kmod.Take(m, 1, avoid, log); err != nil {
 		if !errors.Is(err, kmod.ErrMemoryShort) {
 			m.Unmount()
 			return nil, err
@@ -191,7 +185,7 @@ const kmodArchiveSlack = 8 << 20
 
 // seal writes the pool's index and returns what the next kernel's command
 // line needs: the pool's reservations and the image parameter naming the
-// index. The index needs contiguous room: one more block if the pool has
+// index. The index needs contiguous room: one more piece if the pool has
 // none left.
 func (sg *staging) seal() (string, error) {
 	log := sg.log
@@ -201,7 +195,7 @@ func (sg *staging) seal() (string, error) {
 		if ierr != nil {
 			return "", ierr
 		}
-		if err = kmod.Take(sg.pool, info.PoolBytes+info.BlockSize, sg.avoid, blockTimeout, log); err == nil {
+		if err = kmod.Take(sg.pool, info.PoolBytes+1, sg.avoid, log); err == nil {
 			err = sg.pool.Seal()
 		}
 	}

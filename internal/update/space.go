@@ -54,9 +54,8 @@ type space struct {
 	// kmod is why the kmod store cannot be used ("" when it can), and
 	// movable the memory it can count on taking (-1: unknown); only asked
 	// when the configuration chooses it.
-	kmod      string
-	movable   int64
-	blockSize uint64
+	kmod    string
+	movable int64
 }
 
 func measure(cfg config.Config, from, release string) space {
@@ -67,7 +66,6 @@ func measure(cfg config.Config, from, release string) space {
 		if m, err := kmod.MovableBytes(kmod.SysMemory, "/proc/iomem"); err == nil {
 			sp.movable = int64(m)
 		}
-		sp.blockSize, _ = kmod.BlockSize(kmod.SysMemory)
 	}
 	return sp
 }
@@ -107,17 +105,17 @@ func chooseStore(cfg config.Config, need, initrd int64, sp space) (string, strin
 	switch cfg.Store {
 	case "kmod":
 		// The services' private memory moves into the pool as it is
-		// written: on top of it the pool needs about a block.
+		// written: on top of it the pool needs about a piece and a part.
 		pool := int64(kmodNeed(need))
 		switch {
 		case sp.kmod != "":
 			fallback = "kmod store unavailable: " + sp.kmod + "; "
 		case sp.movable >= 0 && pool > sp.movable:
-			fallback = fmt.Sprintf("kmod store: image about %s needs %s of memory blocks, only %s of movable memory can be taken (boot with movablecore= to have more: blocks of the kernel's own zones hold kernel allocations and refuse to go offline); ", bytesize.Format(need), bytesize.Format(pool), bytesize.Format(sp.movable))
-		case sp.mem != 0 && kmodOnTop(sp.blockSize) > sp.mem:
-			fallback = fmt.Sprintf("kmod store: moving the image about %s into memory blocks needs %s available besides the services' memory, %s available; ", bytesize.Format(need), bytesize.Format(kmodOnTop(sp.blockSize)), bytesize.Format(sp.mem))
+			fallback = fmt.Sprintf("kmod store: image about %s needs %s of memory, only %s of movable memory can be taken (boot with movablecore= to have more: memory of the kernel's own zones holds kernel allocations, which cannot move out of the way); ", bytesize.Format(need), bytesize.Format(pool), bytesize.Format(sp.movable))
+		case sp.mem != 0 && kmodOnTop() > sp.mem:
+			fallback = fmt.Sprintf("kmod store: moving the image about %s into the pool needs %s available besides the services' memory, %s available; ", bytesize.Format(need), bytesize.Format(kmodOnTop()), bytesize.Format(sp.mem))
 		default:
-			return "kmod", fmt.Sprintf("kmod (image about %s moved, part by part, out of the services into %s of memory blocks taken out of the system, reserved for the new kernel; %s)", bytesize.Format(need), bytesize.Format(pool), kmodExperimental), nil
+			return "kmod", fmt.Sprintf("kmod (image about %s moved, part by part, out of the services into %s of memory taken out of the system, reserved for the new kernel; %s)", bytesize.Format(need), bytesize.Format(pool), kmodExperimental), nil
 		}
 	case "ram":
 		if !ramFits {

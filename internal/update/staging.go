@@ -36,6 +36,9 @@ type staging struct {
 	// image; until the image is handed over, the plain kernel must come
 	// back, or the next boot would look for an image that is not there.
 	preloaded bool
+	// unloaded: the plain kernel gave way to the load of the kmod image;
+	// until the image is handed over, it must come back.
+	unloaded bool
 }
 
 func newStaging(in *contract.Intent, log io.Writer) (*staging, error) {
@@ -119,6 +122,16 @@ func (sg *staging) load(in *contract.Intent, st *contract.Status, phase func(str
 		phase("store", t)
 		sample(st, "image stored")
 		t = time.Now()
+		// The plain kernel loaded by `seamless update` goes first: the
+		// kernel would hold both copies of the kernel and initrd at once,
+		// at the update's peak, moments after the services' memory moved
+		// into the pool.
+		if kexec.Loaded() {
+			if err := kexec.Unload(); err != nil {
+				return fmt.Errorf("unload the kernel loaded without the image: %w", err)
+			}
+			sg.unloaded = true
+		}
 		if err := loadKernel(in.Kernel, in.Cmdline+" "+args, initrd); err != nil {
 			return err
 		}
@@ -163,9 +176,10 @@ var kexecLoad = kexec.Load
 
 // close frees the stage, and removes a disk image that was not handed over
 // (with the directories this checkpoint made for it, and only those). A
-// kernel preloaded for that image gives way to the plain one again. A kmod
-// pool handed over stays mounted: the kexec takes it to the next kernel;
-// one that was not gives every block back.
+// kernel preloaded for that image, or unloaded for the kmod image, gives
+// way to the plain one again. A kmod pool handed over stays mounted: the
+// kexec takes it to the next kernel; one that was not gives its memory
+// back.
 func (sg *staging) close(in *contract.Intent, log io.Writer) {
 	if sg.stage != nil {
 		sg.stage.Close()
@@ -175,7 +189,7 @@ func (sg *staging) close(in *contract.Intent, log io.Writer) {
 			fmt.Fprintf(log, "seamless: %v\n", err)
 		}
 	}
-	if sg.preloaded && !sg.kept {
+	if (sg.preloaded || sg.unloaded) && !sg.kept {
 		if err := loadKernel(in.Kernel, in.Cmdline, nil); err != nil {
 			// The next boot names an image that is not there: its restore
 			// daemon says so and every unit starts as in a reboot.
