@@ -183,6 +183,7 @@ int smem_pool_take(struct smem_pool *p, u64 phys, u64 len)
 {
 	u64 mbs = memory_block_size_bytes();
 	unsigned long n, i, **maps;
+	struct page *first, *last;
 	int ret;
 
 	if (!len || !IS_ALIGNED(phys, p->bs) || !IS_ALIGNED(len, p->bs) || phys + len < phys ||
@@ -212,6 +213,12 @@ int smem_pool_take(struct smem_pool *p, u64 phys, u64 len)
 		goto out;
 	ret = check_ram(round_down(phys, mbs), mbs);
 	if (ret)
+		goto out;
+	/* alloc_contig_range() works inside one zone. */
+	ret = -EINVAL;
+	first = pfn_to_online_page(PHYS_PFN(phys));
+	last = pfn_to_online_page(PHYS_PFN(phys + len) - 1);
+	if (!first || !last || page_zone(first) != page_zone(last))
 		goto out;
 	ret = -ENOMEM;
 	for (i = 0; i < n; i++) {
