@@ -29,10 +29,11 @@ import (
 // come on top.
 func kmodNeed(image int64) uint64 { return uint64(image + image/8 + 16<<20) }
 
-// kmodSlack is the room the pool keeps beyond each part of memory the
-// checkpoint writes (staging.reserve): the files written between parts
-// (descriptors, queues, the tree's description) go there.
-const kmodSlack = 16 << 20
+// kmodSlack is the room the pool keeps beyond each write it is asked for
+// (staging.reserve): every file write reserves its bytes, but a file's
+// buffer, whole pages and the few files written without a reservation
+// (the manifest, the unit's start record) come on top.
+const kmodSlack = 4 << 20
 
 // kmodOnTop is the memory the kmod store needs besides the services' own:
 // their private memory moves into the pool as it is written (mem.Mover),
