@@ -122,17 +122,7 @@ func (sg *staging) load(in *contract.Intent, st *contract.Status, phase func(str
 		phase("store", t)
 		sample(st, "image stored")
 		t = time.Now()
-		// The plain kernel loaded by `seamless update` goes first: the
-		// kernel would hold both copies of the kernel and initrd at once,
-		// at the update's peak, moments after the services' memory moved
-		// into the pool.
-		if kexec.Loaded() {
-			if err := kexec.Unload(); err != nil {
-				return fmt.Errorf("unload the kernel loaded without the image: %w", err)
-			}
-			sg.unloaded = true
-		}
-		if err := loadKernel(in.Kernel, in.Cmdline+" "+args, initrd); err != nil {
+		if err := sg.replaceKernel(in.Kernel, in.Cmdline+" "+args, initrd); err != nil {
 			return err
 		}
 		phase("kexec load", t)
@@ -171,8 +161,28 @@ func loadKernel(k kernel.Kernel, cmdline string, initrd *os.File) error {
 	return kexecLoad(k.Image, initrd, cmdline)
 }
 
-// kexecLoad is kexec.Load; tests that cannot load a kernel replace it.
-var kexecLoad = kexec.Load
+// kexecLoad, kexecLoaded and kexecUnload are kexec's; tests that cannot
+// load a kernel replace them.
+var (
+	kexecLoad   = kexec.Load
+	kexecLoaded = kexec.Loaded
+	kexecUnload = kexec.Unload
+)
+
+// replaceKernel loads k with cmdline and initrd in place of the kernel
+// `seamless update` loaded plain, which is unloaded first: the kernel would
+// otherwise hold both copies of the kernel and initrd at once, at the
+// update's peak, moments after the services' memory moved into the pool.
+// Until the image is handed over, close loads the plain kernel again.
+func (sg *staging) replaceKernel(k kernel.Kernel, cmdline string, initrd *os.File) error {
+	if kexecLoaded() {
+		if err := kexecUnload(); err != nil {
+			return fmt.Errorf("unload the kernel loaded without the image: %w", err)
+		}
+		sg.unloaded = true
+	}
+	return loadKernel(k, cmdline, initrd)
+}
 
 // close frees the stage, and removes a disk image that was not handed over
 // (with the directories this checkpoint made for it, and only those). A
