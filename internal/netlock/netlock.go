@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables"
@@ -97,10 +98,10 @@ func Open(netns *os.File, name string) (*Lock, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := nftables.New(nftables.WithNetNSFd(int(ns.Fd())))
+	conn, err := dial(ns)
 	if err != nil {
 		ns.Close()
-		return nil, explain(err)
+		return nil, err
 	}
 	l := &Lock{ns: ns, conn: conn, table: &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}}
 	policy := nftables.ChainPolicyAccept
@@ -178,6 +179,28 @@ func (l *Lock) Init() error {
 // (the checkpoint's exit: the restore removes it).
 func (l *Lock) Release() { l.ns.Close() }
 
+// Drop removes the lock chain called name from the network namespace netns
+// (nil: the caller's) if it is there, as Remove does. Unlike Open it never
+// creates the table or the chain: a lock that was never installed, or a
+// kernel without nftables (where none can be), leaves nothing to do.
+func Drop(netns *os.File, name string) error {
+	names, err := List(netns)
+	if err != nil {
+		if unavailable(err) {
+			return nil
+		}
+		return fmt.Errorf("network lock %s: %w", name, err)
+	}
+	if !slices.Contains(names, name) {
+		return nil
+	}
+	l, err := Open(netns, name)
+	if err != nil {
+		return fmt.Errorf("network lock %s: %w", name, err)
+	}
+	return l.Remove()
+}
+
 // Remove deletes the chain: the flows are no longer dropped. The table goes
 // with its last chain, never while another lock's chain is in it.
 func (l *Lock) Remove() error {
@@ -192,13 +215,9 @@ func (l *Lock) Remove() error {
 // RemoveAll deletes the whole table (every lock) in the network namespace
 // netns (nil: the caller's): the operator's way out of a stale lock.
 func RemoveAll(netns *os.File) error {
-	var opts []nftables.ConnOption
-	if netns != nil {
-		opts = append(opts, nftables.WithNetNSFd(int(netns.Fd())))
-	}
-	conn, err := nftables.New(opts...)
+	conn, err := dial(netns)
 	if err != nil {
-		return explain(err)
+		return err
 	}
 	conn.DelTable(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet})
 	if err := conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
@@ -210,13 +229,9 @@ func RemoveAll(netns *os.File) error {
 // List returns the names of the lock chains present in the network
 // namespace netns (nil: the caller's).
 func List(netns *os.File) ([]string, error) {
-	var opts []nftables.ConnOption
-	if netns != nil {
-		opts = append(opts, nftables.WithNetNSFd(int(netns.Fd())))
-	}
-	conn, err := nftables.New(opts...)
+	conn, err := dial(netns)
 	if err != nil {
-		return nil, explain(err)
+		return nil, err
 	}
 	chains, err := conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {
@@ -231,11 +246,49 @@ func List(netns *os.File) ([]string, error) {
 	return names, nil
 }
 
+// dial returns an nftables connection to the network namespace netns (nil:
+// the caller's) once probe found the netfilter netlink family.
+func dial(netns *os.File) (*nftables.Conn, error) {
+	if err := probe(); err != nil {
+		return nil, err
+	}
+	var opts []nftables.ConnOption
+	if netns != nil {
+		opts = append(opts, nftables.WithNetNSFd(int(netns.Fd())))
+	}
+	conn, err := nftables.New(opts...)
+	if err != nil {
+		return nil, explain(err)
+	}
+	return conn, nil
+}
+
+// probe opens and closes a netlink socket of the netfilter family. Where
+// the kernel has none (nfnetlink not loaded yet, as in an initramfs),
+// mdlayher/socket v0.5.1 makes a socket for a given network namespace
+// (withNetNS) into a nil connection and no error, and the connection's
+// first use panics (controlT, conn.go:837): the error is found here
+// instead. The family, once registered, is in every network namespace, so
+// the caller's answers for all.
+func probe() error {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
+	if err != nil {
+		return explain(os.NewSyscallError("socket", err))
+	}
+	unix.Close(fd)
+	return nil
+}
+
+// unavailable reports whether err says that the kernel has no nftables.
+func unavailable(err error) bool {
+	return errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.EAFNOSUPPORT) ||
+		errors.Is(err, unix.EOPNOTSUPP) || strings.Contains(err.Error(), "protocol not supported")
+}
+
 // explain turns the errors of a kernel without nf_tables into a message
 // that says so and names the way out.
 func explain(err error) error {
-	if errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.EAFNOSUPPORT) ||
-		errors.Is(err, unix.EOPNOTSUPP) || strings.Contains(err.Error(), "protocol not supported") {
+	if unavailable(err) {
 		return fmt.Errorf("nf_tables is not available in this kernel (%w): load nf_tables (modprobe nf_tables) or set SEAMLESS_NETLOCK=none to go without the network lock (peers may then see resets)", err)
 	}
 	return err

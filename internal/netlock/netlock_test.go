@@ -2,6 +2,7 @@ package netlock
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"runtime"
@@ -168,5 +169,57 @@ func TestTableDeletionWaitsForItsGeneration(t *testing.T) {
 	}
 	if err := deleteTableAt(c, gen); err != nil || tableExists(t, ns) {
 		t.Fatalf("deleting the table at the current generation: %v", err)
+	}
+}
+
+// TestUnavailable: the errors of a kernel without nftables (nfnetlink or
+// nf_tables not loaded), bare or explained, mean that no lock can exist;
+// the others do not.
+func TestUnavailable(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("socket: %w", unix.EPROTONOSUPPORT), true},
+		{explain(fmt.Errorf("socket: %w", unix.EPROTONOSUPPORT)), true},
+		{unix.EAFNOSUPPORT, true},
+		{unix.EOPNOTSUPP, true},
+		{errors.New("netlink receive: protocol not supported"), true},
+		{unix.EPERM, false},
+		{unix.ENOENT, false},
+	} {
+		if got := unavailable(tc.err); got != tc.want {
+			t.Errorf("unavailable(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+// TestDropWhatIsNotThere: dropping a lock that was never installed (a unit
+// given up before seamless-netlock.service ran) changes nothing in the
+// ruleset, and a lock that is there goes with its table.
+func TestDropWhatIsNotThere(t *testing.T) {
+	ns := newNetns(t)
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: int(ns.Fd())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	before, err := generation(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Drop(ns, NewName()); err != nil {
+		t.Fatalf("dropping a lock that is not there: %v", err)
+	}
+	if after, err := generation(c); err != nil || after != before || tableExists(t, ns) {
+		t.Fatalf("dropping a lock that is not there changed the ruleset (generation %d to %d, %v)", before, after, err)
+	}
+	l, err := Open(ns, NewName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Release()
+	if err := Drop(ns, l.Name()); err != nil || tableExists(t, ns) {
+		t.Fatalf("Drop of an installed lock: %v; want it gone with its table", err)
 	}
 }

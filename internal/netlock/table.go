@@ -88,6 +88,9 @@ func deleteTableAt(c *netlink.Conn, gen uint32) error {
 // removeTableIfEmpty deletes the lock table of the network namespace ns
 // when no chain is left in it, never one that holds another lock.
 func removeTableIfEmpty(ns *os.File) error {
+	if err := probe(); err != nil {
+		return err
+	}
 	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: int(ns.Fd())})
 	if err != nil {
 		return explain(err)

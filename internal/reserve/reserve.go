@@ -12,7 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +36,9 @@ type Set struct {
 	mu      sync.Mutex
 	holders map[int]*exec.Cmd
 	exe     *os.File // the holder program, in memory
+	// afterTake, if set, runs after each holder's start (tests: a process
+	// or thread created there must take no PID still to reserve).
+	afterTake func()
 }
 
 // Taken is a PID that could not be reserved.
@@ -60,36 +63,79 @@ func New() (*Set, error) {
 	return &Set{holders: map[int]*exec.Cmd{}, exe: f}, nil
 }
 
-// Reserve takes every PID in pids that is free, lowest first, and returns
+// Reserve takes every PID in pids that is free, highest first, and returns
 // those it could not take, with why.
+//
+// The kernel gives a new process or thread the first free PID above the
+// last one it gave. Between two holders, whatever is created meanwhile (a
+// thread the Go runtime of the caller starts when it needs one, a kernel
+// thread, a module's helper) therefore gets a PID above every one still to
+// take; lowest first, it got the very next PID wanted (a restore daemon's
+// own thread took the last TID of a service). At the end the kernel's next
+// PID is put above the highest one held, so that the boot does not
+// come across a PID when its holder is released for the restore.
 func (s *Set) Reserve(pids []int) []Taken {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	want := append([]int(nil), pids...)
-	sort.Ints(want)
+	want := order(pids)
 	var taken []Taken
-	for i, pid := range want {
-		if i > 0 && want[i-1] == pid || s.holders[pid] != nil {
+	for _, pid := range want {
+		if s.holders[pid] != nil {
 			continue
 		}
 		if err := s.take(pid); err != nil {
+			taken = append(taken, Taken{PID: pid, Reason: err.Error()})
+		}
+		if s.afterTake != nil {
+			s.afterTake()
+		}
+	}
+	if len(want) == 0 {
+		return taken
+	}
+	top := want[0]
+	for pid := range s.holders {
+		top = max(top, pid)
+	}
+	if err := setLastPID(top); err != nil {
+		// The boot would hand out the PIDs between the holders, and a
+		// released one to whatever forks next: none can be relied on.
+		for _, pid := range want {
 			taken = append(taken, Taken{PID: pid, Reason: err.Error()})
 		}
 	}
 	return taken
 }
 
-// take starts a holder with PID pid. The kernel gives a new process the
-// first free PID after ns_last_pid, so setting it to pid-1 just before the
-// fork asks for pid; a kernel thread created in between can steal it, so a
-// holder that got another PID is killed and the fork tried again.
+// order returns pids without duplicates, highest first.
+func order(pids []int) []int {
+	want := slices.Clone(pids)
+	slices.Sort(want)
+	want = slices.Compact(want)
+	slices.Reverse(want)
+	return want
+}
+
+// setLastPID sets ns_last_pid: the next process or thread created gets the
+// first free PID above pid.
+func setLastPID(pid int) error {
+	if err := os.WriteFile(lastPIDPath, []byte(strconv.Itoa(pid)), 0); err != nil {
+		return fmt.Errorf("set %s: %w", lastPIDPath, err)
+	}
+	return nil
+}
+
+// take starts a holder with PID pid. Setting ns_last_pid to pid-1 just
+// before the fork asks for pid; a process or thread created in between
+// (even one of the caller's own) steals it, so a holder that got another
+// PID is killed, reaped, and the fork tried again while pid is free.
 func (s *Set) take(pid int) error {
 	for try := 0; try < 3; try++ {
 		if who := holder(pid); who != "" {
 			return fmt.Errorf("already used by %s", who)
 		}
-		if err := os.WriteFile(lastPIDPath, []byte(strconv.Itoa(pid-1)), 0); err != nil {
-			return fmt.Errorf("set %s: %w", lastPIDPath, err)
+		if err := setLastPID(pid - 1); err != nil {
+			return err
 		}
 		cmd := &exec.Cmd{
 			Path:        fmt.Sprintf("/proc/self/fd/%d", s.exe.Fd()),
@@ -111,8 +157,13 @@ func (s *Set) take(pid int) error {
 	return fmt.Errorf("taken by another process while being reserved")
 }
 
-// holder names the process or thread that uses pid, or "" if none does.
+// holder names the process or thread that uses pid, or "" if none does. A
+// thread of the caller is named as such: its comm is the caller's, which
+// says nothing (a process started through /proc/self/exe is "exe").
 func holder(pid int) string {
+	if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", pid)); err == nil {
+		return fmt.Sprintf("a thread of this process (pid %d)", os.Getpid())
+	}
 	b, err := os.ReadFile(proc.Path(pid, "comm"))
 	if err != nil {
 		if _, err := os.Stat(proc.Path(pid)); err != nil {

@@ -64,6 +64,10 @@ type daemon struct {
 	proc  *os.File // /proc, opened before the switch to the real root
 	root  bool     // chrooted into the real root
 	done  chan struct{}
+	// locked is set once the state is written: seamless-netlock.service
+	// may then have locked the flows of the units it names pending. Before,
+	// no unit has a lock in this kernel (nor may nf_tables be loaded yet).
+	locked bool
 	// unverified are the images whose memory is still to be checked, by
 	// unit; verdicts holds what the check found (nil: it passed), by unit,
 	// once it is done (see verify).
@@ -165,6 +169,7 @@ func (d *daemon) start() error {
 	if err := contract.WriteState(&d.state); err != nil {
 		return err
 	}
+	d.locked = true
 	if d.pending() == 0 {
 		return nil
 	}
@@ -338,11 +343,15 @@ func (d *daemon) reserve() {
 }
 
 // giveUp leaves u to start cold: its PIDs are released, its network lock
-// removed. The caller holds d.mu or runs before the daemon serves.
+// removed if one may have been installed (see locked). The caller holds
+// d.mu or runs before the daemon serves.
 func (d *daemon) giveUp(u *contract.UnitState, reason string) {
 	u.State, u.Reason = contract.Cold, Bound(reason)
 	for _, t := range u.Trees {
 		d.pids.Release(t.IDs)
+		if !d.locked {
+			continue
+		}
 		tree := d.trees[t.Dir]
 		if err := guard(d.opts.Log, "unlock "+u.Unit, func() error { return unlock(tree) }); err != nil {
 			fmt.Fprintf(d.opts.Log, "%s: %v\n", u.Unit, err)

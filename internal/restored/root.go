@@ -135,7 +135,8 @@ func (d *daemon) chroot() error {
 }
 
 // unlock removes the network lock of a tree that will not be restored, so
-// that the service started cold can take its ports.
+// that the service started cold can take its ports; a lock that is not
+// there is no error (see netlock.Drop).
 func unlock(t *image.Tree) error {
 	if t == nil || netlock.Disabled() {
 		return nil
@@ -145,14 +146,8 @@ func unlock(t *image.Tree) error {
 		return err
 	}
 	for name := range byLock {
-		l, err := netlock.Open(nil, name)
-		if err != nil {
-			return fmt.Errorf("network lock %s: %w", name, err)
-		}
-		err = l.Remove()
-		l.Release()
-		if err != nil {
-			return fmt.Errorf("remove network lock %s: %w", name, err)
+		if err := netlock.Drop(nil, name); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -71,15 +71,6 @@ func Settle(unit, cg string, log io.Writer) error {
 }
 
 // removeLock removes one network lock (chain) of the caller's network
-// namespace.
-func removeLock(name string) error {
-	l, err := netlock.Open(nil, name)
-	if err != nil {
-		return fmt.Errorf("network lock %s: %w", name, err)
-	}
-	defer l.Release()
-	if err := l.Remove(); err != nil {
-		return fmt.Errorf("remove network lock %s: %w", name, err)
-	}
-	return nil
-}
+// namespace, if it is there: the daemon may have ended before
+// seamless-netlock.service installed it.
+func removeLock(name string) error { return netlock.Drop(nil, name) }
