@@ -18,14 +18,16 @@ type Info struct {
 	// take of it.
 	PoolBytes uint64 `json:"pool_bytes"`
 	UsedBytes uint64 `json:"used_bytes"`
-	// Ranges are the blocks held, merged.
+	// Ranges are the memory held, merged: pieces on the old kernel, and
+	// once sealed the memory blocks the next kernel reserves around them;
+	// memory blocks on the new kernel.
 	Ranges []Range `json:"ranges"`
 	// Sealed: the index is written (at IndexPhys, IndexLen bytes) and the
 	// mount no longer changes.
 	Sealed    bool   `json:"sealed"`
 	IndexPhys uint64 `json:"index_phys,omitempty"`
 	IndexLen  uint64 `json:"index_len,omitempty"`
-	// Handover: the blocks came from the previous kernel.
+	// Handover: the memory came from the previous kernel.
 	Handover bool `json:"handover"`
 }
 
@@ -157,8 +159,9 @@ func (m *Mount) Close() error {
 }
 
 // Unmount unmounts the pool (lazily: the memory goes back to the system
-// once the last open file is closed) and onlines the memory blocks the
-// kernel left offline (6.1 does not online hot-added memory by itself).
+// once the last open file is closed) and onlines the memory blocks given
+// back that the kernel left offline (the new kernel's: 6.1 does not online
+// hot-added memory by itself).
 // A sealed pool is unsealed first: sealed, the module keeps its memory
 // out of the system for the next kernel.
 func (m *Mount) Unmount() error {
@@ -180,8 +183,8 @@ func (m *Mount) Unmount() error {
 }
 
 // Release says that the data of f in [off, off+n) will not be read again:
-// the memory blocks holding nothing else go back to the system at once
-// (and are onlined). n < 0 means up to the end of the file. A file not on
+// the memory holding nothing else goes back to the system at once (the
+// new kernel's memory blocks onlined). n < 0 means up to the end of the file. A file not on
 // a seamlessmem mount is left alone.
 func Release(f *os.File, off, n int64) error {
 	return ReleaseRanges(f, [][2]int64{{off, n}})
@@ -205,8 +208,8 @@ func ReleaseRanges(f *os.File, ranges [][2]int64) error {
 	if err != nil {
 		return OnlineRanges(SysMemory, before.Ranges)
 	}
-	// Only the blocks the pool let go: the module refuses (and logs) every
-	// attempt to online one it still holds.
+	// Only the blocks the pool let go: those it holds are not the
+	// system's yet.
 	return OnlineRanges(SysMemory, leftBehind(before.Ranges, after.Ranges, before.BlockSize))
 }
 

@@ -1,8 +1,8 @@
 // Package kmod drives seamlessmem, the kernel module of the kmod store
 // (kmod/ in the sources, docs/kmod.md): a filesystem whose files live in
-// memory blocks taken out of the running system, found again by the next
-// kernel in memory its command line reserves (memmap=SIZE$ADDR), and given
-// back to the system as they are read.
+// memory taken out of the running system's page allocator in pieces, found
+// again by the next kernel in the memory blocks its command line reserves
+// (memmap=SIZE$ADDR), and given back to the system as they are read.
 package kmod
 
 import (
