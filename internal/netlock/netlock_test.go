@@ -145,11 +145,7 @@ func TestTableDeletionWaitsForItsGeneration(t *testing.T) {
 	if _, err := Open(ns, NewName()); err != nil {
 		t.Fatal(err)
 	}
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: int(ns.Fd())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialNetfilter(t, ns)
 	gen, err := generation(c)
 	if err != nil {
 		t.Fatal(err)
@@ -199,11 +195,7 @@ func TestUnavailable(t *testing.T) {
 // ruleset, and a lock that is there goes with its table.
 func TestDropWhatIsNotThere(t *testing.T) {
 	ns := newNetns(t)
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: int(ns.Fd())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialNetfilter(t, ns)
 	before, err := generation(c)
 	if err != nil {
 		t.Fatal(err)
@@ -222,4 +214,16 @@ func TestDropWhatIsNotThere(t *testing.T) {
 	if err := Drop(ns, l.Name()); err != nil || tableExists(t, ns) {
 		t.Fatalf("Drop of an installed lock: %v; want it gone with its table", err)
 	}
+}
+
+// dialNetfilter opens a netfilter netlink socket in the network namespace
+// ns, closed when the test ends.
+func dialNetfilter(t *testing.T, ns *os.File) *netlink.Conn {
+	t.Helper()
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: int(ns.Fd())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
