@@ -159,9 +159,9 @@ func (m *Mount) Close() error {
 }
 
 // Unmount unmounts the pool (lazily: the memory goes back to the system
-// once the last open file is closed) and onlines the memory blocks given
-// back that the kernel left offline (the new kernel's: 6.1 does not online
-// hot-added memory by itself).
+// once the last open file is closed) and, on the new kernel, onlines the
+// memory blocks given back that the kernel left offline (6.1 does not
+// online hot-added memory by itself).
 // A sealed pool is unsealed first: sealed, the module keeps its memory
 // out of the system for the next kernel.
 func (m *Mount) Unmount() error {
@@ -176,7 +176,7 @@ func (m *Mount) Unmount() error {
 	if err := unix.Unmount(m.Dir, unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("kmod store: unmount %s: %w", m.Dir, err)
 	}
-	if ierr == nil {
+	if ierr == nil && info.Handover {
 		return OnlineRanges(SysMemory, info.Ranges)
 	}
 	return nil
@@ -196,13 +196,15 @@ func ReleaseRanges(f *os.File, ranges [][2]int64) error {
 	if !IsKmod(f) || len(ranges) == 0 {
 		return nil
 	}
-	var before Info
 	m := &Mount{d: f}
-	if i, err := m.Info(); err == nil {
-		before = i
-	}
+	before, _ := m.Info() // on failure: no ranges, nothing to online
 	if err := release(f, ranges); err != nil {
 		return err
+	}
+	if !before.Handover {
+		// The old kernel's pieces went straight back to the page
+		// allocator: nothing is offline.
+		return nil
 	}
 	after, err := m.Info()
 	if err != nil {

@@ -80,25 +80,42 @@ func LoadModule(path string) error {
 // memory, and the system needs room to go on.
 var ErrMemoryShort = errors.New("not enough available memory to take more")
 
-// Take grows the pool of m until it holds at least need bytes, a piece
-// (PieceSize) at a time (see Candidates), never in a memory block that
-// touches avoid (KexecZones). Pieces the kernel cannot take (a page there
-// cannot move) are skipped. It fails, naming how much it got, when no
-// piece is left to try, and with ErrMemoryShort when memory is too short
-// for the next one; the caller then unmounts, which gives every piece
-// back, or (a checkpoint moving memory into the pool) tries again once more
-// memory is free.
-func Take(m *Mount, need uint64, avoid []Range, log io.Writer) error {
+// Taker grows pools. What it reads of the system (the memory blocks, the
+// System RAM, the memory floor) is read once, when it is made: the
+// checkpoint asks for room before every part of the services' memory it
+// writes, while they are frozen, and nothing it does changes those.
+type Taker struct {
+	bs     uint64
+	blocks []Block
+	ram    []Range
+	avoid  []Range
+	floor  int64
+}
+
+// NewTaker reads the system for Take, which will never take memory in a
+// memory block that touches avoid (KexecZones).
+func NewTaker(avoid []Range) (*Taker, error) {
 	bs, blocks, err := Blocks(SysMemory)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ram, err := SystemRAM("/proc/iomem")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	unit := min(uint64(PieceSize), bs)
 	floor := max(64<<20, proc.Meminfo("MemTotal")/32)
+	return &Taker{bs: bs, blocks: blocks, ram: ram, avoid: avoid, floor: floor}, nil
+}
+
+// Take grows the pool of m until it holds at least need bytes, a piece
+// (PieceSize) at a time (see Candidates). Pieces the kernel cannot take (a
+// page there cannot move) are skipped. It fails, naming how much it got,
+// when no piece is left to try, and with ErrMemoryShort when memory is too
+// short for the next one; the caller then unmounts, which gives every
+// piece back, or (a checkpoint moving memory into the pool) tries again
+// once more memory is free.
+func (t *Taker) Take(m *Mount, need uint64, log io.Writer) error {
+	unit := min(uint64(PieceSize), t.bs)
 	failed := map[uint64]bool{}
 	for {
 		info, err := m.Info()
@@ -108,12 +125,12 @@ func Take(m *Mount, need uint64, avoid []Range, log io.Writer) error {
 		if info.PoolBytes >= need {
 			return nil
 		}
-		if avail := proc.Meminfo("MemAvailable"); avail > 0 && avail < int64(unit)+floor {
+		if avail := proc.Meminfo("MemAvailable"); avail > 0 && avail < int64(unit)+t.floor {
 			return fmt.Errorf("kmod store: %w (%d MiB of the %d MiB needed taken, %d MiB available, %d MiB are left to the system)",
-				ErrMemoryShort, info.PoolBytes>>20, need>>20, avail>>20, floor>>20)
+				ErrMemoryShort, info.PoolBytes>>20, need>>20, avail>>20, t.floor>>20)
 		}
 		// The next kernel's KASLR avoids at most four memmap= ranges.
-		cands := Candidates(bs, unit, blocks, ram, info.Ranges, avoid, failed, 4)
+		cands := Candidates(t.bs, unit, t.blocks, t.ram, info.Ranges, t.avoid, failed, 4)
 		if len(cands) == 0 {
 			return fmt.Errorf("kmod store: only %d MiB of the %d MiB needed could be taken out of the system (%d pieces refused: kernel allocations in them)",
 				info.PoolBytes>>20, need>>20, len(failed))

@@ -54,7 +54,9 @@ func Settle(unit, cg string, log io.Writer) error {
 		if !netlock.Disabled() {
 			for _, t := range u.Trees {
 				for _, name := range t.Locks {
-					if err := removeLock(name); err != nil {
+					// Not there if the daemon ended before
+					// seamless-netlock.service installed it.
+					if err := netlock.Drop(nil, name); err != nil {
 						errs = append(errs, err)
 					}
 				}
@@ -69,8 +71,3 @@ func Settle(unit, cg string, log io.Writer) error {
 		return true, errors.Join(errs...)
 	})
 }
-
-// removeLock removes one network lock (chain) of the caller's network
-// namespace, if it is there: the daemon may have ended before
-// seamless-netlock.service installed it.
-func removeLock(name string) error { return netlock.Drop(nil, name) }

@@ -86,7 +86,7 @@ func (sg *staging) reserve(n int64) error {
 	if info.PoolBytes >= want {
 		return nil
 	}
-	return kmod.Take(sg.pool, want, sg.avoid, sg.log)
+	return sg.taker.Take(sg.pool, want, sg.log)
 }
 
 // kmodProblem says why the kmod store cannot be used for an update from
@@ -142,6 +142,10 @@ func newKmodStaging(in *contract.Intent, log io.Writer) (*staging, error) {
 	if err != nil {
 		return nil, err
 	}
+	taker, err := kmod.NewTaker(avoid)
+	if err != nil {
+		return nil, fmt.Errorf("kmod store: %w", err)
+	}
 	m, err := kmod.MountNew(contract.StageDir())
 	if err != nil {
 		return nil, err
@@ -150,7 +154,7 @@ func newKmodStaging(in *contract.Intent, log io.Writer) (*staging, error) {
 	// rest during the checkpoint, as their memory moves into it
 	// (staging.reserve): the memory the update takes besides the
 	// services' stays near a piece and a part.
-	if err := kmod.Take(m, 1, avoid, log); err != nil {
+	if err := taker.Take(m, 1, log); err != nil {
 		if !errors.Is(err, kmod.ErrMemoryShort) {
 			m.Unmount()
 			return nil, err
@@ -162,7 +166,7 @@ func newKmodStaging(in *contract.Intent, log io.Writer) (*staging, error) {
 		m.Unmount()
 		return nil, fmt.Errorf("kmod store: %w", err)
 	}
-	return &staging{store: "kmod", dir: dir, pool: m, log: log, avoid: avoid}, nil
+	return &staging{store: "kmod", dir: dir, pool: m, log: log, taker: taker}, nil
 }
 
 // kexecZones are the memory the kexec of in's kernel may copy its
@@ -196,7 +200,7 @@ func (sg *staging) seal() (string, error) {
 		if ierr != nil {
 			return "", ierr
 		}
-		if err = kmod.Take(sg.pool, info.PoolBytes+1, sg.avoid, log); err == nil {
+		if err = sg.taker.Take(sg.pool, info.PoolBytes+1, log); err == nil {
 			err = sg.pool.Seal()
 		}
 	}

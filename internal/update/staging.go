@@ -21,14 +21,14 @@ import (
 // a new directory of the disk store (on disk, never through /run); for
 // the RAM store, into a tmpfs of its own (store.Stage), sized for the image
 // rather than by /run; for the kmod store, into a seamlessmem whose memory
-// blocks are out of the system (kmodstore.go).
+// is out of the system (kmodstore.go).
 type staging struct {
 	store string
 	dir   string // the image: one directory per unit
 	stage *store.Stage
-	pool  *kmod.Mount  // the kmod store's seamlessmem
-	avoid []kmod.Range // where the pool must not grow: the kexec's segments
-	mu    sync.Mutex   // one growth of the pool at a time
+	pool  *kmod.Mount // the kmod store's seamlessmem
+	taker *kmod.Taker // grows the pool, never where the kexec's segments go
+	mu    sync.Mutex  // one growth of the pool at a time
 	log   io.Writer
 	made  []string // directories of the disk store this checkpoint made
 	kept  bool     // the disk or kmod image was handed over: it stays
