@@ -36,6 +36,10 @@ type Intent struct {
 	// Armed says that `seamless update` did not start the shutdown: the
 	// checkpoint runs only if the shutdown turns out to be a kexec.
 	Armed bool `json:"armed,omitempty"`
+	// InitrdKmod says that Kernel.Initrd holds the seamlessmem module
+	// built for the kernel (the restorer initramfs under store = kmod):
+	// the kmod store then loads that initrd as it is.
+	InitrdKmod bool `json:"initrd_kmod,omitempty"`
 }
 
 // WriteIntent records in as the pending update (root's alone).

@@ -27,10 +27,14 @@ var moduleDirs = []string{"updates/dkms", "updates", "extra", "kernel/extra"}
 var moduleExts = []string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"}
 
 // ModulePath finds the seamlessmem module built for the kernel release.
-func ModulePath(release string) (string, error) {
+func ModulePath(release string) (string, error) { return ModuleIn(ModulesDir, release) }
+
+// ModuleIn finds the seamlessmem module built for the kernel release in
+// the module tree below modules.
+func ModuleIn(modules, release string) (string, error) {
 	for _, d := range moduleDirs {
 		for _, ext := range moduleExts {
-			p := filepath.Join(ModulesDir, release, d, FSType+ext)
+			p := filepath.Join(modules, release, d, FSType+ext)
 			if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
 				return p, nil
 			}

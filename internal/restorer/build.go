@@ -12,12 +12,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seamless-linux/seamless/internal/contract"
+	"github.com/seamless-linux/seamless/internal/kmod"
 )
 
 // Build writes the restorer initramfs of img to w as an uncompressed cpio
 // archive (the kernel unpacks it with no decompressor to run): exe, the
 // seamless binary, as /init and as stage 1's program, the modules and
-// their list.
+// their list, and the seamlessmem module when img has one.
 func Build(w io.Writer, img *Image, exe string) error {
 	rw := cpio.Newc.Writer(w)
 	for _, d := range []string{"bin", "dev", "etc", "etc/seamless", "lib", "lib/modules", "newroot", "proc", "run", "sys"} {
@@ -50,6 +51,16 @@ func Build(w io.Writer, img *Image, exe string) error {
 	}
 	if err := rw.WriteRecord(cpio.StaticFile(strings.TrimPrefix(contract.RestorerModules, "/"), list.String(), 0o644)); err != nil {
 		return err
+	}
+	if img.Kmod != "" {
+		for _, d := range []string{filepath.Dir(kmod.InitramfsModuleDir), kmod.InitramfsModuleDir} {
+			if err := rw.WriteRecord(cpio.Directory(d, 0o755)); err != nil {
+				return err
+			}
+		}
+		if err := addFile(rw, img.Kmod, filepath.Join(kmod.InitramfsModuleDir, filepath.Base(img.Kmod)), 0o644); err != nil {
+			return err
+		}
 	}
 	return cpio.WriteTrailer(rw)
 }

@@ -47,6 +47,12 @@ type Image struct {
 	ModDir  string
 	Modules []string
 	Needs   map[string][]string
+	// Kmod is the seamlessmem module built for Release, archived where
+	// stage 1 looks for it (kmod.InitramfsModuleDir), or "": with it, the
+	// kmod store hands its image over with this initrd as it is, instead
+	// of a copy with the module appended made while the services are
+	// frozen.
+	Kmod string
 }
 
 // fsModules maps the root file systems the restorer can mount to the

@@ -185,6 +185,9 @@ func TestBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	img.Modules = img.Modules[3:4] // virtio_pci.ko: the files that exist
+	img.Kmod = filepath.Join(img.ModDir, "updates/dkms/seamlessmem.ko.xz")
+	os.MkdirAll(filepath.Dir(img.Kmod), 0o755)
+	os.WriteFile(img.Kmod, []byte("module seamlessmem"), 0o644)
 	exe := filepath.Join(t.TempDir(), "seamless")
 	os.WriteFile(exe, []byte("\x7fELF seamless"), 0o755)
 	out := filepath.Join(t.TempDir(), "restorer.img")
@@ -210,12 +213,13 @@ func TestBuild(t *testing.T) {
 		got[r.Name] = body
 	}
 	for name, want := range map[string]string{
-		"init":                      "\x7fELF seamless",
-		"bin/seamless-restore":      "/init",
-		"lib/modules/virtio_pci.ko": "module kernel/drivers/virtio/virtio_pci.ko",
-		"etc/seamless/modules":      "virtio_pci.ko virtio_pci_modern_dev.ko virtio_ring.ko virtio.ko\n",
-		"dev/console":               "",
-		"newroot":                   "",
+		"init":                            "\x7fELF seamless",
+		"bin/seamless-restore":            "/init",
+		"lib/modules/virtio_pci.ko":       "module kernel/drivers/virtio/virtio_pci.ko",
+		"etc/seamless/modules":            "virtio_pci.ko virtio_pci_modern_dev.ko virtio_ring.ko virtio.ko\n",
+		"dev/console":                     "",
+		"newroot":                         "",
+		"seamless/kmod/seamlessmem.ko.xz": "module seamlessmem",
 	} {
 		if g, ok := got[name]; !ok || g != want {
 			t.Errorf("%s: %q (present %v), want %q", name, g, ok, want)

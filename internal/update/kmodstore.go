@@ -218,6 +218,20 @@ func (sg *staging) seal() (string, error) {
 	return memmap + " " + contract.Kmod(info.IndexPhys, len(info.Ranges)).Param(), nil
 }
 
+// kmodInitrd is the initrd the kmod store's image boots with: the
+// restorer initramfs as it is when it holds the module (no copy of it
+// while the services are frozen), else initrdWithModule.
+func kmodInitrd(in *contract.Intent) (*os.File, error) {
+	if !in.InitrdKmod {
+		return initrdWithModule(in)
+	}
+	f, err := os.Open(in.Kernel.Initrd)
+	if err != nil {
+		return nil, fmt.Errorf("kmod store: %w", err)
+	}
+	return f, nil
+}
+
 // initrdWithModule is the target kernel's initrd followed by the module
 // built for it, where stage 1 loads it from (kmod.InitramfsModuleDir): it
 // does not depend on the initramfs having been rebuilt since DKMS built

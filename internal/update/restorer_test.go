@@ -43,19 +43,19 @@ func fakeRestorerSystem(t *testing.T) string {
 // refuses one with an NFS root.
 func TestBuildRestorer(t *testing.T) {
 	d := fakeRestorerSystem(t)
-	path, what, err := buildRestorer("6.1.0-50", "root=/dev/sda1 ro")
+	r, err := buildRestorer("6.1.0-50", "root=/dev/sda1 ro", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if path != filepath.Join(contract.RunDir, "restorer-6.1.0-50.img") || !strings.Contains(what, "0 modules, root /dev/sda1 (xfs)") {
-		t.Fatalf("got %s, %q", path, what)
+	if r.path != filepath.Join(contract.RunDir, "restorer-6.1.0-50.img") || !strings.Contains(r.what, "0 modules, root /dev/sda1 (xfs)") || r.kmod {
+		t.Fatalf("got %+v", r)
 	}
-	st, err := os.Stat(path)
+	st, err := os.Stat(r.path)
 	if err != nil || st.Mode().Perm() != 0o600 || st.Size() < 1<<20 {
 		t.Fatalf("image %v, %v: want a root-only archive holding this binary", st, err)
 	}
 	os.WriteFile(filepath.Join(d, "proc/self/mountinfo"), []byte("22 1 0:40 / / rw - nfs4 server:/export rw\n"), 0o644)
-	if _, _, err := buildRestorer("6.1.0-50", "root=/dev/sda1 ro"); err == nil || !strings.Contains(err.Error(), "nfs4") {
+	if _, err := buildRestorer("6.1.0-50", "root=/dev/sda1 ro", false); err == nil || !strings.Contains(err.Error(), "nfs4") {
 		t.Fatalf("an NFS root: %v", err)
 	}
 }
@@ -66,14 +66,18 @@ func TestRestorerFor(t *testing.T) {
 	const good = "root=UUID=0a1b ro quiet"
 	for _, tc := range []struct {
 		name, initrd, store, cmdline, script string
-		restorer                             bool
-		why                                  string
+		// module: a seamlessmem module is built for the kernel; kmod:
+		// the restorer holds it.
+		restorer, module, kmod bool
+		why                    string
 	}{
 		{name: "auto", initrd: "auto", store: "auto", cmdline: good, restorer: true},
 		{name: "distro", initrd: "distro", store: "auto", cmdline: good},
 		{name: "restorer", initrd: "restorer", store: "ram", cmdline: good, restorer: true},
-		{name: "auto, kmod store", initrd: "auto", store: "kmod", cmdline: good, restorer: true},
-		{name: "restorer, kmod store", initrd: "restorer", store: "kmod", cmdline: good, restorer: true},
+		{name: "auto, kmod store", initrd: "auto", store: "kmod", cmdline: good, restorer: true, module: true, kmod: true},
+		{name: "auto, kmod store, no module", initrd: "auto", store: "kmod", cmdline: good, restorer: true},
+		{name: "restorer, kmod store", initrd: "restorer", store: "kmod", cmdline: good, restorer: true, module: true, kmod: true},
+		{name: "auto, another store, a module", initrd: "auto", store: "auto", cmdline: good, restorer: true, module: true},
 		{name: "auto, local script", initrd: "auto", store: "auto", cmdline: good, script: "init-top/unlock", why: "initramfs is configured here"},
 		{name: "restorer, local script", initrd: "restorer", store: "auto", cmdline: good, script: "init-top/unlock", restorer: true},
 		{name: "auto, PARTUUID", initrd: "auto", store: "auto", cmdline: "root=PARTUUID=77 ro", why: "root=PARTUUID=77"},
@@ -86,11 +90,19 @@ func TestRestorerFor(t *testing.T) {
 				os.MkdirAll(filepath.Dir(p), 0o755)
 				os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755)
 			}
+			if tc.module {
+				p := filepath.Join(d, "modules/6.1.0-50/updates/dkms/seamlessmem.ko")
+				os.MkdirAll(filepath.Dir(p), 0o755)
+				os.WriteFile(p, []byte("module"), 0o644)
+			}
 			cfg := config.Default()
 			cfg.Initrd, cfg.Store = tc.initrd, tc.store
-			path, what, why := restorerFor(cfg, "6.1.0-50", tc.cmdline)
-			if tc.restorer != (path != "") || tc.restorer && !strings.Contains(what, "root /dev/sda1") {
-				t.Fatalf("got %q (%s), why %q; want the restorer: %v", path, what, why, tc.restorer)
+			r, why := restorerFor(cfg, "6.1.0-50", tc.cmdline)
+			if tc.restorer != (r.path != "") || tc.restorer && !strings.Contains(r.what, "root /dev/sda1") {
+				t.Fatalf("got %+v, why %q; want the restorer: %v", r, why, tc.restorer)
+			}
+			if r.kmod != tc.kmod || r.kmod != strings.Contains(r.what, "seamlessmem.ko for the kmod store") {
+				t.Fatalf("got %+v: want the module in it: %v", r, tc.kmod)
 			}
 			if tc.why == "" && why != "" || tc.why != "" && !strings.Contains(why, tc.why) {
 				t.Fatalf("why %q, want %q", why, tc.why)

@@ -114,7 +114,7 @@ func (sg *staging) load(in *contract.Intent, st *contract.Status, phase func(str
 		if err != nil {
 			return err
 		}
-		initrd, err := initrdWithModule(in)
+		initrd, err := kmodInitrd(in)
 		if err != nil {
 			return err
 		}

@@ -81,12 +81,13 @@ func Update(ctx context.Context, o Options) error {
 		return fmt.Errorf("--append: %w", err)
 	}
 	say("update %s -> %s", from, k.Release)
+	initrdKmod := false
 	if o.Initrd == "" {
-		path, what, why := restorerFor(o.Config, k.Release, cl)
+		r, why := restorerFor(o.Config, k.Release, cl)
 		switch {
-		case path != "":
-			k.Initrd = path
-			say("  restorer initramfs (initrd = %s in seamless.conf): %s", o.Config.Initrd, what)
+		case r.path != "":
+			k.Initrd, initrdKmod = r.path, r.kmod
+			say("  restorer initramfs (initrd = %s in seamless.conf): %s", o.Config.Initrd, r.what)
 		case why != "":
 			say("  restorer initramfs not used (initrd = %s): %s; the kernel's own initrd boots the update", o.Config.Initrd, why)
 		}
@@ -173,7 +174,7 @@ func Update(ctx context.Context, o Options) error {
 		kexec.Unload()
 		return fmt.Errorf("cancelled")
 	}
-	in := &contract.Intent{From: from, Kernel: k, Cmdline: cl, Units: carry, Cgroups: cgroups, Start: start, Stopped: stopped, Store: store, ImageBytes: need, DiskDir: o.Config.DiskDir, Requested: time.Now(), Armed: o.Arm}
+	in := &contract.Intent{From: from, Kernel: k, Cmdline: cl, Units: carry, Cgroups: cgroups, Start: start, Stopped: stopped, Store: store, ImageBytes: need, DiskDir: o.Config.DiskDir, Requested: time.Now(), Armed: o.Arm, InitrdKmod: initrdKmod}
 	if err := contract.WriteIntent(in); err != nil {
 		return fmt.Errorf("record the update: %w", err)
 	}
