@@ -227,7 +227,7 @@ func kmodInitrd(in *contract.Intent) (*os.File, error) {
 	}
 	f, err := os.Open(in.Kernel.Initrd)
 	if err != nil {
-		return nil, fmt.Errorf("kmod store: %w", err)
+		return nil, fmt.Errorf("kmod store: the initrd: %w", err)
 	}
 	return f, nil
 }

@@ -40,7 +40,7 @@ func TestKmodInitrd(t *testing.T) {
 		{name: "the restorer holds the module", initrdKmod: true, initrd: initrd, release: "6.1.0-50", same: true},
 		{name: "another initrd", initrd: initrd, release: "6.1.0-50"},
 		{name: "another initrd, no module built", initrd: initrd, release: "6.1.0-56", err: "no seamlessmem module built for kernel 6.1.0-56"},
-		{name: "the restorer is gone", initrdKmod: true, initrd: initrd + ".gone", release: "6.1.0-50", err: "kmod store: open"},
+		{name: "the restorer is gone", initrdKmod: true, initrd: initrd + ".gone", release: "6.1.0-50", err: "kmod store: the initrd: open"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := &contract.Intent{Kernel: kernel.Kernel{Release: tc.release, Initrd: tc.initrd}, InitrdKmod: tc.initrdKmod}
