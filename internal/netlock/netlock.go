@@ -263,13 +263,14 @@ func dial(netns *os.File) (*nftables.Conn, error) {
 	return conn, nil
 }
 
-// probe opens and closes a netlink socket of the netfilter family. Where
-// the kernel has none (nfnetlink not loaded yet, as in an initramfs),
-// mdlayher/socket v0.5.1 makes a socket for a given network namespace
-// (withNetNS) into a nil connection and no error, and the connection's
-// first use panics (controlT, conn.go:837): the error is found here
-// instead. The family, once registered, is in every network namespace, so
-// the caller's answers for all.
+// probe opens and closes a netlink socket of the netfilter family, so
+// that a kernel without it (nfnetlink not loaded yet, as in an initramfs)
+// is named before any table is asked for. mdlayher/socket before v0.6.0
+// turned that failure, for a socket made in a given network namespace,
+// into a nil connection whose first use panicked (found in the lab); it
+// now returns the error, and the probe stays the one place that says so.
+// The family, once registered, is in every network namespace, so the
+// caller's answers for all.
 func probe() error {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
 	if err != nil {
