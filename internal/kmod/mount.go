@@ -42,7 +42,8 @@ type Mount struct {
 }
 
 // MountNew mounts an empty, writable seamlessmem on dir (made 0700 if
-// missing): the old kernel's stage. Its memory is taken with Take.
+// missing): the old kernel's stage. Its memory is taken with TakeRange
+// (a Taker chooses the ranges).
 func MountNew(dir string) (*Mount, error) {
 	return mount(dir, "")
 }
@@ -125,10 +126,10 @@ func (m *Mount) Info() (Info, error) {
 	return i, nil
 }
 
-// Take takes the memory in [phys, phys+size) (whole pieces, inside one
-// memory block) out of the page allocator into the pool. EBUSY means a
+// TakeRange takes the memory in [phys, phys+size) (whole pieces, inside
+// one memory block) out of the page allocator into the pool. EBUSY means a
 // page there cannot move (a kernel allocation).
-func (m *Mount) Take(phys, size uint64) error {
+func (m *Mount) TakeRange(phys, size uint64) error {
 	r := Range{Phys: phys, Size: size}
 	if err := ioctl(m.d, iocTake, unsafe.Pointer(&r)); err != nil {
 		return fmt.Errorf("kmod store: take %#x-%#x: %w", phys, phys+size-1, err)
@@ -137,7 +138,7 @@ func (m *Mount) Take(phys, size uint64) error {
 }
 
 // Seal writes the index; the mount no longer changes. ENOSPC means the
-// pool has no contiguous room for it: Take, and Seal again.
+// pool has no contiguous room for it: take more, and Seal again.
 func (m *Mount) Seal() error {
 	if err := ioctl(m.d, iocSeal, nil); err != nil {
 		return fmt.Errorf("kmod store: seal: %w", err)

@@ -78,7 +78,7 @@ func LoadModule(path string) error {
 	return fmt.Errorf("load %s: %w", path, err)
 }
 
-// ErrMemoryShort is Take's refusal to take a piece that would leave the
+// ErrMemoryShort is Taker.Take's refusal to take a piece that would leave the
 // rest of the system less than its floor of available memory (MemTotal/32,
 // at least 64 MiB): taking memory migrates what is in use there into free
 // memory, and the system needs room to go on.
@@ -139,7 +139,7 @@ func (t *Taker) Take(m *Mount, need uint64, log io.Writer) error {
 			return fmt.Errorf("kmod store: only %d MiB of the %d MiB needed could be taken out of the system (%d pieces refused: kernel allocations in them)",
 				info.PoolBytes>>20, need>>20, len(failed))
 		}
-		if err := m.Take(cands[0], unit); err != nil {
+		if err := m.TakeRange(cands[0], unit); err != nil {
 			failed[cands[0]] = true
 			if !errors.Is(err, unix.EBUSY) {
 				fmt.Fprintf(log, "seamless: %v: skipped\n", err)
