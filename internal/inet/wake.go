@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -173,6 +174,15 @@ func (w Wake) Routed() (bool, error) {
 		return false, fmt.Errorf("route to %s: %w", w.Peer, err)
 	}
 }
+
+// WakeAgain is how long after a wake it is sent once more. A wake can be
+// lost: the peer answers a segment below its window at most once per
+// 500 ms (tcp_invalid_ratelimit), and what is sent right after an address
+// was added may meet a neighbour not yet resolved; TestWakeOwnSide saw
+// one lost in a CI run. The second costs a few packets: the duplicate
+// acknowledgements repeat, and each ICMP error only undoes a doubling
+// that is already undone.
+const WakeAgain = time.Second
 
 // unreachables is how many ICMP errors Send sends: each undoes one doubling
 // of the peer's timer, and from its first value (200 ms or more) 10 reach

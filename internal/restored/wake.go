@@ -80,8 +80,11 @@ func (d *daemon) config() config.Config {
 }
 
 // wakeWhenRouted sends each wake once its peer is routed, until deadline,
-// and reports what it did in lines for the log.
+// and reports what it did in lines for the log; every wake sent is sent
+// once more inet.WakeAgain after the last (a wake can be lost).
 func wakeWhenRouted(ws []inet.Wake, icmp bool, deadline time.Time, report func(string)) {
+	var sent []inet.Wake
+	var last time.Time
 	byPath := inet.ByPath(ws)
 	for len(byPath) > 0 {
 		for p, pws := range byPath {
@@ -100,19 +103,29 @@ func wakeWhenRouted(ws []inet.Wake, icmp bool, deadline time.Time, report func(s
 					failed = append(failed, err.Error())
 				}
 			}
+			sent, last = append(sent, pws...), time.Now()
 			report(wakeLine(p.Peer, pws, icmp, failed))
 			delete(byPath, p)
 		}
 		if len(byPath) == 0 {
-			return
+			break
 		}
 		if time.Now().After(deadline) {
 			for p, pws := range byPath {
 				report(fmt.Sprintf("peer %s of %d connection(s) not woken: no route to it from %s", p.Peer, len(pws), p.Local))
 			}
-			return
+			break
 		}
 		time.Sleep(wakePoll)
+	}
+	if len(sent) == 0 {
+		return
+	}
+	time.Sleep(time.Until(last.Add(inet.WakeAgain)))
+	for _, w := range sent {
+		// The first send's line said what failed; a repeat that fails
+		// leaves things as they were.
+		_ = w.Send(icmp)
 	}
 }
 
