@@ -185,8 +185,8 @@ func (m *Mount) Unmount() error {
 
 // Release says that the data of f in [off, off+n) will not be read again:
 // the memory holding nothing else goes back to the system at once (the
-// new kernel's memory blocks onlined). n < 0 means up to the end of the file. A file not on
-// a seamlessmem mount is left alone.
+// new kernel's memory blocks onlined). n < 0 means up to the end of the
+// file. A file not on a seamlessmem mount is left alone.
 func Release(f *os.File, off, n int64) error {
 	return ReleaseRanges(f, [][2]int64{{off, n}})
 }
